@@ -1,0 +1,74 @@
+/**
+ * The object store port: everything durable lives here (S3 on AWS, a directory locally).
+ * Keys are '/'-separated relative paths such as `incoming/a.txt` or `output/counts/interval=3/part-00000`.
+ */
+export interface ObjectInfo {
+  key: string;
+  size: number;
+  /** Milliseconds since the epoch at which the object was last written. */
+  lastModified: number;
+}
+
+export interface ObjectStore {
+  /** The whole object, or undefined when it does not exist. */
+  get(key: string): Promise<Uint8Array | undefined>;
+  /**
+   * Bytes [start, end) of an object, streamed in chunks; `end` is clipped to the object's size.
+   * Throws ObjectNotFoundError when the object does not exist.
+   */
+  getRange(key: string, start: number, end?: number): AsyncIterable<Uint8Array>;
+  /** Size and modification time, or undefined when it does not exist. */
+  head(key: string): Promise<ObjectInfo | undefined>;
+  /** Writes the whole object atomically: a reader sees the old bytes or the new, never a mix. */
+  put(key: string, body: Uint8Array | string): Promise<void>;
+  /** Creates the object only if no object has the key. True when this call created it. */
+  putIfAbsent(key: string, body: Uint8Array | string): Promise<boolean>;
+  /** Every object whose key starts with `prefix`, in ascending key order. */
+  list(prefix: string): AsyncIterable<ObjectInfo>;
+  /** Removes the object; removing a missing object is not an error. */
+  delete(key: string): Promise<void>;
+}
+
+export class ObjectNotFoundError extends Error {
+  constructor(readonly key: string) {
+    super(`object not found: ${key}`);
+    this.name = 'ObjectNotFoundError';
+  }
+}
+
+export class InvalidKeyError extends Error {
+  constructor(readonly key: string, reason: string) {
+    super(`invalid object key ${JSON.stringify(key)}: ${reason}`);
+    this.name = 'InvalidKeyError';
+  }
+}
+
+/**
+ * The one rule for keys, shared by every store so that a pipeline that runs locally runs on S3:
+ * relative, '/'-separated, no empty, '.' or '..' segments, no NUL or backslash, at most 1024 bytes.
+ */
+export function validateKey(key: string): string {
+  if (typeof key !== 'string' || key.length === 0) throw new InvalidKeyError(String(key), 'empty');
+  if (Buffer.byteLength(key) > 1024) throw new InvalidKeyError(key, 'longer than 1024 bytes');
+  if (key.startsWith('/')) throw new InvalidKeyError(key, 'absolute');
+  if (/[\u0000\\]/.test(key)) throw new InvalidKeyError(key, 'contains NUL or backslash');
+  for (const segment of key.split('/')) {
+    if (segment === '' || segment === '.' || segment === '..') {
+      throw new InvalidKeyError(key, `segment ${JSON.stringify(segment)} is not allowed`);
+    }
+  }
+  return key;
+}
+
+/** Reads a whole range into one buffer; for small reads (headers, records). */
+export async function readRange(store: ObjectStore, key: string, start: number, end?: number): Promise<Uint8Array> {
+  const chunks: Uint8Array[] = [];
+  for await (const chunk of store.getRange(key, start, end)) chunks.push(chunk);
+  return chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks);
+}
+
+export async function listAll(store: ObjectStore, prefix: string): Promise<ObjectInfo[]> {
+  const out: ObjectInfo[] = [];
+  for await (const info of store.list(prefix)) out.push(info);
+  return out;
+}
