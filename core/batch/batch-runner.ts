@@ -1,0 +1,101 @@
+import type { ObjectStore } from '../ports/object-store.ts';
+import { listAll } from '../ports/object-store.ts';
+import type { TaskQueue } from '../ports/task-queue.ts';
+import type { Clock } from '../ports/clock.ts';
+import { BatchContext, type BatchJob } from '../graph/pipeline.ts';
+import { PlanBuilder } from '../rdd/rdd.ts';
+import type { Split } from '../rdd/plan.ts';
+import { decodeRecords } from '../codec/record-codec.ts';
+import { DagScheduler, type SchedulerOptions, type ScopePlan } from '../scheduler/dag-scheduler.ts';
+import { planStages, stageIds } from '../scheduler/stages.ts';
+import { batchScope, keys } from '../layout.ts';
+import { hashPlan, PipelineMismatchError } from '../streaming/lineage.ts';
+import { planSplits } from '../streaming/splits.ts';
+
+/** A batch job's lineage: the objects it read, cut into splits, per source in call order. */
+export interface BatchRecord {
+  v: 1;
+  pipeline: string;
+  fingerprint: string;
+  scope: string;
+  sources: Split[][];
+  planHash: string;
+}
+
+export interface BatchResult {
+  /** Records of each `collect(name)`, in partition order. */
+  collected: Record<string, unknown[]>;
+  /** Each file output's folder. */
+  outputs: Record<string, string>;
+}
+
+/** Rebuilds the job's plan: with recorded splits in tasks, with fresh listings in the driver. */
+export function buildBatchPlan(job: BatchJob, splits: (index: number, prefix: string) => Split[]): PlanBuilder {
+  const builder = new PlanBuilder(job.options.partitions);
+  job.build(new BatchContext(builder, (spec, index) => splits(index, spec.prefix)));
+  return builder;
+}
+
+export function batchPlanFromRecord(job: BatchJob, record: BatchRecord): ScopePlan {
+  if (record.fingerprint !== job.fingerprint) {
+    throw new PipelineMismatchError(`${record.scope} was planned by other code (fingerprint ${record.fingerprint}, this is ${job.fingerprint})`);
+  }
+  const builder = buildBatchPlan(job, (i) => record.sources[i] ?? []);
+  const planHash = hashPlan(builder);
+  if (planHash !== record.planHash) throw new PipelineMismatchError(`${record.scope}: the job rebuilt a different plan; a function is not deterministic`);
+  return { scope: record.scope, pipeline: record.pipeline, fingerprint: record.fingerprint, planHash, builder, stages: planStages(builder) };
+}
+
+/**
+ * Runs a batch job over objects already in the store, on the same scheduler and tasks as a
+ * stream's interval. Running it again with the same name resumes it (completed tasks are kept).
+ */
+export async function runBatch(
+  job: BatchJob,
+  deps: { store: ObjectStore; queue: TaskQueue; clock: Clock },
+  config: { inputPartitions: number; maxSplitBytes: number; scheduler: SchedulerOptions },
+): Promise<BatchResult> {
+  const { store } = deps;
+  const scope = batchScope(job.options.name);
+  let record: BatchRecord;
+  const existing = await store.get(keys.lineageRecord(scope));
+  if (existing) {
+    record = JSON.parse(Buffer.from(existing).toString('utf8')) as BatchRecord;
+  } else {
+    const listings: Split[][] = [];
+    // Sources are listed in the order the job declares them; the builder asks by index.
+    const prefixes: string[] = [];
+    buildBatchPlan(job, (i, prefix) => ((prefixes[i] = prefix), []));
+    for (const prefix of prefixes) {
+      const objects = (await listAll(store, prefix)).map((o) => ({ key: o.key, name: o.key, size: o.size }));
+      listings.push(planSplits(objects, config.inputPartitions, config.maxSplitBytes));
+    }
+    const builder = buildBatchPlan(job, (i) => listings[i] ?? []);
+    record = { v: 1, pipeline: job.options.name, fingerprint: job.fingerprint, scope, sources: listings, planHash: hashPlan(builder) };
+    await store.putIfAbsent(keys.lineageRecord(scope), JSON.stringify(record));
+  }
+  const plan = batchPlanFromRecord(job, record);
+  const scheduler = new DagScheduler({
+    ...deps,
+    options: config.scheduler,
+    loadScope: async () => plan,
+  });
+  await scheduler.run(plan);
+
+  const result: BatchResult = { collected: {}, outputs: {} };
+  for (const output of plan.builder.outputs) {
+    if (output.format === 'collect') {
+      const records: unknown[] = [];
+      const tasks = plan.stages.find((s) => s.id === stageIds.output(output.name))!.tasks;
+      for (let p = 0; p < tasks; p++) {
+        const bytes = await store.get(keys.collected(scope, output.name, p));
+        if (bytes) decodeRecords(bytes, (r) => records.push(r));
+      }
+      result.collected[output.name] = records;
+    } else {
+      await store.putIfAbsent(keys.outputSuccess(output.name, scope), '');
+      result.outputs[output.name] = keys.outputPrefix(output.name, scope);
+    }
+  }
+  return result;
+}

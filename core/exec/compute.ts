@@ -1,0 +1,165 @@
+import { ObjectNotFoundError, readRange, type ObjectStore } from '../ports/object-store.ts';
+import { decodeRecords } from '../codec/record-codec.ts';
+import { keyIdentity } from '../codec/key-identity.ts';
+import type { Rdd } from '../rdd/rdd.ts';
+import { asPair, type Emit, type OperatorContext } from '../rdd/operators.ts';
+import { readSplitLines } from './split-reader.ts';
+import { keys } from '../layout.ts';
+
+/** A byte range of one map task's output object: the block of one reduce partition. */
+export type BlockRef = [key: string, start: number, end: number];
+
+/** An input the task needs is gone (the cache tier may vanish): the driver recomputes it. */
+export class MissingInputError extends Error {
+  constructor(readonly missing: string[]) {
+    super(`missing input: ${missing.join(', ')}`);
+    this.name = 'MissingInputError';
+  }
+}
+
+/** What computing a partition may use, besides the plan. */
+export interface ComputeEnv {
+  store: ObjectStore;
+  maxLineBytes: number;
+  /** Blocks to read for reduce partition `p` of shuffle node `rdd`, in map-partition order. */
+  shuffleBlocks(rdd: string, p: number): BlockRef[];
+  operatorContext(p: number): OperatorContext;
+  /** Records read from sources and stored partitions; bytes of source splits. */
+  input: { records: number; bytes: number };
+}
+
+/**
+ * Computes partition `p` of `rdd`, pushing each record to `emit` in a deterministic order:
+ * sources in byte order, shuffle reads in map-partition order, keyed groups in first-seen order.
+ */
+export async function computePartition(rdd: Rdd<unknown>, p: number, env: ComputeEnv, emit: Emit): Promise<void> {
+  const node = rdd.node;
+  const builder = rdd.builder;
+  switch (node.kind) {
+    case 'source': {
+      const split = node.splits[p]!;
+      for (const r of split.ranges) env.input.bytes += r.end - r.start;
+      const ctx = env.operatorContext(p);
+      const counted: Emit = (r) => {
+        env.input.records++;
+        emit(r);
+      };
+      const onLine: (line: string) => void =
+        node.format === 'text'
+          ? counted
+          : (line) => {
+              if (line.trim() === '') return;
+              let value: unknown;
+              try {
+                value = JSON.parse(line);
+              } catch (error) {
+                ctx.badRecord('jsonLines', line, error);
+                return;
+              }
+              counted(value);
+            };
+      await readSplitLines(env.store, split, { maxLineBytes: env.maxLineBytes }, {
+        line: onLine,
+        badLine: (where, reason, raw) =>
+          ctx.badRecord(
+            'source',
+            { object: where.key, offset: where.offset, length: where.length, ...(raw ? { base64: Buffer.from(raw).toString('base64') } : {}) },
+            new Error(`${where.key} at byte ${where.offset}: ${reason}`),
+          ),
+      });
+      return;
+    }
+    case 'values': {
+      for (const r of node.data[p] ?? []) emit(r);
+      return;
+    }
+    case 'narrow': {
+      const pusher = rdd.behaviour.operator!(emit, env.operatorContext(p));
+      await computePartition(builder.get(node.parent), p, env, (r) => pusher.push(r));
+      pusher.end();
+      return;
+    }
+    case 'union': {
+      let offset = 0;
+      for (const id of node.parents) {
+        const parent = builder.get(id);
+        if (p < offset + parent.partitions) return computePartition(parent, p - offset, env, emit);
+        offset += parent.partitions;
+      }
+      throw new RangeError(`partition ${p} is beyond union ${node.id} (${node.partitions} partitions)`);
+    }
+    case 'stored': {
+      const key = keys.persisted(node.location, p);
+      const bytes = await env.store.get(key);
+      if (!bytes) throw new MissingInputError([key]);
+      decodeRecords(bytes, (r) => {
+        env.input.records++;
+        emit(r);
+      });
+      return;
+    }
+    case 'shuffle': {
+      const aggregator = rdd.behaviour.aggregator;
+      if (!aggregator) {
+        await readBlocks(env, node.id, p, emit);
+        return;
+      }
+      const combined = new Map<unknown, [unknown, unknown]>();
+      const ctx = env.operatorContext(p);
+      await readBlocks(env, node.id, p, (r) => {
+        const [k, c] = r as [unknown, unknown];
+        const id = keyIdentity(k);
+        const entry = combined.get(id);
+        if (entry === undefined) {
+          combined.set(id, [k, c]);
+          return;
+        }
+        try {
+          entry[1] = aggregator.mergeCombiners(entry[1], c);
+        } catch (error) {
+          ctx.badRecord(node.label, r, error);
+        }
+      });
+      for (const entry of combined.values()) emit(entry);
+      return;
+    }
+    case 'cogroup': {
+      const n = node.parents.length;
+      const groups = new Map<unknown, [unknown, unknown[][]]>();
+      for (let i = 0; i < n; i++) {
+        await computePartition(builder.get(node.parents[i]!), p, env, (r) => {
+          const [k, v] = asPair(r, 'cogroup');
+          const id = keyIdentity(k);
+          let entry = groups.get(id);
+          if (entry === undefined) {
+            entry = [k, Array.from({ length: n }, () => [])];
+            groups.set(id, entry);
+          }
+          entry[1][i]!.push(v);
+        });
+      }
+      for (const entry of groups.values()) emit(entry);
+      return;
+    }
+  }
+}
+
+async function readBlocks(env: ComputeEnv, rdd: string, p: number, emit: Emit): Promise<void> {
+  const blocks = env.shuffleBlocks(rdd, p);
+  const missing: string[] = [];
+  for (const [key, start, end] of blocks) {
+    if (end <= start) continue;
+    let bytes: Uint8Array;
+    try {
+      bytes = await readRange(env.store, key, start, end);
+    } catch (error) {
+      if (error instanceof ObjectNotFoundError) {
+        missing.push(key);
+        continue;
+      }
+      throw error;
+    }
+    if (missing.length === 0) decodeRecords(bytes, emit);
+  }
+  if (missing.length > 0) throw new MissingInputError(missing);
+}

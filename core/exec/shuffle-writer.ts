@@ -1,0 +1,69 @@
+import { RecordWriter } from '../codec/record-codec.ts';
+import { partitionOf } from '../codec/stable-hash.ts';
+import { keyIdentity } from '../codec/key-identity.ts';
+import type { Rdd } from '../rdd/rdd.ts';
+import { asPair } from '../rdd/operators.ts';
+import { computePartition, type ComputeEnv } from './compute.ts';
+
+export interface MapOutput {
+  /** The map task's one object: every reduce partition's block, back to back. */
+  bytes: Uint8Array;
+  /** [start, end) of each reduce partition's block in `bytes`. */
+  blocks: [number, number][];
+  records: number;
+}
+
+/**
+ * The map side of a shuffle: computes partition `m` of the shuffle's parent and places each
+ * record in its reduce partition. With an aggregator, values are combined per key first, so a
+ * word count ships one record per distinct word per map task, not one per occurrence.
+ */
+export async function writeShuffleMap(shuffle: Rdd<unknown>, m: number, env: ComputeEnv): Promise<MapOutput> {
+  const node = shuffle.node;
+  if (node.kind !== 'shuffle') throw new Error(`${node.id} is not a shuffle`);
+  const parent = shuffle.builder.get(node.parent);
+  const reducers = node.partitions;
+  const writers = Array.from({ length: reducers }, () => new RecordWriter());
+  let records = 0;
+
+  const aggregator = shuffle.behaviour.aggregator;
+  if (aggregator) {
+    const ctx = env.operatorContext(m);
+    const combiners = Array.from({ length: reducers }, () => new Map<unknown, [unknown, unknown]>());
+    await computePartition(parent, m, env, (r) => {
+      records++;
+      const [k, v] = asPair(r, node.label);
+      const id = keyIdentity(k);
+      const bucket = combiners[partitionOf(k, reducers)]!;
+      const entry = bucket.get(id);
+      try {
+        if (entry === undefined) bucket.set(id, [k, aggregator.createCombiner(v)]);
+        else entry[1] = aggregator.mergeValue(entry[1], v);
+      } catch (error) {
+        ctx.badRecord(node.label, r, error);
+      }
+    });
+    combiners.forEach((bucket, p) => {
+      for (const entry of bucket.values()) writers[p]!.write(entry);
+    });
+  } else if (node.mode === 'hash') {
+    await computePartition(parent, m, env, (r) => {
+      records++;
+      writers[partitionOf(asPair(r, node.label)[0], reducers)]!.write(r);
+    });
+  } else {
+    // Round-robin, starting at the map partition's own index so small partitions spread out.
+    await computePartition(parent, m, env, (r) => {
+      writers[(m + records++) % reducers]!.write(r);
+    });
+  }
+
+  const parts = writers.map((w) => w.finish());
+  const blocks: [number, number][] = [];
+  let offset = 0;
+  for (const part of parts) {
+    blocks.push([offset, offset + part.length]);
+    offset += part.length;
+  }
+  return { bytes: Buffer.concat(parts), blocks, records };
+}

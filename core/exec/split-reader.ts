@@ -1,0 +1,179 @@
+import { isUtf8 } from 'node:buffer';
+import type { ObjectStore } from '../ports/object-store.ts';
+import type { InputRange, Split } from '../rdd/plan.ts';
+
+export interface LineSink {
+  line(text: string): void;
+  /** A line that cannot be a record: not UTF-8, or longer than the bound. */
+  badLine(where: { key: string; offset: number; length: number }, reason: string, raw?: Uint8Array): void;
+}
+
+export interface SplitReaderOptions {
+  /** Longest line accepted, in bytes; a longer one is a bad record and is not held in memory. */
+  maxLineBytes: number;
+}
+
+const NEWLINE = 10;
+const EXTEND_STEP = 64 * 1024;
+
+/** Reads every line of a split, streaming; see `readRangeLines` for which lines a range owns. */
+export async function readSplitLines(store: ObjectStore, split: Split, options: SplitReaderOptions, sink: LineSink): Promise<void> {
+  for (const range of split.ranges) await readRangeLines(store, range, options, sink);
+}
+
+/**
+ * A line belongs to the range that holds its first byte, so when an object is cut into ranges at
+ * arbitrary bytes every line is read exactly once: a range that starts mid-object skips the line
+ * in progress (its owner is the range before), and a range reads past its end to finish its last.
+ */
+export async function readRangeLines(store: ObjectStore, range: InputRange, options: SplitReaderOptions, sink: LineSink): Promise<void> {
+  const reader = new RangeLineReader(range, options, sink);
+  let pos = range.start > 0 ? range.start - 1 : 0;
+  let readTo = range.end;
+  let step = EXTEND_STEP;
+  while (!reader.done) {
+    const before = pos;
+    for await (const chunk of store.getRange(range.key, pos, readTo)) {
+      reader.onChunk(chunk, pos);
+      pos += chunk.length;
+      if (reader.done) break;
+    }
+    if (reader.done) break;
+    if (pos === before || pos < readTo) {
+      reader.onEnd();
+      break;
+    }
+    // The last line started inside the range and goes on past its end: read on until it ends.
+    readTo = pos + step;
+    step *= 2;
+  }
+}
+
+class RangeLineReader {
+  done = false;
+  private skipping: boolean;
+  private carry: Uint8Array[] = [];
+  private carryBytes = 0;
+  private oversize = false;
+  private lineStart: number;
+
+  constructor(
+    private readonly range: InputRange,
+    private readonly options: SplitReaderOptions,
+    private readonly sink: LineSink,
+  ) {
+    this.skipping = range.start > 0;
+    this.lineStart = range.start;
+  }
+
+  onChunk(chunk: Uint8Array, chunkStart: number): void {
+    let from = 0;
+    if (this.skipping) {
+      const nl = chunk.indexOf(NEWLINE);
+      if (nl < 0) {
+        // A line that runs past the end of the range started before it: none of ours remain.
+        if (chunkStart + chunk.length >= this.range.end) this.done = true;
+        return;
+      }
+      this.skipping = false;
+      from = nl + 1;
+      this.lineStart = chunkStart + from;
+    }
+    if (this.carryBytes === 0 && !this.oversize && this.lineStart >= this.range.end) {
+      this.done = true;
+      return;
+    }
+    // Lines starting at index < limit are ours; the newline ending the line that holds byte
+    // limit-1 is the last one to process.
+    const limit = this.range.end - chunkStart;
+    const stop = limit - 1 < chunk.length ? chunk.indexOf(NEWLINE, Math.max(from, limit - 1)) : -1;
+    const last = stop >= 0 ? stop : chunk.lastIndexOf(NEWLINE);
+    if (last < from) {
+      this.hold(chunk.subarray(from));
+      return;
+    }
+    if (this.carryBytes > 0 || this.oversize) {
+      const nl = chunk.indexOf(NEWLINE, from);
+      this.hold(chunk.subarray(from, nl));
+      this.flushCarry();
+      from = nl + 1;
+      this.lineStart = chunkStart + from;
+    }
+    if (from <= last) this.emitBlock(chunk, from, last, chunkStart);
+    if (stop >= 0) {
+      this.done = true;
+      return;
+    }
+    this.lineStart = chunkStart + last + 1;
+    this.hold(chunk.subarray(last + 1));
+  }
+
+  /** End of the object: a last line with no newline still counts, if it is ours. */
+  onEnd(): void {
+    if ((this.carryBytes > 0 || this.oversize) && this.lineStart < this.range.end) this.flushCarry();
+    this.done = true;
+  }
+
+  private hold(bytes: Uint8Array): void {
+    if (bytes.length === 0 || this.oversize) return;
+    if (this.carryBytes + bytes.length > this.options.maxLineBytes) {
+      // Past the bound: stop holding; the line is reported when it ends.
+      this.oversize = true;
+      this.carryBytes += bytes.length;
+      this.carry = [];
+      return;
+    }
+    this.carry.push(bytes);
+    this.carryBytes += bytes.length;
+  }
+
+  private flushCarry(): void {
+    if (this.oversize) {
+      this.sink.badLine(
+        { key: this.range.key, offset: this.lineStart, length: -1 },
+        `line longer than ${this.options.maxLineBytes} bytes`,
+      );
+    } else {
+      const bytes = this.carry.length === 1 ? this.carry[0]! : Buffer.concat(this.carry);
+      this.emitLine(bytes, this.lineStart);
+    }
+    this.carry = [];
+    this.carryBytes = 0;
+    this.oversize = false;
+  }
+
+  /** Lines in chunk[from, last), where chunk[last] is a newline: decoded in one call when valid. */
+  private emitBlock(chunk: Uint8Array, from: number, last: number, chunkStart: number): void {
+    const region = chunk.subarray(from, last);
+    if (region.length <= this.options.maxLineBytes && isUtf8(region)) {
+      const lines = Buffer.from(region.buffer, region.byteOffset, region.length).toString('utf8').split('\n');
+      for (let i = 0; i < lines.length; i++) {
+        const line = lines[i]!;
+        this.sink.line(line.charCodeAt(line.length - 1) === 13 ? line.slice(0, -1) : line);
+      }
+      return;
+    }
+    let start = from;
+    while (start <= last) {
+      const nl = chunk.indexOf(NEWLINE, start);
+      const end = nl < 0 || nl > last ? last : nl;
+      const line = chunk.subarray(start, end);
+      if (line.length > this.options.maxLineBytes) {
+        this.sink.badLine({ key: this.range.key, offset: chunkStart + start, length: line.length }, `line longer than ${this.options.maxLineBytes} bytes`);
+      } else {
+        this.emitLine(line, chunkStart + start);
+      }
+      start = end + 1;
+    }
+  }
+
+  private emitLine(bytes: Uint8Array, offset: number): void {
+    if (!isUtf8(bytes)) {
+      this.sink.badLine({ key: this.range.key, offset, length: bytes.length }, 'not valid UTF-8', bytes);
+      return;
+    }
+    let text = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.length).toString('utf8');
+    if (text.charCodeAt(text.length - 1) === 13) text = text.slice(0, -1);
+    this.sink.line(text);
+  }
+}

@@ -1,0 +1,187 @@
+import type { ObjectStore } from '../ports/object-store.ts';
+import { RecordWriter } from '../codec/record-codec.ts';
+import type { PlanBuilder, Rdd } from '../rdd/rdd.ts';
+import { preview, type OperatorContext } from '../rdd/operators.ts';
+import { keys, type Scope } from '../layout.ts';
+import { computePartition, MissingInputError, type BlockRef, type ComputeEnv } from './compute.ts';
+import { writeShuffleMap } from './shuffle-writer.ts';
+
+/**
+ * What one task computes. With the scope's lineage record (immutable, durable) it describes the
+ * work completely, so any worker may run it, any number of times, with the same result.
+ */
+export interface TaskRecord {
+  v: 1;
+  pipeline: string;
+  /** Fingerprint of the pipeline's graph; a task built from other code refuses to run. */
+  fingerprint: string;
+  scope: Scope;
+  /** Hash of the scope's plan; the task rebuilds the plan and checks it matches. */
+  planHash: string;
+  stage: string;
+  kind: 'shuffle-map' | 'persist' | 'output';
+  /** The RDD computed: the shuffle node for shuffle-map, else the RDD written. */
+  rdd: string;
+  partition: number;
+  /** Bumped when the driver reruns the task after its inputs were recomputed. */
+  attempt: number;
+  /** 0 for the first copy; speculative duplicates count up. */
+  copy: number;
+  output?: { name: string; format: 'text' | 'json' | 'collect' };
+  location?: string;
+  /** For each shuffle read in this stage: the blocks of this task's reduce partition. */
+  shuffleInputs?: Record<string, BlockRef[]>;
+}
+
+/** The completion record a task leaves; the first copy to finish writes it, once. */
+export interface TaskDone {
+  stage: string;
+  partition: number;
+  attempt: number;
+  copy: number;
+  recordsIn: number;
+  /** Bytes of source splits read. */
+  bytesIn: number;
+  recordsOut: number;
+  bytesOut: number;
+  durationMs: number;
+  quarantined: number;
+  /** Shuffle-map tasks: the object and each reduce partition's block in it. */
+  mapOutput?: { key: string; blocks: [number, number][] };
+}
+
+export type BadRecordPolicy = 'fail' | 'quarantine';
+
+export class BadRecordError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'BadRecordError';
+  }
+}
+
+export interface TaskEnvironment {
+  store: ObjectStore;
+  /** Rebuilds the task's scope plan from the pipeline and the lineage record (checks hashes). */
+  loadPlan(task: TaskRecord): Promise<PlanBuilder>;
+  badRecords: BadRecordPolicy;
+  maxLineBytes: number;
+  now(): number;
+}
+
+export type TaskOutcome = { status: 'done'; done: TaskDone; skipped: boolean } | { status: 'fetch-failed'; missing: string[] };
+
+/** Runs a task to its completion record; safe to run any number of times, at once or later. */
+export async function runTask(task: TaskRecord, env: TaskEnvironment): Promise<TaskOutcome> {
+  const doneKey = keys.taskDone(task.scope, task.stage, task.partition);
+  const existing = await env.store.get(doneKey);
+  if (existing) return { status: 'done', done: JSON.parse(Buffer.from(existing).toString('utf8')), skipped: true };
+
+  const started = env.now();
+  const plan = await env.loadPlan(task);
+  const rdd = plan.get(task.rdd);
+  const quarantine: string[] = [];
+  const computeEnv: ComputeEnv = {
+    store: env.store,
+    maxLineBytes: env.maxLineBytes,
+    input: { records: 0, bytes: 0 },
+    shuffleBlocks: (id) => {
+      const blocks = task.shuffleInputs?.[id];
+      if (!blocks) throw new Error(`task ${task.stage}/${task.partition} has no block list for shuffle ${id}`);
+      return blocks;
+    },
+    operatorContext: (p) => badRecordContext(task, p, env.badRecords, quarantine),
+  };
+
+  let result: Omit<TaskDone, 'recordsIn' | 'bytesIn' | 'durationMs' | 'quarantined' | 'stage' | 'partition' | 'attempt' | 'copy'>;
+  try {
+    result = await computeTaskOutput(task, rdd, computeEnv, env.store);
+  } catch (error) {
+    if (error instanceof MissingInputError) {
+      await env.store.putIfAbsent(
+        keys.fetchFailed(task.scope, task.stage, task.partition, task.attempt),
+        JSON.stringify({ stage: task.stage, partition: task.partition, attempt: task.attempt, missing: error.missing }),
+      );
+      return { status: 'fetch-failed', missing: error.missing };
+    }
+    throw error;
+  }
+
+  if (quarantine.length > 0) {
+    await env.store.put(keys.quarantine(task.scope, task.stage, task.partition), quarantine.join('\n') + '\n');
+  }
+  const done: TaskDone = {
+    stage: task.stage,
+    partition: task.partition,
+    attempt: task.attempt,
+    copy: task.copy,
+    recordsIn: computeEnv.input.records,
+    bytesIn: computeEnv.input.bytes,
+    durationMs: env.now() - started,
+    quarantined: quarantine.length,
+    ...result,
+  };
+  await env.store.putIfAbsent(doneKey, JSON.stringify(done));
+  return { status: 'done', done, skipped: false };
+}
+
+async function computeTaskOutput(task: TaskRecord, rdd: Rdd<unknown>, env: ComputeEnv, store: ObjectStore) {
+  switch (task.kind) {
+    case 'shuffle-map': {
+      const out = await writeShuffleMap(rdd, task.partition, env);
+      const key = keys.shuffleMap(task.scope, rdd.id, task.partition);
+      await store.put(key, out.bytes);
+      return { recordsOut: out.records, bytesOut: out.bytes.length, mapOutput: { key, blocks: out.blocks } };
+    }
+    case 'persist': {
+      const writer = new RecordWriter();
+      await computePartition(rdd, task.partition, env, (r) => writer.write(r));
+      const bytes = writer.finish();
+      await store.put(keys.persisted(task.location!, task.partition), bytes);
+      return { recordsOut: writer.count, bytesOut: bytes.length };
+    }
+    case 'output': {
+      const output = task.output!;
+      if (output.format === 'collect') {
+        const writer = new RecordWriter();
+        await computePartition(rdd, task.partition, env, (r) => writer.write(r));
+        const bytes = writer.finish();
+        await store.put(keys.collected(task.scope, output.name, task.partition), bytes);
+        return { recordsOut: writer.count, bytesOut: bytes.length };
+      }
+      const lines: string[] = [];
+      const format = output.format === 'text' ? textLine : jsonLine;
+      await computePartition(rdd, task.partition, env, (r) => lines.push(format(r)));
+      const body = lines.length > 0 ? lines.join('\n') + '\n' : '';
+      await store.put(keys.output(output.name, task.scope, task.partition), body);
+      return { recordsOut: lines.length, bytesOut: Buffer.byteLength(body) };
+    }
+  }
+}
+
+const textLine = (r: unknown) => (typeof r === 'string' ? r : JSON.stringify(r));
+const jsonLine = (r: unknown) => JSON.stringify(r);
+
+function badRecordContext(task: TaskRecord, partition: number, policy: BadRecordPolicy, quarantine: string[]): OperatorContext {
+  return {
+    partition,
+    badRecord(operator, record, error) {
+      const message = error instanceof Error ? error.message : String(error);
+      if (policy === 'fail') {
+        throw new BadRecordError(
+          `${operator} failed on a record in ${task.scope}, stage ${task.stage}, partition ${partition}: ${message}; record: ${preview(record)} ` +
+            `(set badRecords: 'quarantine' in the pipeline to keep such records under errors/ and go on)`,
+        );
+      }
+      quarantine.push(JSON.stringify({ operator, error: message, record: safeRecord(record) }));
+    },
+  };
+}
+
+function safeRecord(record: unknown): unknown {
+  try {
+    JSON.stringify(record);
+    return record;
+  } catch {
+    return preview(record, 10_000);
+  }
+}

@@ -1,0 +1,481 @@
+import type { Rdd } from '../rdd/rdd.ts';
+import { checkPartitions, validateOutputName } from '../rdd/rdd.ts';
+import { functionHash } from '../util/hash.ts';
+import { KeyState, type State } from './state.ts';
+
+/**
+ * What a stream needs while its interval's RDDs are being generated: the RDD of another stream
+ * at this interval, or one persisted at an earlier interval.
+ */
+export interface Generation {
+  readonly interval: number;
+  readonly builder: import('../rdd/rdd.ts').PlanBuilder;
+  rdd<T>(stream: DStream<T>): Rdd<T> | undefined;
+  /** `stream`'s RDD at interval j (j <= this interval), as persisted; empty before interval 0. */
+  stored<T>(stream: DStream<T>, j: number): Rdd<T>;
+  sourceSplits(stream: DStream<unknown>): import('../rdd/plan.ts').Split[];
+}
+
+export interface StreamOptions {
+  /** In intervals: the stream has an RDD only at intervals k with (k + 1) % slide == 0. */
+  slide: number;
+  /** Materialised every interval because a later interval reads it (window inputs, state). */
+  persisted?: boolean;
+  /** State-like: also checkpointed to the durable tier every C intervals. */
+  stateful?: boolean;
+  /** Keyed streams whose stored RDDs are hash-partitioned over this many partitions. */
+  keyedPartitions?: number;
+}
+
+export interface OutputOperation {
+  stream: DStream<unknown>;
+  name: string;
+  format: 'text' | 'json' | 'collect';
+  /** For collect outputs: what the driver does with the interval's records. */
+  sink?: (records: unknown[], interval: number) => void | Promise<void>;
+  /** Narrows the RDD before it is written (print keeps only what it shows). */
+  prepare?: (rdd: Rdd<unknown>) => Rdd<unknown>;
+}
+
+/** The pipeline's graph: streams in construction order, which gives each a stable id. */
+export class StreamGraph {
+  readonly streams: DStream<unknown>[] = [];
+  readonly sources: DStream<unknown>[] = [];
+  readonly outputs: OutputOperation[] = [];
+
+  /** Partitions of keyed operators that are not given a number of their own. */
+  constructor(readonly defaultPartitions: number) {}
+
+  register(stream: DStream<unknown>): string {
+    this.streams.push(stream);
+    return `d${this.streams.length - 1}`;
+  }
+
+  addOutput(output: OutputOperation): void {
+    if (output.format !== 'collect') validateOutputName(output.name);
+    if (this.outputs.some((o) => o.name === output.name)) {
+      throw new Error(`output name ${JSON.stringify(output.name)} is used by two outputs; each output needs its own name`);
+    }
+    this.outputs.push(output);
+  }
+
+  /** How many intervals back any stream reads a persisted RDD: what recovery and GC must keep. */
+  lookback(): number {
+    return Math.max(0, ...this.streams.map((s) => s.lookback));
+  }
+
+  describe(): unknown[] {
+    return this.streams.map((s) => [s.id, s.kind, s.parents.map((p) => p.id), s.params]);
+  }
+}
+
+type Compute<T> = (gen: Generation, parents: Rdd<any>[]) => Rdd<T> | undefined;
+
+const sum = (a: number, b: number) => a + b;
+const minus = (a: number, b: number) => a - b;
+
+/**
+ * A discretized stream: a sequence of RDDs, one per interval (or per slide). Transformations build
+ * new streams; nothing runs until the driver generates an interval's jobs from the graph.
+ */
+export class DStream<T> {
+  readonly id: string;
+  readonly slide: number;
+  readonly persisted: boolean;
+  readonly stateful: boolean;
+  readonly keyedPartitions?: number;
+  /** How many intervals back this stream reads persisted RDDs. */
+  lookback = 0;
+
+  constructor(
+    readonly graph: StreamGraph,
+    readonly kind: string,
+    readonly parents: DStream<any>[],
+    /** What identifies the operator besides its kind: function hashes, sizes. */
+    readonly params: unknown,
+    readonly computeRdd: Compute<T>,
+    options: StreamOptions,
+  ) {
+    this.slide = options.slide;
+    this.persisted = options.persisted ?? false;
+    this.stateful = options.stateful ?? false;
+    this.keyedPartitions = options.keyedPartitions;
+    this.id = graph.register(this as DStream<unknown>);
+  }
+
+  /** A stream computed per interval from this one's RDD (and others'), sharing their slide. */
+  private derive<U>(kind: string, params: unknown, others: DStream<any>[], f: (...rdds: Rdd<any>[]) => Rdd<U>): DStream<U> {
+    for (const other of others) {
+      if (other.graph !== this.graph) throw new Error(`${kind}: both streams must belong to the same pipeline`);
+      if (other.slide !== this.slide) {
+        throw new Error(`${kind}: streams slide every ${this.slide} and ${other.slide} intervals; they must slide together`);
+      }
+    }
+    return new DStream<U>(this.graph, kind, [this, ...others], params, (_gen, rdds) => f(...rdds), { slide: this.slide });
+  }
+
+  map<U>(f: (record: T) => U): DStream<U> {
+    return this.derive('map', functionHash(f), [], (r) => r.map(f));
+  }
+
+  flatMap<U>(f: (record: T) => Iterable<U>): DStream<U> {
+    return this.derive('flatMap', functionHash(f), [], (r) => r.flatMap(f));
+  }
+
+  filter(f: (record: T) => boolean): DStream<T> {
+    return this.derive('filter', functionHash(f), [], (r) => r.filter(f));
+  }
+
+  mapPartitions<U>(f: (records: T[], partition: number) => Iterable<U>): DStream<U> {
+    return this.derive('mapPartitions', functionHash(f), [], (r) => r.mapPartitions(f));
+  }
+
+  union(...others: DStream<T>[]): DStream<T> {
+    return this.derive('union', null, others, (first, ...rest) => first.union(...rest));
+  }
+
+  repartition(partitions: number): DStream<T> {
+    checkPartitions(partitions);
+    return this.derive('repartition', partitions, [], (r) => r.repartition(partitions));
+  }
+
+  /** Any RDD-to-RDD function, run per interval; it must build its result from `rdd` deterministically. */
+  transform<U>(f: (rdd: Rdd<T>, interval: number) => Rdd<U>): DStream<U> {
+    return new DStream<U>(this.graph, 'transform', [this], functionHash(f), (gen, [rdd]) => f(rdd!, gen.interval), {
+      slide: this.slide,
+    });
+  }
+
+  /** One record per interval: how many records the interval had. */
+  count(): DStream<number> {
+    return this.derive('count', null, [], (r) => r.count());
+  }
+
+  countByValue(partitions?: number): DStream<[T, number]> {
+    return this.derive('countByValue', partitions ?? null, [], (r) => r.countByValue(partitions));
+  }
+
+  /** At most one record per interval: its records folded with `f`. */
+  reduce(f: (a: T, b: T) => T): DStream<T> {
+    return this.derive('reduce', functionHash(f), [], (r) => r.reduce(f));
+  }
+
+  // ---- key/value pairs ----
+
+  mapValues<K, V, U>(this: DStream<[K, V]>, f: (value: V) => U): DStream<[K, U]> {
+    return this.derive('mapValues', functionHash(f), [], (r) => r.mapValues(f));
+  }
+
+  flatMapValues<K, V, U>(this: DStream<[K, V]>, f: (value: V) => Iterable<U>): DStream<[K, U]> {
+    return this.derive('flatMapValues', functionHash(f), [], (r) => r.flatMapValues(f));
+  }
+
+  reduceByKey<K, V>(this: DStream<[K, V]>, f: (a: V, b: V) => V, partitions?: number): DStream<[K, V]> {
+    return this.derive('reduceByKey', [functionHash(f), partitions ?? null], [], (r) => r.reduceByKey(f, partitions));
+  }
+
+  groupByKey<K, V>(this: DStream<[K, V]>, partitions?: number): DStream<[K, V[]]> {
+    return this.derive('groupByKey', partitions ?? null, [], (r) => r.groupByKey(partitions));
+  }
+
+  combineByKey<K, V, C>(
+    this: DStream<[K, V]>,
+    createCombiner: (value: V) => C,
+    mergeValue: (combiner: C, value: V) => C,
+    mergeCombiners: (a: C, b: C) => C,
+    partitions?: number,
+  ): DStream<[K, C]> {
+    const params = [createCombiner, mergeValue, mergeCombiners].map(functionHash).concat(String(partitions ?? ''));
+    return this.derive('combineByKey', params, [], (r) => r.combineByKey(createCombiner, mergeValue, mergeCombiners, partitions));
+  }
+
+  join<K, V, W>(this: DStream<[K, V]>, other: DStream<[K, W]>, partitions?: number): DStream<[K, [V, W]]> {
+    return this.derive('join', partitions ?? null, [other], (a, b) => a.join(b, partitions));
+  }
+
+  leftOuterJoin<K, V, W>(this: DStream<[K, V]>, other: DStream<[K, W]>, partitions?: number): DStream<[K, [V, W | null]]> {
+    return this.derive('leftOuterJoin', partitions ?? null, [other], (a, b) => a.leftOuterJoin(b, partitions));
+  }
+
+  rightOuterJoin<K, V, W>(this: DStream<[K, V]>, other: DStream<[K, W]>, partitions?: number): DStream<[K, [V | null, W]]> {
+    return this.derive('rightOuterJoin', partitions ?? null, [other], (a, b) => a.rightOuterJoin(b, partitions));
+  }
+
+  fullOuterJoin<K, V, W>(this: DStream<[K, V]>, other: DStream<[K, W]>, partitions?: number): DStream<[K, [V | null, W | null]]> {
+    return this.derive('fullOuterJoin', partitions ?? null, [other], (a, b) => a.fullOuterJoin(b, partitions));
+  }
+
+  cogroup<K>(this: DStream<[K, unknown]>, others: DStream<[K, unknown]>[], partitions?: number): DStream<[K, unknown[][]]> {
+    return this.derive('cogroup', partitions ?? null, others, (first, ...rest) => first.cogroup(rest, partitions));
+  }
+
+  // ---- windows, measured in whole intervals ----
+
+  /**
+   * Every `slide` intervals, the records of the last `length` intervals (fewer at the start).
+   * The window ending at interval k exists when (k + 1) % slide == 0.
+   */
+  window(length: number, slide = 1): DStream<T> {
+    checkWindow(length, slide, this.slide);
+    const source = this.persist();
+    const windowed = new DStream<T>(
+      this.graph,
+      'window',
+      [source],
+      [length, slide],
+      (gen) => {
+        const k = gen.interval;
+        if ((k + 1) % slide !== 0) return undefined;
+        const parts: Rdd<T>[] = [];
+        for (let j = Math.max(0, k - length + 1); j <= k; j++) parts.push(gen.stored(source, j));
+        const [first, ...rest] = parts;
+        return first!.union(...rest);
+      },
+      { slide },
+    );
+    windowed.lookback = length - 1;
+    return windowed;
+  }
+
+  countByWindow(length: number, slide = 1): DStream<number> {
+    return this.window(length, slide).count();
+  }
+
+  reduceByWindow(f: (a: T, b: T) => T, length: number, slide = 1): DStream<T> {
+    return this.reduce(f).window(length, slide).reduce(f);
+  }
+
+  /**
+   * Per-key reduction over a sliding window. With `inverse`, each window is computed from the
+   * previous one by adding the intervals that entered and removing those that left, which costs
+   * the slide rather than the length; it gives the same result as without, provided `inverse`
+   * undoes `f`. A key whose every value has left the window is dropped; `filter` drops more.
+   */
+  reduceByKeyAndWindow<K, V>(
+    this: DStream<[K, V]>,
+    f: (a: V, b: V) => V,
+    length: number,
+    slide = 1,
+    options: { inverse?: (a: V, b: V) => V; partitions?: number; filter?: (pair: [K, V]) => boolean } = {},
+  ): DStream<[K, V]> {
+    checkWindow(length, slide, this.slide);
+    const partitions = checkPartitions(options.partitions ?? this.graph.defaultPartitions);
+    const { inverse, filter } = options;
+    const perInterval = this.reduceByKey(f, partitions);
+    if (!inverse) {
+      const windowed = perInterval.window(length, slide).reduceByKey(f, partitions);
+      return filter ? windowed.filter(filter) : windowed;
+    }
+    const reduced = perInterval.persist(partitions);
+    // The window's state: per key [value, how many of the window's intervals hold the key].
+    const state: DStream<[K, [V, number]]> = new DStream(
+      this.graph,
+      'reduceByKeyAndWindow',
+      [reduced],
+      [functionHash(f), functionHash(inverse), filter ? functionHash(filter) : null, length, slide, partitions],
+      (gen) => {
+        const k = gen.interval;
+        if ((k + 1) % slide !== 0) return undefined;
+        const previous = k - slide >= 0 ? gen.stored(state, k - slide) : gen.builder.emptyPartitioned<[K, [V, number]]>(partitions);
+        const entering: Rdd<[K, V]>[] = [];
+        const leaving: Rdd<[K, V]>[] = [];
+        for (let j = Math.max(0, k - slide + 1); j <= k; j++) entering.push(gen.stored(reduced, j));
+        for (let j = Math.max(0, k - length - slide + 1); j <= k - length; j++) leaving.push(gen.stored(reduced, j));
+        const entered = entering.length;
+        return (previous as Rdd<[K, unknown]>)
+          .cogroup([...entering, ...leaving] as Rdd<[K, unknown]>[], partitions)
+          .flatMapSameKey('reduceByKeyAndWindow', ([key, groups]: [K, unknown[][]]) => {
+            const prior = groups[0]![0] as [V, number] | undefined;
+            let value = prior?.[0];
+            let held = prior?.[1] ?? 0;
+            for (let g = 1; g <= entered; g++) {
+              for (const v of groups[g] as V[]) {
+                value = held === 0 ? v : f(value as V, v);
+                held++;
+              }
+            }
+            for (let g = entered + 1; g < groups.length; g++) {
+              for (const v of groups[g] as V[]) {
+                value = inverse(value as V, v);
+                held--;
+              }
+            }
+            if (held <= 0 || (filter && !filter([key, value as V]))) return [];
+            return [[key, [value as V, held]] as [K, [V, number]]];
+          });
+      },
+      { slide, persisted: true, stateful: true, keyedPartitions: partitions },
+    );
+    state.lookback = length + slide - 1;
+    return state.mapValues(([value]) => value);
+  }
+
+  countByValueAndWindow(length: number, slide = 1, partitions?: number): DStream<[T, number]> {
+    return this.map((x) => [x, 1] as [T, number]).reduceByKeyAndWindow(sum, length, slide, { inverse: minus, partitions });
+  }
+
+  // ---- state ----
+
+  /**
+   * Running state per key: `update(newValues, previousState)` is called every interval for every
+   * key that has state or new values; returning undefined removes the key.
+   */
+  updateStateByKey<K, V, S>(
+    this: DStream<[K, V]>,
+    update: (values: V[], state: S | undefined) => S | undefined,
+    partitions?: number,
+  ): DStream<[K, S]> {
+    const n = checkPartitions(partitions ?? this.graph.defaultPartitions);
+    const stream: DStream<[K, S]> = new DStream(
+      this.graph,
+      'updateStateByKey',
+      [this],
+      [functionHash(update), n],
+      (gen, [batch]) => {
+        const k = gen.interval;
+        const previous = k > 0 ? gen.stored(stream, k - 1) : gen.builder.emptyPartitioned<[K, S]>(n);
+        const input = (batch ?? gen.builder.empty()) as Rdd<[K, unknown]>;
+        return (previous as Rdd<[K, unknown]>).cogroup([input], n).flatMapSameKey('updateStateByKey', ([key, [states, values]]: [K, unknown[][]]) => {
+          const next = update(values as V[], states!.length > 0 ? (states![0] as S) : undefined);
+          return next === undefined ? [] : [[key, next] as [K, S]];
+        });
+      },
+      { slide: 1, persisted: true, stateful: true, keyedPartitions: n },
+    );
+    stream.lookback = 1;
+    return stream;
+  }
+
+  /**
+   * Per-key state with a function called once per new value (in arrival order) that may emit a
+   * record; a key with no value for `timeout` intervals gets one last call with `isTimingOut()`
+   * and is removed. `.stateSnapshots()` on the result gives the state itself.
+   */
+  mapWithState<K, V, S, U>(
+    this: DStream<[K, V]>,
+    spec: { update: (key: K, value: V | undefined, state: State<S>) => U | undefined; timeout?: number; partitions?: number },
+  ): MapWithStateStream<K, S, U> {
+    const n = checkPartitions(spec.partitions ?? this.graph.defaultPartitions);
+    const timeout = spec.timeout;
+    if (timeout !== undefined && (!Number.isInteger(timeout) || timeout < 1)) {
+      throw new RangeError(`mapWithState timeout must be a whole number of intervals >= 1, got ${timeout}`);
+    }
+    const update = spec.update;
+    // Stored per key: [hasState, state, lastInterval with a value, records emitted this interval].
+    type Entry = [0 | 1, S | null, number, U[]];
+    const records: DStream<[K, Entry]> = new DStream(
+      this.graph,
+      'mapWithState',
+      [this],
+      [functionHash(update), timeout ?? null, n],
+      (gen, [batch]) => {
+        const k = gen.interval;
+        const previous = k > 0 ? gen.stored(records, k - 1) : gen.builder.emptyPartitioned<[K, Entry]>(n);
+        const input = (batch ?? gen.builder.empty()) as Rdd<[K, unknown]>;
+        return (previous as Rdd<[K, unknown]>).cogroup([input], n).flatMapSameKey('mapWithState', ([key, [prior, values]]: [K, unknown[][]]) => {
+          const before = prior![0] as Entry | undefined;
+          const had = before !== undefined && before[0] === 1;
+          const emitted: U[] = [];
+          let last = before?.[2] ?? k;
+          let state: KeyState<S>;
+          if (values!.length > 0) {
+            state = new KeyState<S>(had ? { value: before![1] as S } : undefined);
+            for (const v of values as V[]) {
+              const out = update(key, v, state);
+              if (out !== undefined) emitted.push(out);
+            }
+            last = k;
+          } else if (had && timeout !== undefined && k - last >= timeout) {
+            state = new KeyState<S>({ value: before![1] as S }, true);
+            const out = update(key, undefined, state);
+            if (out !== undefined) emitted.push(out);
+            state.remove();
+          } else {
+            if (!had) return [];
+            return [[key, [1, before![1], last, []] as Entry]];
+          }
+          if (!state.exists() && emitted.length === 0) return [];
+          return [[key, [state.exists() ? 1 : 0, state.exists() ? state.get() : null, last, emitted] as Entry]];
+        });
+      },
+      { slide: 1, persisted: true, stateful: true, keyedPartitions: n },
+    );
+    records.lookback = 1;
+    return new MapWithStateStream<K, S, U>(records);
+  }
+
+  // ---- outputs ----
+
+  /** Each interval's records as text lines under `output/<name>/interval=<k>/`. */
+  saveAsTextFiles(name: string): void {
+    this.graph.addOutput({ stream: this as DStream<unknown>, name, format: 'text' });
+  }
+
+  /** Each interval's records as JSON lines under `output/<name>/interval=<k>/`. */
+  saveAsJsonFiles(name: string): void {
+    this.graph.addOutput({ stream: this as DStream<unknown>, name, format: 'json' });
+  }
+
+  /**
+   * A user sink, called in the driver with each interval's records (in partition order) once the
+   * interval's tasks are done. At least once: after a driver crash it may be called again for the
+   * same interval, so make it idempotent (key writes by interval).
+   */
+  foreachRDD(sink: (records: T[], interval: number) => void | Promise<void>): void {
+    this.graph.addOutput({
+      stream: this as DStream<unknown>,
+      name: `sink-${this.id}-${this.graph.outputs.length}`,
+      format: 'collect',
+      sink: sink as OutputOperation['sink'],
+    });
+  }
+
+  /** Prints the first `count` records of each interval on the driver's console. */
+  print(count = 10): void {
+    this.graph.addOutput({
+      stream: this as DStream<unknown>,
+      name: `print-${this.id}-${this.graph.outputs.length}`,
+      format: 'collect',
+      prepare: (rdd) => rdd.mapPartitions((records) => records.slice(0, count)),
+      sink: (records, interval) => {
+        const lines = records.slice(0, count).map((r) => (typeof r === 'string' ? r : JSON.stringify(r)));
+        console.log(`--- interval ${interval} (${this.kind} ${this.id}) ---\n${lines.join('\n')}${records.length > count ? '\n...' : ''}`);
+      },
+    });
+  }
+
+  /**
+   * The same records, materialised every interval so later intervals can read them; keyed
+   * streams are first placed by the hash partitioner so state and windows join without a shuffle.
+   */
+  private persist(keyedPartitions?: number): DStream<T> {
+    const placed =
+      keyedPartitions === undefined
+        ? this
+        : (this as unknown as DStream<[unknown, unknown]>).derive('partitionBy', keyedPartitions, [], (r) => r.partitionBy(keyedPartitions));
+    return new DStream<T>(this.graph, 'persist', [placed], null, (_gen, [rdd]) => rdd as Rdd<T>, {
+      slide: this.slide,
+      persisted: true,
+      keyedPartitions,
+    });
+  }
+}
+
+export class MapWithStateStream<K, S, U> extends DStream<U> {
+  constructor(private readonly records: DStream<[K, [0 | 1, S | null, number, U[]]]>) {
+    super(records.graph, 'mappedValues', [records], null, (_gen, [rdd]) => rdd!.flatMap(([, entry]: any) => entry[3] as U[]), { slide: 1 });
+  }
+
+  /** Every key's current state, each interval. */
+  stateSnapshots(): DStream<[K, S]> {
+    return this.records.flatMap(([key, [has, state]]) => (has === 1 ? [[key, state as S] as [K, S]] : []));
+  }
+}
+
+function checkWindow(length: number, slide: number, parentSlide: number): void {
+  if (!Number.isInteger(length) || length < 1) throw new RangeError(`window length must be a whole number of intervals >= 1, got ${length}`);
+  if (!Number.isInteger(slide) || slide < 1) throw new RangeError(`window slide must be a whole number of intervals >= 1, got ${slide}`);
+  if (length % parentSlide !== 0 || slide % parentSlide !== 0) {
+    throw new RangeError(`window length ${length} and slide ${slide} must be multiples of the stream's slide (${parentSlide})`);
+  }
+}

@@ -1,0 +1,160 @@
+import { DStream, StreamGraph } from './dstream.ts';
+import type { SourceFormat } from '../rdd/plan.ts';
+import { checkPartitions, PlanBuilder, type Rdd } from '../rdd/rdd.ts';
+import type { BadRecordPolicy } from '../exec/task.ts';
+import { shortHash } from '../util/hash.ts';
+import type { Split } from '../rdd/plan.ts';
+
+export interface PipelineOptions {
+  /** Names the pipeline in lineage, logs and metrics. */
+  name: string;
+  /** Partitions of keyed operators (shuffles, state, windows) unless an operator says otherwise. Default 4. */
+  partitions?: number;
+  /** State RDDs go to the durable tier every this many intervals, which bounds recovery. Default 10. */
+  checkpointEvery?: number;
+  /** What a record that makes a user function throw does: fail the interval (default) or be quarantined. */
+  badRecords?: BadRecordPolicy;
+  /** Longest input line accepted, in bytes; longer ones are bad records. Default 8 MiB. */
+  maxLineBytes?: number;
+}
+
+export type ResolvedOptions = Required<PipelineOptions>;
+
+/** Where a source reads: uploads under `incoming/<prefix>`. */
+export interface SourceOptions {
+  prefix?: string;
+}
+
+export interface SourceSpec {
+  format: SourceFormat;
+  prefix: string;
+}
+
+/** Builds a pipeline's graph: the sources it reads. */
+export class StreamingContext {
+  readonly sourceSpecs = new Map<DStream<unknown>, SourceSpec>();
+
+  constructor(readonly graph: StreamGraph) {}
+
+  /** Lines of text uploaded under `incoming/` (or `incoming/<prefix>`), one record per line. */
+  textStream(options: SourceOptions = {}): DStream<string> {
+    return this.source<string>('text', options);
+  }
+
+  /** JSON values, one per line (blank lines skipped); a line that does not parse is a bad record. */
+  jsonStream<T = unknown>(options: SourceOptions = {}): DStream<T> {
+    return this.source<T>('jsonl', options);
+  }
+
+  private source<T>(format: SourceFormat, options: SourceOptions): DStream<T> {
+    const prefix = normalisePrefix(options.prefix ?? '');
+    let stream: DStream<T>;
+    stream = new DStream<T>(
+      this.graph,
+      format === 'text' ? 'textStream' : 'jsonStream',
+      [],
+      prefix,
+      (gen) => gen.builder.source<T>(format, gen.sourceSplits(stream as DStream<unknown>), stream.kind),
+      { slide: 1 },
+    );
+    this.graph.sources.push(stream as DStream<unknown>);
+    this.sourceSpecs.set(stream as DStream<unknown>, { format, prefix });
+    return stream;
+  }
+}
+
+/** A streaming pipeline: the module's default export, loaded alike by the driver and every task. */
+export class Pipeline {
+  readonly kind = 'stream';
+  readonly options: ResolvedOptions;
+  readonly graph: StreamGraph;
+  readonly sources: SourceSpec[];
+  /** Changes whenever the graph or any function in it changes. */
+  readonly fingerprint: string;
+
+  constructor(options: PipelineOptions, build: (ctx: StreamingContext) => void) {
+    this.options = resolveOptions(options);
+    this.graph = new StreamGraph(this.options.partitions);
+    const ctx = new StreamingContext(this.graph);
+    build(ctx);
+    if (this.graph.sources.length === 0) throw new Error(`pipeline ${this.options.name} reads no stream: call ctx.textStream() or ctx.jsonStream()`);
+    if (this.graph.outputs.length === 0) {
+      throw new Error(`pipeline ${this.options.name} has no output: add saveAsTextFiles, saveAsJsonFiles, foreachRDD or print`);
+    }
+    this.sources = this.graph.sources.map((s) => ctx.sourceSpecs.get(s)!);
+    this.fingerprint = shortHash(JSON.stringify([this.options, this.graph.describe(), this.graph.outputs.map((o) => [o.name, o.format, o.stream.id])]));
+  }
+}
+
+export function definePipeline(options: PipelineOptions, build: (ctx: StreamingContext) => void): Pipeline {
+  return new Pipeline(options, build);
+}
+
+/** Builds a batch job's RDDs over objects already in the store. */
+export class BatchContext {
+  readonly sourceSpecs: SourceSpec[] = [];
+
+  constructor(
+    readonly builder: PlanBuilder,
+    private readonly splits: (spec: SourceSpec, index: number) => Split[],
+  ) {}
+
+  /** Lines of every object whose key starts with `prefix` (any prefix in the store). */
+  textFile(prefix: string): Rdd<string> {
+    return this.source<string>('text', prefix);
+  }
+
+  jsonFile<T = unknown>(prefix: string): Rdd<T> {
+    return this.source<T>('jsonl', prefix);
+  }
+
+  parallelize<T>(values: T[], partitions = 1): Rdd<T> {
+    return this.builder.values(values, checkPartitions(partitions));
+  }
+
+  private source<T>(format: SourceFormat, prefix: string): Rdd<T> {
+    const spec = { format, prefix };
+    const index = this.sourceSpecs.push(spec) - 1;
+    return this.builder.source<T>(format, this.splits(spec, index), format === 'text' ? 'textFile' : 'jsonFile');
+  }
+}
+
+/**
+ * A batch job: the same RDDs and operators as a stream's interval, over existing objects; its
+ * outputs are the `saveAs*File` and `collect` calls the build function makes.
+ */
+export class BatchJob {
+  readonly kind = 'batch';
+  readonly options: ResolvedOptions;
+  readonly fingerprint: string;
+
+  constructor(
+    options: PipelineOptions,
+    readonly build: (sc: BatchContext) => void,
+  ) {
+    this.options = resolveOptions(options);
+    this.fingerprint = shortHash(JSON.stringify([this.options, build.toString()]));
+  }
+}
+
+export function defineBatch(options: PipelineOptions, build: (sc: BatchContext) => void): BatchJob {
+  return new BatchJob(options, build);
+}
+
+function resolveOptions(options: PipelineOptions): ResolvedOptions {
+  if (!options || typeof options.name !== 'string' || !/^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/.test(options.name)) {
+    throw new Error(`pipeline name must be 1-64 letters, digits, '.', '_' or '-', got ${JSON.stringify(options?.name)}`);
+  }
+  const checkpointEvery = options.checkpointEvery ?? 10;
+  if (!Number.isInteger(checkpointEvery) || checkpointEvery < 1) throw new RangeError(`checkpointEvery must be a whole number >= 1, got ${checkpointEvery}`);
+  const badRecords = options.badRecords ?? 'fail';
+  if (badRecords !== 'fail' && badRecords !== 'quarantine') throw new Error(`badRecords must be 'fail' or 'quarantine', got ${JSON.stringify(badRecords)}`);
+  const maxLineBytes = options.maxLineBytes ?? 8 * 1024 * 1024;
+  if (!Number.isInteger(maxLineBytes) || maxLineBytes < 1) throw new RangeError(`maxLineBytes must be a whole number >= 1, got ${maxLineBytes}`);
+  return { name: options.name, partitions: checkPartitions(options.partitions ?? 4), checkpointEvery, badRecords, maxLineBytes };
+}
+
+function normalisePrefix(prefix: string): string {
+  if (prefix.includes('..') || prefix.startsWith('/')) throw new Error(`source prefix ${JSON.stringify(prefix)} must be a relative path under incoming/`);
+  return prefix;
+}

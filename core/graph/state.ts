@@ -1,0 +1,51 @@
+/** The state of one key as mapWithState's function sees it. */
+export interface State<S> {
+  exists(): boolean;
+  /** The state; throws when there is none. */
+  get(): S;
+  update(state: S): void;
+  remove(): void;
+  /** True on the call made because the key had no value for `timeout` intervals; it is then removed. */
+  isTimingOut(): boolean;
+}
+
+export class KeyState<S> implements State<S> {
+  private present: boolean;
+  private value: S | undefined;
+  touched = false;
+
+  constructor(
+    initial: { value: S } | undefined,
+    private readonly timingOut = false,
+  ) {
+    this.present = initial !== undefined;
+    this.value = initial?.value;
+  }
+
+  exists(): boolean {
+    return this.present;
+  }
+
+  get(): S {
+    if (!this.present) throw new Error('state.get() on a key with no state; check state.exists() first');
+    return this.value as S;
+  }
+
+  update(state: S): void {
+    if (this.timingOut) throw new Error('state.update() on a key that is timing out');
+    if (state === undefined) throw new TypeError('state.update(undefined): use state.remove() to drop a key');
+    this.present = true;
+    this.value = state;
+    this.touched = true;
+  }
+
+  remove(): void {
+    this.present = false;
+    this.value = undefined;
+    this.touched = true;
+  }
+
+  isTimingOut(): boolean {
+    return this.timingOut;
+  }
+}

@@ -1,0 +1,6 @@
+/** dstream's public API: what a pipeline module imports. */
+export { definePipeline, defineBatch, Pipeline, BatchJob, StreamingContext, BatchContext } from './graph/pipeline.ts';
+export type { PipelineOptions, SourceOptions } from './graph/pipeline.ts';
+export { DStream, MapWithStateStream } from './graph/dstream.ts';
+export type { State } from './graph/state.ts';
+export { Rdd } from './rdd/rdd.ts';

@@ -1,0 +1,68 @@
+/**
+ * Every key the engine reads or writes, in one place: the local root and the S3 bucket share
+ * this layout, so a run can move between them and a reader knows where to look.
+ *
+ *   incoming/                         uploads (the stream's input)
+ *   intake/                           which upload belongs to which interval
+ *   lineage/<scope>/                  the durable record of a scope, task completions, commits
+ *   cache/<scope>/                    shuffle blocks and persisted RDDs: may vanish, recomputed
+ *   checkpoints/<scope>/              state RDDs every C intervals: durable, truncates lineage
+ *   output/<name>/<scope>/            committed outputs, `_SUCCESS` last
+ *   errors/<scope>/                   quarantined records and dead-lettered tasks
+ *   driver/                           the driver's progress pointer and lease
+ */
+
+/** A scope is one unit of planning: an interval of a stream, or a batch job. */
+export type Scope = string;
+
+export const pad = (n: number, width = 5) => String(n).padStart(width, '0');
+
+export function intervalScope(k: number): Scope {
+  return `interval=${pad(k, 6)}`;
+}
+
+export function batchScope(name: string): Scope {
+  return `batch=${name}`;
+}
+
+/** The scope a cache, checkpoint or lineage key belongs to. */
+export function scopeOfKey(key: string): Scope | undefined {
+  const m = /^(?:cache|checkpoints|lineage)\/((?:interval|batch)=[^/]+)\//.exec(key);
+  return m?.[1];
+}
+
+/** The interval number of an interval scope, or undefined for a batch scope. */
+export function intervalOf(scope: Scope): number | undefined {
+  const m = /^interval=(\d+)$/.exec(scope);
+  return m ? Number(m[1]) : undefined;
+}
+
+export const INCOMING = 'incoming/';
+
+export const keys = {
+  lineageRecord: (scope: Scope) => `lineage/${scope}/record.json`,
+  lineagePrefix: (scope: Scope) => `lineage/${scope}/`,
+  taskDone: (scope: Scope, stage: string, p: number) => `lineage/${scope}/tasks/${stage}/part-${pad(p)}.json`,
+  taskDonePrefix: (scope: Scope, stage: string) => `lineage/${scope}/tasks/${stage}/`,
+  fetchFailed: (scope: Scope, stage: string, p: number, attempt: number) =>
+    `lineage/${scope}/fetch-failed/${stage}/part-${pad(p)}-attempt-${attempt}.json`,
+  fetchFailedPrefix: (scope: Scope) => `lineage/${scope}/fetch-failed/`,
+  taskError: (scope: Scope, stage: string, p: number) => `lineage/${scope}/task-errors/${stage}/part-${pad(p)}.json`,
+  sinkDone: (scope: Scope, name: string) => `lineage/${scope}/sinks/${name}.done`,
+  committed: (scope: Scope) => `lineage/${scope}/_COMMITTED`,
+  cachePrefix: (scope: Scope) => `cache/${scope}/`,
+  shuffleMap: (scope: Scope, rdd: string, m: number) => `cache/${scope}/shuffle/${rdd}/map-${pad(m)}`,
+  collected: (scope: Scope, name: string, p: number) => `cache/${scope}/collect/${name}/part-${pad(p)}`,
+  persistLocation: (tier: 'cache' | 'checkpoint', scope: Scope, stream: string) =>
+    `${tier === 'cache' ? 'cache' : 'checkpoints'}/${scope}/persist/${stream}`,
+  persisted: (location: string, p: number) => `${location}/part-${pad(p)}`,
+  output: (name: string, scope: Scope, p: number) => `output/${name}/${scope}/part-${pad(p)}`,
+  outputPrefix: (name: string, scope: Scope) => `output/${name}/${scope}/`,
+  outputSuccess: (name: string, scope: Scope) => `output/${name}/${scope}/_SUCCESS`,
+  quarantine: (scope: Scope, stage: string, p: number) => `errors/${scope}/records/${stage}/part-${pad(p)}.jsonl`,
+  deadLetter: (scope: Scope, stage: string, p: number) => `errors/${scope}/dead-letters/${stage}/part-${pad(p)}.json`,
+  driverProgress: 'driver/progress.json',
+  driverLease: 'driver/lease.json',
+  largeTask: (scope: Scope, stage: string, p: number, attempt: number) =>
+    `lineage/${scope}/task-records/${stage}/part-${pad(p)}-attempt-${attempt}.json`,
+};

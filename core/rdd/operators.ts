@@ -1,0 +1,117 @@
+/**
+ * How a node's records are produced from its parents' records inside a task, push-style: the
+ * source drives, each operator pushes into the next, so a chain of narrow operators is one pass
+ * over the partition with no intermediate arrays.
+ */
+export type Emit = (record: unknown) => void;
+
+export interface PartitionPusher {
+  push(record: unknown): void;
+  /** No more records: operators that hold the partition (mapPartitions) emit here. */
+  end(): void;
+}
+
+/** What an operator may ask of the task it runs in. */
+export interface OperatorContext {
+  readonly partition: number;
+  /**
+   * A user function threw on a record. Under the `fail` policy this throws (the task fails);
+   * under `quarantine` the record and error are kept under `errors/` and the record is skipped.
+   */
+  badRecord(operator: string, record: unknown, error: unknown): void;
+}
+
+export type NarrowOperator = (emit: Emit, ctx: OperatorContext) => PartitionPusher;
+
+/** combineByKey's three functions; reduceByKey and groupByKey are special cases. */
+export interface Aggregator {
+  createCombiner(value: unknown): unknown;
+  mergeValue(combiner: unknown, value: unknown): unknown;
+  mergeCombiners(a: unknown, b: unknown): unknown;
+}
+
+const noEnd = () => {};
+
+/** Sentinel: the user function threw and the record was quarantined, so nothing is emitted. */
+const SKIP = Symbol('skip');
+
+function attempt<T>(ctx: OperatorContext, name: string, record: unknown, f: () => T): T | typeof SKIP {
+  try {
+    return f();
+  } catch (error) {
+    ctx.badRecord(name, record, error);
+    return SKIP;
+  }
+}
+
+export function mapOperator(name: string, f: (record: unknown) => unknown): NarrowOperator {
+  return (emit, ctx) => ({
+    push(r) {
+      const out = attempt(ctx, name, r, () => f(r));
+      if (out !== SKIP) emit(out);
+    },
+    end: noEnd,
+  });
+}
+
+export function flatMapOperator(name: string, f: (record: unknown) => Iterable<unknown>): NarrowOperator {
+  return (emit, ctx) => ({
+    push(r) {
+      // Generators run user code while iterating, so they are drained inside the guard.
+      const out = attempt(ctx, name, r, () => {
+        const produced = f(r);
+        return Array.isArray(produced) ? produced : Array.from(produced);
+      });
+      if (out === SKIP) return;
+      for (let i = 0; i < out.length; i++) emit(out[i]);
+    },
+    end: noEnd,
+  });
+}
+
+export function filterOperator(name: string, predicate: (record: unknown) => boolean): NarrowOperator {
+  return (emit, ctx) => ({
+    push(r) {
+      if (attempt(ctx, name, r, () => predicate(r)) === true) emit(r);
+    },
+    end: noEnd,
+  });
+}
+
+/** Holds the whole partition, then hands it to the user function at once. */
+export function mapPartitionsOperator(
+  name: string,
+  f: (records: unknown[], partition: number) => Iterable<unknown>,
+): NarrowOperator {
+  return (emit, ctx) => {
+    const held: unknown[] = [];
+    return {
+      push: (r) => void held.push(r),
+      end() {
+        const out = attempt(ctx, name, `<partition ${ctx.partition}, ${held.length} records>`, () =>
+          Array.from(f(held, ctx.partition)),
+        );
+        if (out === SKIP) return;
+        for (const x of out) emit(x);
+      },
+    };
+  };
+}
+
+/** Pair records are two-element arrays; anything else reaching a pair operator is a user error. */
+export function asPair(record: unknown, operator: string): [unknown, unknown] {
+  if (!Array.isArray(record) || record.length !== 2) {
+    throw new TypeError(`${operator} expects [key, value] pairs, got ${preview(record)}`);
+  }
+  return record as [unknown, unknown];
+}
+
+export function preview(value: unknown, max = 120): string {
+  let text: string;
+  try {
+    text = JSON.stringify(value) ?? String(value);
+  } catch {
+    text = String(value);
+  }
+  return text.length > max ? `${text.slice(0, max)}…` : text;
+}

@@ -1,0 +1,383 @@
+import type { PlanNode, SourceFormat, Split } from './plan.ts';
+import {
+  asPair,
+  filterOperator,
+  flatMapOperator,
+  mapOperator,
+  mapPartitionsOperator,
+  type Aggregator,
+  type NarrowOperator,
+} from './operators.ts';
+import { functionHash } from '../util/hash.ts';
+
+/**
+ * Where a job's result goes: files under `output/<name>/` written by the tasks (`text`, `json`),
+ * or records brought back to the driver (`collect`) for a sink, `print`, or a batch result.
+ */
+export interface OutputSpec {
+  /** Unique within the plan; names the stage and, for files, the output folder. */
+  name: string;
+  format: 'text' | 'json' | 'collect';
+  rdd: Rdd<unknown>;
+}
+
+/** An RDD materialised for later scopes (window inputs, state): written to `location`. */
+export interface PersistSpec {
+  rdd: Rdd<unknown>;
+  location: string;
+  tier: 'cache' | 'checkpoint';
+}
+
+/** How a node computes inside a task; kept beside the serialisable node, never serialised. */
+export interface NodeBehaviour {
+  operator?: NarrowOperator;
+  aggregator?: Aggregator;
+}
+
+type NodeSpec = PlanNode extends infer N ? (N extends PlanNode ? Omit<N, 'id' | 'label'> & { label: string } : never) : never;
+
+/**
+ * Collects the RDDs of one scope (an interval, or a batch job). Ids are given in creation order,
+ * so the same pipeline code over the same inputs builds the same DAG with the same ids, in the
+ * driver and again in every task.
+ */
+export class PlanBuilder {
+  readonly rdds = new Map<string, Rdd<unknown>>();
+  readonly outputs: OutputSpec[] = [];
+  readonly persists: PersistSpec[] = [];
+  /** Prefix for labels: which stream operator is being expanded. */
+  origin = '';
+  private seq = 0;
+
+  constructor(readonly defaultPartitions: number) {}
+
+  addOutput(rdd: Rdd<unknown>, name: string, format: OutputSpec['format']): void {
+    validateOutputName(name);
+    if (this.outputs.some((o) => o.name === name)) throw new Error(`output name ${JSON.stringify(name)} is used twice`);
+    this.outputs.push({ rdd, name, format });
+  }
+
+  addPersist(rdd: Rdd<unknown>, location: string, tier: PersistSpec['tier']): void {
+    this.persists.push({ rdd, location, tier });
+  }
+
+  add<T>(spec: NodeSpec, behaviour: NodeBehaviour = {}): Rdd<T> {
+    const id = `r${this.seq++}`;
+    const label = this.origin ? `${spec.label} @${this.origin}` : spec.label;
+    const rdd = new Rdd<T>(this, { ...spec, id, label } as PlanNode, behaviour);
+    this.rdds.set(id, rdd as Rdd<unknown>);
+    return rdd;
+  }
+
+  source<T>(format: SourceFormat, splits: Split[], label: string): Rdd<T> {
+    return this.add<T>({ kind: 'source', format, splits, partitions: splits.length, label });
+  }
+
+  /** Records given in the program itself, `partitions` slices of them. */
+  values<T>(data: T[], partitions = 1): Rdd<T> {
+    const n = Math.max(1, Math.min(partitions, data.length || 1));
+    const slices: T[][] = Array.from({ length: n }, (_, i) =>
+      data.slice(Math.floor((i * data.length) / n), Math.floor(((i + 1) * data.length) / n)),
+    );
+    return this.add<T>({ kind: 'values', data: slices, partitions: n, label: 'values' });
+  }
+
+  stored<T>(location: string, tier: 'cache' | 'checkpoint', partitions: number, hashPartitioned: boolean, label: string): Rdd<T> {
+    return this.add<T>({ kind: 'stored', location, tier, partitions, hashPartitioned, label });
+  }
+
+  empty<T>(): Rdd<T> {
+    return this.add<T>({ kind: 'values', data: [], partitions: 0, label: 'empty' });
+  }
+
+  /** No records, but placed as if by the hash partitioner: joins with keyed data without a shuffle. */
+  emptyPartitioned<T>(partitions: number): Rdd<T> {
+    const data = Array.from({ length: partitions }, () => []);
+    return this.add<T>({ kind: 'values', data, partitions, hashPartitioned: true, label: 'empty' });
+  }
+
+  get(id: string): Rdd<unknown> {
+    const rdd = this.rdds.get(id);
+    if (!rdd) throw new Error(`no RDD ${id} in this plan`);
+    return rdd;
+  }
+
+  plan(): PlanNode[] {
+    return [...this.rdds.values()].map((r) => r.node);
+  }
+}
+
+const sum = (a: number, b: number) => a + b;
+
+/**
+ * A partitioned, immutable dataset, described lazily: transformations add nodes to the plan and
+ * nothing runs until a job computes it. Pairs are two-element arrays `[key, value]`.
+ * User functions must be deterministic: the same input gives the same output, with no clock,
+ * randomness or outside state, because any partition may be computed more than once.
+ */
+export class Rdd<T> {
+  constructor(
+    readonly builder: PlanBuilder,
+    readonly node: PlanNode,
+    readonly behaviour: NodeBehaviour,
+  ) {}
+
+  get id(): string {
+    return this.node.id;
+  }
+
+  get partitions(): number {
+    return this.node.partitions;
+  }
+
+  private narrow<U>(label: string, fn: Function, operator: NarrowOperator, keepsPartitioning = false): Rdd<U> {
+    return this.builder.add<U>(
+      {
+        kind: 'narrow',
+        parent: this.id,
+        fn: `${label}:${functionHash(fn)}`,
+        partitions: this.partitions,
+        hashPartitioned: keepsPartitioning && this.node.hashPartitioned,
+        label,
+      },
+      { operator },
+    );
+  }
+
+  map<U>(f: (record: T) => U): Rdd<U> {
+    return this.narrow('map', f, mapOperator('map', f as (r: unknown) => unknown));
+  }
+
+  flatMap<U>(f: (record: T) => Iterable<U>): Rdd<U> {
+    return this.narrow('flatMap', f, flatMapOperator('flatMap', f as (r: unknown) => Iterable<unknown>));
+  }
+
+  filter(f: (record: T) => boolean): Rdd<T> {
+    return this.narrow('filter', f, filterOperator('filter', f as (r: unknown) => boolean), true);
+  }
+
+  /** The whole partition at once, as an array, with its index. */
+  mapPartitions<U>(f: (records: T[], partition: number) => Iterable<U>): Rdd<U> {
+    return this.narrow(
+      'mapPartitions',
+      f,
+      mapPartitionsOperator('mapPartitions', f as (r: unknown[], p: number) => Iterable<unknown>),
+    );
+  }
+
+  union(...others: Rdd<T>[]): Rdd<T> {
+    const parents = [this, ...others];
+    return this.builder.add<T>({
+      kind: 'union',
+      parents: parents.map((p) => p.id),
+      partitions: parents.reduce((n, p) => n + p.partitions, 0),
+      label: 'union',
+    });
+  }
+
+  /** Spreads records evenly over `partitions`, in a deterministic round-robin. */
+  repartition(partitions: number): Rdd<T> {
+    return this.builder.add<T>({
+      kind: 'shuffle',
+      parent: this.id,
+      mode: 'round-robin',
+      partitions: checkPartitions(partitions),
+      label: 'repartition',
+    });
+  }
+
+  /** One record: how many records there are (0 for an empty dataset). */
+  count(): Rdd<number> {
+    const perPartition = this.mapPartitions((records) => [[0, records.length] as [number, number]]);
+    return perPartition
+      .union(this.builder.values<[number, number]>([[0, 0]]))
+      .reduceByKey(sum, 1)
+      .map(([, n]) => n);
+  }
+
+  /** At most one record: all records folded with `f` (none for an empty dataset). */
+  reduce(f: (a: T, b: T) => T): Rdd<T> {
+    const partial = this.mapPartitions((records) =>
+      records.length === 0 ? [] : [[0, records.reduce((a, b) => f(a, b))] as [number, T]],
+    );
+    return partial.reduceByKey(f, 1).map(([, v]) => v);
+  }
+
+  countByValue(partitions?: number): Rdd<[T, number]> {
+    return this.map((x) => [x, 1] as [T, number]).reduceByKey(sum, partitions);
+  }
+
+  // ---- key/value pairs ----
+
+  mapValues<K, V, U>(this: Rdd<[K, V]>, f: (value: V) => U): Rdd<[K, U]> {
+    return this.narrow(
+      'mapValues',
+      f,
+      mapOperator('mapValues', (r) => {
+        const [k, v] = asPair(r, 'mapValues');
+        return [k, f(v as V)];
+      }),
+      true,
+    );
+  }
+
+  flatMapValues<K, V, U>(this: Rdd<[K, V]>, f: (value: V) => Iterable<U>): Rdd<[K, U]> {
+    return this.narrow(
+      'flatMapValues',
+      f,
+      flatMapOperator('flatMapValues', (r) => {
+        const [k, v] = asPair(r, 'flatMapValues');
+        return Array.from(f(v as V), (u) => [k, u]);
+      }),
+      true,
+    );
+  }
+
+  /**
+   * flatMap whose output keeps each record's key, so hash placement survives; for the engine's
+   * own keyed operators (state, windows), where that is known to hold.
+   */
+  flatMapSameKey<K, U>(this: Rdd<[K, unknown]>, label: string, f: (record: [K, any]) => Iterable<[K, U]>): Rdd<[K, U]> {
+    return this.narrow(label, f, flatMapOperator(label, f as (r: unknown) => Iterable<unknown>), true);
+  }
+
+  keys<K, V>(this: Rdd<[K, V]>): Rdd<K> {
+    return this.map((r) => r[0]);
+  }
+
+  values<K, V>(this: Rdd<[K, V]>): Rdd<V> {
+    return this.map((r) => r[1]);
+  }
+
+  /** The general per-key aggregation, combined on the map side before the shuffle. */
+  combineByKey<K, V, C>(
+    this: Rdd<[K, V]>,
+    createCombiner: (value: V) => C,
+    mergeValue: (combiner: C, value: V) => C,
+    mergeCombiners: (a: C, b: C) => C,
+    partitions?: number,
+  ): Rdd<[K, C]> {
+    const aggregator = { createCombiner, mergeValue, mergeCombiners } as Aggregator;
+    return this.builder.add<[K, C]>(
+      {
+        kind: 'shuffle',
+        parent: this.id,
+        mode: 'hash',
+        combine: [createCombiner, mergeValue, mergeCombiners].map(functionHash).join(','),
+        partitions: checkPartitions(partitions ?? this.builder.defaultPartitions),
+        hashPartitioned: true,
+        label: 'combineByKey',
+      },
+      { aggregator },
+    );
+  }
+
+  reduceByKey<K, V>(this: Rdd<[K, V]>, f: (a: V, b: V) => V, partitions?: number): Rdd<[K, V]> {
+    return this.combineByKey((v) => v, f, f, partitions);
+  }
+
+  /** Values of a key in the order they arrive: by map partition, then by position in it. */
+  groupByKey<K, V>(this: Rdd<[K, V]>, partitions?: number): Rdd<[K, V[]]> {
+    return this.combineByKey<K, V, V[]>(
+      (v) => [v],
+      (c, v) => (c.push(v), c),
+      (a, b) => (a.push(...b), a),
+      partitions,
+    );
+  }
+
+  /** Places pairs by the hash partitioner, unless they are already placed so. */
+  partitionBy<K, V>(this: Rdd<[K, V]>, partitions: number): Rdd<[K, V]> {
+    if (this.node.hashPartitioned && this.partitions === partitions) return this;
+    return this.builder.add<[K, V]>({
+      kind: 'shuffle',
+      parent: this.id,
+      mode: 'hash',
+      partitions: checkPartitions(partitions),
+      hashPartitioned: true,
+      label: 'partitionBy',
+    });
+  }
+
+  /** For each key, the values from each dataset: `[key, [valuesOfThis, valuesOfOther, ...]]`. */
+  cogroup<K>(this: Rdd<[K, unknown]>, others: Rdd<[K, unknown]>[], partitions?: number): Rdd<[K, unknown[][]]> {
+    const n = checkPartitions(partitions ?? this.builder.defaultPartitions);
+    const parents = [this, ...others].map((p) => p.partitionBy(n));
+    return this.builder.add<[K, unknown[][]]>({
+      kind: 'cogroup',
+      parents: parents.map((p) => p.id),
+      partitions: n,
+      hashPartitioned: true,
+      label: 'cogroup',
+    });
+  }
+
+  join<K, V, W>(this: Rdd<[K, V]>, other: Rdd<[K, W]>, partitions?: number): Rdd<[K, [V, W]]> {
+    return joined(this, other, false, false, partitions);
+  }
+
+  /** Keys of this dataset; `null` where the other has no value. */
+  leftOuterJoin<K, V, W>(this: Rdd<[K, V]>, other: Rdd<[K, W]>, partitions?: number): Rdd<[K, [V, W | null]]> {
+    return joined(this, other, true, false, partitions);
+  }
+
+  rightOuterJoin<K, V, W>(this: Rdd<[K, V]>, other: Rdd<[K, W]>, partitions?: number): Rdd<[K, [V | null, W]]> {
+    return joined(this, other, false, true, partitions);
+  }
+
+  fullOuterJoin<K, V, W>(this: Rdd<[K, V]>, other: Rdd<[K, W]>, partitions?: number): Rdd<[K, [V | null, W | null]]> {
+    return joined(this, other, true, true, partitions);
+  }
+
+  // ---- outputs: the job writes these when it runs ----
+
+  /** One line per record: strings as they are, anything else as JSON. */
+  saveAsTextFile(name: string): void {
+    this.builder.addOutput(this as Rdd<unknown>, name, 'text');
+  }
+
+  /** One JSON value per line; a pair is a two-element array. */
+  saveAsJsonFile(name: string): void {
+    this.builder.addOutput(this as Rdd<unknown>, name, 'json');
+  }
+
+  /** Brings the records back to the driver, in partition order, under `name` in the job's result. */
+  collect(name: string): void {
+    this.builder.addOutput(this as Rdd<unknown>, name, 'collect');
+  }
+}
+
+function joined<K>(
+  left: Rdd<[K, unknown]>,
+  right: Rdd<[K, unknown]>,
+  keepLeft: boolean,
+  keepRight: boolean,
+  partitions: number | undefined,
+): Rdd<any> {
+  const grouped = left.cogroup([right], partitions);
+  // The product is emitted in value order, so the output is deterministic.
+  return grouped.flatMap(([k, [vs, ws]]) => {
+    const out: unknown[] = [];
+    const lefts = vs!.length > 0 ? vs! : keepRight ? [null] : [];
+    const rights = ws!.length > 0 ? ws! : keepLeft ? [null] : [];
+    for (const v of lefts) for (const w of rights) out.push([k, [v, w]]);
+    return out;
+  });
+}
+
+/** An output name becomes a folder under `output/`: one plain segment, nothing that could escape. */
+export function validateOutputName(name: string): string {
+  if (typeof name !== 'string' || !/^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/.test(name)) {
+    throw new Error(
+      `invalid output name ${JSON.stringify(name)}: use 1-128 letters, digits, '.', '_' or '-', starting with a letter or digit (it becomes the folder output/<name>/)`,
+    );
+  }
+  return name;
+}
+
+export function checkPartitions(n: number): number {
+  if (!Number.isInteger(n) || n < 1 || n > 100_000) {
+    throw new RangeError(`partitions must be a whole number from 1 to 100000, got ${n}`);
+  }
+  return n;
+}

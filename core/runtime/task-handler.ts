@@ -1,0 +1,90 @@
+import type { ObjectStore } from '../ports/object-store.ts';
+import type { BatchJob, Pipeline } from '../graph/pipeline.ts';
+import { runTask, type TaskOutcome, type TaskRecord } from '../exec/task.ts';
+import type { PlanBuilder } from '../rdd/rdd.ts';
+import { decodeTaskMessage } from '../scheduler/task-message.ts';
+import { intervalOf, keys } from '../layout.ts';
+import { PipelineMismatchError, planFromRecord, readLineageRecord } from '../streaming/lineage.ts';
+import { batchPlanFromRecord, type BatchRecord } from '../batch/batch-runner.ts';
+
+export type PipelineModule = Pipeline | BatchJob;
+
+/** Plans rebuilt recently, by scope: a worker runs many tasks of the same interval. */
+const PLAN_CACHE_SIZE = 8;
+
+/**
+ * The task side, independent of where it runs: decodes a queue message, rebuilds the task's plan
+ * from the lineage record and the pipeline module, runs it, and on failure leaves the error where
+ * the driver will find it if the task ends up dead-lettered. The local worker and the task Lambda
+ * both call this.
+ */
+export class TaskHandler {
+  private readonly plans = new Map<string, PlanBuilder>();
+
+  constructor(
+    private readonly module: PipelineModule,
+    private readonly store: ObjectStore,
+    private readonly now: () => number = Date.now,
+  ) {}
+
+  decode(body: string): Promise<TaskRecord> {
+    return decodeTaskMessage(this.store, body);
+  }
+
+  async handle(task: TaskRecord, receiveCount: number): Promise<TaskOutcome> {
+    try {
+      return await runTask(task, {
+        store: this.store,
+        loadPlan: (t) => this.loadPlan(t),
+        badRecords: this.module.options.badRecords,
+        maxLineBytes: this.module.options.maxLineBytes,
+        now: this.now,
+      });
+    } catch (error) {
+      const message = error instanceof Error ? `${error.name}: ${error.message}` : String(error);
+      await this.store
+        .put(keys.taskError(task.scope, task.stage, task.partition), JSON.stringify({ attempt: task.attempt, copy: task.copy, receiveCount, error: message }))
+        .catch(() => {});
+      throw error;
+    }
+  }
+
+  private async loadPlan(task: TaskRecord): Promise<PlanBuilder> {
+    const cacheKey = `${task.scope}#${task.planHash}`;
+    const cached = this.plans.get(cacheKey);
+    if (cached) return cached;
+    if (task.pipeline !== this.module.options.name || task.fingerprint !== this.module.fingerprint) {
+      throw new PipelineMismatchError(
+        `task for pipeline ${task.pipeline} (fingerprint ${task.fingerprint}) reached a worker running ${this.module.options.name} ` +
+          `(fingerprint ${this.module.fingerprint}): the driver and the tasks must load the same pipeline module`,
+      );
+    }
+    let builder: PlanBuilder;
+    const k = intervalOf(task.scope);
+    if (this.module.kind === 'stream') {
+      if (k === undefined) throw new Error(`a streaming pipeline got a task of ${task.scope}`);
+      const record = await readLineageRecord(this.store, k);
+      if (!record) throw new Error(`lineage record of ${task.scope} is missing`);
+      builder = planFromRecord(this.module, record).builder;
+    } else {
+      const bytes = await this.store.get(keys.lineageRecord(task.scope));
+      if (!bytes) throw new Error(`lineage record of ${task.scope} is missing`);
+      builder = batchPlanFromRecord(this.module, JSON.parse(Buffer.from(bytes).toString('utf8')) as BatchRecord).builder;
+    }
+    this.plans.set(cacheKey, builder);
+    if (this.plans.size > PLAN_CACHE_SIZE) this.plans.delete(this.plans.keys().next().value!);
+    return builder;
+  }
+}
+
+/** Loads a pipeline module's default export and checks it is one. */
+export function pipelineFromModule(loaded: unknown, path: string): PipelineModule {
+  const candidate = (loaded as { default?: unknown })?.default;
+  if (candidate && typeof candidate === 'object' && 'kind' in candidate && 'fingerprint' in candidate) {
+    return candidate as PipelineModule;
+  }
+  throw new Error(
+    `${path} exports no pipeline: its default export must be definePipeline(...) or defineBatch(...) from dstream` +
+      (candidate === undefined ? ' (it has no default export)' : ` (found ${typeof candidate})`),
+  );
+}

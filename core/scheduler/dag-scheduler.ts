@@ -1,0 +1,375 @@
+import type { ObjectStore } from '../ports/object-store.ts';
+import { listAll } from '../ports/object-store.ts';
+import type { TaskQueue } from '../ports/task-queue.ts';
+import type { Clock } from '../ports/clock.ts';
+import type { PlanBuilder } from '../rdd/rdd.ts';
+import type { BlockRef } from '../exec/compute.ts';
+import type { TaskDone, TaskRecord } from '../exec/task.ts';
+import { keys, scopeOfKey, type Scope } from '../layout.ts';
+import type { StageSpec } from './stages.ts';
+import { decodeTaskMessage, encodeTaskMessage } from './task-message.ts';
+
+/** A scope's plan as the scheduler needs it. */
+export interface ScopePlan {
+  scope: Scope;
+  pipeline: string;
+  fingerprint: string;
+  planHash: string;
+  builder: PlanBuilder;
+  stages: StageSpec[];
+}
+
+export interface SpeculationOptions {
+  enabled: boolean;
+  /** Fraction of a stage's tasks that must be done before any is duplicated. */
+  quantile: number;
+  /** A task running longer than this multiple of the stage's median gets a duplicate. */
+  multiplier: number;
+  /** Never duplicate a task that has run less than this. */
+  minMs: number;
+}
+
+export interface SchedulerOptions {
+  pollMs: number;
+  speculation: SpeculationOptions;
+  /** How often one task may lose its inputs and be rerun before the scope fails. */
+  maxFetchFailures: number;
+}
+
+export const defaultSchedulerOptions: SchedulerOptions = {
+  pollMs: 25,
+  speculation: { enabled: true, quantile: 0.5, multiplier: 2, minMs: 200 },
+  maxFetchFailures: 8,
+};
+
+export interface SchedulerStats {
+  tasksLaunched: number;
+  tasksSkipped: number;
+  speculativeLaunched: number;
+  fetchFailures: number;
+  /** Tasks run again because their output was lost: in this scope or in earlier ones. */
+  tasksRecomputed: number;
+  scopesRecovered: Set<Scope>;
+}
+
+export class TaskFailedError extends Error {
+  constructor(
+    readonly scope: Scope,
+    readonly stage: string,
+    readonly partition: number,
+    readonly receiveCount: number,
+    readonly lastError: string | undefined,
+  ) {
+    super(
+      `task ${scope} stage ${stage} partition ${partition} failed after ${receiveCount} attempts and was dead-lettered` +
+        (lastError ? `: ${lastError}` : ''),
+    );
+    this.name = 'TaskFailedError';
+  }
+}
+
+export interface SchedulerDeps {
+  store: ObjectStore;
+  queue: TaskQueue;
+  clock: Clock;
+  options: SchedulerOptions;
+  /** The plan of an earlier scope, rebuilt from its lineage record, for recovery. */
+  loadScope(scope: Scope): Promise<ScopePlan>;
+}
+
+interface Running {
+  sentAt: number;
+  copies: number;
+}
+
+/** One stage of one scope, and which of its partitions this run must complete. */
+class StageRun {
+  readonly needed = new Set<number>();
+  readonly done = new Map<number, TaskDone>();
+  readonly running = new Map<number, Running>();
+  readonly attempts = new Map<number, number>();
+  readonly deps = new Set<StageRun>();
+  loaded = false;
+
+  constructor(
+    readonly plan: ScopePlan,
+    readonly spec: StageSpec,
+  ) {}
+
+  get key(): string {
+    return `${this.plan.scope}/${this.spec.id}`;
+  }
+
+  get complete(): boolean {
+    for (const p of this.needed) if (!this.done.has(p)) return false;
+    return true;
+  }
+}
+
+/**
+ * Runs stages to completion over the task queue, reading progress from completion records in the
+ * object store, so that a driver that dies can be replaced and pick up exactly where it was.
+ * Every stage whose inputs are ready runs at once, across scopes: when persisted RDDs of earlier
+ * intervals are missing, their recomputation joins the same DAG and proceeds in parallel.
+ */
+export class DagScheduler {
+  readonly stats: SchedulerStats = {
+    tasksLaunched: 0,
+    tasksSkipped: 0,
+    speculativeLaunched: 0,
+    fetchFailures: 0,
+    tasksRecomputed: 0,
+    scopesRecovered: new Set(),
+  };
+  private readonly stages = new Map<string, StageRun>();
+  private readonly plans = new Map<Scope, ScopePlan>();
+  private readonly seenFailures = new Set<string>();
+
+  constructor(private readonly deps: SchedulerDeps) {}
+
+  /** Runs the given stages of a plan (all of them by default) and everything they need. */
+  async run(plan: ScopePlan, stageIds?: string[]): Promise<SchedulerStats> {
+    this.plans.set(plan.scope, plan);
+    const targets: StageRun[] = [];
+    for (const spec of plan.stages) {
+      if (!stageIds || stageIds.includes(spec.id)) targets.push(await this.addStage(plan, spec.id));
+    }
+    const { clock, options } = this.deps;
+    for (;;) {
+      if (targets.every((t) => this.isSettled(t))) return this.stats;
+      for (const stage of this.stages.values()) {
+        if (!stage.complete && [...stage.deps].every((d) => this.isSettled(d))) await this.submitPending(stage);
+      }
+      await clock.sleep(options.pollMs);
+      await this.poll();
+    }
+  }
+
+  private isSettled(stage: StageRun): boolean {
+    return stage.complete && [...stage.deps].every((d) => this.isSettled(d));
+  }
+
+  private async addStage(plan: ScopePlan, stageId: string, partitions?: number[]): Promise<StageRun> {
+    const key = `${plan.scope}/${stageId}`;
+    let stage = this.stages.get(key);
+    const fresh = !stage;
+    if (!stage) {
+      const spec = plan.stages.find((s) => s.id === stageId);
+      if (!spec) throw new Error(`internal: no stage ${stageId} in ${plan.scope}`);
+      stage = new StageRun(plan, spec);
+      this.stages.set(key, stage);
+    }
+    for (const p of partitions ?? range(stage.spec.tasks)) stage.needed.add(p);
+    if (!fresh) return stage;
+
+    for (const parent of stage.spec.parents) stage.deps.add(await this.addStage(plan, parent));
+    // Persisted RDDs of earlier scopes: recompute the partitions that are gone, from lineage.
+    const producedHere = new Set(plan.stages.filter((s) => s.location).map((s) => s.location));
+    for (const read of stage.spec.storedReads) {
+      if (producedHere.has(read.location)) continue;
+      const present = new Set((await listAll(this.deps.store, `${read.location}/`)).map((o) => o.key));
+      const missing = range(read.partitions).filter((p) => !present.has(keys.persisted(read.location, p)));
+      if (missing.length > 0) stage.deps.add(await this.recover(read.location, missing));
+    }
+    return stage;
+  }
+
+  /** Adds the stage of an earlier scope that writes `location`, for the partitions that are lost. */
+  private async recover(location: string, partitions: number[]): Promise<StageRun> {
+    const scope = scopeOfKey(`${location}/`);
+    if (!scope) throw new Error(`internal: cannot tell which scope wrote ${location}`);
+    let plan = this.plans.get(scope);
+    if (!plan) {
+      plan = await this.deps.loadScope(scope);
+      this.plans.set(scope, plan);
+    }
+    const spec = plan.stages.find((s) => s.location === location);
+    if (!spec) throw new Error(`lineage of ${scope} has no stage that writes ${location}`);
+    // Their completion records say done, but the data is gone: forget them before rerunning.
+    await Promise.all(partitions.map((p) => this.deps.store.delete(keys.taskDone(scope, spec.id, p))));
+    this.stats.scopesRecovered.add(scope);
+    this.stats.tasksRecomputed += partitions.length;
+    const stage = await this.addStage(plan, spec.id, partitions);
+    for (const p of partitions) stage.done.delete(p);
+    return stage;
+  }
+
+  private async loadDone(stage: StageRun): Promise<void> {
+    if (stage.loaded) return;
+    stage.loaded = true;
+    await this.collectDone(stage);
+    this.stats.tasksSkipped += stage.done.size;
+  }
+
+  private async collectDone(stage: StageRun): Promise<void> {
+    const { store } = this.deps;
+    const listed = await listAll(store, keys.taskDonePrefix(stage.plan.scope, stage.spec.id));
+    const fresh = listed.filter((o) => {
+      const p = partitionOfDoneKey(o.key);
+      return p !== undefined && stage.needed.has(p) && !stage.done.has(p);
+    });
+    const records = await Promise.all(fresh.map((o) => store.get(o.key)));
+    for (const bytes of records) {
+      if (!bytes) continue;
+      const done = JSON.parse(Buffer.from(bytes).toString('utf8')) as TaskDone;
+      stage.done.set(done.partition, done);
+      stage.running.delete(done.partition);
+    }
+  }
+
+  private async submitPending(stage: StageRun): Promise<void> {
+    await this.loadDone(stage);
+    const tasks: TaskRecord[] = [];
+    for (const p of [...stage.needed].sort((a, b) => a - b)) {
+      if (stage.done.has(p) || stage.running.has(p)) continue;
+      tasks.push(this.taskRecord(stage, p, 0));
+      stage.running.set(p, { sentAt: this.deps.clock.now(), copies: 1 });
+    }
+    await this.send(tasks);
+    this.stats.tasksLaunched += tasks.length;
+  }
+
+  private taskRecord(stage: StageRun, partition: number, copy: number): TaskRecord {
+    const { plan, spec } = stage;
+    const shuffleInputs: Record<string, BlockRef[]> = {};
+    for (const shuffle of spec.shuffleReads) {
+      const mapStage = this.stages.get(`${plan.scope}/map-${shuffle}`)!;
+      shuffleInputs[shuffle] = range(mapStage.spec.tasks).map((m) => {
+        const out = mapStage.done.get(m)!.mapOutput!;
+        const [start, end] = out.blocks[partition]!;
+        return [out.key, start, end];
+      });
+    }
+    return {
+      v: 1,
+      pipeline: plan.pipeline,
+      fingerprint: plan.fingerprint,
+      scope: plan.scope,
+      planHash: plan.planHash,
+      stage: spec.id,
+      kind: spec.kind,
+      rdd: spec.rdd,
+      partition,
+      attempt: stage.attempts.get(partition) ?? 0,
+      copy,
+      ...(spec.output ? { output: spec.output } : {}),
+      ...(spec.location ? { location: spec.location } : {}),
+      ...(spec.shuffleReads.length > 0 ? { shuffleInputs } : {}),
+    };
+  }
+
+  private async send(tasks: TaskRecord[]): Promise<void> {
+    if (tasks.length === 0) return;
+    const bodies = await Promise.all(tasks.map((t) => encodeTaskMessage(this.deps.store, t)));
+    await this.deps.queue.send(bodies);
+  }
+
+  private async poll(): Promise<void> {
+    const active = [...this.stages.values()].filter((s) => s.loaded && !s.complete);
+    await Promise.all(active.map((s) => this.collectDone(s)));
+    const scopes = new Set(active.map((s) => s.plan.scope));
+    for (const scope of scopes) await this.handleFetchFailures(scope);
+    await this.handleDeadLetters();
+    if (this.deps.options.speculation.enabled) await this.speculate(active);
+  }
+
+  /** A task found an input gone: rerun what wrote it, then the task, with a new attempt number. */
+  private async handleFetchFailures(scope: Scope): Promise<void> {
+    const { store, options } = this.deps;
+    for (const info of await listAll(store, keys.fetchFailedPrefix(scope))) {
+      if (this.seenFailures.has(info.key)) continue;
+      this.seenFailures.add(info.key);
+      const bytes = await store.get(info.key);
+      if (!bytes) continue;
+      const failure = JSON.parse(Buffer.from(bytes).toString('utf8')) as { stage: string; partition: number; attempt: number; missing: string[] };
+      const stage = this.stages.get(`${scope}/${failure.stage}`);
+      if (!stage || stage.done.has(failure.partition)) continue;
+      if (failure.attempt < (stage.attempts.get(failure.partition) ?? 0)) continue;
+      this.stats.fetchFailures++;
+      const attempt = failure.attempt + 1;
+      if (attempt > options.maxFetchFailures) {
+        throw new Error(`${scope} stage ${failure.stage} partition ${failure.partition} lost its inputs ${attempt} times: ${failure.missing.join(', ')}`);
+      }
+      stage.attempts.set(failure.partition, attempt);
+      stage.running.delete(failure.partition);
+      for (const key of failure.missing) stage.deps.add(await this.rerunProducer(key));
+    }
+  }
+
+  private async rerunProducer(key: string): Promise<StageRun> {
+    const shuffle = /^cache\/([^/]+)\/shuffle\/([^/]+)\/map-(\d+)$/.exec(key);
+    if (shuffle) {
+      const stage = this.stages.get(`${shuffle[1]}/map-${shuffle[2]}`);
+      if (!stage) throw new Error(`internal: no map stage wrote ${key}`);
+      await this.invalidate(stage, Number(shuffle[3]));
+      return stage;
+    }
+    const stored = /^(.*)\/part-(\d+)$/.exec(key);
+    if (!stored) throw new Error(`internal: cannot tell what wrote ${key}`);
+    const [, location, part] = stored;
+    const here = [...this.stages.values()].find((s) => s.spec.location === location);
+    if (here) {
+      await this.invalidate(here, Number(part));
+      return here;
+    }
+    return this.recover(location!, [Number(part)]);
+  }
+
+  private async invalidate(stage: StageRun, partition: number): Promise<void> {
+    stage.done.delete(partition);
+    stage.running.delete(partition);
+    stage.needed.add(partition);
+    await this.deps.store.delete(keys.taskDone(stage.plan.scope, stage.spec.id, partition));
+    this.stats.tasksRecomputed++;
+  }
+
+  private async handleDeadLetters(): Promise<void> {
+    const { store, queue } = this.deps;
+    for (const letter of await queue.drainDeadLetters(10)) {
+      let task: TaskRecord;
+      try {
+        task = await decodeTaskMessage(store, letter.body);
+      } catch {
+        continue;
+      }
+      const stage = this.stages.get(`${task.scope}/${task.stage}`);
+      if (stage?.done.has(task.partition)) continue;
+      const errorBytes = await store.get(keys.taskError(task.scope, task.stage, task.partition));
+      const lastError = errorBytes ? (JSON.parse(Buffer.from(errorBytes).toString('utf8')) as { error: string }).error : undefined;
+      await store.put(
+        keys.deadLetter(task.scope, task.stage, task.partition),
+        JSON.stringify({ scope: task.scope, stage: task.stage, partition: task.partition, attempt: task.attempt, copy: task.copy, receiveCount: letter.receiveCount, lastError, task }, null, 2),
+      );
+      if (stage) throw new TaskFailedError(task.scope, task.stage, task.partition, letter.receiveCount, lastError);
+    }
+  }
+
+  /** Duplicates tasks far slower than their stage's median; the first copy to finish wins. */
+  private async speculate(active: StageRun[]): Promise<void> {
+    const { quantile, multiplier, minMs } = this.deps.options.speculation;
+    const now = this.deps.clock.now();
+    const copies: TaskRecord[] = [];
+    for (const stage of active) {
+      if (stage.running.size === 0 || stage.done.size < Math.max(1, Math.ceil(quantile * stage.needed.size))) continue;
+      const durations = [...stage.done.values()].map((d) => d.durationMs).sort((a, b) => a - b);
+      const median = durations[Math.floor(durations.length / 2)]!;
+      const threshold = Math.max(minMs, multiplier * median);
+      for (const [p, running] of stage.running) {
+        if (running.copies > 1 || now - running.sentAt <= threshold) continue;
+        running.copies++;
+        copies.push(this.taskRecord(stage, p, running.copies - 1));
+      }
+    }
+    await this.send(copies);
+    this.stats.speculativeLaunched += copies.length;
+  }
+}
+
+function range(n: number): number[] {
+  return Array.from({ length: n }, (_, i) => i);
+}
+
+function partitionOfDoneKey(key: string): number | undefined {
+  const m = /part-(\d+)\.json$/.exec(key);
+  return m ? Number(m[1]) : undefined;
+}

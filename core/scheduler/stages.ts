@@ -1,0 +1,91 @@
+import type { PlanBuilder } from '../rdd/rdd.ts';
+
+/**
+ * A stage: the tasks that compute one RDD's partitions in one pass each, reading shuffles and
+ * persisted RDDs at its edges. Shuffles split a plan into stages; so does a persisted RDD, which
+ * is written once and read by everything after it.
+ */
+export interface StageSpec {
+  id: string;
+  kind: 'shuffle-map' | 'persist' | 'output';
+  /** The shuffle node (shuffle-map), or the RDD written (persist, output). */
+  rdd: string;
+  /** How many tasks: the partitions of the RDD computed. */
+  tasks: number;
+  /** Stages of the same scope that must finish first. */
+  parents: string[];
+  /** Shuffle nodes read on the reduce side. */
+  shuffleReads: string[];
+  /** Locations of persisted RDDs read; those not written in this scope come from earlier ones. */
+  storedReads: { location: string; partitions: number }[];
+  output?: { name: string; format: 'text' | 'json' | 'collect' };
+  location?: string;
+}
+
+export const stageIds = {
+  shuffleMap: (rdd: string) => `map-${rdd}`,
+  persist: (rdd: string) => `persist-${rdd}`,
+  output: (name: string) => `out-${name}`,
+};
+
+/** The stages of a plan, parents before children. */
+export function planStages(builder: PlanBuilder): StageSpec[] {
+  const stages = new Map<string, StageSpec>();
+  const persistByLocation = new Map(builder.persists.map((p) => [p.location, p]));
+
+  const reads = (root: string) => {
+    const shuffleReads: string[] = [];
+    const storedReads: StageSpec['storedReads'] = [];
+    const parents = new Set<string>();
+    const seen = new Set<string>();
+    const visit = (id: string) => {
+      if (seen.has(id)) return;
+      seen.add(id);
+      const node = builder.get(id).node;
+      switch (node.kind) {
+        case 'shuffle':
+          shuffleReads.push(node.id);
+          parents.add(addShuffleMap(node.id));
+          return;
+        case 'stored': {
+          storedReads.push({ location: node.location, partitions: node.partitions });
+          const producer = persistByLocation.get(node.location);
+          if (producer) parents.add(addPersist(producer.rdd.id, producer.location));
+          return;
+        }
+        case 'narrow':
+          return visit(node.parent);
+        case 'union':
+        case 'cogroup':
+          return node.parents.forEach(visit);
+        default:
+          return;
+      }
+    };
+    visit(root);
+    return { shuffleReads, storedReads, parents: [...parents] };
+  };
+
+  const add = (spec: Omit<StageSpec, 'parents' | 'shuffleReads' | 'storedReads'>, root: string) => {
+    if (stages.has(spec.id)) return spec.id;
+    const r = reads(root);
+    stages.set(spec.id, { ...spec, ...r });
+    return spec.id;
+  };
+
+  const addShuffleMap = (shuffleId: string): string => {
+    const node = builder.get(shuffleId).node;
+    if (node.kind !== 'shuffle') throw new Error(`internal: ${shuffleId} is not a shuffle`);
+    const tasks = builder.get(node.parent).partitions;
+    return add({ id: stageIds.shuffleMap(shuffleId), kind: 'shuffle-map', rdd: shuffleId, tasks }, node.parent);
+  };
+
+  const addPersist = (rdd: string, location: string): string =>
+    add({ id: stageIds.persist(rdd), kind: 'persist', rdd, tasks: builder.get(rdd).partitions, location }, rdd);
+
+  for (const p of builder.persists) addPersist(p.rdd.id, p.location);
+  for (const o of builder.outputs) {
+    add({ id: stageIds.output(o.name), kind: 'output', rdd: o.rdd.id, tasks: o.rdd.partitions, output: { name: o.name, format: o.format } }, o.rdd.id);
+  }
+  return [...stages.values()];
+}

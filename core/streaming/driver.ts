@@ -1,0 +1,259 @@
+import type { ObjectStore } from '../ports/object-store.ts';
+import { listAll } from '../ports/object-store.ts';
+import type { TaskQueue } from '../ports/task-queue.ts';
+import type { Clock } from '../ports/clock.ts';
+import type { Pipeline } from '../graph/pipeline.ts';
+import { decodeRecords } from '../codec/record-codec.ts';
+import { DagScheduler, type SchedulerOptions, type SchedulerStats } from '../scheduler/dag-scheduler.ts';
+import { stageIds } from '../scheduler/stages.ts';
+import { intervalScope, keys } from '../layout.ts';
+import { sealInterval } from './intake.ts';
+import { planSplits } from './splits.ts';
+import { buildLineageRecord, planFromRecord, readLineageRecord, type LineageRecord } from './lineage.ts';
+
+export interface DriverConfig {
+  intervalMs: number;
+  /** How many splits an interval's input is cut into. */
+  inputPartitions: number;
+  /** Largest split, in bytes: what one task reads, which bounds its memory. */
+  maxSplitBytes: number;
+  scheduler: SchedulerOptions;
+  /** Intervals of cache kept beyond what recovery needs, before garbage collection. */
+  retainIntervals: number;
+}
+
+/** The steps of an interval, at any of which a driver may die; a new driver resumes after the last durable one. */
+export type DriverStep = 'seal' | 'sealed' | 'lineage-written' | 'mid-stage' | 'stages-done' | 'outputs-committed' | 'sinks-done' | 'committed';
+
+export interface DriverHooks {
+  step?(step: DriverStep, interval: number): void | Promise<void>;
+}
+
+export interface IntervalReport {
+  interval: number;
+  uploads: number;
+  inputBytes: number;
+  recordsIn: number;
+  outputs: Record<string, number>;
+  /** From the start of processing to the commit. */
+  processingMs: number;
+  /** From the end of the interval to the start of its processing. */
+  schedulingDelayMs: number;
+  tasks: number;
+  tasksSkipped: number;
+  speculative: number;
+  fetchFailures: number;
+  recomputed: number;
+  recoveredIntervals: number[];
+}
+
+export interface DriverProgress {
+  next: number;
+  epoch: number;
+  intervalMs: number;
+}
+
+/**
+ * Runs a stream interval by interval: seal the interval's uploads, write its lineage, run its
+ * stages, commit its outputs, checkpoint, collect garbage. Everything it knows is in the object
+ * store, so any driver, restarted at any step, resumes an interval and produces the same result.
+ */
+export class StreamingDriver {
+  private readonly records = new Map<number, LineageRecord>();
+
+  constructor(
+    readonly pipeline: Pipeline,
+    private readonly deps: { store: ObjectStore; queue: TaskQueue; clock: Clock },
+    readonly config: DriverConfig,
+    private readonly hooks: DriverHooks = {},
+  ) {}
+
+  /** The pipeline's clock origin: set once, by whichever driver or ingest comes first. */
+  async progress(): Promise<DriverProgress> {
+    const { store, clock } = this.deps;
+    const existing = await readJson<DriverProgress>(store, keys.driverProgress);
+    if (existing) return existing;
+    const fresh: DriverProgress = { next: 0, epoch: clock.now(), intervalMs: this.config.intervalMs };
+    await store.putIfAbsent(keys.driverProgress, JSON.stringify(fresh));
+    return (await readJson<DriverProgress>(store, keys.driverProgress))!;
+  }
+
+  /** Seals interval k and writes its lineage record, unless a driver already did. */
+  async planInterval(k: number): Promise<LineageRecord> {
+    const { store, clock } = this.deps;
+    const existing = this.records.get(k) ?? (await readLineageRecord(store, k));
+    if (existing) {
+      this.records.set(k, existing);
+      return existing;
+    }
+    await this.step('seal', k);
+    const uploads = await sealInterval(store, k);
+    await this.step('sealed', k);
+    const { inputPartitions, maxSplitBytes } = this.config;
+    const inputs = {
+      sources: this.pipeline.sources.map((spec) =>
+        planSplits(uploads.filter((u) => u.name.startsWith(spec.prefix)), inputPartitions, maxSplitBytes),
+      ),
+      persisted: await this.persistedBefore(k),
+    };
+    let record = buildLineageRecord(this.pipeline, k, uploads, inputs, clock.now());
+    if (!(await store.putIfAbsent(keys.lineageRecord(record.scope), JSON.stringify(record)))) {
+      record = (await readLineageRecord(store, k))!;
+    }
+    this.records.set(k, record);
+    await this.step('lineage-written', k);
+    return record;
+  }
+
+  /** Runs interval k to its commit; a committed interval is not run again. */
+  async runInterval(k: number, intervalEnd?: number): Promise<IntervalReport> {
+    const { store, queue, clock } = this.deps;
+    const scope = intervalScope(k);
+    const committed = await readJson<IntervalReport>(store, keys.committed(scope));
+    if (committed) return committed;
+
+    const started = clock.now();
+    const record = await this.planInterval(k);
+    const plan = planFromRecord(this.pipeline, record);
+    const hooks = this.hooks;
+    const scheduler = new DagScheduler({
+      store,
+      queue,
+      // The driver may die between any two polls; the clock is where the scheduler waits.
+      clock: { now: () => clock.now(), sleep: async (ms) => (await clock.sleep(ms), await hooks.step?.('mid-stage', k)) },
+      options: this.config.scheduler,
+      loadScope: async (s) => {
+        const j = Number(/interval=(\d+)/.exec(s)?.[1]);
+        const earlier = await this.planInterval(j);
+        return planFromRecord(this.pipeline, earlier);
+      },
+    });
+    const stats = await scheduler.run(plan);
+    await this.step('stages-done', k);
+
+    const outputs: Record<string, number> = {};
+    let recordsIn = 0;
+    for (const output of record.outputs) {
+      const done = await this.completions(scope, stageIds.output(output.name));
+      outputs[output.name] = done.reduce((n, d) => n + d.recordsOut, 0);
+      if (output.format !== 'collect') {
+        await store.putIfAbsent(keys.outputSuccess(output.name, scope), JSON.stringify({ interval: k, parts: done.length, records: outputs[output.name] }));
+      }
+    }
+    for (const stage of plan.stages) {
+      if (readsSource(plan.builder, stage.kind === 'shuffle-map' ? parentOf(plan.builder, stage.rdd) : stage.rdd)) {
+        recordsIn += (await this.completions(scope, stage.id)).reduce((n, d) => n + d.recordsIn, 0);
+      }
+    }
+    await this.step('outputs-committed', k);
+
+    for (const output of this.pipeline.graph.outputs) {
+      if (!output.sink || !record.outputs.some((o) => o.name === output.name)) continue;
+      if (await store.head(keys.sinkDone(scope, output.name))) continue;
+      const spec = plan.stages.find((s) => s.id === stageIds.output(output.name))!;
+      const collected: unknown[] = [];
+      for (let p = 0; p < spec.tasks; p++) {
+        const bytes = await store.get(keys.collected(scope, output.name, p));
+        if (bytes) decodeRecords(bytes, (r) => collected.push(r));
+      }
+      await output.sink(collected, k);
+      await store.putIfAbsent(keys.sinkDone(scope, output.name), '');
+    }
+    await this.step('sinks-done', k);
+
+    const end = intervalEnd ?? record.sealedAt;
+    const report: IntervalReport = {
+      interval: k,
+      uploads: record.uploads.length,
+      inputBytes: record.uploads.reduce((n, u) => n + u.size, 0),
+      recordsIn,
+      outputs,
+      processingMs: clock.now() - started,
+      schedulingDelayMs: Math.max(0, started - end),
+      ...summarise(stats),
+    };
+    await store.putIfAbsent(keys.committed(scope), JSON.stringify(report));
+    const progress = await this.progress();
+    if (progress.next <= k) await store.put(keys.driverProgress, JSON.stringify({ ...progress, next: k + 1 }));
+    await this.step('committed', k);
+    await this.collectGarbage(k);
+    return report;
+  }
+
+  private async completions(scope: string, stage: string) {
+    const { store } = this.deps;
+    const listed = await listAll(store, keys.taskDonePrefix(scope, stage));
+    const bodies = await Promise.all(listed.map((o) => store.get(o.key)));
+    return bodies.filter((b): b is Uint8Array => !!b).map((b) => JSON.parse(Buffer.from(b).toString('utf8')) as { recordsIn: number; recordsOut: number });
+  }
+
+  /** Partition counts of RDDs persisted by the intervals that interval k may read. */
+  private async persistedBefore(k: number): Promise<Record<string, number>> {
+    const persisted: Record<string, number> = {};
+    const from = Math.max(0, k - this.pipeline.graph.lookback());
+    for (let j = from; j < k; j++) {
+      const record = this.records.get(j) ?? (await readLineageRecord(this.deps.store, j));
+      if (!record) throw new Error(`interval ${k} needs the lineage of interval ${j}, which is missing: intervals run in order from 0`);
+      this.records.set(j, record);
+      for (const [stream, n] of Object.entries(record.persistedHere)) persisted[`${stream}@${j}`] = n;
+    }
+    return persisted;
+  }
+
+  /**
+   * Cache older than anything recovery may need (the lookback of windows and state since the
+   * last checkpoint, plus a margin) is deleted, and so are checkpoints that a newer one replaces.
+   */
+  private async collectGarbage(k: number): Promise<void> {
+    const { checkpointEvery } = this.pipeline.options;
+    const lastCheckpoint = k - ((k + 1) % checkpointEvery);
+    const keepFrom = Math.min(k - this.pipeline.graph.lookback(), lastCheckpoint) - this.config.retainIntervals;
+    const j = keepFrom - 1;
+    if (j < 0) return;
+    const doomed = [...(await listAll(this.deps.store, keys.cachePrefix(intervalScope(j))))];
+    if ((j + 1) % checkpointEvery === 0 && j < lastCheckpoint) {
+      doomed.push(...(await listAll(this.deps.store, `checkpoints/${intervalScope(j)}/`)));
+    }
+    for (const o of doomed) await this.deps.store.delete(o.key);
+    this.records.delete(j - this.pipeline.graph.lookback());
+  }
+
+  private async step(step: DriverStep, k: number): Promise<void> {
+    await this.hooks.step?.(step, k);
+  }
+}
+
+function readsSource(builder: import('../rdd/rdd.ts').PlanBuilder, root: string): boolean {
+  const node = builder.get(root).node;
+  switch (node.kind) {
+    case 'source':
+      return true;
+    case 'narrow':
+      return readsSource(builder, node.parent);
+    case 'union':
+      return node.parents.some((p) => readsSource(builder, p));
+    default:
+      return false;
+  }
+}
+
+function parentOf(builder: import('../rdd/rdd.ts').PlanBuilder, shuffle: string): string {
+  const node = builder.get(shuffle).node;
+  return node.kind === 'shuffle' ? node.parent : shuffle;
+}
+
+function summarise(stats: SchedulerStats) {
+  return {
+    tasks: stats.tasksLaunched,
+    tasksSkipped: stats.tasksSkipped,
+    speculative: stats.speculativeLaunched,
+    fetchFailures: stats.fetchFailures,
+    recomputed: stats.tasksRecomputed,
+    recoveredIntervals: [...stats.scopesRecovered].map((s) => Number(/\d+/.exec(s)?.[0])).filter((n) => !Number.isNaN(n)),
+  };
+}
+
+async function readJson<T>(store: ObjectStore, key: string): Promise<T | undefined> {
+  const bytes = await store.get(key);
+  return bytes ? (JSON.parse(Buffer.from(bytes).toString('utf8')) as T) : undefined;
+}

@@ -1,0 +1,98 @@
+import type { DStream, Generation } from '../graph/dstream.ts';
+import type { Pipeline } from '../graph/pipeline.ts';
+import type { Split } from '../rdd/plan.ts';
+import { PlanBuilder, type Rdd } from '../rdd/rdd.ts';
+import { intervalScope, keys } from '../layout.ts';
+
+/** Everything an interval's plan depends on besides the pipeline: recorded in its lineage. */
+export interface IntervalInputs {
+  /** Per source, in the order the pipeline created them: this interval's splits. */
+  sources: Split[][];
+  /** Partitions of RDDs persisted at earlier intervals, by `<stream>@<interval>`; absent = no RDD. */
+  persisted: Record<string, number>;
+}
+
+export interface GeneratedInterval {
+  builder: PlanBuilder;
+  /** Partitions of the RDDs this interval persists, by stream id: later intervals' inputs. */
+  persistedHere: Record<string, number>;
+}
+
+/** Where stream `id`'s RDD of interval j is persisted: state goes to the durable tier every C intervals. */
+export function persistTarget(stream: DStream<unknown>, j: number, checkpointEvery: number) {
+  const tier = stream.stateful && (j + 1) % checkpointEvery === 0 ? ('checkpoint' as const) : ('cache' as const);
+  return { tier, location: keys.persistLocation(tier, intervalScope(j), stream.id) };
+}
+
+/**
+ * Turns the stream graph into interval k's RDD plan: the job generator. Deterministic: the driver
+ * runs it to plan the interval, and every task runs it again to find its RDD and functions.
+ */
+export function generateInterval(pipeline: Pipeline, k: number, inputs: IntervalInputs): GeneratedInterval {
+  const { graph, options } = pipeline;
+  const builder = new PlanBuilder(options.partitions);
+  const memo = new Map<DStream<unknown>, Rdd<unknown> | undefined>();
+  const storedMemo = new Map<string, Rdd<unknown>>();
+  const persistedHere: Record<string, number> = {};
+
+  const gen: Generation = {
+    interval: k,
+    builder,
+    rdd<T>(stream: DStream<T>): Rdd<T> | undefined {
+      const s = stream as DStream<unknown>;
+      if (memo.has(s)) return memo.get(s) as Rdd<T> | undefined;
+      const parents = s.parents.map((p) => gen.rdd(p));
+      let result: Rdd<unknown> | undefined;
+      if (!parents.includes(undefined)) {
+        builder.origin = `${s.id} ${s.kind}`;
+        result = s.computeRdd(gen, parents as Rdd<unknown>[]);
+        builder.origin = '';
+        if (result && s.persisted) {
+          const { tier, location } = persistTarget(s, k, options.checkpointEvery);
+          builder.addPersist(result, location, tier);
+          persistedHere[s.id] = result.partitions;
+          // Consumers in this interval read what was persisted, so it is computed once.
+          result = builder.stored(location, tier, result.partitions, !!result.node.hashPartitioned, `${s.kind} ${s.id}`);
+          storedMemo.set(`${s.id}@${k}`, result);
+        }
+      }
+      memo.set(s, result);
+      return result as Rdd<T> | undefined;
+    },
+    stored<T>(stream: DStream<T>, j: number): Rdd<T> {
+      const s = stream as DStream<unknown>;
+      if (!s.persisted) throw new Error(`internal: ${s.id} ${s.kind} is read across intervals but not persisted`);
+      if (j === k) {
+        const here = gen.rdd(s);
+        return (here ?? emptyOf(s)) as Rdd<T>;
+      }
+      const memoKey = `${s.id}@${j}`;
+      const known = storedMemo.get(memoKey);
+      if (known) return known as Rdd<T>;
+      const partitions = j < 0 ? undefined : inputs.persisted[memoKey];
+      let rdd: Rdd<unknown>;
+      if (partitions === undefined) {
+        rdd = emptyOf(s);
+      } else {
+        const { tier, location } = persistTarget(s, j, options.checkpointEvery);
+        rdd = builder.stored(location, tier, partitions, s.keyedPartitions !== undefined, `${s.kind} ${s.id} of interval ${j}`);
+      }
+      storedMemo.set(memoKey, rdd);
+      return rdd as Rdd<T>;
+    },
+    sourceSplits(stream) {
+      const index = graph.sources.indexOf(stream);
+      return inputs.sources[index] ?? [];
+    },
+  };
+
+  const emptyOf = (s: DStream<unknown>) =>
+    s.keyedPartitions !== undefined ? builder.emptyPartitioned(s.keyedPartitions) : builder.empty();
+
+  for (const stream of graph.streams) if (stream.persisted) gen.rdd(stream);
+  for (const output of graph.outputs) {
+    const rdd = gen.rdd(output.stream);
+    if (rdd) builder.addOutput(output.prepare ? output.prepare(rdd) : rdd, output.name, output.format);
+  }
+  return { builder, persistedHere };
+}

@@ -1,0 +1,79 @@
+import type { ObjectStore } from '../ports/object-store.ts';
+import { listAll } from '../ports/object-store.ts';
+import { intervalScope } from '../layout.ts';
+import { shortHash } from '../util/hash.ts';
+import type { Upload } from './splits.ts';
+
+/** An upload with what identifies this version of it (a re-upload of a key is a new upload). */
+export interface IntakeUpload extends Upload {
+  version: string;
+}
+
+const base = (k: number) => `intake/${intervalScope(k)}`;
+const entryKey = (k: number, id: string) => `${base(k)}/entries/${id}.json`;
+const sealingKey = (k: number) => `${base(k)}/_SEALING`;
+const sealedKey = (k: number) => `${base(k)}/_SEALED`;
+const claimKey = (id: string) => `intake/claims/${id}.json`;
+
+export function uploadId(upload: IntakeUpload): string {
+  return shortHash(`${upload.key}\n${upload.version}`, 24);
+}
+
+/**
+ * Assigns an upload to an interval, at or after `interval`: exactly one, never none, even when
+ * the upload races the seal. The entry is written first; if the interval was not yet sealing
+ * when we look afterwards, every seal's listing (which starts after it marks sealing) sees it.
+ * If it was, we cannot know whether the listing saw it, so the upload is also entered in the
+ * next interval, and the seals settle it: whichever interval's final list takes it first, owns it.
+ * Idempotent: S3 may deliver a notification twice.
+ */
+export async function admitUpload(store: ObjectStore, upload: IntakeUpload, interval: number): Promise<number> {
+  const id = uploadId(upload);
+  const body = JSON.stringify(upload);
+  for (let k = interval; ; k++) {
+    await store.putIfAbsent(entryKey(k, id), body);
+    if (!(await store.head(sealingKey(k)))) return k;
+  }
+}
+
+/**
+ * Closes interval k to new uploads and returns its uploads, the same list to every caller: a
+ * driver restarted mid-seal, or two racing, agree through create-if-absent of the sealed list.
+ */
+export async function sealInterval(store: ObjectStore, k: number): Promise<IntakeUpload[]> {
+  const sealed = await readJson<IntakeUpload[]>(store, sealedKey(k));
+  if (sealed) return sealed;
+  await store.put(sealingKey(k), '');
+  const entries = await listAll(store, `${base(k)}/entries/`);
+  const candidates = (await Promise.all(entries.map((e) => readJson<IntakeUpload>(store, e.key)))).filter((u): u is IntakeUpload => !!u);
+  const taken: IntakeUpload[] = [];
+  for (const upload of candidates) {
+    if (await ownedElsewhere(store, upload, k)) continue;
+    taken.push(upload);
+  }
+  taken.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : a.version < b.version ? -1 : 1));
+  // Claims first, so a later seal always finds them; a claim counts only if the final list agrees.
+  await Promise.all(taken.map((u) => store.putIfAbsent(claimKey(uploadId(u)), String(k))));
+  if (await store.putIfAbsent(sealedKey(k), JSON.stringify(taken))) return taken;
+  return (await readJson<IntakeUpload[]>(store, sealedKey(k)))!;
+}
+
+/** True when an earlier interval's final list already holds this upload. */
+async function ownedElsewhere(store: ObjectStore, upload: IntakeUpload, k: number): Promise<boolean> {
+  const claim = await store.get(claimKey(uploadId(upload)));
+  if (!claim) return false;
+  const owner = Number(Buffer.from(claim).toString('utf8'));
+  if (owner === k) return false;
+  const list = await readJson<IntakeUpload[]>(store, sealedKey(owner));
+  const id = uploadId(upload);
+  return !!list?.some((u) => uploadId(u) === id);
+}
+
+export async function isSealed(store: ObjectStore, k: number): Promise<boolean> {
+  return !!(await store.head(sealedKey(k)));
+}
+
+async function readJson<T>(store: ObjectStore, key: string): Promise<T | undefined> {
+  const bytes = await store.get(key);
+  return bytes ? (JSON.parse(Buffer.from(bytes).toString('utf8')) as T) : undefined;
+}

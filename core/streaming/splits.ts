@@ -1,0 +1,40 @@
+import type { Split } from '../rdd/plan.ts';
+
+export interface Upload {
+  /** Where the bytes are in the store. */
+  key: string;
+  /** What sources match their prefix against: the key below `incoming/`. */
+  name: string;
+  size: number;
+}
+
+/**
+ * Cuts uploads into about `partitions` splits of similar size (never larger than
+ * `maxSplitBytes`): large uploads are cut at arbitrary bytes (the reader finds line starts),
+ * small ones are packed together. Deterministic: uploads are taken in key order.
+ */
+export function planSplits(uploads: Upload[], partitions: number, maxSplitBytes: number): Split[] {
+  const sorted = uploads.filter((u) => u.size > 0).sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
+  const total = sorted.reduce((n, u) => n + u.size, 0);
+  if (total === 0) return [];
+  const target = Math.max(1, Math.min(maxSplitBytes, Math.ceil(total / Math.max(1, partitions))));
+  const splits: Split[] = [];
+  let current: Split = { ranges: [] };
+  let room = target;
+  for (const upload of sorted) {
+    let start = 0;
+    while (start < upload.size) {
+      const end = Math.min(upload.size, start + room);
+      current.ranges.push({ key: upload.key, start, end });
+      room -= end - start;
+      start = end;
+      if (room === 0) {
+        splits.push(current);
+        current = { ranges: [] };
+        room = target;
+      }
+    }
+  }
+  if (current.ranges.length > 0) splits.push(current);
+  return splits;
+}

@@ -1,0 +1,10 @@
+import { definePipeline } from '../core/index.ts';
+
+/** Lines containing a pattern (DSTREAM_GREP_PATTERN, default "error"), and how many per interval. */
+const pattern = process.env.DSTREAM_GREP_PATTERN ?? 'error';
+
+export default definePipeline({ name: 'grep', partitions: 2 }, (ctx) => {
+  const matches = ctx.textStream().filter((line) => line.includes(pattern));
+  matches.saveAsTextFiles('matches');
+  matches.count().saveAsJsonFiles('match-count');
+});

@@ -1,0 +1,69 @@
+/**
+ * A fault schedule for the embedded runtime, from `--chaos "seed=7,task-crash=0.1,..."`:
+ * probabilities per task (or per driver step), drawn from a seeded generator.
+ */
+export interface ChaosSpec {
+  seed: number;
+  taskError: number;
+  taskCrash: number;
+  duplicate: number;
+  straggler: number;
+  slowdown: number;
+  loseCache: number;
+  driverCrash: number;
+}
+
+export type FaultKind = 'task-error' | 'task-crash' | 'duplicate' | 'straggler' | 'lose-cache' | 'driver-crash';
+
+const FIELDS: Record<string, keyof ChaosSpec> = {
+  seed: 'seed',
+  'task-error': 'taskError',
+  'task-crash': 'taskCrash',
+  duplicate: 'duplicate',
+  straggler: 'straggler',
+  slowdown: 'slowdown',
+  'lose-cache': 'loseCache',
+  'driver-crash': 'driverCrash',
+};
+
+export const noChaos: ChaosSpec = { seed: 0, taskError: 0, taskCrash: 0, duplicate: 0, straggler: 0, slowdown: 10, loseCache: 0, driverCrash: 0 };
+
+export function parseChaos(text: string): ChaosSpec {
+  const spec = { ...noChaos };
+  for (const part of text.split(',').map((p) => p.trim()).filter(Boolean)) {
+    const eq = part.indexOf('=');
+    const name = eq < 0 ? part : part.slice(0, eq);
+    const field = FIELDS[name];
+    if (!field) throw new Error(`--chaos: unknown fault ${JSON.stringify(name)}; known: ${Object.keys(FIELDS).join(', ')}`);
+    const value = Number(part.slice(eq + 1));
+    if (eq < 0 || part.slice(eq + 1).trim() === '' || !Number.isFinite(value)) throw new Error(`--chaos: ${name} needs a number, as in ${name}=0.1`);
+    if (field === 'seed') {
+      if (!Number.isInteger(value)) throw new Error(`--chaos: seed must be a whole number, got ${value}`);
+    } else if (field === 'slowdown') {
+      if (value < 1) throw new Error(`--chaos: slowdown is a factor >= 1, got ${value}`);
+    } else if (value < 0 || value > 1) {
+      throw new Error(`--chaos: ${name} is a probability from 0 to 1, got ${value}`);
+    }
+    spec[field] = value;
+  }
+  return spec;
+}
+
+/** A small seeded generator (mulberry32): the same seed gives the same fault schedule. */
+export function seededRandom(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+export class InjectedFault extends Error {
+  constructor(readonly kind: FaultKind) {
+    super(`injected fault: ${kind}`);
+    this.name = 'InjectedFault';
+  }
+}

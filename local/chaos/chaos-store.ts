@@ -1,0 +1,58 @@
+import type { ObjectInfo, ObjectStore } from '../../core/ports/object-store.ts';
+import type { ChaosSpec, FaultKind } from './chaos-spec.ts';
+
+/**
+ * The worker's view of the store under a fault schedule: cache-tier objects vanish after being
+ * written, and a task's commit (its completion record) may be preceded by a crash of the worker
+ * or by a long stall, which is when those faults hurt most.
+ */
+export class ChaosStore implements ObjectStore {
+  /** Decided per task by the worker before it runs. */
+  pending: { crash: boolean; stallMs: number } = { crash: false, stallMs: 0 };
+
+  constructor(
+    private readonly inner: ObjectStore,
+    private readonly spec: ChaosSpec,
+    private readonly random: () => number,
+    private readonly injected: (kind: FaultKind) => void,
+  ) {}
+
+  get(key: string) {
+    return this.inner.get(key);
+  }
+
+  getRange(key: string, start: number, end?: number) {
+    return this.inner.getRange(key, start, end);
+  }
+
+  head(key: string) {
+    return this.inner.head(key);
+  }
+
+  list(prefix: string): AsyncIterable<ObjectInfo> {
+    return this.inner.list(prefix);
+  }
+
+  delete(key: string) {
+    return this.inner.delete(key);
+  }
+
+  async put(key: string, body: Uint8Array | string): Promise<void> {
+    await this.inner.put(key, body);
+    if (key.startsWith('cache/') && this.random() < this.spec.loseCache) {
+      this.injected('lose-cache');
+      await this.inner.delete(key);
+    }
+  }
+
+  async putIfAbsent(key: string, body: Uint8Array | string): Promise<boolean> {
+    if (/^lineage\/[^/]+\/tasks\//.test(key)) {
+      if (this.pending.stallMs > 0) await new Promise((r) => setTimeout(r, this.pending.stallMs));
+      if (this.pending.crash) {
+        // The pool counts the crash when it sees the worker go. Dies as a Lambda would: no cleanup, no reply; the message comes back after its timeout.
+        process.exit(137);
+      }
+    }
+    return this.inner.putIfAbsent(key, body);
+  }
+}

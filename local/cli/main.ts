@@ -1,0 +1,134 @@
+import path from 'node:path';
+import { FsObjectStore } from '../store/fs-object-store.ts';
+import { readLineageRecord } from '../../core/streaming/lineage.ts';
+import { EmbeddedRuntime } from '../runtime/embedded-runtime.ts';
+import { parseArgs, parseCount, parseDuration, UsageError } from './args.ts';
+import { formatChaos, formatInterval, formatLineage } from './format.ts';
+import { runDemo } from './demo.ts';
+
+const USAGE = `dstream: Discretized Streams on one machine
+
+  dstream run <pipeline.ts> --root <dir> [--interval 2s] [--workers W] [--partitions P]
+      live: files moved into <root>/incoming/ are uploads; each lands in the interval it arrived in
+  dstream replay <pipeline.ts> --staged <dir> --root <dir> [--partitions P] [--workers W] [--chaos spec]
+      deterministic: <dir>/<k>/ holds the uploads of interval k; runs them all in order
+  dstream batch <job.ts> --root <dir> [--workers W] [--partitions P]
+      a batch job (defineBatch) over objects already under <root>
+  dstream lineage <k> --root <dir> [--json]
+      the lineage record of interval k, as a readable graph
+  dstream demo [--root <dir>]
+      WordCount on generated sample data (what npm start runs)
+
+  --chaos "seed=1,task-error=0.1,task-crash=0.05,duplicate=0.1,straggler=0.05,slowdown=10,lose-cache=0.1,driver-crash=0.05"`;
+
+export async function main(argv: string[]): Promise<number> {
+  const [command, ...rest] = argv;
+  const args = parseArgs(rest, ['json', 'help']);
+  const opt = (name: string) => {
+    const v = args.options.get(name);
+    return v === true ? undefined : v;
+  };
+  const required = (name: string) => {
+    const v = opt(name);
+    if (!v) throw new UsageError(`${command} needs --${name}`);
+    return v;
+  };
+  switch (command) {
+    case 'run': {
+      const runtime = await open(args.positionals[0], required('root'), {
+        workers: parseCount('workers', args.options.get('workers')),
+        partitions: parseCount('partitions', args.options.get('partitions')),
+        intervalMs: parseDuration(opt('interval') ?? '2s'),
+      });
+      const controller = new AbortController();
+      process.once('SIGINT', () => controller.abort());
+      process.once('SIGTERM', () => controller.abort());
+      console.log(`watching ${path.join(runtime.options.root, 'incoming')} every ${runtime.config.intervalMs} ms (Ctrl-C to stop)`);
+      try {
+        await runtime.live({ signal: controller.signal, onInterval: (r) => console.log(formatInterval(r)) });
+      } finally {
+        await runtime.close();
+      }
+      return 0;
+    }
+    case 'replay': {
+      const runtime = await open(args.positionals[0], required('root'), {
+        workers: parseCount('workers', args.options.get('workers')),
+        partitions: parseCount('partitions', args.options.get('partitions')),
+        ...(opt('chaos') ? { chaos: opt('chaos')! } : {}),
+      });
+      try {
+        const reports = await runtime.replay(required('staged'), (r) => console.log(formatInterval(r)));
+        console.log(`${reports.length} intervals committed under ${path.join(runtime.options.root, 'output')}`);
+        if (runtime.chaos) console.log(formatChaos(runtime.chaosReport()));
+      } finally {
+        await runtime.close();
+      }
+      return 0;
+    }
+    case 'batch': {
+      const runtime = await open(args.positionals[0], required('root'), {
+        workers: parseCount('workers', args.options.get('workers')),
+        partitions: parseCount('partitions', args.options.get('partitions')),
+      });
+      try {
+        const result = await runtime.batch();
+        for (const [name, folder] of Object.entries(result.outputs)) console.log(`output ${name}: ${path.join(runtime.options.root, folder)}`);
+        for (const [name, records] of Object.entries(result.collected)) {
+          console.log(`${name} (${records.length} records):`);
+          for (const r of records.slice(0, 20)) console.log(`  ${typeof r === 'string' ? r : JSON.stringify(r)}`);
+        }
+      } finally {
+        await runtime.close();
+      }
+      return 0;
+    }
+    case 'lineage': {
+      const k = Number(args.positionals[0]);
+      if (!Number.isInteger(k) || k < 0) throw new UsageError(`lineage needs an interval number, got ${JSON.stringify(args.positionals[0])}`);
+      const record = await readLineageRecord(new FsObjectStore(path.resolve(required('root'))), k);
+      if (!record) {
+        console.error(`no lineage record for interval ${k} under ${required('root')}`);
+        return 1;
+      }
+      console.log(args.options.get('json') ? JSON.stringify(record, null, 2) : formatLineage(record));
+      return 0;
+    }
+    case 'demo':
+      await runDemo(opt('root'));
+      return 0;
+    case undefined:
+    case 'help':
+    case '--help':
+      console.log(USAGE);
+      return command === undefined ? 2 : 0;
+    default:
+      throw new UsageError(`unknown command ${JSON.stringify(command)}`);
+  }
+}
+
+async function open(pipeline: string | undefined, root: string, options: { workers?: number; partitions?: number; intervalMs?: number; chaos?: string }) {
+  if (!pipeline) throw new UsageError('name the pipeline module, e.g. examples/wordcount.ts');
+  return EmbeddedRuntime.open({
+    pipelinePath: pipeline,
+    root: path.resolve(root),
+    ...(options.workers ? { workers: options.workers } : {}),
+    ...(options.partitions ? { partitions: options.partitions } : {}),
+    ...(options.intervalMs ? { intervalMs: options.intervalMs } : {}),
+    ...(options.chaos ? { chaos: options.chaos } : {}),
+  });
+}
+
+export async function runCli(argv: string[]): Promise<void> {
+  try {
+    process.exitCode = await main(argv);
+  } catch (error) {
+    if (error instanceof UsageError) {
+      console.error(`dstream: ${error.message}\n\n${USAGE}`);
+      process.exitCode = 2;
+    } else {
+      console.error(`dstream: ${error instanceof Error ? error.message : String(error)}`);
+      process.exitCode = 1;
+    }
+  }
+}

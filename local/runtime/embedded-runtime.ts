@@ -1,0 +1,298 @@
+import { cpus } from 'node:os';
+import path from 'node:path';
+import { readdir, readFile, stat } from 'node:fs/promises';
+import { pathToFileURL } from 'node:url';
+import type { Clock } from '../../core/ports/clock.ts';
+import { systemClock } from '../../core/ports/clock.ts';
+import { listAll } from '../../core/ports/object-store.ts';
+import { pipelineFromModule, type PipelineModule } from '../../core/runtime/task-handler.ts';
+import { StreamingDriver, type DriverConfig, type IntervalReport } from '../../core/streaming/driver.ts';
+import { admitUpload, isSealed, type IntakeUpload } from '../../core/streaming/intake.ts';
+import { defaultSchedulerOptions, type SchedulerOptions } from '../../core/scheduler/dag-scheduler.ts';
+import { runBatch, type BatchResult } from '../../core/batch/batch-runner.ts';
+import type { Pipeline } from '../../core/graph/pipeline.ts';
+import { INCOMING } from '../../core/layout.ts';
+import { FsObjectStore } from '../store/fs-object-store.ts';
+import { FsTaskQueue } from '../queue/fs-task-queue.ts';
+import { WorkerPool, type PoolStats } from './worker-pool.ts';
+import { parseChaos, seededRandom, type ChaosSpec } from '../chaos/chaos-spec.ts';
+
+export interface EmbeddedOptions {
+  pipelinePath: string;
+  root: string;
+  workers?: number;
+  /** Splits per interval; default twice the workers. */
+  partitions?: number;
+  intervalMs?: number;
+  chaos?: string | ChaosSpec;
+  /** Deliveries of a task before it is dead-lettered and its interval fails. Default 4. */
+  maxAttempts?: number;
+  taskTimeoutMs?: number;
+  scheduler?: Partial<SchedulerOptions>;
+  maxSplitBytes?: number;
+  clock?: Clock;
+}
+
+export class DriverCrash extends Error {
+  constructor(readonly step: string) {
+    super(`injected driver crash at ${step}`);
+    this.name = 'DriverCrash';
+  }
+}
+
+export interface ChaosReport {
+  injected: PoolStats['injected'];
+  recovered: {
+    retried: number;
+    workersReplaced: number;
+    duplicatesIgnored: number;
+    speculative: number;
+    fetchFailures: number;
+    recomputed: number;
+    driverRestarts: number;
+  };
+}
+
+/**
+ * dstream on one machine: the filesystem as the object store, a durable queue, and worker
+ * processes running the task code, driven interval by interval by the same driver as on AWS.
+ */
+export class EmbeddedRuntime {
+  readonly store: FsObjectStore;
+  readonly queue: FsTaskQueue;
+  readonly pool: WorkerPool;
+  readonly chaos?: ChaosSpec;
+  private driverRestarts = 0;
+  private readonly reports: IntervalReport[] = [];
+  private readonly driverRandom: () => number;
+  private driver: StreamingDriver | undefined;
+
+  private constructor(
+    readonly module: PipelineModule,
+    readonly options: EmbeddedOptions,
+    readonly config: DriverConfig,
+    readonly clock: Clock,
+  ) {
+    this.store = new FsObjectStore(options.root);
+    this.queue = new FsTaskQueue({ dir: path.join(options.root, '.dstream', 'queue'), maxReceives: options.maxAttempts ?? 4 });
+    this.chaos = typeof options.chaos === 'string' ? parseChaos(options.chaos) : options.chaos;
+    this.driverRandom = seededRandom((this.chaos?.seed ?? 0) + 1);
+    this.pool = new WorkerPool(this.queue, {
+      workers: options.workers ?? defaultWorkers(),
+      pipelinePath: options.pipelinePath,
+      root: options.root,
+      taskTimeoutMs: options.taskTimeoutMs ?? 120_000,
+      retryDelayMs: 20,
+      ...(this.chaos ? { chaos: this.chaos } : {}),
+    });
+  }
+
+  static async open(options: EmbeddedOptions): Promise<EmbeddedRuntime> {
+    const pipelinePath = path.resolve(options.pipelinePath);
+    const module = await loadPipeline(pipelinePath);
+    const workers = options.workers ?? defaultWorkers();
+    if (!Number.isInteger(workers) || workers < 1) throw new Error(`--workers must be a whole number >= 1, got ${workers}`);
+    const partitions = options.partitions ?? workers * 2;
+    if (!Number.isInteger(partitions) || partitions < 1) throw new Error(`--partitions must be a whole number >= 1, got ${partitions}`);
+    const config: DriverConfig = {
+      intervalMs: options.intervalMs ?? 2000,
+      inputPartitions: partitions,
+      maxSplitBytes: options.maxSplitBytes ?? 64 * 1024 * 1024,
+      scheduler: { ...defaultSchedulerOptions, ...options.scheduler },
+      retainIntervals: 2,
+    };
+    const runtime = new EmbeddedRuntime(module, { ...options, pipelinePath, workers }, config, options.clock ?? systemClock);
+    await runtime.pool.start();
+    return runtime;
+  }
+
+  get pipeline(): Pipeline {
+    if (this.module.kind !== 'stream') throw new Error(`${this.options.pipelinePath} defines a batch job; run it with 'dstream batch'`);
+    return this.module;
+  }
+
+  /**
+   * Runs the intervals staged under `dir/0`, `dir/1`, ... in order; intervals already committed
+   * under this root are kept, so a replay that stopped can be run again to finish.
+   */
+  async replay(stagedDir: string, onInterval?: (report: IntervalReport) => void): Promise<IntervalReport[]> {
+    const intervals = await readStaged(stagedDir);
+    for (const { k, files } of intervals) {
+      if (!(await isSealed(this.store, k))) {
+        for (const file of files) {
+          const key = `${INCOMING}replay/${k}/${file.name}`;
+          await this.store.put(key, await readFile(file.path));
+          await admitUpload(this.store, { key, name: file.name, size: file.size, version: `replay-${k}` }, k);
+        }
+      }
+      const report = await this.runInterval(k);
+      onInterval?.(report);
+    }
+    return this.reports;
+  }
+
+  /**
+   * Runs on the wall clock: every `intervalMs` the files that arrived in `incoming/` become the
+   * interval's input. Copy files in with a rename for atomic uploads (write elsewhere, then move).
+   */
+  async live(options: { signal?: AbortSignal; intervals?: number; onInterval?: (report: IntervalReport) => void } = {}): Promise<IntervalReport[]> {
+    const driver = this.driverInstance();
+    const progress = await driver.progress();
+    const { intervalMs } = this.config;
+    const admitted = new Set<string>();
+    let k = progress.next;
+    const stopAt = options.intervals === undefined ? Infinity : k + options.intervals;
+    while (!options.signal?.aborted && k < stopAt) {
+      const end = progress.epoch + (k + 1) * intervalMs;
+      while (this.clock.now() < end && !options.signal?.aborted) {
+        await this.scanIncoming(progress.epoch, k, admitted);
+        await this.clock.sleep(Math.min(100, Math.max(1, end - this.clock.now())));
+      }
+      if (options.signal?.aborted) break;
+      await this.scanIncoming(progress.epoch, k, admitted);
+      const report = await this.runInterval(k, end);
+      options.onInterval?.(report);
+      k++;
+    }
+    return this.reports;
+  }
+
+  async batch(): Promise<BatchResult> {
+    if (this.module.kind !== 'batch') throw new Error(`${this.options.pipelinePath} defines a stream; run it with 'dstream run' or 'dstream replay'`);
+    return runBatch(this.module, { store: this.store, queue: this.queue, clock: this.clock }, this.config);
+  }
+
+  chaosReport(): ChaosReport {
+    const s = this.pool.stats;
+    const sum = (f: (r: IntervalReport) => number) => this.reports.reduce((n, r) => n + f(r), 0);
+    return {
+      injected: { ...s.injected, 'driver-crash': this.driverRestarts },
+      recovered: {
+        retried: s.failed,
+        workersReplaced: s.crashed + s.timedOut,
+        duplicatesIgnored: sum((r) => r.tasksSkipped),
+        speculative: sum((r) => r.speculative),
+        fetchFailures: sum((r) => r.fetchFailures),
+        recomputed: sum((r) => r.recomputed),
+        driverRestarts: this.driverRestarts,
+      },
+    };
+  }
+
+  async close(): Promise<void> {
+    await this.pool.stop();
+    await this.queue.close();
+  }
+
+  /** One interval, with the driver replaced whenever the fault schedule kills it. */
+  private async runInterval(k: number, intervalEnd?: number): Promise<IntervalReport> {
+    for (;;) {
+      try {
+        const report = await this.driverInstance().runInterval(k, intervalEnd);
+        this.reports.push(report);
+        return report;
+      } catch (error) {
+        if (!(error instanceof DriverCrash)) throw error;
+        this.driverRestarts++;
+        this.driver = undefined;
+      }
+    }
+  }
+
+  private driverInstance(): StreamingDriver {
+    if (!this.driver) {
+      const chaos = this.chaos;
+      const random = this.driverRandom;
+      let polls = 0;
+      this.driver = new StreamingDriver(this.pipeline, { store: this.store, queue: this.queue, clock: this.clock }, this.config, {
+        step: (step) => {
+          if (!chaos || chaos.driverCrash === 0) return;
+          // Mid-stage is a poll, many per stage: one chance in ten polls, so a stage can finish.
+          if (step === 'mid-stage' && ++polls % 10 !== 0) return;
+          if (random() < chaos.driverCrash) throw new DriverCrash(step);
+        },
+      });
+    }
+    return this.driver;
+  }
+
+  private async scanIncoming(epoch: number, open: number, admitted: Set<string>): Promise<void> {
+    const now = this.clock.now();
+    for (const info of await listAll(this.store, INCOMING)) {
+      if (info.key.startsWith(`${INCOMING}replay/`)) continue;
+      const version = `${info.size}@${info.lastModified}`;
+      const id = `${info.key}#${version}`;
+      // Still being written: take it on a later scan.
+      if (admitted.has(id) || now - info.lastModified < 100) continue;
+      admitted.add(id);
+      const arrived = Math.max(open, Math.floor((info.lastModified - epoch) / this.config.intervalMs));
+      const upload: IntakeUpload = { key: info.key, name: info.key.slice(INCOMING.length), size: info.size, version };
+      await admitUpload(this.store, upload, arrived);
+    }
+  }
+}
+
+export function defaultWorkers(): number {
+  return Math.max(1, cpus().length);
+}
+
+export async function loadPipeline(pipelinePath: string): Promise<PipelineModule> {
+  try {
+    await stat(pipelinePath);
+  } catch {
+    throw new Error(`pipeline module ${pipelinePath} does not exist`);
+  }
+  let loaded: unknown;
+  try {
+    loaded = await import(pathToFileURL(pipelinePath).href);
+  } catch (error) {
+    throw new Error(`pipeline module ${pipelinePath} failed to load: ${error instanceof Error ? error.message : String(error)}`);
+  }
+  return pipelineFromModule(loaded, pipelinePath);
+}
+
+interface StagedFile {
+  name: string;
+  path: string;
+  size: number;
+}
+
+/** Validates the whole staged directory before anything runs, so a bad one changes nothing. */
+export async function readStaged(dir: string): Promise<{ k: number; files: StagedFile[] }[]> {
+  let entries;
+  try {
+    entries = await readdir(dir, { withFileTypes: true });
+  } catch {
+    throw new Error(`staged directory ${dir} does not exist or cannot be read`);
+  }
+  const dirs = entries.filter((e) => e.isDirectory() && !e.name.startsWith('.'));
+  const bad = dirs.filter((e) => !/^(0|[1-9]\d*)$/.test(e.name)).map((e) => e.name);
+  if (bad.length > 0) {
+    throw new Error(`staged directory ${dir} has folders that are not interval numbers: ${bad.join(', ')} (expected 0, 1, 2, ...)`);
+  }
+  const numbers = dirs.map((e) => Number(e.name)).sort((a, b) => a - b);
+  numbers.forEach((n, i) => {
+    if (n !== i) {
+      throw new Error(`staged directory ${dir} has a gap: interval ${i} is missing (found ${numbers.join(', ')}); an interval with no uploads needs an empty folder`);
+    }
+  });
+  const out: { k: number; files: StagedFile[] }[] = [];
+  for (const k of numbers) {
+    const files: StagedFile[] = [];
+    const walk = async (sub: string) => {
+      for (const e of await readdir(path.join(dir, String(k), sub), { withFileTypes: true })) {
+        const rel = sub ? `${sub}/${e.name}` : e.name;
+        if (e.isDirectory()) await walk(rel);
+        else if (e.isFile()) {
+          const full = path.join(dir, String(k), rel);
+          files.push({ name: rel, path: full, size: (await stat(full)).size });
+        }
+      }
+    };
+    await walk('');
+    files.sort((a, b) => (a.name < b.name ? -1 : 1));
+    out.push({ k, files });
+  }
+  return out;
+}
+

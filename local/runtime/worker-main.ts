@@ -1,0 +1,76 @@
+/**
+ * A worker process of the embedded runtime: the same task code a task Lambda runs, fed by the
+ * pool over IPC instead of by SQS.
+ */
+import { pathToFileURL } from 'node:url';
+import { FsObjectStore } from '../store/fs-object-store.ts';
+import type { ObjectStore } from '../../core/ports/object-store.ts';
+import { TaskHandler, pipelineFromModule } from '../../core/runtime/task-handler.ts';
+import { ChaosStore } from '../chaos/chaos-store.ts';
+import { InjectedFault, seededRandom, type FaultKind } from '../chaos/chaos-spec.ts';
+import type { FromWorker, ToWorker } from './worker-protocol.ts';
+
+let handler: TaskHandler | undefined;
+let chaos: ChaosStore | undefined;
+let random: () => number = () => 1;
+let spec: Extract<ToWorker, { type: 'init' }>['chaos'];
+let injected: FaultKind[] = [];
+
+const reply = (message: FromWorker) => process.send!(message);
+
+process.on('message', (message: ToWorker) => {
+  if (message.type === 'init') void init(message);
+  else void runOne(message);
+});
+process.on('disconnect', () => process.exit(0));
+
+async function init(message: Extract<ToWorker, { type: 'init' }>): Promise<void> {
+  try {
+    const module = pipelineFromModule(await import(pathToFileURL(message.pipelinePath).href), message.pipelinePath);
+    let store: ObjectStore = new FsObjectStore(message.root);
+    spec = message.chaos;
+    if (spec) {
+      // Each worker draws its own sequence, so workers do not fail in lockstep.
+      random = seededRandom(spec.seed * 7919 + message.workerIndex * 104729 + process.pid);
+      chaos = new ChaosStore(store, spec, random, (kind) => injected.push(kind));
+      store = chaos;
+    }
+    handler = new TaskHandler(module, store);
+    reply({ type: 'ready' });
+  } catch (error) {
+    reply({ type: 'init-error', message: error instanceof Error ? error.message : String(error) });
+  }
+}
+
+async function runOne(message: Extract<ToWorker, { type: 'task' }>): Promise<void> {
+  injected = [];
+  const started = Date.now();
+  try {
+    const task = await handler!.decode(message.body);
+    if (spec && chaos) {
+      const straggle = random() < spec.straggler;
+      chaos.pending = { crash: random() < spec.taskCrash, stallMs: 0 };
+      if (random() < spec.taskError) {
+        injected.push('task-error');
+        throw new InjectedFault('task-error');
+      }
+      if (straggle) {
+        injected.push('straggler');
+        // Slowed by the factor, at least a noticeable stall even for a tiny task.
+        chaos.pending.stallMs = Math.round(Math.max(50, 20 * spec.slowdown) * (spec.slowdown - 1) / 2);
+      }
+    }
+    const outcome = await handler!.handle(task, message.receiveCount);
+    const splitBytes = outcome.status === 'done' ? outcome.done.bytesIn : 0;
+    reply({
+      type: 'done',
+      id: message.id,
+      skipped: outcome.status === 'done' && outcome.skipped,
+      fetchFailed: outcome.status === 'fetch-failed',
+      injected,
+      usage: { maxRss: process.resourceUsage().maxRSS * 1024, splitBytes, stage: task.stage, durationMs: Date.now() - started },
+    });
+  } catch (error) {
+    reply({ type: 'failed', id: message.id, message: error instanceof Error ? `${error.name}: ${error.message}` : String(error), injected });
+  }
+}

@@ -1,0 +1,184 @@
+import { fork, type ChildProcess } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import type { QueueMessage, TaskQueue } from '../../core/ports/task-queue.ts';
+import type { ChaosSpec, FaultKind } from '../chaos/chaos-spec.ts';
+import { seededRandom } from '../chaos/chaos-spec.ts';
+import type { FromWorker, ToWorker, WorkerUsage } from './worker-protocol.ts';
+
+export interface WorkerPoolOptions {
+  workers: number;
+  pipelinePath: string;
+  root: string;
+  /** A task running longer is killed and its message redelivered. */
+  taskTimeoutMs: number;
+  /** How long a failed task's message stays hidden before it is retried (times its receive count). */
+  retryDelayMs: number;
+  chaos?: ChaosSpec;
+}
+
+export interface PoolStats {
+  completed: number;
+  failed: number;
+  crashed: number;
+  timedOut: number;
+  fetchFailed: number;
+  injected: Record<FaultKind, number>;
+  /** Per task: the worker's peak memory and the bytes of input it read. */
+  usage: WorkerUsage[];
+  lastErrors: string[];
+}
+
+const WORKER_MAIN = fileURLToPath(new URL('./worker-main.ts', import.meta.url));
+const TSX = import.meta.resolve('tsx');
+
+interface Worker {
+  index: number;
+  child: ChildProcess;
+  ready: Promise<void>;
+  busy?: { message: QueueMessage; timer: NodeJS.Timeout };
+  timedOut?: boolean;
+}
+
+/**
+ * Child processes that run tasks from the queue, as Lambda's event source mapping runs a task
+ * function for SQS messages: a message is deleted only when its task succeeded; a task that throws
+ * is retried after a delay; a worker that dies or runs out of time is replaced, and its message
+ * comes back. After the queue's receive bound, the message goes to the dead letters.
+ */
+export class WorkerPool {
+  readonly stats: PoolStats = {
+    completed: 0,
+    failed: 0,
+    crashed: 0,
+    timedOut: 0,
+    fetchFailed: 0,
+    injected: { 'task-error': 0, 'task-crash': 0, duplicate: 0, straggler: 0, 'lose-cache': 0, 'driver-crash': 0 },
+    usage: [],
+    lastErrors: [],
+  };
+  private readonly workers: Worker[] = [];
+  private running = false;
+  private loop?: Promise<void>;
+  private wake?: () => void;
+  private readonly random: () => number;
+  private spawned = 0;
+
+  constructor(
+    private readonly queue: TaskQueue,
+    private readonly options: WorkerPoolOptions,
+  ) {
+    this.random = seededRandom((options.chaos?.seed ?? 0) ^ 0x5bd1e995);
+  }
+
+  async start(): Promise<void> {
+    this.running = true;
+    for (let i = 0; i < this.options.workers; i++) this.workers.push(this.spawn(i));
+    await Promise.all(this.workers.map((w) => w.ready));
+    this.loop = this.dispatch();
+  }
+
+  async stop(): Promise<void> {
+    this.running = false;
+    this.wake?.();
+    await this.loop;
+    for (const w of this.workers) {
+      if (w.busy) clearTimeout(w.busy.timer);
+      w.child.removeAllListeners('exit');
+      w.child.kill();
+    }
+  }
+
+  private spawn(index: number): Worker {
+    const child = fork(WORKER_MAIN, [], {
+      execArgv: ['--import', TSX],
+      serialization: 'advanced',
+      stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+    });
+    const worker: Worker = { index, child, ready: Promise.resolve() };
+    worker.ready = new Promise<void>((resolve, reject) => {
+      const onFirst = (message: FromWorker) => {
+        if (message.type === 'ready') resolve();
+        else if (message.type === 'init-error') reject(new Error(`worker could not load the pipeline: ${message.message}`));
+      };
+      child.once('message', onFirst);
+      child.once('exit', (code) => reject(new Error(`worker exited with code ${code} while starting`)));
+    });
+    worker.ready.catch(() => {});
+    child.on('message', (message: FromWorker) => void this.onMessage(worker, message));
+    child.on('exit', () => void this.onExit(worker));
+    const init: ToWorker = {
+      type: 'init',
+      pipelinePath: this.options.pipelinePath,
+      root: this.options.root,
+      workerIndex: this.spawned++,
+      ...(this.options.chaos ? { chaos: this.options.chaos } : {}),
+    };
+    child.send(init);
+    return worker;
+  }
+
+  private async dispatch(): Promise<void> {
+    while (this.running) {
+      const idle = this.workers.filter((w) => !w.busy && w.child.connected);
+      if (idle.length === 0) {
+        await new Promise<void>((resolve) => (this.wake = resolve));
+        continue;
+      }
+      const messages = await this.queue.receive(idle.length, this.options.taskTimeoutMs + 5_000, 50);
+      for (const message of messages) {
+        const worker = idle.shift()!;
+        if (this.options.chaos && this.random() < this.options.chaos.duplicate) {
+          // SQS may deliver a message twice; so do we, on purpose.
+          this.stats.injected.duplicate++;
+          await this.queue.send([message.body]);
+        }
+        await worker.ready;
+        const timer = setTimeout(() => {
+          this.stats.timedOut++;
+          worker.timedOut = true;
+          worker.child.kill('SIGKILL');
+        }, this.options.taskTimeoutMs);
+        worker.busy = { message, timer };
+        const task: ToWorker = { type: 'task', id: message.id, body: message.body, receiveCount: message.receiveCount };
+        worker.child.send(task);
+      }
+    }
+  }
+
+  private async onMessage(worker: Worker, message: FromWorker): Promise<void> {
+    if (message.type !== 'done' && message.type !== 'failed') return;
+    const busy = worker.busy;
+    if (!busy || busy.message.id !== message.id) return;
+    clearTimeout(busy.timer);
+    worker.busy = undefined;
+    for (const kind of message.injected) this.stats.injected[kind]++;
+    if (message.type === 'done') {
+      this.stats.completed++;
+      if (message.fetchFailed) this.stats.fetchFailed++;
+      this.stats.usage.push(message.usage);
+      await this.queue.delete(busy.message.receipt);
+    } else {
+      this.stats.failed++;
+      this.stats.lastErrors = [...this.stats.lastErrors.slice(-9), message.message];
+      await this.queue.changeVisibility(busy.message.receipt, this.options.retryDelayMs * busy.message.receiveCount);
+    }
+    this.wake?.();
+  }
+
+  private async onExit(worker: Worker): Promise<void> {
+    if (!this.running) return;
+    const busy = worker.busy;
+    if (busy) {
+      clearTimeout(busy.timer);
+      if (!worker.timedOut) {
+        this.stats.crashed++;
+        if (this.options.chaos?.taskCrash) this.stats.injected['task-crash']++;
+      }
+      await this.queue.changeVisibility(busy.message.receipt, this.options.retryDelayMs);
+    }
+    const replacement = this.spawn(worker.index);
+    this.workers[this.workers.indexOf(worker)] = replacement;
+    await replacement.ready.catch(() => {});
+    this.wake?.();
+  }
+}

@@ -1,0 +1,21 @@
+import type { ChaosSpec, FaultKind } from '../chaos/chaos-spec.ts';
+
+/** Messages between the worker pool (parent) and a worker process. */
+export type ToWorker =
+  | { type: 'init'; pipelinePath: string; root: string; chaos?: ChaosSpec; workerIndex: number }
+  | { type: 'task'; id: string; body: string; receiveCount: number };
+
+export type FromWorker =
+  | { type: 'ready' }
+  | { type: 'init-error'; message: string }
+  | { type: 'done'; id: string; skipped: boolean; fetchFailed: boolean; injected: FaultKind[]; usage: WorkerUsage }
+  | { type: 'failed'; id: string; message: string; injected: FaultKind[] };
+
+export interface WorkerUsage {
+  /** Peak resident memory of the worker process so far, in bytes. */
+  maxRss: number;
+  /** Bytes of input the task read from sources (its split). */
+  splitBytes: number;
+  stage: string;
+  durationMs: number;
+}
