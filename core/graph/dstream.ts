@@ -86,6 +86,8 @@ export class DStream<T> {
   readonly keyedPartitions?: number;
   /** How many intervals back this stream reads persisted RDDs. */
   lookback = 0;
+  /** Persisted copies of this stream, by keyed partition count, shared by every reader. */
+  private readonly persistedCopies = new Map<number | undefined, DStream<T>>();
 
   constructor(
     readonly graph: StreamGraph,
@@ -449,15 +451,19 @@ export class DStream<T> {
    * streams are first placed by the hash partitioner so state and windows join without a shuffle.
    */
   private persist(keyedPartitions?: number): DStream<T> {
+    const known = this.persistedCopies.get(keyedPartitions);
+    if (known) return known;
     const placed =
       keyedPartitions === undefined
         ? this
         : (this as unknown as DStream<[unknown, unknown]>).derive('partitionBy', keyedPartitions, [], (r) => r.partitionBy(keyedPartitions));
-    return new DStream<T>(this.graph, 'persist', [placed], null, (_gen, [rdd]) => rdd as Rdd<T>, {
+    const copy = new DStream<T>(this.graph, 'persist', [placed], null, (_gen, [rdd]) => rdd as Rdd<T>, {
       slide: this.slide,
       persisted: true,
       keyedPartitions,
     });
+    this.persistedCopies.set(keyedPartitions, copy);
+    return copy;
   }
 }
 

@@ -24,7 +24,8 @@ export interface StageSpec {
 
 export const stageIds = {
   shuffleMap: (rdd: string) => `map-${rdd}`,
-  persist: (rdd: string) => `persist-${rdd}`,
+  /** Named by where it writes: the same RDD may be persisted for two streams. */
+  persist: (location: string) => `persist-${location.slice(location.lastIndexOf('/') + 1)}`,
   output: (name: string) => `out-${name}`,
 };
 
@@ -81,7 +82,7 @@ export function planStages(builder: PlanBuilder): StageSpec[] {
   };
 
   const addPersist = (rdd: string, location: string): string =>
-    add({ id: stageIds.persist(rdd), kind: 'persist', rdd, tasks: builder.get(rdd).partitions, location }, rdd);
+    add({ id: stageIds.persist(location), kind: 'persist', rdd, tasks: builder.get(rdd).partitions, location }, rdd);
 
   for (const p of builder.persists) addPersist(p.rdd.id, p.location);
   for (const o of builder.outputs) {

@@ -15,10 +15,16 @@ import { INCOMING } from '../../core/layout.ts';
 import { FsObjectStore } from '../store/fs-object-store.ts';
 import { FsTaskQueue } from '../queue/fs-task-queue.ts';
 import { WorkerPool, type PoolStats } from './worker-pool.ts';
+import { InProcessRunner } from './in-process-runner.ts';
 import { parseChaos, seededRandom, type ChaosSpec } from '../chaos/chaos-spec.ts';
 
 export interface EmbeddedOptions {
   pipelinePath: string;
+  /**
+   * Run tasks in this process with this pipeline object instead of in worker processes: for
+   * tests and embedding. The path is then only a label.
+   */
+  inProcess?: PipelineModule;
   root: string;
   workers?: number;
   /** Splits per interval; default twice the workers. */
@@ -60,7 +66,7 @@ export interface ChaosReport {
 export class EmbeddedRuntime {
   readonly store: FsObjectStore;
   readonly queue: FsTaskQueue;
-  readonly pool: WorkerPool;
+  readonly pool: WorkerPool | InProcessRunner;
   readonly chaos?: ChaosSpec;
   private driverRestarts = 0;
   private readonly reports: IntervalReport[] = [];
@@ -77,7 +83,9 @@ export class EmbeddedRuntime {
     this.queue = new FsTaskQueue({ dir: path.join(options.root, '.dstream', 'queue'), maxReceives: options.maxAttempts ?? 4 });
     this.chaos = typeof options.chaos === 'string' ? parseChaos(options.chaos) : options.chaos;
     this.driverRandom = seededRandom((this.chaos?.seed ?? 0) + 1);
-    this.pool = new WorkerPool(this.queue, {
+    this.pool = options.inProcess
+      ? InProcessRunner.for(options.inProcess, this.store, this.queue, options.workers ?? defaultWorkers())
+      : new WorkerPool(this.queue, {
       workers: options.workers ?? defaultWorkers(),
       pipelinePath: options.pipelinePath,
       root: options.root,
@@ -89,7 +97,7 @@ export class EmbeddedRuntime {
 
   static async open(options: EmbeddedOptions): Promise<EmbeddedRuntime> {
     const pipelinePath = path.resolve(options.pipelinePath);
-    const module = await loadPipeline(pipelinePath);
+    const module = options.inProcess ?? (await loadPipeline(pipelinePath));
     const workers = options.workers ?? defaultWorkers();
     if (!Number.isInteger(workers) || workers < 1) throw new Error(`--workers must be a whole number >= 1, got ${workers}`);
     const partitions = options.partitions ?? workers * 2;
@@ -163,6 +171,7 @@ export class EmbeddedRuntime {
   }
 
   chaosReport(): ChaosReport {
+    if (!(this.pool instanceof WorkerPool)) throw new Error('fault injection needs worker processes');
     const s = this.pool.stats;
     const sum = (f: (r: IntervalReport) => number) => this.reports.reduce((n, r) => n + f(r), 0);
     return {

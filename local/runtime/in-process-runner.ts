@@ -1,0 +1,49 @@
+import type { TaskQueue } from '../../core/ports/task-queue.ts';
+import type { ObjectStore } from '../../core/ports/object-store.ts';
+import { TaskHandler, type PipelineModule } from '../../core/runtime/task-handler.ts';
+
+/**
+ * Runs tasks inside this process, `concurrency` at a time, with the queue semantics of the worker
+ * pool (delete on success, retry after a delay on failure). For embedding dstream in a process
+ * that already has the pipeline object (tests, notebooks); no crash isolation.
+ */
+export class InProcessRunner {
+  private running = false;
+  private loop?: Promise<void>;
+  readonly errors: string[] = [];
+
+  constructor(
+    private readonly queue: TaskQueue,
+    private readonly handler: TaskHandler,
+    private readonly concurrency: number,
+    private readonly retryDelayMs = 10,
+  ) {}
+
+  static for(module: PipelineModule, store: ObjectStore, queue: TaskQueue, concurrency: number): InProcessRunner {
+    return new InProcessRunner(queue, new TaskHandler(module, store), concurrency);
+  }
+
+  async start(): Promise<void> {
+    this.running = true;
+    this.loop = Promise.all(Array.from({ length: this.concurrency }, () => this.work())).then(() => {});
+  }
+
+  async stop(): Promise<void> {
+    this.running = false;
+    await this.loop;
+  }
+
+  private async work(): Promise<void> {
+    while (this.running) {
+      const [message] = await this.queue.receive(1, 60_000, 20);
+      if (!message) continue;
+      try {
+        await this.handler.handle(await this.handler.decode(message.body), message.receiveCount);
+        await this.queue.delete(message.receipt);
+      } catch (error) {
+        this.errors.push(error instanceof Error ? error.message : String(error));
+        await this.queue.changeVisibility(message.receipt, this.retryDelayMs * message.receiveCount);
+      }
+    }
+  }
+}

@@ -1,0 +1,362 @@
+import { randomBytes } from 'node:crypto';
+import type { Dirent } from 'node:fs';
+import { link, mkdir, open, readdir, readFile, realpath, rename, rmdir, stat, unlink, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { InvalidKeyError, ObjectNotFoundError, validateKey } from '../../core/ports/object-store.ts';
+import type { ObjectInfo, ObjectStore } from '../../core/ports/object-store.ts';
+
+/** Where writes are staged before they are renamed into place; a reserved first key segment. */
+export const TEMP_DIR = '.tmp';
+const READ_CHUNK_BYTES = 1024 * 1024;
+/** A put writes its temp file in one call, so one this old was left by a process that died mid-write. */
+const STALE_TEMP_MS = 60 * 60 * 1000;
+const LIST_STAT_BATCH = 32;
+/** A concurrent delete may prune the parent directory between our mkdir and rename; try again. */
+const PLACE_ATTEMPTS = 5;
+
+let tempCounter = 0;
+
+/**
+ * An object store over one directory, laid out as the bucket is: key `a/b/c` is the file `<root>/a/b/c`.
+ *
+ * Safe to share between processes (the embedded runtime's workers write to it concurrently): puts
+ * are a temp file renamed into place, putIfAbsent is a hard link (which fails if the key exists).
+ * Writes are atomic against process crashes but not fsynced, so not against power loss.
+ *
+ * Differences from S3 that a directory cannot avoid: an object cannot also be a prefix of other keys
+ * (`a` and `a/b` cannot coexist; the second write gets InvalidKeyError), a key segment is limited
+ * to the filesystem's name length, and symbolic links are not objects (list skips them; reads
+ * through one are refused when it leads out of the root).
+ */
+export class FsObjectStore implements ObjectStore {
+  readonly root: string;
+  private opened?: Promise<string>;
+
+  constructor(root: string) {
+    this.root = path.resolve(root);
+  }
+
+  async get(key: string): Promise<Uint8Array | undefined> {
+    const real = await this.resolveForRead(key);
+    if (real === undefined) return undefined;
+    try {
+      return await readFile(real);
+    } catch (error) {
+      if (isAbsent(error)) return undefined;
+      throw error;
+    }
+  }
+
+  async *getRange(key: string, start: number, end?: number): AsyncIterable<Uint8Array> {
+    checkRange(key, start, end);
+    const real = await this.resolveForRead(key);
+    if (real === undefined) throw new ObjectNotFoundError(key);
+    let handle;
+    try {
+      handle = await open(real, 'r');
+    } catch (error) {
+      if (isAbsent(error)) throw new ObjectNotFoundError(key);
+      throw error;
+    }
+    try {
+      const info = await handle.stat();
+      if (!info.isFile()) throw new ObjectNotFoundError(key);
+      const stop = Math.min(end ?? info.size, info.size);
+      if (start >= stop) return;
+      const stream = handle.createReadStream({ start, end: stop - 1, highWaterMark: READ_CHUNK_BYTES, autoClose: false });
+      for await (const chunk of stream) yield chunk as Buffer;
+    } finally {
+      await handle.close();
+    }
+  }
+
+  async head(key: string): Promise<ObjectInfo | undefined> {
+    const real = await this.resolveForRead(key);
+    if (real === undefined) return undefined;
+    return statObject(real, key);
+  }
+
+  async put(key: string, body: Uint8Array | string): Promise<void> {
+    const target = this.pathOf(key);
+    const temp = await this.writeTemp(body);
+    try {
+      await this.place(key, target, () => rename(temp, target));
+    } catch (error) {
+      await removeQuietly(temp);
+      throw error;
+    }
+  }
+
+  async putIfAbsent(key: string, body: Uint8Array | string): Promise<boolean> {
+    const target = this.pathOf(key);
+    const temp = await this.writeTemp(body);
+    try {
+      // Unlike rename, link fails when the target exists: create-if-absent that holds across processes.
+      await this.place(key, target, () => link(temp, target));
+      return true;
+    } catch (error) {
+      if (errorCode(error) === 'EEXIST') return false;
+      throw error;
+    } finally {
+      await removeQuietly(temp);
+    }
+  }
+
+  async *list(prefix: string): AsyncIterable<ObjectInfo> {
+    if (typeof prefix !== 'string') throw new TypeError(`list prefix must be a string, got ${typeof prefix}`);
+    // The prefix is a plain string prefix: everything up to its last '/' names the one directory to walk.
+    const cut = prefix.lastIndexOf('/');
+    const dirKey = cut < 0 ? '' : prefix.slice(0, cut);
+    const rootReal = await this.rootReal();
+    let dir = rootReal;
+    if (cut >= 0) {
+      try {
+        dir = this.pathOf(dirKey);
+      } catch (error) {
+        throw new InvalidKeyError(prefix, `no key can start with it: ${(error as Error).message}`);
+      }
+      try {
+        dir = await realpath(dir);
+      } catch (error) {
+        if (isAbsent(error)) return;
+        throw error;
+      }
+      if (!isInside(dir, rootReal)) throw outsideRoot(prefix);
+    }
+    yield* this.walk(dir, cut < 0 ? '' : `${dirKey}/`, prefix.slice(cut + 1));
+  }
+
+  async delete(key: string): Promise<void> {
+    const target = this.pathOf(key);
+    const rootReal = await this.rootReal();
+    let parent;
+    try {
+      parent = await realpath(path.dirname(target));
+    } catch (error) {
+      if (isAbsent(error)) return;
+      throw error;
+    }
+    if (!isInside(parent, rootReal)) throw outsideRoot(key);
+    try {
+      await unlink(path.join(parent, path.basename(target)));
+    } catch (error) {
+      // EISDIR/EPERM: a directory holds other keys under this name, which is not an object.
+      if (isAbsent(error) || errorCode(error) === 'EISDIR' || errorCode(error) === 'EPERM') return;
+      throw error;
+    }
+    await this.pruneEmptyParents(path.dirname(target));
+  }
+
+  /** The file for a key; the first segment TEMP_DIR is reserved. */
+  private pathOf(key: string): string {
+    validateKey(key);
+    const segments = key.split('/');
+    if (segments[0] === TEMP_DIR) throw new InvalidKeyError(key, `the first segment ${JSON.stringify(TEMP_DIR)} is reserved for the store's temporary files`);
+    return path.join(this.root, ...segments);
+  }
+
+  /** Creates the root and the temp area once, and answers the root's real path. */
+  private rootReal(): Promise<string> {
+    this.opened ??= (async () => {
+      await mkdir(path.join(this.root, TEMP_DIR), { recursive: true });
+      await this.sweepStaleTemps();
+      return realpath(this.root);
+    })();
+    return this.opened;
+  }
+
+  private async sweepStaleTemps(): Promise<void> {
+    const tempDir = path.join(this.root, TEMP_DIR);
+    const cutoff = Date.now() - STALE_TEMP_MS;
+    for (const name of await readdir(tempDir)) {
+      const file = path.join(tempDir, name);
+      const info = await stat(file).catch(() => undefined);
+      if (info && info.mtimeMs < cutoff) await removeQuietly(file);
+    }
+  }
+
+  /** The real path of a key's file, refusing links that lead out of the root; undefined when absent. */
+  private async resolveForRead(key: string): Promise<string | undefined> {
+    const file = this.pathOf(key);
+    const rootReal = await this.rootReal();
+    let real;
+    try {
+      real = await realpath(file);
+    } catch (error) {
+      if (isAbsent(error)) return undefined;
+      throw error;
+    }
+    if (!isInside(real, rootReal)) throw outsideRoot(key);
+    return real;
+  }
+
+  private async writeTemp(body: Uint8Array | string): Promise<string> {
+    if (typeof body !== 'string' && !(body instanceof Uint8Array)) {
+      throw new TypeError(`object body must be a string or Uint8Array, got ${body === null ? 'null' : typeof body}`);
+    }
+    await this.rootReal();
+    const temp = path.join(this.root, TEMP_DIR, `${process.pid}-${++tempCounter}-${randomBytes(4).toString('hex')}`);
+    await writeFile(temp, body, { flag: 'wx' });
+    return temp;
+  }
+
+  /** Runs `move` (a rename or link of the temp file to `target`) once the parent directory exists. */
+  private async place(key: string, target: string, move: () => Promise<void>): Promise<void> {
+    for (let attempt = 1; ; attempt++) {
+      await this.prepareParent(key, target);
+      try {
+        await move();
+        return;
+      } catch (error) {
+        const code = errorCode(error);
+        if (code === 'ENOENT' && attempt < PLACE_ATTEMPTS) continue;
+        if (code === 'ENOTDIR') throw await this.underObjectError(key);
+        if (code === 'EISDIR' || (code === 'EEXIST' && (await isDirectory(target)))) {
+          // An empty directory left by an interrupted prune is no object: clear it and try again.
+          if (attempt < PLACE_ATTEMPTS && (await removeEmptyDir(target))) continue;
+          throw new InvalidKeyError(key, `other objects have keys starting with "${key}/", and a directory store cannot hold both`);
+        }
+        if (code === 'ENAMETOOLONG') throw new InvalidKeyError(key, 'a segment is longer than the filesystem allows');
+        throw error;
+      }
+    }
+  }
+
+  /**
+   * Creates the parent directory of `target`, checking first that its deepest existing ancestor is
+   * inside the root: mkdir would otherwise follow a symbolic link out of it.
+   */
+  private async prepareParent(key: string, target: string): Promise<void> {
+    const rootReal = await this.rootReal();
+    const parent = path.dirname(target);
+    let existing = parent;
+    for (;;) {
+      try {
+        const real = await realpath(existing);
+        if (!isInside(real, rootReal)) throw outsideRoot(key);
+        break;
+      } catch (error) {
+        const code = errorCode(error);
+        if (code === 'ENOTDIR') throw await this.underObjectError(key);
+        if (code === 'ENAMETOOLONG') throw new InvalidKeyError(key, 'a segment is longer than the filesystem allows');
+        if (code !== 'ENOENT' || existing === this.root) throw error;
+        existing = path.dirname(existing);
+      }
+    }
+    if (existing === parent) return;
+    try {
+      await mkdir(parent, { recursive: true });
+    } catch (error) {
+      const code = errorCode(error);
+      if (code === 'ENOTDIR' || code === 'EEXIST') throw await this.underObjectError(key);
+      if (code === 'ENAMETOOLONG') throw new InvalidKeyError(key, 'a segment is longer than the filesystem allows');
+      throw error;
+    }
+    if (!isInside(await realpath(parent), rootReal)) throw outsideRoot(key);
+  }
+
+  /** The error for a key below an existing object, naming that object. */
+  private async underObjectError(key: string): Promise<InvalidKeyError> {
+    const segments = key.split('/');
+    for (let i = 1; i < segments.length; i++) {
+      const ancestor = segments.slice(0, i).join('/');
+      const info = await stat(path.join(this.root, ...segments.slice(0, i))).catch(() => undefined);
+      if (info?.isFile()) {
+        return new InvalidKeyError(key, `object "${ancestor}" exists, and a directory store cannot hold both it and keys under "${ancestor}/"`);
+      }
+    }
+    return new InvalidKeyError(key, 'an object exists where one of its parent directories should be');
+  }
+
+  /** Every object below `dir`, in UTF-8 byte order of key, whose name in `dir` starts with `namePrefix`. */
+  private async *walk(dir: string, keyPrefix: string, namePrefix: string): AsyncIterable<ObjectInfo> {
+    let entries: Dirent[];
+    try {
+      entries = await readdir(dir, { withFileTypes: true });
+    } catch (error) {
+      if (isAbsent(error)) return;
+      throw error;
+    }
+    const children = entries
+      .filter((entry) => entry.name.startsWith(namePrefix) && (entry.isFile() || entry.isDirectory()))
+      .filter((entry) => !(keyPrefix === '' && entry.name === TEMP_DIR))
+      // A directory's keys all start with `name/`, so it sorts as `name/` among its siblings' keys.
+      .map((entry) => ({ name: entry.name, isDir: entry.isDirectory(), order: Buffer.from(entry.isDirectory() ? `${entry.name}/` : entry.name) }))
+      .sort((a, b) => Buffer.compare(a.order, b.order));
+    for (let i = 0; i < children.length; ) {
+      const child = children[i]!;
+      if (child.isDir) {
+        yield* this.walk(path.join(dir, child.name), `${keyPrefix}${child.name}/`, '');
+        i++;
+        continue;
+      }
+      const run = [];
+      while (i < children.length && !children[i]!.isDir && run.length < LIST_STAT_BATCH) run.push(children[i++]!);
+      const infos = await Promise.all(run.map((file) => statObject(path.join(dir, file.name), keyPrefix + file.name)));
+      for (const info of infos) if (info) yield info;
+    }
+  }
+
+  /** Removes directories left empty by a delete, up to but not including the root. */
+  private async pruneEmptyParents(dir: string): Promise<void> {
+    while (dir !== this.root && dir.startsWith(this.root + path.sep)) {
+      if (!(await removeEmptyDir(dir))) return;
+      dir = path.dirname(dir);
+    }
+  }
+}
+
+function checkRange(key: string, start: number, end: number | undefined): void {
+  if (!Number.isSafeInteger(start) || start < 0) {
+    throw new RangeError(`getRange(${JSON.stringify(key)}): start must be a non-negative integer, got ${start}`);
+  }
+  if (end !== undefined && (!Number.isSafeInteger(end) || end < start)) {
+    throw new RangeError(`getRange(${JSON.stringify(key)}): end must be an integer no less than start (${start}), got ${end}`);
+  }
+}
+
+async function statObject(file: string, key: string): Promise<ObjectInfo | undefined> {
+  try {
+    const info = await stat(file);
+    return info.isFile() ? { key, size: info.size, lastModified: Math.floor(info.mtimeMs) } : undefined;
+  } catch (error) {
+    if (isAbsent(error)) return undefined;
+    throw error;
+  }
+}
+
+function outsideRoot(key: string): InvalidKeyError {
+  return new InvalidKeyError(key, 'it resolves outside the store root (through a symbolic link)');
+}
+
+function isInside(real: string, rootReal: string): boolean {
+  return real === rootReal || real.startsWith(rootReal + path.sep);
+}
+
+async function isDirectory(file: string): Promise<boolean> {
+  const info = await stat(file).catch(() => undefined);
+  return info?.isDirectory() ?? false;
+}
+
+async function removeEmptyDir(dir: string): Promise<boolean> {
+  try {
+    await rmdir(dir);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+async function removeQuietly(file: string): Promise<void> {
+  await unlink(file).catch(() => undefined);
+}
+
+function errorCode(error: unknown): string | undefined {
+  return (error as NodeJS.ErrnoException | undefined)?.code;
+}
+
+/** No such object: the file, or a directory on its path, is missing or is a file. */
+function isAbsent(error: unknown): boolean {
+  const code = errorCode(error);
+  return code === 'ENOENT' || code === 'ENOTDIR' || code === 'EISDIR';
+}

@@ -1,0 +1,95 @@
+import { mkdtemp, mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import type { Pipeline } from '../../core/graph/pipeline.ts';
+import { EmbeddedRuntime, type EmbeddedOptions } from '../../local/runtime/embedded-runtime.ts';
+import type { IntervalReport } from '../../core/streaming/driver.ts';
+
+export async function tempDir(prefix = 'dstream-test-'): Promise<string> {
+  return mkdtemp(path.join(tmpdir(), prefix));
+}
+
+/** Writes `files[k]` (file name -> content) as the staged uploads of interval k. */
+export async function stage(dir: string, files: Record<string, string | Uint8Array>[]): Promise<string> {
+  for (let k = 0; k < files.length; k++) {
+    await mkdir(path.join(dir, String(k)), { recursive: true });
+    for (const [name, content] of Object.entries(files[k]!)) {
+      await mkdir(path.dirname(path.join(dir, String(k), name)), { recursive: true });
+      await writeFile(path.join(dir, String(k), name), content);
+    }
+  }
+  return dir;
+}
+
+export interface ReplayResult {
+  root: string;
+  reports: IntervalReport[];
+  /** Records of output `name` at interval k, parsed from JSON lines; undefined when not committed. */
+  output(name: string, k: number): Promise<unknown[] | undefined>;
+  /** Raw bytes of every output file, by path under the root: for byte-for-byte comparisons. */
+  files(): Promise<Map<string, string>>;
+}
+
+/** Replays staged uploads through a pipeline object, tasks run in this process. */
+export async function replayInProcess(
+  pipeline: Pipeline,
+  files: Record<string, string | Uint8Array>[],
+  options: Partial<EmbeddedOptions> = {},
+): Promise<ReplayResult> {
+  const base = await tempDir();
+  const staged = await stage(path.join(base, 'staged'), files);
+  const root = path.join(base, 'root');
+  const runtime = await EmbeddedRuntime.open({
+    pipelinePath: 'in-process',
+    inProcess: pipeline,
+    root,
+    workers: 2,
+    scheduler: { pollMs: 2, speculation: { enabled: false, quantile: 0.5, multiplier: 2, minMs: 200 }, maxFetchFailures: 8 },
+    ...options,
+  });
+  let reports: IntervalReport[];
+  try {
+    reports = await runtime.replay(staged);
+  } finally {
+    await runtime.close();
+  }
+  return { root, reports, output: (name, k) => readOutput(root, name, k), files: () => outputFiles(root) };
+}
+
+export async function readOutput(root: string, name: string, k: number): Promise<unknown[] | undefined> {
+  const dir = path.join(root, 'output', name, `interval=${String(k).padStart(6, '0')}`);
+  let entries: string[];
+  try {
+    entries = (await readdir(dir)).sort();
+  } catch {
+    return undefined;
+  }
+  if (!entries.includes('_SUCCESS')) return undefined;
+  const records: unknown[] = [];
+  for (const f of entries.filter((e) => e.startsWith('part-'))) {
+    for (const line of (await readFile(path.join(dir, f), 'utf8')).split('\n')) if (line) records.push(JSON.parse(line));
+  }
+  return records;
+}
+
+export async function outputFiles(root: string): Promise<Map<string, string>> {
+  const out = new Map<string, string>();
+  const walk = async (rel: string) => {
+    for (const e of await readdir(path.join(root, rel), { withFileTypes: true })) {
+      const r = path.join(rel, e.name);
+      if (e.isDirectory()) await walk(r);
+      else out.set(r, await readFile(path.join(root, r), 'utf8'));
+    }
+  };
+  await walk('output');
+  return new Map([...out.entries()].sort(([a], [b]) => (a < b ? -1 : 1)));
+}
+
+export async function removeDir(dir: string): Promise<void> {
+  await rm(dir, { recursive: true, force: true });
+}
+
+/** A multiset of values as sorted canonical JSON: order-free comparison. */
+export function bag(values: unknown[] | undefined): string[] | undefined {
+  return values?.map((v) => JSON.stringify(v)).sort();
+}
