@@ -7,6 +7,11 @@
  *
  * Layout
  *   header        'd' 's' 'r' VERSION
+ *   records       one value each, tagged as below
+ *   end marker    0xdf, then the record count as a varint — so a file cut short at a record
+ *                 boundary, or a block read with wrong offsets, is an error, not fewer records
+ *
+ * Values
  *   0x00–0x3f     integer 0..63
  *   0x40–0x7f     ASCII string of 0..63 bytes, then the bytes
  *   0x80–0x8f     array of 0..15 elements, then the elements
@@ -42,6 +47,7 @@ const UTF8 = 0xa6;
 const UTF16 = 0xa7;
 const ARRAY = 0xa8;
 const OBJECT = 0xa9;
+const END = 0xdf;
 const NEGATIVE_FIXINT = 0xe0;
 
 /** Integers this large still fit a zig-zag varint exactly in double arithmetic. */
@@ -53,7 +59,10 @@ const VARINT_INT_MAX = 2 ** 52;
  */
 const SHORT_UTF8_MAX = 42;
 
-/** Node's Buffer methods without argument parsing; present on every Buffer since Node 0.x. */
+/**
+ * Buffer's own unchecked workers behind toString/write (undocumented, present in Node 20 and
+ * 22): they skip the encoding-name and argument checks, which dominate for short strings.
+ */
 interface FastBuffer extends Buffer {
   utf8Write(text: string, offset: number, length: number): number;
   latin1Slice(start: number, end: number): string;
@@ -63,12 +72,12 @@ interface FastBuffer extends Buffer {
 
 const isWellFormed = (String.prototype as unknown as { isWellFormed(this: string): boolean }).isWellFormed;
 
-
 export class RecordWriter {
   private buf: FastBuffer;
   private view: DataView;
   private pos = HEADER_BYTES;
   private records = 0;
+  private finished: Uint8Array | undefined;
 
   constructor() {
     this.buf = Buffer.allocUnsafe(1024) as FastBuffer;
@@ -81,12 +90,14 @@ export class RecordWriter {
     return this.records;
   }
 
+  /** Bytes so far, header included; finish adds the end marker (2–9 bytes). */
   get byteLength(): number {
     return this.pos;
   }
 
   /** Appends one record; on an unstorable value throws UnstorableValueError and writes nothing. */
   write(value: unknown): void {
+    if (this.finished) throw new Error('RecordWriter.write after finish: the file is complete');
     const start = this.pos;
     try {
       this.value(value, 0);
@@ -97,9 +108,15 @@ export class RecordWriter {
     this.records++;
   }
 
-  /** The bytes written so far (a view, not a copy); writing may continue afterwards. */
+  /** Ends the file with the end marker and returns exactly its bytes (a view, not a copy). */
   finish(): Uint8Array {
-    return this.buf.subarray(0, this.pos);
+    if (!this.finished) {
+      this.ensure(9);
+      this.buf[this.pos++] = END;
+      this.varint(this.records);
+      this.finished = this.buf.subarray(0, this.pos);
+    }
+    return this.finished;
   }
 
   private ensure(bytes: number): void {
@@ -150,28 +167,38 @@ export class RecordWriter {
     }
   }
 
+  /** The entry count is only known after iterating, so it is patched in, shifting the body when it needs a varint. */
   private object(o: Record<string, unknown>, depth: number): void {
-    const keys = Object.keys(o);
-    const n = keys.length;
-    this.ensure(9);
-    if (n <= FIXCOUNT_MAX) this.buf[this.pos++] = FIXOBJECT + n;
-    else {
-      this.buf[this.pos++] = OBJECT;
-      this.varint(n);
-    }
-    for (let i = 0; i < n; i++) {
-      const key = keys[i]!;
+    this.ensure(1);
+    const tagAt = this.pos++;
+    let n = 0;
+    for (const key in o) {
       this.string(key);
       const item = o[key];
       if (item === undefined) throw NOT_STORABLE;
       this.value(item, depth);
+      n++;
     }
+    if (n <= FIXCOUNT_MAX) {
+      this.buf[tagAt] = FIXOBJECT + n;
+      return;
+    }
+    const size = varintSize(n);
+    this.ensure(size);
+    const buf = this.buf;
+    buf.copyWithin(tagAt + 1 + size, tagAt + 1, this.pos);
+    buf[tagAt] = OBJECT;
+    const end = this.pos + size;
+    this.pos = tagAt + 1;
+    this.varint(n);
+    this.pos = end;
   }
 
   private number(n: number): void {
     this.ensure(9);
     const buf = this.buf;
     const i = n | 0;
+    // 1 / n > 0 rules out -0, which must come back as -0.
     if (i === n && (i !== 0 || 1 / n > 0)) {
       if (i >= 0) {
         if (i <= FIXINT_MAX) buf[this.pos++] = i;
@@ -184,13 +211,13 @@ export class RecordWriter {
         buf[this.pos++] = VARINT;
         this.varint(-i * 2 - 1);
       }
-    } else if (Number.isInteger(n) && Math.abs(n) <= VARINT_INT_MAX && n !== 0) {
+    } else if (i !== n && Number.isInteger(n) && Math.abs(n) <= VARINT_INT_MAX) {
       buf[this.pos++] = VARINT;
       this.varint(n >= 0 ? n * 2 : -n * 2 - 1);
     } else {
       buf[this.pos++] = FLOAT64;
-      if (n !== n) this.view.setUint32(this.pos, 0, true), this.view.setUint32(this.pos + 4, 0x7ff80000, true);
-      else this.view.setFloat64(this.pos, n, true);
+      // NaN has many bit patterns; equal values must give equal bytes.
+      this.view.setFloat64(this.pos, n === n ? n : NaN, true);
       this.pos += 8;
     }
   }
@@ -318,30 +345,46 @@ export class CorruptRecordsError extends Error {
 /** Decodes every record, pushing each to `onRecord` in order: the fast way to read a partition. */
 export function decodeRecords(bytes: Uint8Array, onRecord: (record: unknown) => void): void {
   const reader = new Reader(bytes);
-  while (reader.pos < reader.end) onRecord(reader.record());
+  while (reader.more()) onRecord(reader.record());
 }
 
 export function* readRecords(bytes: Uint8Array): Generator<unknown> {
   const reader = new Reader(bytes);
-  while (reader.pos < reader.end) yield reader.record();
+  while (reader.more()) yield reader.record();
 }
 
 class Reader {
-  readonly buf: FastBuffer;
-  readonly view: DataView;
-  readonly end: number;
-  pos = HEADER_BYTES;
+  private readonly buf: FastBuffer;
+  private readonly view: DataView;
+  private readonly end: number;
+  private pos = HEADER_BYTES;
   private recordStart = HEADER_BYTES;
+  private records = 0;
 
   constructor(bytes: Uint8Array) {
+    if (!(bytes instanceof Uint8Array)) throw new TypeError(`records are read from a Uint8Array, got ${typeof bytes}`);
+    checkHeader(bytes);
     this.buf = (Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength)) as FastBuffer;
     this.view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
     this.end = bytes.length;
-    checkHeader(bytes);
+  }
+
+  /** Whether another record follows; at the end marker, checks that the file ends as written. */
+  more(): boolean {
+    if (this.pos >= this.end) {
+      throw new CorruptRecordsError(`truncated file: no end marker after ${this.records} records (${this.end} bytes)`);
+    }
+    if (this.buf[this.pos] !== END) return true;
+    this.recordStart = this.pos++;
+    const count = this.varint();
+    if (count !== this.records) throw this.corrupt(`end marker counts ${count} records, read ${this.records}`);
+    if (this.pos !== this.end) throw this.corrupt(`${this.end - this.pos} bytes after the end marker`);
+    return false;
   }
 
   record(): unknown {
     this.recordStart = this.pos;
+    this.records++;
     return this.value(0);
   }
 

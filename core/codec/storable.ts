@@ -80,9 +80,11 @@ function findUnstorable(value: unknown, path: string, depth: number): Unstorable
 }
 
 function describeInstance(value: object): string {
-  const name = (value as { constructor?: { name?: unknown } }).constructor?.name;
-  if (typeof name !== 'string' || name === '') return 'an object with a custom prototype';
-  return /^[AEIOU]/.test(name) ? `an ${name}` : `a ${name}`;
+  const proto: unknown = Object.getPrototypeOf(value);
+  const ctor = (proto as { constructor?: { name?: unknown; prototype?: unknown } }).constructor;
+  // Only a constructor whose prototype this is names the kind; Object.create({}) inherits Object's.
+  if (ctor?.prototype !== proto || typeof ctor.name !== 'string' || ctor.name === '') return 'an object with a custom prototype';
+  return /^[AEIOU]/.test(ctor.name) ? `an ${ctor.name}` : `a ${ctor.name}`;
 }
 
 const IDENTIFIER = /^[A-Za-z_$][\w$]*$/;

@@ -98,6 +98,7 @@ export class FsTaskQueue implements TaskQueue {
       messages.map(({ id, body }) => ({ op: 'send', id, body })),
       () => {
         for (const message of messages) this.admit(message);
+        this.wake();
       },
     );
   }

@@ -1,9 +1,28 @@
 import { mkdtemp, mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { spawn } from 'node:child_process';
 import type { Pipeline } from '../../core/graph/pipeline.ts';
 import { EmbeddedRuntime, type EmbeddedOptions } from '../../local/runtime/embedded-runtime.ts';
 import type { IntervalReport } from '../../core/streaming/driver.ts';
+
+export interface CliResult {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+/** Runs the `dstream` command as a user would, in its own process. */
+export function runCli(args: string[], env: NodeJS.ProcessEnv = {}): Promise<CliResult> {
+  return new Promise((resolve) => {
+    const child = spawn(process.execPath, [path.resolve('bin/dstream.js'), ...args], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d) => (stdout += d));
+    child.stderr.on('data', (d) => (stderr += d));
+    child.on('close', (code) => resolve({ code: code ?? -1, stdout, stderr }));
+  });
+}
 
 export async function tempDir(prefix = 'dstream-test-'): Promise<string> {
   return mkdtemp(path.join(tmpdir(), prefix));
@@ -70,6 +89,42 @@ export async function readOutput(root: string, name: string, k: number): Promise
     for (const line of (await readFile(path.join(dir, f), 'utf8')).split('\n')) if (line) records.push(JSON.parse(line));
   }
   return records;
+}
+
+/** Lines of text output `name` at interval k, across its parts; undefined when not committed. */
+export async function readTextOutput(root: string, name: string, k: number): Promise<string[] | undefined> {
+  const dir = path.join(root, 'output', name, `interval=${String(k).padStart(6, '0')}`);
+  let entries: string[];
+  try {
+    entries = (await readdir(dir)).sort();
+  } catch {
+    return undefined;
+  }
+  if (!entries.includes('_SUCCESS')) return undefined;
+  const lines: string[] = [];
+  for (const f of entries.filter((e) => e.startsWith('part-'))) {
+    lines.push(...(await readFile(path.join(dir, f), 'utf8')).split('\n').filter((l) => l !== ''));
+  }
+  return lines;
+}
+
+/** Every line of every file below `dir` (recursively), or [] when it does not exist. */
+export async function readAllLines(dir: string): Promise<string[]> {
+  const lines: string[] = [];
+  let entries: string[];
+  try {
+    entries = (await readdir(dir, { recursive: true })).map(String).sort();
+  } catch {
+    return [];
+  }
+  for (const f of entries) {
+    try {
+      lines.push(...(await readFile(path.join(dir, f), 'utf8')).split('\n').filter(Boolean));
+    } catch {
+      // a folder
+    }
+  }
+  return lines;
 }
 
 export async function outputFiles(root: string): Promise<Map<string, string>> {

@@ -1,0 +1,175 @@
+/**
+ * The embedded runtime with real worker processes: the examples' outputs are right for any
+ * staged input, replays are byte-for-byte deterministic, and bad input gets a clear error that
+ * loses nothing already committed.
+ */
+import { describe, expect, it } from 'vitest';
+import path from 'node:path';
+import { mkdir, readdir, writeFile } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
+import { EmbeddedRuntime } from '../../local/runtime/embedded-runtime.ts';
+import { sampleLines } from '../../local/sample/generate.ts';
+import { definePipeline } from '../../core/index.ts';
+import { bag, outputFiles, runCli, readAllLines, readOutput, readTextOutput, removeDir, stage, tempDir } from '../support/stream-harness.ts';
+
+const example = (name: string) => path.resolve('examples', name);
+const fixture = (name: string) => path.resolve('test/fixtures', name);
+
+/** `dstream replay`; resolves with its output, rejects with its error message. */
+async function replay(pipelinePath: string, staged: string, root: string, options: { workers?: number; partitions?: number } = {}) {
+  const args = ['replay', pipelinePath, '--staged', staged, '--root', root, '--workers', String(options.workers ?? 2), '--partitions', String(options.partitions ?? 3)];
+  const result = await runCli(args);
+  if (result.code !== 0) throw new Error(`exit ${result.code}: ${result.stderr}`);
+  return result.stdout.split('\n').filter((l) => l.startsWith('interval '));
+}
+
+const words = (text: string) => text.split(/\s+/).filter(Boolean);
+const countWords = (texts: string[]) => {
+  const m = new Map<string, number>();
+  for (const t of texts) for (const w of words(t)) m.set(w, (m.get(w) ?? 0) + 1);
+  return [...m];
+};
+
+describe('examples in the embedded runtime', () => {
+  it('wordcount writes each interval\'s counts and running totals, including across an empty interval', async () => {
+    const base = await tempDir();
+    const files = [
+      { 'a.txt': sampleLines(300, 1), 'b.txt': sampleLines(200, 2) },
+      {},
+      { 'c.txt': sampleLines(250, 3), 'nested/d.txt': 'the the the\n' },
+    ];
+    const staged = await stage(path.join(base, 'staged'), files);
+    try {
+      const progress = await replay(example('wordcount.ts'), staged, path.join(base, 'root'));
+      expect(progress.map((l) => l.split(':')[0])).toEqual(['interval 0', 'interval 1', 'interval 2']);
+      const texts = files.map((f) => Object.values(f));
+      for (let k = 0; k < 3; k++) {
+        expect(bag(await readOutput(path.join(base, 'root'), 'counts', k))).toEqual(bag(countWords(texts[k]!)));
+        expect(bag(await readOutput(path.join(base, 'root'), 'totals', k))).toEqual(bag(countWords(texts.slice(0, k + 1).flat())));
+      }
+    } finally {
+      await removeDir(base);
+    }
+  });
+
+  it('windowed-counts gives the counts of the last three intervals', async () => {
+    const base = await tempDir();
+    const files = [0, 1, 2, 3, 4].map((k) => (k === 2 ? {} : { 'x.txt': sampleLines(150, 10 + k) }));
+    const staged = await stage(path.join(base, 'staged'), files);
+    try {
+      await replay(example('windowed-counts.ts'), staged, path.join(base, 'root'));
+      for (let k = 0; k < 5; k++) {
+        const window = files.slice(Math.max(0, k - 2), k + 1).flatMap((f) => Object.values(f));
+        expect(bag(await readOutput(path.join(base, 'root'), 'windowed', k)), `interval ${k}`).toEqual(bag(countWords(window)));
+      }
+    } finally {
+      await removeDir(base);
+    }
+  });
+
+  it('grep writes matching lines and their count per interval', async () => {
+    const base = await tempDir();
+    const files = [{ 'log.txt': 'ok\nan error here\nfine\nerror again\n' }, { 'log.txt': 'nothing\n' }];
+    const staged = await stage(path.join(base, 'staged'), files);
+    const root = path.join(base, 'root');
+    try {
+      await replay(example('grep.ts'), staged, root);
+      expect((await readTextOutput(root, 'matches', 0))?.sort()).toEqual(['an error here', 'error again']);
+      expect(await readOutput(root, 'match-count', 0)).toEqual([2]);
+      expect(await readTextOutput(root, 'matches', 1)).toEqual([]);
+      expect(await readOutput(root, 'match-count', 1)).toEqual([0]);
+    } finally {
+      await removeDir(base);
+    }
+  });
+});
+
+describe('determinism', () => {
+  it('two replays of the same input give byte-identical output files, whatever the number of workers', async () => {
+    const base = await tempDir();
+    const files = [0, 1, 2, 3].map((k) => ({ 'a.txt': sampleLines(400, 20 + k), 'b.txt': sampleLines(100, 30 + k) }));
+    const staged = await stage(path.join(base, 'staged'), files);
+    try {
+      await replay(example('wordcount.ts'), staged, path.join(base, 'one'), { workers: 1 });
+      await replay(example('wordcount.ts'), staged, path.join(base, 'two'), { workers: 2 });
+      const one = await outputFiles(path.join(base, 'one'));
+      const two = await outputFiles(path.join(base, 'two'));
+      expect(one.size).toBeGreaterThan(8);
+      expect([...two.entries()]).toEqual([...one.entries()]);
+    } finally {
+      await removeDir(base);
+    }
+  });
+});
+
+describe('bad input gets a clear error and loses nothing', () => {
+  it('a pipeline module that is missing, throws, or exports no pipeline', async () => {
+    const root = await tempDir();
+    try {
+      await expect(EmbeddedRuntime.open({ pipelinePath: fixture('nope.ts'), root })).rejects.toThrow(/nope\.ts does not exist/);
+      await expect(EmbeddedRuntime.open({ pipelinePath: fixture('throws-on-load.ts'), root })).rejects.toThrow(/failed to load: boom while loading/);
+      await expect(EmbeddedRuntime.open({ pipelinePath: fixture('no-pipeline.ts'), root })).rejects.toThrow(/exports no pipeline.*no default export/);
+    } finally {
+      await removeDir(root);
+    }
+  });
+
+  it('a staged directory with a gap or a folder that is not a number, before anything runs', async () => {
+    const base = await tempDir();
+    try {
+      await stage(path.join(base, 'gap'), [{ 'a.txt': 'x\n' }, { 'b.txt': 'y\n' }]);
+      await mkdir(path.join(base, 'gap', '3'));
+      await expect(replay(example('wordcount.ts'), path.join(base, 'gap'), path.join(base, 'root'))).rejects.toThrow(/gap: interval 2 is missing/);
+      await stage(path.join(base, 'names'), [{ 'a.txt': 'x\n' }]);
+      await mkdir(path.join(base, 'names', 'first'));
+      await expect(replay(example('wordcount.ts'), path.join(base, 'names'), path.join(base, 'root'))).rejects.toThrow(/not interval numbers: first/);
+      expect(existsSync(path.join(base, 'root', 'lineage'))).toBe(false);
+    } finally {
+      await removeDir(base);
+    }
+  });
+
+  it('an output name that would escape the root', () => {
+    for (const name of ['../escape', 'a/b', '', '.hidden', 'x'.repeat(200)]) {
+      expect(() => definePipeline({ name: 'escape' }, (ctx) => ctx.textStream().saveAsTextFiles(name)), name).toThrow(/invalid output name/);
+    }
+  });
+
+  it('bytes that are not UTF-8 fail the interval with the object and offset, after earlier intervals committed', async () => {
+    const base = await tempDir();
+    const bad = Buffer.concat([Buffer.from('fine\n'), Buffer.from([0xc3, 0x28, 0x0a])]);
+    const staged = await stage(path.join(base, 'staged'), [{ 'ok.txt': 'hello\n' }, { 'bad.txt': bad }]);
+    const root = path.join(base, 'root');
+    try {
+      await expect(replay(fixture('lines.ts'), staged, root)).rejects.toThrow(/replay\/1\/bad\.txt at byte 5: not valid UTF-8/);
+      expect(await readTextOutput(root, 'lines', 0)).toEqual(['hello']);
+      expect(await readTextOutput(root, 'lines', 1)).toBeUndefined();
+      const dead = await readdir(path.join(root, 'errors', 'interval=000001', 'dead-letters'), { recursive: true });
+      expect(dead.some((f) => String(f).endsWith('.json'))).toBe(true);
+    } finally {
+      await removeDir(base);
+    }
+  });
+
+  it('with quarantine, bad bytes, overlong lines and throwing functions are kept under errors/ and the stream goes on', async () => {
+    const base = await tempDir();
+    const content = Buffer.concat([Buffer.from(`a\n${'z'.repeat(100)}\nexplode me\n`), Buffer.from([0xff, 0x0a]), Buffer.from('b\n')]);
+    const staged = await stage(path.join(base, 'staged'), [{ 'in.txt': content }, { 'next.txt': 'c\n' }]);
+    const root = path.join(base, 'root');
+    try {
+      await replay(fixture('lines-quarantine.ts'), staged, root, { partitions: 1 });
+      expect((await readTextOutput(root, 'lines', 0))?.sort()).toEqual(['A', 'B']);
+      expect(await readTextOutput(root, 'lines', 1)).toEqual(['C']);
+      const quarantined = (await readAllLines(path.join(root, 'errors', 'interval=000000', 'records'))).map((l) => JSON.parse(l));
+      expect(quarantined.map((q) => q.error).sort()).toEqual([
+        'cannot handle explode me',
+        'incoming/replay/0/in.txt at byte 114: not valid UTF-8',
+        'incoming/replay/0/in.txt at byte 2: line longer than 64 bytes',
+      ]);
+      expect(quarantined.find((q) => q.operator === 'map').record).toBe('explode me');
+      expect(quarantined.find((q) => q.error.includes('UTF-8')).record.base64).toBe(Buffer.from([0xff]).toString('base64'));
+    } finally {
+      await removeDir(base);
+    }
+  });
+});
