@@ -42,7 +42,7 @@ function canonical(v: unknown, depth: number): string {
     case 'string':
       return JSON.stringify(v);
     case 'number':
-      return v === 0 ? '0' : String(v);
+      return String(v); // -0 gives '0', as a key should
     case 'boolean':
       return v ? 'true' : 'false';
     case 'object': {

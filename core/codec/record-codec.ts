@@ -90,7 +90,7 @@ export class RecordWriter {
     return this.records;
   }
 
-  /** Bytes so far, header included; finish adds the end marker (2–9 bytes). */
+  /** Bytes so far, header included (and after finish, the end marker). */
   get byteLength(): number {
     return this.pos;
   }

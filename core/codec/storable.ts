@@ -83,8 +83,8 @@ function describeInstance(value: object): string {
   const proto: unknown = Object.getPrototypeOf(value);
   const ctor = (proto as { constructor?: { name?: unknown; prototype?: unknown } }).constructor;
   // Only a constructor whose prototype this is names the kind; Object.create({}) inherits Object's.
-  if (ctor?.prototype !== proto || typeof ctor.name !== 'string' || ctor.name === '') return 'an object with a custom prototype';
-  return /^[AEIOU]/.test(ctor.name) ? `an ${ctor.name}` : `a ${ctor.name}`;
+  const name = ctor !== undefined && ctor.prototype === proto ? ctor.name : undefined;
+  return typeof name === 'string' && name !== '' ? `an instance of ${name}` : 'an object with a custom prototype';
 }
 
 const IDENTIFIER = /^[A-Za-z_$][\w$]*$/;

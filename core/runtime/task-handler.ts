@@ -41,12 +41,17 @@ export class TaskHandler {
         now: this.now,
       });
     } catch (error) {
-      const message = error instanceof Error ? `${error.name}: ${error.message}` : String(error);
-      await this.store
-        .put(keys.taskError(task.scope, task.stage, task.partition), JSON.stringify({ attempt: task.attempt, copy: task.copy, receiveCount, error: message }))
-        .catch(() => {});
+      await this.recordFailure(task, receiveCount, error);
       throw error;
     }
+  }
+
+  /** Leaves the error where the driver looks if the task is dead-lettered; best effort. */
+  async recordFailure(task: TaskRecord, receiveCount: number, error: unknown): Promise<void> {
+    const message = error instanceof Error ? `${error.name}: ${error.message}` : String(error);
+    await this.store
+      .put(keys.taskError(task.scope, task.stage, task.partition), JSON.stringify({ attempt: task.attempt, copy: task.copy, receiveCount, error: message }))
+      .catch(() => {});
   }
 
   private async loadPlan(task: TaskRecord): Promise<PlanBuilder> {

@@ -350,6 +350,8 @@ export class DagScheduler {
     const now = this.deps.clock.now();
     const copies: TaskRecord[] = [];
     for (const stage of active) {
+      // A duplicate needs the same inputs as the original: not while an input is being rebuilt.
+      if (![...stage.deps].every((d) => this.isSettled(d))) continue;
       if (stage.running.size === 0 || stage.done.size < Math.max(1, Math.ceil(quantile * stage.needed.size))) continue;
       const durations = [...stage.done.values()].map((d) => d.durationMs).sort((a, b) => a - b);
       const median = durations[Math.floor(durations.length / 2)]!;

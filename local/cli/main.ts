@@ -10,7 +10,7 @@ const USAGE = `dstream: Discretized Streams on one machine
 
   dstream run <pipeline.ts> --root <dir> [--interval 2s] [--workers W] [--partitions P]
       live: files moved into <root>/incoming/ are uploads; each lands in the interval it arrived in
-  dstream replay <pipeline.ts> --staged <dir> --root <dir> [--partitions P] [--workers W] [--chaos spec]
+  dstream replay <pipeline.ts> --staged <dir> --root <dir> [--partitions P] [--workers W] [--chaos spec] [--max-attempts N]
       deterministic: <dir>/<k>/ holds the uploads of interval k; runs them all in order
   dstream batch <job.ts> --root <dir> [--workers W] [--partitions P]
       a batch job (defineBatch) over objects already under <root>
@@ -19,6 +19,7 @@ const USAGE = `dstream: Discretized Streams on one machine
   dstream demo [--root <dir>]
       WordCount on generated sample data (what npm start runs)
 
+  --max-attempts N: deliveries of a task before it is dead-lettered and the interval fails (default 4)
   --chaos "seed=1,task-error=0.1,task-crash=0.05,duplicate=0.1,straggler=0.05,slowdown=10,lose-cache=0.1,driver-crash=0.05"`;
 
 export async function main(argv: string[]): Promise<number> {
@@ -55,6 +56,7 @@ export async function main(argv: string[]): Promise<number> {
       const runtime = await open(args.positionals[0], required('root'), {
         workers: parseCount('workers', args.options.get('workers')),
         partitions: parseCount('partitions', args.options.get('partitions')),
+        maxAttempts: parseCount('max-attempts', args.options.get('max-attempts')),
         ...(opt('chaos') ? { chaos: opt('chaos')! } : {}),
       });
       try {
@@ -107,7 +109,11 @@ export async function main(argv: string[]): Promise<number> {
   }
 }
 
-async function open(pipeline: string | undefined, root: string, options: { workers?: number; partitions?: number; intervalMs?: number; chaos?: string }) {
+async function open(
+  pipeline: string | undefined,
+  root: string,
+  options: { workers?: number; partitions?: number; intervalMs?: number; chaos?: string; maxAttempts?: number },
+) {
   if (!pipeline) throw new UsageError('name the pipeline module, e.g. examples/wordcount.ts');
   return EmbeddedRuntime.open({
     pipelinePath: pipeline,
@@ -116,6 +122,7 @@ async function open(pipeline: string | undefined, root: string, options: { worke
     ...(options.partitions ? { partitions: options.partitions } : {}),
     ...(options.intervalMs ? { intervalMs: options.intervalMs } : {}),
     ...(options.chaos ? { chaos: options.chaos } : {}),
+    ...(options.maxAttempts ? { maxAttempts: options.maxAttempts } : {}),
   });
 }
 

@@ -53,7 +53,9 @@ export class Journal<R> {
       }
     }
     const handle = await open(file, 'a');
-    return { journal: new Journal(file, handle, Buffer.byteLength(text), state), records };
+    const journal = new Journal(file, handle, Buffer.byteLength(text), state);
+    journal.tornTail = text !== '' && !text.endsWith('\n');
+    return { journal, records };
   }
 
   /** Resolves once the records are written; `onDurable` runs first, in journal order, before any compaction. */

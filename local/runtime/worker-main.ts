@@ -52,7 +52,9 @@ async function runOne(message: Extract<ToWorker, { type: 'task' }>): Promise<voi
       chaos.pending = { crash: random() < spec.taskCrash, stallMs: 0 };
       if (random() < spec.taskError) {
         injected.push('task-error');
-        throw new InjectedFault('task-error');
+        const fault = new InjectedFault('task-error');
+        await handler!.recordFailure(task, message.receiveCount, fault);
+        throw fault;
       }
       if (straggle) {
         injected.push('straggler');

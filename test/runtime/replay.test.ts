@@ -33,7 +33,7 @@ const countWords = (texts: string[]) => {
 describe('examples in the embedded runtime', () => {
   it('wordcount writes each interval\'s counts and running totals, including across an empty interval', async () => {
     const base = await tempDir();
-    const files = [
+    const files: Record<string, string>[] = [
       { 'a.txt': sampleLines(300, 1), 'b.txt': sampleLines(200, 2) },
       {},
       { 'c.txt': sampleLines(250, 3), 'nested/d.txt': 'the the the\n' },
@@ -54,7 +54,7 @@ describe('examples in the embedded runtime', () => {
 
   it('windowed-counts gives the counts of the last three intervals', async () => {
     const base = await tempDir();
-    const files = [0, 1, 2, 3, 4].map((k) => (k === 2 ? {} : { 'x.txt': sampleLines(150, 10 + k) }));
+    const files = [0, 1, 2, 3, 4].map((k): Record<string, string> => (k === 2 ? {} : { 'x.txt': sampleLines(150, 10 + k) }));
     const staged = await stage(path.join(base, 'staged'), files);
     try {
       await replay(example('windowed-counts.ts'), staged, path.join(base, 'root'));

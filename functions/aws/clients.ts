@@ -1,0 +1,63 @@
+/**
+ * SDK client configuration from the environment, so that the same code talks to AWS in a Lambda
+ * and to LocalStack (or any S3-compatible server) on a laptop, by environment alone.
+ */
+import { S3Client, type S3ClientConfig } from '@aws-sdk/client-s3';
+import { SQSClient, type SQSClientConfig } from '@aws-sdk/client-sqs';
+
+type Env = Record<string, string | undefined>;
+
+export interface AwsClientConfigs {
+  s3: S3ClientConfig;
+  sqs: SQSClientConfig;
+}
+
+const DEFAULT_REGION = 'us-east-1';
+const DEFAULT_MAX_ATTEMPTS = 5;
+
+/**
+ * Region from AWS_REGION or AWS_DEFAULT_REGION; endpoint overrides from AWS_ENDPOINT_URL_S3 /
+ * AWS_ENDPOINT_URL_SQS, else AWS_ENDPOINT_URL; attempts from AWS_MAX_ATTEMPTS. Retries are
+ * adaptive: throttling and 5xx are retried with jittered backoff, and the client slows its own
+ * sending rate while it is being throttled.
+ */
+export function awsClientConfig(env: Env = process.env): AwsClientConfigs {
+  const common = {
+    region: env.AWS_REGION || env.AWS_DEFAULT_REGION || DEFAULT_REGION,
+    maxAttempts: maxAttemptsFrom(env),
+    retryMode: 'adaptive',
+  };
+  const s3Endpoint = endpointFrom(env, 'AWS_ENDPOINT_URL_S3');
+  const sqsEndpoint = endpointFrom(env, 'AWS_ENDPOINT_URL_SQS');
+  return {
+    // Emulators serve buckets as paths, not as virtual hosts under their own DNS name.
+    s3: s3Endpoint ? { ...common, endpoint: s3Endpoint, forcePathStyle: true } : common,
+    sqs: sqsEndpoint ? { ...common, endpoint: sqsEndpoint } : common,
+  };
+}
+
+export function makeS3Client(env: Env = process.env, overrides: Partial<S3ClientConfig> = {}): S3Client {
+  return new S3Client({ ...awsClientConfig(env).s3, ...overrides });
+}
+
+export function makeSqsClient(env: Env = process.env, overrides: Partial<SQSClientConfig> = {}): SQSClient {
+  return new SQSClient({ ...awsClientConfig(env).sqs, ...overrides });
+}
+
+function endpointFrom(env: Env, serviceVariable: string): string | undefined {
+  const variable = env[serviceVariable] ? serviceVariable : 'AWS_ENDPOINT_URL';
+  const value = env[variable];
+  if (!value) return undefined;
+  if (!URL.canParse(value)) throw new Error(`${variable} is not a URL: ${JSON.stringify(value)}`);
+  return value;
+}
+
+function maxAttemptsFrom(env: Env): number {
+  const value = env.AWS_MAX_ATTEMPTS;
+  if (value === undefined || value === '') return DEFAULT_MAX_ATTEMPTS;
+  const attempts = Number(value);
+  if (!Number.isInteger(attempts) || attempts < 1) {
+    throw new Error(`AWS_MAX_ATTEMPTS must be an integer >= 1, got ${JSON.stringify(value)}`);
+  }
+  return attempts;
+}

@@ -1,0 +1,220 @@
+/**
+ * The task queue port on SQS. Moving a message that was received too often to the dead-letter
+ * queue is SQS's own work, configured by the queue's redrive policy (maxReceiveCount); this
+ * adapter only reads the dead-letter queue back.
+ */
+import {
+  ChangeMessageVisibilityCommand,
+  DeleteMessageBatchCommand,
+  DeleteMessageCommand,
+  ReceiveMessageCommand,
+  SendMessageBatchCommand,
+  type BatchResultErrorEntry,
+  type Message,
+  type SendMessageBatchRequestEntry,
+  type SQSClient,
+} from '@aws-sdk/client-sqs';
+import type { QueueMessage, TaskQueue } from '../../core/ports/task-queue.ts';
+import { mapConcurrently } from './map-concurrently.ts';
+import { backoffMs, retryPolicy, withRetries, type RetryPolicy } from './retry.ts';
+
+/** SQS's limit for one message, and for the sum of the bodies in one batch. */
+export const MAX_MESSAGE_BYTES = 256 * 1024;
+const MAX_BATCH_ENTRIES = 10;
+const MAX_WAIT_SECONDS = 20;
+const MAX_VISIBILITY_SECONDS = 12 * 60 * 60;
+/** How long drained dead letters stay hidden while we delete them. */
+const DRAIN_VISIBILITY_SECONDS = 30;
+/** What SQS refuses in a body: control characters, lone surrogates, U+FFFE and U+FFFF. */
+const NOT_AN_SQS_CHARACTER = /[^\t\n\r\u0020-\uD7FF\uE000-\uFFFD\u{10000}-\u{10FFFF}]/u;
+/** Batches sent at the same time. */
+const SEND_CONCURRENCY = 4;
+
+export interface SqsTaskQueueOptions {
+  client: SQSClient;
+  queueUrl: string;
+  /** The queue's redrive target; without it nothing is ever dead-lettered and the drain finds nothing. */
+  deadLetterQueueUrl?: string;
+  retry?: Partial<RetryPolicy>;
+}
+
+export class MessageTooLargeError extends Error {
+  constructor(readonly index: number, readonly bytes: number) {
+    super(
+      `task queue message ${index} is ${bytes} bytes; SQS takes at most ${MAX_MESSAGE_BYTES} bytes per message ` +
+        '(store a large task descriptor in the object store and send its key)',
+    );
+    this.name = 'MessageTooLargeError';
+  }
+}
+
+export class MessagesNotSentError extends Error {
+  constructor(readonly unsent: number, readonly total: number, queueUrl: string, failures: BatchResultErrorEntry[]) {
+    const reasons = [...new Set(failures.map((failure) => `${failure.Code}${failure.Message ? `: ${failure.Message}` : ''}`))];
+    super(`${unsent} of ${total} messages were not sent to ${queueUrl}; SQS refused them with ${reasons.join('; ')}`);
+    this.name = 'MessagesNotSentError';
+  }
+}
+
+export class SqsTaskQueue implements TaskQueue {
+  private readonly client: SQSClient;
+  private readonly queueUrl: string;
+  private readonly deadLetterQueueUrl: string | undefined;
+  private readonly retry: RetryPolicy;
+
+  constructor(options: SqsTaskQueueOptions) {
+    if (!options.queueUrl) throw new Error('SqsTaskQueue needs a queueUrl');
+    this.client = options.client;
+    this.queueUrl = options.queueUrl;
+    this.deadLetterQueueUrl = options.deadLetterQueueUrl;
+    this.retry = retryPolicy(options.retry);
+  }
+
+  async send(bodies: string[]): Promise<void> {
+    if (!Array.isArray(bodies)) throw new TypeError('send takes an array of message bodies');
+    const batches = packBatches(bodies);
+    const failures = (await mapConcurrently(batches, SEND_CONCURRENCY, (batch) => this.sendBatch(batch))).flat();
+    if (failures.length > 0) throw new MessagesNotSentError(failures.length, bodies.length, this.queueUrl, failures);
+  }
+
+  async receive(max: number, visibilityTimeoutMs: number, waitMs = 0): Promise<QueueMessage[]> {
+    if (!Number.isInteger(max) || max < 1) throw new RangeError(`receive max must be an integer >= 1, got ${max}`);
+    if (!(waitMs >= 0)) throw new RangeError(`receive waitMs must be >= 0, got ${waitMs}`);
+    const response = await this.client.send(
+      new ReceiveMessageCommand({
+        QueueUrl: this.queueUrl,
+        MaxNumberOfMessages: Math.min(max, MAX_BATCH_ENTRIES),
+        VisibilityTimeout: visibilitySeconds(visibilityTimeoutMs),
+        // Rounded up: a wait of 0 s is short polling, which samples only some SQS servers and
+        // may come back empty while the queue holds messages.
+        WaitTimeSeconds: Math.min(MAX_WAIT_SECONDS, Math.ceil(waitMs / 1000)),
+        MessageSystemAttributeNames: ['ApproximateReceiveCount'],
+      }),
+    );
+    return (response.Messages ?? []).map(toQueueMessage);
+  }
+
+  async delete(receipt: string): Promise<void> {
+    try {
+      await this.client.send(new DeleteMessageCommand({ QueueUrl: this.queueUrl, ReceiptHandle: receipt }));
+    } catch (error) {
+      // A receipt from an earlier delivery: the message was redelivered or is already gone.
+      if ((error as Error).name !== 'ReceiptHandleIsInvalid') throw error;
+    }
+  }
+
+  async changeVisibility(receipt: string, visibilityTimeoutMs: number): Promise<void> {
+    await this.client.send(
+      new ChangeMessageVisibilityCommand({
+        QueueUrl: this.queueUrl,
+        ReceiptHandle: receipt,
+        VisibilityTimeout: visibilitySeconds(visibilityTimeoutMs),
+      }),
+    );
+  }
+
+  /**
+   * Receives from the dead-letter queue and deletes what it got; each letter's receiveCount is
+   * how often the task queue delivered it. Short polls, so a drain may return fewer than the
+   * queue holds; what it misses the next drain finds.
+   */
+  async drainDeadLetters(max: number): Promise<{ id: string; body: string; receiveCount: number }[]> {
+    if (!Number.isInteger(max) || max < 1) throw new RangeError(`drainDeadLetters max must be an integer >= 1, got ${max}`);
+    const QueueUrl = this.deadLetterQueueUrl;
+    if (!QueueUrl) return [];
+    const drained: QueueMessage[] = [];
+    while (drained.length < max) {
+      const response = await this.client.send(
+        new ReceiveMessageCommand({
+          QueueUrl,
+          MaxNumberOfMessages: Math.min(max - drained.length, MAX_BATCH_ENTRIES),
+          VisibilityTimeout: DRAIN_VISIBILITY_SECONDS,
+          WaitTimeSeconds: 0,
+          MessageSystemAttributeNames: ['ApproximateReceiveCount'],
+        }),
+      );
+      const messages = (response.Messages ?? []).map(toQueueMessage);
+      if (messages.length === 0) break;
+      // A delete that fails lets the letter reappear and be drained again: reported twice, never lost.
+      await this.client.send(
+        new DeleteMessageBatchCommand({
+          QueueUrl,
+          Entries: messages.map((message, index) => ({ Id: String(index), ReceiptHandle: message.receipt })),
+        }),
+      );
+      drained.push(...messages);
+    }
+    // The count travels with the message into the dead-letter queue, and our own receive there adds one.
+    return drained.map(({ id, body, receiveCount }) => ({ id, body, receiveCount: receiveCount - 1 }));
+  }
+
+  /**
+   * Sends one batch, resending only the entries SQS reports as failed. Entries failed by the
+   * sender's fault (a malformed body) would fail again, so they are not resent.
+   * Returns the failures that remain.
+   */
+  private async sendBatch(entries: SendMessageBatchRequestEntry[]): Promise<BatchResultErrorEntry[]> {
+    let pending = entries;
+    const refused: BatchResultErrorEntry[] = [];
+    for (let attempt = 1; ; attempt++) {
+      const response = await withRetries(
+        () => this.client.send(new SendMessageBatchCommand({ QueueUrl: this.queueUrl, Entries: pending })),
+        this.retry,
+      );
+      const failed = response.Failed ?? [];
+      refused.push(...failed.filter((failure) => failure.SenderFault));
+      const retryable = failed.filter((failure) => !failure.SenderFault);
+      const retryIds = new Set(retryable.map((failure) => failure.Id));
+      pending = pending.filter((entry) => retryIds.has(entry.Id));
+      if (pending.length === 0 || attempt >= this.retry.attempts) return [...refused, ...retryable];
+      await this.retry.sleep(backoffMs(this.retry, attempt));
+    }
+  }
+}
+
+/** Batches of at most 10 entries and MAX_MESSAGE_BYTES of bodies, in order. */
+function packBatches(bodies: string[]): SendMessageBatchRequestEntry[][] {
+  const batches: SendMessageBatchRequestEntry[][] = [];
+  let batch: SendMessageBatchRequestEntry[] = [];
+  let batchBytes = 0;
+  bodies.forEach((body, index) => {
+    if (typeof body !== 'string') throw new TypeError(`task queue message ${index} is a ${typeof body}, not a string`);
+    const bytes = Buffer.byteLength(body, 'utf8');
+    if (bytes === 0) throw new RangeError(`task queue message ${index} is empty; SQS does not take empty messages`);
+    if (bytes > MAX_MESSAGE_BYTES) throw new MessageTooLargeError(index, bytes);
+    const forbidden = NOT_AN_SQS_CHARACTER.exec(body);
+    if (forbidden) {
+      const codePoint = forbidden[0].codePointAt(0)!.toString(16).toUpperCase().padStart(4, '0');
+      throw new RangeError(
+        `task queue message ${index} contains U+${codePoint} at index ${forbidden.index}; SQS takes only tab, newline, ` +
+          'carriage return and characters from U+0020 to U+D7FF, U+E000 to U+FFFD, U+10000 to U+10FFFF',
+      );
+    }
+    if (batch.length === MAX_BATCH_ENTRIES || batchBytes + bytes > MAX_MESSAGE_BYTES) {
+      batches.push(batch);
+      batch = [];
+      batchBytes = 0;
+    }
+    batch.push({ Id: String(batch.length), MessageBody: body });
+    batchBytes += bytes;
+  });
+  if (batch.length > 0) batches.push(batch);
+  return batches;
+}
+
+function visibilitySeconds(ms: number): number {
+  const seconds = Math.ceil(ms / 1000);
+  if (!(seconds >= 0 && seconds <= MAX_VISIBILITY_SECONDS)) {
+    throw new RangeError(`visibility timeout must be between 0 and ${MAX_VISIBILITY_SECONDS * 1000} ms, got ${ms}`);
+  }
+  return seconds;
+}
+
+function toQueueMessage(message: Message): QueueMessage {
+  return {
+    id: message.MessageId!,
+    body: message.Body ?? '',
+    receipt: message.ReceiptHandle!,
+    receiveCount: Number(message.Attributes?.ApproximateReceiveCount ?? 1),
+  };
+}
