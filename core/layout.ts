@@ -39,10 +39,18 @@ export function intervalOf(scope: Scope): number | undefined {
 
 export const INCOMING = 'incoming/';
 
+/** The partition of a completion record's key, or undefined for any other key in that folder. */
+export function partitionOfTaskDone(key: string): number | undefined {
+  const m = /\/part-(\d+)\.json$/.exec(key);
+  return m ? Number(m[1]) : undefined;
+}
+
 export const keys = {
   lineageRecord: (scope: Scope) => `lineage/${scope}/record.json`,
   lineagePrefix: (scope: Scope) => `lineage/${scope}/`,
   taskDone: (scope: Scope, stage: string, p: number) => `lineage/${scope}/tasks/${stage}/part-${pad(p)}.json`,
+  /** Written when a copy starts, beside the completion records, so one listing shows both. */
+  taskStarted: (scope: Scope, stage: string, p: number, attempt: number) => `lineage/${scope}/tasks/${stage}/part-${pad(p)}.attempt-${attempt}.started`,
   taskDonePrefix: (scope: Scope, stage: string) => `lineage/${scope}/tasks/${stage}/`,
   fetchFailed: (scope: Scope, stage: string, p: number, attempt: number) =>
     `lineage/${scope}/fetch-failed/${stage}/part-${pad(p)}-attempt-${attempt}.json`,

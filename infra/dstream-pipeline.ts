@@ -100,8 +100,8 @@ export class DStreamPipeline extends Construct {
     Validations.of(this.bucket).acknowledge({
       id: 'AwsSolutions-S1',
       reason:
-        'Only this pipeline\'s own functions and its uploaders touch the bucket; server access logs would double its writes ' +
-        '(every task writes several objects per interval). Audit object access with CloudTrail data events where needed.',
+        'Nearly all requests to this bucket are the pipeline\'s own functions (every task reads and writes several objects ' +
+        'per interval), which access logs would mostly repeat at a cost; where uploads must be audited, use CloudTrail data events.',
     });
 
     this.deadLetterQueue = new sqs.Queue(this, 'DeadLetterQueue', {

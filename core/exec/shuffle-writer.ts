@@ -28,24 +28,23 @@ export async function writeShuffleMap(shuffle: Rdd<unknown>, m: number, env: Com
 
   const aggregator = shuffle.behaviour.aggregator;
   if (aggregator) {
+    // One table for the whole partition; each distinct key is hashed to its reducer once, at the
+    // end, not once per occurrence. Insertion order keeps the output deterministic.
     const ctx = env.operatorContext(m);
-    const combiners = Array.from({ length: reducers }, () => new Map<unknown, [unknown, unknown]>());
+    const combined = new Map<unknown, [unknown, unknown]>();
     await computePartition(parent, m, env, (r) => {
       records++;
       const [k, v] = asPair(r, node.label);
       const id = keyIdentity(k);
-      const bucket = combiners[partitionOf(k, reducers)]!;
-      const entry = bucket.get(id);
+      const entry = combined.get(id);
       try {
-        if (entry === undefined) bucket.set(id, [k, aggregator.createCombiner(v)]);
+        if (entry === undefined) combined.set(id, [k, aggregator.createCombiner(v)]);
         else entry[1] = aggregator.mergeValue(entry[1], v);
       } catch (error) {
         ctx.badRecord(node.label, r, error);
       }
     });
-    combiners.forEach((bucket, p) => {
-      for (const entry of bucket.values()) writers[p]!.write(entry);
-    });
+    for (const entry of combined.values()) writers[partitionOf(entry[0], reducers)]!.write(entry);
   } else if (node.mode === 'hash') {
     await computePartition(parent, m, env, (r) => {
       records++;

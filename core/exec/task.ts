@@ -77,6 +77,7 @@ export async function runTask(task: TaskRecord, env: TaskEnvironment): Promise<T
   if (existing) return { status: 'done', done: JSON.parse(Buffer.from(existing).toString('utf8')), skipped: true };
 
   const started = env.now();
+  await env.store.putIfAbsent(keys.taskStarted(task.scope, task.stage, task.partition, task.attempt), '');
   const plan = await env.loadPlan(task);
   const rdd = plan.get(task.rdd);
   const quarantine: string[] = [];

@@ -5,7 +5,7 @@ import type { Clock } from '../ports/clock.ts';
 import type { PlanBuilder } from '../rdd/rdd.ts';
 import type { BlockRef } from '../exec/compute.ts';
 import type { TaskDone, TaskRecord } from '../exec/task.ts';
-import { keys, scopeOfKey, type Scope } from '../layout.ts';
+import { keys, partitionOfTaskDone, scopeOfKey, type Scope } from '../layout.ts';
 import type { StageSpec } from './stages.ts';
 import { decodeTaskMessage, encodeTaskMessage } from './task-message.ts';
 
@@ -79,6 +79,8 @@ export interface SchedulerDeps {
 
 interface Running {
   sentAt: number;
+  /** When the first copy started, from its marker: time in the queue is not slowness. */
+  startedAt?: number;
   copies: number;
 }
 
@@ -204,8 +206,15 @@ export class DagScheduler {
   private async collectDone(stage: StageRun): Promise<void> {
     const { store } = this.deps;
     const listed = await listAll(store, keys.taskDonePrefix(stage.plan.scope, stage.spec.id));
+    for (const o of listed) {
+      const started = /part-(\d+)\.attempt-(\d+)\.started$/.exec(o.key);
+      if (!started) continue;
+      const p = Number(started[1]);
+      const running = stage.running.get(p);
+      if (running && running.startedAt === undefined && Number(started[2]) === (stage.attempts.get(p) ?? 0)) running.startedAt = o.lastModified;
+    }
     const fresh = listed.filter((o) => {
-      const p = partitionOfDoneKey(o.key);
+      const p = partitionOfTaskDone(o.key);
       return p !== undefined && stage.needed.has(p) && !stage.done.has(p);
     });
     const records = await Promise.all(fresh.map((o) => store.get(o.key)));
@@ -357,7 +366,7 @@ export class DagScheduler {
       const median = durations[Math.floor(durations.length / 2)]!;
       const threshold = Math.max(minMs, multiplier * median);
       for (const [p, running] of stage.running) {
-        if (running.copies > 1 || now - running.sentAt <= threshold) continue;
+        if (running.copies > 1 || running.startedAt === undefined || now - running.startedAt <= threshold) continue;
         running.copies++;
         copies.push(this.taskRecord(stage, p, running.copies - 1));
       }
@@ -369,9 +378,4 @@ export class DagScheduler {
 
 function range(n: number): number[] {
   return Array.from({ length: n }, (_, i) => i);
-}
-
-function partitionOfDoneKey(key: string): number | undefined {
-  const m = /part-(\d+)\.json$/.exec(key);
-  return m ? Number(m[1]) : undefined;
 }

@@ -6,7 +6,7 @@ import type { Pipeline } from '../graph/pipeline.ts';
 import { decodeRecords } from '../codec/record-codec.ts';
 import { DagScheduler, type SchedulerOptions, type SchedulerStats } from '../scheduler/dag-scheduler.ts';
 import { stageIds } from '../scheduler/stages.ts';
-import { intervalScope, keys } from '../layout.ts';
+import { intervalScope, keys, partitionOfTaskDone } from '../layout.ts';
 import { sealInterval } from './intake.ts';
 import { planSplits } from './splits.ts';
 import { buildLineageRecord, planFromRecord, readLineageRecord, type LineageRecord } from './lineage.ts';
@@ -182,7 +182,7 @@ export class StreamingDriver {
 
   private async completions(scope: string, stage: string) {
     const { store } = this.deps;
-    const listed = await listAll(store, keys.taskDonePrefix(scope, stage));
+    const listed = (await listAll(store, keys.taskDonePrefix(scope, stage))).filter((o) => partitionOfTaskDone(o.key) !== undefined);
     const bodies = await Promise.all(listed.map((o) => store.get(o.key)));
     return bodies.filter((b): b is Uint8Array => !!b).map((b) => JSON.parse(Buffer.from(b).toString('utf8')) as { recordsIn: number; recordsOut: number });
   }

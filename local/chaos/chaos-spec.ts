@@ -11,6 +11,8 @@ export interface ChaosSpec {
   slowdown: number;
   loseCache: number;
   driverCrash: number;
+  /** Slow exactly this task (`<stage>/<partition>`) instead of random ones: for measuring. */
+  slowTask?: string;
 }
 
 export type FaultKind = 'task-error' | 'task-crash' | 'duplicate' | 'straggler' | 'lose-cache' | 'driver-crash';
@@ -24,6 +26,7 @@ const FIELDS: Record<string, keyof ChaosSpec> = {
   slowdown: 'slowdown',
   'lose-cache': 'loseCache',
   'driver-crash': 'driverCrash',
+  'slow-task': 'slowTask',
 };
 
 export const noChaos: ChaosSpec = { seed: 0, taskError: 0, taskCrash: 0, duplicate: 0, straggler: 0, slowdown: 10, loseCache: 0, driverCrash: 0 };
@@ -35,6 +38,11 @@ export function parseChaos(text: string): ChaosSpec {
     const name = eq < 0 ? part : part.slice(0, eq);
     const field = FIELDS[name];
     if (!field) throw new Error(`--chaos: unknown fault ${JSON.stringify(name)}; known: ${Object.keys(FIELDS).join(', ')}`);
+    if (field === 'slowTask') {
+      if (!/^[\w.-]+\/\d+$/.test(part.slice(eq + 1))) throw new Error(`--chaos: slow-task is <stage>/<partition>, as in slow-task=map-r3/0`);
+      spec.slowTask = part.slice(eq + 1);
+      continue;
+    }
     const value = Number(part.slice(eq + 1));
     if (eq < 0 || part.slice(eq + 1).trim() === '' || !Number.isFinite(value)) throw new Error(`--chaos: ${name} needs a number, as in ${name}=0.1`);
     if (field === 'seed') {
@@ -44,7 +52,7 @@ export function parseChaos(text: string): ChaosSpec {
     } else if (value < 0 || value > 1) {
       throw new Error(`--chaos: ${name} is a probability from 0 to 1, got ${value}`);
     }
-    spec[field] = value;
+    (spec as unknown as Record<string, number>)[field] = value;
   }
   return spec;
 }

@@ -8,7 +8,7 @@ import type { ChaosSpec, FaultKind } from './chaos-spec.ts';
  */
 export class ChaosStore implements ObjectStore {
   /** Decided per task by the worker before it runs. */
-  pending: { crash: boolean; stallMs: number } = { crash: false, stallMs: 0 };
+  pending: { crash: boolean; slowdown: number; startedAt: number } = { crash: false, slowdown: 1, startedAt: 0 };
 
   constructor(
     private readonly inner: ObjectStore,
@@ -47,7 +47,10 @@ export class ChaosStore implements ObjectStore {
 
   async putIfAbsent(key: string, body: Uint8Array | string): Promise<boolean> {
     if (/^lineage\/[^/]+\/tasks\//.test(key)) {
-      if (this.pending.stallMs > 0) await new Promise((r) => setTimeout(r, this.pending.stallMs));
+      // A straggler takes `slowdown` times as long as the task did: a slow machine, not slow data.
+      // Tiny tasks count as 30 ms, so a straggler among them is still noticeably late.
+      const stallMs = (this.pending.slowdown - 1) * Math.max(30, Date.now() - this.pending.startedAt);
+      if (stallMs > 0) await new Promise((r) => setTimeout(r, stallMs));
       if (this.pending.crash) {
         // The pool counts the crash when it sees the worker go. Dies as a Lambda would: no cleanup, no reply; the message comes back after its timeout.
         process.exit(137);

@@ -4,7 +4,7 @@ import { readdir, readFile, stat } from 'node:fs/promises';
 import { pathToFileURL } from 'node:url';
 import type { Clock } from '../../core/ports/clock.ts';
 import { systemClock } from '../../core/ports/clock.ts';
-import { listAll } from '../../core/ports/object-store.ts';
+import { listAll, type ObjectStore } from '../../core/ports/object-store.ts';
 import { pipelineFromModule, type PipelineModule } from '../../core/runtime/task-handler.ts';
 import { StreamingDriver, type DriverConfig, type IntervalReport } from '../../core/streaming/driver.ts';
 import { admitUpload, isSealed, type IntakeUpload } from '../../core/streaming/intake.ts';
@@ -16,6 +16,7 @@ import { FsObjectStore } from '../store/fs-object-store.ts';
 import { FsTaskQueue } from '../queue/fs-task-queue.ts';
 import { WorkerPool, type PoolStats } from './worker-pool.ts';
 import { InProcessRunner } from './in-process-runner.ts';
+import { WakeableClock } from './wakeable-clock.ts';
 import { parseChaos, seededRandom, type ChaosSpec } from '../chaos/chaos-spec.ts';
 
 export interface EmbeddedOptions {
@@ -37,6 +38,8 @@ export interface EmbeddedOptions {
   scheduler?: Partial<SchedulerOptions>;
   maxSplitBytes?: number;
   clock?: Clock;
+  /** Wraps the store the driver uses, and with `inProcess` the tasks' (to count requests, say). */
+  wrapStore?: (store: ObjectStore, role: 'driver' | 'tasks') => ObjectStore;
 }
 
 export class DriverCrash extends Error {
@@ -64,7 +67,7 @@ export interface ChaosReport {
  * processes running the task code, driven interval by interval by the same driver as on AWS.
  */
 export class EmbeddedRuntime {
-  readonly store: FsObjectStore;
+  readonly store: ObjectStore;
   readonly queue: FsTaskQueue;
   readonly pool: WorkerPool | InProcessRunner;
   readonly chaos?: ChaosSpec;
@@ -77,20 +80,22 @@ export class EmbeddedRuntime {
     readonly module: PipelineModule,
     readonly options: EmbeddedOptions,
     readonly config: DriverConfig,
-    readonly clock: Clock,
+    readonly clock: WakeableClock,
   ) {
-    this.store = new FsObjectStore(options.root);
+    const fsStore = new FsObjectStore(options.root);
+    this.store = options.wrapStore?.(fsStore, 'driver') ?? fsStore;
     this.queue = new FsTaskQueue({ dir: path.join(options.root, '.dstream', 'queue'), maxReceives: options.maxAttempts ?? 4 });
     this.chaos = typeof options.chaos === 'string' ? parseChaos(options.chaos) : options.chaos;
     this.driverRandom = seededRandom((this.chaos?.seed ?? 0) + 1);
     this.pool = options.inProcess
-      ? InProcessRunner.for(options.inProcess, this.store, this.queue, options.workers ?? defaultWorkers())
+      ? InProcessRunner.for(options.inProcess, options.wrapStore?.(fsStore, 'tasks') ?? fsStore, this.queue, options.workers ?? defaultWorkers(), () => this.clock.wake())
       : new WorkerPool(this.queue, {
       workers: options.workers ?? defaultWorkers(),
       pipelinePath: options.pipelinePath,
       root: options.root,
       taskTimeoutMs: options.taskTimeoutMs ?? 120_000,
       retryDelayMs: 20,
+      onTaskSettled: () => this.clock.wake(),
       ...(this.chaos ? { chaos: this.chaos } : {}),
     });
   }
@@ -109,7 +114,7 @@ export class EmbeddedRuntime {
       scheduler: { ...defaultSchedulerOptions, ...options.scheduler },
       retainIntervals: 2,
     };
-    const runtime = new EmbeddedRuntime(module, { ...options, pipelinePath, workers }, config, options.clock ?? systemClock);
+    const runtime = new EmbeddedRuntime(module, { ...options, pipelinePath, workers }, config, new WakeableClock(options.clock ?? systemClock));
     await runtime.pool.start();
     return runtime;
   }

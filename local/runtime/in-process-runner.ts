@@ -16,11 +16,12 @@ export class InProcessRunner {
     private readonly queue: TaskQueue,
     private readonly handler: TaskHandler,
     private readonly concurrency: number,
+    private readonly onTaskSettled: () => void = () => {},
     private readonly retryDelayMs = 10,
   ) {}
 
-  static for(module: PipelineModule, store: ObjectStore, queue: TaskQueue, concurrency: number): InProcessRunner {
-    return new InProcessRunner(queue, new TaskHandler(module, store), concurrency);
+  static for(module: PipelineModule, store: ObjectStore, queue: TaskQueue, concurrency: number, onTaskSettled?: () => void): InProcessRunner {
+    return new InProcessRunner(queue, new TaskHandler(module, store), concurrency, onTaskSettled);
   }
 
   async start(): Promise<void> {
@@ -44,6 +45,7 @@ export class InProcessRunner {
         this.errors.push(error instanceof Error ? error.message : String(error));
         await this.queue.changeVisibility(message.receipt, this.retryDelayMs * message.receiveCount);
       }
+      this.onTaskSettled();
     }
   }
 }

@@ -48,8 +48,10 @@ async function runOne(message: Extract<ToWorker, { type: 'task' }>): Promise<voi
   try {
     const task = await handler!.decode(message.body);
     if (spec && chaos) {
-      const straggle = random() < spec.straggler;
-      chaos.pending = { crash: random() < spec.taskCrash, stallMs: 0 };
+      // Speculative copies run on a healthy worker; only the first copy is ever slowed.
+      const straggle =
+        task.copy === 0 && (spec.slowTask ? spec.slowTask === `${task.stage}/${task.partition}` && message.receiveCount === 1 : random() < spec.straggler);
+      chaos.pending = { crash: random() < spec.taskCrash, slowdown: 1, startedAt: started };
       if (random() < spec.taskError) {
         injected.push('task-error');
         const fault = new InjectedFault('task-error');
@@ -58,8 +60,7 @@ async function runOne(message: Extract<ToWorker, { type: 'task' }>): Promise<voi
       }
       if (straggle) {
         injected.push('straggler');
-        // Slowed by the factor, at least a noticeable stall even for a tiny task.
-        chaos.pending.stallMs = Math.round(Math.max(50, 20 * spec.slowdown) * (spec.slowdown - 1) / 2);
+        chaos.pending.slowdown = spec.slowdown;
       }
     }
     const outcome = await handler!.handle(task, message.receiveCount);

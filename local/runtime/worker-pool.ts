@@ -14,6 +14,8 @@ export interface WorkerPoolOptions {
   /** How long a failed task's message stays hidden before it is retried (times its receive count). */
   retryDelayMs: number;
   chaos?: ChaosSpec;
+  /** Called whenever a task finished, failed or lost its worker. */
+  onTaskSettled?: () => void;
 }
 
 export interface PoolStats {
@@ -162,6 +164,7 @@ export class WorkerPool {
       this.stats.lastErrors = [...this.stats.lastErrors.slice(-9), message.message];
       await this.queue.changeVisibility(busy.message.receipt, this.options.retryDelayMs * busy.message.receiveCount);
     }
+    this.options.onTaskSettled?.();
     this.wake?.();
   }
 

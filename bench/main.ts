@@ -1,0 +1,27 @@
+/**
+ * `npm run bench`: every figure from one run, side by side. Sizes: BENCH_MB (default 100) of
+ * input for the throughput runs. Timing is measured, never asserted: the machine is shared.
+ */
+import { printTable } from './table.ts';
+import { benchThroughput } from './throughput.ts';
+import { benchRecovery, benchStragglers } from './fault-tolerance.ts';
+import { benchRequests } from './requests.ts';
+import { benchLiveRate } from './live-rate.ts';
+import { benchCodec } from './codec.ts';
+import { cpus } from 'node:os';
+
+const totalMb = Number(process.env.BENCH_MB ?? 100);
+const only = process.env.BENCH_ONLY?.split(',');
+const want = (name: string) => !only || only.includes(name);
+
+console.log(`dstream bench: ${cpus().length} cores, Node ${process.version}, ${totalMb} MB of input for throughput`);
+if (want('throughput')) {
+  const { throughput, memory } = await benchThroughput(totalMb);
+  printTable(`Throughput: WordCount and Grep over ${totalMb} MB (lineage, shuffle and partition files on)`, throughput);
+  printTable('Worker memory against the split it read', memory);
+}
+if (want('live')) printTable('Live runtime, 1-second intervals: highest input rate that keeps up', await benchLiveRate());
+if (want('recovery')) printTable('Recovery of a lost state chain of 8 intervals against serial replay', await benchRecovery(8, 4));
+if (want('stragglers')) printTable('An interval with one task 10x slower', await benchStragglers(24));
+if (want('requests')) printTable('Object-store requests per interval (WordCount)', await benchRequests());
+if (want('codec')) printTable('Record codec: encode and decode', await benchCodec());

@@ -1,0 +1,97 @@
+/**
+ * The engine against the practical limit on this machine: a hand-written single-process loop
+ * doing the same work over the same bytes. Same input, same outputs written, one run.
+ */
+import { readFile, writeFile, mkdir } from 'node:fs/promises';
+import path from 'node:path';
+import { mb, type Row } from './table.ts';
+import { BENCH_DIR, freshRoot, stagedFiles, stagedText, timedReplay } from './workspace.ts';
+import type { PoolStats } from '../local/runtime/worker-pool.ts';
+
+const GREP_PATTERN = 'error';
+
+/** WordCount by hand: per-interval counts and running totals, written as JSON lines. */
+async function handWordCount(intervals: string[][], out: string): Promise<number> {
+  const totals = new Map<string, number>();
+  let records = 0;
+  await mkdir(out, { recursive: true });
+  for (let k = 0; k < intervals.length; k++) {
+    const counts = new Map<string, number>();
+    for (const file of intervals[k]!) {
+      const lines = (await readFile(file, 'utf8')).split('\n');
+      for (const line of lines) {
+        if (line === '') continue;
+        records++;
+        for (const w of line.split(/\s+/)) if (w) counts.set(w, (counts.get(w) ?? 0) + 1);
+      }
+    }
+    for (const [w, n] of counts) totals.set(w, (totals.get(w) ?? 0) + n);
+    await writeFile(path.join(out, `counts-${k}`), [...counts].map((e) => JSON.stringify(e)).join('\n'));
+    await writeFile(path.join(out, `totals-${k}`), [...totals].map((e) => JSON.stringify(e)).join('\n'));
+  }
+  return records;
+}
+
+async function handGrep(intervals: string[][], out: string): Promise<number> {
+  let records = 0;
+  await mkdir(out, { recursive: true });
+  for (let k = 0; k < intervals.length; k++) {
+    const matches: string[] = [];
+    for (const file of intervals[k]!) {
+      for (const line of (await readFile(file, 'utf8')).split('\n')) {
+        if (line === '') continue;
+        records++;
+        if (line.includes(GREP_PATTERN)) matches.push(line);
+      }
+    }
+    await writeFile(path.join(out, `matches-${k}`), matches.join('\n'));
+    await writeFile(path.join(out, `count-${k}`), String(matches.length));
+  }
+  return records;
+}
+
+export async function benchThroughput(totalMb: number): Promise<{ throughput: Row[]; memory: Row[] }> {
+  const intervals = 4;
+  const { dir, bytes } = await stagedText('throughput', intervals, 4, totalMb / intervals);
+  const files = await stagedFiles(dir);
+  const rows: Row[] = [];
+  const memory: Row[] = [];
+  for (const [name, example, hand] of [
+    ['WordCount', 'examples/wordcount.ts', handWordCount],
+    ['Grep', 'examples/grep.ts', handGrep],
+  ] as const) {
+    const started = performance.now();
+    const records = await hand(files, path.join(BENCH_DIR, 'hand', name));
+    const handMs = performance.now() - started;
+    rows.push(row(`${name}: hand-written loop, 1 thread`, records, bytes, handMs));
+    for (const workers of [1, 2]) {
+      const { reports, processingMs, runtime } = await timedReplay(
+        { pipelinePath: example, root: await freshRoot(`${name}-${workers}`), workers, partitions: 4 * workers },
+        dir,
+      );
+      const engineRecords = reports.reduce((n, r) => n + r.recordsIn, 0);
+      rows.push(row(`${name}: dstream, ${workers} worker${workers > 1 ? 's' : ''}`, engineRecords, bytes, processingMs));
+      if (name === 'WordCount') memory.push(memoryRow(workers, (runtime.pool as { stats: PoolStats }).stats));
+    }
+  }
+  return { throughput: rows, memory };
+}
+
+function row(name: string, records: number, bytes: number, ms: number): Row {
+  return { run: name, records, MB: mb(bytes), seconds: ms / 1000, 'records/s': records / (ms / 1000), 'MB/s': mb(bytes) / (ms / 1000) };
+}
+
+/** The largest split a worker read against the worker's peak resident memory. */
+function memoryRow(workers: number, stats: PoolStats): Row {
+  const reading = stats.usage.filter((u) => u.splitBytes > 0);
+  const split = Math.max(...reading.map((u) => u.splitBytes));
+  const peak = Math.max(...stats.usage.map((u) => u.maxRss));
+  const first = Math.min(...stats.usage.map((u) => u.maxRss));
+  return {
+    run: `WordCount, ${workers} worker${workers > 1 ? 's' : ''}`,
+    'largest split MB': mb(split),
+    'worker peak RSS MB': mb(peak),
+    'smallest peak (runtime alone) MB': mb(first),
+    '(peak - runtime) / split': (peak - first) / split,
+  };
+}
