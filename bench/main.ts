@@ -3,7 +3,7 @@
  * input for the throughput runs. Timing is measured, never asserted: the machine is shared.
  */
 import { printTable } from './table.ts';
-import { benchThroughput } from './throughput.ts';
+import { benchMemory, benchThroughput } from './throughput.ts';
 import { benchRecovery, benchStragglers } from './fault-tolerance.ts';
 import { benchRequests } from './requests.ts';
 import { benchLiveRate } from './live-rate.ts';
@@ -16,10 +16,9 @@ const want = (name: string) => !only || only.includes(name);
 
 console.log(`dstream bench: ${cpus().length} cores, Node ${process.version}, ${totalMb} MB of input for throughput`);
 if (want('throughput')) {
-  const { throughput, memory } = await benchThroughput(totalMb);
-  printTable(`Throughput: WordCount and Grep over ${totalMb} MB (lineage, shuffle and partition files on)`, throughput);
-  printTable('Worker memory against the split it read', memory);
+  printTable(`Throughput: WordCount and Grep over ${totalMb} MB (lineage, shuffle and partition files on)`, await benchThroughput(totalMb));
 }
+if (want('memory')) printTable('Worker memory against the split it read (WordCount, 1 worker, 1 split)', await benchMemory());
 if (want('live')) printTable('Live runtime, 1-second intervals: highest input rate that keeps up', await benchLiveRate());
 if (want('recovery')) printTable('Recovery of a lost state chain of 8 intervals against serial replay', await benchRecovery(8, 4));
 if (want('stragglers')) printTable('An interval with one task 10x slower', await benchStragglers(24));

@@ -50,12 +50,11 @@ async function handGrep(intervals: string[][], out: string): Promise<number> {
   return records;
 }
 
-export async function benchThroughput(totalMb: number): Promise<{ throughput: Row[]; memory: Row[] }> {
+export async function benchThroughput(totalMb: number): Promise<Row[]> {
   const intervals = 4;
   const { dir, bytes } = await stagedText('throughput', intervals, 4, totalMb / intervals);
   const files = await stagedFiles(dir);
   const rows: Row[] = [];
-  const memory: Row[] = [];
   for (const [name, example, hand] of [
     ['WordCount', 'examples/wordcount.ts', handWordCount],
     ['Grep', 'examples/grep.ts', handGrep],
@@ -65,33 +64,36 @@ export async function benchThroughput(totalMb: number): Promise<{ throughput: Ro
     const handMs = performance.now() - started;
     rows.push(row(`${name}: hand-written loop, 1 thread`, records, bytes, handMs));
     for (const workers of [1, 2]) {
-      const { reports, processingMs, runtime } = await timedReplay(
+      const { reports, processingMs } = await timedReplay(
         { pipelinePath: example, root: await freshRoot(`${name}-${workers}`), workers, partitions: 4 * workers },
         dir,
       );
       const engineRecords = reports.reduce((n, r) => n + r.recordsIn, 0);
       rows.push(row(`${name}: dstream, ${workers} worker${workers > 1 ? 's' : ''}`, engineRecords, bytes, processingMs));
-      if (name === 'WordCount') memory.push(memoryRow(workers, (runtime.pool as { stats: PoolStats }).stats));
     }
   }
-  return { throughput: rows, memory };
+  return rows;
 }
 
 function row(name: string, records: number, bytes: number, ms: number): Row {
   return { run: name, records, MB: mb(bytes), seconds: ms / 1000, 'records/s': records / (ms / 1000), 'MB/s': mb(bytes) / (ms / 1000) };
 }
 
-/** The largest split a worker read against the worker's peak resident memory. */
-function memoryRow(workers: number, stats: PoolStats): Row {
-  const reading = stats.usage.filter((u) => u.splitBytes > 0);
-  const split = Math.max(...reading.map((u) => u.splitBytes));
-  const peak = Math.max(...stats.usage.map((u) => u.maxRss));
-  const first = Math.min(...stats.usage.map((u) => u.maxRss));
-  return {
-    run: `WordCount, ${workers} worker${workers > 1 ? 's' : ''}`,
-    'largest split MB': mb(split),
-    'worker peak RSS MB': mb(peak),
-    'smallest peak (runtime alone) MB': mb(first),
-    '(peak - runtime) / split': (peak - first) / split,
-  };
+/**
+ * A task streams its split: its memory should grow with what it keeps (distinct words), not
+ * with the split. One worker, one split per interval, splits of growing size; the first, tiny
+ * interval shows what the worker process costs on its own.
+ */
+export async function benchMemory(): Promise<Row[]> {
+  const rows: Row[] = [];
+  for (const splitMb of [0.01, 16, 64]) {
+    const { dir } = await stagedText(`memory-${splitMb}`, 1, 1, splitMb);
+    const { runtime } = await timedReplay({ pipelinePath: 'examples/wordcount.ts', root: await freshRoot(`memory-${splitMb}`), workers: 1, partitions: 1 }, dir);
+    const stats = (runtime.pool as { stats: PoolStats }).stats;
+    const split = Math.max(...stats.usage.map((u) => u.splitBytes));
+    rows.push({ 'split MB': mb(split), 'worker peak RSS MB': mb(Math.max(...stats.usage.map((u) => u.maxRss))) });
+  }
+  const base = rows[0]!['worker peak RSS MB'] as number;
+  for (const row of rows.slice(1)) row['(peak - idle worker) / split'] = ((row['worker peak RSS MB'] as number) - base) / (row['split MB'] as number);
+  return rows;
 }

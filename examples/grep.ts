@@ -4,7 +4,8 @@ import { definePipeline } from '../core/index.ts';
 const pattern = process.env.DSTREAM_GREP_PATTERN ?? 'error';
 
 export default definePipeline({ name: 'grep', partitions: 2 }, (ctx) => {
-  const matches = ctx.textStream().filter((line) => line.includes(pattern));
+  // Two outputs read the matches: cached, the input is scanned once, not twice.
+  const matches = ctx.textStream().filter((line) => line.includes(pattern)).cache();
   matches.saveAsTextFiles('matches');
   matches.count().saveAsJsonFiles('match-count');
 });

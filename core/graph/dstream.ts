@@ -406,6 +406,14 @@ export class DStream<T> {
     return new MapWithStateStream<K, S, U>(records);
   }
 
+  /**
+   * Materialises each interval's RDD once (in the cache tier) for every consumer, instead of
+   * recomputing it from its sources for each: worth it when two outputs share a costly stream.
+   */
+  cache(): DStream<T> {
+    return this.persist();
+  }
+
   // ---- outputs ----
 
   /** Each interval's records as text lines under `output/<name>/interval=<k>/`. */
