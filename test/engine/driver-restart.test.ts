@@ -1,0 +1,163 @@
+/**
+ * The driver may die at any step of an interval, and two may race on one: a new driver resumes
+ * from the durable record and the result is the same, committed once. Uploads racing the seal
+ * land in exactly one interval.
+ */
+import { describe, expect, it } from 'vitest';
+import path from 'node:path';
+import { FsObjectStore } from '../../local/store/fs-object-store.ts';
+import { FsTaskQueue } from '../../local/queue/fs-task-queue.ts';
+import { InProcessRunner } from '../../local/runtime/in-process-runner.ts';
+import { StreamingDriver, type DriverConfig, type DriverStep } from '../../core/streaming/driver.ts';
+import { admitUpload, sealInterval, type IntakeUpload } from '../../core/streaming/intake.ts';
+import { defaultSchedulerOptions } from '../../core/scheduler/dag-scheduler.ts';
+import { systemClock } from '../../core/ports/clock.ts';
+import { listAll } from '../../core/ports/object-store.ts';
+import wordcount from '../../examples/wordcount.ts';
+import { sampleLines } from '../../local/sample/generate.ts';
+import { outputFiles, removeDir, tempDir } from '../support/stream-harness.ts';
+
+const config: DriverConfig = {
+  intervalMs: 1000,
+  inputPartitions: 3,
+  maxSplitBytes: 1 << 20,
+  scheduler: { ...defaultSchedulerOptions, pollMs: 2 },
+  retainIntervals: 1,
+};
+
+/** A root with uploads for `intervals` intervals, a queue, and tasks running in this process. */
+async function setup(intervals: number) {
+  const root = await tempDir();
+  const store = new FsObjectStore(root);
+  const queue = new FsTaskQueue({ dir: path.join(root, '.dstream', 'queue'), maxReceives: 4 });
+  const runner = InProcessRunner.for(wordcount, store, queue, 2);
+  await runner.start();
+  for (let k = 0; k < intervals; k++) {
+    const key = `incoming/${k}.txt`;
+    const text = sampleLines(200, 40 + k);
+    await store.put(key, text);
+    await admitUpload(store, { key, name: `${k}.txt`, size: Buffer.byteLength(text), version: 'v1' }, k);
+  }
+  const driver = (hooks = {}) => new StreamingDriver(wordcount, { store, queue, clock: systemClock }, config, hooks);
+  const close = async () => {
+    await runner.stop();
+    await queue.close();
+  };
+  return { root, store, driver, close };
+}
+
+async function cleanOutputs(intervals: number) {
+  const env = await setup(intervals);
+  try {
+    for (let k = 0; k < intervals; k++) await env.driver().runInterval(k);
+    return await outputFiles(env.root);
+  } finally {
+    await env.close();
+    await removeDir(env.root);
+  }
+}
+
+class Died extends Error {}
+
+describe('a restartable driver', () => {
+  const steps: DriverStep[] = ['seal', 'sealed', 'lineage-written', 'mid-stage', 'stages-done', 'outputs-committed', 'sinks-done', 'committed'];
+
+  it.each(steps)('killed at step %s, a new driver finishes the interval with the same output', async (deadly) => {
+    const expected = await cleanOutputs(3);
+    const env = await setup(3);
+    try {
+      for (let k = 0; k < 3; k++) {
+        let died = false;
+        // The first driver of interval 1 dies at the step; the second carries on.
+        const doomed = env.driver({
+          step: (step: DriverStep, interval: number) => {
+            if (interval === 1 && step === deadly) {
+              died = true;
+              throw new Died(step);
+            }
+          },
+        });
+        try {
+          await doomed.runInterval(k);
+        } catch (error) {
+          if (!(error instanceof Died)) throw error;
+          await env.driver().runInterval(k);
+        }
+        expect(died).toBe(k === 1);
+      }
+      expect([...(await outputFiles(env.root)).entries()]).toEqual([...expected.entries()]);
+    } finally {
+      await env.close();
+      await removeDir(env.root);
+    }
+  });
+
+  it('two drivers racing on the same intervals commit one result', async () => {
+    const expected = await cleanOutputs(3);
+    const env = await setup(3);
+    try {
+      for (let k = 0; k < 3; k++) {
+        const [a, b] = await Promise.all([env.driver().runInterval(k), env.driver().runInterval(k)]);
+        expect(a.outputs).toEqual(b.outputs);
+      }
+      expect([...(await outputFiles(env.root)).entries()]).toEqual([...expected.entries()]);
+      const successes = (await listAll(env.store, 'output/')).filter((o) => o.key.endsWith('_SUCCESS'));
+      expect(successes).toHaveLength(6);
+    } finally {
+      await env.close();
+      await removeDir(env.root);
+    }
+  });
+});
+
+describe('interval boundaries', () => {
+  it('an upload that races the seal lands in exactly one interval', async () => {
+    const root = await tempDir();
+    const store = new FsObjectStore(root);
+    try {
+      const uploads: IntakeUpload[] = Array.from({ length: 60 }, (_, i) => ({ key: `incoming/u${i}`, name: `u${i}`, size: 1, version: 'v' }));
+      const admitted: Promise<number>[] = [];
+      const sealed: IntakeUpload[][] = [];
+      // Uploads arrive for interval 0 while intervals 0, 1, 2 are sealed one after another,
+      // with a second, racing seal of each interval.
+      let next = 0;
+      const arrive = async () => {
+        while (next < uploads.length) {
+          const u = uploads[next++]!;
+          admitted.push(admitUpload(store, u, 0));
+          await new Promise((r) => setTimeout(r, Math.random() * 3));
+        }
+      };
+      const seal = async () => {
+        for (let k = 0; k < 3; k++) {
+          await new Promise((r) => setTimeout(r, 20));
+          const [a, b] = await Promise.all([sealInterval(store, k), sealInterval(store, k)]);
+          expect(a).toEqual(b);
+          sealed.push(a);
+        }
+      };
+      await Promise.all([arrive(), seal()]);
+      await Promise.all(admitted);
+      // Anything admitted after the last seal is in interval 3.
+      sealed.push(await sealInterval(store, 3));
+      const seen = sealed.flat().map((u) => u.key).sort();
+      expect(seen).toEqual(uploads.map((u) => u.key).sort());
+    } finally {
+      await removeDir(root);
+    }
+  });
+
+  it('a notification delivered twice admits the upload once', async () => {
+    const root = await tempDir();
+    const store = new FsObjectStore(root);
+    try {
+      const u: IntakeUpload = { key: 'incoming/x', name: 'x', size: 3, version: 'etag1' };
+      await Promise.all([admitUpload(store, u, 0), admitUpload(store, u, 0)]);
+      expect(await sealInterval(store, 0)).toEqual([u]);
+      await admitUpload(store, u, 0);
+      expect(await sealInterval(store, 1)).toEqual([]);
+    } finally {
+      await removeDir(root);
+    }
+  });
+});
