@@ -251,7 +251,8 @@ export class DStream<T> {
    * Per-key reduction over a sliding window. With `inverse`, each window is computed from the
    * previous one by adding the intervals that entered and removing those that left, which costs
    * the slide rather than the length; it gives the same result as without, provided `inverse`
-   * undoes `f`. A key whose every value has left the window is dropped; `filter` drops more.
+   * undoes `f`. A key whose every value has left the window is dropped; `filter` further hides
+   * pairs from the output (not from the window's state, so later windows stay exact).
    */
   reduceByKeyAndWindow<K, V>(
     this: DStream<[K, V]>,
@@ -302,14 +303,15 @@ export class DStream<T> {
                 held--;
               }
             }
-            if (held <= 0 || (filter && !filter([key, value as V]))) return [];
+            if (held <= 0) return [];
             return [[key, [value as V, held]] as [K, [V, number]]];
           });
       },
       { slide, persisted: true, stateful: true, keyedPartitions: partitions },
     );
     state.lookback = length + slide - 1;
-    return state.mapValues(([value]) => value);
+    const windowed = state.mapValues(([value]) => value);
+    return filter ? windowed.filter(filter) : windowed;
   }
 
   countByValueAndWindow(length: number, slide = 1, partitions?: number): DStream<[T, number]> {

@@ -54,6 +54,18 @@ export interface DriverProgress {
 }
 
 /**
+ * The progress pointer; a stream without one starts now, at interval 0. Whichever driver or
+ * ingest comes first creates it; every later caller, in any process, reads the same epoch.
+ */
+export async function readProgress(store: ObjectStore, now: number, intervalMs: number): Promise<DriverProgress> {
+  const existing = await readJson<DriverProgress>(store, keys.driverProgress);
+  if (existing) return existing;
+  const fresh: DriverProgress = { next: 0, epoch: now, intervalMs };
+  await store.putIfAbsent(keys.driverProgress, JSON.stringify(fresh));
+  return (await readJson<DriverProgress>(store, keys.driverProgress))!;
+}
+
+/**
  * Runs a stream interval by interval: seal the interval's uploads, write its lineage, run its
  * stages, commit its outputs, checkpoint, collect garbage. Everything it knows is in the object
  * store, so any driver, restarted at any step, resumes an interval and produces the same result.
@@ -70,12 +82,7 @@ export class StreamingDriver {
 
   /** The pipeline's clock origin: set once, by whichever driver or ingest comes first. */
   async progress(): Promise<DriverProgress> {
-    const { store, clock } = this.deps;
-    const existing = await readJson<DriverProgress>(store, keys.driverProgress);
-    if (existing) return existing;
-    const fresh: DriverProgress = { next: 0, epoch: clock.now(), intervalMs: this.config.intervalMs };
-    await store.putIfAbsent(keys.driverProgress, JSON.stringify(fresh));
-    return (await readJson<DriverProgress>(store, keys.driverProgress))!;
+    return readProgress(this.deps.store, this.deps.clock.now(), this.config.intervalMs);
   }
 
   /** Seals interval k and writes its lineage record, unless a driver already did. */

@@ -64,6 +64,8 @@ export class WorkerPool {
   private wake?: () => void;
   private readonly random: () => number;
   private spawned = 0;
+  /** Handlers of worker messages still talking to the queue: stop() waits for them. */
+  private readonly settling = new Set<Promise<void>>();
 
   constructor(
     private readonly queue: TaskQueue,
@@ -83,11 +85,17 @@ export class WorkerPool {
     this.running = false;
     this.wake?.();
     await this.loop;
+    // Listeners stay: a worker's exit settles its readiness, and handlers ignore what comes late.
     for (const w of this.workers) {
       if (w.busy) clearTimeout(w.busy.timer);
-      w.child.removeAllListeners('exit');
       w.child.kill();
     }
+    await Promise.all(this.settling);
+  }
+
+  private track(work: Promise<void>): void {
+    this.settling.add(work);
+    void work.finally(() => this.settling.delete(work));
   }
 
   private spawn(index: number): Worker {
@@ -106,8 +114,8 @@ export class WorkerPool {
       child.once('exit', (code) => reject(new Error(`worker exited with code ${code} while starting`)));
     });
     worker.ready.catch(() => {});
-    child.on('message', (message: FromWorker) => void this.onMessage(worker, message));
-    child.on('exit', () => void this.onExit(worker));
+    child.on('message', (message: FromWorker) => this.track(this.onMessage(worker, message)));
+    child.on('exit', () => this.track(this.onExit(worker)));
     const init: ToWorker = {
       type: 'init',
       pipelinePath: this.options.pipelinePath,
@@ -148,7 +156,8 @@ export class WorkerPool {
   }
 
   private async onMessage(worker: Worker, message: FromWorker): Promise<void> {
-    if (message.type !== 'done' && message.type !== 'failed') return;
+    // After stop(), a late reply changes nothing: its message comes back to a later owner.
+    if (!this.running || (message.type !== 'done' && message.type !== 'failed')) return;
     const busy = worker.busy;
     if (!busy || busy.message.id !== message.id) return;
     clearTimeout(busy.timer);

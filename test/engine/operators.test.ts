@@ -228,3 +228,23 @@ describe('every operator matches a plain in-memory reference', () => {
     );
   }, 300_000);
 });
+
+describe('reduceByKeyAndWindow with an inverse and a filter', () => {
+  it('a key hidden by the filter (its sum is 0) still counts in later windows', async () => {
+    const pipeline = definePipeline({ name: 'filter-regression', partitions: 2 }, (ctx) => {
+      ctx
+        .jsonStream<Pair>()
+        .reduceByKeyAndWindow(add, 1, 1, { inverse: (a, b) => a - b, filter: ([, v]) => v !== 0 })
+        .saveAsJsonFiles('w');
+    });
+    const line = (r: Pair) => JSON.stringify(r) + '\n';
+    const run = await replayInProcess(pipeline, [{ f: line(['a', 0]) }, { f: line(['a', 5]) }, { f: line(['a', -5]) + line(['a', 5]) }]);
+    try {
+      expect(await run.output('w', 0)).toEqual([]);
+      expect(await run.output('w', 1)).toEqual([['a', 5]]);
+      expect(await run.output('w', 2)).toEqual([]);
+    } finally {
+      await removeDir(path.dirname(run.root));
+    }
+  });
+});

@@ -1,0 +1,82 @@
+/**
+ * What the functions learn from the environment the CDK stack sets, checked once, with errors
+ * that name the variable; and the AWS adapters that environment describes.
+ */
+import { defaultSchedulerOptions } from '../core/scheduler/dag-scheduler.ts';
+import type { DriverConfig } from '../core/streaming/driver.ts';
+import { makeS3Client, makeSqsClient } from './aws/clients.ts';
+import { S3ObjectStore } from './aws/s3-object-store.ts';
+import { SqsTaskQueue } from './aws/sqs-task-queue.ts';
+
+type Env = Record<string, string | undefined>;
+
+export interface FunctionConfig {
+  bucket: string;
+  taskQueueUrl: string | undefined;
+  deadLetterQueueUrl: string | undefined;
+  intervalMs: number;
+  /** Splits per interval. */
+  partitions: number;
+  driverFunctionName: string | undefined;
+}
+
+const MiB = 1024 * 1024;
+
+export function functionConfig(env: Env = process.env): FunctionConfig {
+  return {
+    bucket: required(env, 'DSTREAM_BUCKET'),
+    taskQueueUrl: optional(env, 'DSTREAM_TASK_QUEUE_URL'),
+    deadLetterQueueUrl: optional(env, 'DSTREAM_DEAD_LETTER_QUEUE_URL'),
+    intervalMs: integer(env, 'DSTREAM_INTERVAL_MS', 10_000, 1_000, 900_000),
+    partitions: integer(env, 'DSTREAM_PARTITIONS', 8, 1, 10_000),
+    driverFunctionName: optional(env, 'DSTREAM_DRIVER_FUNCTION_NAME'),
+  };
+}
+
+export function driverConfig(config: FunctionConfig): DriverConfig {
+  return {
+    intervalMs: config.intervalMs,
+    inputPartitions: config.partitions,
+    maxSplitBytes: 64 * MiB,
+    // Every poll lists the stage's completions, and S3 charges per LIST: once a second.
+    scheduler: { ...defaultSchedulerOptions, pollMs: 1000 },
+    retainIntervals: 2,
+  };
+}
+
+/** A variable this function needs, though not every function does: an error naming it when absent. */
+export function requireSetting(value: string | undefined, variable: string): string {
+  if (!value) throw new Error(`environment variable ${variable} is not set`);
+  return value;
+}
+
+export function s3Store(config: FunctionConfig): S3ObjectStore {
+  return new S3ObjectStore({ client: makeS3Client(), bucket: config.bucket });
+}
+
+export function sqsQueue(config: FunctionConfig): SqsTaskQueue {
+  return new SqsTaskQueue({
+    client: makeSqsClient(),
+    queueUrl: requireSetting(config.taskQueueUrl, 'DSTREAM_TASK_QUEUE_URL'),
+    ...(config.deadLetterQueueUrl ? { deadLetterQueueUrl: config.deadLetterQueueUrl } : {}),
+  });
+}
+
+function optional(env: Env, variable: string): string | undefined {
+  const value = env[variable]?.trim();
+  return value ? value : undefined;
+}
+
+function required(env: Env, variable: string): string {
+  return requireSetting(optional(env, variable), variable);
+}
+
+function integer(env: Env, variable: string, fallback: number, min: number, max: number): number {
+  const raw = optional(env, variable);
+  if (raw === undefined) return fallback;
+  const value = Number(raw);
+  if (!/^\d+$/.test(raw) || value < min || value > max) {
+    throw new Error(`environment variable ${variable} must be a whole number from ${min} to ${max}, got ${JSON.stringify(env[variable])}`);
+  }
+  return value;
+}

@@ -1,0 +1,150 @@
+/**
+ * The driver function: runs the stream interval by interval for as long as one invocation may
+ * live, then hands over to a fresh invocation of itself. Everything it knows is in the bucket
+ * (progress, lineage, completions), so the hand-over loses nothing, and a driver that dies is
+ * replaced by the watchdog, a scheduled invocation every minute that returns at once while a
+ * live driver holds the lease.
+ */
+import { randomUUID } from 'node:crypto';
+import type { Clock } from '../../core/ports/clock.ts';
+import { systemClock } from '../../core/ports/clock.ts';
+import type { ObjectStore } from '../../core/ports/object-store.ts';
+import type { TaskQueue } from '../../core/ports/task-queue.ts';
+import type { Pipeline } from '../../core/graph/pipeline.ts';
+import { StreamingDriver, type DriverConfig } from '../../core/streaming/driver.ts';
+import { TaskFailedError } from '../../core/scheduler/dag-scheduler.ts';
+import { driverConfig, functionConfig, requireSetting, s3Store, sqsQueue, type FunctionConfig } from '../config.ts';
+import { publishIntervalMetrics } from '../metrics.ts';
+import { DriverLease } from './lease.ts';
+import { invokeSelf } from './invoke-self.ts';
+
+export interface DriverHandlerDeps {
+  store?: ObjectStore;
+  queue?: TaskQueue;
+  clock?: Clock;
+  /** Starts a fresh invocation of the driver. Default: an asynchronous invoke of DSTREAM_DRIVER_FUNCTION_NAME. */
+  invokeSelf?: () => Promise<void>;
+  /** Default: from the environment (functions/config.ts). */
+  config?: DriverConfig;
+  /** Hand over once less than this is left of the invocation: room for the tail of one interval. Default 90 s. */
+  handoverMarginMs?: number;
+  /** How long a lease outlives the end of the interval its driver waits for. Default 2 minutes. */
+  leaseGraceMs?: number;
+}
+
+/** What Lambda's context offers that the driver uses. */
+export interface InvocationContext {
+  getRemainingTimeInMillis(): number;
+}
+
+export interface DriverRun {
+  intervalsRun: number;
+  /** The first interval not committed when this invocation returned. */
+  next: number;
+  /** True when a fresh invocation was started to carry on. */
+  continued: boolean;
+}
+
+const DEFAULT_HANDOVER_MARGIN_MS = 90_000;
+const DEFAULT_LEASE_GRACE_MS = 120_000;
+
+export function createDriverHandler(
+  pipeline: Pipeline,
+  deps: DriverHandlerDeps = {},
+): (event: unknown, context?: InvocationContext) => Promise<DriverRun> {
+  const margin = deps.handoverMarginMs ?? DEFAULT_HANDOVER_MARGIN_MS;
+  const grace = deps.leaseGraceMs ?? DEFAULT_LEASE_GRACE_MS;
+  // Built on the first invocation, not when the entry module loads this; kept for the container's
+  // later invocations (the driver caches lineage records, which never change).
+  let parts: { driver: StreamingDriver; store: ObjectStore; clock: Clock; config: DriverConfig; handOver: () => Promise<void> } | undefined;
+  const setup = () => {
+    if (parts) return parts;
+    let env: FunctionConfig | undefined;
+    const fromEnv = () => (env ??= functionConfig());
+    const config = deps.config ?? driverConfig(fromEnv());
+    const store = deps.store ?? s3Store(fromEnv());
+    const queue = deps.queue ?? sqsQueue(fromEnv());
+    const clock = deps.clock ?? systemClock;
+    // Checked now, not fourteen minutes in at the first hand-over.
+    const handOver = deps.invokeSelf ?? invokeSelf(requireSetting(fromEnv().driverFunctionName, 'DSTREAM_DRIVER_FUNCTION_NAME'));
+    parts = { driver: new StreamingDriver(pipeline, { store, queue, clock }, config), store, clock, config, handOver };
+    return parts;
+  };
+
+  return async (_event, context) => {
+    const { driver, store, clock, config, handOver } = setup();
+    const remaining = () => context?.getRemainingTimeInMillis() ?? Infinity;
+    if (remaining() <= margin) {
+      // Else every invocation would hand over at once, to another just as short, forever.
+      throw new Error(`the driver invocation has ${remaining()} ms to run, not more than the ${margin} ms hand-over margin: give the driver function a longer timeout`);
+    }
+    const lease = new DriverLease(store, clock, randomUUID());
+    let intervalsRun = 0;
+    let progress = await driver.progress();
+    let k = progress.next;
+    try {
+      for (;;) {
+        const end = progress.epoch + (k + 1) * config.intervalMs;
+        // Renewed every interval, to cover the wait for this one and a grace for running it. An
+        // interval that runs longer than the grace may see the watchdog start a second driver.
+        if (!(await lease.acquire(Math.max(clock.now(), end) + grace))) {
+          log(intervalsRun === 0 ? 'another driver holds the lease: nothing to do' : 'another driver took the lease: stopping', { next: k });
+          return { intervalsRun, next: k, continued: false };
+        }
+        const wait = Math.max(0, end - clock.now());
+        if (remaining() - wait < margin) {
+          // Not time enough to wait for interval k and run it here. Wait what this invocation can
+          // (so that a long interval does not bounce between invocations), then carry on in a
+          // fresh one; an interval cut short would be resumed by it from its lineage record.
+          await clock.sleep(Math.max(0, Math.min(wait, remaining() - margin)));
+          await lease.release();
+          try {
+            await handOver();
+          } catch (error) {
+            throw new Error(`handing over to a fresh driver invocation failed (the watchdog starts one within a minute): ${String(error)}`, { cause: error });
+          }
+          log('handed over to a fresh invocation', { intervalsRun, next: k });
+          return { intervalsRun, next: k, continued: true };
+        }
+        await clock.sleep(wait);
+        const report = await driver.runInterval(k, end);
+        publishIntervalMetrics(pipeline.options.name, report, clock.now());
+        intervalsRun++;
+        progress = await driver.progress();
+        k = progress.next;
+      }
+    } catch (error) {
+      logFailure(k, error);
+      await lease.release().catch(() => {});
+      throw error;
+    }
+  };
+}
+
+function log(message: string, fields: Record<string, unknown>): void {
+  console.log(JSON.stringify({ message, ...fields }));
+}
+
+/**
+ * A failed interval fails the invocation, visibly. The watchdog's next driver resumes the
+ * interval and runs the failed task again; a cause that persists fails it again the same way,
+ * and no later interval commits until the cause is fixed.
+ */
+function logFailure(interval: number, error: unknown): void {
+  if (error instanceof TaskFailedError) {
+    console.error(
+      JSON.stringify({
+        level: 'error',
+        message: `interval ${interval} failed: a task failed every delivery and was dead-lettered; it stays failed until the cause is fixed`,
+        interval,
+        scope: error.scope,
+        stage: error.stage,
+        partition: error.partition,
+        receiveCount: error.receiveCount,
+        lastError: error.lastError,
+      }),
+    );
+    return;
+  }
+  console.error(JSON.stringify({ level: 'error', message: `driver failed at interval ${interval}`, interval, error: String(error), stack: error instanceof Error ? error.stack : undefined }));
+}

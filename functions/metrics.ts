@@ -1,0 +1,65 @@
+/**
+ * The driver's metrics, one log line per interval in CloudWatch Embedded Metric Format: CloudWatch
+ * Logs turns the line into metrics, so publishing costs no API call and cannot fail the driver.
+ * The names are the ones the stack's dashboard and alarms read (infra/pipeline-monitoring.ts).
+ */
+import type { IntervalReport } from '../core/streaming/driver.ts';
+
+export const METRICS = {
+  namespace: 'DStream',
+  dimension: 'Pipeline',
+  inputRecords: 'InputRecords',
+  processingTime: 'ProcessingTime',
+  schedulingDelay: 'SchedulingDelay',
+  taskRetries: 'TaskRetries',
+  speculativeTasks: 'SpeculativeTasks',
+} as const;
+
+/**
+ * The EMF document of one committed interval. TaskRetries counts the tasks the driver ran again:
+ * those whose inputs were lost (fetch failures) plus those rerun to rebuild lost outputs
+ * (recomputed). Redeliveries of a task that crashed happen inside SQS, out of the driver's sight;
+ * they show in the task function's Errors metric and, when they run out, in the dead-letter queue.
+ */
+export function intervalMetrics(pipeline: string, report: IntervalReport, timestamp: number): Record<string, unknown> {
+  return {
+    _aws: {
+      Timestamp: timestamp,
+      CloudWatchMetrics: [
+        {
+          Namespace: METRICS.namespace,
+          Dimensions: [[METRICS.dimension]],
+          Metrics: [
+            { Name: METRICS.inputRecords, Unit: 'Count' },
+            { Name: METRICS.processingTime, Unit: 'Milliseconds' },
+            { Name: METRICS.schedulingDelay, Unit: 'Milliseconds' },
+            { Name: METRICS.taskRetries, Unit: 'Count' },
+            { Name: METRICS.speculativeTasks, Unit: 'Count' },
+          ],
+        },
+      ],
+    },
+    [METRICS.dimension]: pipeline,
+    [METRICS.inputRecords]: report.recordsIn,
+    [METRICS.processingTime]: report.processingMs,
+    [METRICS.schedulingDelay]: report.schedulingDelayMs,
+    [METRICS.taskRetries]: report.fetchFailures + report.recomputed,
+    [METRICS.speculativeTasks]: report.speculative,
+    // Not metrics, but searchable in Logs Insights beside them.
+    interval: report.interval,
+    uploads: report.uploads,
+    inputBytes: report.inputBytes,
+    outputs: report.outputs,
+    tasks: report.tasks,
+    tasksSkipped: report.tasksSkipped,
+    recoveredIntervals: report.recoveredIntervals,
+  };
+}
+
+/**
+ * Straight to stdout, not console.log: under Lambda's JSON log format console.log wraps the line
+ * in a log record of its own, which hides the document from EMF extraction.
+ */
+export function publishIntervalMetrics(pipeline: string, report: IntervalReport, timestamp: number): void {
+  process.stdout.write(`${JSON.stringify(intervalMetrics(pipeline, report, timestamp))}\n`);
+}

@@ -1,0 +1,102 @@
+/**
+ * The task function: SQS delivers task messages in batches (the event source mapping), and the
+ * handler runs each with the engine's TaskHandler. It reports the messages that failed, so that
+ * only those return to the queue (ReportBatchItemFailures); the rest are deleted. Redelivery is
+ * harmless: a task whose completion record exists is skipped, and concurrent copies agree
+ * because the first completion record wins.
+ */
+import type { SQSBatchItemFailure, SQSBatchResponse, SQSEvent, SQSRecord } from 'aws-lambda';
+import type { ObjectStore } from '../../core/ports/object-store.ts';
+import type { TaskRecord } from '../../core/exec/task.ts';
+import { TaskHandler, type PipelineModule } from '../../core/runtime/task-handler.ts';
+import { functionConfig, s3Store } from '../config.ts';
+
+export interface TaskHandlerDeps {
+  store?: ObjectStore;
+}
+
+export function createTaskHandler(pipeline: PipelineModule, deps: TaskHandlerDeps = {}): (event: SQSEvent) => Promise<SQSBatchResponse> {
+  // Built on the first event, not when the entry module loads it: one per container, so that its
+  // cache of rebuilt plans serves every batch the container runs.
+  let tasks: TaskHandler | undefined;
+  const taskHandler = () => (tasks ??= new TaskHandler(pipeline, deps.store ?? s3Store(functionConfig())));
+
+  return async (event) => {
+    const records = recordsOf(event);
+    const batchItemFailures: SQSBatchItemFailure[] = [];
+    // One task at a time: each holds a partition in memory, and the batch shares the function's.
+    for (const record of records) {
+      if (!(await runRecord(taskHandler(), record))) batchItemFailures.push({ itemIdentifier: record.messageId });
+    }
+    return { batchItemFailures };
+  };
+}
+
+/** True when the message is done with: the task completed, was already complete, or reported lost inputs. */
+async function runRecord(tasks: TaskHandler, record: SQSRecord): Promise<boolean> {
+  const receiveCount = receiveCountOf(record);
+  let task: TaskRecord;
+  try {
+    if (typeof record.body !== 'string') throw new Error(`the message body is a ${typeof record.body}, not a string`);
+    task = await tasks.decode(record.body);
+  } catch (error) {
+    console.error(
+      JSON.stringify({
+        level: 'error',
+        message: `message ${record.messageId} is not a dstream task; it is returned to the queue and dead-lettered once its receives run out`,
+        messageId: record.messageId,
+        receiveCount,
+        error: String(error),
+      }),
+    );
+    return false;
+  }
+  try {
+    // A fetch failure is an outcome, not an error: the driver reruns the task with a new attempt.
+    await tasks.handle(task, receiveCount);
+    return true;
+  } catch (error) {
+    console.error(
+      JSON.stringify({
+        level: 'error',
+        message: `task ${task.scope} ${task.stage} partition ${task.partition} failed on delivery ${receiveCount}; it is returned to the queue`,
+        messageId: record.messageId,
+        receiveCount,
+        scope: task.scope,
+        stage: task.stage,
+        partition: task.partition,
+        attempt: task.attempt,
+        copy: task.copy,
+        error: String(error),
+        stack: error instanceof Error ? error.stack : undefined,
+      }),
+    );
+    return false;
+  }
+}
+
+/**
+ * The batch's records. A malformed envelope fails the whole invocation, so SQS delivers every
+ * message again: a message whose id we cannot name cannot be reported alone.
+ */
+function recordsOf(event: unknown): SQSRecord[] {
+  const records = (event as { Records?: unknown } | null | undefined)?.Records;
+  if (!Array.isArray(records)) throw new Error(`not an SQS event: it has no Records array (got ${describe(event)})`);
+  records.forEach((record: unknown, index) => {
+    const messageId = (record as { messageId?: unknown } | null)?.messageId;
+    if (typeof messageId !== 'string' || messageId === '') {
+      throw new Error(`SQS event record ${index} has no messageId, so its failure could not be reported (got ${describe(record)})`);
+    }
+  });
+  return records as SQSRecord[];
+}
+
+/** SQS counts deliveries from 1; a record without the attribute is taken as a first delivery. */
+function receiveCountOf(record: SQSRecord): number {
+  const count = Number(record.attributes?.ApproximateReceiveCount);
+  return Number.isInteger(count) && count >= 1 ? count : 1;
+}
+
+function describe(value: unknown): string {
+  return JSON.stringify(value)?.slice(0, 200) ?? String(value);
+}

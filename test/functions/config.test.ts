@@ -1,0 +1,95 @@
+/**
+ * The functions' environment: defaults for what may be left out, an error naming the variable for
+ * what is missing or out of range; and the metrics line, in the names the dashboard reads.
+ */
+import { describe, expect, it } from 'vitest';
+import { driverConfig, functionConfig } from '../../functions/config.ts';
+import { intervalMetrics, METRICS } from '../../functions/metrics.ts';
+import { DSTREAM_METRICS } from '../../infra/pipeline-monitoring.ts';
+import type { IntervalReport } from '../../core/streaming/driver.ts';
+
+const bucket = { DSTREAM_BUCKET: 'my-bucket' };
+
+describe('function configuration', () => {
+  it('defaults what the stack may leave out', () => {
+    expect(functionConfig(bucket)).toEqual({
+      bucket: 'my-bucket',
+      taskQueueUrl: undefined,
+      deadLetterQueueUrl: undefined,
+      intervalMs: 10_000,
+      partitions: 8,
+      driverFunctionName: undefined,
+    });
+  });
+
+  it('reads what the stack sets', () => {
+    const config = functionConfig({
+      ...bucket,
+      DSTREAM_TASK_QUEUE_URL: 'https://sqs.eu-west-1.amazonaws.com/1/tasks',
+      DSTREAM_DEAD_LETTER_QUEUE_URL: 'https://sqs.eu-west-1.amazonaws.com/1/dead',
+      DSTREAM_INTERVAL_MS: '2000',
+      DSTREAM_PARTITIONS: '16',
+      DSTREAM_DRIVER_FUNCTION_NAME: 'wordcount-driver',
+    });
+    expect(config).toMatchObject({ intervalMs: 2000, partitions: 16, driverFunctionName: 'wordcount-driver', deadLetterQueueUrl: 'https://sqs.eu-west-1.amazonaws.com/1/dead' });
+  });
+
+  it.each([
+    [{}, 'environment variable DSTREAM_BUCKET is not set'],
+    [{ DSTREAM_BUCKET: '  ' }, 'environment variable DSTREAM_BUCKET is not set'],
+    [{ ...bucket, DSTREAM_INTERVAL_MS: '999' }, 'environment variable DSTREAM_INTERVAL_MS must be a whole number from 1000 to 900000, got "999"'],
+    [{ ...bucket, DSTREAM_INTERVAL_MS: '900001' }, 'DSTREAM_INTERVAL_MS must be a whole number from 1000 to 900000, got "900001"'],
+    [{ ...bucket, DSTREAM_INTERVAL_MS: '10s' }, 'DSTREAM_INTERVAL_MS must be a whole number from 1000 to 900000, got "10s"'],
+    [{ ...bucket, DSTREAM_PARTITIONS: '0' }, 'environment variable DSTREAM_PARTITIONS must be a whole number from 1 to 10000, got "0"'],
+    [{ ...bucket, DSTREAM_PARTITIONS: '2.5' }, 'DSTREAM_PARTITIONS must be a whole number from 1 to 10000, got "2.5"'],
+  ])('%j is refused: %s', (env, error) => {
+    expect(() => functionConfig(env)).toThrow(error);
+  });
+
+  it('polls S3 once a second on AWS, and bounds what one task reads', () => {
+    const config = driverConfig(functionConfig({ ...bucket, DSTREAM_INTERVAL_MS: '5000', DSTREAM_PARTITIONS: '4' }));
+    expect(config).toMatchObject({ intervalMs: 5000, inputPartitions: 4, maxSplitBytes: 64 * 1024 * 1024, retainIntervals: 2 });
+    expect(config.scheduler.pollMs).toBe(1000);
+  });
+});
+
+describe('interval metrics', () => {
+  const report: IntervalReport = {
+    interval: 7,
+    uploads: 2,
+    inputBytes: 100,
+    recordsIn: 42,
+    outputs: { counts: 5 },
+    processingMs: 1500,
+    schedulingDelayMs: 30,
+    tasks: 12,
+    tasksSkipped: 1,
+    speculative: 2,
+    fetchFailures: 3,
+    recomputed: 4,
+    recoveredIntervals: [5],
+  };
+
+  it('uses the names the stack’s dashboard and alarms read', () => {
+    expect(METRICS).toEqual(DSTREAM_METRICS);
+  });
+
+  it('is an EMF document declaring every metric it carries, under the Pipeline dimension', () => {
+    const line = intervalMetrics('wordcount', report, 1_700_000_000_000);
+    const directive = (line._aws as { Timestamp: number; CloudWatchMetrics: { Namespace: string; Dimensions: string[][]; Metrics: { Name: string; Unit: string }[] }[] });
+    expect(directive.Timestamp).toBe(1_700_000_000_000);
+    expect(directive.CloudWatchMetrics).toHaveLength(1);
+    const [{ Namespace, Dimensions, Metrics }] = directive.CloudWatchMetrics as [(typeof directive.CloudWatchMetrics)[number]];
+    expect(Namespace).toBe('DStream');
+    expect(Dimensions).toEqual([['Pipeline']]);
+    expect(line.Pipeline).toBe('wordcount');
+    expect(Object.fromEntries(Metrics.map((m) => [m.Name, [m.Unit, line[m.Name]]]))).toEqual({
+      InputRecords: ['Count', 42],
+      ProcessingTime: ['Milliseconds', 1500],
+      SchedulingDelay: ['Milliseconds', 30],
+      // Tasks the driver ran again: 3 fetch failures, 4 recomputed.
+      TaskRetries: ['Count', 7],
+      SpeculativeTasks: ['Count', 2],
+    });
+  });
+});

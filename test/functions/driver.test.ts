@@ -1,0 +1,172 @@
+/**
+ * The driver function holds a lease while it runs, so the watchdog's invocations leave it alone;
+ * it hands over to a fresh invocation before its time runs out; and an interval whose task fails
+ * every delivery fails the invocation visibly, giving the lease up.
+ */
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import path from 'node:path';
+import { FsObjectStore } from '../../local/store/fs-object-store.ts';
+import { FsTaskQueue } from '../../local/queue/fs-task-queue.ts';
+import type { TaskQueue } from '../../core/ports/task-queue.ts';
+import { keys } from '../../core/layout.ts';
+import { listAll } from '../../core/ports/object-store.ts';
+import { defaultSchedulerOptions, TaskFailedError } from '../../core/scheduler/dag-scheduler.ts';
+import { definePipeline } from '../../core/index.ts';
+import type { DriverConfig } from '../../core/streaming/driver.ts';
+import wordcount from '../../examples/wordcount.ts';
+import { createDriverHandler } from '../../functions/driver/handler.ts';
+import { createIngestHandler } from '../../functions/ingest/handler.ts';
+import { createTaskHandler } from '../../functions/task/handler.ts';
+import { removeDir, tempDir } from '../support/stream-harness.ts';
+import { eventSourceMapping, FakeClock, loggedJson, s3Event } from './support.ts';
+
+const T0 = Date.parse('2025-01-01T00:00:00.000Z');
+const INTERVAL = 60_000;
+const MARGIN = 90_000;
+const GRACE = 120_000;
+const config: DriverConfig = {
+  intervalMs: INTERVAL,
+  inputPartitions: 2,
+  maxSplitBytes: 1 << 20,
+  scheduler: { ...defaultSchedulerOptions, pollMs: 10 },
+  retainIntervals: 2,
+};
+/** What the watchdog's EventBridge schedule sends. */
+const scheduledEvent = { version: '0', id: 'e1', 'detail-type': 'Scheduled Event', source: 'aws.events', time: '2025-01-01T00:00:00Z', resources: [], detail: {} };
+
+/** A queue the driver must not touch. */
+const untouchedQueue: TaskQueue = new Proxy({} as TaskQueue, {
+  get: (_target, name) => () => Promise.reject(new Error(`the queue was used (${String(name)})`)),
+});
+
+let base: string;
+let store: FsObjectStore;
+let clock: FakeClock;
+let handOvers: number[];
+
+beforeEach(async () => {
+  base = await tempDir();
+  store = new FsObjectStore(path.join(base, 'bucket'));
+  clock = new FakeClock(T0);
+  handOvers = [];
+  vi.spyOn(console, 'log').mockImplementation(() => {});
+  vi.spyOn(console, 'error').mockImplementation(() => {});
+  vi.spyOn(process.stdout, 'write').mockImplementation(() => true);
+  // The stream started at T0.
+  await store.put(keys.driverProgress, JSON.stringify({ next: 0, epoch: T0, intervalMs: INTERVAL }));
+});
+
+afterEach(async () => {
+  vi.restoreAllMocks();
+  vi.unstubAllEnvs();
+  await removeDir(base);
+});
+
+const driverHandler = (queue: TaskQueue = untouchedQueue) =>
+  createDriverHandler(wordcount, {
+    store,
+    queue,
+    clock,
+    config,
+    handoverMarginMs: MARGIN,
+    leaseGraceMs: GRACE,
+    invokeSelf: async () => {
+      handOvers.push(clock.now());
+      // The successor must find the lease free.
+      expect(await store.get(keys.driverLease)).toBeUndefined();
+    },
+  });
+/** A Lambda context whose invocation ends at `deadline` on the fake clock. */
+const until = (deadline: number) => ({ getRemainingTimeInMillis: () => deadline - clock.now() });
+const lease = async () => JSON.parse(Buffer.from((await store.get(keys.driverLease))!).toString()) as { owner: string; expiresAt: number };
+
+describe('driver handler', () => {
+  it('returns at once, doing nothing, while another driver holds an unexpired lease', async () => {
+    const held = { owner: 'the-live-driver', expiresAt: T0 + 30_000 };
+    await store.put(keys.driverLease, JSON.stringify(held));
+    const result = await driverHandler()(scheduledEvent, until(T0 + 15 * 60_000));
+    expect(result).toEqual({ intervalsRun: 0, next: 0, continued: false });
+    expect(await lease()).toEqual(held);
+    expect(clock.now()).toBe(T0);
+    expect(await listAll(store, 'lineage/')).toEqual([]);
+    expect(handOvers).toEqual([]);
+  });
+
+  it('takes an expired lease, waits what it can for an interval that would not fit, then releases the lease and hands over', async () => {
+    await store.put(keys.driverLease, JSON.stringify({ owner: 'a-dead-driver', expiresAt: T0 - 1 }));
+    const held: { owner: string; expiresAt: number }[] = [];
+    clock.onSleep = async () => void held.push(await lease());
+    // 100 s left: interval 0 ends in 60 s, which would leave less than the 90 s margin to run it.
+    const result = await driverHandler()(scheduledEvent, until(T0 + 100_000));
+    expect(result).toEqual({ intervalsRun: 0, next: 0, continued: true });
+    // It waited until the margin, so that the next invocation starts close to the interval's end.
+    expect(handOvers).toEqual([T0 + 10_000]);
+    expect(held).toHaveLength(1);
+    expect(held[0]!.owner).not.toBe('a-dead-driver');
+    expect(held[0]!.expiresAt).toBe(T0 + INTERVAL + GRACE);
+    expect(await listAll(store, 'lineage/')).toEqual([]);
+  });
+
+  it('is left alone by the watchdog while it waits, and the watchdog finds the lease free once it handed over', async () => {
+    const watchdog = createDriverHandler(wordcount, { store, queue: untouchedQueue, clock, config, invokeSelf: () => Promise.reject(new Error('the watchdog must not hand over')) });
+    const whileWaiting: unknown[] = [];
+    clock.onSleep = async () => void whileWaiting.push(await watchdog(scheduledEvent, until(clock.now() + 15 * 60_000)));
+    await driverHandler()(scheduledEvent, until(T0 + 100_000));
+    expect(whileWaiting).toEqual([{ intervalsRun: 0, next: 0, continued: false }]);
+    expect(await store.get(keys.driverLease)).toBeUndefined();
+  });
+
+  it('refuses an invocation too short to run anything, rather than handing over forever', async () => {
+    await expect(driverHandler()(scheduledEvent, until(T0 + MARGIN))).rejects.toThrow(
+      'the driver invocation has 90000 ms to run, not more than the 90000 ms hand-over margin: give the driver function a longer timeout',
+    );
+    expect(handOvers).toEqual([]);
+  });
+
+  it('fails visibly when a task fails every delivery: logs the task and its last error, gives the lease up, and rethrows', async () => {
+    const poisoned = definePipeline({ name: 'poisoned', partitions: 1 }, (ctx) => {
+      ctx
+        .textStream()
+        .map((line) => {
+          if (line.includes('poison')) throw new Error(`cannot digest ${JSON.stringify(line)}`);
+          return line;
+        })
+        .saveAsTextFiles('out');
+    });
+    await store.put('incoming/meal.txt', 'bread\npoison\n');
+    await createIngestHandler({ store, now: () => clock.now(), intervalMs: INTERVAL })(s3Event([{ key: 'incoming/meal.txt', size: 13, at: T0 + 1_000 }]));
+    const queue = new FsTaskQueue({ dir: path.join(base, 'queue'), maxReceives: 2 });
+    const mapping = eventSourceMapping(queue, createTaskHandler(poisoned, { store }));
+    clock.time = T0 + INTERVAL + 1_000;
+    try {
+      const driver = createDriverHandler(poisoned, { store, queue, clock, config, invokeSelf: async () => void handOvers.push(clock.now()) });
+      const failure = driver(scheduledEvent, until(T0 + 15 * 60_000));
+      await expect(failure).rejects.toBeInstanceOf(TaskFailedError);
+    } finally {
+      await mapping.stop();
+      await queue.close();
+    }
+    expect(await store.get(keys.driverLease)).toBeUndefined();
+    expect(handOvers).toEqual([]);
+    const logged = loggedJson(vi.mocked(console.error).mock.calls).filter((l) => l.interval !== undefined);
+    expect(logged).toHaveLength(1);
+    expect(logged[0]).toMatchObject({
+      level: 'error',
+      message: 'interval 0 failed: a task failed every delivery and was dead-lettered; it stays failed until the cause is fixed',
+      interval: 0,
+      scope: 'interval=000000',
+      stage: 'out-out',
+      receiveCount: 2,
+    });
+    expect(logged[0]!.lastError).toMatch(/^BadRecordError: map failed on a record .*cannot digest "poison"/);
+  });
+
+  it('checks its environment on the first invocation, naming the variable that is missing', async () => {
+    vi.stubEnv('DSTREAM_BUCKET', 'a-bucket');
+    vi.stubEnv('DSTREAM_TASK_QUEUE_URL', 'https://sqs.us-east-1.amazonaws.com/123456789012/tasks');
+    vi.stubEnv('DSTREAM_DRIVER_FUNCTION_NAME', '');
+    // At module load, as the generated entry module does: no error yet.
+    const handler = createDriverHandler(wordcount);
+    await expect(handler(scheduledEvent, until(T0 + 15 * 60_000))).rejects.toThrow('environment variable DSTREAM_DRIVER_FUNCTION_NAME is not set');
+  });
+});

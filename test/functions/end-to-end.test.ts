@@ -1,0 +1,93 @@
+/**
+ * The three functions together, as AWS wires them, in this process: S3 notifies ingest of the
+ * uploads, the driver runs the intervals that are due and hands over before its time runs out,
+ * and the event source mapping feeds the task function from the queue. The word counts come out
+ * right, interval by interval, with one metrics line per interval.
+ */
+import { afterEach, beforeEach, expect, it, vi } from 'vitest';
+import path from 'node:path';
+import { FsObjectStore } from '../../local/store/fs-object-store.ts';
+import { FsTaskQueue } from '../../local/queue/fs-task-queue.ts';
+import { keys } from '../../core/layout.ts';
+import wordcount from '../../examples/wordcount.ts';
+import { createDriverHandler } from '../../functions/driver/handler.ts';
+import { createIngestHandler } from '../../functions/ingest/handler.ts';
+import { createTaskHandler } from '../../functions/task/handler.ts';
+import { driverConfig, functionConfig } from '../../functions/config.ts';
+import { METRICS } from '../../functions/metrics.ts';
+import { readOutput, removeDir, tempDir } from '../support/stream-harness.ts';
+import { eventSourceMapping, FakeClock, s3Event } from './support.ts';
+
+const T0 = Date.parse('2025-01-01T00:00:00.000Z');
+const MINUTE = 60_000;
+
+let base: string;
+
+beforeEach(async () => {
+  base = await tempDir();
+  vi.spyOn(console, 'log').mockImplementation(() => {});
+});
+
+afterEach(async () => {
+  vi.restoreAllMocks();
+  await removeDir(base);
+});
+
+it('uploads notified to ingest come out of the driver and task functions as word counts of their intervals', async () => {
+  const store = new FsObjectStore(path.join(base, 'bucket'));
+  const queue = new FsTaskQueue({ dir: path.join(base, 'queue'), maxReceives: 3 });
+  const clock = new FakeClock(T0);
+  const env = { DSTREAM_BUCKET: 'bucket', DSTREAM_INTERVAL_MS: String(MINUTE), DSTREAM_PARTITIONS: '3' };
+  // As deployed, but polling every 10 ms of the fake clock rather than every second, so that the
+  // polls move time on by little next to a one-minute interval.
+  const production = driverConfig(functionConfig(env));
+  const config = { ...production, scheduler: { ...production.scheduler, pollMs: 10 } };
+
+  const uploads = [
+    { key: 'incoming/a.txt', text: 'the quick brown fox\nthe lazy dog\n', at: T0 + 1_000 },
+    { key: 'incoming/logs/b c.txt', text: 'fox and dog\n', at: T0 + 2_000 },
+    { key: 'incoming/d.txt', text: 'the end\n', at: T0 + MINUTE + 1_000 },
+  ];
+  const ingest = createIngestHandler({ store, now: () => clock.now(), intervalMs: MINUTE });
+  for (const u of uploads) {
+    await store.put(u.key, u.text);
+    await ingest(s3Event([{ key: u.key, size: Buffer.byteLength(u.text), at: u.at }]));
+  }
+
+  const emf: Record<string, unknown>[] = [];
+  vi.spyOn(process.stdout, 'write').mockImplementation((chunk) => {
+    const line = JSON.parse(String(chunk)) as Record<string, unknown>;
+    if (line._aws) emf.push(line);
+    return true;
+  });
+  const handOvers: number[] = [];
+  const driver = createDriverHandler(wordcount, { store, queue, clock, config, invokeSelf: async () => void handOvers.push(clock.now()) });
+  const mapping = eventSourceMapping(queue, createTaskHandler(wordcount, { store }));
+
+  // Intervals 0 and 1 are due; the invocation ends at 4:00, too soon to wait for interval 2 (which
+  // ends at 3:00) and still have the 90 s margin to run it.
+  clock.time = T0 + 2 * MINUTE + 5_000;
+  let result;
+  try {
+    result = await driver({ source: 'aws.events', 'detail-type': 'Scheduled Event' }, { getRemainingTimeInMillis: () => T0 + 4 * MINUTE - clock.now() });
+  } finally {
+    await mapping.stop();
+    await queue.close();
+  }
+
+  expect(result).toEqual({ intervalsRun: 2, next: 2, continued: true });
+  expect(handOvers).toEqual([T0 + 4 * MINUTE - 90_000]);
+  expect(await store.get(keys.driverLease)).toBeUndefined();
+
+  const sorted = (records: unknown[] | undefined) => records?.slice().sort();
+  expect(sorted(await readOutput(store.root, 'counts', 0))).toEqual([['and', 1], ['brown', 1], ['dog', 2], ['fox', 2], ['lazy', 1], ['quick', 1], ['the', 2]]);
+  expect(sorted(await readOutput(store.root, 'counts', 1))).toEqual([['end', 1], ['the', 1]]);
+  expect(sorted(await readOutput(store.root, 'totals', 1))).toEqual([['and', 1], ['brown', 1], ['dog', 2], ['end', 1], ['fox', 2], ['lazy', 1], ['quick', 1], ['the', 3]]);
+  expect(await store.head('output/counts/interval=000000/_SUCCESS')).toBeDefined();
+  expect(await store.head('output/counts/interval=000002/_SUCCESS')).toBeUndefined();
+
+  expect(emf.map((line) => [line.interval, line[METRICS.dimension], line[METRICS.inputRecords]])).toEqual([
+    [0, 'wordcount', 3],
+    [1, 'wordcount', 1],
+  ]);
+});
