@@ -39,7 +39,7 @@ export interface SchedulerOptions {
 export const defaultSchedulerOptions: SchedulerOptions = {
   pollMs: 25,
   speculation: { enabled: true, quantile: 0.5, multiplier: 2, minMs: 200 },
-  maxFetchFailures: 8,
+  maxFetchFailures: 16,
 };
 
 export interface SchedulerStats {

@@ -1,8 +1,7 @@
 /**
  * The AWS deployment of a pipeline, read from its synthesized template: what is encrypted, who may
  * touch which keys, what feeds which function, what is watched. Synthesized once (bundling the
- * three functions with esbuild takes seconds); the handlers are stand-ins in fixtures/functions
- * until functions/{ingest,driver,task}/handler.ts land.
+ * three functions with esbuild takes seconds), with the real handlers of functions/.
  */
 import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
@@ -19,7 +18,6 @@ import { DSTREAM_METRICS } from '../../infra/pipeline-monitoring.ts';
 
 const FIXTURES = join(import.meta.dirname, 'fixtures');
 const PIPELINE_MODULE = join(FIXTURES, 'pipeline.ts');
-const FUNCTIONS_DIR = join(FIXTURES, 'functions');
 /** The feature flags of cdk.json, so that the template under test is the one `cdk synth` makes. */
 const CONTEXT = JSON.parse(readFileSync(join(import.meta.dirname, '..', '..', 'cdk.json'), 'utf8')).context as Record<string, unknown>;
 
@@ -36,7 +34,7 @@ beforeAll(() => {
   const started = Date.now();
   app = new App({ context: CONTEXT });
   stack = new Stack(app, 'Test');
-  pipeline = new DStreamPipeline(stack, 'Wordcount', { pipelineModule: PIPELINE_MODULE, pipelineName: 'fixture', functionsDir: FUNCTIONS_DIR, intervalSeconds: 5 });
+  pipeline = new DStreamPipeline(stack, 'Wordcount', { pipelineModule: PIPELINE_MODULE, pipelineName: 'fixture', intervalSeconds: 5 });
   template = Template.fromStack(stack);
   resources = template.toJSON().Resources;
   console.info(`synthesized the pipeline stack, bundling included, in ${Date.now() - started} ms`);
@@ -175,17 +173,17 @@ describe('the functions', () => {
   });
 
   it('are bundled into self-contained ESM that binds the pipeline module to the handler factory', () => {
-    const code = pipeline.driverFunction.node.findChild('Code') as Asset;
+    const code = pipeline.taskFunction.node.findChild('Code') as Asset;
     const bundle = join(app.outdir, code.assetPath, 'index.mjs');
     // A plain Node, far from node_modules: everything the handler needs must be in the bundle.
-    const script = `const m = await import(${JSON.stringify(`file://${bundle}`)}); console.log(JSON.stringify(await m.handler({})));`;
+    const script = `const m = await import(${JSON.stringify(`file://${bundle}`)}); console.log(JSON.stringify(await m.handler({ Records: [] })));`;
     const output = execFileSync(process.execPath, ['--input-type=module', '-e', script], {
       cwd: app.outdir,
       env: { PATH: process.env.PATH, AWS_REGION: 'eu-west-1', DSTREAM_BUCKET: 'b' },
       encoding: 'utf8',
       stdio: ['ignore', 'pipe', 'pipe'],
     });
-    expect(JSON.parse(output)).toEqual({ pipeline: 'fixture', region: 'eu-west-1', bucket: 'b' });
+    expect(JSON.parse(output)).toEqual({ batchItemFailures: [] });
   });
 });
 
@@ -278,7 +276,7 @@ it('passes the cdk-nag AwsSolutions checks, every exception acknowledged with a 
 describe('props', () => {
   /** Construction fails on bad props before anything is bundled. */
   const construct = (props: Partial<DStreamPipelineProps>) => () =>
-    new DStreamPipeline(new Stack(new App({ context: CONTEXT }), 'Bad'), 'P', { pipelineModule: PIPELINE_MODULE, pipelineName: 'fixture', functionsDir: FUNCTIONS_DIR, ...props });
+    new DStreamPipeline(new Stack(new App({ context: CONTEXT }), 'Bad'), 'P', { pipelineModule: PIPELINE_MODULE, pipelineName: 'fixture', ...props });
 
   it.each([0, 901, 0.5, Number.NaN])('reject an interval of %s seconds', (intervalSeconds) => {
     expect(construct({ intervalSeconds })).toThrow(`intervalSeconds must be a number from 1 to 900 seconds, got ${intervalSeconds}`);
@@ -301,7 +299,7 @@ it('encrypts the bucket with a customer key when given one, and lets the functio
   // Bundling is skipped for this stack: only its template is read.
   const other = new Stack(new App({ context: { ...CONTEXT, 'aws:cdk:bundling-stacks': [] } }), 'Kms');
   const key = new kms.Key(other, 'Key', { enableKeyRotation: true });
-  const withKey = new DStreamPipeline(other, 'P', { pipelineModule: PIPELINE_MODULE, pipelineName: 'fixture', functionsDir: FUNCTIONS_DIR, encryptionKey: key });
+  const withKey = new DStreamPipeline(other, 'P', { pipelineModule: PIPELINE_MODULE, pipelineName: 'fixture', encryptionKey: key });
   const keyArn = { 'Fn::GetAtt': [other.resolve((key.node.defaultChild as kms.CfnKey).logicalId), 'Arn'] };
   Template.fromStack(other).hasResourceProperties('AWS::S3::Bucket', {
     BucketEncryption: { ServerSideEncryptionConfiguration: [{ ServerSideEncryptionByDefault: { SSEAlgorithm: 'aws:kms', KMSMasterKeyID: keyArn }, BucketKeyEnabled: true }] },
