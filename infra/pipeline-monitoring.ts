@@ -8,19 +8,9 @@ import type * as lambda from 'aws-cdk-lib/aws-lambda';
 import type * as sqs from 'aws-cdk-lib/aws-sqs';
 import { Construct } from 'constructs';
 
-/**
- * The metrics the driver publishes, each with the one dimension `Pipeline` = the pipeline's name.
- * Delays and times are in milliseconds, counts per interval.
- */
-export const DSTREAM_METRICS = {
-  namespace: 'DStream',
-  dimension: 'Pipeline',
-  inputRecords: 'InputRecords',
-  processingTime: 'ProcessingTime',
-  schedulingDelay: 'SchedulingDelay',
-  taskRetries: 'TaskRetries',
-  speculativeTasks: 'SpeculativeTasks',
-} as const;
+/** The metrics the driver publishes (functions/metrics.ts), one dimension `Pipeline`; times in ms. */
+export { METRICS as DSTREAM_METRICS } from '../functions/metrics.ts';
+import { METRICS as DSTREAM_METRICS } from '../functions/metrics.ts';
 
 export interface PipelineMonitoringProps {
   /** The pipeline's name (its `options.name`): the value of the metrics' `Pipeline` dimension. */

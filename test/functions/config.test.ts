@@ -5,7 +5,6 @@
 import { describe, expect, it } from 'vitest';
 import { driverConfig, functionConfig } from '../../functions/config.ts';
 import { intervalMetrics, METRICS } from '../../functions/metrics.ts';
-import { DSTREAM_METRICS } from '../../infra/pipeline-monitoring.ts';
 import type { IntervalReport } from '../../core/streaming/driver.ts';
 
 const bucket = { DSTREAM_BUCKET: 'my-bucket' };
@@ -69,10 +68,6 @@ describe('interval metrics', () => {
     recomputed: 4,
     recoveredIntervals: [5],
   };
-
-  it('uses the names the stack’s dashboard and alarms read', () => {
-    expect(METRICS).toEqual(DSTREAM_METRICS);
-  });
 
   it('is an EMF document declaring every metric it carries, under the Pipeline dimension', () => {
     const line = intervalMetrics('wordcount', report, 1_700_000_000_000);

@@ -76,19 +76,7 @@ export async function replayInProcess(
 }
 
 export async function readOutput(root: string, name: string, k: number): Promise<unknown[] | undefined> {
-  const dir = path.join(root, 'output', name, `interval=${String(k).padStart(6, '0')}`);
-  let entries: string[];
-  try {
-    entries = (await readdir(dir)).sort();
-  } catch {
-    return undefined;
-  }
-  if (!entries.includes('_SUCCESS')) return undefined;
-  const records: unknown[] = [];
-  for (const f of entries.filter((e) => e.startsWith('part-'))) {
-    for (const line of (await readFile(path.join(dir, f), 'utf8')).split('\n')) if (line) records.push(JSON.parse(line));
-  }
-  return records;
+  return (await readTextOutput(root, name, k))?.map((line) => JSON.parse(line));
 }
 
 /** Lines of text output `name` at interval k, across its parts; undefined when not committed. */
