@@ -32,23 +32,18 @@ export interface Aggregator {
 
 const noEnd = () => {};
 
-/** Sentinel: the user function threw and the record was quarantined, so nothing is emitted. */
-const SKIP = Symbol('skip');
-
-function attempt<T>(ctx: OperatorContext, name: string, record: unknown, f: () => T): T | typeof SKIP {
-  try {
-    return f();
-  } catch (error) {
-    ctx.badRecord(name, record, error);
-    return SKIP;
-  }
-}
+// The try/catch sits in each push, with no closure per record: this is the per-record hot path.
 
 export function mapOperator(name: string, f: (record: unknown) => unknown): NarrowOperator {
   return (emit, ctx) => ({
     push(r) {
-      const out = attempt(ctx, name, r, () => f(r));
-      if (out !== SKIP) emit(out);
+      let out: unknown;
+      try {
+        out = f(r);
+      } catch (error) {
+        return ctx.badRecord(name, r, error);
+      }
+      emit(out);
     },
     end: noEnd,
   });
@@ -57,12 +52,14 @@ export function mapOperator(name: string, f: (record: unknown) => unknown): Narr
 export function flatMapOperator(name: string, f: (record: unknown) => Iterable<unknown>): NarrowOperator {
   return (emit, ctx) => ({
     push(r) {
-      // Generators run user code while iterating, so they are drained inside the guard.
-      const out = attempt(ctx, name, r, () => {
+      let out: unknown[];
+      try {
         const produced = f(r);
-        return Array.isArray(produced) ? produced : Array.from(produced);
-      });
-      if (out === SKIP) return;
+        // Generators run user code while iterating, so they are drained inside the guard.
+        out = Array.isArray(produced) ? produced : Array.from(produced);
+      } catch (error) {
+        return ctx.badRecord(name, r, error);
+      }
       for (let i = 0; i < out.length; i++) emit(out[i]);
     },
     end: noEnd,
@@ -72,7 +69,13 @@ export function flatMapOperator(name: string, f: (record: unknown) => Iterable<u
 export function filterOperator(name: string, predicate: (record: unknown) => boolean): NarrowOperator {
   return (emit, ctx) => ({
     push(r) {
-      if (attempt(ctx, name, r, () => predicate(r)) === true) emit(r);
+      let keep: boolean;
+      try {
+        keep = predicate(r);
+      } catch (error) {
+        return ctx.badRecord(name, r, error);
+      }
+      if (keep) emit(r);
     },
     end: noEnd,
   });
@@ -88,10 +91,12 @@ export function mapPartitionsOperator(
     return {
       push: (r) => void held.push(r),
       end() {
-        const out = attempt(ctx, name, `<partition ${ctx.partition}, ${held.length} records>`, () =>
-          Array.from(f(held, ctx.partition)),
-        );
-        if (out === SKIP) return;
+        let out: unknown[];
+        try {
+          out = Array.from(f(held, ctx.partition));
+        } catch (error) {
+          return ctx.badRecord(name, `<partition ${ctx.partition}, ${held.length} records>`, error);
+        }
         for (const x of out) emit(x);
       },
     };
