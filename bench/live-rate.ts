@@ -46,7 +46,7 @@ async function trial(mbPerSecond: number, seconds: number): Promise<{ reports: I
 
 export async function benchLiveRate(): Promise<Row[]> {
   const rows: Row[] = [];
-  for (const rate of [2, 4, 8, 16, 32]) {
+  for (const rate of [8, 16, 32, 48, 64, 96]) {
     const { reports, sustained } = await trial(rate, 8);
     const steady = reports.slice(2);
     rows.push({

@@ -16,7 +16,10 @@ const want = (name: string) => !only || only.includes(name);
 
 console.log(`dstream bench: ${cpus().length} cores, Node ${process.version}, ${totalMb} MB of input for throughput`);
 if (want('throughput')) {
-  printTable(`Throughput: WordCount and Grep over ${totalMb} MB (lineage, shuffle and partition files on)`, await benchThroughput(totalMb));
+  printTable(
+    `Throughput: WordCount and Grep over ${totalMb} MB in 4 intervals, after a warm-up interval counted for neither (lineage, shuffle and partition files on)`,
+    await benchThroughput(totalMb),
+  );
 }
 if (want('memory')) printTable('Worker memory against the split it read (WordCount, 1 worker, 1 split)', await benchMemory());
 if (want('live')) printTable('Live runtime, 1-second intervals: highest input rate that keeps up', await benchLiveRate());

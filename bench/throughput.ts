@@ -5,17 +5,22 @@
 import { readFile, writeFile, mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import { mb, type Row } from './table.ts';
-import { BENCH_DIR, freshRoot, stagedFiles, stagedText, timedReplay } from './workspace.ts';
+import { BENCH_DIR, freshRoot, sizeOf, stagedFiles, stagedText, timedReplay } from './workspace.ts';
 import type { PoolStats } from '../local/runtime/worker-pool.ts';
 
 const GREP_PATTERN = 'error';
 
+/** Per-interval times of a run; interval 0 warms up the JIT and is left out of the figures. */
+type Timed = { records: number; ms: number[] };
+
 /** WordCount by hand: per-interval counts and running totals, written as JSON lines. */
-async function handWordCount(intervals: string[][], out: string): Promise<number> {
+async function handWordCount(intervals: string[][], out: string): Promise<Timed> {
   const totals = new Map<string, number>();
   let records = 0;
+  const ms: number[] = [];
   await mkdir(out, { recursive: true });
   for (let k = 0; k < intervals.length; k++) {
+    const started = performance.now();
     const counts = new Map<string, number>();
     for (const file of intervals[k]!) {
       const lines = (await readFile(file, 'utf8')).split('\n');
@@ -28,14 +33,18 @@ async function handWordCount(intervals: string[][], out: string): Promise<number
     for (const [w, n] of counts) totals.set(w, (totals.get(w) ?? 0) + n);
     await writeFile(path.join(out, `counts-${k}`), [...counts].map((e) => JSON.stringify(e)).join('\n'));
     await writeFile(path.join(out, `totals-${k}`), [...totals].map((e) => JSON.stringify(e)).join('\n'));
+    ms.push(performance.now() - started);
+    if (k === 0) records = 0;
   }
-  return records;
+  return { records, ms };
 }
 
-async function handGrep(intervals: string[][], out: string): Promise<number> {
+async function handGrep(intervals: string[][], out: string): Promise<Timed> {
   let records = 0;
+  const ms: number[] = [];
   await mkdir(out, { recursive: true });
   for (let k = 0; k < intervals.length; k++) {
+    const started = performance.now();
     const matches: string[] = [];
     for (const file of intervals[k]!) {
       for (const line of (await readFile(file, 'utf8')).split('\n')) {
@@ -46,34 +55,40 @@ async function handGrep(intervals: string[][], out: string): Promise<number> {
     }
     await writeFile(path.join(out, `matches-${k}`), matches.join('\n'));
     await writeFile(path.join(out, `count-${k}`), String(matches.length));
+    ms.push(performance.now() - started);
+    if (k === 0) records = 0;
   }
-  return records;
+  return { records, ms };
 }
 
+/**
+ * `totalMb` of input over four measured intervals, after a first one (a fifth more input) that
+ * warms up the JIT of the loop and of the worker processes alike and is not counted.
+ */
 export async function benchThroughput(totalMb: number): Promise<Row[]> {
-  const intervals = 4;
-  const { dir, bytes } = await stagedText('throughput', intervals, 4, totalMb / intervals);
+  const measured = 4;
+  const { dir } = await stagedText('throughput', measured + 1, 4, totalMb / measured);
   const files = await stagedFiles(dir);
+  let bytes = 0;
+  for (const interval of files.slice(1)) for (const f of interval) bytes += await sizeOf(f);
   const rows: Row[] = [];
   for (const [name, example, hand] of [
     ['WordCount', 'examples/wordcount.ts', handWordCount],
     ['Grep', 'examples/grep.ts', handGrep],
   ] as const) {
-    const started = performance.now();
-    const records = await hand(files, path.join(BENCH_DIR, 'hand', name));
-    const handMs = performance.now() - started;
-    rows.push(row(`${name}: hand-written loop, 1 thread`, records, bytes, handMs));
+    const timed = await hand(files, path.join(BENCH_DIR, 'hand', name));
+    rows.push(row(`${name}: hand-written loop, 1 thread`, timed.records, bytes, sum(timed.ms.slice(1))));
     for (const workers of [1, 2]) {
-      const { reports, processingMs } = await timedReplay(
-        { pipelinePath: example, root: await freshRoot(`${name}-${workers}`), workers, partitions: 4 * workers },
-        dir,
-      );
-      const engineRecords = reports.reduce((n, r) => n + r.recordsIn, 0);
-      rows.push(row(`${name}: dstream, ${workers} worker${workers > 1 ? 's' : ''}`, engineRecords, bytes, processingMs));
+      const { reports } = await timedReplay({ pipelinePath: example, root: await freshRoot(`${name}-${workers}`), workers, partitions: 4 * workers }, dir);
+      const steady = reports.slice(1);
+      const records = steady.reduce((n, r) => n + r.recordsIn, 0);
+      rows.push(row(`${name}: dstream, ${workers} worker${workers > 1 ? 's' : ''}`, records, bytes, sum(steady.map((r) => r.processingMs))));
     }
   }
   return rows;
 }
+
+const sum = (xs: number[]) => xs.reduce((a, b) => a + b, 0);
 
 function row(name: string, records: number, bytes: number, ms: number): Row {
   return { run: name, records, MB: mb(bytes), seconds: ms / 1000, 'records/s': records / (ms / 1000), 'MB/s': mb(bytes) / (ms / 1000) };

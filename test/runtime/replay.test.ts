@@ -84,6 +84,32 @@ describe('examples in the embedded runtime', () => {
   });
 });
 
+describe('dstream lineage', () => {
+  it('prints an interval\'s uploads and stages as a readable graph, or says there is none', async () => {
+    const base = await tempDir();
+    const staged = await stage(path.join(base, 'staged'), [{ 'a.txt': 'x y\n' }, { 'b.txt': 'y z\n' }]);
+    const root = path.join(base, 'root');
+    try {
+      await replay(example('wordcount.ts'), staged, root);
+      const shown = await runCli(['lineage', '1', '--root', root]);
+      expect(shown.code).toBe(0);
+      expect(shown.stdout).toContain('interval=000001 of pipeline wordcount');
+      expect(shown.stdout).toContain('incoming/replay/1/b.txt');
+      expect(shown.stdout).toMatch(/map-r\d+: \d+ tasks, writes shuffle blocks/);
+      expect(shown.stdout).toMatch(/persist-d\d+: .* persists to cache\/interval=000001\/persist\//);
+      expect(shown.stdout).toContain('reads cache/interval=000000/persist/');
+      expect(shown.stdout).toMatch(/out-totals: .* writes output totals \(json\)/);
+      const json = await runCli(['lineage', '1', '--root', root, '--json']);
+      expect(JSON.parse(json.stdout).interval).toBe(1);
+      const missing = await runCli(['lineage', '7', '--root', root]);
+      expect(missing.code).toBe(1);
+      expect(missing.stderr).toContain('no lineage record for interval 7');
+    } finally {
+      await removeDir(base);
+    }
+  });
+});
+
 describe('determinism', () => {
   it('two replays of the same input give byte-identical output files, whatever the number of workers', async () => {
     const base = await tempDir();
