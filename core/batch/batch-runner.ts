@@ -5,9 +5,8 @@ import type { Clock } from '../ports/clock.ts';
 import { BatchContext, type BatchJob } from '../graph/pipeline.ts';
 import { PlanBuilder } from '../rdd/rdd.ts';
 import type { Split } from '../rdd/plan.ts';
-import { decodeRecords } from '../codec/record-codec.ts';
 import { DagScheduler, type SchedulerOptions, type ScopePlan } from '../scheduler/dag-scheduler.ts';
-import { planStages, stageIds } from '../scheduler/stages.ts';
+import { planStages } from '../scheduler/stages.ts';
 import { batchScope, keys } from '../layout.ts';
 import { hashPlan, PipelineMismatchError } from '../streaming/lineage.ts';
 import { planSplits } from '../streaming/splits.ts';
@@ -85,13 +84,7 @@ export async function runBatch(
   const result: BatchResult = { collected: {}, outputs: {} };
   for (const output of plan.builder.outputs) {
     if (output.format === 'collect') {
-      const records: unknown[] = [];
-      const tasks = plan.stages.find((s) => s.id === stageIds.output(output.name))!.tasks;
-      for (let p = 0; p < tasks; p++) {
-        const bytes = await store.get(keys.collected(scope, output.name, p));
-        if (bytes) decodeRecords(bytes, (r) => records.push(r));
-      }
-      result.collected[output.name] = records;
+      result.collected[output.name] = await scheduler.collect(plan, output.name);
     } else {
       await store.putIfAbsent(keys.outputSuccess(output.name, scope), '');
       result.outputs[output.name] = keys.outputPrefix(output.name, scope);

@@ -1,4 +1,5 @@
-import type { Rdd } from '../rdd/rdd.ts';
+import type { PlanBuilder, Rdd } from '../rdd/rdd.ts';
+import type { Split } from '../rdd/plan.ts';
 import { checkPartitions, validateOutputName } from '../rdd/rdd.ts';
 import { functionHash } from '../util/hash.ts';
 import { KeyState, type State } from './state.ts';
@@ -9,11 +10,11 @@ import { KeyState, type State } from './state.ts';
  */
 export interface Generation {
   readonly interval: number;
-  readonly builder: import('../rdd/rdd.ts').PlanBuilder;
+  readonly builder: PlanBuilder;
   rdd<T>(stream: DStream<T>): Rdd<T> | undefined;
   /** `stream`'s RDD at interval j (j <= this interval), as persisted; empty before interval 0. */
   stored<T>(stream: DStream<T>, j: number): Rdd<T>;
-  sourceSplits(stream: DStream<unknown>): import('../rdd/plan.ts').Split[];
+  sourceSplits(stream: DStream<unknown>): Split[];
 }
 
 export interface StreamOptions {

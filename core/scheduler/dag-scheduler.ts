@@ -8,6 +8,8 @@ import type { TaskDone, TaskRecord } from '../exec/task.ts';
 import { keys, partitionOfTaskDone, scopeOfKey, type Scope } from '../layout.ts';
 import type { StageSpec } from './stages.ts';
 import { decodeTaskMessage, encodeTaskMessage } from './task-message.ts';
+import { stageIds } from './stages.ts';
+import { decodeRecords } from '../codec/record-codec.ts';
 
 /** A scope's plan as the scheduler needs it. */
 export interface ScopePlan {
@@ -144,6 +146,29 @@ export class DagScheduler {
       }
       await clock.sleep(options.pollMs);
       await this.poll();
+    }
+  }
+
+  /**
+   * Records of a `collect` output, in partition order. They live in the cache tier, so a part
+   * found missing is recomputed (its stage reruns for it) rather than skipped.
+   */
+  async collect(plan: ScopePlan, name: string): Promise<unknown[]> {
+    const spec = plan.stages.find((s) => s.id === stageIds.output(name));
+    if (!spec) throw new Error(`internal: no collect output ${name} in ${plan.scope}`);
+    for (let round = 0; ; round++) {
+      const records: unknown[] = [];
+      const missing: number[] = [];
+      for (let p = 0; p < spec.tasks; p++) {
+        const bytes = await this.deps.store.get(keys.collected(plan.scope, name, p));
+        if (bytes) decodeRecords(bytes, (r) => records.push(r));
+        else missing.push(p);
+      }
+      if (missing.length === 0) return records;
+      if (round >= this.deps.options.maxFetchFailures) throw new Error(`${plan.scope}: collected output ${name} keeps vanishing (partitions ${missing.join(', ')})`);
+      const stage = await this.addStage(plan, spec.id);
+      for (const p of missing) await this.invalidate(stage, p);
+      await this.run(plan, [spec.id]);
     }
   }
 

@@ -3,10 +3,10 @@ import { listAll } from '../ports/object-store.ts';
 import type { TaskQueue } from '../ports/task-queue.ts';
 import type { Clock } from '../ports/clock.ts';
 import type { Pipeline } from '../graph/pipeline.ts';
-import { decodeRecords } from '../codec/record-codec.ts';
+import type { PlanBuilder } from '../rdd/rdd.ts';
 import { DagScheduler, type SchedulerOptions, type SchedulerStats } from '../scheduler/dag-scheduler.ts';
 import { stageIds } from '../scheduler/stages.ts';
-import { intervalScope, keys, partitionOfTaskDone } from '../layout.ts';
+import { intervalOf, intervalScope, keys, partitionOfTaskDone } from '../layout.ts';
 import { sealInterval } from './intake.ts';
 import { planSplits } from './splits.ts';
 import { buildLineageRecord, planFromRecord, readLineageRecord, type LineageRecord } from './lineage.ts';
@@ -129,9 +129,11 @@ export class StreamingDriver {
       // The driver may die between any two polls; the clock is where the scheduler waits.
       clock: { now: () => clock.now(), sleep: async (ms) => (await clock.sleep(ms), await hooks.step?.('mid-stage', k)) },
       options: this.config.scheduler,
+      // Recovery only reads lineage: an earlier interval is never sealed or planned anew.
       loadScope: async (s) => {
-        const j = Number(/interval=(\d+)/.exec(s)?.[1]);
-        const earlier = await this.planInterval(j);
+        const j = intervalOf(s);
+        const earlier = j === undefined ? undefined : (this.records.get(j) ?? (await readLineageRecord(store, j)));
+        if (!earlier) throw new Error(`cannot recompute data of ${s}: its lineage record is gone`);
         return planFromRecord(this.pipeline, earlier);
       },
     });
@@ -157,12 +159,7 @@ export class StreamingDriver {
     for (const output of this.pipeline.graph.outputs) {
       if (!output.sink || !record.outputs.some((o) => o.name === output.name)) continue;
       if (await store.head(keys.sinkDone(scope, output.name))) continue;
-      const spec = plan.stages.find((s) => s.id === stageIds.output(output.name))!;
-      const collected: unknown[] = [];
-      for (let p = 0; p < spec.tasks; p++) {
-        const bytes = await store.get(keys.collected(scope, output.name, p));
-        if (bytes) decodeRecords(bytes, (r) => collected.push(r));
-      }
+      const collected = await scheduler.collect(plan, output.name);
       await output.sink(collected, k);
       await store.putIfAbsent(keys.sinkDone(scope, output.name), '');
     }
@@ -230,7 +227,7 @@ export class StreamingDriver {
   }
 }
 
-function readsSource(builder: import('../rdd/rdd.ts').PlanBuilder, root: string): boolean {
+function readsSource(builder: PlanBuilder, root: string): boolean {
   const node = builder.get(root).node;
   switch (node.kind) {
     case 'source':
@@ -244,7 +241,7 @@ function readsSource(builder: import('../rdd/rdd.ts').PlanBuilder, root: string)
   }
 }
 
-function parentOf(builder: import('../rdd/rdd.ts').PlanBuilder, shuffle: string): string {
+function parentOf(builder: PlanBuilder, shuffle: string): string {
   const node = builder.get(shuffle).node;
   return node.kind === 'shuffle' ? node.parent : shuffle;
 }

@@ -17,7 +17,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join, relative, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { PutObjectCommand } from '@aws-sdk/client-s3';
-import { INCOMING, intervalScope, keys } from '../../core/layout.ts';
+import { INCOMING, keys } from '../../core/layout.ts';
 import { listAll } from '../../core/ports/object-store.ts';
 import { readLineageRecord, type LineageRecord } from '../../core/streaming/lineage.ts';
 import { makeS3Client } from '../../functions/aws/clients.ts';

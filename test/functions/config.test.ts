@@ -4,7 +4,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import { driverConfig, functionConfig } from '../../functions/config.ts';
-import { intervalMetrics, METRICS } from '../../functions/metrics.ts';
+import { intervalMetrics } from '../../functions/metrics.ts';
 import type { IntervalReport } from '../../core/streaming/driver.ts';
 
 const bucket = { DSTREAM_BUCKET: 'my-bucket' };

@@ -5,7 +5,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import path from 'node:path';
-import { mkdir, readdir, writeFile } from 'node:fs/promises';
+import { mkdir, readdir } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
 import { EmbeddedRuntime } from '../../local/runtime/embedded-runtime.ts';
 import { sampleLines } from '../../local/sample/generate.ts';
