@@ -1,4 +1,4 @@
-import { definePipeline } from '../core/index.ts';
+import { definePipeline } from 'dstream';
 
 /** Lines containing a pattern (DSTREAM_GREP_PATTERN, default "error"), and how many per interval. */
 const pattern = process.env.DSTREAM_GREP_PATTERN ?? 'error';

@@ -1,4 +1,4 @@
-import { definePipeline } from '../core/index.ts';
+import { definePipeline } from 'dstream';
 
 /** Word counts over a sliding window of 3 intervals, sliding by 1, computed incrementally. */
 export default definePipeline({ name: 'windowed-counts', partitions: 4 }, (ctx) => {

@@ -1,4 +1,4 @@
-import { definePipeline } from '../core/index.ts';
+import { definePipeline } from 'dstream';
 
 /**
  * WordCount: each interval's word counts to `counts`, and running totals since interval 0 to
