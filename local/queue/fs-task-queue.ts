@@ -171,6 +171,11 @@ export class FsTaskQueue implements TaskQueue {
     await this.lock?.release();
   }
 
+  /** Takes ownership and replays the journal now, so a queue owned elsewhere fails at startup. */
+  async ready(): Promise<void> {
+    await this.open();
+  }
+
   private open(): Promise<Journal<JournalRecord>> {
     if (this.closed) return Promise.reject(new Error(`task queue ${this.dir} is closed`));
     this.opening ??= this.load();

@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import { readFile, realpath, unlink, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 
@@ -44,9 +45,22 @@ function isRunning(pid: number): boolean {
   if (!Number.isSafeInteger(pid) || pid <= 0) return false;
   try {
     process.kill(pid, 0);
-    return true;
   } catch (error) {
     // EPERM: it exists but belongs to someone else.
     return (error as NodeJS.ErrnoException).code === 'EPERM';
+  }
+  return !isZombie(pid);
+}
+
+/**
+ * A killed owner stays a zombie until its parent reaps it, and signals still reach it; it owns
+ * nothing any more. Linux tells through /proc (the state after the command's closing paren).
+ */
+function isZombie(pid: number): boolean {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) === 'Z';
+  } catch {
+    return false;
   }
 }

@@ -115,6 +115,7 @@ export class EmbeddedRuntime {
       retainIntervals: 2,
     };
     const runtime = new EmbeddedRuntime(module, { ...options, pipelinePath, workers }, config, new WakeableClock(options.clock ?? systemClock));
+    await runtime.queue.ready();
     await runtime.pool.start();
     return runtime;
   }

@@ -134,7 +134,16 @@ export class WorkerPool {
         await new Promise<void>((resolve) => (this.wake = resolve));
         continue;
       }
-      const messages = await this.queue.receive(idle.length, this.options.taskTimeoutMs + 5_000, 50);
+      let messages: QueueMessage[];
+      try {
+        messages = await this.queue.receive(idle.length, this.options.taskTimeoutMs + 5_000, 50);
+      } catch (error) {
+        // The queue failing is the runtime's problem to report; keep trying rather than die here.
+        if (!this.running) return;
+        this.stats.lastErrors = [...this.stats.lastErrors.slice(-9), `receive failed: ${error instanceof Error ? error.message : String(error)}`];
+        await new Promise((resolve) => setTimeout(resolve, 200));
+        continue;
+      }
       for (const message of messages) {
         const worker = idle.shift()!;
         if (this.options.chaos && this.random() < this.options.chaos.duplicate) {
