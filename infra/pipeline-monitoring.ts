@@ -53,38 +53,29 @@ export class PipelineMonitoring extends Construct {
     // handover to its successor and cold starts.
     const lagThresholdMs = Math.max(3 * props.intervalMs, 30_000);
 
-    this.deadLetterAlarm = new cloudwatch.Alarm(this, 'DeadLetters', {
-      alarmDescription: `dstream ${props.pipelineName}: tasks in the dead-letter queue (every attempt failed)`,
-      metric: props.deadLetterQueue.metricApproximateNumberOfMessagesVisible({ period: MINUTE, statistic: 'Maximum' }),
-      threshold: 0,
-      comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
-      evaluationPeriods: 1,
-      treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
-    });
-    this.schedulingDelayAlarm = new cloudwatch.Alarm(this, 'SchedulingDelay', {
-      alarmDescription: `dstream ${props.pipelineName}: intervals start more than ${lagThresholdMs} ms late for 3 minutes`,
-      metric: schedulingDelay,
-      threshold: lagThresholdMs,
-      comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
-      evaluationPeriods: 3,
-      treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
-    });
-    this.taskErrorsAlarm = new cloudwatch.Alarm(this, 'TaskErrors', {
-      alarmDescription: `dstream ${props.pipelineName}: task function errors in 3 consecutive minutes`,
-      metric: props.taskFunction.metricErrors({ period: MINUTE, statistic: 'Sum' }),
-      threshold: 1,
-      comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
-      evaluationPeriods: 3,
-      treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
-    });
-    this.driverErrorsAlarm = new cloudwatch.Alarm(this, 'DriverErrors', {
-      alarmDescription: `dstream ${props.pipelineName}: driver function errors in 3 consecutive minutes`,
-      metric: props.driverFunction.metricErrors({ period: MINUTE, statistic: 'Sum' }),
-      threshold: 1,
-      comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
-      evaluationPeriods: 3,
-      treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
-    });
+    /** An alarm that never fires on missing data: a pipeline with no input is not failing. */
+    const alarm = (id: string, description: string, alarmMetric: cloudwatch.IMetric, threshold: number, periods: number, atLeast = false) =>
+      new cloudwatch.Alarm(this, id, {
+        alarmDescription: `dstream ${props.pipelineName}: ${description}`,
+        metric: alarmMetric,
+        threshold,
+        comparisonOperator: atLeast
+          ? cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD
+          : cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
+        evaluationPeriods: periods,
+        treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
+      });
+    const errors = (fn: lambda.IFunction) => fn.metricErrors({ period: MINUTE, statistic: 'Sum' });
+    this.deadLetterAlarm = alarm(
+      'DeadLetters',
+      'tasks in the dead-letter queue (every attempt failed)',
+      props.deadLetterQueue.metricApproximateNumberOfMessagesVisible({ period: MINUTE, statistic: 'Maximum' }),
+      0,
+      1,
+    );
+    this.schedulingDelayAlarm = alarm('SchedulingDelay', `intervals start more than ${lagThresholdMs} ms late for 3 minutes`, schedulingDelay, lagThresholdMs, 3);
+    this.taskErrorsAlarm = alarm('TaskErrors', 'task function errors in 3 consecutive minutes', errors(props.taskFunction), 1, 3, true);
+    this.driverErrorsAlarm = alarm('DriverErrors', 'driver function errors in 3 consecutive minutes', errors(props.driverFunction), 1, 3, true);
 
     const functions = Object.entries({ ingest: props.ingestFunction, driver: props.driverFunction, task: props.taskFunction });
     const graph = (title: string, left: cloudwatch.IMetric[], extra: Partial<cloudwatch.GraphWidgetProps> = {}) =>

@@ -34,13 +34,16 @@ export async function main(argv: string[]): Promise<number> {
     if (!v) throw new UsageError(`${command} needs --${name}`);
     return v;
   };
+  /** The runtime the command names: its pipeline, root, workers and partitions. */
+  const openRuntime = (extra: { intervalMs?: number; chaos?: string; maxAttempts?: number } = {}) =>
+    open(args.positionals[0], required('root'), {
+      workers: parseCount('workers', args.options.get('workers')),
+      partitions: parseCount('partitions', args.options.get('partitions')),
+      ...extra,
+    });
   switch (command) {
     case 'run': {
-      const runtime = await open(args.positionals[0], required('root'), {
-        workers: parseCount('workers', args.options.get('workers')),
-        partitions: parseCount('partitions', args.options.get('partitions')),
-        intervalMs: parseDuration(opt('interval') ?? '2s'),
-      });
+      const runtime = await openRuntime({ intervalMs: parseDuration(opt('interval') ?? '2s') });
       const controller = new AbortController();
       process.once('SIGINT', () => controller.abort());
       process.once('SIGTERM', () => controller.abort());
@@ -53,9 +56,7 @@ export async function main(argv: string[]): Promise<number> {
       return 0;
     }
     case 'replay': {
-      const runtime = await open(args.positionals[0], required('root'), {
-        workers: parseCount('workers', args.options.get('workers')),
-        partitions: parseCount('partitions', args.options.get('partitions')),
+      const runtime = await openRuntime({
         maxAttempts: parseCount('max-attempts', args.options.get('max-attempts')),
         ...(opt('chaos') ? { chaos: opt('chaos')! } : {}),
       });
@@ -69,10 +70,7 @@ export async function main(argv: string[]): Promise<number> {
       return 0;
     }
     case 'batch': {
-      const runtime = await open(args.positionals[0], required('root'), {
-        workers: parseCount('workers', args.options.get('workers')),
-        partitions: parseCount('partitions', args.options.get('partitions')),
-      });
+      const runtime = await openRuntime();
       try {
         const result = await runtime.batch();
         for (const [name, folder] of Object.entries(result.outputs)) console.log(`output ${name}: ${path.join(runtime.options.root, folder)}`);
