@@ -1,4 +1,5 @@
 import type { TaskQueue } from '../../core/ports/task-queue.ts';
+import type { TaskRunner } from '../../core/ports/task-runner.ts';
 import type { ObjectStore } from '../../core/ports/object-store.ts';
 import { TaskHandler, type PipelineModule } from '../../core/runtime/task-handler.ts';
 
@@ -7,7 +8,7 @@ import { TaskHandler, type PipelineModule } from '../../core/runtime/task-handle
  * pool (delete on success, retry after a delay on failure). For embedding dstream in a process
  * that already has the pipeline object (tests, notebooks); no crash isolation.
  */
-export class InProcessRunner {
+export class InProcessRunner implements TaskRunner {
   private running = false;
   private loop?: Promise<void>;
   readonly errors: string[] = [];

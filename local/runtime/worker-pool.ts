@@ -1,4 +1,5 @@
 import { fork, type ChildProcess } from 'node:child_process';
+import type { TaskRunner } from '../../core/ports/task-runner.ts';
 import { fileURLToPath } from 'node:url';
 import type { QueueMessage, TaskQueue } from '../../core/ports/task-queue.ts';
 import type { ChaosSpec, FaultKind } from '../chaos/chaos-spec.ts';
@@ -47,7 +48,7 @@ interface Worker {
  * is retried after a delay; a worker that dies or runs out of time is replaced, and its message
  * comes back. After the queue's receive bound, the message goes to the dead letters.
  */
-export class WorkerPool {
+export class WorkerPool implements TaskRunner {
   readonly stats: PoolStats = {
     completed: 0,
     failed: 0,
