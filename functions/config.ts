@@ -38,8 +38,13 @@ export function driverConfig(config: FunctionConfig): DriverConfig {
     intervalMs: config.intervalMs,
     inputPartitions: config.partitions,
     maxSplitBytes: 64 * MiB,
-    // Every poll lists the stage's completions, and S3 charges per LIST: once a second.
-    scheduler: { ...defaultSchedulerOptions, pollMs: 1000 },
+    // Every poll lists the stage's completions, and S3 charges per LIST: once a second. S3 dates
+    // start markers to the second, so a task is never judged a straggler before it has run 2 s.
+    scheduler: {
+      ...defaultSchedulerOptions,
+      pollMs: 1000,
+      speculation: { ...defaultSchedulerOptions.speculation, minMs: 2000 },
+    },
     retainIntervals: 2,
   };
 }
