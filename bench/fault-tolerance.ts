@@ -43,20 +43,30 @@ export async function benchRecovery(chain: number, mbPerInterval: number): Promi
   return rows;
 }
 
-/** One interval with one map task slowed 10x: speculation against none, against no straggler. */
-export async function benchStragglers(mb: number): Promise<Row[]> {
+/**
+ * One interval with one map task slowed 10x: speculation against none, against no straggler.
+ * The straggler holds its worker until its copy commits, so with W workers the rest of its stage
+ * runs on W - 1 of them; the slow task sleeps rather than spins, as a slow machine elsewhere
+ * would not take this machine's cores, so more workers than cores is a fair second setting.
+ */
+export async function benchStragglers(mb: number, workerCounts: number[]): Promise<Row[]> {
   const { dir } = await stagedText('straggler', 1, 4, mb);
-  const workers = 2;
-  const probeRoot = await freshRoot('straggler-probe');
+  const rows: Row[] = [];
+  for (const workers of workerCounts) rows.push(...(await stragglerRuns(dir, workers)));
+  return rows;
+}
+
+async function stragglerRuns(dir: string, workers: number): Promise<Row[]> {
+  const probeRoot = await freshRoot(`straggler-probe-${workers}`);
   const probe = await timedReplay({ pipelinePath: 'examples/wordcount.ts', root: probeRoot, workers, partitions: 8 }, dir);
   const record = await readLineageRecord(new FsObjectStore(probeRoot), 0);
   const firstMap = record!.stages.find((s) => s.kind === 'shuffle-map')!.id;
-  const rows: Row[] = [{ run: 'no straggler', 'processing ms': probe.processingMs, 'vs no straggler': 1 }];
+  const rows: Row[] = [{ workers, run: 'no straggler', 'processing ms': probe.processingMs, 'vs no straggler': 1 }];
   for (const speculation of [false, true]) {
     const { processingMs, reports } = await timedReplay(
       {
         pipelinePath: 'examples/wordcount.ts',
-        root: await freshRoot(`straggler-${speculation}`),
+        root: await freshRoot(`straggler-${workers}-${speculation}`),
         workers,
         partitions: 8,
         chaos: `seed=1,slowdown=10,slow-task=${firstMap}/0`,
@@ -65,6 +75,7 @@ export async function benchStragglers(mb: number): Promise<Row[]> {
       dir,
     );
     rows.push({
+      workers,
       run: `one task 10x slower, speculation ${speculation ? 'on' : 'off'}`,
       'processing ms': processingMs,
       'vs no straggler': processingMs / probe.processingMs,

@@ -24,6 +24,6 @@ if (want('throughput')) {
 if (want('memory')) printTable('Worker memory against the split it read (WordCount, 1 worker, 1 split)', await benchMemory());
 if (want('live')) printTable('Live runtime, 1-second intervals: highest input rate that keeps up', await benchLiveRate());
 if (want('recovery')) printTable('Recovery of a lost state chain of 8 intervals against serial replay', await benchRecovery(8, 4));
-if (want('stragglers')) printTable('An interval with one task 10x slower', await benchStragglers(24));
+if (want('stragglers')) printTable('An interval with one task 10x slower', await benchStragglers(24, [2, 4]));
 if (want('requests')) printTable('Object-store requests per interval (WordCount)', await benchRequests());
 if (want('codec')) printTable('Record codec: encode and decode', await benchCodec());

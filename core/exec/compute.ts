@@ -24,6 +24,8 @@ export interface ComputeEnv {
   /** Blocks to read for reduce partition `p` of shuffle node `rdd`, in map-partition order. */
   shuffleBlocks(rdd: string, p: number): BlockRef[];
   operatorContext(p: number): OperatorContext;
+  /** Checked between chunks of input: a task whose work is no longer needed stops there. */
+  signal?: AbortSignal;
   /** Records read from sources and stored partitions; bytes of source splits. */
   input: { records: number; bytes: number };
 }
@@ -58,7 +60,7 @@ export async function computePartition(rdd: Rdd<unknown>, p: number, env: Comput
               }
               counted(value);
             };
-      await readSplitLines(env.store, split, { maxLineBytes: env.maxLineBytes }, {
+      await readSplitLines(env.store, split, { maxLineBytes: env.maxLineBytes, ...(env.signal ? { signal: env.signal } : {}) }, {
         line: onLine,
         badLine: (where, reason, raw) =>
           ctx.badRecord(
@@ -148,6 +150,7 @@ async function readBlocks(env: ComputeEnv, rdd: string, p: number, emit: Emit): 
   const blocks = env.shuffleBlocks(rdd, p);
   const missing: string[] = [];
   for (const [key, start, end] of blocks) {
+    env.signal?.throwIfAborted();
     if (end <= start) continue;
     let bytes: Uint8Array;
     try {

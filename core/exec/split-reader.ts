@@ -11,6 +11,8 @@ export interface LineSink {
 export interface SplitReaderOptions {
   /** Longest line accepted, in bytes; a longer one is a bad record and is not held in memory. */
   maxLineBytes: number;
+  /** Checked at each chunk: reading stops (throwing the abort reason) once it is aborted. */
+  signal?: AbortSignal;
 }
 
 const NEWLINE = 10;
@@ -34,6 +36,7 @@ export async function readRangeLines(store: ObjectStore, range: InputRange, opti
   while (!reader.done) {
     const before = pos;
     for await (const chunk of store.getRange(range.key, pos, readTo)) {
+      options.signal?.throwIfAborted();
       reader.onChunk(chunk, pos);
       pos += chunk.length;
       if (reader.done) break;

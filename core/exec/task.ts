@@ -66,9 +66,15 @@ export interface TaskEnvironment {
   badRecords: BadRecordPolicy;
   maxLineBytes: number;
   now(): number;
+  /** Aborted when another copy of the task has committed: this one stops, its work unneeded. */
+  signal?: AbortSignal;
 }
 
-export type TaskOutcome = { status: 'done'; done: TaskDone; skipped: boolean } | { status: 'fetch-failed'; missing: string[] };
+export type TaskOutcome =
+  | { status: 'done'; done: TaskDone; skipped: boolean }
+  | { status: 'fetch-failed'; missing: string[] }
+  /** Another copy committed first: this one's work was not needed (and stopped early if it noticed). */
+  | { status: 'superseded' };
 
 /** Runs a task to its completion record; safe to run any number of times, at once or later. */
 export async function runTask(task: TaskRecord, env: TaskEnvironment): Promise<TaskOutcome> {
@@ -84,6 +90,7 @@ export async function runTask(task: TaskRecord, env: TaskEnvironment): Promise<T
   const computeEnv: ComputeEnv = {
     store: env.store,
     maxLineBytes: env.maxLineBytes,
+    ...(env.signal ? { signal: env.signal } : {}),
     input: { records: 0, bytes: 0 },
     shuffleBlocks: (id) => {
       const blocks = task.shuffleInputs?.[id];
@@ -97,6 +104,7 @@ export async function runTask(task: TaskRecord, env: TaskEnvironment): Promise<T
   try {
     result = await computeTaskOutput(task, rdd, computeEnv, env.store);
   } catch (error) {
+    if (env.signal?.aborted) return { status: 'superseded' };
     if (error instanceof MissingInputError) {
       await env.store.putIfAbsent(
         keys.fetchFailed(task.scope, task.stage, task.partition, task.attempt),
@@ -107,6 +115,7 @@ export async function runTask(task: TaskRecord, env: TaskEnvironment): Promise<T
     throw error;
   }
 
+  if (env.signal?.aborted) return { status: 'superseded' };
   if (quarantine.length > 0) {
     await env.store.put(keys.quarantine(task.scope, task.stage, task.partition), quarantine.join('\n') + '\n');
   }
@@ -121,7 +130,7 @@ export async function runTask(task: TaskRecord, env: TaskEnvironment): Promise<T
     quarantined: quarantine.length,
     ...result,
   };
-  await env.store.putIfAbsent(doneKey, JSON.stringify(done));
+  if (!(await env.store.putIfAbsent(doneKey, JSON.stringify(done)))) return { status: 'superseded' };
   return { status: 'done', done, skipped: false };
 }
 

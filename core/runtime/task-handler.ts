@@ -12,6 +12,16 @@ export type PipelineModule = Pipeline | BatchJob;
 /** Plans rebuilt recently, by scope: a worker runs many tasks of the same interval. */
 const PLAN_CACHE_SIZE = 8;
 
+export interface TaskHandlerOptions {
+  now?: () => number;
+  /**
+   * While a task runs, how often to look for another copy's completion record; when one appears
+   * this copy stops, as Spark kills the losing attempts of a speculated task, freeing its worker.
+   * Each look is one HEAD request; 0 never looks.
+   */
+  supersededCheckMs?: number;
+}
+
 /**
  * The task side, independent of where it runs: decodes a queue message, rebuilds the task's plan
  * from the lineage record and the pipeline module, runs it, and on failure leaves the error where
@@ -21,17 +31,25 @@ const PLAN_CACHE_SIZE = 8;
 export class TaskHandler {
   private readonly plans = new Map<string, PlanBuilder>();
 
+  private readonly now: () => number;
+  private readonly supersededCheckMs: number;
+
   constructor(
     private readonly module: PipelineModule,
     private readonly store: ObjectStore,
-    private readonly now: () => number = Date.now,
-  ) {}
+    options: TaskHandlerOptions = {},
+  ) {
+    this.now = options.now ?? Date.now;
+    this.supersededCheckMs = options.supersededCheckMs ?? 0;
+  }
 
   decode(body: string): Promise<TaskRecord> {
     return decodeTaskMessage(this.store, body);
   }
 
-  async handle(task: TaskRecord, receiveCount: number): Promise<TaskOutcome> {
+  /** Runs the task; `cancel` is aborted when another copy commits first (the caller may watch it). */
+  async handle(task: TaskRecord, receiveCount: number, cancel = new AbortController()): Promise<TaskOutcome> {
+    const stopWatching = this.watchForWinner(task, cancel);
     try {
       return await runTask(task, {
         store: this.store,
@@ -39,11 +57,32 @@ export class TaskHandler {
         badRecords: this.module.options.badRecords,
         maxLineBytes: this.module.options.maxLineBytes,
         now: this.now,
+        signal: cancel.signal,
       });
     } catch (error) {
       await this.recordFailure(task, receiveCount, error);
       throw error;
+    } finally {
+      stopWatching();
     }
+  }
+
+  private watchForWinner(task: TaskRecord, cancel: AbortController): () => void {
+    if (this.supersededCheckMs <= 0) return () => {};
+    const doneKey = keys.taskDone(task.scope, task.stage, task.partition);
+    let looking = false;
+    const timer = setInterval(() => {
+      if (looking || cancel.signal.aborted) return;
+      looking = true;
+      this.store
+        .head(doneKey)
+        .then((info) => info && cancel.abort(new Error(`another copy of ${task.stage}/${task.partition} committed first`)))
+        // A failed look is no reason to stop a task that may be the only copy.
+        .catch(() => {})
+        .finally(() => (looking = false));
+    }, this.supersededCheckMs);
+    timer.unref?.();
+    return () => clearInterval(timer);
   }
 
   /** Leaves the error where the driver looks if the task is dead-lettered; best effort. */

@@ -9,7 +9,7 @@ import type { SQSBatchItemFailure, SQSBatchResponse, SQSEvent, SQSRecord } from 
 import type { ObjectStore } from '../../core/ports/object-store.ts';
 import type { TaskRecord } from '../../core/exec/task.ts';
 import { TaskHandler, type PipelineModule } from '../../core/runtime/task-handler.ts';
-import { functionConfig, s3Store } from '../config.ts';
+import { SUPERSEDED_CHECK_MS, functionConfig, s3Store } from '../config.ts';
 
 export interface TaskHandlerDeps {
   store?: ObjectStore;
@@ -19,7 +19,7 @@ export function createTaskHandler(pipeline: PipelineModule, deps: TaskHandlerDep
   // Built on the first event, not when the entry module loads it: one per container, so that its
   // cache of rebuilt plans serves every batch the container runs.
   let tasks: TaskHandler | undefined;
-  const taskHandler = () => (tasks ??= new TaskHandler(pipeline, deps.store ?? s3Store(functionConfig())));
+  const taskHandler = () => (tasks ??= new TaskHandler(pipeline, deps.store ?? s3Store(functionConfig()), { supersededCheckMs: SUPERSEDED_CHECK_MS }));
 
   return async (event) => {
     const records = recordsOf(event);

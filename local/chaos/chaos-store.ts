@@ -8,7 +8,7 @@ import type { ChaosSpec, FaultKind } from './chaos-spec.ts';
  */
 export class ChaosStore implements ObjectStore {
   /** Decided per task by the worker before it runs. */
-  pending: { crash: boolean; slowdown: number; startedAt: number } = { crash: false, slowdown: 1, startedAt: 0 };
+  pending: { crash: boolean; slowdown: number; startedAt: number; signal?: AbortSignal } = { crash: false, slowdown: 1, startedAt: 0 };
 
   constructor(
     private readonly inner: ObjectStore,
@@ -46,11 +46,12 @@ export class ChaosStore implements ObjectStore {
   }
 
   async putIfAbsent(key: string, body: Uint8Array | string): Promise<boolean> {
-    if (/^lineage\/[^/]+\/tasks\//.test(key)) {
+    if (/^lineage\/[^/]+\/tasks\/.*\.json$/.test(key)) {
       // A straggler takes `slowdown` times as long as the task did: a slow machine, not slow data.
       // Tiny tasks count as 30 ms, so a straggler among them is still noticeably late.
       const stallMs = (this.pending.slowdown - 1) * Math.max(30, Date.now() - this.pending.startedAt);
-      if (stallMs > 0) await new Promise((r) => setTimeout(r, stallMs));
+      // A slow machine still stops when told its copy lost, as the engine's check would stop it.
+      if (stallMs > 0) await sleep(stallMs, this.pending.signal);
       if (this.pending.crash) {
         // The pool counts the crash when it sees the worker go. Dies as a Lambda would: no cleanup, no reply; the message comes back after its timeout.
         process.exit(137);
@@ -58,4 +59,16 @@ export class ChaosStore implements ObjectStore {
     }
     return this.inner.putIfAbsent(key, body);
   }
+}
+
+function sleep(ms: number, signal?: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    const timer = setTimeout(done, ms);
+    signal?.addEventListener('abort', done, { once: true });
+    function done() {
+      clearTimeout(timer);
+      signal?.removeEventListener('abort', done);
+      resolve();
+    }
+  });
 }

@@ -41,7 +41,7 @@ export function formatChaos(report: ChaosReport): string {
     `  task errors     ${i['task-error']}  -> retried through redelivery (${r.retried} failed attempts retried)`,
     `  worker crashes  ${i['task-crash']}  -> worker replaced, message redelivered (${r.workersReplaced} workers replaced)`,
     `  duplicates      ${i.duplicate}  -> ran again harmlessly; completion is create-if-absent (${r.duplicatesIgnored} found already done)`,
-    `  stragglers      ${i.straggler}  -> ${r.speculative} speculative copies launched; first to commit wins`,
+    `  stragglers      ${i.straggler}  -> ${r.speculative} speculative copies launched; first to commit wins (${r.losersStopped} losing copies, speculative or duplicate, stopped)`,
     `  lost cache      ${i['lose-cache']}  -> ${r.fetchFailures} tasks found inputs gone; ${r.recomputed} partitions recomputed from lineage`,
     `  driver crashes  ${i['driver-crash']}  -> a new driver resumed from the lineage record ${r.driverRestarts} times`,
   ].join('\n');

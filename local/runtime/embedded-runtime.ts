@@ -55,6 +55,8 @@ export interface ChaosReport {
     retried: number;
     workersReplaced: number;
     duplicatesIgnored: number;
+    /** Losing copies stopped once another copy of their task committed. */
+    losersStopped: number;
     speculative: number;
     fetchFailures: number;
     recomputed: number;
@@ -186,6 +188,7 @@ export class EmbeddedRuntime {
         retried: s.failed,
         workersReplaced: s.crashed + s.timedOut,
         duplicatesIgnored: sum((r) => r.tasksSkipped),
+        losersStopped: s.superseded,
         speculative: sum((r) => r.speculative),
         fetchFailures: sum((r) => r.fetchFailures),
         recomputed: sum((r) => r.recomputed),

@@ -35,7 +35,8 @@ async function init(message: Extract<ToWorker, { type: 'init' }>): Promise<void>
       chaos = new ChaosStore(store, spec, random, (kind) => injected.push(kind));
       store = chaos;
     }
-    handler = new TaskHandler(module, store);
+    // Local HEADs are cheap: a losing copy frees its worker within a tenth of a second.
+    handler = new TaskHandler(module, store, { supersededCheckMs: 100 });
     reply({ type: 'ready' });
   } catch (error) {
     reply({ type: 'init-error', message: error instanceof Error ? error.message : String(error) });
@@ -45,13 +46,14 @@ async function init(message: Extract<ToWorker, { type: 'init' }>): Promise<void>
 async function runOne(message: Extract<ToWorker, { type: 'task' }>): Promise<void> {
   injected = [];
   const started = Date.now();
+  const cancel = new AbortController();
   try {
     const task = await handler!.decode(message.body);
     if (spec && chaos) {
       // Speculative copies run on a healthy worker; only the first copy is ever slowed.
       const straggle =
         task.copy === 0 && (spec.slowTask ? spec.slowTask === `${task.stage}/${task.partition}` && message.receiveCount === 1 : random() < spec.straggler);
-      chaos.pending = { crash: random() < spec.taskCrash, slowdown: 1, startedAt: started };
+      chaos.pending = { crash: random() < spec.taskCrash, slowdown: 1, startedAt: started, signal: cancel.signal };
       if (random() < spec.taskError) {
         injected.push('task-error');
         const fault = new InjectedFault('task-error');
@@ -63,13 +65,12 @@ async function runOne(message: Extract<ToWorker, { type: 'task' }>): Promise<voi
         chaos.pending.slowdown = spec.slowdown;
       }
     }
-    const outcome = await handler!.handle(task, message.receiveCount);
+    const outcome = await handler!.handle(task, message.receiveCount, cancel);
     const splitBytes = outcome.status === 'done' ? outcome.done.bytesIn : 0;
     reply({
       type: 'done',
       id: message.id,
-      skipped: outcome.status === 'done' && outcome.skipped,
-      fetchFailed: outcome.status === 'fetch-failed',
+      outcome: outcome.status === 'done' && outcome.skipped ? 'skipped' : outcome.status,
       injected,
       usage: { maxRss: process.resourceUsage().maxRSS * 1024, splitBytes, stage: task.stage, durationMs: Date.now() - started },
     });

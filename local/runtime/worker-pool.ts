@@ -25,6 +25,8 @@ export interface PoolStats {
   crashed: number;
   timedOut: number;
   fetchFailed: number;
+  /** Copies that stopped because another copy of their task committed first. */
+  superseded: number;
   injected: Record<FaultKind, number>;
   /** Per task: the worker's peak memory and the bytes of input it read. */
   usage: WorkerUsage[];
@@ -55,6 +57,7 @@ export class WorkerPool implements TaskRunner {
     crashed: 0,
     timedOut: 0,
     fetchFailed: 0,
+    superseded: 0,
     injected: { 'task-error': 0, 'task-crash': 0, duplicate: 0, straggler: 0, 'lose-cache': 0, 'driver-crash': 0 },
     usage: [],
     lastErrors: [],
@@ -175,7 +178,8 @@ export class WorkerPool implements TaskRunner {
     for (const kind of message.injected) this.stats.injected[kind]++;
     if (message.type === 'done') {
       this.stats.completed++;
-      if (message.fetchFailed) this.stats.fetchFailed++;
+      if (message.outcome === 'fetch-failed') this.stats.fetchFailed++;
+      if (message.outcome === 'superseded') this.stats.superseded++;
       this.stats.usage.push(message.usage);
       await this.queue.delete(busy.message.receipt);
     } else {

@@ -8,7 +8,7 @@ export type ToWorker =
 export type FromWorker =
   | { type: 'ready' }
   | { type: 'init-error'; message: string }
-  | { type: 'done'; id: string; skipped: boolean; fetchFailed: boolean; injected: FaultKind[]; usage: WorkerUsage }
+  | { type: 'done'; id: string; outcome: 'done' | 'skipped' | 'fetch-failed' | 'superseded'; injected: FaultKind[]; usage: WorkerUsage }
   | { type: 'failed'; id: string; message: string; injected: FaultKind[] };
 
 export interface WorkerUsage {
