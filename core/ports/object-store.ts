@@ -72,3 +72,9 @@ export async function listAll(store: ObjectStore, prefix: string): Promise<Objec
   for await (const info of store.list(prefix)) out.push(info);
   return out;
 }
+
+/** A JSON object, or undefined when there is none. */
+export async function readJson<T>(store: ObjectStore, key: string): Promise<T | undefined> {
+  const bytes = await store.get(key);
+  return bytes ? (JSON.parse(Buffer.from(bytes).toString('utf8')) as T) : undefined;
+}

@@ -1,5 +1,5 @@
 import type { ObjectStore } from '../ports/object-store.ts';
-import { listAll } from '../ports/object-store.ts';
+import { listAll, readJson } from '../ports/object-store.ts';
 import type { TaskQueue } from '../ports/task-queue.ts';
 import type { Clock } from '../ports/clock.ts';
 import type { Pipeline } from '../graph/pipeline.ts';
@@ -8,6 +8,7 @@ import { DagScheduler, type SchedulerOptions, type SchedulerStats } from '../sch
 import { stageIds } from '../scheduler/stages.ts';
 import { intervalOf, intervalScope, keys, partitionOfTaskDone } from '../layout.ts';
 import { sealInterval } from './intake.ts';
+import { readProgress, rebased, type DriverProgress } from './progress.ts';
 import { planSplits } from './splits.ts';
 import { buildLineageRecord, planFromRecord, readLineageRecord, type LineageRecord } from './lineage.ts';
 
@@ -47,23 +48,6 @@ export interface IntervalReport {
   recoveredIntervals: number[];
 }
 
-export interface DriverProgress {
-  next: number;
-  epoch: number;
-  intervalMs: number;
-}
-
-/**
- * The progress pointer; a stream without one starts now, at interval 0. Whichever driver or
- * ingest comes first creates it; every later caller, in any process, reads the same epoch.
- */
-export async function readProgress(store: ObjectStore, now: number, intervalMs: number): Promise<DriverProgress> {
-  const existing = await readJson<DriverProgress>(store, keys.driverProgress);
-  if (existing) return existing;
-  const fresh: DriverProgress = { next: 0, epoch: now, intervalMs };
-  await store.putIfAbsent(keys.driverProgress, JSON.stringify(fresh));
-  return (await readJson<DriverProgress>(store, keys.driverProgress))!;
-}
 
 /**
  * Runs a stream interval by interval: seal the interval's uploads, write its lineage, run its
@@ -80,9 +64,16 @@ export class StreamingDriver {
     private readonly hooks: DriverHooks = {},
   ) {}
 
-  /** The pipeline's clock origin: set once, by whichever driver or ingest comes first. */
+  /**
+   * The stream's clock and position (set once, by whichever driver or ingest comes first). A
+   * driver configured with another interval length moves the clock to it from the next interval.
+   */
   async progress(): Promise<DriverProgress> {
-    return readProgress(this.deps.store, this.deps.clock.now(), this.config.intervalMs);
+    const progress = await readProgress(this.deps.store, this.deps.clock.now(), this.config.intervalMs);
+    if (progress.intervalMs === this.config.intervalMs) return progress;
+    const moved = rebased(progress, this.config.intervalMs);
+    await this.deps.store.put(keys.driverProgress, JSON.stringify(moved));
+    return moved;
   }
 
   /** Seals interval k and writes its lineage record, unless a driver already did. */
@@ -255,9 +246,4 @@ function summarise(stats: SchedulerStats) {
     recomputed: stats.tasksRecomputed,
     recoveredIntervals: [...stats.scopesRecovered].map((s) => Number(/\d+/.exec(s)?.[0])).filter((n) => !Number.isNaN(n)),
   };
-}
-
-async function readJson<T>(store: ObjectStore, key: string): Promise<T | undefined> {
-  const bytes = await store.get(key);
-  return bytes ? (JSON.parse(Buffer.from(bytes).toString('utf8')) as T) : undefined;
 }

@@ -1,5 +1,5 @@
 import type { ObjectStore } from '../ports/object-store.ts';
-import { listAll } from '../ports/object-store.ts';
+import { listAll, readJson } from '../ports/object-store.ts';
 import { intervalScope } from '../layout.ts';
 import { shortHash } from '../util/hash.ts';
 import type { Upload } from './splits.ts';
@@ -71,9 +71,4 @@ async function ownedElsewhere(store: ObjectStore, upload: IntakeUpload, k: numbe
 
 export async function isSealed(store: ObjectStore, k: number): Promise<boolean> {
   return !!(await store.head(sealedKey(k)));
-}
-
-async function readJson<T>(store: ObjectStore, key: string): Promise<T | undefined> {
-  const bytes = await store.get(key);
-  return bytes ? (JSON.parse(Buffer.from(bytes).toString('utf8')) as T) : undefined;
 }

@@ -15,6 +15,7 @@ import { StreamingDriver, type DriverConfig } from '../../core/streaming/driver.
 import { TaskFailedError } from '../../core/scheduler/dag-scheduler.ts';
 import { driverConfig, functionConfig, requireSetting, s3Store, sqsQueue, type FunctionConfig } from '../config.ts';
 import { publishIntervalMetrics } from '../metrics.ts';
+import { intervalEnd } from '../../core/streaming/progress.ts';
 import { DriverLease } from './lease.ts';
 import { invokeSelf } from './invoke-self.ts';
 
@@ -84,7 +85,7 @@ export function createDriverHandler(
     let k = progress.next;
     try {
       for (;;) {
-        const end = progress.epoch + (k + 1) * config.intervalMs;
+        const end = intervalEnd(progress, k);
         // Renewed every interval, to cover the wait for this one and a grace for running it. An
         // interval that runs longer than the grace may see the watchdog start a second driver.
         if (!(await lease.acquire(Math.max(clock.now(), end) + grace))) {

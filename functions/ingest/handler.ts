@@ -6,7 +6,7 @@
 import type { S3Event } from 'aws-lambda';
 import { validateKey, type ObjectStore } from '../../core/ports/object-store.ts';
 import { INCOMING } from '../../core/layout.ts';
-import { readProgress } from '../../core/streaming/driver.ts';
+import { intervalAt, readProgress } from '../../core/streaming/progress.ts';
 import { admitUpload, type IntakeUpload } from '../../core/streaming/intake.ts';
 import { functionConfig, s3Store, type FunctionConfig } from '../config.ts';
 
@@ -37,7 +37,7 @@ export function createIngestHandler(deps: IngestHandlerDeps = {}): (event: S3Eve
     const progress = await readProgress(store, now(), intervalMs);
     for (const { upload, eventTime } of arrivals) {
       // Never an interval the driver has moved past; admitUpload moves on from one being sealed.
-      const arrived = Math.max(progress.next, Math.floor((eventTime - progress.epoch) / intervalMs));
+      const arrived = Math.max(progress.next, intervalAt(progress, eventTime));
       const interval = await admitUpload(store, upload, arrived);
       console.log(JSON.stringify({ message: `admitted ${upload.key} to interval ${interval}`, key: upload.key, version: upload.version, size: upload.size, interval }));
     }

@@ -8,6 +8,7 @@ import { listAll, type ObjectStore } from '../../core/ports/object-store.ts';
 import { pipelineFromModule, type PipelineModule } from '../../core/runtime/task-handler.ts';
 import { StreamingDriver, type DriverConfig, type IntervalReport } from '../../core/streaming/driver.ts';
 import { admitUpload, isSealed, type IntakeUpload } from '../../core/streaming/intake.ts';
+import { intervalAt, intervalEnd, type DriverProgress } from '../../core/streaming/progress.ts';
 import { defaultSchedulerOptions, type SchedulerOptions } from '../../core/scheduler/dag-scheduler.ts';
 import { runBatch, type BatchResult } from '../../core/batch/batch-runner.ts';
 import type { Pipeline } from '../../core/graph/pipeline.ts';
@@ -154,18 +155,17 @@ export class EmbeddedRuntime {
   async live(options: { signal?: AbortSignal; intervals?: number; onInterval?: (report: IntervalReport) => void } = {}): Promise<IntervalReport[]> {
     const driver = this.driverInstance();
     const progress = await driver.progress();
-    const { intervalMs } = this.config;
     const admitted = new Set<string>();
     let k = progress.next;
     const stopAt = options.intervals === undefined ? Infinity : k + options.intervals;
     while (!options.signal?.aborted && k < stopAt) {
-      const end = progress.epoch + (k + 1) * intervalMs;
+      const end = intervalEnd(progress, k);
       while (this.clock.now() < end && !options.signal?.aborted) {
-        await this.scanIncoming(progress.epoch, k, admitted);
+        await this.scanIncoming(progress, k, admitted);
         await this.clock.sleep(Math.min(100, Math.max(1, end - this.clock.now())));
       }
       if (options.signal?.aborted) break;
-      await this.scanIncoming(progress.epoch, k, admitted);
+      await this.scanIncoming(progress, k, admitted);
       const report = await this.runInterval(k, end);
       options.onInterval?.(report);
       k++;
@@ -234,7 +234,7 @@ export class EmbeddedRuntime {
     return this.driver;
   }
 
-  private async scanIncoming(epoch: number, open: number, admitted: Set<string>): Promise<void> {
+  private async scanIncoming(progress: DriverProgress, open: number, admitted: Set<string>): Promise<void> {
     const now = this.clock.now();
     for (const info of await listAll(this.store, INCOMING)) {
       if (info.key.startsWith(`${INCOMING}replay/`)) continue;
@@ -243,7 +243,7 @@ export class EmbeddedRuntime {
       // Still being written: take it on a later scan.
       if (admitted.has(id) || now - info.lastModified < 100) continue;
       admitted.add(id);
-      const arrived = Math.max(open, Math.floor((info.lastModified - epoch) / this.config.intervalMs));
+      const arrived = Math.max(open, intervalAt(progress, info.lastModified));
       const upload: IntakeUpload = { key: info.key, name: info.key.slice(INCOMING.length), size: info.size, version };
       await admitUpload(this.store, upload, arrived);
     }
