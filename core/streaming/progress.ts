@@ -21,7 +21,7 @@ export interface DriverProgress {
  */
 export async function readProgress(store: ObjectStore, now: number, intervalMs: number): Promise<DriverProgress> {
   const existing = await readJson<DriverProgress>(store, keys.driverProgress);
-  if (existing) return { ...existing, base: existing.base ?? 0 };
+  if (existing) return existing;
   const fresh: DriverProgress = { next: 0, base: 0, epoch: now, intervalMs };
   await store.putIfAbsent(keys.driverProgress, JSON.stringify(fresh));
   return (await readJson<DriverProgress>(store, keys.driverProgress))!;

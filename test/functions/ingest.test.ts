@@ -63,7 +63,7 @@ describe('ingest handler', () => {
 
   it('creates the progress pointer, starting the stream now, when no driver has run yet', async () => {
     await ingest()(s3Event([{ key: 'incoming/x.txt', size: 5, at: T0 }]));
-    expect(JSON.parse(Buffer.from((await store.get(keys.driverProgress))!).toString())).toEqual({ next: 0, epoch: T0, intervalMs: INTERVAL });
+    expect(JSON.parse(Buffer.from((await store.get(keys.driverProgress))!).toString())).toEqual({ next: 0, base: 0, epoch: T0, intervalMs: INTERVAL });
   });
 
   it('admits an upload once however often S3 notifies of it, and a re-upload of the key as a second upload', async () => {
