@@ -53,7 +53,7 @@ beforeEach(async () => {
   vi.spyOn(console, 'error').mockImplementation(() => {});
   vi.spyOn(process.stdout, 'write').mockImplementation(() => true);
   // The stream started at T0.
-  await store.put(keys.driverProgress, JSON.stringify({ next: 0, epoch: T0, intervalMs: INTERVAL }));
+  await store.put(keys.driverProgress, JSON.stringify({ next: 0, base: 0, epoch: T0, intervalMs: INTERVAL }));
 });
 
 afterEach(async () => {

@@ -50,13 +50,13 @@ describe('ingest handler', () => {
   });
 
   it('admits an upload that arrived in an interval the driver has moved past to the first one still open', async () => {
-    await store.put(keys.driverProgress, JSON.stringify({ next: 3, epoch: T0, intervalMs: INTERVAL }));
+    await store.put(keys.driverProgress, JSON.stringify({ next: 3, base: 0, epoch: T0, intervalMs: INTERVAL }));
     await ingest()(s3Event([{ key: 'incoming/late.txt', size: 5, at: T0 + 1_000 }]));
     expect((await sealInterval(store, 3)).map((u) => u.key)).toEqual(['incoming/late.txt']);
   });
 
   it('takes the epoch from the progress pointer once it exists, not from its own clock', async () => {
-    await store.put(keys.driverProgress, JSON.stringify({ next: 0, epoch: T0 - 5 * INTERVAL, intervalMs: INTERVAL }));
+    await store.put(keys.driverProgress, JSON.stringify({ next: 0, base: 0, epoch: T0 - 5 * INTERVAL, intervalMs: INTERVAL }));
     await ingest()(s3Event([{ key: 'incoming/x.txt', size: 5, at: T0 + 1_000 }]));
     expect((await sealInterval(store, 5)).map((u) => u.key)).toEqual(['incoming/x.txt']);
   });
