@@ -8,7 +8,7 @@
  *   cache/<scope>/                    shuffle blocks and persisted RDDs: may vanish, recomputed
  *   checkpoints/<scope>/              state RDDs every C intervals: durable, truncates lineage
  *   output/<name>/<scope>/            committed outputs, `_SUCCESS` last
- *   errors/<scope>/                   quarantined records and dead-lettered tasks
+ *   errors/<scope>/                   quarantined records and dead-lettered tasks; errors/unreadable-dead-letters/ for stray messages
  *   driver/                           the driver's progress pointer and lease
  */
 
@@ -69,6 +69,8 @@ export const keys = {
   outputSuccess: (name: string, scope: Scope) => `output/${name}/${scope}/_SUCCESS`,
   quarantine: (scope: Scope, stage: string, p: number) => `errors/${scope}/records/${stage}/part-${pad(p)}.jsonl`,
   deadLetter: (scope: Scope, stage: string, p: number) => `errors/${scope}/dead-letters/${stage}/part-${pad(p)}.json`,
+  /** A dead letter that is no task message (sent to the queue by something else): kept, not dropped. */
+  unreadableDeadLetter: (messageId: string) => `errors/unreadable-dead-letters/${messageId.replace(/[^\w.-]/g, '_')}.json`,
   driverProgress: 'driver/progress.json',
   driverLease: 'driver/lease.json',
   largeTask: (scope: Scope, stage: string, p: number, attempt: number) =>

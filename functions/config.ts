@@ -55,6 +55,11 @@ export function driverConfig(config: FunctionConfig): DriverConfig {
  */
 export const SUPERSEDED_CHECK_MS = 2000;
 
+/** How long a failed task waits before its next delivery: 1 s, 2 s, 4 s, ... up to a minute. */
+export function taskRetryDelayMs(receiveCount: number): number {
+  return Math.min(1000 * 2 ** Math.max(0, receiveCount - 1), 60_000);
+}
+
 /** A variable this function needs, though not every function does: an error naming it when absent. */
 export function requireSetting(value: string | undefined, variable: string): string {
   if (!value) throw new Error(`environment variable ${variable} is not set`);

@@ -1,5 +1,6 @@
 /**
- * The driver's metrics, one log line per interval in CloudWatch Embedded Metric Format: CloudWatch
+ * The functions' metrics as CloudWatch Embedded Metric Format log lines (the driver's, one per
+ * interval; failure counts from the task function and the driver): CloudWatch
  * Logs turns the line into metrics, so publishing costs no API call and cannot fail the driver.
  * The names are the ones the stack's dashboard and alarms read (infra/pipeline-monitoring.ts).
  */
@@ -13,6 +14,10 @@ export const METRICS = {
   schedulingDelay: 'SchedulingDelay',
   taskRetries: 'TaskRetries',
   speculativeTasks: 'SpeculativeTasks',
+  /** Task attempts that failed and were returned to the queue (published by the task function). */
+  taskFailures: 'TaskFailures',
+  /** Tasks that failed every delivery: their interval cannot commit until the cause is fixed. */
+  deadLetteredTasks: 'DeadLetteredTasks',
 } as const;
 
 /**
@@ -56,10 +61,33 @@ export function intervalMetrics(pipeline: string, report: IntervalReport, timest
   };
 }
 
+export function publishIntervalMetrics(pipeline: string, report: IntervalReport, timestamp: number): void {
+  writeEmf(intervalMetrics(pipeline, report, timestamp));
+}
+
+/** One count metric, as an EMF line (task failures, dead-lettered tasks). */
+function publishCount(pipeline: string, metric: string, count: number, timestamp: number, fields: Record<string, unknown> = {}): void {
+  const document = {
+    _aws: { Timestamp: timestamp, CloudWatchMetrics: [{ Namespace: METRICS.namespace, Dimensions: [[METRICS.dimension]], Metrics: [{ Name: metric, Unit: 'Count' }] }] },
+    [METRICS.dimension]: pipeline,
+    [metric]: count,
+    ...fields,
+  };
+  writeEmf(document);
+}
+
+export function publishTaskFailures(pipeline: string, count: number, timestamp: number): void {
+  publishCount(pipeline, METRICS.taskFailures, count, timestamp);
+}
+
+export function publishDeadLetteredTask(pipeline: string, timestamp: number, fields: Record<string, unknown>): void {
+  publishCount(pipeline, METRICS.deadLetteredTasks, 1, timestamp, fields);
+}
+
 /**
  * Straight to stdout, not console.log: under Lambda's JSON log format console.log wraps the line
  * in a log record of its own, which hides the document from EMF extraction.
  */
-export function publishIntervalMetrics(pipeline: string, report: IntervalReport, timestamp: number): void {
-  process.stdout.write(`${JSON.stringify(intervalMetrics(pipeline, report, timestamp))}\n`);
+function writeEmf(document: Record<string, unknown>): void {
+  process.stdout.write(`${JSON.stringify(document)}\n`);
 }

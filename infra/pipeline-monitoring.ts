@@ -21,61 +21,107 @@ export interface PipelineMonitoringProps {
   taskFunction: lambda.IFunction;
   taskQueue: sqs.IQueue;
   deadLetterQueue: sqs.IQueue;
+  /** S3 events the ingest function failed on after its retries. */
+  ingestFailures: sqs.IQueue;
 }
 
 const MINUTE = Duration.minutes(1);
+/** A driver invocation lives up to 15 minutes, so a failing one fails about that often. */
+const DRIVER_LIFETIME = Duration.minutes(15);
 
 export class PipelineMonitoring extends Construct {
-  /** Dead letters waiting: a task failed every attempt and its interval cannot commit. */
+  /** A task failed every delivery and was dead-lettered: its interval cannot commit. */
   readonly deadLetterAlarm: cloudwatch.Alarm;
   /** Intervals start later and later: the pipeline does not keep up with its input. */
   readonly schedulingDelayAlarm: cloudwatch.Alarm;
-  /** Task invocations keep failing (crashes, timeouts), not just single retried tasks. */
+  /** No interval committed for several intervals: the driver is stuck or not running. */
+  readonly stalledAlarm: cloudwatch.Alarm;
+  /** Tasks keep failing (each failure is retried, but a steady stream of them is a fault). */
+  readonly taskFailuresAlarm: cloudwatch.Alarm;
+  /** Task invocations crash or time out, beyond the failures tasks report themselves. */
   readonly taskErrorsAlarm: cloudwatch.Alarm;
-  /** Driver invocations keep failing: no interval is being committed. */
+  /** Driver invocations fail. */
   readonly driverErrorsAlarm: cloudwatch.Alarm;
+  /** Uploads whose S3 event the ingest function could not admit: they are in no interval. */
+  readonly ingestFailuresAlarm: cloudwatch.Alarm;
   readonly dashboard: cloudwatch.Dashboard;
 
   constructor(scope: Construct, id: string, props: PipelineMonitoringProps) {
     super(scope, id);
-    const metric = (metricName: string, statistic: string, label?: string) =>
+    // The driver publishes once per interval: periods shorter than an interval would be empty.
+    const period = Duration.seconds(Math.max(60, Math.ceil(props.intervalMs / 60_000) * 60));
+    const metric = (metricName: string, statistic: string, label?: string, metricPeriod = MINUTE) =>
       new cloudwatch.Metric({
         namespace: DSTREAM_METRICS.namespace,
         metricName,
         dimensionsMap: { [DSTREAM_METRICS.dimension]: props.pipelineName },
         statistic,
-        period: MINUTE,
+        period: metricPeriod,
         label,
       });
     // No label: a labelled metric makes the alarm a metric-math alarm.
-    const schedulingDelay = metric(DSTREAM_METRICS.schedulingDelay, 'Maximum');
+    const schedulingDelay = metric(DSTREAM_METRICS.schedulingDelay, 'Maximum', undefined, period);
     // Three intervals behind is a backlog, not a blip; a floor of 30 s absorbs the driver's
     // handover to its successor and cold starts.
     const lagThresholdMs = Math.max(3 * props.intervalMs, 30_000);
 
-    /** An alarm that never fires on missing data: a pipeline with no input is not failing. */
-    const alarm = (id: string, description: string, alarmMetric: cloudwatch.IMetric, threshold: number, periods: number, atLeast = false) =>
+    /** Missing data is not breaching unless said: a pipeline with no input is not failing. */
+    const alarm = (
+      id: string,
+      description: string,
+      alarmMetric: cloudwatch.IMetric,
+      threshold: number,
+      periods: number,
+      comparison = cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+      missing = cloudwatch.TreatMissingData.NOT_BREACHING,
+    ) =>
       new cloudwatch.Alarm(this, id, {
         alarmDescription: `dstream ${props.pipelineName}: ${description}`,
         metric: alarmMetric,
         threshold,
-        comparisonOperator: atLeast
-          ? cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD
-          : cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
+        comparisonOperator: comparison,
         evaluationPeriods: periods,
-        treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
+        treatMissingData: missing,
       });
-    const errors = (fn: lambda.IFunction) => fn.metricErrors({ period: MINUTE, statistic: 'Sum' });
+    const errors = (fn: lambda.IFunction, errorPeriod = MINUTE) => fn.metricErrors({ period: errorPeriod, statistic: 'Sum' });
+    // The driver drains the dead-letter queue within a second of a letter arriving, so the
+    // queue's depth would rarely be seen; the driver counts what it drains instead.
     this.deadLetterAlarm = alarm(
       'DeadLetters',
-      'tasks in the dead-letter queue (every attempt failed)',
-      props.deadLetterQueue.metricApproximateNumberOfMessagesVisible({ period: MINUTE, statistic: 'Maximum' }),
-      0,
+      'a task failed every delivery and was dead-lettered; its interval cannot commit until the cause is fixed (see the driver\'s log and errors/)',
+      metric(DSTREAM_METRICS.deadLetteredTasks, 'Sum'),
+      1,
       1,
     );
-    this.schedulingDelayAlarm = alarm('SchedulingDelay', `intervals start more than ${lagThresholdMs} ms late for 3 minutes`, schedulingDelay, lagThresholdMs, 3);
-    this.taskErrorsAlarm = alarm('TaskErrors', 'task function errors in 3 consecutive minutes', errors(props.taskFunction), 1, 3, true);
-    this.driverErrorsAlarm = alarm('DriverErrors', 'driver function errors in 3 consecutive minutes', errors(props.driverFunction), 1, 3, true);
+    this.schedulingDelayAlarm = alarm(
+      'SchedulingDelay',
+      `intervals start more than ${lagThresholdMs} ms late for 3 periods`,
+      schedulingDelay,
+      lagThresholdMs,
+      3,
+      cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
+    );
+    // A committed interval publishes its scheduling delay, even when empty: none in three periods
+    // means none committed, whatever the input.
+    this.stalledAlarm = alarm(
+      'Stalled',
+      'no interval committed for 3 periods: the driver is failing, stuck, or not running',
+      metric(DSTREAM_METRICS.schedulingDelay, 'SampleCount', undefined, period),
+      1,
+      3,
+      cloudwatch.ComparisonOperator.LESS_THAN_THRESHOLD,
+      cloudwatch.TreatMissingData.BREACHING,
+    );
+    this.taskFailuresAlarm = alarm('TaskFailures', 'tasks failed in 3 consecutive minutes (each is retried; see the task function\'s log)', metric(DSTREAM_METRICS.taskFailures, 'Sum'), 1, 3);
+    this.taskErrorsAlarm = alarm('TaskErrors', 'task function invocations crashed or timed out in 3 consecutive minutes', errors(props.taskFunction), 1, 3);
+    this.driverErrorsAlarm = alarm('DriverErrors', 'the driver function failed (see its log)', errors(props.driverFunction, DRIVER_LIFETIME), 1, 1);
+    this.ingestFailuresAlarm = alarm(
+      'IngestFailures',
+      'uploads the ingest function could not admit after its retries: they are in no interval until their events are replayed (see the README)',
+      props.ingestFailures.metricApproximateNumberOfMessagesVisible({ period: MINUTE, statistic: 'Maximum' }),
+      1,
+      1,
+    );
 
     const functions = Object.entries({ ingest: props.ingestFunction, driver: props.driverFunction, task: props.taskFunction });
     const graph = (title: string, left: cloudwatch.IMetric[], extra: Partial<cloudwatch.GraphWidgetProps> = {}) =>
@@ -92,9 +138,11 @@ export class PipelineMonitoring extends Construct {
           graph('Scheduling delay (ms)', [schedulingDelay.with({ label: 'worst' })], { leftAnnotations: [{ value: lagThresholdMs, label: 'alarm' }] }),
         ],
         [
-          graph('Task retries and speculative copies', [
-            metric(DSTREAM_METRICS.taskRetries, 'Sum', 'retries'),
+          graph('Task failures, retries and speculative copies', [
+            metric(DSTREAM_METRICS.taskFailures, 'Sum', 'failed attempts'),
+            metric(DSTREAM_METRICS.taskRetries, 'Sum', 'rerun by the driver'),
             metric(DSTREAM_METRICS.speculativeTasks, 'Sum', 'speculative'),
+            metric(DSTREAM_METRICS.deadLetteredTasks, 'Sum', 'dead-lettered'),
           ]),
           graph('Task queue', [
             props.taskQueue.metricApproximateNumberOfMessagesVisible({ period: MINUTE, statistic: 'Maximum', label: 'waiting' }),
@@ -103,7 +151,15 @@ export class PipelineMonitoring extends Construct {
           ]),
           new cloudwatch.AlarmStatusWidget({
             title: 'Alarms',
-            alarms: [this.deadLetterAlarm, this.schedulingDelayAlarm, this.taskErrorsAlarm, this.driverErrorsAlarm],
+            alarms: [
+              this.deadLetterAlarm,
+              this.stalledAlarm,
+              this.schedulingDelayAlarm,
+              this.taskFailuresAlarm,
+              this.taskErrorsAlarm,
+              this.driverErrorsAlarm,
+              this.ingestFailuresAlarm,
+            ],
             width: 8,
             height: 6,
           }),

@@ -363,7 +363,12 @@ export class DagScheduler {
       let task: TaskRecord;
       try {
         task = await decodeTaskMessage(store, letter.body);
-      } catch {
+      } catch (error) {
+        // Belongs to no stage, so it fails none; but it is drained, so it is kept where it can be read.
+        await store.put(
+          keys.unreadableDeadLetter(letter.id),
+          JSON.stringify({ id: letter.id, receiveCount: letter.receiveCount, error: String(error), body: letter.body }, null, 2),
+        );
         continue;
       }
       const stage = this.stages.get(`${task.scope}/${task.stage}`);

@@ -14,6 +14,14 @@ export interface AwsClientConfigs {
 
 const DEFAULT_REGION = 'us-east-1';
 const DEFAULT_MAX_ATTEMPTS = 5;
+/**
+ * A hung connection fails (TimeoutError, which is retried) instead of holding a driver until its
+ * invocation times out. Idle, not total: a long ranged GET streams for as long as data flows.
+ * SQS's idle bound is above its 20 s long poll.
+ */
+const CONNECTION_TIMEOUT_MS = 3_000;
+const S3_IDLE_TIMEOUT_MS = 30_000;
+const SQS_IDLE_TIMEOUT_MS = 60_000;
 
 /**
  * Region from AWS_REGION or AWS_DEFAULT_REGION; endpoint overrides from AWS_ENDPOINT_URL_S3 /
@@ -31,8 +39,16 @@ export function awsClientConfig(env: Env = process.env): AwsClientConfigs {
   const sqsEndpoint = endpointFrom(env, 'AWS_ENDPOINT_URL_SQS');
   return {
     // Emulators serve buckets as paths, not as virtual hosts under their own DNS name.
-    s3: s3Endpoint ? { ...common, endpoint: s3Endpoint, forcePathStyle: true } : common,
-    sqs: sqsEndpoint ? { ...common, endpoint: sqsEndpoint } : common,
+    s3: {
+      ...common,
+      requestHandler: { connectionTimeout: CONNECTION_TIMEOUT_MS, socketTimeout: S3_IDLE_TIMEOUT_MS },
+      ...(s3Endpoint ? { endpoint: s3Endpoint, forcePathStyle: true } : {}),
+    },
+    sqs: {
+      ...common,
+      requestHandler: { connectionTimeout: CONNECTION_TIMEOUT_MS, socketTimeout: SQS_IDLE_TIMEOUT_MS },
+      ...(sqsEndpoint ? { endpoint: sqsEndpoint } : {}),
+    },
   };
 }
 

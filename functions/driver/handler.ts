@@ -14,7 +14,7 @@ import type { Pipeline } from '../../core/graph/pipeline.ts';
 import { StreamingDriver, type DriverConfig } from '../../core/streaming/driver.ts';
 import { TaskFailedError } from '../../core/scheduler/dag-scheduler.ts';
 import { driverConfig, functionConfig, requireSetting, s3Store, sqsQueue, type FunctionConfig } from '../config.ts';
-import { publishIntervalMetrics } from '../metrics.ts';
+import { publishDeadLetteredTask, publishIntervalMetrics } from '../metrics.ts';
 import { intervalEnd } from '../../core/streaming/progress.ts';
 import { DriverLease } from './lease.ts';
 import { invokeSelf } from './invoke-self.ts';
@@ -116,6 +116,9 @@ export function createDriverHandler(
       }
     } catch (error) {
       logFailure(k, error);
+      if (error instanceof TaskFailedError) {
+        publishDeadLetteredTask(pipeline.options.name, clock.now(), { interval: k, stage: error.stage, partition: error.partition });
+      }
       await lease.release().catch(() => {});
       throw error;
     }

@@ -7,12 +7,16 @@
  */
 import type { SQSBatchItemFailure, SQSBatchResponse, SQSEvent, SQSRecord } from 'aws-lambda';
 import type { ObjectStore } from '../../core/ports/object-store.ts';
+import type { TaskQueue } from '../../core/ports/task-queue.ts';
 import type { TaskRecord } from '../../core/exec/task.ts';
 import { TaskHandler, type PipelineModule } from '../../core/runtime/task-handler.ts';
-import { SUPERSEDED_CHECK_MS, functionConfig, s3Store } from '../config.ts';
+import { SUPERSEDED_CHECK_MS, functionConfig, s3Store, sqsQueue, taskRetryDelayMs } from '../config.ts';
+import { publishTaskFailures } from '../metrics.ts';
 
 export interface TaskHandlerDeps {
   store?: ObjectStore;
+  /** Where a failed task's message is hidden for its retry delay. Default: the task queue. */
+  queue?: Pick<TaskQueue, 'changeVisibility'>;
 }
 
 export function createTaskHandler(pipeline: PipelineModule, deps: TaskHandlerDeps = {}): (event: SQSEvent) => Promise<SQSBatchResponse> {
@@ -20,16 +24,42 @@ export function createTaskHandler(pipeline: PipelineModule, deps: TaskHandlerDep
   // cache of rebuilt plans serves every batch the container runs.
   let tasks: TaskHandler | undefined;
   const taskHandler = () => (tasks ??= new TaskHandler(pipeline, deps.store ?? s3Store(functionConfig()), { supersededCheckMs: SUPERSEDED_CHECK_MS }));
+  let queue: Pick<TaskQueue, 'changeVisibility'> | undefined;
+  const retryQueue = () => (queue ??= deps.queue ?? sqsQueue(functionConfig()));
 
   return async (event) => {
     const records = recordsOf(event);
     const batchItemFailures: SQSBatchItemFailure[] = [];
     // One task at a time: each holds a partition in memory, and the batch shares the function's.
     for (const record of records) {
-      if (!(await runRecord(taskHandler(), record))) batchItemFailures.push({ itemIdentifier: record.messageId });
+      if (await runRecord(taskHandler(), record)) continue;
+      batchItemFailures.push({ itemIdentifier: record.messageId });
+      await retrySoon(retryQueue, record);
     }
+    if (batchItemFailures.length > 0) publishTaskFailures(pipeline.options.name, batchItemFailures.length, Date.now());
     return { batchItemFailures };
   };
+}
+
+/**
+ * A reported message would otherwise come back only when its visibility timeout (six times the
+ * function's timeout) runs out: half an hour for one failed attempt. Best effort: if this fails,
+ * the timeout still brings it back.
+ */
+async function retrySoon(queue: () => Pick<TaskQueue, 'changeVisibility'>, record: SQSRecord): Promise<void> {
+  const delayMs = taskRetryDelayMs(receiveCountOf(record));
+  try {
+    await queue().changeVisibility(record.receiptHandle, delayMs);
+  } catch (error) {
+    console.error(
+      JSON.stringify({
+        level: 'warn',
+        message: `could not shorten the visibility of failed message ${record.messageId} to ${delayMs} ms; it returns after the queue's visibility timeout`,
+        messageId: record.messageId,
+        error: String(error),
+      }),
+    );
+  }
 }
 
 /** True when the message is done with: the task completed, was already complete, or reported lost inputs. */

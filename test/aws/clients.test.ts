@@ -4,8 +4,21 @@ import { awsClientConfig } from '../../functions/aws/clients.ts';
 describe('awsClientConfig', () => {
   it('without an environment: us-east-1, AWS endpoints, adaptive retries', () => {
     const { s3, sqs } = awsClientConfig({});
-    expect(s3).toEqual({ region: 'us-east-1', maxAttempts: 5, retryMode: 'adaptive' });
-    expect(sqs).toEqual(s3);
+    for (const config of [s3, sqs]) {
+      expect(config).toMatchObject({ region: 'us-east-1', maxAttempts: 5, retryMode: 'adaptive' });
+      expect(config.endpoint).toBeUndefined();
+    }
+  });
+
+  it('bounds how long a connection may take and a socket may idle, so a hung request fails and is retried', () => {
+    const { s3, sqs } = awsClientConfig({});
+    for (const config of [s3, sqs]) {
+      const handler = config.requestHandler as { connectionTimeout?: number; socketTimeout?: number };
+      expect(handler.connectionTimeout).toBeGreaterThan(0);
+      expect(handler.socketTimeout).toBeGreaterThan(0);
+    }
+    // Above SQS's longest long poll, 20 s.
+    expect((sqs.requestHandler as { socketTimeout: number }).socketTimeout).toBeGreaterThan(20_000);
   });
 
   it('takes the region from AWS_REGION before AWS_DEFAULT_REGION', () => {

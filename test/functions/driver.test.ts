@@ -136,7 +136,8 @@ describe('driver handler', () => {
     await store.put('incoming/meal.txt', 'bread\npoison\n');
     await createIngestHandler({ store, now: () => clock.now(), intervalMs: INTERVAL })(s3Event([{ key: 'incoming/meal.txt', size: 13, at: T0 + 1_000 }]));
     const queue = new FsTaskQueue({ dir: path.join(base, 'queue'), maxReceives: 2 });
-    const mapping = eventSourceMapping(queue, createTaskHandler(poisoned, { store }));
+    const mapping = eventSourceMapping(queue, createTaskHandler(poisoned, { store, queue }));
+    const stdout = vi.spyOn(process.stdout, 'write').mockImplementation(() => true);
     clock.time = T0 + INTERVAL + 1_000;
     try {
       const driver = createDriverHandler(poisoned, { store, queue, clock, config, invokeSelf: async () => void handOvers.push(clock.now()) });
@@ -159,6 +160,32 @@ describe('driver handler', () => {
       receiveCount: 2,
     });
     expect(logged[0]!.lastError).toMatch(/^BadRecordError: map failed on a record .*cannot digest "poison"/);
+    // The metric the dead-letter alarm watches.
+    const metrics = stdout.mock.calls.map(([line]) => JSON.parse(String(line)) as Record<string, unknown>);
+    expect(metrics.filter((m) => m.DeadLetteredTasks === 1)).toEqual([expect.objectContaining({ Pipeline: 'poisoned', interval: 0, stage: 'out-out' })]);
+    expect(metrics.filter((m) => m.TaskFailures).reduce((n, m) => n + Number(m.TaskFailures), 0)).toBe(2);
+  });
+
+  it('keeps a dead letter that is no task under errors/, and commits the interval', async () => {
+    const queue = new FsTaskQueue({ dir: path.join(base, 'queue'), maxReceives: 1 });
+    // Something else put a message on the task queue; it was received once and not deleted.
+    await queue.send(['{"not":"a task"}']);
+    const [stray] = await queue.receive(1, 0);
+    await store.put('incoming/words.txt', 'a b a\n');
+    await createIngestHandler({ store, now: () => clock.now(), intervalMs: INTERVAL })(s3Event([{ key: 'incoming/words.txt', size: 6, at: T0 + 1_000 }]));
+    const mapping = eventSourceMapping(queue, createTaskHandler(wordcount, { store, queue }));
+    clock.time = T0 + INTERVAL + 1_000;
+    try {
+      const driver = createDriverHandler(wordcount, { store, queue, clock, config, invokeSelf: async () => void handOvers.push(clock.now()) });
+      await driver(scheduledEvent, until(T0 + INTERVAL + 1_000 + MARGIN + 1));
+    } finally {
+      await mapping.stop();
+      await queue.close();
+    }
+    expect(await store.head(keys.committed('interval=000000'))).toBeDefined();
+    const kept = JSON.parse(Buffer.from((await store.get(keys.unreadableDeadLetter(stray!.id)))!).toString());
+    expect(kept).toMatchObject({ id: stray!.id, body: '{"not":"a task"}' });
+    expect(kept.error).toMatch(/not a dstream task|task message/);
   });
 
   it('checks its environment on the first invocation, naming the variable that is missing', async () => {

@@ -62,7 +62,7 @@ it('uploads notified to ingest come out of the driver and task functions as word
   });
   const handOvers: number[] = [];
   const driver = createDriverHandler(wordcount, { store, queue, clock, config, invokeSelf: async () => void handOvers.push(clock.now()) });
-  const mapping = eventSourceMapping(queue, createTaskHandler(wordcount, { store }));
+  const mapping = eventSourceMapping(queue, createTaskHandler(wordcount, { store, queue }));
 
   // Intervals 0 and 1 are due; the invocation ends at 4:00, too soon to wait for interval 2 (which
   // ends at 3:00) and still have the 90 s margin to run it.

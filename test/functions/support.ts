@@ -60,8 +60,8 @@ export function sqsEvent(messages: Pick<QueueMessage, 'id' | 'body' | 'receipt' 
 
 /**
  * The SQS event source mapping with ReportBatchItemFailures: receives batches of up to ten,
- * invokes the function, deletes what it did not report, and makes the reported messages visible
- * again (as their visibility timeout running out would).
+ * invokes the function and deletes what it did not report. A reported message stays hidden until
+ * its visibility timeout runs out (which the task function shortens to its retry delay).
  */
 export function eventSourceMapping(queue: TaskQueue, handler: (event: SQSEvent) => Promise<SQSBatchResponse>) {
   let running = true;
@@ -73,10 +73,7 @@ export function eventSourceMapping(queue: TaskQueue, handler: (event: SQSEvent) 
       invocations++;
       const { batchItemFailures } = await handler(sqsEvent(messages));
       const failed = new Set(batchItemFailures.map((f) => f.itemIdentifier));
-      for (const m of messages) {
-        if (failed.has(m.id)) await queue.changeVisibility(m.receipt, 0);
-        else await queue.delete(m.receipt);
-      }
+      for (const m of messages) if (!failed.has(m.id)) await queue.delete(m.receipt);
     }
   })();
   return {

@@ -58,6 +58,12 @@ async function intervalWithTasks() {
   return { run, batch };
 }
 
+/** Stands in for the queue: records the retry delays the handler asks for. */
+function retryRecorder() {
+  const hidden: [string, number][] = [];
+  return { hidden, changeVisibility: async (receipt: string, ms: number) => void hidden.push([receipt, ms]) };
+}
+
 /** A syntactically valid task of wordcount whose interval has no lineage record: running it throws. */
 function orphanTask(): TaskRecord {
   return {
@@ -77,7 +83,7 @@ function orphanTask(): TaskRecord {
 
 describe('task handler', () => {
   it('reports only the messages that failed: real tasks run and are not reported, bodies that are not tasks are', async () => {
-    const handler = createTaskHandler(wordcount, { store });
+    const handler = createTaskHandler(wordcount, { store, queue: retryRecorder() });
     const { run, batch } = await intervalWithTasks();
     const junk = [
       { id: 'junk-1', body: 'not json at all', receipt: 'r1', receiveCount: 1 },
@@ -124,8 +130,14 @@ describe('task handler', () => {
     event.Records[0]!.body = 'this is no task';
     // The fixture's second record is a second delivery: ApproximateReceiveCount "2".
     event.Records[1]!.body = JSON.stringify(task);
-    const response = await createTaskHandler(wordcount, { store })(event);
+    const retries = retryRecorder();
+    const response = await createTaskHandler(wordcount, { store, queue: retries })(event);
     expect(response.batchItemFailures).toEqual([{ itemIdentifier: event.Records[0]!.messageId }, { itemIdentifier: event.Records[1]!.messageId }]);
+    // Back in the queue after a short delay that doubles per delivery, not after the queue's visibility timeout.
+    expect(retries.hidden).toEqual([
+      [event.Records[0]!.receiptHandle, 1000],
+      [event.Records[1]!.receiptHandle, 2000],
+    ]);
 
     const recorded = JSON.parse(Buffer.from((await store.get(keys.taskError(task.scope, task.stage, task.partition)))!).toString());
     expect(recorded).toEqual({ attempt: 0, copy: 0, receiveCount: 2, error: 'Error: lineage record of interval=000042 is missing' });

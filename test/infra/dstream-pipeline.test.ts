@@ -81,13 +81,13 @@ describe('the bucket', () => {
     });
   });
 
-  it('lets the cache vanish after a day and keeps uploads and their intake for the retention period', () => {
+  it('lets the cache vanish after a day and keeps uploads, their intake and lineage for the retention period', () => {
     const [[, bucket]] = ofType('AWS::S3::Bucket');
     const rules = bucket!.Properties.LifecycleConfiguration.Rules as Record<string, any>[];
     const expiryDays = Object.fromEntries(rules.filter((r) => r.Prefix).map((r) => [r.Prefix, r.ExpirationInDays]));
-    expect(expiryDays).toEqual({ 'cache/': 1, 'incoming/': 7, 'intake/': 7 });
+    expect(expiryDays).toEqual({ 'cache/': 1, 'incoming/': 7, 'intake/': 7, 'lineage/': 7 });
     expect(rules).toContainEqual(expect.objectContaining({ AbortIncompleteMultipartUpload: { DaysAfterInitiation: 1 }, Status: 'Enabled' }));
-    // Lineage, checkpoints and outputs are what recovery and readers need: no rule expires them.
+    // Checkpoints and outputs are what recovery and readers need: no rule expires them.
     expect(rules.filter((r) => r.ExpirationInDays && !r.Prefix)).toEqual([]);
   });
 
@@ -111,13 +111,13 @@ describe('the queues', () => {
     template.hasResourceProperties('AWS::SQS::Queue', {
       VisibilityTimeout: 6 * 5 * 60,
       SqsManagedSseEnabled: true,
-      RedrivePolicy: { deadLetterTargetArn: { 'Fn::GetAtt': [logicalId(pipeline.deadLetterQueue), 'Arn'] }, maxReceiveCount: 4 },
+      RedrivePolicy: { deadLetterTargetArn: { 'Fn::GetAtt': [logicalId(pipeline.deadLetterQueue), 'Arn'] }, maxReceiveCount: 5 },
     });
     template.hasResourceProperties('AWS::SQS::Queue', { MessageRetentionPeriod: 14 * 24 * 3600, SqsManagedSseEnabled: true });
   });
 
-  it('both refuse requests without TLS', () => {
-    for (const queue of [pipeline.taskQueue, pipeline.deadLetterQueue]) {
+  it('all refuse requests without TLS', () => {
+    for (const queue of [pipeline.taskQueue, pipeline.deadLetterQueue, pipeline.ingestFailures]) {
       template.hasResourceProperties('AWS::SQS::QueuePolicy', {
         Queues: [{ Ref: logicalId(queue) }],
         PolicyDocument: { Statement: Match.arrayWith([Match.objectLike({ Effect: 'Deny', Condition: { Bool: { 'aws:SecureTransport': 'false' } } })]) },
@@ -145,9 +145,12 @@ describe('the functions', () => {
     }
   });
 
-  it('let at most two drivers race, each knowing its own name to hand over to itself', () => {
+  it('let a driver hand over to itself, forever, knowing its own name', () => {
     const driver = resources[logicalId(pipeline.driverFunction)]!.Properties;
-    expect(driver.ReservedConcurrentExecutions).toBe(2);
+    // No reserved concurrency, which fails deployment on accounts with a low quota: the lease serialises drivers.
+    expect(driver.ReservedConcurrentExecutions).toBeUndefined();
+    // Lambda's loop detection would cut the chain of hand-overs after 16.
+    expect(driver.RecursiveLoop).toBe('Allow');
     expect(driver.Timeout).toBe(15 * 60);
     expect(driver.Environment.Variables.DSTREAM_DRIVER_FUNCTION_NAME).toBe(driver.FunctionName);
     const invoke = statementsOf(pipeline.driverFunction).filter((s) => actions(s).includes('lambda:InvokeFunction'));
@@ -155,11 +158,11 @@ describe('the functions', () => {
     expect(JSON.stringify(invoke[0]!.Resource)).toMatch(new RegExp(`:function:${driver.FunctionName}"`));
   });
 
-  it('feed tasks from the queue in batches of 10, reporting partial failures, at most taskConcurrency at once', () => {
+  it('feed tasks from the queue one per invocation, reporting failures, at most taskConcurrency at once', () => {
     template.hasResourceProperties('AWS::Lambda::EventSourceMapping', {
       FunctionName: { Ref: logicalId(pipeline.taskFunction) },
       EventSourceArn: { 'Fn::GetAtt': [logicalId(pipeline.taskQueue), 'Arn'] },
-      BatchSize: 10,
+      BatchSize: 1,
       FunctionResponseTypes: ['ReportBatchItemFailures'],
       ScalingConfig: { MaximumConcurrency: 20 },
     });
@@ -218,28 +221,37 @@ describe('permissions', () => {
   });
 
   it('let the task function consume the task queue, and only the driver send to it', () => {
-    const sends = (fn: { role?: iam.IRole }) => statementsOf(fn).filter((s) => actions(s).includes('sqs:SendMessage'));
-    expect(sends(pipeline.driverFunction)).toHaveLength(1);
-    expect([...sends(pipeline.taskFunction), ...sends(pipeline.ingestFunction)]).toEqual([]);
-    expect(statementsOf(pipeline.taskFunction).flatMap(actions)).toEqual(expect.arrayContaining(['sqs:ReceiveMessage', 'sqs:DeleteMessage']));
+    const sends = (fn: { role?: iam.IRole }, queue: { node: { defaultChild?: unknown } }) =>
+      statementsOf(fn).filter((s) => actions(s).includes('sqs:SendMessage') && JSON.stringify(s.Resource).includes(`"${logicalId(queue)}"`));
+    expect(sends(pipeline.driverFunction, pipeline.taskQueue)).toHaveLength(1);
+    expect([...sends(pipeline.taskFunction, pipeline.taskQueue), ...sends(pipeline.ingestFunction, pipeline.taskQueue)]).toEqual([]);
+    // Ingest sends only the events it failed on, to their own queue.
+    expect(sends(pipeline.ingestFunction, pipeline.ingestFailures)).toHaveLength(1);
+    // ChangeMessageVisibility: a failed task comes back after its retry delay, not the queue's timeout.
+    expect(statementsOf(pipeline.taskFunction).flatMap(actions)).toEqual(
+      expect.arrayContaining(['sqs:ReceiveMessage', 'sqs:DeleteMessage', 'sqs:ChangeMessageVisibility']),
+    );
+  });
+
+  it('send the S3 events ingest fails on, after its retries, to a queue of their own', () => {
+    template.hasResourceProperties('AWS::Lambda::EventInvokeConfig', {
+      FunctionName: { Ref: logicalId(pipeline.ingestFunction) },
+      DestinationConfig: { OnFailure: { Destination: { 'Fn::GetAtt': [logicalId(pipeline.ingestFailures), 'Arn'] } } },
+    });
   });
 });
 
 describe('monitoring', () => {
-  it('alarms on dead letters, scheduling delay, and failing task and driver functions', () => {
-    template.hasResourceProperties('AWS::CloudWatch::Alarm', {
-      MetricName: 'ApproximateNumberOfMessagesVisible',
-      Dimensions: [{ Name: 'QueueName', Value: { 'Fn::GetAtt': [logicalId(pipeline.deadLetterQueue), 'QueueName'] } }],
-      Threshold: 0,
-      ComparisonOperator: 'GreaterThanThreshold',
-    });
-    template.hasResourceProperties('AWS::CloudWatch::Alarm', {
-      Namespace: 'DStream',
-      MetricName: 'SchedulingDelay',
-      Dimensions: [{ Name: 'Pipeline', Value: 'fixture' }],
-      // Three 5 s intervals are under the 30 s floor.
-      Threshold: 30_000,
-    });
+  it('alarms on dead letters, failing tasks, lag, a stalled driver, failing functions and uploads ingest could not admit', () => {
+    const dstream = (metricName: string, more: Record<string, unknown>) =>
+      template.hasResourceProperties('AWS::CloudWatch::Alarm', { Namespace: 'DStream', MetricName: metricName, Dimensions: [{ Name: 'Pipeline', Value: 'fixture' }], ...more });
+    // Counted by the driver as it drains them: the queue's depth would rarely be seen.
+    dstream('DeadLetteredTasks', { Statistic: 'Sum', Threshold: 1, ComparisonOperator: 'GreaterThanOrEqualToThreshold', EvaluationPeriods: 1 });
+    dstream('TaskFailures', { Statistic: 'Sum', Threshold: 1, EvaluationPeriods: 3 });
+    // Three 5 s intervals are under the 30 s floor.
+    dstream('SchedulingDelay', { Statistic: 'Maximum', Threshold: 30_000, ComparisonOperator: 'GreaterThanThreshold' });
+    // Every committed interval publishes a delay, even an empty one: no data means no commits.
+    dstream('SchedulingDelay', { Statistic: 'SampleCount', Threshold: 1, ComparisonOperator: 'LessThanThreshold', TreatMissingData: 'breaching' });
     for (const fn of [pipeline.taskFunction, pipeline.driverFunction]) {
       template.hasResourceProperties('AWS::CloudWatch::Alarm', {
         Namespace: 'AWS/Lambda',
@@ -247,12 +259,25 @@ describe('monitoring', () => {
         Dimensions: [{ Name: 'FunctionName', Value: { Ref: logicalId(fn) } }],
       });
     }
+    template.hasResourceProperties('AWS::CloudWatch::Alarm', {
+      MetricName: 'ApproximateNumberOfMessagesVisible',
+      Dimensions: [{ Name: 'QueueName', Value: { 'Fn::GetAtt': [logicalId(pipeline.ingestFailures), 'QueueName'] } }],
+      Threshold: 1,
+    });
+  });
+
+  it('reads the driver\'s per-interval metrics over periods no shorter than an interval', () => {
+    const slow = new Stack(new App({ context: { ...CONTEXT, 'aws:cdk:bundling-stacks': [] } }), 'Slow');
+    new DStreamPipeline(slow, 'P', { pipelineModule: PIPELINE_MODULE, pipelineName: 'fixture', intervalSeconds: 300 });
+    const alarms = Object.values(Template.fromStack(slow).toJSON().Resources as Record<string, Resource>).filter((r) => r.Type === 'AWS::CloudWatch::Alarm');
+    const delays = alarms.filter((a) => a.Properties.MetricName === 'SchedulingDelay');
+    expect(delays.map((a) => a.Properties.Period)).toEqual([300, 300]);
   });
 
   it('has a dashboard of the driver\'s metrics, the queues and the functions', () => {
     const [[, dashboard]] = ofType('AWS::CloudWatch::Dashboard');
     const body = JSON.stringify(dashboard!.Properties.DashboardBody);
-    for (const name of ['InputRecords', 'ProcessingTime', 'SchedulingDelay', 'TaskRetries', 'SpeculativeTasks']) {
+    for (const name of ['InputRecords', 'ProcessingTime', 'SchedulingDelay', 'TaskRetries', 'SpeculativeTasks', 'TaskFailures', 'DeadLetteredTasks']) {
       expect(body).toContain(`\\"${DSTREAM_METRICS.namespace}\\",\\"${name}\\",\\"Pipeline\\",\\"fixture\\"`);
     }
     expect(body).toContain('ApproximateNumberOfMessagesVisible');
@@ -290,6 +315,9 @@ describe('props', () => {
     [{ pipelineModule: '/nowhere/pipeline.ts' }, 'pipelineModule /nowhere/pipeline.ts does not exist'],
     [{ pipelineName: 'word count' }, 'pipelineName must be the pipeline\'s name (1-64 letters, digits, \'.\', \'_\' or \'-\'), got "word count"'],
     [{ functionsDir: FIXTURES }, `the ingest handler module is missing: expected ${join(FIXTURES, 'ingest', 'handler.ts')}`],
+    // 900 s × 1000 intervals between checkpoints is 10.42 days.
+    [{ intervalSeconds: 900, checkpointEvery: 1000, cacheRetentionDays: 10 }, 'cacheRetentionDays (10) is shorter than the 10.42 days between checkpoints'],
+    [{ intervalSeconds: 900, checkpointEvery: 1000, retentionDays: 7 }, 'retentionDays (7) is shorter than the 10.42 days between checkpoints'],
   ] as const)('reject %o', (props, message) => {
     expect(construct(props)).toThrow(message);
   });
