@@ -8,7 +8,7 @@ import type { TaskDone, TaskRecord } from '../exec/task.ts';
 import { keys, partitionOfTaskDone, scopeOfKey, type Scope } from '../layout.ts';
 import type { StageSpec } from './stages.ts';
 import { decodeTaskMessage, encodeTaskMessage } from './task-message.ts';
-import { stageIds } from './stages.ts';
+import { shufflePartitionsRead, stageIds } from './stages.ts';
 import { decodeRecords } from '../codec/record-codec.ts';
 
 /** A scope's plan as the scheduler needs it. */
@@ -266,11 +266,13 @@ export class DagScheduler {
   private taskRecord(stage: StageRun, partition: number, copy: number): TaskRecord {
     const { plan, spec } = stage;
     const shuffleInputs: Record<string, BlockRef[]> = {};
-    for (const shuffle of spec.shuffleReads) {
-      const mapStage = this.stages.get(`${plan.scope}/map-${shuffle}`)!;
+    // The shuffle-map stage computes the shuffle's parent; the shuffle itself is read on this side.
+    const readRoot = spec.kind === 'shuffle-map' ? (plan.builder.get(spec.rdd).node as { parent: string }).parent : spec.rdd;
+    for (const [shuffle, reduced] of shufflePartitionsRead(plan.builder, readRoot, partition)) {
+      const mapStage = this.stages.get(`${plan.scope}/${stageIds.shuffleMap(shuffle)}`)!;
       shuffleInputs[shuffle] = range(mapStage.spec.tasks).map((m) => {
         const out = mapStage.done.get(m)!.mapOutput!;
-        const [start, end] = out.blocks[partition]!;
+        const [start, end] = out.blocks[reduced]!;
         return [out.key, start, end];
       });
     }
@@ -288,7 +290,7 @@ export class DagScheduler {
       copy,
       ...(spec.output ? { output: spec.output } : {}),
       ...(spec.location ? { location: spec.location } : {}),
-      ...(spec.shuffleReads.length > 0 ? { shuffleInputs } : {}),
+      ...(Object.keys(shuffleInputs).length > 0 ? { shuffleInputs } : {}),
     };
   }
 

@@ -90,3 +90,37 @@ export function planStages(builder: PlanBuilder): StageSpec[] {
   }
   return [...stages.values()];
 }
+
+/**
+ * Which partition of each shuffle partition `p` of `root` reads, within its stage: the path
+ * computePartition takes, through narrow dependencies (same partition) and unions (the parent
+ * that holds p, at its own index). A union's other branches read nothing for p.
+ */
+export function shufflePartitionsRead(builder: PlanBuilder, root: string, p: number): Map<string, number> {
+  const read = new Map<string, number>();
+  const visit = (id: string, q: number): void => {
+    const node = builder.get(id).node;
+    switch (node.kind) {
+      case 'shuffle':
+        read.set(node.id, q);
+        return;
+      case 'narrow':
+        return visit(node.parent, q);
+      case 'cogroup':
+        return node.parents.forEach((parent) => visit(parent, q));
+      case 'union': {
+        let offset = 0;
+        for (const parent of node.parents) {
+          const partitions = builder.get(parent).partitions;
+          if (q < offset + partitions) return visit(parent, q - offset);
+          offset += partitions;
+        }
+        throw new RangeError(`partition ${q} is beyond union ${node.id} (${node.partitions} partitions)`);
+      }
+      default:
+        return;
+    }
+  };
+  visit(root, p);
+  return read;
+}

@@ -52,6 +52,12 @@ const cases: Case[] = [
   { name: 'filter', build: (s) => s.filter(([, v]) => v % 2 === 0), expect: (b, k) => b[k]!.filter(([, v]) => v % 2 === 0) },
   { name: 'mapPartitions', build: (s) => s.mapPartitions((rs) => rs.map(([, v]) => v)), expect: (b, k) => b[k]!.map(([, v]) => v) },
   { name: 'union', build: (s) => s.union(s.map(([k, v]) => [k, -v] as Pair)), expect: (b, k) => [...b[k]!, ...b[k]!.map(([x, v]) => [x, -v])] },
+  { name: 'union-after-shuffle', build: (s) => s.reduceByKey(add).union(s), expect: (b, k) => [...sumByKey(b[k]!), ...b[k]!] },
+  {
+    name: 'union-of-shuffles-reduced',
+    build: (s) => s.repartition(3).union(s.reduceByKey(add)).reduceByKey(add),
+    expect: (b, k) => sumByKey(b[k]!).map(([x, v]) => [x, 2 * (v as number)]),
+  },
   { name: 'repartition', build: (s) => s.repartition(3), expect: (b, k) => b[k]! },
   {
     name: 'transform',
