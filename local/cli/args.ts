@@ -34,10 +34,10 @@ export class UsageError extends Error {
   }
 }
 
-/** `2s`, `500ms`, `1m`, or a bare number of seconds. */
+/** `2s`, `500ms`, `1m`: a bare number is refused, since 500 could mean either. */
 export function parseDuration(text: string): number {
-  const m = /^(\d+(?:\.\d+)?)(ms|s|m)?$/.exec(text.trim());
-  if (!m) throw new UsageError(`cannot read ${JSON.stringify(text)} as a duration: use 500ms, 2s or 1m`);
+  const m = /^(\d+(?:\.\d+)?)(ms|s|m)$/.exec(text.trim());
+  if (!m) throw new UsageError(`cannot read ${JSON.stringify(text)} as a duration: give a unit, as in 500ms, 2s or 1m`);
   const value = Number(m[1]) * (m[2] === 'ms' ? 1 : m[2] === 'm' ? 60_000 : 1000);
   if (value < 100 || value > 15 * 60_000) throw new UsageError(`interval ${text} is outside 100ms to 15m`);
   return Math.round(value);

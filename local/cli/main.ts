@@ -22,9 +22,27 @@ const USAGE = `dstream: Discretized Streams on one machine
   --max-attempts N: deliveries of a task before it is dead-lettered and the interval fails (default 4)
   --chaos "seed=1,task-error=0.1,task-crash=0.05,duplicate=0.1,straggler=0.05,slowdown=10,lose-cache=0.1,driver-crash=0.05"`;
 
+/** What each command takes: how many positionals, and which options. */
+const COMMANDS: Record<string, { positionals: number; options: string[] }> = {
+  run: { positionals: 1, options: ['root', 'interval', 'workers', 'partitions'] },
+  replay: { positionals: 1, options: ['root', 'staged', 'partitions', 'workers', 'chaos', 'max-attempts'] },
+  batch: { positionals: 1, options: ['root', 'workers', 'partitions'] },
+  lineage: { positionals: 1, options: ['root', 'json'] },
+  demo: { positionals: 0, options: ['root'] },
+};
+
 export async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
   const args = parseArgs(rest, ['json', 'help']);
+  const accepted = command === undefined ? undefined : COMMANDS[command];
+  if (accepted) {
+    // A mistyped option must not run with defaults as if it were not there.
+    for (const name of args.options.keys()) {
+      if (!accepted.options.includes(name)) throw new UsageError(`${command} has no option --${name} (it takes ${accepted.options.map((o) => `--${o}`).join(', ')})`);
+    }
+    const extra = args.positionals.slice(accepted.positionals);
+    if (extra.length > 0) throw new UsageError(`${command} takes ${accepted.positionals} argument${accepted.positionals === 1 ? '' : 's'} before its options; unexpected ${extra.map((e) => JSON.stringify(e)).join(', ')}`);
+  }
   const opt = (name: string) => {
     const v = args.options.get(name);
     return v === true ? undefined : v;
@@ -56,12 +74,13 @@ export async function main(argv: string[]): Promise<number> {
       return 0;
     }
     case 'replay': {
+      const staged = required('staged');
       const runtime = await openRuntime({
         maxAttempts: parseCount('max-attempts', args.options.get('max-attempts')),
         ...(opt('chaos') ? { chaos: opt('chaos')! } : {}),
       });
       try {
-        const reports = await runtime.replay(required('staged'), (r) => console.log(formatInterval(r)));
+        const reports = await runtime.replay(staged, (r) => console.log(formatInterval(r)));
         console.log(`${reports.length} intervals committed under ${path.join(runtime.options.root, 'output')}`);
         if (runtime.chaos) console.log(formatChaos(runtime.chaosReport()));
       } finally {
@@ -133,6 +152,10 @@ export async function runCli(argv: string[]): Promise<void> {
       process.exitCode = 2;
     } else {
       console.error(`dstream: ${error instanceof Error ? error.message : String(error)}`);
+      // Errors meant for users name what is wrong; these are dstream's own bugs, worth a stack.
+      const stack = error instanceof Error ? error.stack : undefined;
+      if (error instanceof TypeError || error instanceof ReferenceError) console.error(`this is a bug in dstream; please report it with this stack:\n${stack}`);
+      else if (process.env.DSTREAM_DEBUG && stack) console.error(stack);
       process.exitCode = 1;
     }
   }

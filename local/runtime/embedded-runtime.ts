@@ -283,6 +283,11 @@ export async function readStaged(dir: string): Promise<{ k: number; files: Stage
   } catch {
     throw new Error(`staged directory ${dir} does not exist or cannot be read`);
   }
+  // A file beside the interval folders belongs to no interval: refused, not silently skipped.
+  const loose = entries.filter((e) => !e.isDirectory() && !e.name.startsWith('.')).map((e) => e.name);
+  if (loose.length > 0) {
+    throw new Error(`staged directory ${dir} has files outside the interval folders: ${loose.join(', ')} (move each into <k>/ for the interval it belongs to)`);
+  }
   const dirs = entries.filter((e) => e.isDirectory() && !e.name.startsWith('.'));
   const bad = dirs.filter((e) => !/^(0|[1-9]\d*)$/.test(e.name)).map((e) => e.name);
   if (bad.length > 0) {

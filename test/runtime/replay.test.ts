@@ -5,11 +5,13 @@
  */
 import { describe, expect, it } from 'vitest';
 import path from 'node:path';
-import { mkdir, readdir } from 'node:fs/promises';
+import { mkdir, readdir, writeFile } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
 import { EmbeddedRuntime } from '../../local/runtime/embedded-runtime.ts';
 import { sampleLines } from '../../local/sample/generate.ts';
 import { definePipeline } from '../../core/index.ts';
+import { main } from '../../local/cli/main.ts';
+import { UsageError } from '../../local/cli/args.ts';
 import { bag, outputFiles, runCli, readAllLines, readOutput, readTextOutput, removeDir, stage, tempDir } from '../support/stream-harness.ts';
 
 const example = (name: string) => path.resolve('examples', name);
@@ -150,6 +152,27 @@ describe('bad input gets a clear error and loses nothing', () => {
       await mkdir(path.join(base, 'names', 'first'));
       await expect(replay(example('wordcount.ts'), path.join(base, 'names'), path.join(base, 'root'))).rejects.toThrow(/not interval numbers: first/);
       expect(existsSync(path.join(base, 'root', 'lineage'))).toBe(false);
+    } finally {
+      await removeDir(base);
+    }
+  });
+
+  it('a mistyped option, a duration with no unit, or an extra argument, before anything runs', async () => {
+    await expect(main(['replay', 'p.ts', '--staged', 's', '--root', 'r', '--partition', '8'])).rejects.toThrow(/replay has no option --partition \(it takes .*--partitions/);
+    await expect(main(['run', 'p.ts', '--root', 'r', '--interval', '500'])).rejects.toThrow('cannot read "500" as a duration: give a unit, as in 500ms, 2s or 1m');
+    await expect(main(['replay', 'p.ts', 'q.ts', '--root', 'r'])).rejects.toThrow('replay takes 1 argument before its options; unexpected "q.ts"');
+    await expect(main(['replay', 'p.ts', '--root', 'r'])).rejects.toThrow(new UsageError('replay needs --staged'));
+  });
+
+  it('a staged file outside the interval folders', async () => {
+    const base = await tempDir();
+    try {
+      const staged = await stage(path.join(base, 'staged'), [{ 'a.txt': 'x\n' }]);
+      await writeFile(path.join(staged, 'stray.txt'), 'y\n');
+      const result = await runCli(['replay', example('wordcount.ts'), '--staged', staged, '--root', path.join(base, 'root')]);
+      expect(result.code).toBe(1);
+      expect(result.stderr).toContain('has files outside the interval folders: stray.txt');
+      expect(existsSync(path.join(base, 'root', 'output'))).toBe(false);
     } finally {
       await removeDir(base);
     }
