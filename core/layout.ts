@@ -73,6 +73,8 @@ export const keys = {
   unreadableDeadLetter: (messageId: string) => `errors/unreadable-dead-letters/${messageId.replace(/[^\w.-]/g, '_')}.json`,
   driverProgress: 'driver/progress.json',
   driverLease: 'driver/lease.json',
+  /** The pipeline (name and fingerprint) whose stream this root holds. */
+  pipelineOwner: 'driver/pipeline.json',
   largeTask: (scope: Scope, stage: string, p: number, attempt: number) =>
     `lineage/${scope}/task-records/${stage}/part-${pad(p)}-attempt-${attempt}.json`,
 };

@@ -86,11 +86,8 @@ export class TaskHandler {
   }
 
   /** Leaves the error where the driver looks if the task is dead-lettered; best effort. */
-  async recordFailure(task: TaskRecord, receiveCount: number, error: unknown): Promise<void> {
-    const message = error instanceof Error ? `${error.name}: ${error.message}` : String(error);
-    await this.store
-      .put(keys.taskError(task.scope, task.stage, task.partition), JSON.stringify({ attempt: task.attempt, copy: task.copy, receiveCount, error: message }))
-      .catch(() => {});
+  recordFailure(task: TaskRecord, receiveCount: number, error: unknown): Promise<void> {
+    return recordTaskFailure(this.store, task, receiveCount, error);
   }
 
   private async loadPlan(task: TaskRecord): Promise<PlanBuilder> {
@@ -119,6 +116,22 @@ export class TaskHandler {
     if (this.plans.size > PLAN_CACHE_SIZE) this.plans.delete(this.plans.keys().next().value!);
     return builder;
   }
+}
+
+/**
+ * Leaves a task's last error where the driver reads it when the task is dead-lettered; best
+ * effort. Also for whatever ran the task when the task could not say itself (its process died).
+ */
+export async function recordTaskFailure(
+  store: ObjectStore,
+  task: Pick<TaskRecord, 'scope' | 'stage' | 'partition' | 'attempt' | 'copy'>,
+  receiveCount: number,
+  error: unknown,
+): Promise<void> {
+  const message = error instanceof Error ? `${error.name}: ${error.message}` : String(error);
+  await store
+    .put(keys.taskError(task.scope, task.stage, task.partition), JSON.stringify({ attempt: task.attempt, copy: task.copy, receiveCount, error: message }))
+    .catch(() => {});
 }
 
 /** Loads a pipeline module's default export and checks it is one. */

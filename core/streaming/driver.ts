@@ -10,7 +10,7 @@ import { intervalOf, intervalScope, keys, partitionOfTaskDone } from '../layout.
 import { sealInterval } from './intake.ts';
 import { readProgress, rebased, type DriverProgress } from './progress.ts';
 import { planSplits } from './splits.ts';
-import { buildLineageRecord, planFromRecord, readLineageRecord, type LineageRecord } from './lineage.ts';
+import { buildLineageRecord, PipelineMismatchError, planFromRecord, readLineageRecord, type LineageRecord } from './lineage.ts';
 
 export interface DriverConfig {
   intervalMs: number;
@@ -56,6 +56,7 @@ export interface IntervalReport {
  */
 export class StreamingDriver {
   private readonly records = new Map<number, LineageRecord>();
+  private claimed = false;
 
   constructor(
     readonly pipeline: Pipeline,
@@ -74,6 +75,28 @@ export class StreamingDriver {
     const moved = rebased(progress, this.config.intervalMs);
     await this.deps.store.put(keys.driverProgress, JSON.stringify(moved));
     return moved;
+  }
+
+  /**
+   * A root (or bucket) holds one pipeline's stream: its state, windows and committed outputs
+   * mean nothing to other code, which would silently fold onto them. The first driver claims
+   * the store; a driver of another pipeline, or of changed code, refuses to run on it.
+   */
+  private async claimStore(): Promise<void> {
+    if (this.claimed) return;
+    const { store } = this.deps;
+    const mine = { name: this.pipeline.options.name, fingerprint: this.pipeline.fingerprint };
+    if (!(await store.putIfAbsent(keys.pipelineOwner, JSON.stringify(mine)))) {
+      const owner = await readJson<typeof mine>(store, keys.pipelineOwner);
+      if (owner && (owner.name !== mine.name || owner.fingerprint !== mine.fingerprint)) {
+        throw new PipelineMismatchError(
+          `this store holds the stream of pipeline ${owner.name} (fingerprint ${owner.fingerprint}), not of ${mine.name} (fingerprint ${mine.fingerprint}): ` +
+            `a changed or different pipeline starts on a fresh root or bucket. To carry this stream's state on with the new code anyway, ` +
+            `delete ${keys.pipelineOwner} once no interval is in flight.`,
+        );
+      }
+    }
+    this.claimed = true;
   }
 
   /** Seals interval k and writes its lineage record, unless a driver already did. */
@@ -106,6 +129,7 @@ export class StreamingDriver {
   /** Runs interval k to its commit; a committed interval is not run again. */
   async runInterval(k: number, intervalEnd?: number): Promise<IntervalReport> {
     const { store, queue, clock } = this.deps;
+    await this.claimStore();
     const scope = intervalScope(k);
     const committed = await readJson<IntervalReport>(store, keys.committed(scope));
     if (committed) return committed;

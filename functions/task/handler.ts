@@ -19,7 +19,18 @@ export interface TaskHandlerDeps {
   queue?: Pick<TaskQueue, 'changeVisibility'>;
 }
 
-export function createTaskHandler(pipeline: PipelineModule, deps: TaskHandlerDeps = {}): (event: SQSEvent) => Promise<SQSBatchResponse> {
+/** What Lambda's context offers that the task function uses. */
+export interface TaskInvocationContext {
+  getRemainingTimeInMillis(): number;
+}
+
+/** Time kept to write the reason before Lambda ends an invocation that runs out of time. */
+const TIMEOUT_NOTICE_MS = 2_000;
+
+export function createTaskHandler(
+  pipeline: PipelineModule,
+  deps: TaskHandlerDeps = {},
+): (event: SQSEvent, context?: TaskInvocationContext) => Promise<SQSBatchResponse> {
   // Built on the first event, not when the entry module loads it: one per container, so that its
   // cache of rebuilt plans serves every batch the container runs.
   let tasks: TaskHandler | undefined;
@@ -27,12 +38,12 @@ export function createTaskHandler(pipeline: PipelineModule, deps: TaskHandlerDep
   let queue: Pick<TaskQueue, 'changeVisibility'> | undefined;
   const retryQueue = () => (queue ??= deps.queue ?? sqsQueue(functionConfig()));
 
-  return async (event) => {
+  return async (event, context) => {
     const records = recordsOf(event);
     const batchItemFailures: SQSBatchItemFailure[] = [];
     // One task at a time: each holds a partition in memory, and the batch shares the function's.
     for (const record of records) {
-      if (await runRecord(taskHandler(), record)) continue;
+      if (await runRecord(taskHandler(), record, context)) continue;
       batchItemFailures.push({ itemIdentifier: record.messageId });
       await retrySoon(retryQueue, record);
     }
@@ -63,7 +74,7 @@ async function retrySoon(queue: () => Pick<TaskQueue, 'changeVisibility'>, recor
 }
 
 /** True when the message is done with: the task completed, was already complete, or reported lost inputs. */
-async function runRecord(tasks: TaskHandler, record: SQSRecord): Promise<boolean> {
+async function runRecord(tasks: TaskHandler, record: SQSRecord, context?: TaskInvocationContext): Promise<boolean> {
   const receiveCount = receiveCountOf(record);
   let task: TaskRecord;
   try {
@@ -81,6 +92,16 @@ async function runRecord(tasks: TaskHandler, record: SQSRecord): Promise<boolean
     );
     return false;
   }
+  // Lambda ends a timed-out invocation without a word to the code: say why while there is time,
+  // so that a task that times out on every delivery is dead-lettered with its reason.
+  const remaining = context?.getRemainingTimeInMillis();
+  const notice =
+    remaining === undefined
+      ? undefined
+      : setTimeout(
+          () => void tasks.recordFailure(task, receiveCount, new Error(`the task function's invocation ran out of time after ${remaining} ms`)),
+          Math.max(0, remaining - TIMEOUT_NOTICE_MS),
+        );
   try {
     // A fetch failure is an outcome, not an error: the driver reruns the task with a new attempt.
     await tasks.handle(task, receiveCount);
@@ -102,6 +123,8 @@ async function runRecord(tasks: TaskHandler, record: SQSRecord): Promise<boolean
       }),
     );
     return false;
+  } finally {
+    clearTimeout(notice);
   }
 }
 

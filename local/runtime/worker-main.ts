@@ -49,6 +49,7 @@ async function runOne(message: Extract<ToWorker, { type: 'task' }>): Promise<voi
   const cancel = new AbortController();
   try {
     const task = await handler!.decode(message.body);
+    reply({ type: 'started', id: message.id, task: { scope: task.scope, stage: task.stage, partition: task.partition, attempt: task.attempt, copy: task.copy } });
     if (spec && chaos) {
       // Speculative copies run on a healthy worker; only the first copy is ever slowed.
       const straggle =

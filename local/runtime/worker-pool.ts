@@ -4,7 +4,10 @@ import { fileURLToPath } from 'node:url';
 import type { QueueMessage, TaskQueue } from '../../core/ports/task-queue.ts';
 import type { ChaosSpec, FaultKind } from '../chaos/chaos-spec.ts';
 import { seededRandom } from '../chaos/chaos-spec.ts';
-import type { FromWorker, ToWorker, WorkerUsage } from './worker-protocol.ts';
+import type { FromWorker, TaskIdentity, ToWorker, WorkerUsage } from './worker-protocol.ts';
+import type { ObjectStore } from '../../core/ports/object-store.ts';
+import { recordTaskFailure } from '../../core/runtime/task-handler.ts';
+import { FsObjectStore } from '../store/fs-object-store.ts';
 
 export interface WorkerPoolOptions {
   workers: number;
@@ -40,7 +43,7 @@ interface Worker {
   index: number;
   child: ChildProcess;
   ready: Promise<void>;
-  busy?: { message: QueueMessage; timer: NodeJS.Timeout };
+  busy?: { message: QueueMessage; timer: NodeJS.Timeout; task?: TaskIdentity };
   timedOut?: boolean;
 }
 
@@ -70,12 +73,15 @@ export class WorkerPool implements TaskRunner {
   private spawned = 0;
   /** Handlers of worker messages still talking to the queue: stop() waits for them. */
   private readonly settling = new Set<Promise<void>>();
+  /** Where the pool records why a task's worker died, since the worker cannot. */
+  private readonly store: ObjectStore;
 
   constructor(
     private readonly queue: TaskQueue,
     private readonly options: WorkerPoolOptions,
   ) {
     this.random = seededRandom((options.chaos?.seed ?? 0) ^ 0x5bd1e995);
+    this.store = new FsObjectStore(options.root);
   }
 
   async start(): Promise<void> {
@@ -119,7 +125,7 @@ export class WorkerPool implements TaskRunner {
     });
     worker.ready.catch(() => {});
     child.on('message', (message: FromWorker) => this.track(this.onMessage(worker, message)));
-    child.on('exit', () => this.track(this.onExit(worker)));
+    child.on('exit', (code, signal) => this.track(this.onExit(worker, code, signal)));
     const init: ToWorker = {
       type: 'init',
       pipelinePath: this.options.pipelinePath,
@@ -170,9 +176,13 @@ export class WorkerPool implements TaskRunner {
 
   private async onMessage(worker: Worker, message: FromWorker): Promise<void> {
     // After stop(), a late reply changes nothing: its message comes back to a later owner.
-    if (!this.running || (message.type !== 'done' && message.type !== 'failed')) return;
+    if (!this.running || (message.type !== 'done' && message.type !== 'failed' && message.type !== 'started')) return;
     const busy = worker.busy;
     if (!busy || busy.message.id !== message.id) return;
+    if (message.type === 'started') {
+      busy.task = message.task;
+      return;
+    }
     clearTimeout(busy.timer);
     worker.busy = undefined;
     for (const kind of message.injected) this.stats.injected[kind]++;
@@ -191,7 +201,7 @@ export class WorkerPool implements TaskRunner {
     this.wake?.();
   }
 
-  private async onExit(worker: Worker): Promise<void> {
+  private async onExit(worker: Worker, code: number | null, signal: NodeJS.Signals | null): Promise<void> {
     if (!this.running) return;
     const busy = worker.busy;
     if (busy) {
@@ -200,11 +210,22 @@ export class WorkerPool implements TaskRunner {
         this.stats.crashed++;
         if (this.options.chaos?.taskCrash) this.stats.injected['task-crash']++;
       }
+      const why = worker.timedOut
+        ? `the task ran longer than its timeout of ${this.options.taskTimeoutMs} ms and its worker was killed`
+        : `its worker process died (${signal ? `signal ${signal}` : `exit code ${code}`}${code === 134 || signal === 'SIGABRT' ? ', perhaps out of memory' : ''})`;
+      if (busy.task) await recordTaskFailure(this.store, busy.task, busy.message.receiveCount, new WorkerDied(why));
       await this.queue.changeVisibility(busy.message.receipt, this.options.retryDelayMs);
     }
     const replacement = this.spawn(worker.index);
     this.workers[this.workers.indexOf(worker)] = replacement;
     await replacement.ready.catch(() => {});
     this.wake?.();
+  }
+}
+
+class WorkerDied extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'WorkerDied';
   }
 }

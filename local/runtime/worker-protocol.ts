@@ -1,4 +1,8 @@
 import type { ChaosSpec, FaultKind } from '../chaos/chaos-spec.ts';
+import type { TaskRecord } from '../../core/exec/task.ts';
+
+/** Which task a worker is running: enough for the pool to record why it died, if it dies. */
+export type TaskIdentity = Pick<TaskRecord, 'scope' | 'stage' | 'partition' | 'attempt' | 'copy'>;
 
 /** Messages between the worker pool (parent) and a worker process. */
 export type ToWorker =
@@ -8,6 +12,7 @@ export type ToWorker =
 export type FromWorker =
   | { type: 'ready' }
   | { type: 'init-error'; message: string }
+  | { type: 'started'; id: string; task: TaskIdentity }
   | { type: 'done'; id: string; outcome: 'done' | 'skipped' | 'fetch-failed' | 'superseded'; injected: FaultKind[]; usage: WorkerUsage }
   | { type: 'failed'; id: string; message: string; injected: FaultKind[] };
 

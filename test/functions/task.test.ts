@@ -146,6 +146,33 @@ describe('task handler', () => {
     expect(logged.message).toBe('task interval=000042 map-r3 partition 0 failed on delivery 2; it is returned to the queue');
   });
 
+  it('says why before its invocation runs out of time, so a task that always times out is dead-lettered with its reason', async () => {
+    const { run, batch } = await intervalWithTasks();
+    // A store as slow as a hung task: each read waits until the test is done looking.
+    let release!: () => void;
+    const hung = new Promise<void>((resolve) => (release = resolve));
+    const slow = Object.create(store) as FsObjectStore;
+    slow.get = async (key: string) => (key.startsWith('lineage/') && key.endsWith('record.json') ? (await hung, store.get(key)) : store.get(key));
+    const handler = createTaskHandler(wordcount, { store: slow, queue: retryRecorder() });
+    const [message] = batch;
+    const invocation = handler(sqsEvent([message!]), { getRemainingTimeInMillis: () => 2_050 });
+    const task = JSON.parse(message!.body) as TaskRecord;
+    const errorKey = keys.taskError(task.scope, task.stage, task.partition);
+    while (!(await store.head(errorKey))) await new Promise((r) => setTimeout(r, 10));
+    expect(JSON.parse(Buffer.from((await store.get(errorKey))!).toString())).toMatchObject({
+      receiveCount: 1,
+      error: "Error: the task function's invocation ran out of time after 2050 ms",
+    });
+    release();
+    await invocation;
+    // The rest of the batch goes back to the queue, for the interval to finish.
+    await queue.delete(message!.receipt);
+    for (const m of batch.slice(1)) await queue.changeVisibility(m.receipt, 0);
+    const mapping = eventSourceMapping(queue, handler);
+    await run;
+    await mapping.stop();
+  });
+
   it('fails the whole batch on an envelope that is not an SQS event, naming what is wrong', async () => {
     const handler = createTaskHandler(wordcount, { store });
     await expect(handler({} as never)).rejects.toThrow('not an SQS event: it has no Records array (got {})');

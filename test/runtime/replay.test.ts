@@ -5,7 +5,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import path from 'node:path';
-import { mkdir, readdir, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
 import { EmbeddedRuntime } from '../../local/runtime/embedded-runtime.ts';
 import { sampleLines } from '../../local/sample/generate.ts';
@@ -173,6 +173,38 @@ describe('bad input gets a clear error and loses nothing', () => {
       expect(result.code).toBe(1);
       expect(result.stderr).toContain('has files outside the interval folders: stray.txt');
       expect(existsSync(path.join(base, 'root', 'output'))).toBe(false);
+    } finally {
+      await removeDir(base);
+    }
+  });
+
+  it('a root that holds another pipeline\'s stream, before anything runs on it', async () => {
+    const base = await tempDir();
+    try {
+      const staged = await stage(path.join(base, 'staged'), [{ 'a.txt': 'error here\nfine\n' }]);
+      const root = path.join(base, 'root');
+      await replay(example('wordcount.ts'), staged, root);
+      const before = await outputFiles(root);
+      const other = await runCli(['replay', example('grep.ts'), '--staged', staged, '--root', root]);
+      expect(other.code).toBe(1);
+      expect(other.stderr).toMatch(/this store holds the stream of pipeline wordcount \(fingerprint \w+\), not of grep/);
+      expect(await outputFiles(root)).toEqual(before);
+    } finally {
+      await removeDir(base);
+    }
+  });
+
+  it('a task whose worker dies every time is dead-lettered, with how it died as its last error', async () => {
+    const base = await tempDir();
+    try {
+      const staged = await stage(path.join(base, 'staged'), [{ 'a.txt': 'fine\ndie\n' }]);
+      const root = path.join(base, 'root');
+      const result = await runCli(['replay', fixture('exits.ts'), '--staged', staged, '--root', root, '--max-attempts', '2', '--workers', '1']);
+      expect(result.code).toBe(1);
+      expect(result.stderr).toContain('its worker process died (exit code 3)');
+      const [letter] = (await readdir(path.join(root, 'errors', 'interval=000000', 'dead-letters'), { recursive: true })).filter((f) => String(f).endsWith('.json'));
+      const record = JSON.parse(await readFile(path.join(root, 'errors', 'interval=000000', 'dead-letters', String(letter)), 'utf8'));
+      expect(record).toMatchObject({ receiveCount: 2, lastError: 'WorkerDied: its worker process died (exit code 3)' });
     } finally {
       await removeDir(base);
     }
