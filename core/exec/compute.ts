@@ -26,8 +26,12 @@ export interface ComputeEnv {
   operatorContext(p: number): OperatorContext;
   /** Checked between chunks of input: a task whose work is no longer needed stops there. */
   signal?: AbortSignal;
-  /** Records read from sources and stored partitions; bytes of source splits. */
-  input: { records: number; bytes: number };
+  /**
+   * Records read from sources and stored partitions; bytes of source splits; and records read
+   * from each source partition (`<source node>/<partition>`), which the driver counts once
+   * however many stages read it.
+   */
+  input: { records: number; bytes: number; sources: Record<string, number> };
 }
 
 /**
@@ -42,8 +46,9 @@ export async function computePartition(rdd: Rdd<unknown>, p: number, env: Comput
       const split = node.splits[p]!;
       for (const r of split.ranges) env.input.bytes += r.end - r.start;
       const ctx = env.operatorContext(p);
+      let read = 0;
       const counted: Emit = (r) => {
-        env.input.records++;
+        read++;
         emit(r);
       };
       const onLine: (line: string) => void =
@@ -69,6 +74,8 @@ export async function computePartition(rdd: Rdd<unknown>, p: number, env: Comput
             new Error(`${where.key} at byte ${where.offset}: ${reason}`),
           ),
       });
+      env.input.records += read;
+      env.input.sources[`${node.id}/${p}`] = read;
       return;
     }
     case 'values': {

@@ -42,6 +42,8 @@ export interface TaskDone {
   recordsIn: number;
   /** Bytes of source splits read. */
   bytesIn: number;
+  /** Records read from each source partition, by `<source node>/<partition>`. */
+  sourceRecords: Record<string, number>;
   recordsOut: number;
   bytesOut: number;
   durationMs: number;
@@ -91,7 +93,7 @@ export async function runTask(task: TaskRecord, env: TaskEnvironment): Promise<T
     store: env.store,
     maxLineBytes: env.maxLineBytes,
     ...(env.signal ? { signal: env.signal } : {}),
-    input: { records: 0, bytes: 0 },
+    input: { records: 0, bytes: 0, sources: {} },
     shuffleBlocks: (id) => {
       const blocks = task.shuffleInputs?.[id];
       if (!blocks) throw new Error(`task ${task.stage}/${task.partition} has no block list for shuffle ${id}`);
@@ -100,7 +102,7 @@ export async function runTask(task: TaskRecord, env: TaskEnvironment): Promise<T
     operatorContext: (p) => badRecordContext(task, p, env.badRecords, quarantine),
   };
 
-  let result: Omit<TaskDone, 'recordsIn' | 'bytesIn' | 'durationMs' | 'quarantined' | 'stage' | 'partition' | 'attempt' | 'copy'>;
+  let result: Omit<TaskDone, 'recordsIn' | 'bytesIn' | 'sourceRecords' | 'durationMs' | 'quarantined' | 'stage' | 'partition' | 'attempt' | 'copy'>;
   try {
     result = await computeTaskOutput(task, rdd, computeEnv, env.store);
   } catch (error) {
@@ -126,6 +128,7 @@ export async function runTask(task: TaskRecord, env: TaskEnvironment): Promise<T
     copy: task.copy,
     recordsIn: computeEnv.input.records,
     bytesIn: computeEnv.input.bytes,
+    sourceRecords: computeEnv.input.sources,
     durationMs: env.now() - started,
     quarantined: quarantine.length,
     ...result,

@@ -149,6 +149,11 @@ export class DagScheduler {
     }
   }
 
+  /** The completion records of a scope's stages that this scheduler has seen done. */
+  completions(scope: Scope): TaskDone[] {
+    return [...this.stages.values()].filter((s) => s.plan.scope === scope).flatMap((s) => [...s.done.values()]);
+  }
+
   /**
    * Records of a `collect` output, in partition order. They live in the cache tier, so a part
    * found missing is recomputed (its stage reruns for it) rather than skipped.

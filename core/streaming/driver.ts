@@ -3,10 +3,9 @@ import { listAll, readJson } from '../ports/object-store.ts';
 import type { TaskQueue } from '../ports/task-queue.ts';
 import type { Clock } from '../ports/clock.ts';
 import type { Pipeline } from '../graph/pipeline.ts';
-import type { PlanBuilder } from '../rdd/rdd.ts';
 import { DagScheduler, type SchedulerOptions, type SchedulerStats } from '../scheduler/dag-scheduler.ts';
 import { stageIds } from '../scheduler/stages.ts';
-import { intervalOf, intervalScope, keys, partitionOfTaskDone } from '../layout.ts';
+import { intervalOf, intervalScope, keys } from '../layout.ts';
 import { sealInterval } from './intake.ts';
 import { readProgress, rebased, type DriverProgress } from './progress.ts';
 import { planSplits } from './splits.ts';
@@ -34,7 +33,10 @@ export interface IntervalReport {
   interval: number;
   uploads: number;
   inputBytes: number;
+  /** Records read from the interval's input, each source partition counted once. */
   recordsIn: number;
+  /** Bad records kept under errors/ (policy 'quarantine'), over all stages. */
+  quarantined: number;
   outputs: Record<string, number>;
   /** From the start of processing to the commit. */
   processingMs: number;
@@ -134,8 +136,9 @@ export class StreamingDriver {
     const committed = await readJson<IntervalReport>(store, keys.committed(scope));
     if (committed) return committed;
 
-    const started = clock.now();
     const record = await this.planInterval(k);
+    // From the seal: a driver resuming the interval after another died counts the time lost too.
+    const started = record.sealedAt;
     const plan = planFromRecord(this.pipeline, record);
     const hooks = this.hooks;
     const scheduler = new DagScheduler({
@@ -155,27 +158,35 @@ export class StreamingDriver {
     const stats = await scheduler.run(plan);
     await this.step('stages-done', k);
 
+    const done = scheduler.completions(scope);
     const outputs: Record<string, number> = {};
-    let recordsIn = 0;
     for (const output of record.outputs) {
-      const done = await this.completions(scope, stageIds.output(output.name));
-      outputs[output.name] = done.reduce((n, d) => n + d.recordsOut, 0);
+      const parts = done.filter((d) => d.stage === stageIds.output(output.name));
+      outputs[output.name] = parts.reduce((n, d) => n + d.recordsOut, 0);
       if (output.format !== 'collect') {
-        await store.putIfAbsent(keys.outputSuccess(output.name, scope), JSON.stringify({ interval: k, parts: done.length, records: outputs[output.name] }));
+        await store.putIfAbsent(keys.outputSuccess(output.name, scope), JSON.stringify({ interval: k, parts: parts.length, records: outputs[output.name] }));
       }
     }
-    for (const stage of plan.stages) {
-      if (readsSource(plan.builder, stage.kind === 'shuffle-map' ? parentOf(plan.builder, stage.rdd) : stage.rdd)) {
-        recordsIn += (await this.completions(scope, stage.id)).reduce((n, d) => n + d.recordsIn, 0);
-      }
-    }
+    // Each source partition once, however many stages read it.
+    const sourceRecords = Object.assign({}, ...done.map((d) => d.sourceRecords)) as Record<string, number>;
+    const recordsIn = Object.values(sourceRecords).reduce((n, c) => n + c, 0);
+    const quarantined = done.reduce((n, d) => n + d.quarantined, 0);
     await this.step('outputs-committed', k);
 
     for (const output of this.pipeline.graph.outputs) {
       if (!output.sink || !record.outputs.some((o) => o.name === output.name)) continue;
       if (await store.head(keys.sinkDone(scope, output.name))) continue;
       const collected = await scheduler.collect(plan, output.name);
-      await output.sink(collected, k);
+      try {
+        await output.sink(collected, k);
+      } catch (error) {
+        // Not marked done: the next driver calls the sink again (sinks run at least once).
+        throw new Error(
+          `the foreachRDD sink ${output.name} (on ${output.stream.kind} ${output.stream.id}) failed at interval ${k} with ${collected.length} records: ` +
+            (error instanceof Error ? error.message : String(error)),
+          { cause: error },
+        );
+      }
       await store.putIfAbsent(keys.sinkDone(scope, output.name), '');
     }
     await this.step('sinks-done', k);
@@ -186,6 +197,7 @@ export class StreamingDriver {
       uploads: record.uploads.length,
       inputBytes: record.uploads.reduce((n, u) => n + u.size, 0),
       recordsIn,
+      quarantined,
       outputs,
       processingMs: clock.now() - started,
       schedulingDelayMs: Math.max(0, started - end),
@@ -197,13 +209,6 @@ export class StreamingDriver {
     await this.step('committed', k);
     await this.collectGarbage(k);
     return report;
-  }
-
-  private async completions(scope: string, stage: string) {
-    const { store } = this.deps;
-    const listed = (await listAll(store, keys.taskDonePrefix(scope, stage))).filter((o) => partitionOfTaskDone(o.key) !== undefined);
-    const bodies = await Promise.all(listed.map((o) => store.get(o.key)));
-    return bodies.filter((b): b is Uint8Array => !!b).map((b) => JSON.parse(Buffer.from(b).toString('utf8')) as { recordsIn: number; recordsOut: number });
   }
 
   /** Partition counts of RDDs persisted by the intervals that interval k may read. */
@@ -240,25 +245,6 @@ export class StreamingDriver {
   private async step(step: DriverStep, k: number): Promise<void> {
     await this.hooks.step?.(step, k);
   }
-}
-
-function readsSource(builder: PlanBuilder, root: string): boolean {
-  const node = builder.get(root).node;
-  switch (node.kind) {
-    case 'source':
-      return true;
-    case 'narrow':
-      return readsSource(builder, node.parent);
-    case 'union':
-      return node.parents.some((p) => readsSource(builder, p));
-    default:
-      return false;
-  }
-}
-
-function parentOf(builder: PlanBuilder, shuffle: string): string {
-  const node = builder.get(shuffle).node;
-  return node.kind === 'shuffle' ? node.parent : shuffle;
 }
 
 function summarise(stats: SchedulerStats) {

@@ -57,7 +57,7 @@ export function createDriverHandler(
   const grace = deps.leaseGraceMs ?? DEFAULT_LEASE_GRACE_MS;
   // Built on the first invocation, not when the entry module loads this; kept for the container's
   // later invocations (the driver caches lineage records, which never change).
-  let parts: { driver: StreamingDriver; store: ObjectStore; clock: Clock; config: DriverConfig; handOver: () => Promise<void> } | undefined;
+  let parts: { driver: StreamingDriver; store: ObjectStore; clock: Clock; handOver: () => Promise<void> } | undefined;
   const setup = () => {
     if (parts) return parts;
     let env: FunctionConfig | undefined;
@@ -68,12 +68,12 @@ export function createDriverHandler(
     const clock = deps.clock ?? systemClock;
     // Checked now, not fourteen minutes in at the first hand-over.
     const handOver = deps.invokeSelf ?? invokeSelf(requireSetting(fromEnv().driverFunctionName, 'DSTREAM_DRIVER_FUNCTION_NAME'));
-    parts = { driver: new StreamingDriver(pipeline, { store, queue, clock }, config), store, clock, config, handOver };
+    parts = { driver: new StreamingDriver(pipeline, { store, queue, clock }, config), store, clock, handOver };
     return parts;
   };
 
   return async (_event, context) => {
-    const { driver, store, clock, config, handOver } = setup();
+    const { driver, store, clock, handOver } = setup();
     const remaining = () => context?.getRemainingTimeInMillis() ?? Infinity;
     if (remaining() <= margin) {
       // Else every invocation would hand over at once, to another just as short, forever.

@@ -48,4 +48,19 @@ describe('a foreachRDD sink', () => {
       await removeDir(path.dirname(run.root));
     }
   });
+
+  it('that throws fails the interval with an error naming the sink, the interval and the error', async () => {
+    const calls: number[] = [];
+    const pipeline = definePipeline({ name: 'sink-fails', partitions: 1 }, (ctx) => {
+      ctx.textStream().foreachRDD((records, k) => {
+        calls.push(k);
+        if (k === 1) throw new Error('the database is down');
+      });
+    });
+    const files = [{ 'a.txt': 'a\n' }, { 'b.txt': 'b\n' }];
+    await expect(replayInProcess(pipeline, files)).rejects.toThrow(
+      /the foreachRDD sink sink-[\w-]+ \(on .+\) failed at interval 1 with 1 records: the database is down/,
+    );
+    expect(calls).toEqual([0, 1]);
+  });
 });

@@ -58,6 +58,7 @@ describe('interval metrics', () => {
     uploads: 2,
     inputBytes: 100,
     recordsIn: 42,
+    quarantined: 0,
     outputs: { counts: 5 },
     processingMs: 1500,
     schedulingDelayMs: 30,

@@ -238,7 +238,8 @@ describe('bad input gets a clear error and loses nothing', () => {
     const staged = await stage(path.join(base, 'staged'), [{ 'in.txt': content }, { 'next.txt': 'c\n' }]);
     const root = path.join(base, 'root');
     try {
-      await replay(fixture('lines-quarantine.ts'), staged, root, { partitions: 1 });
+      const progress = await replay(fixture('lines-quarantine.ts'), staged, root, { partitions: 1 });
+      expect(progress[0]).toContain('3 bad records quarantined under errors/');
       expect((await readTextOutput(root, 'lines', 0))?.sort()).toEqual(['A', 'B']);
       expect(await readTextOutput(root, 'lines', 1)).toEqual(['C']);
       const quarantined = (await readAllLines(path.join(root, 'errors', 'interval=000000', 'records'))).map((l) => JSON.parse(l));
