@@ -14,8 +14,6 @@ export interface StageSpec {
   tasks: number;
   /** Stages of the same scope that must finish first. */
   parents: string[];
-  /** Shuffle nodes read on the reduce side. */
-  shuffleReads: string[];
   /** Locations of persisted RDDs read; those not written in this scope come from earlier ones. */
   storedReads: { location: string; partitions: number }[];
   output?: { name: string; format: 'text' | 'json' | 'collect' };
@@ -35,7 +33,6 @@ export function planStages(builder: PlanBuilder): StageSpec[] {
   const persistByLocation = new Map(builder.persists.map((p) => [p.location, p]));
 
   const reads = (root: string) => {
-    const shuffleReads: string[] = [];
     const storedReads: StageSpec['storedReads'] = [];
     const parents = new Set<string>();
     const seen = new Set<string>();
@@ -45,7 +42,6 @@ export function planStages(builder: PlanBuilder): StageSpec[] {
       const node = builder.get(id).node;
       switch (node.kind) {
         case 'shuffle':
-          shuffleReads.push(node.id);
           parents.add(addShuffleMap(node.id));
           return;
         case 'stored': {
@@ -64,10 +60,10 @@ export function planStages(builder: PlanBuilder): StageSpec[] {
       }
     };
     visit(root);
-    return { shuffleReads, storedReads, parents: [...parents] };
+    return { storedReads, parents: [...parents] };
   };
 
-  const add = (spec: Omit<StageSpec, 'parents' | 'shuffleReads' | 'storedReads'>, root: string) => {
+  const add = (spec: Omit<StageSpec, 'parents' | 'storedReads'>, root: string) => {
     if (stages.has(spec.id)) return spec.id;
     const r = reads(root);
     stages.set(spec.id, { ...spec, ...r });

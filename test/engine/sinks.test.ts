@@ -57,7 +57,7 @@ describe('a foreachRDD sink', () => {
         if (k === 1) throw new Error('the database is down');
       });
     });
-    const files = [{ 'a.txt': 'a\n' }, { 'b.txt': 'b\n' }];
+    const files: Record<string, string>[] = [{ 'a.txt': 'a\n' }, { 'b.txt': 'b\n' }];
     await expect(replayInProcess(pipeline, files)).rejects.toThrow(
       /the foreachRDD sink sink-[\w-]+ \(on .+\) failed at interval 1 with 1 records: the database is down/,
     );
