@@ -29,8 +29,13 @@ export interface DriverHandlerDeps {
   config?: DriverConfig;
   /** Hand over once less than this is left of the invocation: room for the tail of one interval. Default 90 s. */
   handoverMarginMs?: number;
-  /** How long a lease outlives the end of the interval its driver waits for. Default 2 minutes. */
+  /**
+   * How long a lease outlives the end of the interval its driver waits for, and each renewal
+   * while a stage runs: how long a crashed driver holds the stream up. Default 45 s.
+   */
   leaseGraceMs?: number;
+  /** How often the lease is renewed while a stage runs. Default 10 s. */
+  leaseRenewMs?: number;
 }
 
 /** What Lambda's context offers that the driver uses. */
@@ -47,7 +52,11 @@ export interface DriverRun {
 }
 
 const DEFAULT_HANDOVER_MARGIN_MS = 90_000;
-const DEFAULT_LEASE_GRACE_MS = 120_000;
+const DEFAULT_LEASE_GRACE_MS = 45_000;
+const DEFAULT_LEASE_RENEW_MS = 10_000;
+
+/** Another driver took the lease while this one ran a stage: this one stops, the other carries on. */
+class LeaseLost extends Error {}
 
 export function createDriverHandler(
   pipeline: Pipeline,
@@ -55,6 +64,10 @@ export function createDriverHandler(
 ): (event: unknown, context?: InvocationContext) => Promise<DriverRun> {
   const margin = deps.handoverMarginMs ?? DEFAULT_HANDOVER_MARGIN_MS;
   const grace = deps.leaseGraceMs ?? DEFAULT_LEASE_GRACE_MS;
+  const renewEvery = deps.leaseRenewMs ?? DEFAULT_LEASE_RENEW_MS;
+  // Set by each invocation for its lease; called between the scheduler's polls.
+  let renewLease: (() => Promise<void>) | undefined;
+  const hooks = { step: (step: string) => (step === 'mid-stage' ? renewLease?.() : undefined) };
   // Built on the first invocation, not when the entry module loads this; kept for the container's
   // later invocations (the driver caches lineage records, which never change).
   let parts: { driver: StreamingDriver; store: ObjectStore; clock: Clock; handOver: () => Promise<void> } | undefined;
@@ -68,7 +81,7 @@ export function createDriverHandler(
     const clock = deps.clock ?? systemClock;
     // Checked now, not fourteen minutes in at the first hand-over.
     const handOver = deps.invokeSelf ?? invokeSelf(requireSetting(fromEnv().driverFunctionName, 'DSTREAM_DRIVER_FUNCTION_NAME'));
-    parts = { driver: new StreamingDriver(pipeline, { store, queue, clock }, config), store, clock, handOver };
+    parts = { driver: new StreamingDriver(pipeline, { store, queue, clock }, config, hooks), store, clock, handOver };
     return parts;
   };
 
@@ -80,14 +93,24 @@ export function createDriverHandler(
       throw new Error(`the driver invocation has ${remaining()} ms to run, not more than the ${margin} ms hand-over margin: give the driver function a longer timeout`);
     }
     const lease = new DriverLease(store, clock, randomUUID());
+    let renewedAt = clock.now();
+    // A long stage keeps the lease with short renewals, so a driver that crashes mid-stage holds
+    // the stream up for one grace at most, not for the whole stage.
+    renewLease = async () => {
+      if (clock.now() - renewedAt < renewEvery) return;
+      renewedAt = clock.now();
+      if (!(await lease.acquire(clock.now() + grace))) throw new LeaseLost();
+    };
     let intervalsRun = 0;
     let progress = await driver.progress();
     let k = progress.next;
     try {
       for (;;) {
         const end = intervalEnd(progress, k);
-        // Renewed every interval, to cover the wait for this one and a grace for running it. An
-        // interval that runs longer than the grace may see the watchdog start a second driver.
+        // Taken for the wait for this interval and a grace to start it; its stages renew it as
+        // they run. A driver that outlives its lease anyway (a long sink, say) may meet a second
+        // one, which costs work, not correctness.
+        renewedAt = clock.now();
         if (!(await lease.acquire(Math.max(clock.now(), end) + grace))) {
           log(intervalsRun === 0 ? 'another driver holds the lease: nothing to do' : 'another driver took the lease: stopping', { next: k });
           return { intervalsRun, next: k, continued: false };
@@ -115,6 +138,10 @@ export function createDriverHandler(
         k = progress.next;
       }
     } catch (error) {
+      if (error instanceof LeaseLost) {
+        log('another driver took the lease during a stage: stopping', { intervalsRun, next: k });
+        return { intervalsRun, next: k, continued: false };
+      }
       logFailure(k, error);
       if (error instanceof TaskFailedError) {
         publishDeadLetteredTask(pipeline.options.name, clock.now(), { interval: k, stage: error.stage, partition: error.partition });

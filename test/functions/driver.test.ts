@@ -188,6 +188,31 @@ describe('driver handler', () => {
     expect(kept.error).toMatch(/not a dstream task|task message/);
   });
 
+  it('renews its lease while a stage runs, and stops, without error, once another driver has taken it', async () => {
+    await store.put('incoming/words.txt', 'a b a\n');
+    await createIngestHandler({ store, now: () => clock.now(), intervalMs: INTERVAL })(s3Event([{ key: 'incoming/words.txt', size: 6, at: T0 + 1_000 }]));
+    // No task runs: the stage waits, each poll moving the fake clock by 5 s.
+    const queue = new FsTaskQueue({ dir: path.join(base, 'queue'), maxReceives: 2 });
+    const slowPolls = { ...config, scheduler: { ...config.scheduler, pollMs: 5_000 } };
+    clock.time = T0 + INTERVAL + 1_000;
+    const expiries: number[] = [];
+    clock.onSleep = async () => {
+      expiries.push((await lease()).expiresAt);
+      if (expiries.length === 6) await store.put(keys.driverLease, JSON.stringify({ owner: 'a-usurper', expiresAt: clock.now() + 600_000 }));
+    };
+    try {
+      const driver = createDriverHandler(wordcount, { store, queue, clock, config: slowPolls, leaseGraceMs: 30_000, leaseRenewMs: 10_000, invokeSelf: async () => {} });
+      const result = await driver(scheduledEvent, until(T0 + 15 * 60_000));
+      expect(result).toEqual({ intervalsRun: 0, next: 0, continued: false });
+    } finally {
+      await queue.close();
+    }
+    // Taken at the start for 30 s, then renewed every 10 s (every other poll) to 30 s ahead.
+    const start = T0 + INTERVAL + 1_000;
+    expect([...new Set(expiries)].slice(0, 3)).toEqual([start + 30_000, start + 40_000, start + 50_000]);
+    expect((await lease()).owner).toBe('a-usurper');
+  });
+
   it('checks its environment on the first invocation, naming the variable that is missing', async () => {
     vi.stubEnv('DSTREAM_BUCKET', 'a-bucket');
     vi.stubEnv('DSTREAM_TASK_QUEUE_URL', 'https://sqs.us-east-1.amazonaws.com/123456789012/tasks');
