@@ -7,7 +7,7 @@
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import path from 'node:path';
-import { definePipeline, type DStream } from '../../core/index.ts';
+import { definePipeline, type DStream, type State } from '../../core/index.ts';
 import { bag, removeDir, replayInProcess } from '../support/stream-harness.ts';
 
 type Rec = [string, number];
@@ -75,7 +75,50 @@ const steps: Step[] = [
     apply: (s) => s.transform((rdd, k) => rdd.filter(([, v]) => (v + k) % 4 !== 0)),
     ref: (s) => s.map((b, k) => b.filter(([, v]) => (v + k) % 4 !== 0)),
   },
+  {
+    name: 'fullOuterJoin-with-self',
+    apply: (s) => s.fullOuterJoin(s.filter(even).mapValues((v) => v + 1)).mapValues(([a, b]) => (a ?? 0) * 100 + (b ?? 0)),
+    ref: (s) =>
+      s.map((b) => {
+        const right = b.filter(even).map(([k, v]) => [k, v + 1] as Rec);
+        const l = new Map<string, number[]>();
+        const r = new Map<string, number[]>();
+        for (const [k, v] of b) l.set(k, [...(l.get(k) ?? []), v]);
+        for (const [k, v] of right) r.set(k, [...(r.get(k) ?? []), v]);
+        return [...new Set([...l.keys(), ...r.keys()])].flatMap((k) =>
+          (l.get(k) ?? [0]).flatMap((a) => (r.get(k) ?? [0]).map((w) => [k, a * 100 + w] as Rec)),
+        );
+      }),
+  },
   { name: 'window', apply: (s) => s.window(2, 1), ref: (s) => s.map((_, k) => lastN(s, k, 2)) },
+  {
+    name: 'countByValueAndWindow',
+    apply: (s) => s.map(([k]) => k).countByValueAndWindow(2, 1),
+    ref: (s) => s.map((_, k) => sumByKey(lastN(s, k, 2).map(([key]) => [key, 1]))),
+  },
+  {
+    name: 'mapWithState-snapshots',
+    // Running sums; a key silent for 2 intervals times out. Snapshots do not depend on the order
+    // values arrive in, which the steps before may change.
+    apply: (s) =>
+      s
+        .mapWithState({
+          timeout: 2,
+          update: (_key: string, v: number | undefined, state: State<number>) => {
+            if (!state.isTimingOut()) state.update((state.exists() ? state.get() : 0) + v!);
+            return undefined;
+          },
+        })
+        .stateSnapshots() as DStream<Rec>,
+    ref: (s) => {
+      const state = new Map<string, [number, number]>();
+      return s.map((b, j) => {
+        for (const [key, v] of b) state.set(key, [(state.get(key)?.[0] ?? 0) + v, j]);
+        for (const [key, [, last]] of [...state]) if (j - last >= 2) state.delete(key);
+        return [...state].map(([key, [sum]]) => [key, sum] as Rec);
+      });
+    },
+  },
   {
     name: 'reduceByKeyAndWindow-inverse',
     apply: (s) => s.reduceByKeyAndWindow(add, 3, 1, { inverse: (a, b) => a - b, filter: ([, v]) => v !== 0 }),
