@@ -35,6 +35,8 @@ const stack = new Stack(app, 'DStreamStack', { description: `dstream pipeline ${
 new DStreamPipeline(stack, 'Pipeline', {
   pipelineModule,
   pipelineName: pipeline.options.name,
+  // The module's own value, if it sets one, is the one that runs: retention is checked against it.
+  checkpointEvery: pipeline.options.checkpointEvery,
   intervalSeconds: contextNumber('intervalSeconds'),
   partitions: contextNumber('partitions'),
 });
