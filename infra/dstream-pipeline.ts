@@ -232,6 +232,7 @@ export class DStreamPipeline extends Construct {
 
     new CfnOutput(this, 'BucketName', { description: 'The pipeline\'s bucket', value: this.bucket.bucketName });
     new CfnOutput(this, 'UploadPrefix', { description: 'Upload input here', value: `s3://${this.bucket.bucketName}/${INCOMING}` });
+    new CfnOutput(this, 'IngestFunctionArn', { description: 'The function S3 notifies of uploads', value: this.ingestFunction.functionArn });
     new CfnOutput(this, 'Dashboard', {
       description: 'The pipeline\'s CloudWatch dashboard',
       value: `https://${Aws.REGION}.console.aws.amazon.com/cloudwatch/home?region=${Aws.REGION}#dashboards:name=${this.monitoring.dashboard.dashboardName}`,

@@ -93,10 +93,12 @@ async function main(): Promise<void> {
 
   const differences: string[] = [];
   let compared = 0;
+  let lines = 0;
   for (const record of records) {
     for (const output of record.outputs.filter((o) => o.format !== 'collect')) {
       const [cloud, local] = await Promise.all([cloudOutput(store, output.name, record.scope), localOutput(outRoot, output.name, record.scope)]);
       compared++;
+      lines += cloud?.length ?? 0;
       const difference = describeDifference(cloud, local);
       if (difference) differences.push(`output ${output.name}, ${record.scope}: ${difference}`);
     }
@@ -104,6 +106,8 @@ async function main(): Promise<void> {
   if (differences.length > 0) {
     throw new Error(`LocalStack and the embedded runtime disagree on ${differences.length} of ${compared} outputs:\n  ${differences.join('\n  ')}`);
   }
+  // Agreeing on nothing proves nothing.
+  if (lines === 0) throw new Error(`the ${compared} outputs compared hold no records on either side: nothing was checked`);
   console.log(`OK: ${compared} outputs of ${records.length} intervals hold the same records on LocalStack as in the embedded runtime`);
 }
 
@@ -157,9 +161,14 @@ async function awaitCommitted(store: S3ObjectStore, uploads: Set<string>, deadli
     const last = Math.max(-1, ...records.filter((r) => r.uploads.some((u) => uploads.has(u.key))).map((r) => r.interval));
     if (placed.length === uploads.size && committed > last) return records.slice(0, last + 1);
     if (Date.now() > deadline) {
+      // Ingest leaves a claim per admitted upload: none means S3 never told it of the uploads.
+      const admitted = (await listAll(store, 'intake/claims/')).length;
       throw new Error(
-        `timed out: ${placed.length} of ${uploads.size} uploads are in a sealed interval, intervals 0..${committed - 1} are committed ` +
-          `(is the driver running? see its log group in LocalStack)`,
+        `timed out: ${placed.length} of ${uploads.size} uploads are in a sealed interval, intervals 0..${committed - 1} are committed. ` +
+          (admitted === 0
+            ? `No upload was admitted at all: the ingest function never ran for them. Check the bucket's notification to it ` +
+              `(npm run local:deploy sets one if the deployment left none) and the ingest function's log group.`
+            : `Uploads were admitted, so ingest runs: is the driver running? See its log group in LocalStack.`),
       );
     }
     console.log(`waiting: ${placed.length}/${uploads.size} uploads sealed into intervals, ${committed} intervals committed`);
