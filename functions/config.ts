@@ -55,9 +55,13 @@ export function driverConfig(config: FunctionConfig): DriverConfig {
  */
 export const SUPERSEDED_CHECK_MS = 2000;
 
-/** How long a failed task waits before its next delivery: 1 s, 2 s, 4 s, ... up to a minute. */
+/**
+ * How long a failed task waits before its next delivery: 5 s, 10 s, 20 s, ... up to 5 minutes.
+ * Long enough that a passing fault (an S3 503 burst) does not use up a task's deliveries in
+ * seconds; short against the queue's visibility timeout, which would be half an hour.
+ */
 export function taskRetryDelayMs(receiveCount: number): number {
-  return Math.min(1000 * 2 ** Math.max(0, receiveCount - 1), 60_000);
+  return Math.min(5000 * 2 ** Math.max(0, receiveCount - 1), 300_000);
 }
 
 /** A variable this function needs, though not every function does: an error naming it when absent. */

@@ -67,16 +67,26 @@ export class StreamingDriver {
     private readonly hooks: DriverHooks = {},
   ) {}
 
-  /**
-   * The stream's clock and position (set once, by whichever driver or ingest comes first). A
-   * driver configured with another interval length moves the clock to it from the next interval.
-   */
+  /** The stream's clock and position (set once, by whichever driver or ingest comes first). */
   async progress(): Promise<DriverProgress> {
-    const progress = await readProgress(this.deps.store, this.deps.clock.now(), this.config.intervalMs);
-    if (progress.intervalMs === this.config.intervalMs) return progress;
-    const moved = rebased(progress, this.config.intervalMs);
-    await this.deps.store.put(keys.driverProgress, JSON.stringify(moved));
-    return moved;
+    return readProgress(this.deps.store, this.deps.clock.now(), this.config.intervalMs);
+  }
+
+  /**
+   * A driver configured with another interval length moves the clock to it, from the interval it
+   * is about to run when that is the next one. Only a driver running intervals does this (on AWS,
+   * one holding the lease), so a driver merely looking never rewrites the clock.
+   */
+  private async adoptIntervalLength(k: number): Promise<void> {
+    const progress = await this.progress();
+    if (progress.intervalMs === this.config.intervalMs || progress.next !== k) return;
+    await this.deps.store.put(keys.driverProgress, JSON.stringify(rebased(progress, this.config.intervalMs)));
+  }
+
+  /** Moves the progress pointer past interval k; never back. */
+  private async advancePast(k: number): Promise<void> {
+    const progress = await this.progress();
+    if (progress.next <= k) await this.deps.store.put(keys.driverProgress, JSON.stringify({ ...progress, next: k + 1 }));
   }
 
   /**
@@ -134,7 +144,12 @@ export class StreamingDriver {
     await this.claimStore();
     const scope = intervalScope(k);
     const committed = await readJson<IntervalReport>(store, keys.committed(scope));
-    if (committed) return committed;
+    if (committed) {
+      // A driver that died between the commit and moving the pointer left this to do.
+      await this.advancePast(k);
+      return committed;
+    }
+    await this.adoptIntervalLength(k);
 
     const record = await this.planInterval(k);
     // From the seal: a driver resuming the interval after another died counts the time lost too.
@@ -168,7 +183,8 @@ export class StreamingDriver {
       }
     }
     // Each source partition once, however many stages read it.
-    const sourceRecords = Object.assign({}, ...done.map((d) => d.sourceRecords)) as Record<string, number>;
+    const sourceRecords: Record<string, number> = {};
+    for (const d of done) Object.assign(sourceRecords, d.sourceRecords);
     const recordsIn = Object.values(sourceRecords).reduce((n, c) => n + c, 0);
     const quarantined = done.reduce((n, d) => n + d.quarantined, 0);
     await this.step('outputs-committed', k);
@@ -204,8 +220,7 @@ export class StreamingDriver {
       ...summarise(stats),
     };
     await store.putIfAbsent(keys.committed(scope), JSON.stringify(report));
-    const progress = await this.progress();
-    if (progress.next <= k) await store.put(keys.driverProgress, JSON.stringify({ ...progress, next: k + 1 }));
+    await this.advancePast(k);
     await this.step('committed', k);
     await this.collectGarbage(k);
     return report;

@@ -20,8 +20,9 @@ export interface DriverProgress {
  * ingest comes first creates it; every later caller, in any process, reads the same epoch.
  */
 export async function readProgress(store: ObjectStore, now: number, intervalMs: number): Promise<DriverProgress> {
-  const existing = await readJson<DriverProgress>(store, keys.driverProgress);
-  if (existing) return existing;
+  const existing = await readJson<Omit<DriverProgress, 'base'> & { base?: number }>(store, keys.driverProgress);
+  // A pointer written before the clock had a base counts from interval 0.
+  if (existing) return { ...existing, base: existing.base ?? 0 };
   const fresh: DriverProgress = { next: 0, base: 0, epoch: now, intervalMs };
   await store.putIfAbsent(keys.driverProgress, JSON.stringify(fresh));
   return (await readJson<DriverProgress>(store, keys.driverProgress))!;

@@ -154,7 +154,7 @@ export class EmbeddedRuntime {
    */
   async live(options: { signal?: AbortSignal; intervals?: number; onInterval?: (report: IntervalReport) => void } = {}): Promise<IntervalReport[]> {
     const driver = this.driverInstance();
-    const progress = await driver.progress();
+    let progress = await driver.progress();
     const admitted = new Set<string>();
     let k = progress.next;
     const stopAt = options.intervals === undefined ? Infinity : k + options.intervals;
@@ -169,6 +169,8 @@ export class EmbeddedRuntime {
       const report = await this.runInterval(k, end);
       options.onInterval?.(report);
       k++;
+      // Running an interval may have moved the clock to a new interval length.
+      progress = await driver.progress();
     }
     return this.reports;
   }

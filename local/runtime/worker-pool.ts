@@ -213,6 +213,7 @@ export class WorkerPool implements TaskRunner {
       const why = worker.timedOut
         ? `the task ran longer than its timeout of ${this.options.taskTimeoutMs} ms and its worker was killed`
         : `its worker process died (${signal ? `signal ${signal}` : `exit code ${code}`}${code === 134 || signal === 'SIGABRT' ? ', perhaps out of memory' : ''})`;
+      worker.busy = undefined;
       if (busy.task) await recordTaskFailure(this.store, busy.task, busy.message.receiveCount, new WorkerDied(why));
       await this.queue.changeVisibility(busy.message.receipt, this.options.retryDelayMs);
     }

@@ -135,8 +135,8 @@ describe('task handler', () => {
     expect(response.batchItemFailures).toEqual([{ itemIdentifier: event.Records[0]!.messageId }, { itemIdentifier: event.Records[1]!.messageId }]);
     // Back in the queue after a short delay that doubles per delivery, not after the queue's visibility timeout.
     expect(retries.hidden).toEqual([
-      [event.Records[0]!.receiptHandle, 1000],
-      [event.Records[1]!.receiptHandle, 2000],
+      [event.Records[0]!.receiptHandle, 5000],
+      [event.Records[1]!.receiptHandle, 10000],
     ]);
 
     const recorded = JSON.parse(Buffer.from((await store.get(keys.taskError(task.scope, task.stage, task.partition)))!).toString());
