@@ -27,61 +27,59 @@ export const METRICS = {
  * they show in the task function's Errors metric and, when they run out, in the dead-letter queue.
  */
 export function intervalMetrics(pipeline: string, report: IntervalReport, timestamp: number): Record<string, unknown> {
-  return {
-    _aws: {
-      Timestamp: timestamp,
-      CloudWatchMetrics: [
-        {
-          Namespace: METRICS.namespace,
-          Dimensions: [[METRICS.dimension]],
-          Metrics: [
-            { Name: METRICS.inputRecords, Unit: 'Count' },
-            { Name: METRICS.processingTime, Unit: 'Milliseconds' },
-            { Name: METRICS.schedulingDelay, Unit: 'Milliseconds' },
-            { Name: METRICS.taskRetries, Unit: 'Count' },
-            { Name: METRICS.speculativeTasks, Unit: 'Count' },
-          ],
-        },
-      ],
-    },
-    [METRICS.dimension]: pipeline,
-    [METRICS.inputRecords]: report.recordsIn,
-    [METRICS.processingTime]: report.processingMs,
-    [METRICS.schedulingDelay]: report.schedulingDelayMs,
-    [METRICS.taskRetries]: report.fetchFailures + report.recomputed,
-    [METRICS.speculativeTasks]: report.speculative,
+  return emfDocument(
+    pipeline,
+    timestamp,
+    [
+      [METRICS.inputRecords, 'Count', report.recordsIn],
+      [METRICS.processingTime, 'Milliseconds', report.processingMs],
+      [METRICS.schedulingDelay, 'Milliseconds', report.schedulingDelayMs],
+      [METRICS.taskRetries, 'Count', report.fetchFailures + report.recomputed],
+      [METRICS.speculativeTasks, 'Count', report.speculative],
+    ],
     // Not metrics, but searchable in Logs Insights beside them.
-    interval: report.interval,
-    uploads: report.uploads,
-    inputBytes: report.inputBytes,
-    outputs: report.outputs,
-    tasks: report.tasks,
-    tasksSkipped: report.tasksSkipped,
-    recoveredIntervals: report.recoveredIntervals,
-  };
+    {
+      interval: report.interval,
+      uploads: report.uploads,
+      inputBytes: report.inputBytes,
+      outputs: report.outputs,
+      tasks: report.tasks,
+      tasksSkipped: report.tasksSkipped,
+      recoveredIntervals: report.recoveredIntervals,
+    },
+  );
 }
 
 export function publishIntervalMetrics(pipeline: string, report: IntervalReport, timestamp: number): void {
   writeEmf(intervalMetrics(pipeline, report, timestamp));
 }
 
-/** One count metric, as an EMF line (task failures, dead-lettered tasks). */
-function publishCount(pipeline: string, metric: string, count: number, timestamp: number, fields: Record<string, unknown> = {}): void {
-  const document = {
-    _aws: { Timestamp: timestamp, CloudWatchMetrics: [{ Namespace: METRICS.namespace, Dimensions: [[METRICS.dimension]], Metrics: [{ Name: metric, Unit: 'Count' }] }] },
-    [METRICS.dimension]: pipeline,
-    [metric]: count,
-    ...fields,
-  };
-  writeEmf(document);
-}
-
 export function publishTaskFailures(pipeline: string, count: number, timestamp: number): void {
-  publishCount(pipeline, METRICS.taskFailures, count, timestamp);
+  writeEmf(emfDocument(pipeline, timestamp, [[METRICS.taskFailures, 'Count', count]]));
 }
 
 export function publishDeadLetteredTask(pipeline: string, timestamp: number, fields: Record<string, unknown>): void {
-  publishCount(pipeline, METRICS.deadLetteredTasks, 1, timestamp, fields);
+  writeEmf(emfDocument(pipeline, timestamp, [[METRICS.deadLetteredTasks, 'Count', 1]], fields));
+}
+
+/** An EMF document: the metrics, under the namespace and the pipeline dimension, and other fields beside them. */
+function emfDocument(
+  pipeline: string,
+  timestamp: number,
+  metrics: [name: string, unit: 'Count' | 'Milliseconds', value: number][],
+  fields: Record<string, unknown> = {},
+): Record<string, unknown> {
+  return {
+    _aws: {
+      Timestamp: timestamp,
+      CloudWatchMetrics: [
+        { Namespace: METRICS.namespace, Dimensions: [[METRICS.dimension]], Metrics: metrics.map(([Name, Unit]) => ({ Name, Unit })) },
+      ],
+    },
+    [METRICS.dimension]: pipeline,
+    ...Object.fromEntries(metrics.map(([name, , value]) => [name, value])),
+    ...fields,
+  };
 }
 
 /**
