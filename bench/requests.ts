@@ -3,7 +3,7 @@
  * part of the bill (GET/HEAD and PUT/LIST are priced per thousand).
  */
 import path from 'node:path';
-import type { ObjectInfo, ObjectStore } from '../core/ports/object-store.ts';
+import type { ObjectInfo, ObjectStore, ReadOptions } from '../core/ports/object-store.ts';
 import { EmbeddedRuntime } from '../local/runtime/embedded-runtime.ts';
 import wordcount from '../examples/wordcount.ts';
 import type { Row } from './table.ts';
@@ -18,13 +18,13 @@ class CountingStore implements ObjectStore {
     this.counts.get++;
     return this.inner.get(key);
   }
-  getRange(key: string, start: number, end?: number) {
+  getRange(key: string, start: number, end?: number, options?: ReadOptions) {
     this.counts.get++;
-    return this.inner.getRange(key, start, end);
+    return this.inner.getRange(key, start, end, options);
   }
-  head(key: string) {
+  head(key: string, options?: ReadOptions) {
     this.counts.get++;
-    return this.inner.head(key);
+    return this.inner.head(key, options);
   }
   put(key: string, body: Uint8Array | string) {
     this.counts.put++;

@@ -3,7 +3,8 @@
  * this layout, so a run can move between them and a reader knows where to look.
  *
  *   incoming/                         uploads (the stream's input)
- *   intake/                           which upload belongs to which interval
+ *   intake/                           which upload belongs to which interval; uploads/ and refused/
+ *                                     hold the bytes the embedded runtime pinned at admission
  *   lineage/<scope>/                  the durable record of a scope, task completions, commits
  *   cache/<scope>/                    shuffle blocks and persisted RDDs: may vanish, recomputed
  *   checkpoints/<scope>/              state RDDs every C intervals: durable, truncates lineage
@@ -70,6 +71,12 @@ export const keys = {
   quarantine: (scope: Scope, stage: string, p: number) => `errors/${scope}/records/${stage}/part-${pad(p)}.jsonl`,
   deadLetter: (scope: Scope, stage: string, p: number) => `errors/${scope}/dead-letters/${stage}/part-${pad(p)}.json`,
   /** A dead letter that is no task message (sent to the queue by something else): kept, not dropped. */
+  /** Where the embedded runtime keeps an upload's bytes from admission on: no later write to incoming/ reaches them. */
+  pinnedUpload: (id: string, name: string) => `intake/uploads/${id}/${name}`,
+  /** Where the embedded runtime keeps the bytes of an upload it refused, out of incoming/. */
+  refusedUploadBytes: (id: string) => `intake/refused/${id}`,
+  /** Why an upload of interval k was not read, written when the interval is sealed. */
+  refusedUpload: (scope: Scope, id: string) => `errors/${scope}/uploads/${id}.json`,
   unreadableDeadLetter: (messageId: string) => `errors/unreadable-dead-letters/${messageId.replace(/[^\w.-]/g, '_')}.json`,
   driverProgress: 'driver/progress.json',
   driverLease: 'driver/lease.json',

@@ -44,6 +44,8 @@ export class PipelineMonitoring extends Construct {
   readonly driverErrorsAlarm: cloudwatch.Alarm;
   /** Uploads whose S3 event the ingest function could not admit: they are in no interval. */
   readonly ingestFailuresAlarm: cloudwatch.Alarm;
+  /** Uploads an interval refused (a name S3 allows but dstream cannot read, a version gone): recorded, not read. */
+  readonly refusedUploadsAlarm: cloudwatch.Alarm;
   readonly dashboard: cloudwatch.Dashboard;
 
   constructor(scope: Construct, id: string, props: PipelineMonitoringProps) {
@@ -122,6 +124,13 @@ export class PipelineMonitoring extends Construct {
       1,
       1,
     );
+    this.refusedUploadsAlarm = alarm(
+      'RefusedUploads',
+      'uploads were refused and not read: each has a record under errors/interval=<k>/uploads/ saying why (see the README\'s runbook)',
+      metric(DSTREAM_METRICS.refusedUploads, 'Sum'),
+      1,
+      1,
+    );
 
     const functions = Object.entries({ ingest: props.ingestFunction, driver: props.driverFunction, task: props.taskFunction });
     const graph = (title: string, left: cloudwatch.IMetric[], extra: Partial<cloudwatch.GraphWidgetProps> = {}) =>
@@ -143,6 +152,7 @@ export class PipelineMonitoring extends Construct {
             metric(DSTREAM_METRICS.taskRetries, 'Sum', 'rerun by the driver'),
             metric(DSTREAM_METRICS.speculativeTasks, 'Sum', 'speculative'),
             metric(DSTREAM_METRICS.deadLetteredTasks, 'Sum', 'dead-lettered'),
+            metric(DSTREAM_METRICS.refusedUploads, 'Sum', 'uploads refused'),
           ]),
           graph('Task queue', [
             props.taskQueue.metricApproximateNumberOfMessagesVisible({ period: MINUTE, statistic: 'Maximum', label: 'waiting' }),
@@ -159,6 +169,7 @@ export class PipelineMonitoring extends Construct {
               this.taskErrorsAlarm,
               this.driverErrorsAlarm,
               this.ingestFailuresAlarm,
+              this.refusedUploadsAlarm,
             ],
             width: 8,
             height: 6,

@@ -35,7 +35,7 @@ export async function readRangeLines(store: ObjectStore, range: InputRange, opti
   let step = EXTEND_STEP;
   while (!reader.done) {
     const before = pos;
-    for await (const chunk of store.getRange(range.key, pos, readTo)) {
+    for await (const chunk of store.getRange(range.key, pos, readTo, { version: range.version })) {
       options.signal?.throwIfAborted();
       reader.onChunk(chunk, pos);
       pos += chunk.length;

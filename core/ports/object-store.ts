@@ -7,18 +7,29 @@ export interface ObjectInfo {
   size: number;
   /** Milliseconds since the epoch at which the object was last written. */
   lastModified: number;
+  /** The version this answer describes, from stores that keep versions (S3 with versioning on). */
+  version?: string;
+}
+
+export interface ReadOptions {
+  /**
+   * One immutable version of the object, as the store named it when it was written (S3's version
+   * id): what pins an upload, so a read never sees bytes written after it was admitted. A store
+   * that keeps no versions refuses the option (VersionsUnsupportedError).
+   */
+  version?: string;
 }
 
 export interface ObjectStore {
   /** The whole object, or undefined when it does not exist. */
   get(key: string): Promise<Uint8Array | undefined>;
   /**
-   * Bytes [start, end) of an object, streamed in chunks; `end` is clipped to the object's size.
-   * Throws ObjectNotFoundError when the object does not exist.
+   * Bytes [start, end) of an object (or of one version of it), streamed in chunks; `end` is
+   * clipped to the object's size. Throws ObjectNotFoundError when the object (version) does not exist.
    */
-  getRange(key: string, start: number, end?: number): AsyncIterable<Uint8Array>;
-  /** Size and modification time, or undefined when it does not exist. */
-  head(key: string): Promise<ObjectInfo | undefined>;
+  getRange(key: string, start: number, end?: number, options?: ReadOptions): AsyncIterable<Uint8Array>;
+  /** Size and modification time (of one version), or undefined when it does not exist. */
+  head(key: string, options?: ReadOptions): Promise<ObjectInfo | undefined>;
   /** Writes the whole object atomically: a reader sees the old bytes or the new, never a mix. */
   put(key: string, body: Uint8Array | string): Promise<void>;
   /** Creates the object only if no object has the key. True when this call created it. */
@@ -33,6 +44,13 @@ export class ObjectNotFoundError extends Error {
   constructor(readonly key: string) {
     super(`object not found: ${key}`);
     this.name = 'ObjectNotFoundError';
+  }
+}
+
+export class VersionsUnsupportedError extends Error {
+  constructor(readonly key: string, store: string) {
+    super(`${store} keeps no versions of objects, so version-pinned reads of ${key} cannot be served`);
+    this.name = 'VersionsUnsupportedError';
   }
 }
 
@@ -61,9 +79,9 @@ export function validateKey(key: string): string {
 }
 
 /** Reads a whole range into one buffer; for small reads (headers, records). */
-export async function readRange(store: ObjectStore, key: string, start: number, end?: number): Promise<Uint8Array> {
+export async function readRange(store: ObjectStore, key: string, start: number, end?: number, options?: ReadOptions): Promise<Uint8Array> {
   const chunks: Uint8Array[] = [];
-  for await (const chunk of store.getRange(key, start, end)) chunks.push(chunk);
+  for await (const chunk of store.getRange(key, start, end, options)) chunks.push(chunk);
   return chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks);
 }
 

@@ -4,9 +4,11 @@
  * source; the task rebuilds the same DAG from the same pipeline module and checks the hashes match.
  */
 
-/** Bytes [start, end) of one uploaded object. */
+/** Bytes [start, end) of one uploaded object, in the version pinned when it was admitted. */
 export interface InputRange {
   key: string;
+  /** The store's version of the object (S3's version id); absent where the key itself never changes. */
+  version?: string;
   start: number;
   end: number;
 }

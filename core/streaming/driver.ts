@@ -6,7 +6,7 @@ import type { Pipeline } from '../graph/pipeline.ts';
 import { DagScheduler, type SchedulerOptions, type SchedulerStats } from '../scheduler/dag-scheduler.ts';
 import { stageIds } from '../scheduler/stages.ts';
 import { intervalOf, intervalScope, keys } from '../layout.ts';
-import { sealInterval } from './intake.ts';
+import { sealInterval, uploadId, type IntakeUpload, type UploadCheck } from './intake.ts';
 import { readProgress, rebased, type DriverProgress } from './progress.ts';
 import { planSplits } from './splits.ts';
 import { buildLineageRecord, PipelineMismatchError, planFromRecord, readLineageRecord, type LineageRecord } from './lineage.ts';
@@ -20,6 +20,11 @@ export interface DriverConfig {
   scheduler: SchedulerOptions;
   /** Intervals of cache kept beyond what recovery needs, before garbage collection. */
   retainIntervals: number;
+  /**
+   * Checks at the seal that each upload can still be read, for runtimes whose admission cannot
+   * promise it alone (the embedded runtime pins by moving a file after entering it).
+   */
+  checkUpload?: UploadCheck;
 }
 
 /** The steps of an interval, at any of which a driver may die; a new driver resumes after the last durable one. */
@@ -33,6 +38,8 @@ export interface IntervalReport {
   interval: number;
   uploads: number;
   inputBytes: number;
+  /** Uploads that could not be read (refused names, gone before they were pinned), recorded under errors/. */
+  refusedUploads: number;
   /** Records read from the interval's input, each source partition counted once. */
   recordsIn: number;
   /** Bad records kept under errors/ (policy 'quarantine'), over all stages. */
@@ -120,12 +127,14 @@ export class StreamingDriver {
       return existing;
     }
     await this.step('seal', k);
-    const uploads = await sealInterval(store, k);
+    const uploads = await sealInterval(store, k, this.config.checkUpload);
+    await this.recordRefused(k, uploads);
     await this.step('sealed', k);
     const { inputPartitions, maxSplitBytes } = this.config;
+    const readable = uploads.filter((u) => u.refused === undefined);
     const inputs = {
       sources: this.pipeline.sources.map((spec) =>
-        planSplits(uploads.filter((u) => u.name.startsWith(spec.prefix)), inputPartitions, maxSplitBytes),
+        planSplits(readable.filter((u) => u.name.startsWith(spec.prefix)), inputPartitions, maxSplitBytes),
       ),
       persisted: await this.persistedBefore(k),
     };
@@ -136,6 +145,18 @@ export class StreamingDriver {
     this.records.set(k, record);
     await this.step('lineage-written', k);
     return record;
+  }
+
+  /** Each refused upload of interval k gets a record under errors/ saying what and why. */
+  private async recordRefused(k: number, uploads: IntakeUpload[]): Promise<void> {
+    for (const upload of uploads) {
+      if (upload.refused === undefined) continue;
+      const { key, name, size, version, refused } = upload;
+      await this.deps.store.putIfAbsent(
+        keys.refusedUpload(intervalScope(k), uploadId(upload)),
+        JSON.stringify({ interval: k, name, key, ...(version === undefined ? {} : { version }), size, reason: refused }, null, 2),
+      );
+    }
   }
 
   /** Runs interval k to its commit; a committed interval is not run again. */
@@ -210,8 +231,9 @@ export class StreamingDriver {
     const end = intervalEnd ?? record.sealedAt;
     const report: IntervalReport = {
       interval: k,
-      uploads: record.uploads.length,
-      inputBytes: record.uploads.reduce((n, u) => n + u.size, 0),
+      uploads: record.uploads.filter((u) => u.refused === undefined).length,
+      inputBytes: record.uploads.reduce((n, u) => n + (u.refused === undefined ? u.size : 0), 0),
+      refusedUploads: record.uploads.filter((u) => u.refused !== undefined).length,
       recordsIn,
       quarantined,
       outputs,

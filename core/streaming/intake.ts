@@ -2,11 +2,18 @@ import type { ObjectStore } from '../ports/object-store.ts';
 import { listAll, readJson } from '../ports/object-store.ts';
 import { intervalScope } from '../layout.ts';
 import { shortHash } from '../util/hash.ts';
-import type { Upload } from './splits.ts';
+import { byKeyAndVersion, type Upload } from './splits.ts';
 
-/** An upload with what identifies this version of it (a re-upload of a key is a new upload). */
+/**
+ * An upload as admitted: where its bytes are pinned (the key, and the version where the store
+ * keeps versions), or why it cannot be read. A refused upload still belongs to exactly one
+ * interval, which records it under errors/ and counts it, so that no upload goes unseen.
+ */
 export interface IntakeUpload extends Upload {
-  version: string;
+  /** Tells apart two arrivals at a key whose store keeps no version of them (S3's event sequencer). */
+  sequencer?: string;
+  /** Why the upload is not read: a name the store refuses, gone before it was pinned, and so on. */
+  refused?: string;
 }
 
 const base = (k: number) => `intake/${intervalScope(k)}`;
@@ -16,8 +23,11 @@ const sealedKey = (k: number) => `${base(k)}/_SEALED`;
 const claimKey = (id: string) => `intake/claims/${id}.json`;
 
 export function uploadId(upload: IntakeUpload): string {
-  return shortHash(`${upload.key}\n${upload.version}`, 24);
+  return shortHash(`${upload.key}\n${upload.version ?? ''}\n${upload.sequencer ?? ''}`, 24);
 }
+
+/** Checks, at the seal, that an upload can still be read; answers why not, or undefined. */
+export type UploadCheck = (upload: IntakeUpload) => Promise<string | undefined>;
 
 /**
  * Assigns an upload to an interval, at or after `interval`: exactly one, never none, even when
@@ -39,8 +49,9 @@ export async function admitUpload(store: ObjectStore, upload: IntakeUpload, inte
 /**
  * Closes interval k to new uploads and returns its uploads, the same list to every caller: a
  * driver restarted mid-seal, or two racing, agree through create-if-absent of the sealed list.
+ * An upload that `check` finds unreadable is sealed as refused, with the reason.
  */
-export async function sealInterval(store: ObjectStore, k: number): Promise<IntakeUpload[]> {
+export async function sealInterval(store: ObjectStore, k: number, check?: UploadCheck): Promise<IntakeUpload[]> {
   const sealed = await readJson<IntakeUpload[]>(store, sealedKey(k));
   if (sealed) return sealed;
   await store.put(sealingKey(k), '');
@@ -49,9 +60,10 @@ export async function sealInterval(store: ObjectStore, k: number): Promise<Intak
   const taken: IntakeUpload[] = [];
   for (const upload of candidates) {
     if (await ownedElsewhere(store, upload, k)) continue;
-    taken.push(upload);
+    const refused = upload.refused ?? (await check?.(upload));
+    taken.push(refused === undefined ? upload : { ...upload, refused });
   }
-  taken.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : a.version < b.version ? -1 : 1));
+  taken.sort((a, b) => byKeyAndVersion(a, b) || uploadId(a).localeCompare(uploadId(b)));
   // Claims first, so a later seal always finds them; a claim counts only if the final list agrees.
   await Promise.all(taken.map((u) => store.putIfAbsent(claimKey(uploadId(u)), String(k))));
   if (await store.putIfAbsent(sealedKey(k), JSON.stringify(taken))) return taken;

@@ -3,6 +3,11 @@ import type { Split } from '../rdd/plan.ts';
 export interface Upload {
   /** Where the bytes are in the store. */
   key: string;
+  /**
+   * The version of the object at `key` that was admitted (S3's version id): every read of the
+   * upload reads exactly it. Absent where the key itself is immutable (the embedded runtime's pin).
+   */
+  version?: string;
   /** What sources match their prefix against: the key below `incoming/`. */
   name: string;
   size: number;
@@ -14,7 +19,7 @@ export interface Upload {
  * small ones are packed together. Deterministic: uploads are taken in key order.
  */
 export function planSplits(uploads: Upload[], partitions: number, maxSplitBytes: number): Split[] {
-  const sorted = uploads.filter((u) => u.size > 0).sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
+  const sorted = uploads.filter((u) => u.size > 0).sort(byKeyAndVersion);
   const total = sorted.reduce((n, u) => n + u.size, 0);
   if (total === 0) return [];
   const target = Math.max(1, Math.min(maxSplitBytes, Math.ceil(total / Math.max(1, partitions))));
@@ -25,7 +30,7 @@ export function planSplits(uploads: Upload[], partitions: number, maxSplitBytes:
     let start = 0;
     while (start < upload.size) {
       const end = Math.min(upload.size, start + room);
-      current.ranges.push({ key: upload.key, start, end });
+      current.ranges.push({ key: upload.key, version: upload.version, start, end });
       room -= end - start;
       start = end;
       if (room === 0) {
@@ -37,4 +42,11 @@ export function planSplits(uploads: Upload[], partitions: number, maxSplitBytes:
   }
   if (current.ranges.length > 0) splits.push(current);
   return splits;
+}
+
+/** Two uploads of one key (two versions) keep the order of their version ids: deterministic either way. */
+export function byKeyAndVersion(a: Upload, b: Upload): number {
+  if (a.key !== b.key) return a.key < b.key ? -1 : 1;
+  const [va, vb] = [a.version ?? '', b.version ?? ''];
+  return va < vb ? -1 : va > vb ? 1 : 0;
 }

@@ -14,7 +14,7 @@ import {
   type CompletedPart,
   type S3Client,
 } from '@aws-sdk/client-s3';
-import { ObjectNotFoundError, validateKey, type ObjectInfo, type ObjectStore } from '../../core/ports/object-store.ts';
+import { ObjectNotFoundError, validateKey, type ObjectInfo, type ObjectStore, type ReadOptions } from '../../core/ports/object-store.ts';
 import { mapConcurrently } from './map-concurrently.ts';
 import { backoffMs, httpStatusOf, isTransient, retryPolicy, withRetries, type RetryPolicy } from './retry.ts';
 
@@ -68,20 +68,26 @@ export class S3ObjectStore implements ObjectStore {
     }, this.retry);
   }
 
-  getRange(key: string, start: number, end?: number): AsyncIterable<Uint8Array> {
+  getRange(key: string, start: number, end?: number, options?: ReadOptions): AsyncIterable<Uint8Array> {
     const Key = this.s3Key(key);
     if (!Number.isSafeInteger(start) || start < 0) throw new RangeError(`range start must be an integer >= 0, got ${start}`);
     if (end !== undefined && (!Number.isSafeInteger(end) || end < start)) {
       throw new RangeError(`range end must be an integer >= the start (${start}), got ${end}`);
     }
-    return this.streamRange(key, Key, start, end);
+    return this.streamRange(key, Key, start, end, options?.version);
   }
 
-  async head(key: string): Promise<ObjectInfo | undefined> {
+  async head(key: string, options?: ReadOptions): Promise<ObjectInfo | undefined> {
     const Key = this.s3Key(key);
+    const VersionId = options?.version;
     try {
-      const response = await withRetries(() => this.client.send(new HeadObjectCommand({ Bucket: this.bucket, Key })), this.retry);
-      return { key, size: response.ContentLength ?? 0, lastModified: response.LastModified?.getTime() ?? 0 };
+      const response = await withRetries(() => this.client.send(new HeadObjectCommand({ Bucket: this.bucket, Key, VersionId })), this.retry);
+      return {
+        key,
+        size: response.ContentLength ?? 0,
+        lastModified: response.LastModified?.getTime() ?? 0,
+        ...(response.VersionId && response.VersionId !== 'null' ? { version: response.VersionId } : {}),
+      };
     } catch (error) {
       if (isNotFound(error)) return undefined;
       throw error;
@@ -155,14 +161,14 @@ export class S3ObjectStore implements ObjectStore {
   }
 
   /**
-   * Streams [start, end). A body that breaks mid-way is resumed from the first byte not yet
-   * yielded, pinned to the ETag first read so that a concurrent overwrite cannot splice two
-   * versions together.
+   * Streams [start, end) of the current object or of one version. A body that breaks mid-way is
+   * resumed from the first byte not yet yielded, pinned to the version, or else to the ETag first
+   * read, so that a concurrent overwrite cannot splice two versions together.
    */
-  private async *streamRange(key: string, Key: string, start: number, end: number | undefined): AsyncGenerator<Uint8Array> {
+  private async *streamRange(key: string, Key: string, start: number, end: number | undefined, VersionId: string | undefined): AsyncGenerator<Uint8Array> {
     if (end === start) {
       // No Range header can ask for zero bytes; only whether the object exists is left to find out.
-      if (!(await this.head(key))) throw new ObjectNotFoundError(key);
+      if (!(await this.head(key, { version: VersionId }))) throw new ObjectNotFoundError(key);
       return;
     }
     let position = start;
@@ -176,8 +182,9 @@ export class S3ObjectStore implements ObjectStore {
               new GetObjectCommand({
                 Bucket: this.bucket,
                 Key,
+                VersionId,
                 Range: `bytes=${position}-${end === undefined ? '' : end - 1}`,
-                IfMatch: etag,
+                IfMatch: VersionId === undefined ? etag : undefined,
               }),
             ),
           this.retry,

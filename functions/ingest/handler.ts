@@ -2,6 +2,12 @@
  * The ingest function: S3 notifies it of every object created under `incoming/`, and it admits
  * each upload to the interval its arrival time falls in (or the first still open). Admission is
  * idempotent, so the duplicate notifications S3 may send change nothing.
+ *
+ * Each upload is pinned to the version the event names (the bucket is versioned): every task,
+ * retry and recovery reads exactly those bytes, whatever is written to the key later, and two
+ * PUTs to one key are two uploads. An upload that cannot be pinned or read (a key dstream's
+ * stores refuse, no version, a version already gone) is admitted as refused: its interval
+ * records why under errors/ and counts it, and the stream goes on.
  */
 import type { S3Event } from 'aws-lambda';
 import { validateKey, type ObjectStore } from '../../core/ports/object-store.ts';
@@ -22,6 +28,17 @@ interface Arrival {
   eventTime: number;
 }
 
+/** Why S3's version of an upload cannot be read by the tasks, or undefined when it can. */
+async function pinProblem(store: ObjectStore, upload: IntakeUpload): Promise<string | undefined> {
+  if (upload.version === undefined) {
+    return 'the event names no version of it (the bucket is not versioned, or versioning is suspended), so it cannot be pinned: enable versioning on the bucket';
+  }
+  const info = await store.head(upload.key, { version: upload.version });
+  if (!info) return `its version ${upload.version} was deleted before it could be admitted`;
+  if (info.size !== upload.size) return `its version ${upload.version} holds ${info.size} bytes, not the ${upload.size} its event announced`;
+  return undefined;
+}
+
 export function createIngestHandler(deps: IngestHandlerDeps = {}): (event: S3Event) => Promise<void> {
   // Read on the first event, not when the entry module loads this.
   let config: FunctionConfig | undefined;
@@ -35,11 +52,21 @@ export function createIngestHandler(deps: IngestHandlerDeps = {}): (event: S3Eve
     store ??= deps.store ?? s3Store(env());
     const intervalMs = deps.intervalMs ?? env().intervalMs;
     const progress = await readProgress(store, now(), intervalMs);
-    for (const { upload, eventTime } of arrivals) {
-      // Never an interval the driver has moved past; admitUpload moves on from one being sealed.
-      const arrived = Math.max(progress.next, intervalAt(progress, eventTime));
+    const receivedAt = now();
+    for (const arrival of arrivals) {
+      const upload = arrival.upload.refused === undefined ? { ...arrival.upload, ...refusal(await pinProblem(store, arrival.upload)) } : arrival.upload;
+      // Never an interval the driver has moved past (admitUpload moves on from one being sealed),
+      // nor one past our clock: an event time from the future places nothing in the future.
+      const arrived = Math.max(progress.next, intervalAt(progress, Math.min(arrival.eventTime, receivedAt)));
       const interval = await admitUpload(store, upload, arrived);
-      console.log(JSON.stringify({ message: `admitted ${upload.key} to interval ${interval}`, key: upload.key, version: upload.version, size: upload.size, interval }));
+      const { key, version, size, refused } = upload;
+      console.log(
+        JSON.stringify(
+          refused === undefined
+            ? { level: 'info', message: `admitted ${key} to interval ${interval}`, key, version, size, interval }
+            : { level: 'warn', message: `refused ${key} in interval ${interval}: ${refused}`, key, version, size, interval, reason: refused },
+        ),
+      );
     }
   };
 }
@@ -82,26 +109,38 @@ function arrivalOf(record: S3Event['Records'][number], index: number): Arrival |
     throw new Error(`${where} has an s3.object.key that is not URL-encoded: ${JSON.stringify(object.key)}`);
   }
   if (!key.startsWith(INCOMING)) {
-    console.log(JSON.stringify({ message: `ignored ${key}: not under ${INCOMING}`, key }));
-    return undefined;
-  }
-  try {
-    validateKey(key);
-  } catch (error) {
-    // A folder marker (`incoming/day/`) or a key the engine's stores refuse, which no task could read.
-    console.log(JSON.stringify({ message: `ignored ${key}: not an object dstream can read`, key, reason: String(error) }));
+    console.log(JSON.stringify({ level: 'info', message: `ignored ${key}: not under ${INCOMING}`, key }));
     return undefined;
   }
   if (typeof object.size !== 'number' || !Number.isSafeInteger(object.size) || object.size < 0) {
     throw new Error(`${where} has no valid s3.object.size for ${key} (got ${describe(object.size)})`);
   }
-  // A bucket whose versioning is suspended names every version "null": the sequencer tells them apart.
-  const version = [object.versionId, object.sequencer, object.eTag].find((v): v is string => typeof v === 'string' && v !== '' && v !== 'null');
-  if (version === undefined) throw new Error(`${where} has none of s3.object.versionId, sequencer or eTag for ${key}, so its version is unknown`);
+  // The console's "Create folder" writes an empty `incoming/day/`: a folder, not an upload.
+  if (key.endsWith('/') && object.size === 0) {
+    console.log(JSON.stringify({ level: 'info', message: `ignored ${key}: a folder marker, not an upload`, key }));
+    return undefined;
+  }
   const eventTime = typeof record.eventTime === 'string' ? Date.parse(record.eventTime) : NaN;
   if (Number.isNaN(eventTime)) throw new Error(`${where} has no valid eventTime for ${key} (got ${describe(record.eventTime)})`);
-  return { upload: { key, name: key.slice(INCOMING.length), size: object.size, version }, eventTime };
+  // A suspended bucket names every version "null", which pins nothing.
+  const version = typeof object.versionId === 'string' && object.versionId !== '' && object.versionId !== 'null' ? object.versionId : undefined;
+  // With no version, the sequencer still tells two PUTs to one key apart, so each is recorded.
+  const sequencer = typeof object.sequencer === 'string' && object.sequencer !== '' ? object.sequencer : undefined;
+  const upload: IntakeUpload = { key, name: key.slice(INCOMING.length), size: object.size, ...(version ? { version } : {}), ...(sequencer ? { sequencer } : {}) };
+  return { upload: { ...upload, ...refusal(keyProblem(key)) }, eventTime };
 }
+
+/** A key S3 accepts but dstream's stores refuse (`\`, `//`, `..`, over 1024 bytes): no task could read it. */
+function keyProblem(key: string): string | undefined {
+  try {
+    validateKey(key);
+    return undefined;
+  } catch (error) {
+    return `its key cannot be read by dstream: ${(error as Error).message}`;
+  }
+}
+
+const refusal = (reason: string | undefined) => (reason === undefined ? {} : { refused: reason });
 
 /** What S3 sends once when a notification is configured; it names no object. */
 function isTestEvent(event: unknown): boolean {

@@ -1,4 +1,4 @@
-import type { ObjectInfo, ObjectStore } from '../../core/ports/object-store.ts';
+import type { ObjectInfo, ObjectStore, ReadOptions } from '../../core/ports/object-store.ts';
 import type { ChaosSpec, FaultKind } from './chaos-spec.ts';
 
 /**
@@ -21,12 +21,12 @@ export class ChaosStore implements ObjectStore {
     return this.inner.get(key);
   }
 
-  getRange(key: string, start: number, end?: number) {
-    return this.inner.getRange(key, start, end);
+  getRange(key: string, start: number, end?: number, options?: ReadOptions) {
+    return this.inner.getRange(key, start, end, options);
   }
 
-  head(key: string) {
-    return this.inner.head(key);
+  head(key: string, options?: ReadOptions) {
+    return this.inner.head(key, options);
   }
 
   list(prefix: string): AsyncIterable<ObjectInfo> {

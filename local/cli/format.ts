@@ -19,6 +19,7 @@ export function formatInterval(r: IntervalReport): string {
     .map(([name, n]) => `${name} ${num(n)}`)
     .join(', ');
   const extras = [
+    r.refusedUploads ? `${num(r.refusedUploads)} uploads refused, see errors/interval=${String(r.interval).padStart(6, '0')}/uploads/` : '',
     r.quarantined ? `${num(r.quarantined)} bad records quarantined under errors/` : '',
     r.tasksSkipped ? `${r.tasksSkipped} already done` : '',
     r.speculative ? `${r.speculative} speculative` : '',

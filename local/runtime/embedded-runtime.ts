@@ -1,23 +1,25 @@
 import { cpus } from 'node:os';
 import path from 'node:path';
-import { readdir, readFile, stat } from 'node:fs/promises';
+import { lstat, readdir, readFile, stat } from 'node:fs/promises';
+import { isUtf8 } from 'node:buffer';
 import { pathToFileURL } from 'node:url';
 import type { Clock } from '../../core/ports/clock.ts';
 import { systemClock } from '../../core/ports/clock.ts';
-import { listAll, type ObjectStore } from '../../core/ports/object-store.ts';
+import { validateKey, type ObjectStore } from '../../core/ports/object-store.ts';
 import { pipelineFromModule, type PipelineModule } from '../../core/runtime/task-handler.ts';
 import { StreamingDriver, type DriverConfig, type IntervalReport } from '../../core/streaming/driver.ts';
-import { admitUpload, isSealed, type IntakeUpload } from '../../core/streaming/intake.ts';
-import { intervalAt, intervalEnd, type DriverProgress } from '../../core/streaming/progress.ts';
+import { admitUpload, isSealed, type IntakeUpload, type UploadCheck } from '../../core/streaming/intake.ts';
+import { intervalEnd } from '../../core/streaming/progress.ts';
 import { defaultSchedulerOptions, type SchedulerOptions } from '../../core/scheduler/dag-scheduler.ts';
 import { runBatch, type BatchResult } from '../../core/batch/batch-runner.ts';
 import type { Pipeline } from '../../core/graph/pipeline.ts';
-import { INCOMING } from '../../core/layout.ts';
+import { INCOMING, keys } from '../../core/layout.ts';
 import { FsObjectStore } from '../store/fs-object-store.ts';
 import { FsTaskQueue } from '../queue/fs-task-queue.ts';
 import { WorkerPool, type PoolStats } from './worker-pool.ts';
 import { InProcessRunner } from './in-process-runner.ts';
 import { WakeableClock } from './wakeable-clock.ts';
+import { IncomingScanner } from './incoming-scanner.ts';
 import { parseChaos, seededRandom, type ChaosSpec } from '../chaos/chaos-spec.ts';
 
 export interface EmbeddedOptions {
@@ -78,15 +80,19 @@ export class EmbeddedRuntime {
   private readonly reports: IntervalReport[] = [];
   private readonly driverRandom: () => number;
   private driver: StreamingDriver | undefined;
+  private readonly scanner: IncomingScanner;
+  readonly config: DriverConfig;
 
   private constructor(
     readonly module: PipelineModule,
     readonly options: EmbeddedOptions,
-    readonly config: DriverConfig,
+    config: DriverConfig,
     readonly clock: WakeableClock,
   ) {
     const fsStore = new FsObjectStore(options.root);
     this.store = options.wrapStore?.(fsStore, 'driver') ?? fsStore;
+    this.config = { ...config, checkUpload: pinnedUploadCheck(this.store) };
+    this.scanner = new IncomingScanner(fsStore, () => this.clock.now());
     this.queue = new FsTaskQueue({ dir: path.join(options.root, '.dstream', 'queue'), maxReceives: options.maxAttempts ?? 4 });
     this.chaos = typeof options.chaos === 'string' ? parseChaos(options.chaos) : options.chaos;
     this.driverRandom = seededRandom((this.chaos?.seed ?? 0) + 1);
@@ -137,9 +143,10 @@ export class EmbeddedRuntime {
     for (const { k, files } of intervals) {
       if (!(await isSealed(this.store, k))) {
         for (const file of files) {
-          const key = `${INCOMING}replay/${k}/${file.name}`;
-          await this.store.put(key, await readFile(file.path));
-          await admitUpload(this.store, { key, name: file.name, size: file.size, version: `replay-${k}` }, k);
+          // Staged files are copied to their pinned keys: the staged folder may change afterwards.
+          const upload: IntakeUpload = { key: keys.pinnedUpload(`replay-${k}`, file.name), name: file.name, size: file.size, ...(file.refused === undefined ? {} : { refused: file.refused }) };
+          if (file.refused === undefined) await this.store.put(upload.key, await readFile(file.path));
+          await admitUpload(this.store, upload, k);
         }
       }
       const report = await this.runInterval(k);
@@ -155,17 +162,16 @@ export class EmbeddedRuntime {
   async live(options: { signal?: AbortSignal; intervals?: number; onInterval?: (report: IntervalReport) => void } = {}): Promise<IntervalReport[]> {
     const driver = this.driverInstance();
     let progress = await driver.progress();
-    const admitted = new Set<string>();
     let k = progress.next;
     const stopAt = options.intervals === undefined ? Infinity : k + options.intervals;
     while (!options.signal?.aborted && k < stopAt) {
       const end = intervalEnd(progress, k);
       while (this.clock.now() < end && !options.signal?.aborted) {
-        await this.scanIncoming(progress, k, admitted);
+        await this.scanner.scan(progress, k);
         await this.clock.sleep(Math.min(100, Math.max(1, end - this.clock.now())));
       }
       if (options.signal?.aborted) break;
-      await this.scanIncoming(progress, k, admitted);
+      await this.scanner.scan(progress, k);
       const report = await this.runInterval(k, end);
       options.onInterval?.(report);
       k++;
@@ -235,21 +241,18 @@ export class EmbeddedRuntime {
     }
     return this.driver;
   }
+}
 
-  private async scanIncoming(progress: DriverProgress, open: number, admitted: Set<string>): Promise<void> {
-    const now = this.clock.now();
-    for (const info of await listAll(this.store, INCOMING)) {
-      if (info.key.startsWith(`${INCOMING}replay/`)) continue;
-      const version = `${info.size}@${info.lastModified}`;
-      const id = `${info.key}#${version}`;
-      // Still being written: take it on a later scan.
-      if (admitted.has(id) || now - info.lastModified < 100) continue;
-      admitted.add(id);
-      const arrived = Math.max(open, intervalAt(progress, info.lastModified));
-      const upload: IntakeUpload = { key: info.key, name: info.key.slice(INCOMING.length), size: info.size, version };
-      await admitUpload(this.store, upload, arrived);
+/** What the embedded runtime's admission cannot promise alone: the pinned file is there, as taken. */
+function pinnedUploadCheck(store: ObjectStore): UploadCheck {
+  return async (upload) => {
+    const info = await store.head(upload.key);
+    if (!info) return 'it was gone before it could be pinned (deleted or moved while it was being taken)';
+    if (info.size !== upload.size) {
+      return `it changed after it was taken (${upload.size} bytes then, ${info.size} now): a process still had it open for writing. Its bytes are kept at ${upload.key}, not read`;
     }
-  }
+    return undefined;
+  };
 }
 
 export function defaultWorkers(): number {
@@ -273,8 +276,23 @@ export async function loadPipeline(pipelinePath: string): Promise<PipelineModule
 
 interface StagedFile {
   name: string;
-  path: string;
+  path: Buffer;
   size: number;
+  /** Why the file cannot be an upload; it is then recorded as refused in its interval. */
+  refused?: string;
+}
+
+/** Why a staged file cannot be an upload, as the live runtime would refuse it. */
+function stagedProblem(name: string, raw: Buffer, info: import('node:fs').Stats): { refused?: string } {
+  if (!isUtf8(raw)) return { refused: 'its name is not valid UTF-8: rename it' };
+  if (info.isSymbolicLink()) return { refused: 'it is a symbolic link, not a file: stage the file itself' };
+  if (!info.isFile()) return { refused: 'it is not a regular file' };
+  try {
+    validateKey(`${INCOMING}${name}`);
+    return {};
+  } catch (error) {
+    return { refused: `its name cannot be a key: ${(error as Error).message}` };
+  }
 }
 
 /** Validates the whole staged directory before anything runs, so a bad one changes nothing. */
@@ -304,17 +322,19 @@ export async function readStaged(dir: string): Promise<{ k: number; files: Stage
   const out: { k: number; files: StagedFile[] }[] = [];
   for (const k of numbers) {
     const files: StagedFile[] = [];
-    const walk = async (sub: string) => {
-      for (const e of await readdir(path.join(dir, String(k), sub), { withFileTypes: true })) {
-        const rel = sub ? `${sub}/${e.name}` : e.name;
-        if (e.isDirectory()) await walk(rel);
-        else if (e.isFile()) {
-          const full = path.join(dir, String(k), rel);
-          files.push({ name: rel, path: full, size: (await stat(full)).size });
+    const walk = async (folder: Buffer, prefix: string) => {
+      for (const e of await readdir(folder, { withFileTypes: true, encoding: 'buffer' })) {
+        const full = Buffer.concat([folder, Buffer.from(path.sep), e.name]);
+        const rel = prefix + (isUtf8(e.name) ? e.name.toString('utf8') : e.name.toString('latin1'));
+        if (e.isDirectory()) {
+          await walk(full, `${rel}/`);
+          continue;
         }
+        const info = await lstat(full);
+        files.push({ name: rel, path: full, size: info.size, ...stagedProblem(rel, e.name, info) });
       }
     };
-    await walk('');
+    await walk(Buffer.from(path.join(dir, String(k))), '');
     files.sort((a, b) => (a.name < b.name ? -1 : 1));
     out.push({ k, files });
   }

@@ -1,9 +1,9 @@
 import { randomBytes } from 'node:crypto';
 import type { Dirent } from 'node:fs';
-import { link, mkdir, open, readdir, readFile, realpath, rename, rmdir, stat, unlink, writeFile } from 'node:fs/promises';
+import { link, lstat, mkdir, open, readdir, readFile, realpath, rename, rmdir, stat, unlink, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { InvalidKeyError, ObjectNotFoundError, validateKey } from '../../core/ports/object-store.ts';
-import type { ObjectInfo, ObjectStore } from '../../core/ports/object-store.ts';
+import { InvalidKeyError, ObjectNotFoundError, validateKey, VersionsUnsupportedError } from '../../core/ports/object-store.ts';
+import type { ObjectInfo, ObjectStore, ReadOptions } from '../../core/ports/object-store.ts';
 
 /** Where writes are staged before they are renamed into place; a reserved first key segment. */
 export const TEMP_DIR = '.tmp';
@@ -47,8 +47,9 @@ export class FsObjectStore implements ObjectStore {
     }
   }
 
-  async *getRange(key: string, start: number, end?: number): AsyncIterable<Uint8Array> {
+  async *getRange(key: string, start: number, end?: number, options?: ReadOptions): AsyncIterable<Uint8Array> {
     checkRange(key, start, end);
+    refuseVersion(key, options);
     const real = await this.resolveForRead(key);
     if (real === undefined) throw new ObjectNotFoundError(key);
     let handle;
@@ -70,7 +71,8 @@ export class FsObjectStore implements ObjectStore {
     }
   }
 
-  async head(key: string): Promise<ObjectInfo | undefined> {
+  async head(key: string, options?: ReadOptions): Promise<ObjectInfo | undefined> {
+    refuseVersion(key, options);
     const real = await this.resolveForRead(key);
     if (real === undefined) return undefined;
     return statObject(real, key);
@@ -99,6 +101,22 @@ export class FsObjectStore implements ObjectStore {
       throw error;
     } finally {
       await removeQuietly(temp);
+    }
+  }
+
+  /**
+   * Moves a file from outside the store's keys (the embedded runtime's incoming/ folder, whose
+   * names may be no valid key) into it under `key`, by rename: no copy, and the file's bytes are
+   * the object's from then on. False when the file is gone.
+   */
+  async moveIn(file: string | Buffer, key: string): Promise<boolean> {
+    const target = this.pathOf(key);
+    try {
+      await this.place(key, target, () => rename(file, target));
+      return true;
+    } catch (error) {
+      if (errorCode(error) === 'ENOENT' && !(await lstat(file).catch(() => undefined))) return false;
+      throw error;
     }
   }
 
@@ -304,6 +322,11 @@ export class FsObjectStore implements ObjectStore {
       dir = path.dirname(dir);
     }
   }
+}
+
+/** A directory keeps no versions: the embedded runtime pins an upload by moving it to a key of its own. */
+function refuseVersion(key: string, options: ReadOptions | undefined): void {
+  if (options?.version !== undefined) throw new VersionsUnsupportedError(key, 'the filesystem store');
 }
 
 function checkRange(key: string, start: number, end: number | undefined): void {

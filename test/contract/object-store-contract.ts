@@ -1,11 +1,16 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { InvalidKeyError, listAll, ObjectNotFoundError, readRange } from '../../core/ports/object-store.ts';
+import { InvalidKeyError, listAll, ObjectNotFoundError, readRange, VersionsUnsupportedError } from '../../core/ports/object-store.ts';
 import type { ObjectStore } from '../../core/ports/object-store.ts';
 
 export interface ObjectStoreContractOptions {
   /** False for stores (some S3 emulators) that ignore If-None-Match: putIfAbsent is then not exclusive. */
   conditionalWrites?: boolean;
+  /**
+   * Whether the store keeps versions (what pins an upload on S3): 'kept' reads by version id,
+   * 'refused' refuses the option. Undefined skips these tests (an S3 bucket may or may not be versioned).
+   */
+  versions?: 'kept' | 'refused';
 }
 
 const MiB = 1024 * 1024;
@@ -84,6 +89,37 @@ export function objectStoreContract(
         await Promise.all([writes, reads]);
       });
     });
+
+    if (options.versions === 'kept') {
+      describe('versions', () => {
+        it('a read by version answers that version after the key is overwritten and deleted', async () => {
+          const key = `${fresh()}/pinned`;
+          await store.put(key, 'first version\n');
+          const first = (await store.head(key))!.version!;
+          expect(first).toEqual(expect.any(String));
+          await store.put(key, 'second, longer version\n');
+          await store.delete(key);
+          expectBytes(await readRange(store, key, 0, undefined, { version: first }), Buffer.from('first version\n'));
+          expect((await store.head(key, { version: first }))?.size).toBe(14);
+          expect(await store.get(key)).toBeUndefined();
+        });
+
+        it('a version that never existed is missing', async () => {
+          const key = `${fresh()}/unversioned`;
+          await store.put(key, 'x');
+          expect(await store.head(key, { version: 'no-such-version' })).toBeUndefined();
+          await expect(readRange(store, key, 0, undefined, { version: 'no-such-version' })).rejects.toBeInstanceOf(ObjectNotFoundError);
+        });
+      });
+    }
+    if (options.versions === 'refused') {
+      it('refuses a read by version, which it cannot honour, rather than answering the current bytes', async () => {
+        const key = `${fresh()}/current`;
+        await store.put(key, 'x');
+        await expect(store.head(key, { version: 'v1' })).rejects.toBeInstanceOf(VersionsUnsupportedError);
+        await expect(readRange(store, key, 0, undefined, { version: 'v1' })).rejects.toBeInstanceOf(VersionsUnsupportedError);
+      });
+    }
 
     describe('missing objects', () => {
       it('get and head answer undefined, getRange throws ObjectNotFoundError, delete succeeds', async () => {

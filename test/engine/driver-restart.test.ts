@@ -36,7 +36,7 @@ async function setup(intervals: number) {
     const key = `incoming/${k}.txt`;
     const text = sampleLines(200, 40 + k);
     await store.put(key, text);
-    await admitUpload(store, { key, name: `${k}.txt`, size: Buffer.byteLength(text), version: 'v1' }, k);
+    await admitUpload(store, { key, name: `${k}.txt`, size: Buffer.byteLength(text) }, k);
   }
   const driver = (hooks = {}) => new StreamingDriver(wordcount, { store, queue, clock: systemClock }, config, hooks);
   const close = async () => {
@@ -115,7 +115,7 @@ describe('interval boundaries', () => {
     const root = await tempDir();
     const store = new FsObjectStore(root);
     try {
-      const uploads: IntakeUpload[] = Array.from({ length: 60 }, (_, i) => ({ key: `incoming/u${i}`, name: `u${i}`, size: 1, version: 'v' }));
+      const uploads: IntakeUpload[] = Array.from({ length: 60 }, (_, i) => ({ key: `incoming/u${i}`, name: `u${i}`, size: 1 }));
       const admitted: Promise<number>[] = [];
       const sealed: IntakeUpload[][] = [];
       // Uploads arrive for interval 0 while intervals 0, 1, 2 are sealed one after another,

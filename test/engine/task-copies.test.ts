@@ -44,7 +44,7 @@ async function committedMapTask(): Promise<{ store: FsObjectStore; task: TaskRec
   try {
     const text = sampleLines(40_000, 3);
     await store.put('incoming/big.txt', text);
-    await admitUpload(store, { key: 'incoming/big.txt', name: 'big.txt', size: Buffer.byteLength(text), version: 'v1' }, 0);
+    await admitUpload(store, { key: 'incoming/big.txt', name: 'big.txt', size: Buffer.byteLength(text) }, 0);
     const config = { intervalMs: 1000, inputPartitions: 1, maxSplitBytes: 64 << 20, scheduler: { ...defaultSchedulerOptions, pollMs: 2 }, retainIntervals: 1 };
     await new StreamingDriver(wordcount, { store, queue, clock: systemClock }, config).runInterval(0);
   } finally {

@@ -57,6 +57,7 @@ describe('interval metrics', () => {
     interval: 7,
     uploads: 2,
     inputBytes: 100,
+    refusedUploads: 1,
     recordsIn: 42,
     quarantined: 0,
     outputs: { counts: 5 },
@@ -86,6 +87,7 @@ describe('interval metrics', () => {
       // Tasks the driver ran again: 3 fetch failures, 4 recomputed.
       TaskRetries: ['Count', 7],
       SpeculativeTasks: ['Count', 2],
+      RefusedUploads: ['Count', 1],
     });
   });
 });

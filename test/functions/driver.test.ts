@@ -5,7 +5,7 @@
  */
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import path from 'node:path';
-import { FsObjectStore } from '../../local/store/fs-object-store.ts';
+import { VersionedMemoryStore } from '../support/versioned-store.ts';
 import { FsTaskQueue } from '../../local/queue/fs-task-queue.ts';
 import type { TaskQueue } from '../../core/ports/task-queue.ts';
 import { keys } from '../../core/layout.ts';
@@ -18,7 +18,7 @@ import { createDriverHandler } from '../../functions/driver/handler.ts';
 import { createIngestHandler } from '../../functions/ingest/handler.ts';
 import { createTaskHandler } from '../../functions/task/handler.ts';
 import { removeDir, tempDir } from '../support/stream-harness.ts';
-import { eventSourceMapping, FakeClock, loggedJson, s3Event } from './support.ts';
+import { eventSourceMapping, FakeClock, loggedJson, s3Event, upload } from './support.ts';
 
 const T0 = Date.parse('2025-01-01T00:00:00.000Z');
 const INTERVAL = 60_000;
@@ -40,13 +40,13 @@ const untouchedQueue: TaskQueue = new Proxy({} as TaskQueue, {
 });
 
 let base: string;
-let store: FsObjectStore;
+let store: VersionedMemoryStore;
 let clock: FakeClock;
 let handOvers: number[];
 
 beforeEach(async () => {
   base = await tempDir();
-  store = new FsObjectStore(path.join(base, 'bucket'));
+  store = new VersionedMemoryStore();
   clock = new FakeClock(T0);
   handOvers = [];
   vi.spyOn(console, 'log').mockImplementation(() => {});
@@ -133,8 +133,7 @@ describe('driver handler', () => {
         })
         .saveAsTextFiles('out');
     });
-    await store.put('incoming/meal.txt', 'bread\npoison\n');
-    await createIngestHandler({ store, now: () => clock.now(), intervalMs: INTERVAL })(s3Event([{ key: 'incoming/meal.txt', size: 13, at: T0 + 1_000 }]));
+    await createIngestHandler({ store, now: () => clock.now(), intervalMs: INTERVAL })(s3Event([upload(store, 'incoming/meal.txt', 'bread\npoison\n', T0 + 1_000)]));
     const queue = new FsTaskQueue({ dir: path.join(base, 'queue'), maxReceives: 2 });
     const mapping = eventSourceMapping(queue, createTaskHandler(poisoned, { store, queue }));
     const stdout = vi.spyOn(process.stdout, 'write').mockImplementation(() => true);
@@ -171,8 +170,7 @@ describe('driver handler', () => {
     // Something else put a message on the task queue; it was received once and not deleted.
     await queue.send(['{"not":"a task"}']);
     const [stray] = await queue.receive(1, 0);
-    await store.put('incoming/words.txt', 'a b a\n');
-    await createIngestHandler({ store, now: () => clock.now(), intervalMs: INTERVAL })(s3Event([{ key: 'incoming/words.txt', size: 6, at: T0 + 1_000 }]));
+    await createIngestHandler({ store, now: () => clock.now(), intervalMs: INTERVAL })(s3Event([upload(store, 'incoming/words.txt', 'a b a\n', T0 + 1_000)]));
     const mapping = eventSourceMapping(queue, createTaskHandler(wordcount, { store, queue }));
     clock.time = T0 + INTERVAL + 1_000;
     try {
@@ -189,8 +187,7 @@ describe('driver handler', () => {
   });
 
   it('renews its lease while a stage runs, and stops, without error, once another driver has taken it', async () => {
-    await store.put('incoming/words.txt', 'a b a\n');
-    await createIngestHandler({ store, now: () => clock.now(), intervalMs: INTERVAL })(s3Event([{ key: 'incoming/words.txt', size: 6, at: T0 + 1_000 }]));
+    await createIngestHandler({ store, now: () => clock.now(), intervalMs: INTERVAL })(s3Event([upload(store, 'incoming/words.txt', 'a b a\n', T0 + 1_000)]));
     // No task runs: the stage waits, each poll moving the fake clock by 5 s.
     const queue = new FsTaskQueue({ dir: path.join(base, 'queue'), maxReceives: 2 });
     const slowPolls = { ...config, scheduler: { ...config.scheduler, pollMs: 5_000 } };

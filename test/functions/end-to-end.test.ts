@@ -6,7 +6,7 @@
  */
 import { afterEach, beforeEach, expect, it, vi } from 'vitest';
 import path from 'node:path';
-import { FsObjectStore } from '../../local/store/fs-object-store.ts';
+import { VersionedMemoryStore } from '../support/versioned-store.ts';
 import { FsTaskQueue } from '../../local/queue/fs-task-queue.ts';
 import { keys } from '../../core/layout.ts';
 import wordcount from '../../examples/wordcount.ts';
@@ -16,7 +16,7 @@ import { createTaskHandler } from '../../functions/task/handler.ts';
 import { driverConfig, functionConfig } from '../../functions/config.ts';
 import { METRICS } from '../../functions/metrics.ts';
 import { readOutput, removeDir, tempDir } from '../support/stream-harness.ts';
-import { eventSourceMapping, FakeClock, s3Event } from './support.ts';
+import { eventSourceMapping, FakeClock, s3Event, upload } from './support.ts';
 
 const T0 = Date.parse('2025-01-01T00:00:00.000Z');
 const MINUTE = 60_000;
@@ -34,7 +34,7 @@ afterEach(async () => {
 });
 
 it('uploads notified to ingest come out of the driver and task functions as word counts of their intervals', async () => {
-  const store = new FsObjectStore(path.join(base, 'bucket'));
+  const store = new VersionedMemoryStore();
   const queue = new FsTaskQueue({ dir: path.join(base, 'queue'), maxReceives: 3 });
   const clock = new FakeClock(T0);
   const env = { DSTREAM_BUCKET: 'bucket', DSTREAM_INTERVAL_MS: String(MINUTE), DSTREAM_PARTITIONS: '3' };
@@ -50,8 +50,7 @@ it('uploads notified to ingest come out of the driver and task functions as word
   ];
   const ingest = createIngestHandler({ store, now: () => clock.now(), intervalMs: MINUTE });
   for (const u of uploads) {
-    await store.put(u.key, u.text);
-    await ingest(s3Event([{ key: u.key, size: Buffer.byteLength(u.text), at: u.at }]));
+    await ingest(s3Event([upload(store, u.key, u.text, u.at)]));
   }
 
   const emf: Record<string, unknown>[] = [];
@@ -80,9 +79,9 @@ it('uploads notified to ingest come out of the driver and task functions as word
   expect(await store.get(keys.driverLease)).toBeUndefined();
 
   const sorted = (records: unknown[] | undefined) => records?.slice().sort();
-  expect(sorted(await readOutput(store.root, 'counts', 0))).toEqual([['and', 1], ['brown', 1], ['dog', 2], ['fox', 2], ['lazy', 1], ['quick', 1], ['the', 2]]);
-  expect(sorted(await readOutput(store.root, 'counts', 1))).toEqual([['end', 1], ['the', 1]]);
-  expect(sorted(await readOutput(store.root, 'totals', 1))).toEqual([['and', 1], ['brown', 1], ['dog', 2], ['end', 1], ['fox', 2], ['lazy', 1], ['quick', 1], ['the', 3]]);
+  expect(sorted(await readOutput(store, 'counts', 0))).toEqual([['and', 1], ['brown', 1], ['dog', 2], ['fox', 2], ['lazy', 1], ['quick', 1], ['the', 2]]);
+  expect(sorted(await readOutput(store, 'counts', 1))).toEqual([['end', 1], ['the', 1]]);
+  expect(sorted(await readOutput(store, 'totals', 1))).toEqual([['and', 1], ['brown', 1], ['dog', 2], ['end', 1], ['fox', 2], ['lazy', 1], ['quick', 1], ['the', 3]]);
   expect(await store.head('output/counts/interval=000000/_SUCCESS')).toBeDefined();
   expect(await store.head('output/counts/interval=000002/_SUCCESS')).toBeUndefined();
 

@@ -9,6 +9,7 @@ import type { S3Event, SQSBatchResponse, SQSEvent, SQSRecord } from 'aws-lambda'
 import type { Clock } from '../../core/ports/clock.ts';
 import type { ObjectStore } from '../../core/ports/object-store.ts';
 import type { QueueMessage, TaskQueue } from '../../core/ports/task-queue.ts';
+import type { VersionedMemoryStore } from '../support/versioned-store.ts';
 
 const fixture = <T>(name: string): T => JSON.parse(readFileSync(new URL(`./events/${name}`, import.meta.url), 'utf8')) as T;
 
@@ -26,6 +27,13 @@ export interface Notified {
   /** When S3 finished the upload, ms since the epoch. */
   at: number;
   sequencer?: string;
+  /** The version S3 gave the upload; absent as from a bucket without versioning. */
+  versionId?: string;
+}
+
+/** Writes an upload to the bucket as a producer would, and says what S3 would notify of it. */
+export function upload(bucket: VersionedMemoryStore, key: string, text: string, at: number): Notified {
+  return { key, size: Buffer.byteLength(text), at, versionId: bucket.write(key, text) };
 }
 
 /** One ObjectCreated:Put notification per upload, in the fixture's shape. */
@@ -38,6 +46,8 @@ export function s3Event(uploads: Notified[]): S3Event {
       record.s3.object.key = encodeS3Key(u.key);
       record.s3.object.size = u.size;
       record.s3.object.sequencer = u.sequencer ?? `00${(u.at + i).toString(16).toUpperCase()}`;
+      if (u.versionId === undefined) delete (record.s3.object as { versionId?: string }).versionId;
+      else record.s3.object.versionId = u.versionId;
       return record;
     }),
   };

@@ -50,7 +50,7 @@ afterEach(async () => {
 async function intervalWithTasks() {
   const text = 'a b a\nc a b\n';
   await store.put('incoming/words.txt', text);
-  await admitUpload(store, { key: 'incoming/words.txt', name: 'words.txt', size: Buffer.byteLength(text), version: 'v1' }, 0);
+  await admitUpload(store, { key: 'incoming/words.txt', name: 'words.txt', size: Buffer.byteLength(text) }, 0);
   const driver = new StreamingDriver(wordcount, { store, queue, clock: systemClock }, config);
   const run = driver.runInterval(0);
   const batch: QueueMessage[] = [];

@@ -29,7 +29,7 @@ afterEach(async () => {
 objectStoreContract('FsObjectStore', async () => {
   const root = await mkdtemp(path.join(tmpdir(), 'dstream-store-contract-'));
   return { store: new FsObjectStore(root), cleanup: () => rm(root, { recursive: true, force: true }) };
-});
+}, { versions: 'refused' });
 
 taskQueueContract('FsTaskQueue', async ({ maxReceives }) => {
   const dir = await mkdtemp(path.join(tmpdir(), 'dstream-queue-contract-'));

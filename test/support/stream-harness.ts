@@ -1,3 +1,4 @@
+import type { ObjectStore } from '../../core/ports/object-store.ts';
 import { mkdtemp, mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -75,12 +76,13 @@ export async function replayInProcess(
   return { root, reports, output: (name, k) => readOutput(root, name, k), files: () => outputFiles(root) };
 }
 
-export async function readOutput(root: string, name: string, k: number): Promise<unknown[] | undefined> {
+export async function readOutput(root: string | ObjectStore, name: string, k: number): Promise<unknown[] | undefined> {
   return (await readTextOutput(root, name, k))?.map((line) => JSON.parse(line));
 }
 
 /** Lines of text output `name` at interval k, across its parts; undefined when not committed. */
-export async function readTextOutput(root: string, name: string, k: number): Promise<string[] | undefined> {
+export async function readTextOutput(root: string | ObjectStore, name: string, k: number): Promise<string[] | undefined> {
+  if (typeof root !== 'string') return readStoredTextOutput(root, name, k);
   const dir = path.join(root, 'output', name, `interval=${String(k).padStart(6, '0')}`);
   let entries: string[];
   try {
@@ -135,4 +137,16 @@ export async function removeDir(dir: string): Promise<void> {
 /** A multiset of values as sorted canonical JSON: order-free comparison. */
 export function bag(values: unknown[] | undefined): string[] | undefined {
   return values?.map((v) => JSON.stringify(v)).sort();
+}
+
+/** The same, from a store rather than a directory (the functions' tests run on a versioned bucket in memory). */
+async function readStoredTextOutput(store: ObjectStore, name: string, k: number): Promise<string[] | undefined> {
+  const scope = `interval=${String(k).padStart(6, '0')}`;
+  if (!(await store.head(`output/${name}/${scope}/_SUCCESS`))) return undefined;
+  const lines: string[] = [];
+  for await (const info of store.list(`output/${name}/${scope}/part-`)) {
+    const text = Buffer.from((await store.get(info.key))!).toString('utf8');
+    lines.push(...text.split('\n').filter((l) => l.length > 0));
+  }
+  return lines;
 }

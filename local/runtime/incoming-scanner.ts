@@ -1,0 +1,132 @@
+import { isUtf8 } from 'node:buffer';
+import type { Dirent, Stats } from 'node:fs';
+import { lstat, readdir } from 'node:fs/promises';
+import path from 'node:path';
+import { INCOMING, keys } from '../../core/layout.ts';
+import { validateKey } from '../../core/ports/object-store.ts';
+import { admitUpload, type IntakeUpload } from '../../core/streaming/intake.ts';
+import { intervalAt, type DriverProgress } from '../../core/streaming/progress.ts';
+import { shortHash } from '../../core/util/hash.ts';
+import type { FsObjectStore } from '../store/fs-object-store.ts';
+
+/** A file is taken once it has kept its size and modification time this long: its writer is done. */
+const QUIET_MS = 100;
+
+interface Sighting {
+  ino: number;
+  size: number;
+  mtimeMs: number;
+  since: number;
+}
+
+/**
+ * The embedded runtime's ingest: files dropped into `<root>/incoming/` become uploads.
+ *
+ * Each file is pinned when it is taken: it is entered into the open interval and then moved out
+ * of `incoming/` to a key of its own under `intake/uploads/`, so nothing done to `incoming/` later
+ * (a file renamed over it, bytes appended, a delete) reaches bytes an interval admitted, and a
+ * file written again under the same name is a new upload, counted once. What cannot be read is
+ * refused, not dropped: it is entered as refused (its interval records why under errors/) and its
+ * bytes are moved to `intake/refused/`. That covers names no store can hold (a backslash, a key
+ * over 1024 bytes, a name that is not UTF-8), symbolic links and other non-files.
+ *
+ * Names starting with '.' are files still being written (write `.name`, then rename to `name`),
+ * and are left alone, as Spark's file streams do. A file whose writer has not finished (its size
+ * or time still changing) waits; its clock may be wrong, as a file's time only places an upload
+ * in an interval that is still open.
+ */
+export class IncomingScanner {
+  private readonly sightings = new Map<string, Sighting>();
+  private readonly incoming: string;
+
+  constructor(
+    private readonly store: FsObjectStore,
+    private readonly now: () => number,
+  ) {
+    this.incoming = path.join(store.root, ...INCOMING.split('/').filter(Boolean));
+  }
+
+  /** Takes every file that is ready; `open` is the first interval still open to uploads. */
+  async scan(progress: DriverProgress, open: number): Promise<void> {
+    const present = new Set<string>();
+    await this.walk(Buffer.from(this.incoming), [], present, progress, open);
+    for (const id of this.sightings.keys()) if (!present.has(id)) this.sightings.delete(id);
+  }
+
+  private async walk(dir: Buffer, names: Buffer[], present: Set<string>, progress: DriverProgress, open: number): Promise<void> {
+    let entries: Dirent<Buffer>[];
+    try {
+      entries = await readdir(dir, { withFileTypes: true, encoding: 'buffer' });
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code === 'ENOENT') return;
+      throw error;
+    }
+    entries.sort((a, b) => Buffer.compare(a.name, b.name));
+    for (const entry of entries) {
+      if (entry.name[0] === 0x2e /* '.' */) continue;
+      const file = Buffer.concat([dir, Buffer.from(path.sep), entry.name]);
+      const relative = [...names, entry.name];
+      if (entry.isDirectory()) {
+        await this.walk(file, relative, present, progress, open);
+        continue;
+      }
+      const info = await lstat(file).catch(() => undefined);
+      if (!info) continue;
+      const id = file.toString('latin1');
+      present.add(id);
+      if (!this.isQuiet(id, info)) continue;
+      this.sightings.delete(id);
+      await this.take(file, relative, info, progress, open);
+    }
+  }
+
+  /** True once the file has looked the same for QUIET_MS: its writer is done with it. */
+  private isQuiet(id: string, info: Stats): boolean {
+    const now = this.now();
+    const seen = this.sightings.get(id);
+    if (seen && seen.ino === info.ino && seen.size === info.size && seen.mtimeMs === info.mtimeMs) return now - seen.since >= QUIET_MS;
+    this.sightings.set(id, { ino: info.ino, size: info.size, mtimeMs: info.mtimeMs, since: now });
+    return false;
+  }
+
+  private async take(file: Buffer, names: Buffer[], info: Stats, progress: DriverProgress, open: number): Promise<void> {
+    const utf8 = names.every((n) => isUtf8(n));
+    const name = names.map((n) => (isUtf8(n) ? n.toString('utf8') : escapeBytes(n))).join('/');
+    // The same file seen again after a crash between its entry and its move gets the same id.
+    const id = shortHash(`${name}\n${info.dev}:${info.ino}\n${info.size}\n${info.mtimeMs}`, 24);
+    const refused = !utf8
+      ? 'its name is not valid UTF-8 (shown with \\x escapes): rename it'
+      : info.isSymbolicLink()
+        ? 'it is a symbolic link, not a file: move or copy the file itself into incoming/'
+        : !info.isFile()
+          ? 'it is not a regular file'
+          : nameProblem(name, id);
+    const upload: IntakeUpload =
+      refused === undefined
+        ? { key: keys.pinnedUpload(id, name), name, size: info.size }
+        : { key: keys.refusedUploadBytes(id), name, size: info.size, refused };
+    // A file's time places it only in an interval still open; a clock ahead of ours changes nothing.
+    const arrived = Math.max(open, intervalAt(progress, Math.min(info.mtimeMs, this.now())));
+    // Entered first, then moved: a crash in between leaves the file in incoming/ to be taken again
+    // under the same id; a file deleted in between is found missing at the seal, and refused there.
+    await admitUpload(this.store, upload, arrived);
+    await this.store.moveIn(file, upload.key);
+  }
+}
+
+/** Why the store cannot hold this upload under its name, or undefined. */
+function nameProblem(name: string, id: string): string | undefined {
+  try {
+    validateKey(`${INCOMING}${name}`);
+    validateKey(keys.pinnedUpload(id, name));
+    return undefined;
+  } catch (error) {
+    return `its name cannot be a key: ${(error as Error).message}`;
+  }
+}
+
+function escapeBytes(name: Buffer): string {
+  let out = '';
+  for (const byte of name) out += byte >= 0x20 && byte < 0x7f && byte !== 0x5c ? String.fromCharCode(byte) : `\\x${byte.toString(16).padStart(2, '0')}`;
+  return out;
+}
