@@ -42,7 +42,7 @@ export function batchPlanFromRecord(job: BatchJob, record: BatchRecord): ScopePl
   const builder = buildBatchPlan(job, (i) => record.sources[i] ?? []);
   const planHash = hashPlan(builder);
   if (planHash !== record.planHash) throw new PipelineMismatchError(`${record.scope}: the job rebuilt a different plan; a function is not deterministic`);
-  return { scope: record.scope, pipeline: record.pipeline, fingerprint: record.fingerprint, planHash, builder, stages: planStages(builder) };
+  return { scope: record.scope, pipeline: record.pipeline, fingerprint: record.fingerprint, planHash, builder, stages: planStages(builder), badRecords: job.options.badRecords };
 }
 
 /**

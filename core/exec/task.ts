@@ -61,11 +61,21 @@ export class BadRecordError extends Error {
   }
 }
 
+/** The task was sent under a plan its scope's record no longer holds (the interval was rerun with another policy). */
+export class SupersededTaskError extends Error {
+  constructor(task: TaskRecord, recorded: string) {
+    super(`task ${task.scope} ${task.stage}/${task.partition} was planned as ${task.planHash}, but the lineage record now holds ${recorded}: a newer copy runs instead`);
+    this.name = 'SupersededTaskError';
+  }
+}
+
 export interface TaskEnvironment {
   store: ObjectStore;
-  /** Rebuilds the task's scope plan from the pipeline and the lineage record (checks hashes). */
-  loadPlan(task: TaskRecord): Promise<PlanBuilder>;
-  badRecords: BadRecordPolicy;
+  /**
+   * Rebuilds the task's scope plan from the pipeline and the lineage record (checks hashes), with
+   * the scope's bad-record policy. Throws SupersededTaskError for a task planned before the record changed.
+   */
+  loadPlan(task: TaskRecord): Promise<{ builder: PlanBuilder; badRecords: BadRecordPolicy }>;
   maxLineBytes: number;
   now(): number;
   /** Aborted when another copy of the task has committed: this one stops, its work unneeded. */
@@ -84,10 +94,16 @@ export async function runTask(task: TaskRecord, env: TaskEnvironment): Promise<T
   const existing = await env.store.get(doneKey);
   if (existing) return { status: 'done', done: JSON.parse(Buffer.from(existing).toString('utf8')), skipped: true };
 
+  let plan;
+  try {
+    plan = await env.loadPlan(task);
+  } catch (error) {
+    if (error instanceof SupersededTaskError) return { status: 'superseded' };
+    throw error;
+  }
   const started = env.now();
   await env.store.putIfAbsent(keys.taskStarted(task.scope, task.stage, task.partition, task.attempt), '');
-  const plan = await env.loadPlan(task);
-  const rdd = plan.get(task.rdd);
+  const rdd = plan.builder.get(task.rdd);
   const quarantine: string[] = [];
   const computeEnv: ComputeEnv = {
     store: env.store,
@@ -99,7 +115,7 @@ export async function runTask(task: TaskRecord, env: TaskEnvironment): Promise<T
       if (!blocks) throw new Error(`task ${task.stage}/${task.partition} has no block list for shuffle ${id}`);
       return blocks;
     },
-    operatorContext: (p) => badRecordContext(task, p, env.badRecords, quarantine),
+    operatorContext: (p) => badRecordContext(task, p, plan.badRecords, quarantine),
   };
 
   let result: Omit<TaskDone, 'recordsIn' | 'bytesIn' | 'sourceRecords' | 'durationMs' | 'quarantined' | 'stage' | 'partition' | 'attempt' | 'copy'>;

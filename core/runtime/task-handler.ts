@@ -1,7 +1,7 @@
 import type { ObjectStore } from '../ports/object-store.ts';
 import type { BatchJob, Pipeline } from '../graph/pipeline.ts';
-import { runTask, type TaskOutcome, type TaskRecord } from '../exec/task.ts';
-import type { PlanBuilder } from '../rdd/rdd.ts';
+import { runTask, SupersededTaskError, type TaskOutcome, type TaskRecord } from '../exec/task.ts';
+import type { ScopePlan } from '../scheduler/dag-scheduler.ts';
 import { decodeTaskMessage } from '../scheduler/task-message.ts';
 import { intervalOf, keys } from '../layout.ts';
 import { PipelineMismatchError, planFromRecord, readLineageRecord } from '../streaming/lineage.ts';
@@ -29,7 +29,7 @@ export interface TaskHandlerOptions {
  * both call this.
  */
 export class TaskHandler {
-  private readonly plans = new Map<string, PlanBuilder>();
+  private readonly plans = new Map<string, ScopePlan>();
 
   private readonly now: () => number;
   private readonly supersededCheckMs: number;
@@ -54,7 +54,6 @@ export class TaskHandler {
       return await runTask(task, {
         store: this.store,
         loadPlan: (t) => this.loadPlan(t),
-        badRecords: this.module.options.badRecords,
         maxLineBytes: this.module.options.maxLineBytes,
         now: this.now,
         signal: cancel.signal,
@@ -90,7 +89,7 @@ export class TaskHandler {
     return recordTaskFailure(this.store, task, receiveCount, error);
   }
 
-  private async loadPlan(task: TaskRecord): Promise<PlanBuilder> {
+  private async loadPlan(task: TaskRecord): Promise<ScopePlan> {
     const cacheKey = `${task.scope}#${task.planHash}`;
     const cached = this.plans.get(cacheKey);
     if (cached) return cached;
@@ -100,21 +99,22 @@ export class TaskHandler {
           `(fingerprint ${this.module.fingerprint}): the driver and the tasks must load the same pipeline module`,
       );
     }
-    let builder: PlanBuilder;
+    let plan: ScopePlan;
     const k = intervalOf(task.scope);
     if (this.module.kind === 'stream') {
       if (k === undefined) throw new Error(`a streaming pipeline got a task of ${task.scope}`);
       const record = await readLineageRecord(this.store, k);
       if (!record) throw new Error(`lineage record of ${task.scope} is missing`);
-      builder = planFromRecord(this.module, record).builder;
+      if (record.planHash !== task.planHash) throw new SupersededTaskError(task, record.planHash);
+      plan = planFromRecord(this.module, record);
     } else {
       const bytes = await this.store.get(keys.lineageRecord(task.scope));
       if (!bytes) throw new Error(`lineage record of ${task.scope} is missing`);
-      builder = batchPlanFromRecord(this.module, JSON.parse(Buffer.from(bytes).toString('utf8')) as BatchRecord).builder;
+      plan = batchPlanFromRecord(this.module, JSON.parse(Buffer.from(bytes).toString('utf8')) as BatchRecord);
     }
-    this.plans.set(cacheKey, builder);
+    this.plans.set(cacheKey, plan);
     if (this.plans.size > PLAN_CACHE_SIZE) this.plans.delete(this.plans.keys().next().value!);
-    return builder;
+    return plan;
   }
 }
 

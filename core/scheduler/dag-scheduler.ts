@@ -4,7 +4,7 @@ import type { TaskQueue } from '../ports/task-queue.ts';
 import type { Clock } from '../ports/clock.ts';
 import type { PlanBuilder } from '../rdd/rdd.ts';
 import type { BlockRef } from '../exec/compute.ts';
-import type { TaskDone, TaskRecord } from '../exec/task.ts';
+import type { BadRecordPolicy, TaskDone, TaskRecord } from '../exec/task.ts';
 import { keys, partitionOfTaskDone, scopeOfKey, type Scope } from '../layout.ts';
 import type { StageSpec } from './stages.ts';
 import { decodeTaskMessage, encodeTaskMessage } from './task-message.ts';
@@ -19,6 +19,8 @@ export interface ScopePlan {
   planHash: string;
   builder: PlanBuilder;
   stages: StageSpec[];
+  /** What the scope's tasks do with a bad record: the pipeline's policy, unless the scope overrides it. */
+  badRecords: BadRecordPolicy;
 }
 
 export interface SpeculationOptions {

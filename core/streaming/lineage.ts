@@ -1,6 +1,7 @@
 import type { ObjectStore } from '../ports/object-store.ts';
 import type { Pipeline } from '../graph/pipeline.ts';
 import type { PlanNode } from '../rdd/plan.ts';
+import type { BadRecordPolicy } from '../exec/task.ts';
 import type { PlanBuilder } from '../rdd/rdd.ts';
 import { planStages, type StageSpec } from '../scheduler/stages.ts';
 import type { ScopePlan } from '../scheduler/dag-scheduler.ts';
@@ -24,6 +25,12 @@ export interface LineageRecord {
   uploads: IntakeUpload[];
   inputs: IntervalInputs;
   persistedHere: Record<string, number>;
+  /**
+   * Set by an operator to carry on from a failed interval (`dstream quarantine`): this interval's
+   * bad records are quarantined whatever the pipeline says. Covered by the plan hash, so every
+   * recomputation of the interval does the same, and a task sent before the change is told apart.
+   */
+  badRecords?: BadRecordPolicy;
   planHash: string;
   plan: PlanNode[];
   outputs: { name: string; format: string; rdd: string }[];
@@ -38,14 +45,30 @@ export class PipelineMismatchError extends Error {
   }
 }
 
-export function hashPlan(builder: PlanBuilder): string {
+type PlannedParts = Pick<LineageRecord, 'plan' | 'outputs' | 'persists' | 'badRecords'>;
+
+/** What a task checks it rebuilt: the plan, its outputs and persists, and the interval's bad-record policy if overridden. */
+function planDigest({ plan, outputs, persists, badRecords }: PlannedParts): string {
   return shortHash(
     JSON.stringify([
-      builder.plan(),
-      builder.outputs.map((o) => [o.name, o.format, o.rdd.id]),
-      builder.persists.map((p) => [p.rdd.id, p.location, p.tier]),
+      plan,
+      outputs.map((o) => [o.name, o.format, o.rdd]),
+      persists.map((p) => [p.rdd, p.location, p.tier]),
+      ...(badRecords === undefined ? [] : [badRecords]),
     ]),
   );
+}
+
+export function hashPlan(builder: PlanBuilder, badRecords?: BadRecordPolicy): string {
+  return planDigest({ ...plannedParts(builder), ...(badRecords === undefined ? {} : { badRecords }) });
+}
+
+function plannedParts(builder: PlanBuilder): Pick<LineageRecord, 'plan' | 'outputs' | 'persists'> {
+  return {
+    plan: builder.plan(),
+    outputs: builder.outputs.map((o) => ({ name: o.name, format: o.format, rdd: o.rdd.id })),
+    persists: builder.persists.map((p) => ({ rdd: p.rdd.id, location: p.location, tier: p.tier })),
+  };
 }
 
 export function buildLineageRecord(pipeline: Pipeline, k: number, uploads: IntakeUpload[], inputs: IntervalInputs, sealedAt: number): LineageRecord {
@@ -61,9 +84,7 @@ export function buildLineageRecord(pipeline: Pipeline, k: number, uploads: Intak
     inputs,
     persistedHere,
     planHash: hashPlan(builder),
-    plan: builder.plan(),
-    outputs: builder.outputs.map((o) => ({ name: o.name, format: o.format, rdd: o.rdd.id })),
-    persists: builder.persists.map((p) => ({ rdd: p.rdd.id, location: p.location, tier: p.tier })),
+    ...plannedParts(builder),
     stages: planStages(builder),
   };
 }
@@ -86,9 +107,35 @@ export function planFromRecord(pipeline: Pipeline, record: LineageRecord): Scope
     );
   }
   const { builder } = generateInterval(pipeline, record.interval, record.inputs);
-  const planHash = hashPlan(builder);
+  const planHash = hashPlan(builder, record.badRecords);
   if (planHash !== record.planHash) {
     throw new PipelineMismatchError(`${record.scope}: the pipeline rebuilt a different plan (${planHash}) than the one recorded (${record.planHash}); a user function is not deterministic`);
   }
-  return { scope: record.scope, pipeline: record.pipeline, fingerprint: record.fingerprint, planHash, builder, stages: planStages(builder) };
+  return {
+    scope: record.scope,
+    pipeline: record.pipeline,
+    fingerprint: record.fingerprint,
+    planHash,
+    builder,
+    stages: planStages(builder),
+    badRecords: record.badRecords ?? pipeline.options.badRecords,
+  };
+}
+
+/**
+ * The way on from an interval that failed on a bad record under `badRecords: 'fail'`, without
+ * changing the pipeline's code: its lineage record is rewritten to quarantine bad records. Tasks
+ * that completed keep their results (having met no bad record, they computed what quarantine
+ * would have); the rest run again when the stream is resumed, and any later recomputation of the
+ * interval quarantines the same records. Answers what it did, for the operator.
+ */
+export async function quarantineInterval(store: ObjectStore, k: number): Promise<string> {
+  const record = await readLineageRecord(store, k);
+  if (!record) throw new Error(`interval ${k} has no lineage record: it was never planned, so it has not failed`);
+  if (await store.head(keys.committed(record.scope))) throw new Error(`interval ${k} is committed: there is nothing to rerun`);
+  if (record.badRecords === 'quarantine') return `interval ${k} already quarantines its bad records`;
+  const changed: LineageRecord = { ...record, badRecords: 'quarantine' };
+  changed.planHash = planDigest(changed);
+  await store.put(keys.lineageRecord(record.scope), JSON.stringify(changed));
+  return `interval ${k} will quarantine its bad records under errors/${record.scope}/records/ when the stream resumes`;
 }

@@ -12,6 +12,7 @@ import type { ObjectStore } from '../../core/ports/object-store.ts';
 import type { TaskQueue } from '../../core/ports/task-queue.ts';
 import type { Pipeline } from '../../core/graph/pipeline.ts';
 import { StreamingDriver, type DriverConfig } from '../../core/streaming/driver.ts';
+import { quarantineInterval } from '../../core/streaming/lineage.ts';
 import { TaskFailedError } from '../../core/scheduler/dag-scheduler.ts';
 import { driverConfig, functionConfig, requireSetting, s3Store, sqsQueue, type FunctionConfig } from '../config.ts';
 import { publishDeadLetteredTask, publishIntervalMetrics } from '../metrics.ts';
@@ -85,8 +86,14 @@ export function createDriverHandler(
     return parts;
   };
 
-  return async (_event, context) => {
+  return async (event, context) => {
     const { driver, store, clock, handOver } = setup();
+    // The operator's way on from an interval failed on a bad record (see the README's runbook).
+    const quarantine = (event as { quarantine?: unknown } | null | undefined)?.quarantine;
+    if (quarantine !== undefined) {
+      if (!Number.isSafeInteger(quarantine) || (quarantine as number) < 0) throw new Error(`{"quarantine": k} needs an interval number, got ${JSON.stringify(quarantine)}`);
+      log(await quarantineInterval(store, quarantine as number), { interval: quarantine });
+    }
     const remaining = () => context?.getRemainingTimeInMillis() ?? Infinity;
     if (remaining() <= margin) {
       // Else every invocation would hand over at once, to another just as short, forever.

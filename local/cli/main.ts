@@ -1,6 +1,6 @@
 import path from 'node:path';
 import { FsObjectStore } from '../store/fs-object-store.ts';
-import { readLineageRecord } from '../../core/streaming/lineage.ts';
+import { quarantineInterval, readLineageRecord } from '../../core/streaming/lineage.ts';
 import { EmbeddedRuntime } from '../runtime/embedded-runtime.ts';
 import { parseArgs, parseCount, parseDuration, UsageError } from './args.ts';
 import { formatChaos, formatInterval, formatLineage } from './format.ts';
@@ -16,6 +16,9 @@ const USAGE = `dstream: Discretized Streams on one machine
       a batch job (defineBatch) over objects already under <root>
   dstream lineage <k> --root <dir> [--json]
       the lineage record of interval k, as a readable graph
+  dstream quarantine <k> --root <dir>
+      carry on from interval k, failed on a bad record: run the stream again (run or replay) and
+      the interval quarantines its bad records under errors/ instead, without a change of code
   dstream demo [--root <dir>]
       WordCount on generated sample data (what npm start runs)
 
@@ -28,6 +31,7 @@ const COMMANDS: Record<string, { positionals: number; options: string[] }> = {
   replay: { positionals: 1, options: ['root', 'staged', 'partitions', 'workers', 'chaos', 'max-attempts'] },
   batch: { positionals: 1, options: ['root', 'workers', 'partitions'] },
   lineage: { positionals: 1, options: ['root', 'json'] },
+  quarantine: { positionals: 1, options: ['root'] },
   demo: { positionals: 0, options: ['root'] },
 };
 
@@ -59,6 +63,11 @@ export async function main(argv: string[]): Promise<number> {
       partitions: parseCount('partitions', args.options.get('partitions')),
       ...extra,
     });
+  const intervalArgument = () => {
+    const k = Number(args.positionals[0]);
+    if (!/^\d+$/.test(args.positionals[0] ?? '') || !Number.isSafeInteger(k)) throw new UsageError(`${command} needs an interval number, got ${JSON.stringify(args.positionals[0])}`);
+    return k;
+  };
   switch (command) {
     case 'run': {
       const runtime = await openRuntime({ intervalMs: parseDuration(opt('interval') ?? '2s') });
@@ -102,9 +111,13 @@ export async function main(argv: string[]): Promise<number> {
       }
       return 0;
     }
+    case 'quarantine': {
+      const k = intervalArgument();
+      console.log(`${await quarantineInterval(new FsObjectStore(path.resolve(required('root'))), k)}: run the stream again (dstream run or replay, as before) to go on`);
+      return 0;
+    }
     case 'lineage': {
-      const k = Number(args.positionals[0]);
-      if (!Number.isInteger(k) || k < 0) throw new UsageError(`lineage needs an interval number, got ${JSON.stringify(args.positionals[0])}`);
+      const k = intervalArgument();
       const record = await readLineageRecord(new FsObjectStore(path.resolve(required('root'))), k);
       if (!record) {
         console.error(`no lineage record for interval ${k} under ${required('root')}`);

@@ -96,7 +96,7 @@ describe('dstream lineage', () => {
       const shown = await runCli(['lineage', '1', '--root', root]);
       expect(shown.code).toBe(0);
       expect(shown.stdout).toContain('interval=000001 of pipeline wordcount');
-      expect(shown.stdout).toContain('incoming/replay/1/b.txt');
+      expect(shown.stdout).toContain('intake/uploads/replay-1/b.txt');
       expect(shown.stdout).toMatch(/map-r\d+: \d+ tasks, writes shuffle blocks/);
       expect(shown.stdout).toMatch(/persist-d\d+: .* persists to cache\/interval=000001\/persist\//);
       expect(shown.stdout).toContain('reads cache/interval=000000/persist/');
@@ -222,7 +222,7 @@ describe('bad input gets a clear error and loses nothing', () => {
     const staged = await stage(path.join(base, 'staged'), [{ 'ok.txt': 'hello\n' }, { 'bad.txt': bad }]);
     const root = path.join(base, 'root');
     try {
-      await expect(replay(fixture('lines.ts'), staged, root)).rejects.toThrow(/replay\/1\/bad\.txt at byte 5: not valid UTF-8/);
+      await expect(replay(fixture('lines.ts'), staged, root)).rejects.toThrow(/replay-1\/bad\.txt at byte 5: not valid UTF-8/);
       expect(await readTextOutput(root, 'lines', 0)).toEqual(['hello']);
       expect(await readTextOutput(root, 'lines', 1)).toBeUndefined();
       const dead = await readdir(path.join(root, 'errors', 'interval=000001', 'dead-letters'), { recursive: true });
@@ -245,8 +245,8 @@ describe('bad input gets a clear error and loses nothing', () => {
       const quarantined = (await readAllLines(path.join(root, 'errors', 'interval=000000', 'records'))).map((l) => JSON.parse(l));
       expect(quarantined.map((q) => q.error).sort()).toEqual([
         'cannot handle explode me',
-        'incoming/replay/0/in.txt at byte 114: not valid UTF-8',
-        'incoming/replay/0/in.txt at byte 2: line longer than 64 bytes',
+        'intake/uploads/replay-0/in.txt at byte 114: not valid UTF-8',
+        'intake/uploads/replay-0/in.txt at byte 2: line longer than 64 bytes',
       ]);
       expect(quarantined.find((q) => q.operator === 'map').record).toBe('explode me');
       expect(quarantined.find((q) => q.error.includes('UTF-8')).record.base64).toBe(Buffer.from([0xff]).toString('base64'));
