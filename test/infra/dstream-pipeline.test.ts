@@ -39,7 +39,8 @@ beforeAll(() => {
   template = Template.fromStack(stack);
   resources = template.toJSON().Resources;
   console.info(`synthesized the pipeline stack, bundling included, in ${Date.now() - started} ms`);
-});
+  // Bundling three functions takes half a minute on a busy machine, and more beside another test file.
+}, 240_000);
 
 /** A stack whose functions are not bundled: for tests that read only its template. */
 const unbundledStack = (id: string) => new Stack(new App({ context: { ...CONTEXT, 'aws:cdk:bundling-stacks': [] } }), id);
