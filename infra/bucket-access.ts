@@ -1,6 +1,6 @@
 /**
  * Which function touches which keys of the bucket, by the layout of core/layout.ts, and the IAM
- * statements that grant exactly that: named actions only, resources narrowed to prefixes.
+ * statements that grant exactly that: named actions only, resources narrowed to key patterns.
  */
 import * as iam from 'aws-cdk-lib/aws-iam';
 import type * as kms from 'aws-cdk-lib/aws-kms';
@@ -8,53 +8,104 @@ import type * as s3 from 'aws-cdk-lib/aws-s3';
 import type { HandlerKind } from './pipeline-function.ts';
 
 /**
- * Key patterns a function may read, write and delete: a pattern ending in '/' is every key under
- * that prefix, any other pattern is one key.
+ * IAM key patterns (`*` matches any characters, '/' included) of what a function does to the
+ * bucket's objects. Every scope on AWS is an interval (`interval=<k>`): the driver function runs
+ * streams only.
  */
 export interface BucketAccess {
-  read: readonly string[];
-  write: readonly string[];
-  delete: readonly string[];
+  /** Objects read (GetObject, HEAD). The S3 adapter may read back what it writes if absent, so those are here too. */
+  readonly read: readonly string[];
+  /** Objects read by version id (GetObjectVersion): uploads, pinned at admission. */
+  readonly readVersions: readonly string[];
+  /** Key prefixes listed (ListBucket's s3:prefix), beyond the read patterns, which are listable anyway (see bucketAccessStatements). */
+  readonly list: readonly string[];
+  readonly write: readonly string[];
+  readonly delete: readonly string[];
 }
 
 export const FUNCTION_BUCKET_ACCESS: Record<HandlerKind, BucketAccess> = {
-  // Admits uploads to intervals; the clock origin is set by whichever of ingest or driver comes first.
+  // Admits uploads to intervals: HEADs the notified version, enters it in an interval not yet
+  // sealing, and creates the stream's clock if it comes before the driver.
   ingest: {
-    read: ['incoming/', 'intake/', 'driver/progress.json'],
-    write: ['intake/', 'driver/progress.json'],
+    read: ['driver/progress.json', 'intake/interval=*/_SEALING', 'intake/interval=*/entries/*'],
+    readVersions: ['incoming/*'],
+    list: [],
+    write: ['driver/progress.json', 'intake/interval=*/entries/*'],
     delete: [],
   },
-  // Reads its inputs and lineage; writes shuffle and persisted blocks (the checkpoint tier too),
-  // outputs, quarantined records and its completion records.
+  // Reads its lineage record, message and inputs; writes its own stage's keys: markers, completion,
+  // fetch failure and last error under lineage/, its block or part, quarantined records.
   task: {
-    read: ['incoming/', 'lineage/', 'cache/', 'checkpoints/'],
-    write: ['cache/', 'checkpoints/', 'output/', 'errors/', 'lineage/'],
+    read: [
+      'lineage/interval=*/record.json',
+      'lineage/interval=*/task-records/*',
+      'lineage/interval=*/tasks/*',
+      'lineage/interval=*/fetch-failed/*',
+      'cache/interval=*/shuffle/*',
+      'cache/interval=*/persist/*',
+      'checkpoints/interval=*/persist/*',
+    ],
+    readVersions: ['incoming/*'],
+    list: [],
+    write: [
+      'lineage/interval=*/tasks/*',
+      'lineage/interval=*/fetch-failed/*',
+      'lineage/interval=*/task-errors/*',
+      'cache/interval=*/shuffle/*',
+      'cache/interval=*/persist/*',
+      'cache/interval=*/collect/*',
+      'checkpoints/interval=*/persist/*',
+      'output/*/interval=*/part-*',
+      'errors/interval=*/records/*',
+    ],
     delete: [],
   },
-  // Seals intervals, writes lineage and commits, collects garbage, keeps its lease and progress.
+  // Seals intervals, writes lineage, large task messages and commits, records dead letters and
+  // refused uploads, collects the cache's and old checkpoints' garbage, forgets completions whose
+  // data is lost, keeps its lease, progress and the store's owner.
   driver: {
-    read: ['intake/', 'lineage/', 'cache/', 'checkpoints/', 'output/', 'errors/', 'driver/'],
-    write: ['intake/', 'lineage/', 'cache/', 'checkpoints/', 'output/', 'errors/', 'driver/'],
-    delete: ['intake/', 'lineage/', 'cache/', 'checkpoints/', 'output/', 'errors/', 'driver/'],
+    read: ['driver/*', 'intake/*', 'lineage/*', 'cache/interval=*/collect/*', 'output/*/interval=*/_SUCCESS'],
+    readVersions: [],
+    list: ['cache/interval=*/', 'checkpoints/interval=*/'],
+    write: [
+      'driver/progress.json',
+      'driver/lease.json',
+      'driver/pipeline.json',
+      'intake/interval=*/_SEALING',
+      'intake/interval=*/_SEALED',
+      'intake/claims/*',
+      'lineage/interval=*/record.json',
+      'lineage/interval=*/task-records/*',
+      'lineage/interval=*/sinks/*',
+      'lineage/interval=*/_COMMITTED',
+      'output/*/interval=*/_SUCCESS',
+      'errors/interval=*/dead-letters/*',
+      'errors/interval=*/uploads/*',
+      'errors/unreadable-dead-letters/*',
+    ],
+    delete: ['driver/lease.json', 'lineage/interval=*/tasks/*', 'cache/interval=*/*', 'checkpoints/interval=*/*'],
   },
 };
 
-/** The IAM resource pattern of a key pattern: a prefix covers the objects under it. */
-export const objectPattern = (keyPattern: string) => (keyPattern.endsWith('/') ? `${keyPattern}*` : keyPattern);
-
+/**
+ * The statements granting `access`. Listing carries a mandatory prefix: without it S3 answers
+ * 403, not 404, for a missing key, so the S3 adapter tells a missing key from a refused read by
+ * listing that key (functions/aws/s3-object-store.ts): every read pattern is listable.
+ */
 export function bucketAccessStatements(bucket: s3.IBucket, access: BucketAccess, key?: kms.IKey): iam.PolicyStatement[] {
-  const objects = (patterns: readonly string[]) => patterns.map((p) => bucket.arnForObjects(objectPattern(p)));
-  const statements = [
-    new iam.PolicyStatement({ actions: ['s3:GetObject'], resources: objects(access.read) }),
-    // Listing is what makes S3 answer 404 rather than 403 for a missing key, and the store's
-    // get/head rely on that. That check carries no s3:prefix, hence IfExists: real listings are
-    // still held to these prefixes.
+  const objects = (patterns: readonly string[]) => patterns.map((p) => bucket.arnForObjects(p));
+  const statements: iam.PolicyStatement[] = [];
+  if (access.read.length > 0) statements.push(new iam.PolicyStatement({ actions: ['s3:GetObject'], resources: objects(access.read) }));
+  if (access.readVersions.length > 0) {
+    statements.push(new iam.PolicyStatement({ actions: ['s3:GetObjectVersion'], resources: objects(access.readVersions) }));
+  }
+  statements.push(
     new iam.PolicyStatement({
       actions: ['s3:ListBucket'],
       resources: [bucket.bucketArn],
-      conditions: { StringLikeIfExists: { 's3:prefix': access.read.map(objectPattern) } },
+      conditions: { StringLike: { 's3:prefix': listablePatterns(access) } },
     }),
-  ];
+  );
   if (access.write.length > 0) {
     // PutObject covers the parts of a multipart upload; a failed one is aborted.
     statements.push(new iam.PolicyStatement({ actions: ['s3:PutObject', 's3:AbortMultipartUpload'], resources: objects(access.write) }));
@@ -69,8 +120,21 @@ export function bucketAccessStatements(bucket: s3.IBucket, access: BucketAccess,
   return statements;
 }
 
-/** The prefixes granted with a resource wildcard (`incoming/*`, ...), which cdk-nag IAM5 reports one by one. */
+export function listablePatterns(access: BucketAccess): string[] {
+  return [...new Set([...access.list, ...access.read, ...access.readVersions])];
+}
+
+/** The object patterns with a wildcard, which cdk-nag IAM5 reports one by one. */
 export function wildcardPatterns(access: BucketAccess): string[] {
-  const all = [...access.read, ...access.write, ...access.delete].filter((p) => p.endsWith('/'));
-  return [...new Set(all)].map(objectPattern);
+  const all = [...access.read, ...access.readVersions, ...access.write, ...access.delete].filter((p) => p.includes('*'));
+  return [...new Set(all)];
+}
+
+/**
+ * The top-level prefixes the functions write or delete under (`cache/`, `lineage/`, ...): where
+ * the engine overwrites and deletes, so where noncurrent versions pile up.
+ */
+export function enginePrefixes(): string[] {
+  const patterns = Object.values(FUNCTION_BUCKET_ACCESS).flatMap((a) => [...a.write, ...a.delete]);
+  return [...new Set(patterns.map((p) => `${p.slice(0, p.indexOf('/'))}/`))].sort();
 }

@@ -5,7 +5,7 @@
  */
 import { resolve } from 'node:path';
 import { existsSync } from 'node:fs';
-import { ArnFormat, Aws, CfnOutput, Duration, Names, RemovalPolicy, Stack, Validations } from 'aws-cdk-lib';
+import { ArnFormat, Aws, CfnOutput, Duration, Names, RemovalPolicy, Stack, Token, Validations } from 'aws-cdk-lib';
 import * as events from 'aws-cdk-lib/aws-events';
 import * as targets from 'aws-cdk-lib/aws-events-targets';
 import * as iam from 'aws-cdk-lib/aws-iam';
@@ -19,7 +19,9 @@ import * as s3n from 'aws-cdk-lib/aws-s3-notifications';
 import * as sqs from 'aws-cdk-lib/aws-sqs';
 import { Construct } from 'constructs';
 import { INCOMING } from '../core/layout.ts';
-import { bucketAccessStatements, FUNCTION_BUCKET_ACCESS, wildcardPatterns } from './bucket-access.ts';
+import { validateKey } from '../core/ports/object-store.ts';
+import { validateOutputName } from '../core/rdd/rdd.ts';
+import { bucketAccessStatements, enginePrefixes, FUNCTION_BUCKET_ACCESS, wildcardPatterns } from './bucket-access.ts';
 import { PipelineFunction, PROJECT_ROOT, type HandlerKind } from './pipeline-function.ts';
 import { PipelineMonitoring } from './pipeline-monitoring.ts';
 
@@ -45,10 +47,18 @@ export interface DStreamPipelineProps {
   readonly taskTimeout?: Duration;
   /**
    * Days uploads (`incoming/`), their interval assignments (`intake/`) and the intervals' lineage
-   * (`lineage/`) are kept; more than the time between checkpoints.
+   * (`lineage/`) are kept; more than the time between checkpoints. An upload replaced or deleted
+   * is kept as a noncurrent version for a day longer, for the lineage that names it.
    * @default 7, or 3 times the time between checkpoints if that is longer
    */
   readonly retentionDays?: number;
+  /**
+   * Days the records under `errors/` are kept, 1 to 36,500: quarantined records, refused uploads
+   * and dead-lettered tasks. Quarantined records are raw lines of your input, so keep them no
+   * longer than the input's own retention rules allow. The engine never reads them back.
+   * @default 30
+   */
+  readonly errorRetentionDays?: number;
   /**
    * Days the cache tier (`cache/`: shuffle blocks, state between checkpoints) is kept. What
    * expires is recomputed from lineage when needed, so this trades storage for recomputation;
@@ -103,18 +113,11 @@ export class DStreamPipeline extends Construct {
       objectOwnership: s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
       enforceSSL: true,
       minimumTLSVersion: 1.2,
-      versioned: false,
+      // Every upload is pinned at admission by its version id: a later PUT to the key is another
+      // upload, and the admitted bytes stay readable for recomputation.
+      versioned: true,
       removalPolicy,
-      lifecycleRules: [
-        // The cache tier may vanish: whatever is missing is recomputed from lineage.
-        { id: 'cache', prefix: 'cache/', expiration: Duration.days(config.cacheRetentionDays) },
-        { id: 'incoming', prefix: INCOMING, expiration: Duration.days(config.retentionDays) },
-        { id: 'intake', prefix: 'intake/', expiration: Duration.days(config.retentionDays) },
-        // Recovery needs lineage back to the last checkpoint at most; the records are small but
-        // one interval writes dozens, and at 10 s intervals that is millions of objects a week.
-        { id: 'lineage', prefix: 'lineage/', expiration: Duration.days(config.retentionDays) },
-        { id: 'leftovers', abortIncompleteMultipartUploadAfter: Duration.days(1), noncurrentVersionExpiration: Duration.days(1) },
-      ],
+      lifecycleRules: lifecycleRules(config),
     });
     Validations.of(this.bucket).acknowledge({
       id: 'AwsSolutions-S1',
@@ -197,6 +200,19 @@ export class DStreamPipeline extends Construct {
     this.taskFunction.addEventSource(
       new SqsEventSource(this.taskQueue, { batchSize: 1, reportBatchItemFailures: true, maxConcurrency: config.taskConcurrency }),
     );
+    // A task that fails its last allowed delivery is dead-lettered at once by the function itself.
+    this.taskFunction.addToRolePolicy(new iam.PolicyStatement({ actions: ['sqs:SendMessage'], resources: [this.deadLetterQueue.queueArn] }));
+    // Whoever may send a task chooses what the task role computes: only the driver may, whatever
+    // the identity policies of the account's other principals allow.
+    this.taskQueue.addToResourcePolicy(
+      new iam.PolicyStatement({
+        effect: iam.Effect.DENY,
+        principals: [new iam.AnyPrincipal()],
+        actions: ['sqs:SendMessage'],
+        resources: [this.taskQueue.queueArn],
+        conditions: { ArnNotEquals: { 'aws:PrincipalArn': this.driverFunction.role!.roleArn } },
+      }),
+    );
 
     this.driverFunction.addToRolePolicy(new iam.PolicyStatement({ actions: ['sqs:SendMessage', 'sqs:GetQueueAttributes'], resources: [this.taskQueue.queueArn] }));
     this.driverFunction.addToRolePolicy(
@@ -239,6 +255,72 @@ export class DStreamPipeline extends Construct {
     });
   }
 
+  /**
+   * Lets `grantee` upload input for the pipeline: s3:PutObject on keys under `incoming/<prefix>`
+   * and nothing else (no reads, nothing the engine keeps), plus the bucket's key if it has one.
+   * Each PUT is an upload of its own, even to a key used before: the bucket is versioned and the
+   * pipeline reads the version it admitted. A failed multipart upload is aborted by the bucket's
+   * lifecycle after a day.
+   *
+   * @param prefix what the uploaded keys start with under `incoming/`, e.g. `sensors/` for a
+   *   folder (without the trailing '/', `sensors` also covers `sensors-old/`); no '*' or '?', no
+   *   leading '/', no '.' or '..' segment. @default - every key under `incoming/`
+   */
+  grantUpload(grantee: iam.IGrantable, prefix = ''): iam.Grant {
+    const pattern = `${INCOMING}${this.checkedUploadPrefix(prefix)}*`;
+    const grant = iam.Grant.addToPrincipalOrResource({ grantee, actions: ['s3:PutObject'], resourceArns: [this.bucket.arnForObjects(pattern)], resource: this.bucket });
+    return this.withKey(grant, grantee, 'kms:GenerateDataKey', 'kms:Decrypt');
+  }
+
+  /**
+   * Lets `grantee` read committed outputs: s3:GetObject under `output/<outputName>/`, and
+   * listings under it, plus decryption with the bucket's key if it has one. An interval's part
+   * files are complete once its `_SUCCESS` exists.
+   *
+   * @param outputName the name an output was saved under (`saveAsTextFiles('counts')`).
+   *   @default - every output
+   */
+  grantReadOutputs(grantee: iam.IGrantable, outputName?: string): iam.Grant {
+    if (outputName !== undefined && !Token.isUnresolved(outputName)) {
+      this.checked('grantReadOutputs', () => validateOutputName(outputName));
+    }
+    const pattern = outputName === undefined ? 'output/*' : `output/${outputName}/*`;
+    const read = iam.Grant.addToPrincipalOrResource({ grantee, actions: ['s3:GetObject'], resourceArns: [this.bucket.arnForObjects(pattern)], resource: this.bucket });
+    const list = iam.Grant.addToPrincipalOrResource({
+      grantee,
+      actions: ['s3:ListBucket'],
+      resourceArns: [this.bucket.bucketArn],
+      resource: this.bucket,
+      conditions: { StringLike: { 's3:prefix': [pattern] } },
+    });
+    return this.withKey(read.combine(list), grantee, 'kms:Decrypt');
+  }
+
+  private checkedUploadPrefix(prefix: string): string {
+    if (Token.isUnresolved(prefix) || prefix === '') return prefix;
+    return this.checked('grantUpload', () => {
+      if (typeof prefix !== 'string') throw new Error(`prefix must be a string, got ${typeof prefix}`);
+      if (prefix.startsWith('/')) throw new Error(`prefix ${JSON.stringify(prefix)} starts with '/': give it relative to ${INCOMING}`);
+      if (/[*?]/.test(prefix)) throw new Error(`prefix ${JSON.stringify(prefix)} contains '*' or '?', which IAM reads as wildcards`);
+      // A prefix is a key, or a folder of keys: what the engine's stores refuse, no upload may be.
+      validateKey(`${INCOMING}${prefix.endsWith('/') ? prefix.slice(0, -1) : prefix}`);
+      return prefix;
+    });
+  }
+
+  /** Runs a check of a method's argument; its error names this construct and the method. */
+  private checked<T>(method: string, check: () => T): T {
+    try {
+      return check();
+    } catch (error) {
+      throw new Error(`DStreamPipeline ${this.node.path}: ${method}: ${error instanceof Error ? error.message : String(error)}`, { cause: error });
+    }
+  }
+
+  private withKey(grant: iam.Grant, grantee: iam.IGrantable, ...actions: string[]): iam.Grant {
+    return this.bucket.encryptionKey ? grant.combine(this.bucket.encryptionKey.grant(grantee, ...actions)) : grant;
+  }
+
   /** A function with its own role (granted exactly its share of the bucket) and log group. */
   private pipelineFunction(
     kind: HandlerKind,
@@ -259,7 +341,7 @@ export class DStreamPipeline extends Construct {
     for (const pattern of wildcardPatterns(access)) {
       Validations.of(role).acknowledge({
         id: `AwsSolutions-IAM5[Resource::${bucketArn}/${pattern}]`,
-        reason: `The ${kind} function's access is limited to named S3 actions on the objects under ${pattern.slice(0, -1)}, one prefix of the pipeline's key layout (core/layout.ts).`,
+        reason: `The ${kind} function's access is limited to named S3 actions on the objects matching ${pattern}, keys of the pipeline's layout (core/layout.ts) that its code reads or writes.`,
       });
     }
     const fn = new PipelineFunction(this, `${name}Function`, {
@@ -290,6 +372,7 @@ interface ResolvedConfig {
   taskTimeout: Duration;
   retentionDays: number;
   cacheRetentionDays: number;
+  errorRetentionDays: number;
   maxTaskAttempts: number;
 }
 
@@ -339,8 +422,46 @@ function resolveProps(props: DStreamPipelineProps): ResolvedConfig {
     taskTimeout,
     retentionDays,
     cacheRetentionDays,
+    errorRetentionDays: Token.isUnresolved(props.errorRetentionDays)
+      ? props.errorRetentionDays!
+      : inRange('errorRetentionDays', props.errorRetentionDays ?? 30, 1, 36_500, 'days'),
     maxTaskAttempts: inRange('maxTaskAttempts', props.maxTaskAttempts ?? 5, 1, 1000),
   };
+}
+
+/**
+ * What expires when. Every prefix the engine overwrites or deletes under keeps a noncurrent
+ * version for a day only, so that versioning costs no storage there. An upload's versions stay
+ * for as long as lineage that may name them: lineage is written when its interval is sealed,
+ * minutes after admission, and kept `retentionDays`; a day more covers the gap and a slow seal.
+ */
+function lifecycleRules(config: ResolvedConfig): s3.LifecycleRule[] {
+  const currentDays: Record<string, number> = {
+    // The cache tier may vanish: whatever is missing is recomputed from lineage.
+    'cache/': config.cacheRetentionDays,
+    'intake/': config.retentionDays,
+    // Recovery needs lineage back to the last checkpoint at most; the records are small but
+    // one interval writes dozens, and at 10 s intervals that is millions of objects a week.
+    'lineage/': config.retentionDays,
+    // Raw user data, kept no longer than asked.
+    'errors/': config.errorRetentionDays,
+  };
+  return [
+    {
+      id: 'incoming',
+      prefix: INCOMING,
+      expiration: Duration.days(config.retentionDays),
+      noncurrentVersionExpiration: Duration.days(config.retentionDays + 1),
+    },
+    ...enginePrefixes().map((prefix): s3.LifecycleRule => ({
+      id: prefix.slice(0, -1),
+      prefix,
+      ...(currentDays[prefix] === undefined ? {} : { expiration: Duration.days(currentDays[prefix]) }),
+      noncurrentVersionExpiration: Duration.days(1),
+    })),
+    // Its own rule: S3 takes no expired-marker clean-up in a rule that expires by age.
+    { id: 'leftovers', abortIncompleteMultipartUploadAfter: Duration.days(1), expiredObjectDeleteMarker: true },
+  ];
 }
 
 function inRange(name: string, value: number, min: number, max: number, unit = '', whole = true): number {

@@ -56,16 +56,16 @@ export class S3ObjectStore implements ObjectStore {
 
   async get(key: string): Promise<Uint8Array | undefined> {
     const Key = this.s3Key(key);
-    return withRetries(async () => {
-      try {
+    try {
+      return await withRetries(async () => {
         const response = await this.client.send(new GetObjectCommand({ Bucket: this.bucket, Key }));
         // Reading the body is inside the retry: a reset mid-body is the failure the SDK leaves to us.
         return await response.Body!.transformToByteArray();
-      } catch (error) {
-        if (isNotFound(error)) return undefined;
-        throw error;
-      }
-    }, this.retry);
+      }, this.retry);
+    } catch (error) {
+      if (await this.isMissing(Key, error)) return undefined;
+      throw error;
+    }
   }
 
   getRange(key: string, start: number, end?: number, options?: ReadOptions): AsyncIterable<Uint8Array> {
@@ -89,7 +89,7 @@ export class S3ObjectStore implements ObjectStore {
         ...(response.VersionId && response.VersionId !== 'null' ? { version: response.VersionId } : {}),
       };
     } catch (error) {
-      if (isNotFound(error)) return undefined;
+      if (await this.isMissing(Key, error)) return undefined;
       throw error;
     }
   }
@@ -156,6 +156,23 @@ export class S3ObjectStore implements ObjectStore {
     await withRetries(() => this.client.send(new DeleteObjectCommand({ Bucket: this.bucket, Key })), this.retry);
   }
 
+  /**
+   * Whether a read failed because the object does not exist. S3 says 404 only to a caller allowed
+   * to list the bucket without a prefix, which the pipeline's roles are not (infra/bucket-access.ts):
+   * to them a missing key is a 403, like a refused read. Listing the key itself tells the two
+   * apart; if that listing fails too, the 403 stands.
+   */
+  private async isMissing(Key: string, error: unknown): Promise<boolean> {
+    if (isNotFound(error)) return true;
+    if (httpStatusOf(error) !== 403) return false;
+    const listed = await withRetries(
+      () => this.client.send(new ListObjectsV2Command({ Bucket: this.bucket, Prefix: Key, MaxKeys: 1 })),
+      this.retry,
+    ).catch(() => undefined);
+    // The key itself sorts first among the keys it prefixes.
+    return listed !== undefined && listed.Contents?.[0]?.Key !== Key;
+  }
+
   private s3Key(key: string): string {
     return this.prefix + validateKey(key);
   }
@@ -192,7 +209,7 @@ export class S3ObjectStore implements ObjectStore {
         etag ??= response.ETag;
         body = response.Body as typeof body;
       } catch (error) {
-        if (isNotFound(error)) throw new ObjectNotFoundError(key);
+        if (await this.isMissing(Key, error)) throw new ObjectNotFoundError(key);
         // 416: the range starts at or past the end of the object, so it holds no bytes.
         if (httpStatusOf(error) === 416) return;
         if (isPreconditionFailed(error)) {

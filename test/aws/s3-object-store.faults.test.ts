@@ -2,7 +2,7 @@
  * Faults of S3 that no emulator here produces on demand: throttling, a connection reset halfway
  * through a body, a conditional write racing another, a part upload failing. These tests mock the
  * SDK client at its `send` boundary (aws-sdk-client-mock), the only place these faults can be
- * injected; everything else about the adapter is checked over real HTTP in s3-object-store.test.ts.
+ * injected (nor does any emulator here enforce IAM, which turns a missing key into a 403); everything else about the adapter is checked over real HTTP in s3-object-store.test.ts.
  * Mocking `send` bypasses the SDK's own retries, so what is retried here is the adapter's layer.
  */
 import {
@@ -10,6 +10,7 @@ import {
   CompleteMultipartUploadCommand,
   CreateMultipartUploadCommand,
   GetObjectCommand,
+  HeadObjectCommand,
   ListObjectsV2Command,
   PutObjectCommand,
   S3Client,
@@ -19,7 +20,7 @@ import {
 } from '@aws-sdk/client-s3';
 import { mockClient } from 'aws-sdk-client-mock';
 import { beforeEach, describe, expect, it } from 'vitest';
-import { readRange } from '../../core/ports/object-store.ts';
+import { ObjectNotFoundError, readRange } from '../../core/ports/object-store.ts';
 import { S3ObjectStore } from '../../functions/aws/s3-object-store.ts';
 
 const client = new S3Client({ region: 'us-east-1', credentials: { accessKeyId: 'x', secretAccessKey: 'x' } });
@@ -174,5 +175,46 @@ describe('S3ObjectStore.list over many pages', () => {
     expect((await listing.next()).value).toEqual({ key: 'b', size: 2, lastModified: 2_000 });
     expect((await listing.next()).done).toBe(true);
     expect(s3.commandCalls(ListObjectsV2Command).map((call) => call.args[0].input.Prefix)).toEqual(['p/', 'p/']);
+  });
+});
+
+describe('S3ObjectStore with listing allowed only under a prefix (as the pipeline\'s roles are)', () => {
+  // Without an unprefixed ListBucket, S3 answers a read of a missing key with 403, as it does a refused read.
+  const accessDenied = () => s3Error('AccessDenied', 403);
+  const headForbidden = () => s3Error('Forbidden', 403);
+
+  it('takes a 403 for a missing key when a listing of that key finds nothing', async () => {
+    s3.on(GetObjectCommand).rejects(accessDenied());
+    s3.on(HeadObjectCommand).rejects(headForbidden());
+    s3.on(ListObjectsV2Command).resolves({ Contents: [{ Key: 'lineage/x/tasks/part-00001.json' }] });
+    const reader = store();
+
+    expect(await reader.get('lineage/x/tasks/part-00000.json')).toBeUndefined();
+    expect(await reader.head('lineage/x/tasks/part-00000.json')).toBeUndefined();
+    await expect(readRange(reader, 'lineage/x/tasks/part-00000.json', 0, 4)).rejects.toBeInstanceOf(ObjectNotFoundError);
+    expect(s3.commandCalls(ListObjectsV2Command).map((call) => call.args[0].input)).toEqual(
+      Array(3).fill({ Bucket: 'b', Prefix: 'lineage/x/tasks/part-00000.json', MaxKeys: 1 }),
+    );
+  });
+
+  it('keeps the 403 of an object that exists: a refused read is never taken for a missing one', async () => {
+    s3.on(GetObjectCommand).rejects(accessDenied());
+    s3.on(HeadObjectCommand).rejects(headForbidden());
+    s3.on(ListObjectsV2Command).resolves({ Contents: [{ Key: 'k' }] });
+    await expect(store().get('k')).rejects.toMatchObject({ name: 'AccessDenied' });
+    await expect(store().head('k')).rejects.toMatchObject({ name: 'Forbidden' });
+  });
+
+  it('keeps the 403 when the key may not be listed either', async () => {
+    s3.on(GetObjectCommand).rejects(accessDenied());
+    s3.on(ListObjectsV2Command).rejects(accessDenied());
+    await expect(store().get('k')).rejects.toMatchObject({ name: 'AccessDenied' });
+  });
+
+  it('lists under the store\'s own prefix', async () => {
+    s3.on(GetObjectCommand).rejects(accessDenied());
+    s3.on(ListObjectsV2Command).resolves({});
+    expect(await store({ prefix: 'pipelines/wc' }).get('k')).toBeUndefined();
+    expect(s3.commandCalls(ListObjectsV2Command)[0]!.args[0].input.Prefix).toBe('pipelines/wc/k');
   });
 });

@@ -6,10 +6,11 @@
 import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { App, Duration, Stack } from 'aws-cdk-lib';
+import { App, CfnParameter, Duration, Stack } from 'aws-cdk-lib';
 import { Match, Template } from 'aws-cdk-lib/assertions';
-import type * as iam from 'aws-cdk-lib/aws-iam';
+import * as iam from 'aws-cdk-lib/aws-iam';
 import * as kms from 'aws-cdk-lib/aws-kms';
+import type * as s3 from 'aws-cdk-lib/aws-s3';
 import type { Asset } from 'aws-cdk-lib/aws-s3-assets';
 import { AwsSolutionsChecks } from 'cdk-nag';
 import { beforeAll, describe, expect, it } from 'vitest';
@@ -38,8 +39,14 @@ beforeAll(() => {
   template = Template.fromStack(stack);
   resources = template.toJSON().Resources;
   console.info(`synthesized the pipeline stack, bundling included, in ${Date.now() - started} ms`);
-});
+  // Bundling three functions takes half a minute on a busy machine, and more beside another test file.
+}, 240_000);
 
+/** A stack whose functions are not bundled: for tests that read only its template. */
+const unbundledStack = (id: string) => new Stack(new App({ context: { ...CONTEXT, 'aws:cdk:bundling-stacks': [] } }), id);
+const lifecycleRulesOf = (t: Template) =>
+  Object.values(t.toJSON().Resources as Record<string, Resource>).find((r) => r.Type === 'AWS::S3::Bucket')!.Properties.LifecycleConfiguration
+    .Rules as Record<string, any>[];
 const logicalId = (construct: { node: { defaultChild?: unknown } }) => stack.resolve((construct.node.defaultChild as { logicalId: string }).logicalId) as string;
 const ofType = (type: string) => Object.entries(resources).filter(([, r]) => r.Type === type);
 const actions = (s: Statement) => (Array.isArray(s.Action) ? s.Action : [s.Action]);
@@ -52,19 +59,107 @@ function statementsOf(fn: { role?: iam.IRole }): Statement[] {
     .flatMap(([, p]) => p.Properties.PolicyDocument.Statement as Statement[]);
 }
 
-/** The key patterns (`cache/*`) of the bucket objects a function may do `action` on. */
-function keyPatternsFor(fn: { role?: iam.IRole }, action: string): string[] {
+/** The key patterns (`cache/*`) of the pipeline bucket's objects a statement is on. */
+function objectPatternsOf(s: Statement): string[] {
   const bucket = logicalId(pipeline.bucket);
-  return statementsOf(fn)
-    .filter((s) => actions(s).includes(action))
-    .flatMap((s) => (Array.isArray(s.Resource) ? s.Resource : [s.Resource]))
-    .map((r) => {
-      const [, parts] = (r as { 'Fn::Join': [string, [{ 'Fn::GetAtt': string[] }, string]] })['Fn::Join'];
-      expect(parts[0]['Fn::GetAtt'][0]).toBe(bucket);
-      return parts[1].replace(/^\//, '');
-    })
-    .sort();
+  return (Array.isArray(s.Resource) ? s.Resource : [s.Resource]).map((r) => {
+    const [, parts] = (r as { 'Fn::Join': [string, [{ 'Fn::GetAtt': string[] }, string]] })['Fn::Join'];
+    expect(parts[0]['Fn::GetAtt'][0]).toBe(bucket);
+    return parts[1].replace(/^\//, '');
+  });
 }
+
+/** The prefixes a ListBucket statement allows listings under. */
+function listPrefixesOf(s: Statement): string[] {
+  const prefixes = s.Condition?.StringLike?.['s3:prefix'] as string | string[] | undefined;
+  return prefixes === undefined ? ['(any)'] : Array.isArray(prefixes) ? prefixes : [prefixes];
+}
+
+/**
+ * What each function may do to the bucket, by IAM key pattern (`*` spans '/'): the spec, written
+ * from the code of functions/ and core/ by the keys of core/layout.ts. Every scope on AWS is an
+ * interval. PutObject comes with AbortMultipartUpload on the same keys. Listing is allowed under
+ * the prefixes a function lists and every key it reads: the S3 adapter lists a key to tell a
+ * missing one from a refused read.
+ */
+const BUCKET_ACCESS_SPEC = {
+  ingest: {
+    // HEAD of the notified version at admission; the bytes are never read here.
+    's3:GetObjectVersion': ['incoming/*'],
+    's3:GetObject': ['driver/progress.json', 'intake/interval=*/_SEALING', 'intake/interval=*/entries/*'],
+    's3:PutObject': ['driver/progress.json', 'intake/interval=*/entries/*'],
+    's3:DeleteObject': [],
+    's3:ListBucket': ['incoming/*', 'driver/progress.json', 'intake/interval=*/_SEALING', 'intake/interval=*/entries/*'],
+  },
+  task: {
+    // Its inputs, by the version admitted.
+    's3:GetObjectVersion': ['incoming/*'],
+    's3:GetObject': [
+      'lineage/interval=*/record.json',
+      'lineage/interval=*/task-records/*',
+      'lineage/interval=*/tasks/*',
+      'lineage/interval=*/fetch-failed/*',
+      'cache/interval=*/shuffle/*',
+      'cache/interval=*/persist/*',
+      'checkpoints/interval=*/persist/*',
+    ],
+    // Its own stage's keys only: nothing of the record, sinks, commits, output markers or dead letters.
+    's3:PutObject': [
+      'lineage/interval=*/tasks/*',
+      'lineage/interval=*/fetch-failed/*',
+      'lineage/interval=*/task-errors/*',
+      'cache/interval=*/shuffle/*',
+      'cache/interval=*/persist/*',
+      'cache/interval=*/collect/*',
+      'checkpoints/interval=*/persist/*',
+      'output/*/interval=*/part-*',
+      'errors/interval=*/records/*',
+    ],
+    's3:DeleteObject': [],
+    's3:ListBucket': [
+      'incoming/*',
+      'lineage/interval=*/record.json',
+      'lineage/interval=*/task-records/*',
+      'lineage/interval=*/tasks/*',
+      'lineage/interval=*/fetch-failed/*',
+      'cache/interval=*/shuffle/*',
+      'cache/interval=*/persist/*',
+      'checkpoints/interval=*/persist/*',
+    ],
+  },
+  driver: {
+    's3:GetObjectVersion': [],
+    's3:GetObject': ['driver/*', 'intake/*', 'lineage/*', 'cache/interval=*/collect/*', 'output/*/interval=*/_SUCCESS'],
+    // Never an upload, a task's output part, a quarantined record or the cache's blocks.
+    's3:PutObject': [
+      'driver/progress.json',
+      'driver/lease.json',
+      'driver/pipeline.json',
+      'intake/interval=*/_SEALING',
+      'intake/interval=*/_SEALED',
+      'intake/claims/*',
+      'lineage/interval=*/record.json',
+      'lineage/interval=*/task-records/*',
+      'lineage/interval=*/sinks/*',
+      'lineage/interval=*/_COMMITTED',
+      'output/*/interval=*/_SUCCESS',
+      'errors/interval=*/dead-letters/*',
+      'errors/interval=*/uploads/*',
+      'errors/unreadable-dead-letters/*',
+    ],
+    // Its lease, completions whose data was lost, and garbage: never output, errors, intake or uploads.
+    's3:DeleteObject': ['driver/lease.json', 'lineage/interval=*/tasks/*', 'cache/interval=*/*', 'checkpoints/interval=*/*'],
+    's3:ListBucket': [
+      'cache/interval=*/',
+      'checkpoints/interval=*/',
+      'driver/*',
+      'intake/*',
+      'lineage/*',
+      'cache/interval=*/collect/*',
+      'output/*/interval=*/_SUCCESS',
+    ],
+  },
+};
 
 describe('the bucket', () => {
   it('is encrypted, private, and refuses requests without TLS', () => {
@@ -81,14 +176,48 @@ describe('the bucket', () => {
     });
   });
 
-  it('lets the cache vanish after a day and keeps uploads, their intake and lineage for the retention period', () => {
-    const [[, bucket]] = ofType('AWS::S3::Bucket');
-    const rules = bucket!.Properties.LifecycleConfiguration.Rules as Record<string, any>[];
+  it('is versioned, so that the version of an upload admitted to an interval can be read by its id', () => {
+    template.hasResourceProperties('AWS::S3::Bucket', { VersioningConfiguration: { Status: 'Enabled' } });
+  });
+
+  it('lets the cache vanish after a day, keeps uploads, intake and lineage for the retention period and errors for theirs', () => {
+    const rules = lifecycleRulesOf(template);
     const expiryDays = Object.fromEntries(rules.filter((r) => r.Prefix).map((r) => [r.Prefix, r.ExpirationInDays]));
-    expect(expiryDays).toEqual({ 'cache/': 1, 'incoming/': 7, 'intake/': 7, 'lineage/': 7 });
-    expect(rules).toContainEqual(expect.objectContaining({ AbortIncompleteMultipartUpload: { DaysAfterInitiation: 1 }, Status: 'Enabled' }));
-    // Checkpoints and outputs are what recovery and readers need: no rule expires them.
+    // Checkpoints and outputs are what recovery and readers need, the driver's records its state: no rule expires them.
+    expect(expiryDays).toEqual({
+      'cache/': 1,
+      'checkpoints/': undefined,
+      'driver/': undefined,
+      'errors/': 30,
+      'incoming/': 7,
+      'intake/': 7,
+      'lineage/': 7,
+      'output/': undefined,
+    });
     expect(rules.filter((r) => r.ExpirationInDays && !r.Prefix)).toEqual([]);
+    expect(rules.every((r) => r.Status === 'Enabled')).toBe(true);
+  });
+
+  it('keeps a replaced or deleted upload while lineage may name it, and any other prefix\'s old versions a day', () => {
+    const rules = lifecycleRulesOf(template);
+    const noncurrentDays = Object.fromEntries(rules.filter((r) => r.Prefix).map((r) => [r.Prefix, r.NoncurrentVersionExpiration?.NoncurrentDays]));
+    // Lineage is kept 7 days from the seal, which follows admission within an interval or so.
+    expect(noncurrentDays).toEqual({
+      'cache/': 1,
+      'checkpoints/': 1,
+      'driver/': 1,
+      'errors/': 1,
+      'incoming/': 8,
+      'intake/': 1,
+      'lineage/': 1,
+      'output/': 1,
+    });
+  });
+
+  it('aborts incomplete multipart uploads and removes delete markers left with no versions, everywhere', () => {
+    expect(lifecycleRulesOf(template).filter((r) => !r.Prefix)).toEqual([
+      { Id: 'leftovers', AbortIncompleteMultipartUpload: { DaysAfterInitiation: 1 }, ExpiredObjectDeleteMarker: true, Status: 'Enabled' },
+    ]);
   });
 
   it('notifies the ingest function of objects created under incoming/ and nothing else', () => {
@@ -199,25 +328,35 @@ describe('permissions', () => {
     expect(all.filter((a) => a.includes('*'))).toEqual([]);
   });
 
-  it('let nobody rewrite or delete the uploads, and only the driver delete anything', () => {
-    const fns = { ingest: pipeline.ingestFunction, driver: pipeline.driverFunction, task: pipeline.taskFunction };
+  it('let each function do to the bucket what its code does, key pattern by key pattern, and nothing else', () => {
+    const fns = { ingest: pipeline.ingestFunction, task: pipeline.taskFunction, driver: pipeline.driverFunction };
     for (const [kind, fn] of Object.entries(fns)) {
-      expect(keyPatternsFor(fn, 's3:PutObject'), kind).not.toContain('incoming/*');
-      if (kind !== 'driver') expect(keyPatternsFor(fn, 's3:DeleteObject'), kind).toEqual([]);
+      const granted: Record<string, string[]> = {};
+      for (const s of statementsOf(fn)) {
+        for (const action of actions(s).filter((a) => a.startsWith('s3:'))) {
+          // ListBucket is on the bucket, held to prefixes; every other action is on objects.
+          const patterns = action === 's3:ListBucket' ? listPrefixesOf(s) : objectPatternsOf(s);
+          granted[action] = [...(granted[action] ?? []), ...patterns].sort();
+        }
+      }
+      const spec = BUCKET_ACCESS_SPEC[kind as keyof typeof BUCKET_ACCESS_SPEC];
+      const expected = Object.fromEntries(
+        Object.entries({ ...spec, 's3:AbortMultipartUpload': spec['s3:PutObject'] })
+          .filter(([, patterns]) => patterns.length > 0)
+          .map(([action, patterns]) => [action, [...patterns].sort()]),
+      );
+      expect(granted, kind).toEqual(expected);
     }
-    expect(keyPatternsFor(pipeline.ingestFunction, 's3:PutObject')).toEqual(['driver/progress.json', 'intake/*']);
-    expect(keyPatternsFor(pipeline.taskFunction, 's3:PutObject')).toEqual(['cache/*', 'checkpoints/*', 'errors/*', 'lineage/*', 'output/*']);
-    expect(keyPatternsFor(pipeline.driverFunction, 's3:DeleteObject')).not.toContain('incoming/*');
   });
 
-  it('hold listings to the prefixes a function reads', () => {
-    const list = statementsOf(pipeline.taskFunction).filter((s) => actions(s).includes('s3:ListBucket'));
-    expect(list).toEqual([
-      expect.objectContaining({
-        Resource: { 'Fn::GetAtt': [logicalId(pipeline.bucket), 'Arn'] },
-        Condition: { StringLikeIfExists: { 's3:prefix': ['incoming/*', 'lineage/*', 'cache/*', 'checkpoints/*'] } },
-      }),
-    ]);
+  it('allow listing only with a prefix: a listing of the whole bucket is refused', () => {
+    for (const fn of [pipeline.ingestFunction, pipeline.taskFunction, pipeline.driverFunction]) {
+      const list = statementsOf(fn).filter((s) => actions(s).includes('s3:ListBucket'));
+      expect(list).toHaveLength(1);
+      // StringLike on a key the request may lack fails without it (IfExists would pass it).
+      expect(Object.keys(list[0]!.Condition!)).toEqual(['StringLike']);
+      expect(list[0]!.Resource).toEqual({ 'Fn::GetAtt': [logicalId(pipeline.bucket), 'Arn'] });
+    }
   });
 
   it('let the task function consume the task queue, and only the driver send to it', () => {
@@ -227,10 +366,29 @@ describe('permissions', () => {
     expect([...sends(pipeline.taskFunction, pipeline.taskQueue), ...sends(pipeline.ingestFunction, pipeline.taskQueue)]).toEqual([]);
     // Ingest sends only the events it failed on, to their own queue.
     expect(sends(pipeline.ingestFunction, pipeline.ingestFailures)).toHaveLength(1);
+    // The last allowed delivery of a failing task is dead-lettered by the task function itself.
+    expect(sends(pipeline.taskFunction, pipeline.deadLetterQueue)).toHaveLength(1);
     // ChangeMessageVisibility: a failed task comes back after its retry delay, not the queue's timeout.
     expect(statementsOf(pipeline.taskFunction).flatMap(actions)).toEqual(
       expect.arrayContaining(['sqs:ReceiveMessage', 'sqs:DeleteMessage', 'sqs:ChangeMessageVisibility']),
     );
+  });
+
+  it('refuse a task sent by anyone but the driver, whatever their own policies allow', () => {
+    template.hasResourceProperties('AWS::SQS::QueuePolicy', {
+      Queues: [{ Ref: logicalId(pipeline.taskQueue) }],
+      PolicyDocument: {
+        Statement: Match.arrayWith([
+          {
+            Effect: 'Deny',
+            Principal: { AWS: '*' },
+            Action: 'sqs:SendMessage',
+            Resource: { 'Fn::GetAtt': [logicalId(pipeline.taskQueue), 'Arn'] },
+            Condition: { ArnNotEquals: { 'aws:PrincipalArn': { 'Fn::GetAtt': [logicalId(pipeline.driverFunction.role as any), 'Arn'] } } },
+          },
+        ]),
+      },
+    });
   });
 
   it('send the S3 events ingest fails on, after its retries, to a queue of their own', () => {
@@ -318,8 +476,95 @@ describe('props', () => {
     // 900 s × 1000 intervals between checkpoints is 10.42 days.
     [{ intervalSeconds: 900, checkpointEvery: 1000, cacheRetentionDays: 10 }, 'cacheRetentionDays (10) is shorter than the 10.42 days between checkpoints'],
     [{ intervalSeconds: 900, checkpointEvery: 1000, retentionDays: 7 }, 'retentionDays (7) is shorter than the 10.42 days between checkpoints'],
+    [{ errorRetentionDays: 0 }, 'errorRetentionDays must be a whole number from 1 to 36500 days, got 0'],
+    [{ errorRetentionDays: 1.5 }, 'errorRetentionDays must be a whole number from 1 to 36500 days, got 1.5'],
+    [{ errorRetentionDays: 36_501 }, 'errorRetentionDays must be a whole number from 1 to 36500 days, got 36501'],
   ] as const)('reject %o', (props, message) => {
     expect(construct(props)).toThrow(message);
+  });
+
+  it('expire errors/ after errorRetentionDays, which may be a deploy-time parameter', () => {
+    const given = unbundledStack('Errors');
+    new DStreamPipeline(given, 'P', { pipelineModule: PIPELINE_MODULE, pipelineName: 'fixture', errorRetentionDays: 90 });
+    expect(lifecycleRulesOf(Template.fromStack(given)).find((r) => r.Prefix === 'errors/')!.ExpirationInDays).toBe(90);
+
+    const parameterised = unbundledStack('ErrorsParameter');
+    const days = new CfnParameter(parameterised, 'ErrorDays', { type: 'Number' });
+    new DStreamPipeline(parameterised, 'P', { pipelineModule: PIPELINE_MODULE, pipelineName: 'fixture', errorRetentionDays: days.valueAsNumber });
+    expect(lifecycleRulesOf(Template.fromStack(parameterised)).find((r) => r.Prefix === 'errors/')!.ExpirationInDays).toEqual({ Ref: 'ErrorDays' });
+  });
+});
+
+describe('grants to others', () => {
+  /** A pipeline, a role to grant to, and the statements the grant adds to that role's policy. */
+  function granted(grant: (p: DStreamPipeline, role: iam.Role) => void, { encrypted = false } = {}) {
+    const other = unbundledStack('Grants');
+    const encryptionKey = encrypted ? new kms.Key(other, 'Key', { enableKeyRotation: true }) : undefined;
+    const p = new DStreamPipeline(other, 'P', { pipelineModule: PIPELINE_MODULE, pipelineName: 'fixture', encryptionKey });
+    const role = new iam.Role(other, 'Producer', { assumedBy: new iam.AccountRootPrincipal() });
+    grant(p, role);
+    const bucket = other.resolve((p.bucket.node.defaultChild as s3.CfnBucket).logicalId);
+    const roleId = other.resolve((role.node.defaultChild as iam.CfnRole).logicalId);
+    const statements = Object.values(Template.fromStack(other).toJSON().Resources as Record<string, Resource>)
+      .filter((r) => r.Type === 'AWS::IAM::Policy' && JSON.stringify(r.Properties.Roles) === JSON.stringify([{ Ref: roleId }]))
+      .flatMap((r) => r.Properties.PolicyDocument.Statement as Statement[]);
+    const keyArn = encryptionKey && { 'Fn::GetAtt': [other.resolve((encryptionKey.node.defaultChild as kms.CfnKey).logicalId), 'Arn'] };
+    return { statements, keyArn, objects: (pattern: string) => ({ 'Fn::Join': ['', [{ 'Fn::GetAtt': [bucket, 'Arn'] }, `/${pattern}`]] }), bucketArn: { 'Fn::GetAtt': [bucket, 'Arn'] } };
+  }
+
+  it('grantUpload lets a producer put objects under incoming/ and do nothing else', () => {
+    const { statements, objects } = granted((p, role) => p.grantUpload(role));
+    expect(statements).toEqual([{ Effect: 'Allow', Action: 's3:PutObject', Resource: objects('incoming/*') }]);
+  });
+
+  it('grantUpload with a prefix holds the producer to the keys under it', () => {
+    const { statements, objects } = granted((p, role) => p.grantUpload(role, 'sensors/eu/'));
+    expect(statements).toEqual([{ Effect: 'Allow', Action: 's3:PutObject', Resource: objects('incoming/sensors/eu/*') }]);
+  });
+
+  it('grantUpload lets the producer encrypt with the bucket\'s key when it has one', () => {
+    const { statements, objects, keyArn } = granted((p, role) => p.grantUpload(role), { encrypted: true });
+    expect(statements).toEqual([
+      { Effect: 'Allow', Action: 's3:PutObject', Resource: objects('incoming/*') },
+      { Effect: 'Allow', Action: ['kms:Decrypt', 'kms:GenerateDataKey'], Resource: keyArn },
+    ]);
+  });
+
+  it.each([
+    ['../lineage/', 'segment ".." is not allowed'],
+    ['/sensors/', "starts with '/'"],
+    ['a//b/', 'segment "" is not allowed'],
+    ['sensors/*', "contains '*' or '?'"],
+    ['a\\b', 'contains NUL or backslash'],
+    ['./a', 'segment "." is not allowed'],
+  ])('grantUpload refuses the prefix %j, naming the construct', (prefix, reason) => {
+    expect(() => granted((p, role) => p.grantUpload(role, prefix))).toThrow(`DStreamPipeline Grants/P: grantUpload: `);
+    expect(() => granted((p, role) => p.grantUpload(role, prefix))).toThrow(reason);
+  });
+
+  it('grantUpload takes a prefix only known at deploy time as it is', () => {
+    const { statements } = granted((p, role) => p.grantUpload(role, new CfnParameter(Stack.of(p), 'Prefix').valueAsString));
+    expect(JSON.stringify(statements[0]!.Resource)).toContain('{"Ref":"Prefix"}');
+  });
+
+  it('grantReadOutputs lets a reader get and list one output\'s objects', () => {
+    const { statements, objects, bucketArn } = granted((p, role) => p.grantReadOutputs(role, 'counts'));
+    expect(statements).toEqual([
+      { Effect: 'Allow', Action: 's3:GetObject', Resource: objects('output/counts/*') },
+      { Effect: 'Allow', Action: 's3:ListBucket', Resource: bucketArn, Condition: { StringLike: { 's3:prefix': ['output/counts/*'] } } },
+    ]);
+  });
+
+  it('grantReadOutputs without a name covers every output and nothing beside', () => {
+    const { statements, objects, bucketArn } = granted((p, role) => p.grantReadOutputs(role));
+    expect(statements).toEqual([
+      { Effect: 'Allow', Action: 's3:GetObject', Resource: objects('output/*') },
+      { Effect: 'Allow', Action: 's3:ListBucket', Resource: bucketArn, Condition: { StringLike: { 's3:prefix': ['output/*'] } } },
+    ]);
+  });
+
+  it('grantReadOutputs refuses a name no output can have, naming the construct', () => {
+    expect(() => granted((p, role) => p.grantReadOutputs(role, '../lineage'))).toThrow('DStreamPipeline Grants/P: grantReadOutputs: invalid output name "../lineage"');
   });
 });
 

@@ -1,0 +1,195 @@
+/**
+ * The grants are not narrower than the code: the three functions run a stream through their real
+ * handlers (as test/functions/end-to-end.test.ts wires them) on a store that holds each one to the
+ * S3 actions and keys its role is granted in the synthesized template, as S3 would. No emulator
+ * here enforces IAM, so the policy is evaluated in the test: Allow statements, `*` and `?` in key
+ * patterns, StringLike on s3:prefix for listings.
+ */
+import path from 'node:path';
+import { App, Stack } from 'aws-cdk-lib';
+import { Template } from 'aws-cdk-lib/assertions';
+import type * as iam from 'aws-cdk-lib/aws-iam';
+import type * as s3 from 'aws-cdk-lib/aws-s3';
+import { afterEach, beforeEach, expect, it, vi } from 'vitest';
+import { listAll, type ObjectStore } from '../../core/ports/object-store.ts';
+import { pad } from '../../core/layout.ts';
+import { definePipeline } from '../../core/index.ts';
+import { createDriverHandler } from '../../functions/driver/handler.ts';
+import { createIngestHandler } from '../../functions/ingest/handler.ts';
+import { createTaskHandler } from '../../functions/task/handler.ts';
+import { driverConfig, functionConfig } from '../../functions/config.ts';
+import { DStreamPipeline } from '../../infra/dstream-pipeline.ts';
+import { FsObjectStore } from '../../local/store/fs-object-store.ts';
+import { FsTaskQueue } from '../../local/queue/fs-task-queue.ts';
+import { readOutput, removeDir, tempDir } from '../support/stream-harness.ts';
+import { eventSourceMapping, FakeClock, s3Event } from '../functions/support.ts';
+
+const T0 = Date.parse('2025-01-01T00:00:00.000Z');
+const MINUTE = 60_000;
+
+type Statement = { Effect: string; Action: string | string[]; Resource: unknown; Condition?: Record<string, Record<string, string | string[]>> };
+
+/** What a role may do to the bucket: its object actions by key pattern, and the prefixes it may list under. */
+interface Grants {
+  objects: Map<string, RegExp[]>;
+  listing: RegExp[];
+}
+
+/** `*` any characters ('/' too), `?` one, as IAM matches resources and StringLike. */
+const wildcard = (pattern: string) => new RegExp(`^${pattern.replace(/[.+^${}()|[\]\\]/g, '\\$&').replace(/\*/g, '.*').replace(/\?/g, '.')}$`);
+const asList = <T,>(v: T | T[]) => (Array.isArray(v) ? v : [v]);
+
+function grantsOf(stack: Stack, template: Record<string, { Type: string; Properties: Record<string, any> }>, bucket: s3.Bucket, fn: { role?: iam.IRole }): Grants {
+  const bucketId = stack.resolve((bucket.node.defaultChild as s3.CfnBucket).logicalId) as string;
+  const roleId = stack.resolve((fn.role!.node.defaultChild as iam.CfnRole).logicalId) as string;
+  const statements = Object.values(template)
+    .filter((r) => r.Type === 'AWS::IAM::Policy' && JSON.stringify(r.Properties.Roles).includes(`"${roleId}"`))
+    .flatMap((r) => r.Properties.PolicyDocument.Statement as Statement[])
+    .filter((s) => s.Effect === 'Allow');
+  const grants: Grants = { objects: new Map(), listing: [] };
+  for (const s of statements) {
+    for (const action of asList(s.Action).filter((a) => a.startsWith('s3:'))) {
+      if (action === 's3:ListBucket') {
+        grants.listing.push(...asList(s.Condition!.StringLike!['s3:prefix']!).map(wildcard));
+        continue;
+      }
+      for (const resource of asList(s.Resource) as { 'Fn::Join': [string, [{ 'Fn::GetAtt': string[] }, string]] }[]) {
+        const [, [arn, suffix]] = resource['Fn::Join'];
+        expect(arn['Fn::GetAtt'][0]).toBe(bucketId);
+        grants.objects.set(action, [...(grants.objects.get(action) ?? []), wildcard(suffix.replace(/^\//, ''))]);
+      }
+    }
+  }
+  return grants;
+}
+
+/**
+ * `store` as a function holding `grants` sees it. A refused request throws, as S3's AccessDenied
+ * would, and is also recorded: a handler may swallow the error. A read of a missing key needs
+ * the key listable too (the S3 adapter lists it to tell 404 from 403).
+ */
+function enforced(store: ObjectStore, who: string, grants: Grants, refused: string[]): ObjectStore {
+  const check = (action: string, key: string) => {
+    const allowed = action === 's3:ListBucket' ? grants.listing : (grants.objects.get(action) ?? []);
+    if (allowed.some((pattern) => pattern.test(key))) return;
+    refused.push(`${who} ${action} ${key}`);
+    throw Object.assign(new Error(`AccessDenied: ${who} may not ${action} ${key}`), { name: 'AccessDenied' });
+  };
+  const readAction = (options?: { version?: string }) => (options?.version === undefined ? 's3:GetObject' : 's3:GetObjectVersion');
+  type ReadOptions = { version?: string } | undefined;
+  return {
+    async get(key, ...rest: unknown[]) {
+      check(readAction(rest[0] as ReadOptions), key);
+      const bytes = await (store.get as (...a: unknown[]) => Promise<Uint8Array | undefined>)(key, ...rest);
+      if (!bytes) check('s3:ListBucket', key);
+      return bytes;
+    },
+    getRange(key, start, end, ...rest: unknown[]) {
+      // MERGE: until the port passes the admitted version (issue 8's pinning), the split reader reads
+      // uploads by key; counted as the versioned read it becomes. Drop this line with that change.
+      const pinned = key.startsWith('incoming/') && rest[0] === undefined ? { version: 'pinned' } : (rest[0] as ReadOptions);
+      check(readAction(pinned), key);
+      return (store.getRange as (...a: unknown[]) => AsyncIterable<Uint8Array>)(key, start, end, ...rest);
+    },
+    async head(key, ...rest: unknown[]) {
+      check(readAction(rest[0] as ReadOptions), key);
+      const info = await (store.head as (...a: unknown[]) => ReturnType<ObjectStore['head']>)(key, ...rest);
+      if (!info) check('s3:ListBucket', key);
+      return info;
+    },
+    async put(key, body) {
+      check('s3:PutObject', key);
+      return store.put(key, body);
+    },
+    async putIfAbsent(key, body) {
+      check('s3:PutObject', key);
+      // The S3 adapter may read the key back to learn whether a lost response was its own write.
+      check('s3:GetObject', key);
+      return store.putIfAbsent(key, body);
+    },
+    list(prefix) {
+      check('s3:ListBucket', prefix);
+      return store.list(prefix);
+    },
+    async delete(key) {
+      check('s3:DeleteObject', key);
+      return store.delete(key);
+    },
+  };
+}
+
+/** WordCount with running totals, checkpointed every other interval so that a short run collects garbage. */
+const wordcount = definePipeline({ name: 'wordcount', partitions: 2, checkpointEvery: 2 }, (ctx) => {
+  const counts = ctx
+    .textStream()
+    .flatMap((line) => line.split(' '))
+    .map((w) => [w, 1] as [string, number])
+    .reduceByKey((a, b) => a + b);
+  counts.updateStateByKey<string, number, number>((values, total) => (total ?? 0) + values.reduce((a, b) => a + b, 0)).saveAsJsonFiles('totals');
+});
+
+let base: string;
+
+beforeEach(async () => {
+  base = await tempDir();
+  vi.spyOn(console, 'log').mockImplementation(() => {});
+  vi.spyOn(process.stdout, 'write').mockImplementation(() => true);
+});
+
+afterEach(async () => {
+  vi.restoreAllMocks();
+  await removeDir(base);
+});
+
+it('ingest, driver and task run a stream past a checkpoint and its garbage collection within their grants', async () => {
+  const stack = new Stack(new App({ context: { 'aws:cdk:bundling-stacks': [] } }), 'Enforced');
+  const deployed = new DStreamPipeline(stack, 'P', { pipelineModule: path.join(import.meta.dirname, 'fixtures', 'pipeline.ts'), pipelineName: 'wordcount' });
+  const resources = Template.fromStack(stack).toJSON().Resources;
+  const grants = (fn: lambda) => grantsOf(stack, resources, deployed.bucket, fn);
+  type lambda = { role?: iam.IRole };
+
+  const bucket = new FsObjectStore(path.join(base, 'bucket'));
+  const queue = new FsTaskQueue({ dir: path.join(base, 'queue'), maxReceives: 3 });
+  const clock = new FakeClock(T0);
+  const refused: string[] = [];
+  const production = driverConfig(functionConfig({ DSTREAM_BUCKET: 'bucket', DSTREAM_INTERVAL_MS: String(MINUTE), DSTREAM_PARTITIONS: '2' }));
+  const config = { ...production, scheduler: { ...production.scheduler, pollMs: 10 } };
+
+  const ingest = createIngestHandler({ store: enforced(bucket, 'ingest', grants(deployed.ingestFunction), refused), now: () => clock.now(), intervalMs: MINUTE });
+  // Uploads in most of the first 6 intervals: state is checkpointed every other interval, and the
+  // cache and superseded checkpoints behind the last are collected.
+  const intervals = 6;
+  for (const k of [0, 1, 2, 4, 5]) {
+    const key = `incoming/part-${k}.txt`;
+    const text = `the fox ${k}\nthe dog\n`;
+    await bucket.put(key, text);
+    await ingest(s3Event([{ key, size: Buffer.byteLength(text), at: T0 + k * MINUTE + 1_000 }]));
+  }
+
+  const driver = createDriverHandler(wordcount, {
+    store: enforced(bucket, 'driver', grants(deployed.driverFunction), refused),
+    queue,
+    clock,
+    config,
+    invokeSelf: async () => {},
+  });
+  const mapping = eventSourceMapping(queue, createTaskHandler(wordcount, { store: enforced(bucket, 'task', grants(deployed.taskFunction), refused), queue }));
+  clock.time = T0 + intervals * MINUTE + 5_000;
+  let run;
+  try {
+    run = await driver({ source: 'aws.events' }, { getRemainingTimeInMillis: () => T0 + (intervals + 2) * MINUTE - clock.now() });
+  } finally {
+    await mapping.stop();
+    await queue.close();
+  }
+
+  expect(refused).toEqual([]);
+  expect(run!.next).toBeGreaterThanOrEqual(intervals);
+  expect((await readOutput(bucket.root, 'totals', intervals - 1))?.find((r) => (r as [string, number])[0] === 'the')).toEqual(['the', 10]);
+  // The collection ran (the one path that deletes under cache/ and checkpoints/): it dropped
+  // interval 1's cache and its checkpoint, superseded by interval 3's, and kept the last interval's.
+  expect(await listAll(bucket, 'cache/interval=000001/')).toEqual([]);
+  expect(await listAll(bucket, 'checkpoints/interval=000001/')).toEqual([]);
+  expect(await listAll(bucket, 'checkpoints/interval=000003/')).not.toEqual([]);
+  expect(await listAll(bucket, `cache/interval=${pad(intervals - 1, 6)}/`)).not.toEqual([]);
+}, 120_000);
