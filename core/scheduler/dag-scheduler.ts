@@ -8,7 +8,7 @@ import type { TaskDone, TaskRecord } from '../exec/task.ts';
 import { keys, partitionOfTaskDone, scopeOfKey, type Scope } from '../layout.ts';
 import type { StageSpec } from './stages.ts';
 import { decodeTaskMessage, encodeTaskMessage } from './task-message.ts';
-import { shufflePartitionsRead, stageIds } from './stages.ts';
+import { stageIds, stageShuffleReads } from './stages.ts';
 import { decodeRecords } from '../codec/record-codec.ts';
 
 /** A scope's plan as the scheduler needs it. */
@@ -271,9 +271,7 @@ export class DagScheduler {
   private taskRecord(stage: StageRun, partition: number, copy: number): TaskRecord {
     const { plan, spec } = stage;
     const shuffleInputs: Record<string, BlockRef[]> = {};
-    // The shuffle-map stage computes the shuffle's parent; the shuffle itself is read on this side.
-    const readRoot = spec.kind === 'shuffle-map' ? (plan.builder.get(spec.rdd).node as { parent: string }).parent : spec.rdd;
-    for (const [shuffle, reduced] of shufflePartitionsRead(plan.builder, readRoot, partition)) {
+    for (const [shuffle, reduced] of stageShuffleReads(plan.builder, spec, partition)) {
       const mapStage = this.stages.get(`${plan.scope}/${stageIds.shuffleMap(shuffle)}`)!;
       shuffleInputs[shuffle] = range(mapStage.spec.tasks).map((m) => {
         const out = mapStage.done.get(m)!.mapOutput!;
@@ -288,13 +286,9 @@ export class DagScheduler {
       scope: plan.scope,
       planHash: plan.planHash,
       stage: spec.id,
-      kind: spec.kind,
-      rdd: spec.rdd,
       partition,
       attempt: stage.attempts.get(partition) ?? 0,
       copy,
-      ...(spec.output ? { output: spec.output } : {}),
-      ...(spec.location ? { location: spec.location } : {}),
       ...(Object.keys(shuffleInputs).length > 0 ? { shuffleInputs } : {}),
     };
   }
@@ -374,14 +368,17 @@ export class DagScheduler {
         // Belongs to no stage, so it fails none; but it is drained, so it is kept where it can be read.
         await store.put(
           keys.unreadableDeadLetter(letter.id),
-          JSON.stringify({ id: letter.id, receiveCount: letter.receiveCount, error: String(error), body: letter.body }, null, 2),
+          JSON.stringify({ id: letter.id, receiveCount: letter.receiveCount, error: String(error), reason: letter.reason, body: letter.body }, null, 2),
         );
         continue;
       }
-      const stage = this.stages.get(`${task.scope}/${task.stage}`);
+      const found = this.stages.get(`${task.scope}/${task.stage}`);
+      // A letter of another plan of the scope (a stale run's message) fails nothing of this one.
+      const stage = found?.plan.planHash === task.planHash ? found : undefined;
       if (stage?.done.has(task.partition)) continue;
       const errorBytes = await store.get(keys.taskError(task.scope, task.stage, task.partition));
-      const lastError = errorBytes ? (JSON.parse(Buffer.from(errorBytes).toString('utf8')) as { error: string }).error : undefined;
+      // The task's own record of its last error, else why it was refused (a message no delivery could run).
+      const lastError = errorBytes ? (JSON.parse(Buffer.from(errorBytes).toString('utf8')) as { error: string }).error : letter.reason;
       await store.put(
         keys.deadLetter(task.scope, task.stage, task.partition),
         JSON.stringify({ scope: task.scope, stage: task.stage, partition: task.partition, attempt: task.attempt, copy: task.copy, receiveCount: letter.receiveCount, lastError, task }, null, 2),

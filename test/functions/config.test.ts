@@ -17,6 +17,7 @@ describe('function configuration', () => {
       deadLetterQueueUrl: undefined,
       intervalMs: 10_000,
       partitions: 8,
+      maxTaskAttempts: 5,
       driverFunctionName: undefined,
     });
   });
@@ -28,9 +29,10 @@ describe('function configuration', () => {
       DSTREAM_DEAD_LETTER_QUEUE_URL: 'https://sqs.eu-west-1.amazonaws.com/1/dead',
       DSTREAM_INTERVAL_MS: '2000',
       DSTREAM_PARTITIONS: '16',
+      DSTREAM_MAX_TASK_ATTEMPTS: '3',
       DSTREAM_DRIVER_FUNCTION_NAME: 'wordcount-driver',
     });
-    expect(config).toMatchObject({ intervalMs: 2000, partitions: 16, driverFunctionName: 'wordcount-driver', deadLetterQueueUrl: 'https://sqs.eu-west-1.amazonaws.com/1/dead' });
+    expect(config).toMatchObject({ intervalMs: 2000, partitions: 16, maxTaskAttempts: 3, driverFunctionName: 'wordcount-driver', deadLetterQueueUrl: 'https://sqs.eu-west-1.amazonaws.com/1/dead' });
   });
 
   it.each([
@@ -41,6 +43,7 @@ describe('function configuration', () => {
     [{ ...bucket, DSTREAM_INTERVAL_MS: '10s' }, 'DSTREAM_INTERVAL_MS must be a whole number from 1000 to 900000, got "10s"'],
     [{ ...bucket, DSTREAM_PARTITIONS: '0' }, 'environment variable DSTREAM_PARTITIONS must be a whole number from 1 to 10000, got "0"'],
     [{ ...bucket, DSTREAM_PARTITIONS: '2.5' }, 'DSTREAM_PARTITIONS must be a whole number from 1 to 10000, got "2.5"'],
+    [{ ...bucket, DSTREAM_MAX_TASK_ATTEMPTS: '0' }, 'environment variable DSTREAM_MAX_TASK_ATTEMPTS must be a whole number from 1 to 1000, got "0"'],
   ])('%j is refused: %s', (env, error) => {
     expect(() => functionConfig(env)).toThrow(error);
   });
