@@ -48,6 +48,8 @@ export function driverConfig(config: FunctionConfig): DriverConfig {
       ...defaultSchedulerOptions,
       pollMs: 1000,
       speculation: { ...defaultSchedulerOptions.speculation, minMs: 2000 },
+      // A task Lambda that dies before its start marker would wait out the visibility timeout.
+      unstarted: { ...defaultSchedulerOptions.unstarted, enabled: true, minMs: 2000 },
     },
     retainIntervals: 2,
   };

@@ -14,6 +14,8 @@ export const METRICS = {
   schedulingDelay: 'SchedulingDelay',
   taskRetries: 'TaskRetries',
   speculativeTasks: 'SpeculativeTasks',
+  /** Copies of tasks sent but not started within their deadline (their delivery likely died before they could start). */
+  unstartedTasksResent: 'UnstartedTasksResent',
   /** Task attempts that failed and were returned to the queue (published by the task function). */
   taskFailures: 'TaskFailures',
   /** Tasks that failed every delivery: their interval cannot commit until the cause is fixed. */
@@ -36,6 +38,7 @@ export function intervalMetrics(pipeline: string, report: IntervalReport, timest
       [METRICS.schedulingDelay, 'Milliseconds', report.schedulingDelayMs],
       [METRICS.taskRetries, 'Count', report.fetchFailures + report.recomputed],
       [METRICS.speculativeTasks, 'Count', report.speculative],
+      [METRICS.unstartedTasksResent, 'Count', report.unstartedResent],
     ],
     // Not metrics, but searchable in Logs Insights beside them.
     {

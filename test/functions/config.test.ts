@@ -52,6 +52,8 @@ describe('function configuration', () => {
     const config = driverConfig(functionConfig({ ...bucket, DSTREAM_INTERVAL_MS: '5000', DSTREAM_PARTITIONS: '4' }));
     expect(config).toMatchObject({ intervalMs: 5000, inputPartitions: 4, maxSplitBytes: 64 * 1024 * 1024, retainIntervals: 2 });
     expect(config.scheduler.pollMs).toBe(1000);
+    // Tasks whose delivery died before they started are copied, no sooner than S3's second-dated markers allow.
+    expect(config.scheduler.unstarted).toEqual({ enabled: true, multiplier: 4, minMs: 2000 });
   });
 });
 
@@ -68,6 +70,7 @@ describe('interval metrics', () => {
     tasks: 12,
     tasksSkipped: 1,
     speculative: 2,
+    unstartedResent: 6,
     fetchFailures: 3,
     recomputed: 4,
     recoveredIntervals: [5],
@@ -89,6 +92,7 @@ describe('interval metrics', () => {
       // Tasks the driver ran again: 3 fetch failures, 4 recomputed.
       TaskRetries: ['Count', 7],
       SpeculativeTasks: ['Count', 2],
+      UnstartedTasksResent: ['Count', 6],
     });
   });
 });
