@@ -17,6 +17,8 @@ export interface FunctionConfig {
   intervalMs: number;
   /** Splits per interval. */
   partitions: number;
+  /** Deliveries of a task message before it is dead-lettered: the task queue's maxReceiveCount. */
+  maxTaskAttempts: number;
   driverFunctionName: string | undefined;
 }
 
@@ -29,6 +31,8 @@ export function functionConfig(env: Env = process.env): FunctionConfig {
     deadLetterQueueUrl: optional(env, 'DSTREAM_DEAD_LETTER_QUEUE_URL'),
     intervalMs: integer(env, 'DSTREAM_INTERVAL_MS', 10_000, 1_000, 900_000),
     partitions: integer(env, 'DSTREAM_PARTITIONS', 8, 1, 10_000),
+    // SQS's range for maxReceiveCount; the construct's default.
+    maxTaskAttempts: integer(env, 'DSTREAM_MAX_TASK_ATTEMPTS', 5, 1, 1000),
     driverFunctionName: optional(env, 'DSTREAM_DRIVER_FUNCTION_NAME'),
   };
 }
@@ -44,6 +48,8 @@ export function driverConfig(config: FunctionConfig): DriverConfig {
       ...defaultSchedulerOptions,
       pollMs: 1000,
       speculation: { ...defaultSchedulerOptions.speculation, minMs: 2000 },
+      // A task Lambda that dies before its start marker would wait out the visibility timeout.
+      unstarted: { ...defaultSchedulerOptions.unstarted, enabled: true, minMs: 2000 },
     },
     retainIntervals: 2,
   };

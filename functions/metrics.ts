@@ -16,6 +16,8 @@ export const METRICS = {
   speculativeTasks: 'SpeculativeTasks',
   /** Uploads an interval could not read (refused names, versions gone), each recorded under errors/. */
   refusedUploads: 'RefusedUploads',
+  /** Copies of tasks sent but not started within their deadline (their delivery likely died before they could start). */
+  unstartedTasksResent: 'UnstartedTasksResent',
   /** Task attempts that failed and were returned to the queue (published by the task function). */
   taskFailures: 'TaskFailures',
   /** Tasks that failed every delivery: their interval cannot commit until the cause is fixed. */
@@ -39,6 +41,7 @@ export function intervalMetrics(pipeline: string, report: IntervalReport, timest
       [METRICS.taskRetries, 'Count', report.fetchFailures + report.recomputed],
       [METRICS.speculativeTasks, 'Count', report.speculative],
       [METRICS.refusedUploads, 'Count', report.refusedUploads],
+      [METRICS.unstartedTasksResent, 'Count', report.unstartedResent],
     ],
     // Not metrics, but searchable in Logs Insights beside them.
     {

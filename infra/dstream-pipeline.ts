@@ -146,6 +146,8 @@ export class DStreamPipeline extends Construct {
       DSTREAM_INTERVAL_MS: String(config.intervalMs),
       DSTREAM_PARTITIONS: String(config.partitions),
       DSTREAM_CHECKPOINT_EVERY: String(config.checkpointEvery),
+      // The task function dead-letters a task's last failed delivery itself, at once.
+      DSTREAM_MAX_TASK_ATTEMPTS: String(config.maxTaskAttempts),
       NODE_OPTIONS: '--enable-source-maps',
     };
     const common = { pipelineModule: config.pipelineModule, functionsDir: config.functionsDir, removalPolicy, key: props.encryptionKey };

@@ -3,12 +3,15 @@ import { RecordWriter } from '../codec/record-codec.ts';
 import type { PlanBuilder, Rdd } from '../rdd/rdd.ts';
 import { preview, type OperatorContext } from '../rdd/operators.ts';
 import { keys, type Scope } from '../layout.ts';
+import type { StageSpec } from '../scheduler/stages.ts';
 import { computePartition, MissingInputError, type BlockRef, type ComputeEnv } from './compute.ts';
 import { writeShuffleMap } from './shuffle-writer.ts';
 
 /**
- * What one task computes. With the scope's lineage record (immutable, durable) it describes the
- * work completely, so any worker may run it, any number of times, with the same result.
+ * Which task to run: its identity, and the shuffle blocks the driver found for it. What it
+ * computes and where it writes come from its scope's lineage record (immutable, durable), never
+ * from the message, so any worker may run it, any number of times, with the same result, and a
+ * message can make a task write nothing but its own stage's keys.
  */
 export interface TaskRecord {
   v: 1;
@@ -19,16 +22,11 @@ export interface TaskRecord {
   /** Hash of the scope's plan; the task rebuilds the plan and checks it matches. */
   planHash: string;
   stage: string;
-  kind: 'shuffle-map' | 'persist' | 'output';
-  /** The RDD computed: the shuffle node for shuffle-map, else the RDD written. */
-  rdd: string;
   partition: number;
   /** Bumped when the driver reruns the task after its inputs were recomputed. */
   attempt: number;
   /** 0 for the first copy; speculative duplicates count up. */
   copy: number;
-  output?: { name: string; format: 'text' | 'json' | 'collect' };
-  location?: string;
   /** For each shuffle read in this stage: the blocks of this task's reduce partition. */
   shuffleInputs?: Record<string, BlockRef[]>;
 }
@@ -61,6 +59,15 @@ export class BadRecordError extends Error {
   }
 }
 
+/** A task checked against its scope's lineage: the stage it belongs to and the plan that computes it. */
+export interface ResolvedTask {
+  task: TaskRecord;
+  stage: StageSpec;
+  plan: PlanBuilder;
+  /** The scope's policy: the pipeline's, unless the interval was rerun to quarantine (`dstream quarantine`). */
+  badRecords: BadRecordPolicy;
+}
+
 /** The task was sent under a plan its scope's record no longer holds (the interval was rerun with another policy). */
 export class SupersededTaskError extends Error {
   constructor(task: TaskRecord, recorded: string) {
@@ -71,11 +78,6 @@ export class SupersededTaskError extends Error {
 
 export interface TaskEnvironment {
   store: ObjectStore;
-  /**
-   * Rebuilds the task's scope plan from the pipeline and the lineage record (checks hashes), with
-   * the scope's bad-record policy. Throws SupersededTaskError for a task planned before the record changed.
-   */
-  loadPlan(task: TaskRecord): Promise<{ builder: PlanBuilder; badRecords: BadRecordPolicy }>;
   maxLineBytes: number;
   now(): number;
   /** Aborted when another copy of the task has committed: this one stops, its work unneeded. */
@@ -89,21 +91,14 @@ export type TaskOutcome =
   | { status: 'superseded' };
 
 /** Runs a task to its completion record; safe to run any number of times, at once or later. */
-export async function runTask(task: TaskRecord, env: TaskEnvironment): Promise<TaskOutcome> {
+export async function runTask({ task, stage, plan, badRecords }: ResolvedTask, env: TaskEnvironment): Promise<TaskOutcome> {
   const doneKey = keys.taskDone(task.scope, task.stage, task.partition);
   const existing = await env.store.get(doneKey);
   if (existing) return { status: 'done', done: JSON.parse(Buffer.from(existing).toString('utf8')), skipped: true };
 
-  let plan;
-  try {
-    plan = await env.loadPlan(task);
-  } catch (error) {
-    if (error instanceof SupersededTaskError) return { status: 'superseded' };
-    throw error;
-  }
   const started = env.now();
   await env.store.putIfAbsent(keys.taskStarted(task.scope, task.stage, task.partition, task.attempt), '');
-  const rdd = plan.builder.get(task.rdd);
+  const rdd = plan.get(stage.rdd);
   const quarantine: string[] = [];
   const computeEnv: ComputeEnv = {
     store: env.store,
@@ -115,12 +110,12 @@ export async function runTask(task: TaskRecord, env: TaskEnvironment): Promise<T
       if (!blocks) throw new Error(`task ${task.stage}/${task.partition} has no block list for shuffle ${id}`);
       return blocks;
     },
-    operatorContext: (p) => badRecordContext(task, p, plan.badRecords, quarantine),
+    operatorContext: (p) => badRecordContext(task, p, badRecords, quarantine),
   };
 
   let result: Omit<TaskDone, 'recordsIn' | 'bytesIn' | 'sourceRecords' | 'durationMs' | 'quarantined' | 'stage' | 'partition' | 'attempt' | 'copy'>;
   try {
-    result = await computeTaskOutput(task, rdd, computeEnv, env.store);
+    result = await computeTaskOutput(task, stage, rdd, computeEnv, env.store);
   } catch (error) {
     if (env.signal?.aborted) return { status: 'superseded' };
     if (error instanceof MissingInputError) {
@@ -153,8 +148,8 @@ export async function runTask(task: TaskRecord, env: TaskEnvironment): Promise<T
   return { status: 'done', done, skipped: false };
 }
 
-async function computeTaskOutput(task: TaskRecord, rdd: Rdd<unknown>, env: ComputeEnv, store: ObjectStore) {
-  switch (task.kind) {
+async function computeTaskOutput(task: TaskRecord, stage: StageSpec, rdd: Rdd<unknown>, env: ComputeEnv, store: ObjectStore) {
+  switch (stage.kind) {
     case 'shuffle-map': {
       const out = await writeShuffleMap(rdd, task.partition, env);
       const key = keys.shuffleMap(task.scope, rdd.id, task.partition);
@@ -165,11 +160,11 @@ async function computeTaskOutput(task: TaskRecord, rdd: Rdd<unknown>, env: Compu
       const writer = new RecordWriter();
       await computePartition(rdd, task.partition, env, (r) => writer.write(r));
       const bytes = writer.finish();
-      await store.put(keys.persisted(task.location!, task.partition), bytes);
+      await store.put(keys.persisted(stage.location!, task.partition), bytes);
       return { recordsOut: writer.count, bytesOut: bytes.length };
     }
     case 'output': {
-      const output = task.output!;
+      const output = stage.output!;
       if (output.format === 'collect') {
         const writer = new RecordWriter();
         await computePartition(rdd, task.partition, env, (r) => writer.write(r));

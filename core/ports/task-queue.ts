@@ -22,6 +22,20 @@ export interface TaskQueue {
   delete(receipt: string): Promise<void>;
   /** Extends (or shortens) how long a delivery stays hidden, counted from now. */
   changeVisibility(receipt: string, visibilityTimeoutMs: number): Promise<void>;
+  /**
+   * Moves a delivery to the dead-letter list now, with its receive count and why, instead of
+   * after its visibility timeout and one more receive: for a task that failed its last allowed
+   * delivery, or a message no delivery could run. The caller still deletes the delivery.
+   */
+  deadLetter(message: QueueMessage, reason: string): Promise<void>;
   /** Messages that exceeded the receive bound, removed from the dead-letter list as they are returned. */
-  drainDeadLetters(max: number): Promise<{ id: string; body: string; receiveCount: number }[]>;
+  drainDeadLetters(max: number): Promise<DeadLetter[]>;
+}
+
+export interface DeadLetter {
+  id: string;
+  body: string;
+  receiveCount: number;
+  /** Why it was dead-lettered, when whoever moved it there said (deadLetter). */
+  reason?: string;
 }

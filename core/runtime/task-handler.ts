@@ -1,10 +1,11 @@
 import type { ObjectStore } from '../ports/object-store.ts';
 import type { BatchJob, Pipeline } from '../graph/pipeline.ts';
-import { runTask, SupersededTaskError, type TaskOutcome, type TaskRecord } from '../exec/task.ts';
+import { runTask, SupersededTaskError, type ResolvedTask, type TaskOutcome, type TaskRecord } from '../exec/task.ts';
+import { decodeTaskMessage, InvalidTaskMessageError } from '../scheduler/task-message.ts';
 import type { ScopePlan } from '../scheduler/dag-scheduler.ts';
-import { decodeTaskMessage } from '../scheduler/task-message.ts';
-import { intervalOf, keys } from '../layout.ts';
-import { PipelineMismatchError, planFromRecord, readLineageRecord } from '../streaming/lineage.ts';
+import { stageShuffleReads } from '../scheduler/stages.ts';
+import { batchScope, intervalOf, keys } from '../layout.ts';
+import { planFromRecord, readLineageRecord } from '../streaming/lineage.ts';
 import { batchPlanFromRecord, type BatchRecord } from '../batch/batch-runner.ts';
 
 export type PipelineModule = Pipeline | BatchJob;
@@ -47,13 +48,25 @@ export class TaskHandler {
     return decodeTaskMessage(this.store, body);
   }
 
-  /** Runs the task; `cancel` is aborted when another copy commits first (the caller may watch it). */
+  /**
+   * Runs the task; `cancel` is aborted when another copy commits first (the caller may watch it).
+   * The message is checked against its scope's lineage before anything is written: a message that
+   * names no task of it throws InvalidTaskMessageError and leaves no trace in the store.
+   */
   async handle(task: TaskRecord, receiveCount: number, cancel = new AbortController()): Promise<TaskOutcome> {
+    let resolved: ResolvedTask;
+    try {
+      resolved = await this.resolve(task);
+    } catch (error) {
+      // Sent before its interval's record was rewritten: the driver sends the task anew.
+      if (error instanceof SupersededTaskError) return { status: 'superseded' };
+      if (!(error instanceof InvalidTaskMessageError)) await this.recordFailure(task, receiveCount, error);
+      throw error;
+    }
     const stopWatching = this.watchForWinner(task, cancel);
     try {
-      return await runTask(task, {
+      return await runTask(resolved, {
         store: this.store,
-        loadPlan: (t) => this.loadPlan(t),
         maxLineBytes: this.module.options.maxLineBytes,
         now: this.now,
         signal: cancel.signal,
@@ -89,31 +102,65 @@ export class TaskHandler {
     return recordTaskFailure(this.store, task, receiveCount, error);
   }
 
-  private async loadPlan(task: TaskRecord): Promise<ScopePlan> {
-    const cacheKey = `${task.scope}#${task.planHash}`;
-    const cached = this.plans.get(cacheKey);
-    if (cached) return cached;
+  /**
+   * The task's stage and plan, from its scope's lineage record and this pipeline module; throws
+   * InvalidTaskMessageError when the message names no task of that record, or blocks its stage
+   * does not read.
+   */
+  async resolve(task: TaskRecord): Promise<ResolvedTask> {
+    const invalid = (why: string): never => {
+      throw new InvalidTaskMessageError(`task message for ${task.scope} stage ${task.stage} partition ${task.partition}: ${why}`);
+    };
     if (task.pipeline !== this.module.options.name || task.fingerprint !== this.module.fingerprint) {
-      throw new PipelineMismatchError(
-        `task for pipeline ${task.pipeline} (fingerprint ${task.fingerprint}) reached a worker running ${this.module.options.name} ` +
+      invalid(
+        `it is for pipeline ${task.pipeline} (fingerprint ${task.fingerprint}), but this worker runs ${this.module.options.name} ` +
           `(fingerprint ${this.module.fingerprint}): the driver and the tasks must load the same pipeline module`,
       );
     }
+    const plan = await this.scopePlan(task, invalid);
+    if (plan.planHash !== task.planHash) throw new SupersededTaskError(task, plan.planHash);
+    const stage = plan.stages.find((s) => s.id === task.stage);
+    if (!stage) return invalid(`the lineage record has no such stage (its stages: ${plan.stages.map((s) => s.id).join(', ')})`);
+    if (task.partition >= stage.tasks) invalid(`the stage has ${stage.tasks} tasks, numbered from 0`);
+    // Blocks are read by key: only the map outputs of the shuffles this task reads, one per map task.
+    const reads = stageShuffleReads(plan.builder, stage, task.partition);
+    const given = task.shuffleInputs ?? {};
+    for (const shuffle of Object.keys(given)) if (!reads.has(shuffle)) invalid(`it lists blocks of shuffle ${shuffle}, which this task does not read`);
+    for (const shuffle of reads.keys()) {
+      const blocks = given[shuffle];
+      if (!blocks) return invalid(`it lists no blocks of shuffle ${shuffle}, which this task reads`);
+      const maps = plan.builder.get((plan.builder.get(shuffle).node as { parent: string }).parent).partitions;
+      if (blocks.length !== maps) invalid(`shuffle ${shuffle} has ${maps} map outputs, the message lists ${blocks.length}`);
+      blocks.forEach(([key], m) => {
+        const expected = keys.shuffleMap(task.scope, shuffle, m);
+        if (key !== expected) invalid(`block ${m} of shuffle ${shuffle} must be read from ${expected}, not ${JSON.stringify(key)}`);
+      });
+    }
+    return { task, stage, plan: plan.builder, badRecords: plan.badRecords };
+  }
+
+  private async scopePlan(task: TaskRecord, invalid: (why: string) => never): Promise<ScopePlan> {
+    const cacheKey = `${task.scope}#${task.planHash}`;
+    const cached = this.plans.get(cacheKey);
+    if (cached) return cached;
     let plan: ScopePlan;
     const k = intervalOf(task.scope);
     if (this.module.kind === 'stream') {
-      if (k === undefined) throw new Error(`a streaming pipeline got a task of ${task.scope}`);
-      const record = await readLineageRecord(this.store, k);
-      if (!record) throw new Error(`lineage record of ${task.scope} is missing`);
-      if (record.planHash !== task.planHash) throw new SupersededTaskError(task, record.planHash);
+      if (k === undefined) invalid('a streaming pipeline runs tasks of intervals only');
+      const record = await readLineageRecord(this.store, k!);
+      if (!record) return invalid('its scope has no lineage record');
       plan = planFromRecord(this.module, record);
     } else {
+      if (task.scope !== batchScope(this.module.options.name)) invalid(`batch job ${this.module.options.name} runs tasks of ${batchScope(this.module.options.name)} only`);
       const bytes = await this.store.get(keys.lineageRecord(task.scope));
-      if (!bytes) throw new Error(`lineage record of ${task.scope} is missing`);
+      if (!bytes) return invalid('its scope has no lineage record');
       plan = batchPlanFromRecord(this.module, JSON.parse(Buffer.from(bytes).toString('utf8')) as BatchRecord);
     }
-    this.plans.set(cacheKey, plan);
-    if (this.plans.size > PLAN_CACHE_SIZE) this.plans.delete(this.plans.keys().next().value!);
+    // Only plans that match: a stale or forged hash must not evict the plans in use.
+    if (plan.planHash === task.planHash) {
+      this.plans.set(cacheKey, plan);
+      if (this.plans.size > PLAN_CACHE_SIZE) this.plans.delete(this.plans.keys().next().value!);
+    }
     return plan;
   }
 }

@@ -8,7 +8,7 @@ import type { BadRecordPolicy, TaskDone, TaskRecord } from '../exec/task.ts';
 import { keys, partitionOfTaskDone, scopeOfKey, type Scope } from '../layout.ts';
 import type { StageSpec } from './stages.ts';
 import { decodeTaskMessage, encodeTaskMessage } from './task-message.ts';
-import { shufflePartitionsRead, stageIds } from './stages.ts';
+import { stageIds, stageShuffleReads } from './stages.ts';
 import { decodeRecords } from '../codec/record-codec.ts';
 
 /** A scope's plan as the scheduler needs it. */
@@ -33,9 +33,27 @@ export interface SpeculationOptions {
   minMs: number;
 }
 
+/**
+ * A task sent but not started (no start marker) within a deadline is sent again, as a copy: its
+ * delivery may have died before the task could start (an init crash, out of memory, throttling),
+ * and would otherwise wait out the queue's visibility timeout. The deadline is `multiplier` times
+ * the longest start latency (send to start marker) observed in the stage, or in recent stages
+ * when none of its tasks has started, and at least `minMs`; it doubles with each copy. Copies are
+ * sent only while no task of this scheduler is running and none has started or completed within
+ * the deadline: then nothing holds the workers, and a task still waiting is not queued behind
+ * others but lost. So a lost task in a large stage is copied once the rest are done.
+ */
+export interface UnstartedOptions {
+  enabled: boolean;
+  multiplier: number;
+  /** The floor: no copy before this; on AWS, where S3 dates start markers to the second, 2 s. */
+  minMs: number;
+}
+
 export interface SchedulerOptions {
   pollMs: number;
   speculation: SpeculationOptions;
+  unstarted: UnstartedOptions;
   /** How often one task may lose its inputs and be rerun before the scope fails. */
   maxFetchFailures: number;
 }
@@ -43,6 +61,9 @@ export interface SchedulerOptions {
 export const defaultSchedulerOptions: SchedulerOptions = {
   pollMs: 25,
   speculation: { enabled: true, quantile: 0.5, multiplier: 2, minMs: 200 },
+  // Off by default: locally a worker holds its message, and the queue redelivers what a dead
+  // worker held within seconds. The AWS driver turns it on.
+  unstarted: { enabled: false, multiplier: 4, minMs: 1000 },
   maxFetchFailures: 16,
 };
 
@@ -50,6 +71,8 @@ export interface SchedulerStats {
   tasksLaunched: number;
   tasksSkipped: number;
   speculativeLaunched: number;
+  /** Copies of tasks sent but not started within their deadline. */
+  unstartedResent: number;
   fetchFailures: number;
   /** Tasks run again because their output was lost: in this scope or in earlier ones. */
   tasksRecomputed: number;
@@ -83,10 +106,18 @@ export interface SchedulerDeps {
 
 interface Running {
   sentAt: number;
+  /** When the last copy was sent. */
+  lastSentAt: number;
   /** When the first copy started, from its marker: time in the queue is not slowness. */
   startedAt?: number;
   copies: number;
+  /** Copies sent because no copy had started. */
+  resends: number;
+  speculated: boolean;
 }
+
+/** Start latencies kept from recent stages, for a stage none of whose tasks has started. */
+const RECENT_START_LATENCIES = 32;
 
 /** One stage of one scope, and which of its partitions this run must complete. */
 class StageRun {
@@ -95,6 +126,8 @@ class StageRun {
   readonly running = new Map<number, Running>();
   readonly attempts = new Map<number, number>();
   readonly deps = new Set<StageRun>();
+  /** The longest time from send to start marker among its tasks that started. */
+  maxStartLatency?: number;
   loaded = false;
 
   constructor(
@@ -123,6 +156,7 @@ export class DagScheduler {
     tasksLaunched: 0,
     tasksSkipped: 0,
     speculativeLaunched: 0,
+    unstartedResent: 0,
     fetchFailures: 0,
     tasksRecomputed: 0,
     scopesRecovered: new Set(),
@@ -130,6 +164,9 @@ export class DagScheduler {
   private readonly stages = new Map<string, StageRun>();
   private readonly plans = new Map<Scope, ScopePlan>();
   private readonly seenFailures = new Set<string>();
+  private readonly recentStartLatencies: number[] = [];
+  /** When this scheduler last saw a task start or complete: the workers' last sign of life. */
+  private lastProgressAt = 0;
 
   constructor(private readonly deps: SchedulerDeps) {}
 
@@ -243,7 +280,15 @@ export class DagScheduler {
       if (!started) continue;
       const p = Number(started[1]);
       const running = stage.running.get(p);
-      if (running && running.startedAt === undefined && Number(started[2]) === (stage.attempts.get(p) ?? 0)) running.startedAt = o.lastModified;
+      if (running && running.startedAt === undefined && Number(started[2]) === (stage.attempts.get(p) ?? 0)) {
+        running.startedAt = o.lastModified;
+        this.lastProgressAt = this.deps.clock.now();
+        // Markers dated to the second may precede the send by less than that.
+        const latency = Math.max(0, o.lastModified - running.sentAt);
+        stage.maxStartLatency = Math.max(stage.maxStartLatency ?? 0, latency);
+        this.recentStartLatencies.push(latency);
+        if (this.recentStartLatencies.length > RECENT_START_LATENCIES) this.recentStartLatencies.shift();
+      }
     }
     const fresh = listed.filter((o) => {
       const p = partitionOfTaskDone(o.key);
@@ -255,6 +300,7 @@ export class DagScheduler {
       const done = JSON.parse(Buffer.from(bytes).toString('utf8')) as TaskDone;
       stage.done.set(done.partition, done);
       stage.running.delete(done.partition);
+      this.lastProgressAt = this.deps.clock.now();
     }
   }
 
@@ -264,7 +310,8 @@ export class DagScheduler {
     for (const p of [...stage.needed].sort((a, b) => a - b)) {
       if (stage.done.has(p) || stage.running.has(p)) continue;
       tasks.push(this.taskRecord(stage, p, 0));
-      stage.running.set(p, { sentAt: this.deps.clock.now(), copies: 1 });
+      const now = this.deps.clock.now();
+      stage.running.set(p, { sentAt: now, lastSentAt: now, copies: 1, resends: 0, speculated: false });
     }
     await this.send(tasks);
     this.stats.tasksLaunched += tasks.length;
@@ -273,9 +320,7 @@ export class DagScheduler {
   private taskRecord(stage: StageRun, partition: number, copy: number): TaskRecord {
     const { plan, spec } = stage;
     const shuffleInputs: Record<string, BlockRef[]> = {};
-    // The shuffle-map stage computes the shuffle's parent; the shuffle itself is read on this side.
-    const readRoot = spec.kind === 'shuffle-map' ? (plan.builder.get(spec.rdd).node as { parent: string }).parent : spec.rdd;
-    for (const [shuffle, reduced] of shufflePartitionsRead(plan.builder, readRoot, partition)) {
+    for (const [shuffle, reduced] of stageShuffleReads(plan.builder, spec, partition)) {
       const mapStage = this.stages.get(`${plan.scope}/${stageIds.shuffleMap(shuffle)}`)!;
       shuffleInputs[shuffle] = range(mapStage.spec.tasks).map((m) => {
         const out = mapStage.done.get(m)!.mapOutput!;
@@ -290,13 +335,9 @@ export class DagScheduler {
       scope: plan.scope,
       planHash: plan.planHash,
       stage: spec.id,
-      kind: spec.kind,
-      rdd: spec.rdd,
       partition,
       attempt: stage.attempts.get(partition) ?? 0,
       copy,
-      ...(spec.output ? { output: spec.output } : {}),
-      ...(spec.location ? { location: spec.location } : {}),
       ...(Object.keys(shuffleInputs).length > 0 ? { shuffleInputs } : {}),
     };
   }
@@ -314,6 +355,32 @@ export class DagScheduler {
     for (const scope of scopes) await this.handleFetchFailures(scope);
     await this.handleDeadLetters();
     if (this.deps.options.speculation.enabled) await this.speculate(active);
+    if (this.deps.options.unstarted.enabled) await this.resendUnstarted(active);
+  }
+
+  /** Copies tasks that were sent but have not started by their deadline (see UnstartedOptions). */
+  private async resendUnstarted(active: StageRun[]): Promise<void> {
+    const { multiplier, minMs } = this.deps.options.unstarted;
+    const stages = [...this.stages.values()];
+    if (stages.some((s) => [...s.running.values()].some((r) => r.startedAt !== undefined))) return;
+    const now = this.deps.clock.now();
+    const recent = this.recentStartLatencies.length > 0 ? Math.max(...this.recentStartLatencies) : 0;
+    const copies: TaskRecord[] = [];
+    for (const stage of active) {
+      if (![...stage.deps].every((d) => this.isSettled(d))) continue;
+      const deadline = Math.max(minMs, multiplier * (stage.maxStartLatency ?? recent));
+      // Workers that just finished something are taking tasks: a waiting one is queued, not lost.
+      if (now - this.lastProgressAt <= deadline) continue;
+      for (const [p, running] of stage.running) {
+        if (running.startedAt !== undefined || now - running.lastSentAt <= deadline * 2 ** running.resends) continue;
+        running.copies++;
+        running.resends++;
+        running.lastSentAt = now;
+        copies.push(this.taskRecord(stage, p, running.copies - 1));
+      }
+    }
+    await this.send(copies);
+    this.stats.unstartedResent += copies.length;
   }
 
   /** A task found an input gone: rerun what wrote it, then the task, with a new attempt number. */
@@ -376,14 +443,17 @@ export class DagScheduler {
         // Belongs to no stage, so it fails none; but it is drained, so it is kept where it can be read.
         await store.put(
           keys.unreadableDeadLetter(letter.id),
-          JSON.stringify({ id: letter.id, receiveCount: letter.receiveCount, error: String(error), body: letter.body }, null, 2),
+          JSON.stringify({ id: letter.id, receiveCount: letter.receiveCount, error: String(error), reason: letter.reason, body: letter.body }, null, 2),
         );
         continue;
       }
-      const stage = this.stages.get(`${task.scope}/${task.stage}`);
+      const found = this.stages.get(`${task.scope}/${task.stage}`);
+      // A letter of another plan of the scope (a stale run's message) fails nothing of this one.
+      const stage = found?.plan.planHash === task.planHash ? found : undefined;
       if (stage?.done.has(task.partition)) continue;
       const errorBytes = await store.get(keys.taskError(task.scope, task.stage, task.partition));
-      const lastError = errorBytes ? (JSON.parse(Buffer.from(errorBytes).toString('utf8')) as { error: string }).error : undefined;
+      // The task's own record of its last error, else why it was refused (a message no delivery could run).
+      const lastError = errorBytes ? (JSON.parse(Buffer.from(errorBytes).toString('utf8')) as { error: string }).error : letter.reason;
       await store.put(
         keys.deadLetter(task.scope, task.stage, task.partition),
         JSON.stringify({ scope: task.scope, stage: task.stage, partition: task.partition, attempt: task.attempt, copy: task.copy, receiveCount: letter.receiveCount, lastError, task }, null, 2),
@@ -405,7 +475,8 @@ export class DagScheduler {
       const median = durations[Math.floor(durations.length / 2)]!;
       const threshold = Math.max(minMs, multiplier * median);
       for (const [p, running] of stage.running) {
-        if (running.copies > 1 || running.startedAt === undefined || now - running.startedAt <= threshold) continue;
+        if (running.speculated || running.startedAt === undefined || now - running.startedAt <= threshold) continue;
+        running.speculated = true;
         running.copies++;
         copies.push(this.taskRecord(stage, p, running.copies - 1));
       }

@@ -120,3 +120,12 @@ export function shufflePartitionsRead(builder: PlanBuilder, root: string, p: num
   visit(root, p);
   return read;
 }
+
+/**
+ * The shuffles task `p` of a stage reads, each with the reduce partition it reads. A shuffle-map
+ * stage computes the shuffle's parent; the shuffle itself is read on the other side.
+ */
+export function stageShuffleReads(builder: PlanBuilder, spec: StageSpec, p: number): Map<string, number> {
+  const root = spec.kind === 'shuffle-map' ? (builder.get(spec.rdd).node as { parent: string }).parent : spec.rdd;
+  return shufflePartitionsRead(builder, root, p);
+}

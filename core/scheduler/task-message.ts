@@ -1,9 +1,30 @@
 import type { ObjectStore } from '../ports/object-store.ts';
 import type { TaskRecord } from '../exec/task.ts';
+import type { BlockRef } from '../exec/compute.ts';
 import { keys } from '../layout.ts';
 
 /** SQS takes 256 KiB a message; a task record larger than this is stored and sent by reference. */
 export const MAX_INLINE_TASK_BYTES = 200 * 1024;
+
+/**
+ * A queue message that is no task of this pipeline: malformed, or naming a task its scope's
+ * lineage does not have. Deterministic: every delivery would fail the same way, so it is settled
+ * at once (dead-lettered, with the reason), never retried, and nothing is written for it.
+ */
+export class InvalidTaskMessageError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'InvalidTaskMessageError';
+  }
+}
+
+const SCOPE = /^(?:interval=\d{6,}|batch=[A-Za-z0-9][A-Za-z0-9._-]{0,63})$/;
+/** Stage ids are built from operator ids and names (stageIds): letters, digits, '.', '_', '-'. */
+const STAGE = /^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$/;
+/** What a message carries: who the task is, and the shuffle blocks the driver resolved for it. */
+const FIELDS = new Set(['v', 'pipeline', 'fingerprint', 'scope', 'planHash', 'stage', 'partition', 'attempt', 'copy', 'shuffleInputs']);
+/** A stored record sent by reference: only where the driver stores them (keys.largeTask). */
+const LARGE_TASK = /^lineage\/([^/]+)\/task-records\/([^/]+)\/part-(\d+)-attempt-(\d+)\.json$/;
 
 export async function encodeTaskMessage(store: ObjectStore, task: TaskRecord): Promise<string> {
   const body = JSON.stringify(task);
@@ -13,21 +34,76 @@ export async function encodeTaskMessage(store: ObjectStore, task: TaskRecord): P
   return JSON.stringify({ ref: key });
 }
 
+/**
+ * The task a message names, checked field by field; throws InvalidTaskMessageError naming what
+ * is wrong. Whether the task exists in its scope's lineage is the task handler's check.
+ */
 export async function decodeTaskMessage(store: ObjectStore, body: string): Promise<TaskRecord> {
-  let parsed: unknown;
-  try {
-    parsed = JSON.parse(body);
-  } catch {
-    throw new Error(`task message is not JSON: ${body.slice(0, 200)}`);
+  const parsed = parseJson(body, 'task message');
+  if (isObject(parsed) && 'ref' in parsed) {
+    const ref = parsed.ref;
+    const m = typeof ref === 'string' ? LARGE_TASK.exec(ref) : null;
+    if (!m || Object.keys(parsed).length !== 1) {
+      throw new InvalidTaskMessageError(`a task message by reference must be exactly { "ref": "lineage/<scope>/task-records/..." }, got ${preview(body)}`);
+    }
+    const stored = await store.get(ref as string);
+    if (!stored) throw new InvalidTaskMessageError(`task record ${String(ref)} referenced by a message is missing`);
+    const task = validateTaskRecord(parseJson(Buffer.from(stored).toString('utf8'), `task record ${String(ref)}`));
+    // The key says whose record it is: a record stored for one task cannot be run as another.
+    if (task.scope !== m[1] || task.stage !== m[2] || task.partition !== Number(m[3]) || task.attempt !== Number(m[4])) {
+      throw new InvalidTaskMessageError(`task record ${String(ref)} is of ${task.scope} ${task.stage} partition ${task.partition} attempt ${task.attempt}, not of the task its key names`);
+    }
+    return task;
   }
-  if (parsed && typeof parsed === 'object' && 'ref' in parsed && typeof parsed.ref === 'string') {
-    const stored = await store.get(parsed.ref);
-    if (!stored) throw new Error(`task record ${parsed.ref} referenced by a message is missing`);
-    parsed = JSON.parse(Buffer.from(stored).toString('utf8'));
-  }
-  const task = parsed as TaskRecord;
-  if (!task || task.v !== 1 || typeof task.scope !== 'string' || typeof task.stage !== 'string' || !Number.isInteger(task.partition)) {
-    throw new Error(`not a dstream task record: ${body.slice(0, 200)}`);
-  }
-  return task;
+  return validateTaskRecord(parsed);
 }
+
+function validateTaskRecord(value: unknown): TaskRecord {
+  if (!isObject(value)) throw new InvalidTaskMessageError(`not a dstream task record: ${preview(JSON.stringify(value) ?? String(value))}`);
+  const fail = (what: string): never => {
+    throw new InvalidTaskMessageError(`not a dstream task record: ${what} (in ${preview(JSON.stringify(value))})`);
+  };
+  for (const field of Object.keys(value)) {
+    if (!FIELDS.has(field)) {
+      fail(`field ${JSON.stringify(field)} is not part of a task message; a task takes what it computes and writes from its scope's lineage record`);
+    }
+  }
+  if (value.v !== 1) fail(`v must be 1, got ${JSON.stringify(value.v)}`);
+  for (const field of ['pipeline', 'fingerprint', 'planHash'] as const) {
+    if (typeof value[field] !== 'string' || value[field] === '') fail(`${field} must be a non-empty string`);
+  }
+  if (typeof value.scope !== 'string' || !SCOPE.test(value.scope)) fail(`scope must be interval=<6+ digits> or batch=<name>, got ${JSON.stringify(value.scope)}`);
+  if (typeof value.stage !== 'string' || !STAGE.test(value.stage)) fail(`stage must be a stage id (letters, digits, '.', '_', '-'), got ${JSON.stringify(value.stage)}`);
+  for (const field of ['partition', 'attempt', 'copy'] as const) {
+    if (!isCount(value[field])) fail(`${field} must be a non-negative integer, got ${JSON.stringify(value[field])}`);
+  }
+  if (value.shuffleInputs !== undefined) {
+    if (!isObject(value.shuffleInputs)) fail('shuffleInputs must be an object of block lists');
+    for (const [shuffle, blocks] of Object.entries(value.shuffleInputs as Record<string, unknown>)) {
+      if (!Array.isArray(blocks) || !blocks.every(isBlockRef)) {
+        fail(`shuffleInputs.${shuffle} must be a list of [key, start, end] with 0 <= start <= end`);
+      }
+    }
+  }
+  return value as unknown as TaskRecord;
+}
+
+function isBlockRef(block: unknown): block is BlockRef {
+  return Array.isArray(block) && block.length === 3 && typeof block[0] === 'string' && isCount(block[1]) && isCount(block[2]) && block[1] <= block[2];
+}
+
+const isCount = (n: unknown): n is number => Number.isSafeInteger(n) && (n as number) >= 0;
+
+function isObject(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
+function parseJson(text: string, what: string): unknown {
+  try {
+    return JSON.parse(text);
+  } catch {
+    throw new InvalidTaskMessageError(`${what} is not JSON: ${preview(text)}`);
+  }
+}
+
+const preview = (text: string) => text.slice(0, 200);

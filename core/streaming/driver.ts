@@ -52,6 +52,8 @@ export interface IntervalReport {
   tasks: number;
   tasksSkipped: number;
   speculative: number;
+  /** Copies of tasks sent but not started within their deadline. */
+  unstartedResent: number;
   fetchFailures: number;
   recomputed: number;
   recoveredIntervals: number[];
@@ -289,6 +291,7 @@ function summarise(stats: SchedulerStats) {
     tasks: stats.tasksLaunched,
     tasksSkipped: stats.tasksSkipped,
     speculative: stats.speculativeLaunched,
+    unstartedResent: stats.unstartedResent,
     fetchFailures: stats.fetchFailures,
     recomputed: stats.tasksRecomputed,
     recoveredIntervals: [...stats.scopesRecovered].map((s) => Number(/\d+/.exec(s)?.[0])).filter((n) => !Number.isNaN(n)),

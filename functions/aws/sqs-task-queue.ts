@@ -1,7 +1,8 @@
 /**
  * The task queue port on SQS. Moving a message that was received too often to the dead-letter
  * queue is SQS's own work, configured by the queue's redrive policy (maxReceiveCount); this
- * adapter only reads the dead-letter queue back.
+ * adapter reads the dead-letter queue back, and sends a message there itself when the task
+ * function settles it at once (deadLetter), saying how often it was delivered and why.
  */
 import {
   ChangeMessageVisibilityCommand,
@@ -9,12 +10,13 @@ import {
   DeleteMessageCommand,
   ReceiveMessageCommand,
   SendMessageBatchCommand,
+  SendMessageCommand,
   type BatchResultErrorEntry,
   type Message,
   type SendMessageBatchRequestEntry,
   type SQSClient,
 } from '@aws-sdk/client-sqs';
-import type { QueueMessage, TaskQueue } from '../../core/ports/task-queue.ts';
+import type { DeadLetter, QueueMessage, TaskQueue } from '../../core/ports/task-queue.ts';
 import { mapConcurrently } from './map-concurrently.ts';
 import { backoffMs, retryPolicy, withRetries, type RetryPolicy } from './retry.ts';
 
@@ -27,6 +29,11 @@ const MAX_VISIBILITY_SECONDS = 12 * 60 * 60;
 const DRAIN_VISIBILITY_SECONDS = 30;
 /** What SQS refuses in a body: control characters, lone surrogates, U+FFFE and U+FFFF. */
 const NOT_AN_SQS_CHARACTER = /[^\t\n\r\u0020-\uD7FF\uE000-\uFFFD\u{10000}-\u{10FFFF}]/u;
+/** Message attributes of a letter deadLetter sent: SQS's receive count starts again in the dead-letter queue. */
+const RECEIVE_COUNT_ATTRIBUTE = 'DstreamReceiveCount';
+const REASON_ATTRIBUTE = 'DstreamReason';
+/** A reason is cut to this, so that it fits beside the largest body SQS takes. */
+const MAX_REASON_CHARS = 1000;
 /** Batches sent at the same time. */
 const SEND_CONCURRENCY = 4;
 
@@ -113,16 +120,36 @@ export class SqsTaskQueue implements TaskQueue {
     );
   }
 
+  /** Sends the delivery's body to the dead-letter queue with its receive count and reason; the caller deletes the delivery. */
+  async deadLetter(message: QueueMessage, reason: string): Promise<void> {
+    const QueueUrl = this.deadLetterQueueUrl;
+    if (!QueueUrl) throw new Error(`SqsTaskQueue has no deadLetterQueueUrl to move message ${message.id} to`);
+    await withRetries(
+      () =>
+        this.client.send(
+          new SendMessageCommand({
+            QueueUrl,
+            MessageBody: message.body,
+            MessageAttributes: {
+              [RECEIVE_COUNT_ATTRIBUTE]: { DataType: 'Number', StringValue: String(message.receiveCount) },
+              [REASON_ATTRIBUTE]: { DataType: 'String', StringValue: reason.slice(0, MAX_REASON_CHARS) || '(no reason given)' },
+            },
+          }),
+        ),
+      this.retry,
+    );
+  }
+
   /**
    * Receives from the dead-letter queue and deletes what it got; each letter's receiveCount is
    * how often the task queue delivered it. Short polls, so a drain may return fewer than the
    * queue holds; what it misses the next drain finds.
    */
-  async drainDeadLetters(max: number): Promise<{ id: string; body: string; receiveCount: number }[]> {
+  async drainDeadLetters(max: number): Promise<DeadLetter[]> {
     if (!Number.isInteger(max) || max < 1) throw new RangeError(`drainDeadLetters max must be an integer >= 1, got ${max}`);
     const QueueUrl = this.deadLetterQueueUrl;
     if (!QueueUrl) return [];
-    const drained: QueueMessage[] = [];
+    const drained: (QueueMessage & { attributes?: Message['MessageAttributes'] })[] = [];
     while (drained.length < max) {
       const response = await this.client.send(
         new ReceiveMessageCommand({
@@ -131,9 +158,10 @@ export class SqsTaskQueue implements TaskQueue {
           VisibilityTimeout: DRAIN_VISIBILITY_SECONDS,
           WaitTimeSeconds: 0,
           MessageSystemAttributeNames: ['ApproximateReceiveCount'],
+          MessageAttributeNames: [RECEIVE_COUNT_ATTRIBUTE, REASON_ATTRIBUTE],
         }),
       );
-      const messages = (response.Messages ?? []).map(toQueueMessage);
+      const messages = (response.Messages ?? []).map((message) => ({ ...toQueueMessage(message), attributes: message.MessageAttributes }));
       if (messages.length === 0) break;
       // A delete that fails lets the letter reappear and be drained again: reported twice, never lost.
       await this.client.send(
@@ -144,8 +172,17 @@ export class SqsTaskQueue implements TaskQueue {
       );
       drained.push(...messages);
     }
-    // The count travels with the message into the dead-letter queue, and our own receive there adds one.
-    return drained.map(({ id, body, receiveCount }) => ({ id, body, receiveCount: receiveCount - 1 }));
+    return drained.map(({ id, body, receiveCount, attributes }) => {
+      const sentCount = attributes?.[RECEIVE_COUNT_ATTRIBUTE]?.StringValue;
+      const reason = attributes?.[REASON_ATTRIBUTE]?.StringValue;
+      return {
+        id,
+        body,
+        // Moved by SQS, the count travels with the message, and our own receive there adds one.
+        receiveCount: sentCount === undefined ? receiveCount - 1 : Number(sentCount),
+        ...(reason === undefined ? {} : { reason }),
+      };
+    });
   }
 
   /**

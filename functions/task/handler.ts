@@ -9,14 +9,20 @@ import type { SQSBatchItemFailure, SQSBatchResponse, SQSEvent, SQSRecord } from 
 import type { ObjectStore } from '../../core/ports/object-store.ts';
 import type { TaskQueue } from '../../core/ports/task-queue.ts';
 import type { TaskRecord } from '../../core/exec/task.ts';
+import { InvalidTaskMessageError } from '../../core/scheduler/task-message.ts';
 import { TaskHandler, type PipelineModule } from '../../core/runtime/task-handler.ts';
 import { SUPERSEDED_CHECK_MS, functionConfig, s3Store, sqsQueue, taskRetryDelayMs } from '../config.ts';
 import { publishTaskFailures } from '../metrics.ts';
 
 export interface TaskHandlerDeps {
   store?: ObjectStore;
-  /** Where a failed task's message is hidden for its retry delay. Default: the task queue. */
-  queue?: Pick<TaskQueue, 'changeVisibility'>;
+  /**
+   * Where a failed task's message is hidden for its retry delay, or dead-lettered at once when no
+   * delivery is left. Default: the task queue, with its dead-letter queue.
+   */
+  queue?: Pick<TaskQueue, 'changeVisibility' | 'deadLetter'>;
+  /** Deliveries the task queue allows (its redrive policy's maxReceiveCount). Default: DSTREAM_MAX_TASK_ATTEMPTS. */
+  maxTaskAttempts?: number;
 }
 
 /** What Lambda's context offers that the task function uses. */
@@ -27,6 +33,17 @@ export interface TaskInvocationContext {
 /** Time kept to write the reason before Lambda ends an invocation that runs out of time. */
 const TIMEOUT_NOTICE_MS = 2_000;
 
+/** How a message ends this delivery: done with, back to the queue for a retry, or dead-lettered now. */
+type Settlement = { kind: 'done' } | { kind: 'retry' } | { kind: 'dead-letter'; reason: string };
+
+/**
+ * Errors that every delivery would meet alike: retrying them only delays the failure the driver
+ * must report, so they are dead-lettered at once with their reason.
+ */
+function settlesAtOnce(error: unknown): boolean {
+  return error instanceof InvalidTaskMessageError;
+}
+
 export function createTaskHandler(
   pipeline: PipelineModule,
   deps: TaskHandlerDeps = {},
@@ -35,21 +52,50 @@ export function createTaskHandler(
   // cache of rebuilt plans serves every batch the container runs.
   let tasks: TaskHandler | undefined;
   const taskHandler = () => (tasks ??= new TaskHandler(pipeline, deps.store ?? s3Store(functionConfig()), { supersededCheckMs: SUPERSEDED_CHECK_MS }));
-  let queue: Pick<TaskQueue, 'changeVisibility'> | undefined;
-  const retryQueue = () => (queue ??= deps.queue ?? sqsQueue(functionConfig()));
+  let queue: Pick<TaskQueue, 'changeVisibility' | 'deadLetter'> | undefined;
+  const taskQueue = () => (queue ??= deps.queue ?? sqsQueue(functionConfig()));
+  const maxTaskAttempts = () => deps.maxTaskAttempts ?? functionConfig().maxTaskAttempts;
 
   return async (event, context) => {
     const records = recordsOf(event);
     const batchItemFailures: SQSBatchItemFailure[] = [];
+    let failed = 0;
     // One task at a time: each holds a partition in memory, and the batch shares the function's.
     for (const record of records) {
-      if (await runRecord(taskHandler(), record, context)) continue;
+      const settlement = await runRecord(taskHandler(), record, maxTaskAttempts, context);
+      if (settlement.kind === 'done') continue;
+      failed++;
+      if (settlement.kind === 'dead-letter' && (await deadLetterNow(taskQueue, record, settlement.reason))) continue;
       batchItemFailures.push({ itemIdentifier: record.messageId });
-      await retrySoon(retryQueue, record);
+      await retrySoon(taskQueue, record);
     }
-    if (batchItemFailures.length > 0) publishTaskFailures(pipeline.options.name, batchItemFailures.length, Date.now());
+    if (failed > 0) publishTaskFailures(pipeline.options.name, failed, Date.now());
     return { batchItemFailures };
   };
+}
+
+/**
+ * Moves the message to the dead-letter queue now rather than after one more visibility timeout
+ * (the last retry delay, over a minute) and a receive, so that the driver, draining dead letters
+ * every poll, fails the interval within seconds. True when it is there: the handler then reports
+ * success and the event source mapping deletes the original. If the move fails, the message goes
+ * back to the queue, and SQS's redrive dead-letters it as before.
+ */
+async function deadLetterNow(queue: () => Pick<TaskQueue, 'deadLetter'>, record: SQSRecord, reason: string): Promise<boolean> {
+  try {
+    await queue().deadLetter({ id: record.messageId, body: record.body, receipt: record.receiptHandle, receiveCount: receiveCountOf(record) }, reason);
+    return true;
+  } catch (error) {
+    console.error(
+      JSON.stringify({
+        level: 'warn',
+        message: `could not dead-letter message ${record.messageId} at once; it returns to the queue and SQS dead-letters it once its receives run out`,
+        messageId: record.messageId,
+        error: String(error),
+      }),
+    );
+    return false;
+  }
 }
 
 /**
@@ -73,24 +119,31 @@ async function retrySoon(queue: () => Pick<TaskQueue, 'changeVisibility'>, recor
   }
 }
 
-/** True when the message is done with: the task completed, was already complete, or reported lost inputs. */
-async function runRecord(tasks: TaskHandler, record: SQSRecord, context?: TaskInvocationContext): Promise<boolean> {
+/** Runs one message: done with (the task completed, was already complete, or reported lost inputs), or how it failed. */
+async function runRecord(tasks: TaskHandler, record: SQSRecord, maxTaskAttempts: () => number, context?: TaskInvocationContext): Promise<Settlement> {
   const receiveCount = receiveCountOf(record);
+  const settle = (error: unknown): Settlement => {
+    if (settlesAtOnce(error)) return { kind: 'dead-letter', reason: describeError(error) };
+    const allowed = maxTaskAttempts();
+    if (receiveCount < allowed) return { kind: 'retry' };
+    return { kind: 'dead-letter', reason: `failed its last allowed delivery (${receiveCount} of ${allowed}): ${describeError(error)}` };
+  };
   let task: TaskRecord;
   try {
-    if (typeof record.body !== 'string') throw new Error(`the message body is a ${typeof record.body}, not a string`);
+    if (typeof record.body !== 'string') throw new InvalidTaskMessageError(`the message body is a ${typeof record.body}, not a string`);
     task = await tasks.decode(record.body);
   } catch (error) {
+    const settlement = settle(error);
     console.error(
       JSON.stringify({
         level: 'error',
-        message: `message ${record.messageId} is not a dstream task; it is returned to the queue and dead-lettered once its receives run out`,
+        message: `message ${record.messageId} is not a dstream task; ${settlement.kind === 'retry' ? 'it is returned to the queue' : 'it is dead-lettered at once'}`,
         messageId: record.messageId,
         receiveCount,
         error: String(error),
       }),
     );
-    return false;
+    return settlement;
   }
   // Lambda ends a timed-out invocation without a word to the code: say why while there is time,
   // so that a task that times out on every delivery is dead-lettered with its reason.
@@ -105,12 +158,15 @@ async function runRecord(tasks: TaskHandler, record: SQSRecord, context?: TaskIn
   try {
     // A fetch failure is an outcome, not an error: the driver reruns the task with a new attempt.
     await tasks.handle(task, receiveCount);
-    return true;
+    return { kind: 'done' };
   } catch (error) {
+    const settlement = settle(error);
     console.error(
       JSON.stringify({
         level: 'error',
-        message: `task ${task.scope} ${task.stage} partition ${task.partition} failed on delivery ${receiveCount}; it is returned to the queue`,
+        message:
+          `task ${task.scope} ${task.stage} partition ${task.partition} failed on delivery ${receiveCount}; ` +
+          (settlement.kind === 'retry' ? 'it is returned to the queue' : 'it is dead-lettered at once'),
         messageId: record.messageId,
         receiveCount,
         scope: task.scope,
@@ -122,11 +178,13 @@ async function runRecord(tasks: TaskHandler, record: SQSRecord, context?: TaskIn
         stack: error instanceof Error ? error.stack : undefined,
       }),
     );
-    return false;
+    return settlement;
   } finally {
     clearTimeout(notice);
   }
 }
+
+const describeError = (error: unknown) => (error instanceof Error ? `${error.name}: ${error.message}` : String(error));
 
 /**
  * The batch's records. A malformed envelope fails the whole invocation, so SQS delivers every

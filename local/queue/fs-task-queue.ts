@@ -2,7 +2,7 @@ import { randomBytes, randomUUID } from 'node:crypto';
 import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import type { Clock } from '../../core/ports/clock.ts';
-import type { QueueMessage, TaskQueue } from '../../core/ports/task-queue.ts';
+import type { DeadLetter, QueueMessage, TaskQueue } from '../../core/ports/task-queue.ts';
 import { IndexedHeap } from './indexed-heap.ts';
 import { Journal } from './journal.ts';
 import { OwnerLock } from './owner-lock.ts';
@@ -28,7 +28,7 @@ export interface FsTaskQueueOptions {
 type JournalRecord =
   | { op: 'send'; id: string; body: string; receives?: number }
   | { op: 'receive'; id: string; receives: number }
-  | { op: 'dead'; id: string }
+  | { op: 'dead'; id: string; reason?: string }
   | { op: 'delete'; id: string };
 
 interface Message {
@@ -38,6 +38,8 @@ interface Message {
   /** Order of first send: deliveries go oldest first. */
   seq: number;
   receives: number;
+  /** Why it was dead-lettered, when deadLetter said. */
+  reason?: string;
   state: 'ready' | 'inflight';
   /** When an in-flight delivery's visibility timeout runs out. */
   visibleAt: number;
@@ -145,7 +147,18 @@ export class FsTaskQueue implements TaskQueue {
     if (earlier) this.wake();
   }
 
-  async drainDeadLetters(max: number): Promise<{ id: string; body: string; receiveCount: number }[]> {
+  async deadLetter(message: QueueMessage, reason: string): Promise<void> {
+    const parsed = parseReceipt(message.receipt);
+    const journal = await this.open();
+    const current = this.current(parsed);
+    // A stale receipt: the message was delivered again or is gone, and that delivery decides.
+    if (current === undefined) return;
+    current.reason = reason;
+    this.bury(current);
+    await journal.append([{ op: 'dead', id: current.id, reason }]);
+  }
+
+  async drainDeadLetters(max: number): Promise<DeadLetter[]> {
     checkCount('drainDeadLetters max', max);
     const journal = await this.open();
     const drained: Message[] = [];
@@ -158,7 +171,7 @@ export class FsTaskQueue implements TaskQueue {
       this.retainedBytes -= message.bytes + RECORD_OVERHEAD_BYTES;
     }
     if (drained.length > 0) await journal.append(drained.map(({ id }) => ({ op: 'delete', id })));
-    return drained.map(({ id, body, receives }) => ({ id, body, receiveCount: receives }));
+    return drained.map(({ id, body, receives, reason }) => ({ id, body, receiveCount: receives, ...(reason === undefined ? {} : { reason }) }));
   }
 
   /** Ends pending long polls (they return nothing), finishes writing, and gives up the directory. */
@@ -225,7 +238,10 @@ export class FsTaskQueue implements TaskQueue {
       }
       case 'dead': {
         const message = this.live.get(record.id);
-        if (message) this.bury(message);
+        if (message) {
+          if (record.reason !== undefined) message.reason = record.reason;
+          this.bury(message);
+        }
         return;
       }
       case 'delete': {
@@ -243,7 +259,9 @@ export class FsTaskQueue implements TaskQueue {
     const records: JournalRecord[] = [];
     const byAge = [...this.live.values()].sort((a, b) => a.seq - b.seq);
     for (const { id, body, receives } of byAge) records.push({ op: 'send', id, body, receives });
-    for (const { id, body, receives } of this.dead.values()) records.push({ op: 'send', id, body, receives }, { op: 'dead', id });
+    for (const { id, body, receives, reason } of this.dead.values()) {
+      records.push({ op: 'send', id, body, receives }, { op: 'dead', id, ...(reason === undefined ? {} : { reason }) });
+    }
     return records;
   }
 

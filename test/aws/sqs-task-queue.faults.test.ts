@@ -12,6 +12,7 @@ import {
   ReceiptHandleIsInvalid,
   ReceiveMessageCommand,
   SendMessageBatchCommand,
+  SendMessageCommand,
   SQSClient,
   type SendMessageBatchCommandInput,
 } from '@aws-sdk/client-sqs';
@@ -158,8 +159,60 @@ describe('SqsTaskQueue.drainDeadLetters', () => {
     ]);
   });
 
+  it('reads the receive count and reason of a letter the task function moved there itself, not its count in the dead-letter queue', async () => {
+    sqs
+      .on(ReceiveMessageCommand, { QueueUrl: DLQ })
+      .resolvesOnce({
+        Messages: [
+          {
+            MessageId: 'm2',
+            Body: 'task',
+            ReceiptHandle: 'r2',
+            Attributes: { ApproximateReceiveCount: '1' },
+            MessageAttributes: {
+              DstreamReceiveCount: { DataType: 'Number', StringValue: '5' },
+              DstreamReason: { DataType: 'String', StringValue: 'failed its last allowed delivery (5 of 5): Error: boom' },
+            },
+          },
+        ],
+      })
+      .resolves({});
+    sqs.on(DeleteMessageBatchCommand).resolves({});
+    expect(await queue(DLQ).drainDeadLetters(10)).toEqual([{ id: 'm2', body: 'task', receiveCount: 5, reason: 'failed its last allowed delivery (5 of 5): Error: boom' }]);
+    expect(sqs.commandCalls(ReceiveMessageCommand)[0]!.args[0].input.MessageAttributeNames).toEqual(['DstreamReceiveCount', 'DstreamReason']);
+  });
+
   it('without a dead-letter queue there is nothing to drain', async () => {
     expect(await queue().drainDeadLetters(10)).toEqual([]);
     expect(sqs.commandCalls(ReceiveMessageCommand)).toHaveLength(0);
+  });
+});
+
+describe('SqsTaskQueue.deadLetter', () => {
+  const delivery = { id: 'm1', body: '{"v":1}', receipt: 'r1', receiveCount: 5 };
+
+  it('sends the body to the dead-letter queue with the delivery count and the reason, retrying a throttled send', async () => {
+    sqs.on(SendMessageCommand).rejectsOnce(Object.assign(new Error('slow down'), { name: 'ThrottlingException', $retryable: {} })).resolves({ MessageId: 'd1' });
+    await queue(DLQ).deadLetter(delivery, 'failed its last allowed delivery (5 of 5): Error: boom');
+    const sent = sqs.commandCalls(SendMessageCommand).map((call) => call.args[0].input);
+    expect(sent.at(-1)).toEqual({
+      QueueUrl: DLQ,
+      MessageBody: '{"v":1}',
+      MessageAttributes: {
+        DstreamReceiveCount: { DataType: 'Number', StringValue: '5' },
+        DstreamReason: { DataType: 'String', StringValue: 'failed its last allowed delivery (5 of 5): Error: boom' },
+      },
+    });
+  });
+
+  it('cuts a long reason, so that it fits beside the largest body', async () => {
+    sqs.on(SendMessageCommand).resolves({ MessageId: 'd1' });
+    await queue(DLQ).deadLetter(delivery, 'x'.repeat(5000));
+    expect(sqs.commandCalls(SendMessageCommand)[0]!.args[0].input.MessageAttributes!.DstreamReason!.StringValue).toHaveLength(1000);
+  });
+
+  it('without a dead-letter queue it fails, naming the message, so the caller returns it to the queue', async () => {
+    await expect(queue().deadLetter(delivery, 'why')).rejects.toThrow('SqsTaskQueue has no deadLetterQueueUrl to move message m1 to');
+    expect(sqs.commandCalls(SendMessageCommand)).toHaveLength(0);
   });
 });

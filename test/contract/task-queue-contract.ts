@@ -120,6 +120,18 @@ export function taskQueueContract(
       expect(await queue.drainDeadLetters(10)).toEqual([]);
     });
 
+    it('deadLetter moves a delivery to the dead letters now, with its receive count and reason; the delivery is then deleted', async () => {
+      const queue = await open(5);
+      await queue.send(['hopeless']);
+      const [delivery] = await receiveUntil(queue, 1, 1000);
+      await queue.deadLetter(delivery!, 'InvalidTaskMessageError: no such stage');
+      await queue.delete(delivery!.receipt);
+      const dead = await drainUntil(queue, 1);
+      // The id may differ: on SQS the letter is a new message in the dead-letter queue.
+      expect(dead).toEqual([{ id: expect.any(String), body: 'hopeless', receiveCount: 1, reason: 'InvalidTaskMessageError: no such stage' }]);
+      expect(await queue.receive(10, 1000, 1500)).toEqual([]);
+    });
+
     it('a long poll waits for a message and returns as soon as one is sent', async () => {
       const queue = await open();
       const started = Date.now();

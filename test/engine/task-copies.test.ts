@@ -37,6 +37,7 @@ async function committedMapTask(): Promise<{ store: FsObjectStore; task: TaskRec
     receive: (...a) => fsQueue.receive(...a),
     delete: (r) => fsQueue.delete(r),
     changeVisibility: (r, ms) => fsQueue.changeVisibility(r, ms),
+    deadLetter: (m, reason) => fsQueue.deadLetter(m, reason),
     drainDeadLetters: (max) => fsQueue.drainDeadLetters(max),
   };
   const runner = InProcessRunner.for(wordcount, store, queue, 2);
@@ -54,7 +55,7 @@ async function committedMapTask(): Promise<{ store: FsObjectStore; task: TaskRec
   const handler = new TaskHandler(wordcount, store);
   for (const body of sent) {
     const task = await handler.decode(body);
-    if (task.kind === 'shuffle-map') return { store, task };
+    if (task.stage.startsWith('map-')) return { store, task };
   }
   throw new Error('the interval sent no map task');
 }

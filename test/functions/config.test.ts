@@ -17,6 +17,7 @@ describe('function configuration', () => {
       deadLetterQueueUrl: undefined,
       intervalMs: 10_000,
       partitions: 8,
+      maxTaskAttempts: 5,
       driverFunctionName: undefined,
     });
   });
@@ -28,9 +29,10 @@ describe('function configuration', () => {
       DSTREAM_DEAD_LETTER_QUEUE_URL: 'https://sqs.eu-west-1.amazonaws.com/1/dead',
       DSTREAM_INTERVAL_MS: '2000',
       DSTREAM_PARTITIONS: '16',
+      DSTREAM_MAX_TASK_ATTEMPTS: '3',
       DSTREAM_DRIVER_FUNCTION_NAME: 'wordcount-driver',
     });
-    expect(config).toMatchObject({ intervalMs: 2000, partitions: 16, driverFunctionName: 'wordcount-driver', deadLetterQueueUrl: 'https://sqs.eu-west-1.amazonaws.com/1/dead' });
+    expect(config).toMatchObject({ intervalMs: 2000, partitions: 16, maxTaskAttempts: 3, driverFunctionName: 'wordcount-driver', deadLetterQueueUrl: 'https://sqs.eu-west-1.amazonaws.com/1/dead' });
   });
 
   it.each([
@@ -41,6 +43,7 @@ describe('function configuration', () => {
     [{ ...bucket, DSTREAM_INTERVAL_MS: '10s' }, 'DSTREAM_INTERVAL_MS must be a whole number from 1000 to 900000, got "10s"'],
     [{ ...bucket, DSTREAM_PARTITIONS: '0' }, 'environment variable DSTREAM_PARTITIONS must be a whole number from 1 to 10000, got "0"'],
     [{ ...bucket, DSTREAM_PARTITIONS: '2.5' }, 'DSTREAM_PARTITIONS must be a whole number from 1 to 10000, got "2.5"'],
+    [{ ...bucket, DSTREAM_MAX_TASK_ATTEMPTS: '0' }, 'environment variable DSTREAM_MAX_TASK_ATTEMPTS must be a whole number from 1 to 1000, got "0"'],
   ])('%j is refused: %s', (env, error) => {
     expect(() => functionConfig(env)).toThrow(error);
   });
@@ -49,6 +52,8 @@ describe('function configuration', () => {
     const config = driverConfig(functionConfig({ ...bucket, DSTREAM_INTERVAL_MS: '5000', DSTREAM_PARTITIONS: '4' }));
     expect(config).toMatchObject({ intervalMs: 5000, inputPartitions: 4, maxSplitBytes: 64 * 1024 * 1024, retainIntervals: 2 });
     expect(config.scheduler.pollMs).toBe(1000);
+    // Tasks whose delivery died before they started are copied, no sooner than S3's second-dated markers allow.
+    expect(config.scheduler.unstarted).toEqual({ enabled: true, multiplier: 4, minMs: 2000 });
   });
 });
 
@@ -66,6 +71,7 @@ describe('interval metrics', () => {
     tasks: 12,
     tasksSkipped: 1,
     speculative: 2,
+    unstartedResent: 6,
     fetchFailures: 3,
     recomputed: 4,
     recoveredIntervals: [5],
@@ -88,6 +94,7 @@ describe('interval metrics', () => {
       TaskRetries: ['Count', 7],
       SpeculativeTasks: ['Count', 2],
       RefusedUploads: ['Count', 1],
+      UnstartedTasksResent: ['Count', 6],
     });
   });
 });

@@ -123,7 +123,7 @@ describe('driver handler', () => {
     expect(handOvers).toEqual([]);
   });
 
-  it('fails visibly when a task fails every delivery: logs the task and its last error, gives the lease up, and rethrows', async () => {
+  it('fails visibly within seconds of a task\'s last failed delivery: logs the task and its last error, gives the lease up, and rethrows', async () => {
     const poisoned = definePipeline({ name: 'poisoned', partitions: 1 }, (ctx) => {
       ctx
         .textStream()
@@ -134,18 +134,35 @@ describe('driver handler', () => {
         .saveAsTextFiles('out');
     });
     await createIngestHandler({ store, now: () => clock.now(), intervalMs: INTERVAL })(s3Event([upload(store, 'incoming/meal.txt', 'bread\npoison\n', T0 + 1_000)]));
-    const queue = new FsTaskQueue({ dir: path.join(base, 'queue'), maxReceives: 2 });
-    const mapping = eventSourceMapping(queue, createTaskHandler(poisoned, { store, queue }));
+    // The queue keeps the fake time too, so that retry delays and visibility timeouts pass as they would.
+    const queue = new FsTaskQueue({ dir: path.join(base, 'queue'), maxReceives: 2, clock });
+    const tasks = createTaskHandler(poisoned, { store, queue, maxTaskAttempts: 2 });
+    const deliveries: number[] = [];
+    const mapping = eventSourceMapping(queue, async (event) => {
+      const response = await tasks(event);
+      deliveries.push(clock.now());
+      return response;
+    });
     const stdout = vi.spyOn(process.stdout, 'write').mockImplementation(() => true);
     clock.time = T0 + INTERVAL + 1_000;
+    // The driver polls once a second, as on AWS.
+    const awsPolls = { ...config, scheduler: { ...config.scheduler, pollMs: 1_000 } };
+    // The driver's polls after the last delivery; the mapping's own waits are shorter.
+    let pollsAfterLastDelivery = 0;
+    clock.onSleep = (ms) => void (ms >= 1_000 && deliveries.length === 2 && pollsAfterLastDelivery++);
     try {
-      const driver = createDriverHandler(poisoned, { store, queue, clock, config, invokeSelf: async () => void handOvers.push(clock.now()) });
+      const driver = createDriverHandler(poisoned, { store, queue, clock, config: awsPolls, invokeSelf: async () => void handOvers.push(clock.now()) });
       const failure = driver(scheduledEvent, until(T0 + 15 * 60_000));
       await expect(failure).rejects.toBeInstanceOf(TaskFailedError);
     } finally {
       await mapping.stop();
       await queue.close();
     }
+    // Two deliveries, the second after the first's 5 s retry delay; then no visibility timeout
+    // and no third receive: the driver's next poll, a second later on AWS, finds the dead letter.
+    expect(deliveries).toHaveLength(2);
+    expect(deliveries[1]! - deliveries[0]!).toBeGreaterThanOrEqual(5_000);
+    expect(pollsAfterLastDelivery).toBeLessThanOrEqual(2);
     expect(await store.get(keys.driverLease)).toBeUndefined();
     expect(handOvers).toEqual([]);
     const logged = loggedJson(vi.mocked(console.error).mock.calls).filter((l) => l.interval !== undefined);
@@ -171,7 +188,7 @@ describe('driver handler', () => {
     await queue.send(['{"not":"a task"}']);
     const [stray] = await queue.receive(1, 0);
     await createIngestHandler({ store, now: () => clock.now(), intervalMs: INTERVAL })(s3Event([upload(store, 'incoming/words.txt', 'a b a\n', T0 + 1_000)]));
-    const mapping = eventSourceMapping(queue, createTaskHandler(wordcount, { store, queue }));
+    const mapping = eventSourceMapping(queue, createTaskHandler(wordcount, { store, queue, maxTaskAttempts: 1 }));
     clock.time = T0 + INTERVAL + 1_000;
     try {
       const driver = createDriverHandler(wordcount, { store, queue, clock, config, invokeSelf: async () => void handOvers.push(clock.now()) });

@@ -9,6 +9,7 @@ import { FsObjectStore } from '../../local/store/fs-object-store.ts';
 import { FsTaskQueue } from '../../local/queue/fs-task-queue.ts';
 import { StreamingDriver, type DriverConfig } from '../../core/streaming/driver.ts';
 import { admitUpload } from '../../core/streaming/intake.ts';
+import { readLineageRecord } from '../../core/streaming/lineage.ts';
 import { defaultSchedulerOptions } from '../../core/scheduler/dag-scheduler.ts';
 import { systemClock } from '../../core/ports/clock.ts';
 import type { QueueMessage } from '../../core/ports/task-queue.ts';
@@ -58,39 +59,59 @@ async function intervalWithTasks() {
   return { run, batch };
 }
 
-/** Stands in for the queue: records the retry delays the handler asks for. */
+/** Stands in for the queue: records the retry delays the handler asks for and the messages it dead-letters. */
 function retryRecorder() {
   const hidden: [string, number][] = [];
-  return { hidden, changeVisibility: async (receipt: string, ms: number) => void hidden.push([receipt, ms]) };
-}
-
-/** A syntactically valid task of wordcount whose interval has no lineage record: running it throws. */
-function orphanTask(): TaskRecord {
+  const deadLettered: [string, number, string][] = [];
   return {
-    v: 1,
-    pipeline: wordcount.options.name,
-    fingerprint: wordcount.fingerprint,
-    scope: 'interval=000042',
-    planHash: 'none',
-    stage: 'map-r3',
-    kind: 'shuffle-map',
-    rdd: 'r3',
-    partition: 0,
-    attempt: 0,
-    copy: 0,
+    hidden,
+    deadLettered,
+    changeVisibility: async (receipt: string, ms: number) => void hidden.push([receipt, ms]),
+    deadLetter: async (m: QueueMessage, reason: string) => void deadLettered.push([m.id, m.receiveCount, reason]),
   };
 }
 
+/** The store, but reading uploads fails as S3 does under a burst of throttling: every task that reads one throws. */
+function throttledUploads(): FsObjectStore {
+  const throttled = Object.create(store) as FsObjectStore;
+  throttled.getRange = (key, start, end) => {
+    if (key.startsWith('incoming/')) throw new Error('SlowDown: Please reduce your request rate.');
+    return store.getRange(key, start, end);
+  };
+  return throttled;
+}
+
+/** A real map task of interval 0, as the driver sent it, and the interval left running. */
+async function mapTaskMessage() {
+  const { run, batch } = await intervalWithTasks();
+  const message = batch.find((m) => (JSON.parse(m.body) as TaskRecord).stage.startsWith('map-'))!;
+  return { run, batch, message, task: JSON.parse(message.body) as TaskRecord };
+}
+
+/** Lets the interval's tasks run to its commit. */
+async function finish(run: Promise<unknown>, batch: QueueMessage[]): Promise<void> {
+  for (const m of batch) await queue.changeVisibility(m.receipt, 0);
+  const mapping = eventSourceMapping(queue, createTaskHandler(wordcount, { store, queue, maxTaskAttempts: 3 }));
+  await run;
+  await mapping.stop();
+}
+
 describe('task handler', () => {
-  it('reports only the messages that failed: real tasks run and are not reported, bodies that are not tasks are', async () => {
-    const handler = createTaskHandler(wordcount, { store, queue: retryRecorder() });
+  it('runs real tasks, and dead-letters bodies that are not tasks at once, with the reason, instead of retrying them', async () => {
+    const recorder = retryRecorder();
+    const handler = createTaskHandler(wordcount, { store, queue: recorder, maxTaskAttempts: 5 });
     const { run, batch } = await intervalWithTasks();
     const junk = [
       { id: 'junk-1', body: 'not json at all', receipt: 'r1', receiveCount: 1 },
       { id: 'junk-2', body: '{"hello":"world"}', receipt: 'r2', receiveCount: 3 },
     ];
     const response = await handler(sqsEvent([junk[0]!, ...batch, junk[1]!]));
-    expect(response).toEqual({ batchItemFailures: [{ itemIdentifier: 'junk-1' }, { itemIdentifier: 'junk-2' }] });
+    expect(response).toEqual({ batchItemFailures: [] });
+    expect(recorder.hidden).toEqual([]);
+    expect(recorder.deadLettered).toEqual([
+      ['junk-1', 1, 'InvalidTaskMessageError: task message is not JSON: not json at all'],
+      ['junk-2', 3, expect.stringMatching(/^InvalidTaskMessageError: not a dstream task record: field "hello" is not part of a task message/)],
+    ]);
     for (const m of batch) await queue.delete(m.receipt);
 
     // The tasks of the batch completed: the interval finishes with the rest of its tasks.
@@ -101,8 +122,8 @@ describe('task handler', () => {
 
     const logged = loggedJson(errors.mock.calls);
     expect(logged.map((l) => [l.messageId, l.receiveCount, l.message])).toEqual([
-      ['junk-1', 1, 'message junk-1 is not a dstream task; it is returned to the queue and dead-lettered once its receives run out'],
-      ['junk-2', 3, 'message junk-2 is not a dstream task; it is returned to the queue and dead-lettered once its receives run out'],
+      ['junk-1', 1, 'message junk-1 is not a dstream task; it is dead-lettered at once'],
+      ['junk-2', 3, 'message junk-2 is not a dstream task; it is dead-lettered at once'],
     ]);
     expect(logged[0]!.error).toMatch(/task message is not JSON/);
   });
@@ -125,25 +146,81 @@ describe('task handler', () => {
   });
 
   it('reports a task that throws, and leaves its error, with the delivery count SQS gave, where the driver looks', async () => {
-    const event = sqsBatchEvent();
-    const task = orphanTask();
-    event.Records[0]!.body = 'this is no task';
-    // The fixture's second record is a second delivery: ApproximateReceiveCount "2".
-    event.Records[1]!.body = JSON.stringify(task);
+    const { run, batch, message, task } = await mapTaskMessage();
     const retries = retryRecorder();
-    const response = await createTaskHandler(wordcount, { store, queue: retries })(event);
-    expect(response.batchItemFailures).toEqual([{ itemIdentifier: event.Records[0]!.messageId }, { itemIdentifier: event.Records[1]!.messageId }]);
+    const handler = createTaskHandler(wordcount, { store: throttledUploads(), queue: retries, maxTaskAttempts: 5 });
+    const response = await handler(sqsEvent([{ ...message, receiveCount: 2 }]));
+    expect(response.batchItemFailures).toEqual([{ itemIdentifier: message.id }]);
     // Back in the queue after a short delay that doubles per delivery, not after the queue's visibility timeout.
-    expect(retries.hidden).toEqual([
-      [event.Records[0]!.receiptHandle, 5000],
-      [event.Records[1]!.receiptHandle, 10000],
-    ]);
+    expect(retries.hidden).toEqual([[message.receipt, 10000]]);
+    expect(retries.deadLettered).toEqual([]);
 
     const recorded = JSON.parse(Buffer.from((await store.get(keys.taskError(task.scope, task.stage, task.partition)))!).toString());
-    expect(recorded).toEqual({ attempt: 0, copy: 0, receiveCount: 2, error: 'Error: lineage record of interval=000042 is missing' });
-    const logged = loggedJson(errors.mock.calls)[1]!;
-    expect(logged).toMatchObject({ messageId: event.Records[1]!.messageId, receiveCount: 2, scope: 'interval=000042', stage: 'map-r3', partition: 0 });
-    expect(logged.message).toBe('task interval=000042 map-r3 partition 0 failed on delivery 2; it is returned to the queue');
+    expect(recorded).toEqual({ attempt: 0, copy: 0, receiveCount: 2, error: 'Error: SlowDown: Please reduce your request rate.' });
+    const logged = loggedJson(errors.mock.calls)[0]!;
+    expect(logged).toMatchObject({ messageId: message.id, receiveCount: 2, scope: 'interval=000000', stage: task.stage, partition: task.partition });
+    expect(logged.message).toBe(`task interval=000000 ${task.stage} partition ${task.partition} failed on delivery 2; it is returned to the queue`);
+    await finish(run, batch);
+  });
+
+  it('dead-letters a task that fails its last allowed delivery at once, with its error, rather than after its visibility timeout', async () => {
+    const { run, batch, message, task } = await mapTaskMessage();
+    const recorder = retryRecorder();
+    const handler = createTaskHandler(wordcount, { store: throttledUploads(), queue: recorder, maxTaskAttempts: 3 });
+    // Not reported: the event source mapping deletes the original, now in the dead-letter queue.
+    expect(await handler(sqsEvent([{ ...message, receiveCount: 3 }]))).toEqual({ batchItemFailures: [] });
+    expect(recorder.hidden).toEqual([]);
+    expect(recorder.deadLettered).toEqual([
+      [message.id, 3, 'failed its last allowed delivery (3 of 3): Error: SlowDown: Please reduce your request rate.'],
+    ]);
+    expect(loggedJson(errors.mock.calls)[0]!.message).toBe(`task interval=000000 ${task.stage} partition ${task.partition} failed on delivery 3; it is dead-lettered at once`);
+    await finish(run, batch);
+  });
+
+  it('refuses a forged message before writing anything, names why, and settles it at once', async () => {
+    const { run, batch, message, task } = await mapTaskMessage();
+    await store.put('output/elsewhere/victim', 'committed');
+    // An output task as the driver would send it once the map stage is done: it reads a shuffle.
+    const record = (await readLineageRecord(store, 0))!;
+    const mapStage = record.stages.find((st) => st.id === task.stage)!;
+    const outStage = record.stages.find((st) => st.kind === 'output' && st.parents.length > 0)!;
+    const shuffle = record.stages.find((st) => st.id === outStage.parents[0])!.rdd;
+    const blocks = Array.from({ length: record.stages.find((st) => st.id === outStage.parents[0])!.tasks }, (_, m): [string, number, number] => [keys.shuffleMap(task.scope, shuffle, m), 0, 10]);
+    const outputTask: TaskRecord = { ...task, stage: outStage.id, shuffleInputs: { [shuffle]: blocks } };
+    const forged: [string, unknown, RegExp][] = [
+      ['an output of its choosing', { ...task, kind: 'output', rdd: 'r1', output: { name: 'elsewhere', format: 'text' } }, /field "kind" is not part of a task message; a task takes what it computes and writes from its scope's lineage record/],
+      ['a location of its choosing', { ...task, location: 'output/elsewhere' }, /field "location" is not part of a task message/],
+      ['a stage the lineage does not have', { ...task, stage: 'out-elsewhere' }, /stage out-elsewhere partition 0: the lineage record has no such stage \(its stages: .*map-/],
+      ['a partition beyond its stage', { ...task, partition: mapStage.tasks }, new RegExp(`partition ${mapStage.tasks}: the stage has ${mapStage.tasks} tasks, numbered from 0`)],
+      ['a scope that is no scope', { ...task, scope: 'interval=000000/../../output' }, /scope must be interval=<6\+ digits> or batch=<name>/],
+      ['a scope with no lineage', { ...task, scope: 'interval=000042' }, /its scope has no lineage record/],
+      ['a negative attempt', { ...task, attempt: -1 }, /attempt must be a non-negative integer, got -1/],
+      ['a copy that is no integer', { ...task, copy: 0.5 }, /copy must be a non-negative integer, got 0.5/],
+      ['other code', { ...task, fingerprint: 'f0rged' }, /it is for pipeline wordcount \(fingerprint f0rged\), but this worker runs wordcount/],
+      ['another plan', { ...task, planHash: 'stale' }, /its plan hash stale is not the lineage record's/],
+      ['a record stored anywhere', { ref: 'output/elsewhere/victim' }, /a task message by reference must be exactly/],
+      ['blocks of a shuffle its stage does not read', { ...task, shuffleInputs: { r9: [['output/elsewhere/victim', 0, 9]] } }, /it lists blocks of shuffle r9, which this task does not read/],
+      ['no blocks of the shuffle it reads', { ...outputTask, shuffleInputs: {} }, new RegExp(`it lists no blocks of shuffle ${shuffle}, which this task reads`)],
+      ['a block that is no map output', { ...outputTask, shuffleInputs: { [shuffle]: [['output/elsewhere/victim', 0, 10], ...blocks.slice(1)] } }, new RegExp(`block 0 of shuffle ${shuffle} must be read from cache/interval=000000/shuffle/${shuffle}/map-00000, not "output/elsewhere/victim"`)],
+      ['a block range backwards', { ...outputTask, shuffleInputs: { [shuffle]: [[blocks[0]![0], 5, 1], ...blocks.slice(1)] } }, /must be a list of \[key, start, end\] with 0 <= start <= end/],
+      ['blocks of map tasks that do not exist', { ...outputTask, shuffleInputs: { [shuffle]: [...blocks, [keys.shuffleMap(task.scope, shuffle, blocks.length), 0, 1]] } }, new RegExp(`shuffle ${shuffle} has ${blocks.length} map outputs, the message lists ${blocks.length + 1}`)],
+    ];
+
+    const counted = countingWrites(store);
+    const recorder = retryRecorder();
+    const handler = createTaskHandler(wordcount, { store: counted.store, queue: recorder, maxTaskAttempts: 5 });
+    const messages = forged.map(([, body], i) => ({ id: `forged-${i}`, body: JSON.stringify(body), receipt: `r${i}`, receiveCount: 1 }));
+    expect(await handler(sqsEvent(messages))).toEqual({ batchItemFailures: [] });
+
+    // No start marker, no error record, no output: not one write.
+    expect(counted.writes).toEqual([]);
+    expect(Buffer.from((await store.get('output/elsewhere/victim'))!).toString()).toBe('committed');
+    expect(recorder.deadLettered.map(([id]) => id)).toEqual(messages.map((m) => m.id));
+    recorder.deadLettered.forEach(([, , reason], i) => {
+      expect(reason, forged[i]![0]).toMatch(/^InvalidTaskMessageError: /);
+      expect(reason, forged[i]![0]).toMatch(forged[i]![2]);
+    });
+    await finish(run, batch);
   });
 
   it('says why before its invocation runs out of time, so a task that always times out is dead-lettered with its reason', async () => {
