@@ -49,7 +49,10 @@ it('uploads notified to ingest come out of the driver and task functions as word
     { key: 'incoming/d.txt', text: 'the end\n', at: T0 + MINUTE + 1_000 },
   ];
   const ingest = createIngestHandler({ store, now: () => clock.now(), intervalMs: MINUTE });
+  await store.put(keys.driverProgress, JSON.stringify({ next: 0, base: 0, epoch: T0, intervalMs: MINUTE }));
   for (const u of uploads) {
+    // S3 notifies a moment after the upload; ingest holds event times to its own clock.
+    clock.time = u.at + 100;
     await ingest(s3Event([upload(store, u.key, u.text, u.at)]));
   }
 

@@ -163,6 +163,18 @@ describe('task handler', () => {
     await finish(run, batch);
   });
 
+  it('acknowledges a task planned before its interval was rerun to quarantine (dstream quarantine), writing nothing', async () => {
+    const { run, batch, task } = await mapTaskMessage();
+    const counted = countingWrites(store);
+    const recorder = retryRecorder();
+    const handler = createTaskHandler(wordcount, { store: counted.store, queue: recorder, maxTaskAttempts: 5 });
+    const stale = { id: 'stale', body: JSON.stringify({ ...task, planHash: 'an-older-plan' }), receipt: 'r', receiveCount: 1 };
+    expect(await handler(sqsEvent([stale]))).toEqual({ batchItemFailures: [] });
+    expect(counted.writes).toEqual([]);
+    expect(recorder.deadLettered).toEqual([]);
+    await finish(run, batch);
+  });
+
   it('dead-letters a task that fails its last allowed delivery at once, with its error, rather than after its visibility timeout', async () => {
     const { run, batch, message, task } = await mapTaskMessage();
     const recorder = retryRecorder();
@@ -197,7 +209,6 @@ describe('task handler', () => {
       ['a negative attempt', { ...task, attempt: -1 }, /attempt must be a non-negative integer, got -1/],
       ['a copy that is no integer', { ...task, copy: 0.5 }, /copy must be a non-negative integer, got 0.5/],
       ['other code', { ...task, fingerprint: 'f0rged' }, /it is for pipeline wordcount \(fingerprint f0rged\), but this worker runs wordcount/],
-      ['another plan', { ...task, planHash: 'stale' }, /its plan hash stale is not the lineage record's/],
       ['a record stored anywhere', { ref: 'output/elsewhere/victim' }, /a task message by reference must be exactly/],
       ['blocks of a shuffle its stage does not read', { ...task, shuffleInputs: { r9: [['output/elsewhere/victim', 0, 9]] } }, /it lists blocks of shuffle r9, which this task does not read/],
       ['no blocks of the shuffle it reads', { ...outputTask, shuffleInputs: {} }, new RegExp(`it lists no blocks of shuffle ${shuffle}, which this task reads`)],
