@@ -20,6 +20,7 @@ import { PutObjectCommand } from '@aws-sdk/client-s3';
 import { INCOMING, keys } from '../../core/layout.ts';
 import { listAll } from '../../core/ports/object-store.ts';
 import { readLineageRecord, type LineageRecord } from '../../core/streaming/lineage.ts';
+import { mapConcurrently, STORE_CONCURRENCY } from '../../core/util/map-concurrently.ts';
 import { makeS3Client } from '../../functions/aws/clients.ts';
 import { S3ObjectStore } from '../../functions/aws/s3-object-store.ts';
 import { EmbeddedRuntime, loadPipeline } from '../runtime/embedded-runtime.ts';
@@ -196,7 +197,7 @@ type Output = string[] | undefined;
 async function cloudOutput(store: S3ObjectStore, name: string, scope: string): Promise<Output> {
   if (!(await store.head(keys.outputSuccess(name, scope)))) return undefined;
   const parts = (await listAll(store, keys.outputPrefix(name, scope))).filter((o) => /\/part-\d+$/.test(o.key));
-  const bodies = await Promise.all(parts.map((p) => store.get(p.key)));
+  const bodies = await mapConcurrently(parts, STORE_CONCURRENCY, (p) => store.get(p.key));
   return recordsOf(bodies.map((b) => Buffer.from(b ?? new Uint8Array()).toString('utf8')));
 }
 
@@ -204,7 +205,7 @@ async function localOutput(root: string, name: string, scope: string): Promise<O
   const dir = join(root, keys.outputPrefix(name, scope));
   if (!existsSync(join(root, keys.outputSuccess(name, scope)))) return undefined;
   const parts = (await readdir(dir)).filter((f) => /^part-\d+$/.test(f));
-  return recordsOf(await Promise.all(parts.map((p) => readFile(join(dir, p), 'utf8'))));
+  return recordsOf(await mapConcurrently(parts, STORE_CONCURRENCY, (p) => readFile(join(dir, p), 'utf8')));
 }
 
 /** Partitioning may differ between the runs; the records may not. */
