@@ -91,6 +91,7 @@ export async function runTask(task: TaskRecord, env: TaskEnvironment): Promise<T
   const quarantine: string[] = [];
   const computeEnv: ComputeEnv = {
     store: env.store,
+    scope: task.scope,
     maxLineBytes: env.maxLineBytes,
     ...(env.signal ? { signal: env.signal } : {}),
     input: { records: 0, bytes: 0, sources: {} },

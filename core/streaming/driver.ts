@@ -8,8 +8,8 @@ import { stageIds } from '../scheduler/stages.ts';
 import { intervalOf, intervalScope, keys } from '../layout.ts';
 import { sealInterval } from './intake.ts';
 import { readProgress, rebased, type DriverProgress } from './progress.ts';
-import { planSplits } from './splits.ts';
-import { buildLineageRecord, PipelineMismatchError, planFromRecord, readLineageRecord, type LineageRecord } from './lineage.ts';
+import { planSplits, spillSplits } from './splits.ts';
+import { buildLineageRecord, PipelineMismatchError, planFromRecord, readLineageRecord, spillUploads, type LineageRecord } from './lineage.ts';
 
 export interface DriverConfig {
   intervalMs: number;
@@ -123,13 +123,14 @@ export class StreamingDriver {
     const uploads = await sealInterval(store, k);
     await this.step('sealed', k);
     const { inputPartitions, maxSplitBytes } = this.config;
-    const inputs = {
-      sources: this.pipeline.sources.map((spec) =>
-        planSplits(uploads.filter((u) => u.name.startsWith(spec.prefix)), inputPartitions, maxSplitBytes),
-      ),
-      persisted: await this.persistedBefore(k),
-    };
-    let record = buildLineageRecord(this.pipeline, k, uploads, inputs, clock.now());
+    // The upload list and the splits go to objects of their own first, so the record only names them.
+    const sources = [];
+    for (const spec of this.pipeline.sources) {
+      const splits = planSplits(uploads.filter((u) => u.name.startsWith(spec.prefix)), inputPartitions, maxSplitBytes);
+      sources.push(await spillSplits(store, intervalScope(k), splits));
+    }
+    const inputs = { sources, persisted: await this.persistedBefore(k) };
+    let record = buildLineageRecord(this.pipeline, k, await spillUploads(store, k, uploads), inputs, clock.now());
     if (!(await store.putIfAbsent(keys.lineageRecord(record.scope), JSON.stringify(record)))) {
       record = (await readLineageRecord(store, k))!;
     }
@@ -210,8 +211,8 @@ export class StreamingDriver {
     const end = intervalEnd ?? record.sealedAt;
     const report: IntervalReport = {
       interval: k,
-      uploads: record.uploads.length,
-      inputBytes: record.uploads.reduce((n, u) => n + u.size, 0),
+      uploads: record.uploads.count,
+      inputBytes: record.uploads.bytes,
       recordsIn,
       quarantined,
       outputs,

@@ -19,7 +19,8 @@ import { parseArgs } from 'node:util';
 import { PutObjectCommand } from '@aws-sdk/client-s3';
 import { INCOMING, keys } from '../../core/layout.ts';
 import { listAll } from '../../core/ports/object-store.ts';
-import { readLineageRecord, type LineageRecord } from '../../core/streaming/lineage.ts';
+import { readLineageRecord, readLineageUploads, type LineageRecord } from '../../core/streaming/lineage.ts';
+import type { IntakeUpload } from '../../core/streaming/intake.ts';
 import { mapConcurrently, STORE_CONCURRENCY } from '../../core/util/map-concurrently.ts';
 import { makeS3Client } from '../../functions/aws/clients.ts';
 import { S3ObjectStore } from '../../functions/aws/s3-object-store.ts';
@@ -151,15 +152,17 @@ async function uploadSamples(bucket: string, dir: string): Promise<Set<string>> 
  */
 async function awaitCommitted(store: S3ObjectStore, uploads: Set<string>, deadline: number): Promise<LineageRecord[]> {
   const records: LineageRecord[] = [];
+  const read: IntakeUpload[][] = [];
   let committed = 0;
   for (;;) {
     // Intervals are planned in order from 0, and a record never changes once written.
     for (let record = await readLineageRecord(store, records.length); record; record = await readLineageRecord(store, records.length)) {
       records.push(record);
+      read.push(await readLineageUploads(store, record));
     }
     while (committed < records.length && (await store.head(keys.committed(records[committed]!.scope)))) committed++;
-    const placed = records.flatMap((r) => r.uploads.map((u) => u.key)).filter((key) => uploads.has(key));
-    const last = Math.max(-1, ...records.filter((r) => r.uploads.some((u) => uploads.has(u.key))).map((r) => r.interval));
+    const placed = read.flat().filter((u) => uploads.has(u.key));
+    const last = Math.max(-1, ...records.filter((_, i) => read[i]!.some((u) => uploads.has(u.key))).map((r) => r.interval));
     if (placed.length === uploads.size && committed > last) return records.slice(0, last + 1);
     if (Date.now() > deadline) {
       // Ingest leaves a claim per admitted upload: none means S3 never told it of the uploads.
@@ -181,7 +184,7 @@ async function awaitCommitted(store: S3ObjectStore, uploads: Set<string>, deadli
 async function stage(store: S3ObjectStore, records: LineageRecord[], dir: string): Promise<void> {
   for (const record of records) {
     await mkdir(join(dir, String(record.interval)), { recursive: true });
-    for (const upload of record.uploads) {
+    for (const upload of await readLineageUploads(store, record)) {
       const bytes = await store.get(upload.key);
       if (!bytes) throw new Error(`upload ${upload.key} of interval ${record.interval} is gone from the bucket (expired?)`);
       const file = join(dir, String(record.interval), upload.name);
