@@ -10,6 +10,8 @@ import { FsObjectStore } from '../../local/store/fs-object-store.ts';
 import { readLineageRecord, readLineageUploads } from '../../core/streaming/lineage.ts';
 import { intervalScope, keys } from '../../core/layout.ts';
 import { mapConcurrently, STORE_CONCURRENCY } from '../../core/util/map-concurrently.ts';
+import { spillSplits } from '../../core/streaming/splits.ts';
+import { loadSplit } from '../../core/exec/split-reader.ts';
 import { bag, readOutput, removeDir, runCli, tempDir } from '../support/stream-harness.ts';
 
 /** `count` one-line files `w<i mod 10> x` staged as the uploads of interval 0. */
@@ -28,6 +30,30 @@ async function replayLimited(staged: string, root: string): Promise<string> {
   expect(result.code).toBe(0);
   return result.stdout.split('\n').find((l) => l.startsWith('interval 0:'))!;
 }
+
+describe('split objects beside the record', () => {
+  it('are named by their content, read back as written, and refused once changed', async () => {
+    const base = await tempDir();
+    try {
+      const store = new FsObjectStore(base);
+      const scope = intervalScope(3);
+      const splits = [{ ranges: [{ key: 'incoming/a', start: 0, end: 10 }] }, { ranges: [{ key: 'incoming/a', start: 10, end: 12 }, { key: 'incoming/b', start: 0, end: 5 }] }];
+
+      const refs = await spillSplits(store, scope, splits);
+      const again = await spillSplits(store, scope, splits);
+
+      expect(again).toEqual(refs);
+      expect(refs.map((r) => [r.ranges, r.bytes])).toEqual([[1, 10], [2, 7]]);
+      expect(await loadSplit(store, scope, refs[1]!)).toEqual(splits[1]);
+      await store.put(keys.lineageSplit(scope, refs[1]!.hash), JSON.stringify({ ranges: [] }));
+      await expect(loadSplit(store, scope, refs[1]!)).rejects.toThrow(/does not match its hash/);
+      await store.delete(keys.lineageSplit(scope, refs[0]!.hash));
+      await expect(loadSplit(store, scope, refs[0]!)).rejects.toThrow(/is missing/);
+    } finally {
+      await removeDir(base);
+    }
+  });
+});
 
 describe('sealing many small uploads', () => {
   it('seals and commits 5,000 uploads of one interval under 256 open files, with a record no larger than for 50', async () => {
