@@ -8,6 +8,7 @@ import { benchRecovery, benchStragglers } from './fault-tolerance.ts';
 import { benchRequests } from './requests.ts';
 import { benchLiveRate } from './live-rate.ts';
 import { benchCodec } from './codec.ts';
+import { benchSealing } from './sealing.ts';
 import { cpus } from 'node:os';
 
 const totalMb = Number(process.env.BENCH_MB ?? 100);
@@ -27,3 +28,6 @@ if (want('recovery')) printTable('Recovery of a lost state chain of 8 intervals 
 if (want('stragglers')) printTable('An interval with one task 10x slower', await benchStragglers(24, [2, 4]));
 if (want('requests')) printTable('Object-store requests per interval (WordCount)', await benchRequests());
 if (want('codec')) printTable('Record codec: encode and decode', await benchCodec());
+if (want('sealing')) {
+  printTable('One interval of many small uploads (replay, WordCount, 2 workers, 4 splits): admission, sealing, lineage size', await benchSealing([1_000, 10_000, 100_000]));
+}

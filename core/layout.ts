@@ -49,6 +49,9 @@ export function partitionOfTaskDone(key: string): number | undefined {
 export const keys = {
   lineageRecord: (scope: Scope) => `lineage/${scope}/record.json`,
   lineagePrefix: (scope: Scope) => `lineage/${scope}/`,
+  /** A scope's list of uploads and each of its source splits, kept beside the record and named by their content hash. */
+  lineageUploads: (scope: Scope, hash: string) => `lineage/${scope}/uploads/${hash}.json`,
+  lineageSplit: (scope: Scope, hash: string) => `lineage/${scope}/splits/${hash}.json`,
   taskDone: (scope: Scope, stage: string, p: number) => `lineage/${scope}/tasks/${stage}/part-${pad(p)}.json`,
   /** Written when a copy starts, beside the completion records, so one listing shows both. */
   taskStarted: (scope: Scope, stage: string, p: number, attempt: number) => `lineage/${scope}/tasks/${stage}/part-${pad(p)}.attempt-${attempt}.started`,

@@ -4,20 +4,21 @@ import type { TaskQueue } from '../ports/task-queue.ts';
 import type { Clock } from '../ports/clock.ts';
 import { BatchContext, type BatchJob } from '../graph/pipeline.ts';
 import { PlanBuilder } from '../rdd/rdd.ts';
-import type { Split } from '../rdd/plan.ts';
+import type { SplitRef } from '../rdd/plan.ts';
 import { DagScheduler, type SchedulerOptions, type ScopePlan } from '../scheduler/dag-scheduler.ts';
 import { planStages } from '../scheduler/stages.ts';
 import { batchScope, keys } from '../layout.ts';
 import { hashPlan, PipelineMismatchError } from '../streaming/lineage.ts';
-import { planSplits } from '../streaming/splits.ts';
+import { planSplits, spillSplits } from '../streaming/splits.ts';
 
 /** A batch job's lineage: the objects it read, cut into splits, per source in call order. */
 export interface BatchRecord {
-  v: 1;
+  v: 2;
   pipeline: string;
   fingerprint: string;
   scope: string;
-  sources: Split[][];
+  /** Each source's splits, whose ranges are stored beside the record. */
+  sources: SplitRef[][];
   planHash: string;
 }
 
@@ -29,13 +30,15 @@ export interface BatchResult {
 }
 
 /** Rebuilds the job's plan: with recorded splits in tasks, with fresh listings in the driver. */
-export function buildBatchPlan(job: BatchJob, splits: (index: number, prefix: string) => Split[]): PlanBuilder {
+export function buildBatchPlan(job: BatchJob, splits: (index: number, prefix: string) => SplitRef[]): PlanBuilder {
   const builder = new PlanBuilder(job.options.partitions);
   job.build(new BatchContext(builder, (spec, index) => splits(index, spec.prefix)));
   return builder;
 }
 
 export function batchPlanFromRecord(job: BatchJob, record: BatchRecord): ScopePlan {
+  // Nothing reads the earlier form (split ranges inline): say so rather than misread it.
+  if (record.v !== 2) throw new Error(`${keys.lineageRecord(record.scope)} is a batch record of version ${record.v}, which this dstream does not read: run the job under a new name or root`);
   if (record.fingerprint !== job.fingerprint) {
     throw new PipelineMismatchError(`${record.scope} was planned by other code (fingerprint ${record.fingerprint}, this is ${job.fingerprint})`);
   }
@@ -61,16 +64,16 @@ export async function runBatch(
   if (existing) {
     record = JSON.parse(Buffer.from(existing).toString('utf8')) as BatchRecord;
   } else {
-    const listings: Split[][] = [];
+    const listings: SplitRef[][] = [];
     // Sources are listed in the order the job declares them; the builder asks by index.
     const prefixes: string[] = [];
     buildBatchPlan(job, (i, prefix) => ((prefixes[i] = prefix), []));
     for (const prefix of prefixes) {
       const objects = (await listAll(store, prefix)).map((o) => ({ key: o.key, name: o.key, size: o.size }));
-      listings.push(planSplits(objects, config.inputPartitions, config.maxSplitBytes));
+      listings.push(await spillSplits(store, scope, planSplits(objects, config.inputPartitions, config.maxSplitBytes)));
     }
     const builder = buildBatchPlan(job, (i) => listings[i] ?? []);
-    record = { v: 1, pipeline: job.options.name, fingerprint: job.fingerprint, scope, sources: listings, planHash: hashPlan(builder) };
+    record = { v: 2, pipeline: job.options.name, fingerprint: job.fingerprint, scope, sources: listings, planHash: hashPlan(builder) };
     await store.putIfAbsent(keys.lineageRecord(scope), JSON.stringify(record));
   }
   const plan = batchPlanFromRecord(job, record);

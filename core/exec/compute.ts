@@ -3,8 +3,8 @@ import { decodeRecords } from '../codec/record-codec.ts';
 import { keyIdentity } from '../codec/key-identity.ts';
 import type { Rdd } from '../rdd/rdd.ts';
 import { asPair, type Emit, type OperatorContext } from '../rdd/operators.ts';
-import { readSplitLines } from './split-reader.ts';
-import { keys } from '../layout.ts';
+import { loadSplit, readSplitLines } from './split-reader.ts';
+import { keys, type Scope } from '../layout.ts';
 
 /** A byte range of one map task's output object: the block of one reduce partition. */
 export type BlockRef = [key: string, start: number, end: number];
@@ -20,6 +20,8 @@ export class MissingInputError extends Error {
 /** What computing a partition may use, besides the plan. */
 export interface ComputeEnv {
   store: ObjectStore;
+  /** The scope whose plan is computed: where its source splits are kept. */
+  scope: Scope;
   maxLineBytes: number;
   /** Blocks to read for reduce partition `p` of shuffle node `rdd`, in map-partition order. */
   shuffleBlocks(rdd: string, p: number): BlockRef[];
@@ -43,7 +45,7 @@ export async function computePartition(rdd: Rdd<unknown>, p: number, env: Comput
   const builder = rdd.builder;
   switch (node.kind) {
     case 'source': {
-      const split = node.splits[p]!;
+      const split = await loadSplit(env.store, env.scope, node.splits[p]!);
       for (const r of split.ranges) env.input.bytes += r.end - r.start;
       const ctx = env.operatorContext(p);
       let read = 0;

@@ -1,6 +1,7 @@
 import { isUtf8 } from 'node:buffer';
-import type { ObjectStore } from '../ports/object-store.ts';
-import type { InputRange, Split } from '../rdd/plan.ts';
+import { readContentAddressed, type ObjectStore } from '../ports/object-store.ts';
+import type { InputRange, Split, SplitRef } from '../rdd/plan.ts';
+import { keys, type Scope } from '../layout.ts';
 
 export interface LineSink {
   line(text: string): void;
@@ -17,6 +18,11 @@ export interface SplitReaderOptions {
 
 const NEWLINE = 10;
 const EXTEND_STEP = 64 * 1024;
+
+/** The byte ranges of one split of a scope's plan, checked against the hash the plan holds. */
+export function loadSplit(store: ObjectStore, scope: Scope, ref: SplitRef): Promise<Split> {
+  return readContentAddressed<Split>(store, keys.lineageSplit(scope, ref.hash), ref.hash);
+}
 
 /** Reads every line of a split, streaming; see `readRangeLines` for which lines a range owns. */
 export async function readSplitLines(store: ObjectStore, split: Split, options: SplitReaderOptions, sink: LineSink): Promise<void> {

@@ -102,6 +102,7 @@ export async function runTask({ task, stage, plan, badRecords }: ResolvedTask, e
   const quarantine: string[] = [];
   const computeEnv: ComputeEnv = {
     store: env.store,
+    scope: task.scope,
     maxLineBytes: env.maxLineBytes,
     ...(env.signal ? { signal: env.signal } : {}),
     input: { records: 0, bytes: 0, sources: {} },

@@ -1,5 +1,5 @@
 import type { PlanBuilder, Rdd } from '../rdd/rdd.ts';
-import type { Split } from '../rdd/plan.ts';
+import type { SplitRef } from '../rdd/plan.ts';
 import { checkPartitions, validateOutputName } from '../rdd/rdd.ts';
 import { functionHash } from '../util/hash.ts';
 import { KeyState, type State } from './state.ts';
@@ -14,7 +14,7 @@ export interface Generation {
   rdd<T>(stream: DStream<T>): Rdd<T> | undefined;
   /** `stream`'s RDD at interval j (j <= this interval), as persisted; empty before interval 0. */
   stored<T>(stream: DStream<T>, j: number): Rdd<T>;
-  sourceSplits(stream: DStream<unknown>): Split[];
+  sourceSplits(stream: DStream<unknown>): SplitRef[];
 }
 
 export interface StreamOptions {

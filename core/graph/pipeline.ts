@@ -3,7 +3,7 @@ import type { SourceFormat } from '../rdd/plan.ts';
 import { checkPartitions, PlanBuilder, type Rdd } from '../rdd/rdd.ts';
 import type { BadRecordPolicy } from '../exec/task.ts';
 import { shortHash } from '../util/hash.ts';
-import type { Split } from '../rdd/plan.ts';
+import type { SplitRef } from '../rdd/plan.ts';
 
 export interface PipelineOptions {
   /** Names the pipeline in lineage, logs and metrics. */
@@ -99,7 +99,7 @@ export class BatchContext {
 
   constructor(
     readonly builder: PlanBuilder,
-    private readonly splits: (spec: SourceSpec, index: number) => Split[],
+    private readonly splits: (spec: SourceSpec, index: number) => SplitRef[],
   ) {}
 
   /** Lines of every object whose key starts with `prefix` (any prefix in the store). */

@@ -1,3 +1,5 @@
+import { shortHash } from '../util/hash.ts';
+
 /**
  * The object store port: everything durable lives here (S3 on AWS, a directory locally).
  * Keys are '/'-separated relative paths such as `incoming/a.txt` or `output/counts/interval=3/part-00000`.
@@ -89,6 +91,27 @@ export async function listAll(store: ObjectStore, prefix: string): Promise<Objec
   const out: ObjectInfo[] = [];
   for await (const info of store.list(prefix)) out.push(info);
   return out;
+}
+
+/**
+ * Stores `value` as JSON under the key its content hash names (`keyOf(hash)`), create-if-absent:
+ * the same content always lands on the same object, so a writer that died and a writer that
+ * raced it agree. Returns the hash, which a reader passes to `readContentAddressed`.
+ */
+export async function putContentAddressed(store: ObjectStore, keyOf: (hash: string) => string, value: unknown): Promise<{ hash: string; size: number }> {
+  const body = JSON.stringify(value);
+  const hash = shortHash(body, 32);
+  await store.putIfAbsent(keyOf(hash), body);
+  return { hash, size: Buffer.byteLength(body) };
+}
+
+/** Reads what `putContentAddressed` stored, refusing an object that is gone or whose bytes do not match its hash. */
+export async function readContentAddressed<T>(store: ObjectStore, key: string, hash: string): Promise<T> {
+  const bytes = await store.get(key);
+  if (!bytes) throw new Error(`${key} is missing: the lineage that names it (hash ${hash}) cannot be read`);
+  const body = Buffer.from(bytes).toString('utf8');
+  if (shortHash(body, 32) !== hash) throw new Error(`${key} does not match its hash ${hash}: it was changed after it was written`);
+  return JSON.parse(body) as T;
 }
 
 /** A JSON object, or undefined when there is none. */

@@ -18,6 +18,18 @@ export interface Split {
   ranges: InputRange[];
 }
 
+/**
+ * A split as the plan holds it: its ranges are kept in an object of their own (`keys.lineageSplit`),
+ * so the plan stays small however many uploads an interval has, and a task reads only its split.
+ */
+export interface SplitRef {
+  /** Hash of the split's stored JSON: names its object, lets the reader check it, and puts its content in the plan hash. */
+  hash: string;
+  /** How many byte ranges it holds, and the bytes they cover: for display. */
+  ranges: number;
+  bytes: number;
+}
+
 export type SourceFormat = 'text' | 'jsonl';
 
 interface NodeBase {
@@ -31,7 +43,7 @@ interface NodeBase {
 }
 
 export type PlanNode =
-  | (NodeBase & { kind: 'source'; format: SourceFormat; splits: Split[] })
+  | (NodeBase & { kind: 'source'; format: SourceFormat; splits: SplitRef[] })
   | (NodeBase & { kind: 'values'; data: unknown[][] })
   | (NodeBase & { kind: 'narrow'; parent: string; fn: string })
   | (NodeBase & { kind: 'union'; parents: string[] })

@@ -1,4 +1,4 @@
-import type { PlanNode, SourceFormat, Split } from './plan.ts';
+import type { PlanNode, SourceFormat, SplitRef } from './plan.ts';
 import {
   asPair,
   filterOperator,
@@ -69,7 +69,7 @@ export class PlanBuilder {
     return rdd;
   }
 
-  source<T>(format: SourceFormat, splits: Split[], label: string): Rdd<T> {
+  source<T>(format: SourceFormat, splits: SplitRef[], label: string): Rdd<T> {
     return this.add<T>({ kind: 'source', format, splits, partitions: splits.length, label });
   }
 

@@ -10,6 +10,7 @@ import type { StageSpec } from './stages.ts';
 import { decodeTaskMessage, encodeTaskMessage } from './task-message.ts';
 import { stageIds, stageShuffleReads } from './stages.ts';
 import { decodeRecords } from '../codec/record-codec.ts';
+import { mapConcurrently, STORE_CONCURRENCY } from '../util/map-concurrently.ts';
 
 /** A scope's plan as the scheduler needs it. */
 export interface ScopePlan {
@@ -257,7 +258,7 @@ export class DagScheduler {
     const spec = plan.stages.find((s) => s.location === location);
     if (!spec) throw new Error(`lineage of ${scope} has no stage that writes ${location}`);
     // Their completion records say done, but the data is gone: forget them before rerunning.
-    await Promise.all(partitions.map((p) => this.deps.store.delete(keys.taskDone(scope, spec.id, p))));
+    await mapConcurrently(partitions, STORE_CONCURRENCY, (p) => this.deps.store.delete(keys.taskDone(scope, spec.id, p)));
     this.stats.scopesRecovered.add(scope);
     this.stats.tasksRecomputed += partitions.length;
     const stage = await this.addStage(plan, spec.id, partitions);
@@ -294,7 +295,7 @@ export class DagScheduler {
       const p = partitionOfTaskDone(o.key);
       return p !== undefined && stage.needed.has(p) && !stage.done.has(p);
     });
-    const records = await Promise.all(fresh.map((o) => store.get(o.key)));
+    const records = await mapConcurrently(fresh, STORE_CONCURRENCY, (o) => store.get(o.key));
     for (const bytes of records) {
       if (!bytes) continue;
       const done = JSON.parse(Buffer.from(bytes).toString('utf8')) as TaskDone;
@@ -344,7 +345,7 @@ export class DagScheduler {
 
   private async send(tasks: TaskRecord[]): Promise<void> {
     if (tasks.length === 0) return;
-    const bodies = await Promise.all(tasks.map((t) => encodeTaskMessage(this.deps.store, t)));
+    const bodies = await mapConcurrently(tasks, STORE_CONCURRENCY, (t) => encodeTaskMessage(this.deps.store, t));
     await this.deps.queue.send(bodies);
   }
 

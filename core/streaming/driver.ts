@@ -8,8 +8,8 @@ import { stageIds } from '../scheduler/stages.ts';
 import { intervalOf, intervalScope, keys } from '../layout.ts';
 import { sealInterval, uploadId, type IntakeUpload, type UploadCheck } from './intake.ts';
 import { readProgress, rebased, type DriverProgress } from './progress.ts';
-import { planSplits } from './splits.ts';
-import { buildLineageRecord, PipelineMismatchError, planFromRecord, readLineageRecord, type LineageRecord } from './lineage.ts';
+import { planSplits, spillSplits } from './splits.ts';
+import { buildLineageRecord, PipelineMismatchError, planFromRecord, readLineageRecord, spillUploads, type LineageRecord } from './lineage.ts';
 
 export interface DriverConfig {
   intervalMs: number;
@@ -133,14 +133,15 @@ export class StreamingDriver {
     await this.recordRefused(k, uploads);
     await this.step('sealed', k);
     const { inputPartitions, maxSplitBytes } = this.config;
+    // The upload list and the splits go to objects of their own first, so the record only names them.
     const readable = uploads.filter((u) => u.refused === undefined);
-    const inputs = {
-      sources: this.pipeline.sources.map((spec) =>
-        planSplits(readable.filter((u) => u.name.startsWith(spec.prefix)), inputPartitions, maxSplitBytes),
-      ),
-      persisted: await this.persistedBefore(k),
-    };
-    let record = buildLineageRecord(this.pipeline, k, uploads, inputs, clock.now());
+    const sources = [];
+    for (const spec of this.pipeline.sources) {
+      const splits = planSplits(readable.filter((u) => u.name.startsWith(spec.prefix)), inputPartitions, maxSplitBytes);
+      sources.push(await spillSplits(store, intervalScope(k), splits));
+    }
+    const inputs = { sources, persisted: await this.persistedBefore(k) };
+    let record = buildLineageRecord(this.pipeline, k, await spillUploads(store, k, uploads), inputs, clock.now());
     if (!(await store.putIfAbsent(keys.lineageRecord(record.scope), JSON.stringify(record)))) {
       record = (await readLineageRecord(store, k))!;
     }
@@ -233,9 +234,9 @@ export class StreamingDriver {
     const end = intervalEnd ?? record.sealedAt;
     const report: IntervalReport = {
       interval: k,
-      uploads: record.uploads.filter((u) => u.refused === undefined).length,
-      inputBytes: record.uploads.reduce((n, u) => n + (u.refused === undefined ? u.size : 0), 0),
-      refusedUploads: record.uploads.filter((u) => u.refused !== undefined).length,
+      uploads: record.uploads.count,
+      inputBytes: record.uploads.bytes,
+      refusedUploads: record.uploads.refused,
       recordsIn,
       quarantined,
       outputs,

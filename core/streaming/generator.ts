@@ -1,13 +1,13 @@
 import type { DStream, Generation } from '../graph/dstream.ts';
 import type { Pipeline } from '../graph/pipeline.ts';
-import type { Split } from '../rdd/plan.ts';
+import type { SplitRef } from '../rdd/plan.ts';
 import { PlanBuilder, type Rdd } from '../rdd/rdd.ts';
 import { intervalScope, keys } from '../layout.ts';
 
 /** Everything an interval's plan depends on besides the pipeline: recorded in its lineage. */
 export interface IntervalInputs {
-  /** Per source, in the order the pipeline created them: this interval's splits. */
-  sources: Split[][];
+  /** Per source, in the order the pipeline created them: this interval's splits (their ranges are stored beside the record). */
+  sources: SplitRef[][];
   /** Partitions of RDDs persisted at earlier intervals, by `<stream>@<interval>`; absent = no RDD. */
   persisted: Record<string, number>;
 }

@@ -2,6 +2,7 @@ import type { ObjectStore } from '../ports/object-store.ts';
 import { listAll, readJson } from '../ports/object-store.ts';
 import { intervalScope } from '../layout.ts';
 import { shortHash } from '../util/hash.ts';
+import { mapConcurrently, STORE_CONCURRENCY } from '../util/map-concurrently.ts';
 import { byKeyAndVersion, type Upload } from './splits.ts';
 
 /**
@@ -56,28 +57,46 @@ export async function sealInterval(store: ObjectStore, k: number, check?: Upload
   if (sealed) return sealed;
   await store.put(sealingKey(k), '');
   const entries = await listAll(store, `${base(k)}/entries/`);
-  const candidates = (await Promise.all(entries.map((e) => readJson<IntakeUpload>(store, e.key)))).filter((u): u is IntakeUpload => !!u);
-  const taken: IntakeUpload[] = [];
-  for (const upload of candidates) {
-    if (await ownedElsewhere(store, upload, k)) continue;
-    const refused = upload.refused ?? (await check?.(upload));
-    taken.push(refused === undefined ? upload : { ...upload, refused });
-  }
+  const candidates = (await mapConcurrently(entries, STORE_CONCURRENCY, (e) => readJson<IntakeUpload>(store, e.key))).filter((u): u is IntakeUpload => !!u);
+  const finalLists = new Map<number, Promise<Set<string> | undefined>>();
+  const elsewhere = await mapConcurrently(candidates, STORE_CONCURRENCY, (upload) => ownedElsewhere(store, upload, k, finalLists));
+  const taken = await mapConcurrently(
+    candidates.filter((_, i) => !elsewhere[i]),
+    STORE_CONCURRENCY,
+    async (upload): Promise<IntakeUpload> => {
+      const refused = upload.refused ?? (await check?.(upload));
+      return refused === undefined ? upload : { ...upload, refused };
+    },
+  );
   taken.sort((a, b) => byKeyAndVersion(a, b) || uploadId(a).localeCompare(uploadId(b)));
   // Claims first, so a later seal always finds them; a claim counts only if the final list agrees.
-  await Promise.all(taken.map((u) => store.putIfAbsent(claimKey(uploadId(u)), String(k))));
+  await mapConcurrently(taken, STORE_CONCURRENCY, (u) => store.putIfAbsent(claimKey(uploadId(u)), String(k)));
   if (await store.putIfAbsent(sealedKey(k), JSON.stringify(taken))) return taken;
   return (await readJson<IntakeUpload[]>(store, sealedKey(k)))!;
 }
 
-/** True when an earlier interval's final list already holds this upload. */
-async function ownedElsewhere(store: ObjectStore, upload: IntakeUpload, k: number): Promise<boolean> {
-  const claim = await store.get(claimKey(uploadId(upload)));
+/**
+ * True when an earlier interval's final list already holds this upload. A final list never
+ * changes once written, so each one found is kept in `finalLists` for the rest of the seal; a list
+ * not written yet is looked for again, after the claim was read, as when checks ran one by one.
+ */
+async function ownedElsewhere(store: ObjectStore, upload: IntakeUpload, k: number, finalLists: Map<number, Promise<Set<string> | undefined>>): Promise<boolean> {
+  const id = uploadId(upload);
+  const claim = await store.get(claimKey(id));
   if (!claim) return false;
   const owner = Number(Buffer.from(claim).toString('utf8'));
   if (owner === k) return false;
+  let ids = finalLists.get(owner);
+  if (!ids) {
+    // Shared by the checks in flight, so a large list is read once, not once per check.
+    ids = readJson<IntakeUpload[]>(store, sealedKey(owner)).then((list) => (list ? new Set(list.map(uploadId)) : undefined));
+    finalLists.set(owner, ids);
+  }
+  const found = await ids;
+  if (found) return found.has(id);
+  if (finalLists.get(owner) === ids) finalLists.delete(owner);
+  // The shared read may have looked before this upload's claim was read: look again, after it.
   const list = await readJson<IntakeUpload[]>(store, sealedKey(owner));
-  const id = uploadId(upload);
   return !!list?.some((u) => uploadId(u) === id);
 }
 

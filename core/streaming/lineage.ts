@@ -1,4 +1,4 @@
-import type { ObjectStore } from '../ports/object-store.ts';
+import { putContentAddressed, readContentAddressed, type ObjectStore } from '../ports/object-store.ts';
 import type { Pipeline } from '../graph/pipeline.ts';
 import type { PlanNode } from '../rdd/plan.ts';
 import type { BadRecordPolicy } from '../exec/task.ts';
@@ -16,13 +16,14 @@ import { generateInterval, type IntervalInputs } from './generator.ts';
  * partition of the interval, which is how lost data is rebuilt and how a new driver resumes.
  */
 export interface LineageRecord {
-  v: 1;
+  v: 2;
   pipeline: string;
   fingerprint: string;
   scope: string;
   interval: number;
   sealedAt: number;
-  uploads: IntakeUpload[];
+  /** The interval's uploads, kept in their own object (`readLineageUploads`) so the record stays small. */
+  uploads: UploadsRef;
   inputs: IntervalInputs;
   persistedHere: Record<string, number>;
   /**
@@ -36,6 +37,28 @@ export interface LineageRecord {
   outputs: { name: string; format: string; rdd: string }[];
   persists: { rdd: string; location: string; tier: string }[];
   stages: StageSpec[];
+}
+
+/** Totals of an interval's uploads, and the hash naming the object that lists them (`keys.lineageUploads`). */
+export interface UploadsRef {
+  /** Uploads read, and their bytes. */
+  count: number;
+  bytes: number;
+  /** Uploads refused (listed too, each with why). */
+  refused: number;
+  hash: string;
+}
+
+/** Stores an interval's upload list beside its record (before the record is written). */
+export async function spillUploads(store: ObjectStore, k: number, uploads: IntakeUpload[]): Promise<UploadsRef> {
+  const { hash } = await putContentAddressed(store, (h) => keys.lineageUploads(intervalScope(k), h), uploads);
+  const read = uploads.filter((u) => u.refused === undefined);
+  return { count: read.length, bytes: read.reduce((n, u) => n + u.size, 0), refused: uploads.length - read.length, hash };
+}
+
+/** The uploads an interval read, as sealed: for inspection, never needed to compute. */
+export function readLineageUploads(store: ObjectStore, record: LineageRecord): Promise<IntakeUpload[]> {
+  return readContentAddressed<IntakeUpload[]>(store, keys.lineageUploads(record.scope, record.uploads.hash), record.uploads.hash);
 }
 
 export class PipelineMismatchError extends Error {
@@ -71,10 +94,10 @@ function plannedParts(builder: PlanBuilder): Pick<LineageRecord, 'plan' | 'outpu
   };
 }
 
-export function buildLineageRecord(pipeline: Pipeline, k: number, uploads: IntakeUpload[], inputs: IntervalInputs, sealedAt: number): LineageRecord {
+export function buildLineageRecord(pipeline: Pipeline, k: number, uploads: UploadsRef, inputs: IntervalInputs, sealedAt: number): LineageRecord {
   const { builder, persistedHere } = generateInterval(pipeline, k, inputs);
   return {
-    v: 1,
+    v: 2,
     pipeline: pipeline.options.name,
     fingerprint: pipeline.fingerprint,
     scope: intervalScope(k),
@@ -90,8 +113,13 @@ export function buildLineageRecord(pipeline: Pipeline, k: number, uploads: Intak
 }
 
 export async function readLineageRecord(store: ObjectStore, k: number): Promise<LineageRecord | undefined> {
-  const bytes = await store.get(keys.lineageRecord(intervalScope(k)));
-  return bytes ? (JSON.parse(Buffer.from(bytes).toString('utf8')) as LineageRecord) : undefined;
+  const key = keys.lineageRecord(intervalScope(k));
+  const bytes = await store.get(key);
+  if (!bytes) return undefined;
+  const record = JSON.parse(Buffer.from(bytes).toString('utf8')) as LineageRecord;
+  // Nothing reads the earlier form (its uploads and split ranges were inline): say so rather than misread it.
+  if (record.v !== 2) throw new Error(`${key} is a lineage record of version ${record.v}, which this dstream does not read: start on a fresh root or bucket`);
+  return record;
 }
 
 /**

@@ -1,4 +1,7 @@
-import type { Split } from '../rdd/plan.ts';
+import type { Split, SplitRef } from '../rdd/plan.ts';
+import { putContentAddressed, type ObjectStore } from '../ports/object-store.ts';
+import { keys, type Scope } from '../layout.ts';
+import { mapConcurrently, STORE_CONCURRENCY } from '../util/map-concurrently.ts';
 
 export interface Upload {
   /** Where the bytes are in the store. */
@@ -49,4 +52,13 @@ export function byKeyAndVersion(a: Upload, b: Upload): number {
   if (a.key !== b.key) return a.key < b.key ? -1 : 1;
   const [va, vb] = [a.version ?? '', b.version ?? ''];
   return va < vb ? -1 : va > vb ? 1 : 0;
+}
+
+/** Stores each split in its own object of the scope's lineage (before the record that names them) and returns the plan's references. */
+export function spillSplits(store: ObjectStore, scope: Scope, splits: Split[]): Promise<SplitRef[]> {
+  return mapConcurrently(splits, STORE_CONCURRENCY, async (split) => ({
+    hash: (await putContentAddressed(store, (hash) => keys.lineageSplit(scope, hash), split)).hash,
+    ranges: split.ranges.length,
+    bytes: split.ranges.reduce((n, r) => n + r.end - r.start, 0),
+  }));
 }

@@ -15,7 +15,7 @@ import {
   type S3Client,
 } from '@aws-sdk/client-s3';
 import { ObjectNotFoundError, validateKey, type ObjectInfo, type ObjectStore, type ReadOptions } from '../../core/ports/object-store.ts';
-import { mapConcurrently } from './map-concurrently.ts';
+import { mapConcurrently } from '../../core/util/map-concurrently.ts';
 import { backoffMs, httpStatusOf, isTransient, retryPolicy, withRetries, type RetryPolicy } from './retry.ts';
 
 const MiB = 1024 * 1024;

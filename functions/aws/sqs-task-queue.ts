@@ -17,7 +17,7 @@ import {
   type SQSClient,
 } from '@aws-sdk/client-sqs';
 import type { DeadLetter, QueueMessage, TaskQueue } from '../../core/ports/task-queue.ts';
-import { mapConcurrently } from './map-concurrently.ts';
+import { mapConcurrently } from '../../core/util/map-concurrently.ts';
 import { backoffMs, retryPolicy, withRetries, type RetryPolicy } from './retry.ts';
 
 /** SQS's limit for one message, and for the sum of the bodies in one batch. */

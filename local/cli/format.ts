@@ -1,5 +1,6 @@
 import type { IntervalReport } from '../../core/streaming/driver.ts';
 import type { LineageRecord } from '../../core/streaming/lineage.ts';
+import type { IntakeUpload } from '../../core/streaming/intake.ts';
 import type { PlanNode } from '../../core/rdd/plan.ts';
 import type { ChaosReport } from '../runtime/embedded-runtime.ts';
 
@@ -49,14 +50,15 @@ export function formatChaos(report: ChaosReport): string {
   ].join('\n');
 }
 
-/** The lineage record as a readable graph: uploads, then each stage's RDDs back to its inputs. */
-export function formatLineage(record: LineageRecord): string {
+/** The lineage record as a readable graph: uploads (listed when given), then each stage's RDDs back to its inputs. */
+export function formatLineage(record: LineageRecord, uploads?: IntakeUpload[]): string {
   const nodes = new Map(record.plan.map((n) => [n.id, n]));
   const lines: string[] = [];
   lines.push(`${record.scope} of pipeline ${record.pipeline} (fingerprint ${record.fingerprint}, plan ${record.planHash})`);
   lines.push(`sealed ${new Date(record.sealedAt).toISOString()}`);
-  lines.push(`uploads: ${record.uploads.length}${record.uploads.length ? '' : ' (an empty interval)'}`);
-  for (const u of record.uploads) lines.push(`  ${u.key} (${bytes(u.size)})`);
+  const { count } = record.uploads;
+  lines.push(`uploads: ${num(count)} (${bytes(record.uploads.bytes)})${count === 0 ? ', an empty interval' : uploads ? '' : '; --uploads lists them'}`);
+  for (const u of uploads ?? []) lines.push(`  ${u.key} (${bytes(u.size)})`);
   const persisted = Object.entries(record.inputs.persisted);
   if (persisted.length) lines.push(`reads persisted RDDs of earlier intervals: ${persisted.map(([k, n]) => `${k} (${n} partitions)`).join(', ')}`);
   lines.push('stages (each runs after the stages it reads):');
@@ -75,7 +77,7 @@ function tree(nodes: Map<string, PlanNode>, id: string, indent: string, lines: s
   let detail = '';
   switch (node.kind) {
     case 'source':
-      detail = `${node.splits.length} splits of ${node.splits.reduce((n, s) => n + s.ranges.length, 0)} byte ranges`;
+      detail = `${node.splits.length} splits of ${num(node.splits.reduce((n, s) => n + s.ranges, 0))} byte ranges (${bytes(node.splits.reduce((n, s) => n + s.bytes, 0))})`;
       break;
     case 'shuffle':
       detail = `reads shuffle ${node.id} (${node.mode}${node.combine ? ', combined on the map side' : ''})`;

@@ -1,6 +1,6 @@
 import path from 'node:path';
 import { FsObjectStore } from '../store/fs-object-store.ts';
-import { quarantineInterval, readLineageRecord } from '../../core/streaming/lineage.ts';
+import { quarantineInterval, readLineageRecord, readLineageUploads } from '../../core/streaming/lineage.ts';
 import { EmbeddedRuntime } from '../runtime/embedded-runtime.ts';
 import { parseArgs, parseCount, parseDuration, UsageError } from './args.ts';
 import { formatChaos, formatInterval, formatLineage } from './format.ts';
@@ -14,8 +14,8 @@ const USAGE = `dstream: Discretized Streams on one machine
       deterministic: <dir>/<k>/ holds the uploads of interval k; runs them all in order
   dstream batch <job.ts> --root <dir> [--workers W] [--partitions P]
       a batch job (defineBatch) over objects already under <root>
-  dstream lineage <k> --root <dir> [--json]
-      the lineage record of interval k, as a readable graph
+  dstream lineage <k> --root <dir> [--json] [--uploads]
+      the lineage record of interval k, as a readable graph; --uploads lists every upload it read
   dstream quarantine <k> --root <dir>
       carry on from interval k, failed on a bad record: run the stream again (run or replay) and
       the interval quarantines its bad records under errors/ instead, without a change of code
@@ -30,14 +30,14 @@ const COMMANDS: Record<string, { positionals: number; options: string[] }> = {
   run: { positionals: 1, options: ['root', 'interval', 'workers', 'partitions'] },
   replay: { positionals: 1, options: ['root', 'staged', 'partitions', 'workers', 'chaos', 'max-attempts'] },
   batch: { positionals: 1, options: ['root', 'workers', 'partitions'] },
-  lineage: { positionals: 1, options: ['root', 'json'] },
+  lineage: { positionals: 1, options: ['root', 'json', 'uploads'] },
   quarantine: { positionals: 1, options: ['root'] },
   demo: { positionals: 0, options: ['root'] },
 };
 
 export async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
-  const args = parseArgs(rest, ['json', 'help']);
+  const args = parseArgs(rest, ['json', 'uploads', 'help']);
   const accepted = command === undefined ? undefined : COMMANDS[command];
   if (accepted) {
     // A mistyped option must not run with defaults as if it were not there.
@@ -118,12 +118,15 @@ export async function main(argv: string[]): Promise<number> {
     }
     case 'lineage': {
       const k = intervalArgument();
-      const record = await readLineageRecord(new FsObjectStore(path.resolve(required('root'))), k);
+      const store = new FsObjectStore(path.resolve(required('root')));
+      const record = await readLineageRecord(store, k);
       if (!record) {
         console.error(`no lineage record for interval ${k} under ${required('root')}`);
         return 1;
       }
-      console.log(args.options.get('json') ? JSON.stringify(record, null, 2) : formatLineage(record));
+      const uploads = args.options.get('uploads') ? await readLineageUploads(store, record) : undefined;
+      if (args.options.get('json')) console.log(JSON.stringify(uploads ? { ...record, uploads } : record, null, 2));
+      else console.log(formatLineage(record, uploads));
       return 0;
     }
     case 'demo':

@@ -19,7 +19,9 @@ import { parseArgs } from 'node:util';
 import { PutObjectCommand } from '@aws-sdk/client-s3';
 import { INCOMING, keys } from '../../core/layout.ts';
 import { listAll } from '../../core/ports/object-store.ts';
-import { readLineageRecord, type LineageRecord } from '../../core/streaming/lineage.ts';
+import { readLineageRecord, readLineageUploads, type LineageRecord } from '../../core/streaming/lineage.ts';
+import type { IntakeUpload } from '../../core/streaming/intake.ts';
+import { mapConcurrently, STORE_CONCURRENCY } from '../../core/util/map-concurrently.ts';
 import { makeS3Client } from '../../functions/aws/clients.ts';
 import { S3ObjectStore } from '../../functions/aws/s3-object-store.ts';
 import { EmbeddedRuntime, loadPipeline } from '../runtime/embedded-runtime.ts';
@@ -150,15 +152,17 @@ async function uploadSamples(bucket: string, dir: string): Promise<Set<string>> 
  */
 async function awaitCommitted(store: S3ObjectStore, uploads: Set<string>, deadline: number): Promise<LineageRecord[]> {
   const records: LineageRecord[] = [];
+  const read: IntakeUpload[][] = [];
   let committed = 0;
   for (;;) {
     // Intervals are planned in order from 0, and a record never changes once written.
     for (let record = await readLineageRecord(store, records.length); record; record = await readLineageRecord(store, records.length)) {
       records.push(record);
+      read.push(await readLineageUploads(store, record));
     }
     while (committed < records.length && (await store.head(keys.committed(records[committed]!.scope)))) committed++;
-    const placed = records.flatMap((r) => r.uploads.map((u) => u.key)).filter((key) => uploads.has(key));
-    const last = Math.max(-1, ...records.filter((r) => r.uploads.some((u) => uploads.has(u.key))).map((r) => r.interval));
+    const placed = read.flat().filter((u) => uploads.has(u.key));
+    const last = Math.max(-1, ...records.filter((_, i) => read[i]!.some((u) => uploads.has(u.key))).map((r) => r.interval));
     if (placed.length === uploads.size && committed > last) return records.slice(0, last + 1);
     if (Date.now() > deadline) {
       // Ingest leaves a claim per admitted upload: none means S3 never told it of the uploads.
@@ -180,7 +184,7 @@ async function awaitCommitted(store: S3ObjectStore, uploads: Set<string>, deadli
 async function stage(store: S3ObjectStore, records: LineageRecord[], dir: string): Promise<void> {
   for (const record of records) {
     await mkdir(join(dir, String(record.interval)), { recursive: true });
-    for (const upload of record.uploads) {
+    for (const upload of await readLineageUploads(store, record)) {
       const bytes = await store.get(upload.key);
       if (!bytes) throw new Error(`upload ${upload.key} of interval ${record.interval} is gone from the bucket (expired?)`);
       const file = join(dir, String(record.interval), upload.name);
@@ -196,7 +200,7 @@ type Output = string[] | undefined;
 async function cloudOutput(store: S3ObjectStore, name: string, scope: string): Promise<Output> {
   if (!(await store.head(keys.outputSuccess(name, scope)))) return undefined;
   const parts = (await listAll(store, keys.outputPrefix(name, scope))).filter((o) => /\/part-\d+$/.test(o.key));
-  const bodies = await Promise.all(parts.map((p) => store.get(p.key)));
+  const bodies = await mapConcurrently(parts, STORE_CONCURRENCY, (p) => store.get(p.key));
   return recordsOf(bodies.map((b) => Buffer.from(b ?? new Uint8Array()).toString('utf8')));
 }
 
@@ -204,7 +208,7 @@ async function localOutput(root: string, name: string, scope: string): Promise<O
   const dir = join(root, keys.outputPrefix(name, scope));
   if (!existsSync(join(root, keys.outputSuccess(name, scope)))) return undefined;
   const parts = (await readdir(dir)).filter((f) => /^part-\d+$/.test(f));
-  return recordsOf(await Promise.all(parts.map((p) => readFile(join(dir, p), 'utf8'))));
+  return recordsOf(await mapConcurrently(parts, STORE_CONCURRENCY, (p) => readFile(join(dir, p), 'utf8')));
 }
 
 /** Partitioning may differ between the runs; the records may not. */

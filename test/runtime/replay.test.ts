@@ -87,7 +87,7 @@ describe('examples in the embedded runtime', () => {
 });
 
 describe('dstream lineage', () => {
-  it('prints an interval\'s uploads and stages as a readable graph, or says there is none', async () => {
+  it('prints an interval\'s uploads and stages as a readable graph, lists the uploads on request, or says there is none', async () => {
     const base = await tempDir();
     const staged = await stage(path.join(base, 'staged'), [{ 'a.txt': 'x y\n' }, { 'b.txt': 'y z\n' }]);
     const root = path.join(base, 'root');
@@ -96,13 +96,18 @@ describe('dstream lineage', () => {
       const shown = await runCli(['lineage', '1', '--root', root]);
       expect(shown.code).toBe(0);
       expect(shown.stdout).toContain('interval=000001 of pipeline wordcount');
-      expect(shown.stdout).toContain('intake/uploads/replay-1/b.txt');
+      expect(shown.stdout).toContain('uploads: 1 (4 B); --uploads lists them');
+      expect(shown.stdout).toMatch(/textStream \[(\d+) partitions\] \1 splits of \d+ byte ranges \(4 B\)/);
       expect(shown.stdout).toMatch(/map-r\d+: \d+ tasks, writes shuffle blocks/);
       expect(shown.stdout).toMatch(/persist-d\d+: .* persists to cache\/interval=000001\/persist\//);
       expect(shown.stdout).toContain('reads cache/interval=000000/persist/');
       expect(shown.stdout).toMatch(/out-totals: .* writes output totals \(json\)/);
+      const listed = await runCli(['lineage', '1', '--root', root, '--uploads']);
+      expect(listed.stdout).toMatch(/uploads: 1 \(4 B\)\n  \S*b\.txt \(4 B\)\n/);
       const json = await runCli(['lineage', '1', '--root', root, '--json']);
-      expect(JSON.parse(json.stdout).interval).toBe(1);
+      expect(JSON.parse(json.stdout)).toMatchObject({ interval: 1, uploads: { count: 1, bytes: 4 } });
+      const jsonListed = await runCli(['lineage', '1', '--root', root, '--json', '--uploads']);
+      expect(JSON.parse(jsonListed.stdout).uploads).toMatchObject([{ name: 'b.txt', size: 4 }]);
       const missing = await runCli(['lineage', '7', '--root', root]);
       expect(missing.code).toBe(1);
       expect(missing.stderr).toContain('no lineage record for interval 7');

@@ -13,10 +13,16 @@ export interface CliResult {
   stderr: string;
 }
 
-/** Runs the `dstream` command as a user would, in its own process. */
-export function runCli(args: string[], env: NodeJS.ProcessEnv = {}): Promise<CliResult> {
+/**
+ * Runs the `dstream` command as a user would, in its own process; with `openFiles`, under that
+ * limit of open descriptors (set by bash's `ulimit -n`, which Node cannot set for a child).
+ */
+export function runCli(args: string[], env: NodeJS.ProcessEnv = {}, limits: { openFiles?: number } = {}): Promise<CliResult> {
   return new Promise((resolve) => {
-    const child = spawn(process.execPath, [path.resolve('bin/dstream.js'), ...args], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+    const command = [process.execPath, path.resolve('bin/dstream.js'), ...args];
+    const [file, argv] =
+      limits.openFiles === undefined ? [command[0]!, command.slice(1)] : ['bash', ['-c', `ulimit -n ${limits.openFiles} && exec "$@"`, 'bash', ...command]];
+    const child = spawn(file, argv, { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
     let stdout = '';
     let stderr = '';
     child.stdout.on('data', (d) => (stdout += d));

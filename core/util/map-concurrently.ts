@@ -1,4 +1,11 @@
 /**
+ * Store requests one fan-out keeps in flight: enough to hide an object store's latency, far below
+ * any open-file limit, so a list of any length (uploads, entries, splits, tasks) maps in bounded
+ * memory and descriptors.
+ */
+export const STORE_CONCURRENCY = 32;
+
+/**
  * `items.map(fn)` with at most `limit` calls in flight: enough parallel requests to hide latency,
  * few enough not to trip the service's throttling. Results keep the order of `items`. On the first
  * failure no new call starts; the failure is rethrown once the calls in flight have settled.
