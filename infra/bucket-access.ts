@@ -38,6 +38,7 @@ export const FUNCTION_BUCKET_ACCESS: Record<HandlerKind, BucketAccess> = {
   task: {
     read: [
       'lineage/interval=*/record.json',
+      'lineage/interval=*/splits/*',
       'lineage/interval=*/task-records/*',
       'lineage/interval=*/tasks/*',
       'lineage/interval=*/fetch-failed/*',
@@ -75,6 +76,8 @@ export const FUNCTION_BUCKET_ACCESS: Record<HandlerKind, BucketAccess> = {
       'intake/interval=*/_SEALED',
       'intake/claims/*',
       'lineage/interval=*/record.json',
+      'lineage/interval=*/splits/*',
+      'lineage/interval=*/uploads/*',
       'lineage/interval=*/task-records/*',
       'lineage/interval=*/sinks/*',
       'lineage/interval=*/_COMMITTED',

@@ -96,6 +96,7 @@ const BUCKET_ACCESS_SPEC = {
     's3:GetObjectVersion': ['incoming/*'],
     's3:GetObject': [
       'lineage/interval=*/record.json',
+      'lineage/interval=*/splits/*',
       'lineage/interval=*/task-records/*',
       'lineage/interval=*/tasks/*',
       'lineage/interval=*/fetch-failed/*',
@@ -119,6 +120,7 @@ const BUCKET_ACCESS_SPEC = {
     's3:ListBucket': [
       'incoming/*',
       'lineage/interval=*/record.json',
+      'lineage/interval=*/splits/*',
       'lineage/interval=*/task-records/*',
       'lineage/interval=*/tasks/*',
       'lineage/interval=*/fetch-failed/*',
@@ -139,6 +141,8 @@ const BUCKET_ACCESS_SPEC = {
       'intake/interval=*/_SEALED',
       'intake/claims/*',
       'lineage/interval=*/record.json',
+      'lineage/interval=*/splits/*',
+      'lineage/interval=*/uploads/*',
       'lineage/interval=*/task-records/*',
       'lineage/interval=*/sinks/*',
       'lineage/interval=*/_COMMITTED',
