@@ -2,8 +2,9 @@ import type { ObjectStore } from '../ports/object-store.ts';
 import { RecordWriter } from '../codec/record-codec.ts';
 import type { PlanBuilder, Rdd } from '../rdd/rdd.ts';
 import { preview, type OperatorContext } from '../rdd/operators.ts';
-import { keys, type Scope } from '../layout.ts';
-import { computePartition, MissingInputError, type BlockRef, type ComputeEnv } from './compute.ts';
+import { intervalOf, keys, type Scope } from '../layout.ts';
+import { computePartition, MissingInputError, refusedRecord, type BlockRef, type ComputeEnv } from './compute.ts';
+import { LinePosition } from './split-reader.ts';
 import { writeShuffleMap } from './shuffle-writer.ts';
 
 /**
@@ -27,6 +28,11 @@ export interface TaskRecord {
   attempt: number;
   /** 0 for the first copy; speculative duplicates count up. */
   copy: number;
+  /**
+   * Which driver run sent this copy. A new run sends its unfinished tasks afresh, so a dead letter
+   * or a final failure of an earlier run's copy is history, not a failure of this run.
+   */
+  run?: string;
   output?: { name: string; format: 'text' | 'json' | 'collect' };
   location?: string;
   /** For each shuffle read in this stage: the blocks of this task's reduce partition. */
@@ -52,6 +58,18 @@ export interface TaskDone {
   mapOutput?: { key: string; blocks: [number, number][] };
 }
 
+/** The record of a task settled at once (its error recurs on every delivery); the driver fails the scope with it. */
+export interface TaskFailure {
+  /** The driver run that sent the failed copy: only that run fails on it. */
+  run?: string;
+  stage: string;
+  partition: number;
+  attempt: number;
+  copy: number;
+  receiveCount: number;
+  error: string;
+}
+
 export type BadRecordPolicy = 'fail' | 'quarantine';
 
 export class BadRecordError extends Error {
@@ -68,6 +86,8 @@ export interface TaskEnvironment {
   badRecords: BadRecordPolicy;
   maxLineBytes: number;
   now(): number;
+  /** The name a user knows an input object by (an upload's name), for error reports; default the key. */
+  inputName?(key: string): string;
   /** Aborted when another copy of the task has committed: this one stops, its work unneeded. */
   signal?: AbortSignal;
 }
@@ -89,6 +109,8 @@ export async function runTask(task: TaskRecord, env: TaskEnvironment): Promise<T
   const plan = await env.loadPlan(task);
   const rdd = plan.get(task.rdd);
   const quarantine: string[] = [];
+  const position = new LinePosition();
+  const source: SourceOf = () => (position.key === undefined ? undefined : { input: env.inputName?.(position.key) ?? position.key, offset: position.offset });
   const computeEnv: ComputeEnv = {
     store: env.store,
     maxLineBytes: env.maxLineBytes,
@@ -99,7 +121,8 @@ export async function runTask(task: TaskRecord, env: TaskEnvironment): Promise<T
       if (!blocks) throw new Error(`task ${task.stage}/${task.partition} has no block list for shuffle ${id}`);
       return blocks;
     },
-    operatorContext: (p) => badRecordContext(task, p, env.badRecords, quarantine),
+    position,
+    operatorContext: (p, label) => badRecordContext(task, p, label, env.badRecords, quarantine, source),
   };
 
   let result: Omit<TaskDone, 'recordsIn' | 'bytesIn' | 'sourceRecords' | 'durationMs' | 'quarantined' | 'stage' | 'partition' | 'attempt' | 'copy'>;
@@ -147,7 +170,7 @@ async function computeTaskOutput(task: TaskRecord, rdd: Rdd<unknown>, env: Compu
     }
     case 'persist': {
       const writer = new RecordWriter();
-      await computePartition(rdd, task.partition, env, (r) => writer.write(r));
+      await computePartition(rdd, task.partition, env, storing(rdd, task.partition, env, writer));
       const bytes = writer.finish();
       await store.put(keys.persisted(task.location!, task.partition), bytes);
       return { recordsOut: writer.count, bytesOut: bytes.length };
@@ -156,7 +179,7 @@ async function computeTaskOutput(task: TaskRecord, rdd: Rdd<unknown>, env: Compu
       const output = task.output!;
       if (output.format === 'collect') {
         const writer = new RecordWriter();
-        await computePartition(rdd, task.partition, env, (r) => writer.write(r));
+        await computePartition(rdd, task.partition, env, storing(rdd, task.partition, env, writer));
         const bytes = writer.finish();
         await store.put(keys.collected(task.scope, output.name, task.partition), bytes);
         return { recordsOut: writer.count, bytesOut: bytes.length };
@@ -174,20 +197,48 @@ async function computeTaskOutput(task: TaskRecord, rdd: Rdd<unknown>, env: Compu
 const textLine = (r: unknown) => (typeof r === 'string' ? r : JSON.stringify(r));
 const jsonLine = (r: unknown) => JSON.stringify(r);
 
-function badRecordContext(task: TaskRecord, partition: number, policy: BadRecordPolicy, quarantine: string[]): OperatorContext {
+/** Writes each record; one the codec refuses is a bad record of the operator that produced it. */
+function storing(rdd: Rdd<unknown>, p: number, env: ComputeEnv, writer: RecordWriter): (record: unknown) => void {
+  const ctx = env.operatorContext(p, rdd.node.label);
+  return (r) => {
+    try {
+      writer.write(r);
+    } catch (error) {
+      refusedRecord(ctx, rdd.node.label, r, error);
+    }
+  };
+}
+
+/** The upload and byte offset of the input line being processed, if a source is being read. */
+type SourceOf = () => { input: string; offset: number } | undefined;
+
+function badRecordContext(task: TaskRecord, partition: number, label: string | undefined, policy: BadRecordPolicy, quarantine: string[], source: SourceOf): OperatorContext {
   return {
     partition,
     badRecord(operator, record, error) {
+      const name = label ?? operator;
       const message = error instanceof Error ? error.message : String(error);
+      const at = source();
       if (policy === 'fail') {
+        const where = at ? `reading ${at.input} at byte ${at.offset}` : 'after a shuffle or from state (at no single input line)';
         throw new BadRecordError(
-          `${operator} failed on a record in ${task.scope}, stage ${task.stage}, partition ${partition}: ${message}; record: ${preview(record)} ` +
-            `(set badRecords: 'quarantine' in the pipeline to keep such records under errors/ and go on)`,
+          `${name} failed on a record in ${task.scope}, stage ${task.stage}, partition ${partition}, ${where}: ${message}; record: ${preview(record)} ` +
+            `(${wayOn(task.scope)})`,
         );
       }
-      quarantine.push(JSON.stringify({ operator, error: message, record: safeRecord(record) }));
+      quarantine.push(JSON.stringify({ operator: name, error: message, record: safeRecord(record), ...at }));
     },
   };
+}
+
+/** What an operator can do about a bad record that failed its interval or job. */
+function wayOn(scope: Scope): string {
+  const k = intervalOf(scope);
+  if (k === undefined) return `set badRecords: 'quarantine' in the job to keep such records under errors/ and go on`;
+  return (
+    `to rerun the interval with its bad records kept under errors/${scope}/records/, run dstream quarantine ${k} --root <dir> ` +
+    `(on AWS, invoke the driver with {"quarantine": ${k}})`
+  );
 }
 
 function safeRecord(record: unknown): unknown {

@@ -1,13 +1,32 @@
 import type { ObjectStore } from '../ports/object-store.ts';
 import type { BatchJob, Pipeline } from '../graph/pipeline.ts';
-import { runTask, type TaskOutcome, type TaskRecord } from '../exec/task.ts';
+import { BadRecordError, runTask, type TaskFailure, type TaskOutcome, type TaskRecord } from '../exec/task.ts';
 import type { PlanBuilder } from '../rdd/rdd.ts';
-import { decodeTaskMessage } from '../scheduler/task-message.ts';
-import { intervalOf, keys } from '../layout.ts';
+import { decodeTaskMessage, keepUnreadableMessage, MalformedTaskMessageError } from '../scheduler/task-message.ts';
+import { UnstorableValueError } from '../codec/storable.ts';
+import { INCOMING, intervalOf, keys } from '../layout.ts';
 import { PipelineMismatchError, planFromRecord, readLineageRecord } from '../streaming/lineage.ts';
 import { batchPlanFromRecord, type BatchRecord } from '../batch/batch-runner.ts';
 
 export type PipelineModule = Pipeline | BatchJob;
+
+/**
+ * The one policy for a delivery that threw. An error that the same task meets again on every
+ * delivery (a bad record under badRecords 'fail', an unstorable value, code that is not the
+ * driver's, a message that is no task) is settled at once: the runner acknowledges the message,
+ * and the failure is recorded where the driver finds it on its next poll. Retrying it would only
+ * delay the same failure. Anything else (a store outage, a dead worker, a timeout) is retried,
+ * until the queue dead-letters it.
+ */
+export function settlesAtOnce(error: unknown): boolean {
+  return (
+    error instanceof BadRecordError ||
+    error instanceof UnstorableValueError ||
+    error instanceof PipelineMismatchError ||
+    error instanceof MalformedTaskMessageError
+  );
+}
+
 
 /** Plans rebuilt recently, by scope: a worker runs many tasks of the same interval. */
 const PLAN_CACHE_SIZE = 8;
@@ -47,7 +66,22 @@ export class TaskHandler {
     return decodeTaskMessage(this.store, body);
   }
 
-  /** Runs the task; `cancel` is aborted when another copy commits first (the caller may watch it). */
+  /**
+   * For a message that could not be decoded: true when it is no task on any delivery (the runner
+   * acknowledges it; it is kept under errors/unreadable-dead-letters/), false when decoding may
+   * succeed on a retry (the store failed).
+   */
+  async settleUndecodable(message: { id: string; body: string; receiveCount: number }, error: unknown): Promise<boolean> {
+    if (!settlesAtOnce(error)) return false;
+    await keepUnreadableMessage(this.store, message, error);
+    return true;
+  }
+
+  /**
+   * Runs the task; `cancel` is aborted when another copy commits first (the caller may watch it).
+   * On an error that `settlesAtOnce`, the task's final failure is recorded before it is rethrown,
+   * and the runner acknowledges the message instead of returning it.
+   */
   async handle(task: TaskRecord, receiveCount: number, cancel = new AbortController()): Promise<TaskOutcome> {
     const stopWatching = this.watchForWinner(task, cancel);
     try {
@@ -57,10 +91,12 @@ export class TaskHandler {
         badRecords: this.module.options.badRecords,
         maxLineBytes: this.module.options.maxLineBytes,
         now: this.now,
+        inputName: uploadName,
         signal: cancel.signal,
       });
     } catch (error) {
       await this.recordFailure(task, receiveCount, error);
+      if (settlesAtOnce(error)) await this.recordFinalFailure(task, receiveCount, error);
       throw error;
     } finally {
       stopWatching();
@@ -88,6 +124,12 @@ export class TaskHandler {
   /** Leaves the error where the driver looks if the task is dead-lettered; best effort. */
   recordFailure(task: TaskRecord, receiveCount: number, error: unknown): Promise<void> {
     return recordTaskFailure(this.store, task, receiveCount, error);
+  }
+
+  /** Not best effort: a runner that acknowledges the message must leave this, or the driver waits forever. */
+  private async recordFinalFailure(task: TaskRecord, receiveCount: number, error: unknown): Promise<void> {
+    const failure: TaskFailure = { ...(task.run ? { run: task.run } : {}), stage: task.stage, partition: task.partition, attempt: task.attempt, copy: task.copy, receiveCount, error: describeError(error) };
+    await this.store.put(keys.taskFailed(task.scope, task.stage, task.partition, task.run ?? 'none'), JSON.stringify(failure));
   }
 
   private async loadPlan(task: TaskRecord): Promise<PlanBuilder> {
@@ -128,10 +170,19 @@ export async function recordTaskFailure(
   receiveCount: number,
   error: unknown,
 ): Promise<void> {
-  const message = error instanceof Error ? `${error.name}: ${error.message}` : String(error);
+  const message = describeError(error);
   await store
     .put(keys.taskError(task.scope, task.stage, task.partition), JSON.stringify({ attempt: task.attempt, copy: task.copy, receiveCount, error: message }))
     .catch(() => {});
+}
+
+function describeError(error: unknown): string {
+  return error instanceof Error ? `${error.name}: ${error.message}` : String(error);
+}
+
+/** An upload's name is its key under incoming/; other objects (a batch job's inputs) go by their key. */
+function uploadName(key: string): string {
+  return key.startsWith(INCOMING) ? key.slice(INCOMING.length) : key;
 }
 
 /** Loads a pipeline module's default export and checks it is one. */

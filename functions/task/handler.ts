@@ -9,7 +9,7 @@ import type { SQSBatchItemFailure, SQSBatchResponse, SQSEvent, SQSRecord } from 
 import type { ObjectStore } from '../../core/ports/object-store.ts';
 import type { TaskQueue } from '../../core/ports/task-queue.ts';
 import type { TaskRecord } from '../../core/exec/task.ts';
-import { TaskHandler, type PipelineModule } from '../../core/runtime/task-handler.ts';
+import { TaskHandler, settlesAtOnce, type PipelineModule } from '../../core/runtime/task-handler.ts';
 import { SUPERSEDED_CHECK_MS, functionConfig, s3Store, sqsQueue, taskRetryDelayMs } from '../config.ts';
 import { publishTaskFailures } from '../metrics.ts';
 
@@ -73,7 +73,11 @@ async function retrySoon(queue: () => Pick<TaskQueue, 'changeVisibility'>, recor
   }
 }
 
-/** True when the message is done with: the task completed, was already complete, or reported lost inputs. */
+/**
+ * True when the message is done with: the task completed, was already complete, reported lost
+ * inputs, or failed with an error that recurs on every delivery (settled: its failure recorded for
+ * the driver, or the message kept under errors/ when it is no task).
+ */
 async function runRecord(tasks: TaskHandler, record: SQSRecord, context?: TaskInvocationContext): Promise<boolean> {
   const receiveCount = receiveCountOf(record);
   let task: TaskRecord;
@@ -81,16 +85,19 @@ async function runRecord(tasks: TaskHandler, record: SQSRecord, context?: TaskIn
     if (typeof record.body !== 'string') throw new Error(`the message body is a ${typeof record.body}, not a string`);
     task = await tasks.decode(record.body);
   } catch (error) {
+    const settled = await tasks.settleUndecodable({ id: record.messageId, body: String(record.body), receiveCount }, error).catch(() => false);
     console.error(
       JSON.stringify({
         level: 'error',
-        message: `message ${record.messageId} is not a dstream task; it is returned to the queue and dead-lettered once its receives run out`,
+        message: settled
+          ? `message ${record.messageId} is not a dstream task; it is kept under errors/unreadable-dead-letters/ and deleted from the queue`
+          : `message ${record.messageId} could not be read as a dstream task; it is returned to the queue and dead-lettered once its receives run out`,
         messageId: record.messageId,
         receiveCount,
         error: String(error),
       }),
     );
-    return false;
+    return settled;
   }
   // Lambda ends a timed-out invocation without a word to the code: say why while there is time,
   // so that a task that times out on every delivery is dead-lettered with its reason.
@@ -107,10 +114,13 @@ async function runRecord(tasks: TaskHandler, record: SQSRecord, context?: TaskIn
     await tasks.handle(task, receiveCount);
     return true;
   } catch (error) {
+    const settled = settlesAtOnce(error);
     console.error(
       JSON.stringify({
         level: 'error',
-        message: `task ${task.scope} ${task.stage} partition ${task.partition} failed on delivery ${receiveCount}; it is returned to the queue`,
+        message: settled
+          ? `task ${task.scope} ${task.stage} partition ${task.partition} failed on delivery ${receiveCount} with an error that recurs on every delivery; its failure is recorded for the driver and the message deleted`
+          : `task ${task.scope} ${task.stage} partition ${task.partition} failed on delivery ${receiveCount}; it is returned to the queue`,
         messageId: record.messageId,
         receiveCount,
         scope: task.scope,
@@ -122,7 +132,7 @@ async function runRecord(tasks: TaskHandler, record: SQSRecord, context?: TaskIn
         stack: error instanceof Error ? error.stack : undefined,
       }),
     );
-    return false;
+    return settled;
   } finally {
     clearTimeout(notice);
   }

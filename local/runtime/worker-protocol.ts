@@ -14,7 +14,8 @@ export type FromWorker =
   | { type: 'init-error'; message: string }
   | { type: 'started'; id: string; task: TaskIdentity }
   | { type: 'done'; id: string; outcome: 'done' | 'skipped' | 'fetch-failed' | 'superseded'; injected: FaultKind[]; usage: WorkerUsage }
-  | { type: 'failed'; id: string; message: string; injected: FaultKind[] };
+  /** `settled`: the error recurs on every delivery; the failure is recorded and the message is to be acknowledged, not retried. */
+  | { type: 'failed'; id: string; message: string; settled: boolean; injected: FaultKind[] };
 
 export interface WorkerUsage {
   /** Peak resident memory of the worker process so far, in bytes. */

@@ -9,7 +9,7 @@ import { FsObjectStore } from '../../local/store/fs-object-store.ts';
 import { FsTaskQueue } from '../../local/queue/fs-task-queue.ts';
 import { StreamingDriver, type DriverConfig } from '../../core/streaming/driver.ts';
 import { admitUpload } from '../../core/streaming/intake.ts';
-import { defaultSchedulerOptions } from '../../core/scheduler/dag-scheduler.ts';
+import { defaultSchedulerOptions, TaskFailedError } from '../../core/scheduler/dag-scheduler.ts';
 import { systemClock } from '../../core/ports/clock.ts';
 import type { QueueMessage } from '../../core/ports/task-queue.ts';
 import { keys } from '../../core/layout.ts';
@@ -82,15 +82,21 @@ function orphanTask(): TaskRecord {
 }
 
 describe('task handler', () => {
-  it('reports only the messages that failed: real tasks run and are not reported, bodies that are not tasks are', async () => {
-    const handler = createTaskHandler(wordcount, { store, queue: retryRecorder() });
+  it('runs real tasks, and settles bodies that are not tasks at once: kept under errors/, not returned to the queue', async () => {
+    const retries = retryRecorder();
+    const handler = createTaskHandler(wordcount, { store, queue: retries });
     const { run, batch } = await intervalWithTasks();
     const junk = [
       { id: 'junk-1', body: 'not json at all', receipt: 'r1', receiveCount: 1 },
       { id: 'junk-2', body: '{"hello":"world"}', receipt: 'r2', receiveCount: 3 },
     ];
     const response = await handler(sqsEvent([junk[0]!, ...batch, junk[1]!]));
-    expect(response).toEqual({ batchItemFailures: [{ itemIdentifier: 'junk-1' }, { itemIdentifier: 'junk-2' }] });
+    expect(response).toEqual({ batchItemFailures: [] });
+    expect(retries.hidden).toEqual([]);
+    for (const { id, body, receiveCount } of junk) {
+      const kept = JSON.parse(Buffer.from((await store.get(keys.unreadableDeadLetter(id)))!).toString());
+      expect(kept).toMatchObject({ id, body, receiveCount, error: expect.stringMatching(/MalformedTaskMessageError/) });
+    }
     for (const m of batch) await queue.delete(m.receipt);
 
     // The tasks of the batch completed: the interval finishes with the rest of its tasks.
@@ -101,8 +107,8 @@ describe('task handler', () => {
 
     const logged = loggedJson(errors.mock.calls);
     expect(logged.map((l) => [l.messageId, l.receiveCount, l.message])).toEqual([
-      ['junk-1', 1, 'message junk-1 is not a dstream task; it is returned to the queue and dead-lettered once its receives run out'],
-      ['junk-2', 3, 'message junk-2 is not a dstream task; it is returned to the queue and dead-lettered once its receives run out'],
+      ['junk-1', 1, 'message junk-1 is not a dstream task; it is kept under errors/unreadable-dead-letters/ and deleted from the queue'],
+      ['junk-2', 3, 'message junk-2 is not a dstream task; it is kept under errors/unreadable-dead-letters/ and deleted from the queue'],
     ]);
     expect(logged[0]!.error).toMatch(/task message is not JSON/);
   });
@@ -127,7 +133,7 @@ describe('task handler', () => {
   it('reports a task that throws, and leaves its error, with the delivery count SQS gave, where the driver looks', async () => {
     const event = sqsBatchEvent();
     const task = orphanTask();
-    event.Records[0]!.body = 'this is no task';
+    event.Records[0]!.body = JSON.stringify({ ...task, partition: 1 });
     // The fixture's second record is a second delivery: ApproximateReceiveCount "2".
     event.Records[1]!.body = JSON.stringify(task);
     const retries = retryRecorder();
@@ -144,6 +150,28 @@ describe('task handler', () => {
     const logged = loggedJson(errors.mock.calls)[1]!;
     expect(logged).toMatchObject({ messageId: event.Records[1]!.messageId, receiveCount: 2, scope: 'interval=000042', stage: 'map-r3', partition: 0 });
     expect(logged.message).toBe('task interval=000042 map-r3 partition 0 failed on delivery 2; it is returned to the queue');
+  });
+
+  it('settles a task whose error recurs on every delivery at once: recorded for the driver, deleted, and the interval fails naming it', async () => {
+    const retries = retryRecorder();
+    const handler = createTaskHandler(wordcount, { store, queue: retries });
+    const { run, batch } = await intervalWithTasks();
+    const failing = run.catch((error: unknown) => error);
+    // A copy built from other code: the pipeline fingerprint differs, on this delivery and every later one.
+    const [original] = batch;
+    const task = JSON.parse(original!.body) as TaskRecord;
+    const foreign = { ...original!, body: JSON.stringify({ ...task, fingerprint: 'other-code' }) };
+    await queue.delete(original!.receipt);
+
+    expect(await handler(sqsEvent([foreign]))).toEqual({ batchItemFailures: [] });
+    expect(retries.hidden).toEqual([]);
+    const failure = JSON.parse(Buffer.from((await store.get(keys.taskFailed(task.scope, task.stage, task.partition, task.run!)))!).toString());
+    expect(failure).toMatchObject({ stage: task.stage, partition: task.partition, receiveCount: 1, error: expect.stringMatching(/^PipelineMismatchError/) });
+
+    const error = await failing;
+    expect(error).toBeInstanceOf(TaskFailedError);
+    expect(String(error)).toMatch(/failed on delivery 1 with an error that recurs on every delivery, so it was not retried: PipelineMismatchError/);
+    for (const m of batch.slice(1)) await queue.delete(m.receipt);
   });
 
   it('says why before its invocation runs out of time, so a task that always times out is dead-lettered with its reason', async () => {
