@@ -76,7 +76,8 @@ export async function computePartition(rdd: Rdd<unknown>, p: number, env: Comput
           ctx.badRecord(
             'source',
             { object: where.key, offset: where.offset, length: where.length, ...(raw ? { base64: Buffer.from(raw).toString('base64') } : {}) },
-            new Error(`${where.key} at byte ${where.offset}: ${reason}`),
+            // The report names the upload and offset, from the position the reader set for this line.
+            new Error(reason),
           ),
       });
       // What comes next (a map-side combine's output, a whole partition) is at no single line.
@@ -166,7 +167,9 @@ export async function computePartition(rdd: Rdd<unknown>, p: number, env: Comput
  */
 export function refusedRecord(ctx: OperatorContext, operator: string, record: unknown, error: unknown): void {
   if (!(error instanceof UnstorableValueError)) throw error;
-  ctx.badRecord(operator, record, error);
+  // The writer counts records (`record[41][1]`); the report shows this record alone.
+  const path = error.path.replace(/^record\[\d+\]/, 'record');
+  ctx.badRecord(operator, record, new UnstorableValueError(path, error.message.replace(error.path, path)));
 }
 
 async function readBlocks(env: ComputeEnv, rdd: string, p: number, emit: Emit): Promise<void> {
