@@ -123,7 +123,7 @@ describe('driver handler', () => {
     expect(handOvers).toEqual([]);
   });
 
-  it('fails visibly when a task fails every delivery: logs the task and its last error, gives the lease up, and rethrows', async () => {
+  it('fails visibly when a task fails with an error that recurs on every delivery: settled at once, logged with its error, lease given up, rethrown', async () => {
     const poisoned = definePipeline({ name: 'poisoned', partitions: 1 }, (ctx) => {
       ctx
         .textStream()
@@ -153,17 +153,19 @@ describe('driver handler', () => {
     expect(logged).toHaveLength(1);
     expect(logged[0]).toMatchObject({
       level: 'error',
-      message: 'interval 0 failed: a task failed every delivery and was dead-lettered; it stays failed until the cause is fixed',
+      message: 'interval 0 failed: a task failed with an error that recurs on every delivery; it stays failed until the cause is fixed',
       interval: 0,
       scope: 'interval=000000',
       stage: 'out-out',
-      receiveCount: 2,
+      // A bad record under badRecords 'fail' fails the same way on every delivery: not retried.
+      receiveCount: 1,
     });
-    expect(logged[0]!.lastError).toMatch(/^BadRecordError: map failed on a record .*cannot digest "poison"/);
+    expect(logged[0]!.lastError).toMatch(/^BadRecordError: map @d1 map failed on a record .*reading meal\.txt at byte 6: cannot digest "poison"/);
     // The metric the dead-letter alarm watches.
     const metrics = stdout.mock.calls.map(([line]) => JSON.parse(String(line)) as Record<string, unknown>);
     expect(metrics.filter((m) => m.DeadLetteredTasks === 1)).toEqual([expect.objectContaining({ Pipeline: 'poisoned', interval: 0, stage: 'out-out' })]);
-    expect(metrics.filter((m) => m.TaskFailures).reduce((n, m) => n + Number(m.TaskFailures), 0)).toBe(2);
+    // Settled, not returned to the queue: no batch item failure.
+    expect(metrics.filter((m) => m.TaskFailures).reduce((n, m) => n + Number(m.TaskFailures), 0)).toBe(0);
   });
 
   it('keeps a dead letter that is no task under errors/, and commits the interval', async () => {
