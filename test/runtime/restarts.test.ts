@@ -4,7 +4,7 @@
  * ends with the outputs of a run that was never interrupted.
  */
 import { spawn } from 'node:child_process';
-import { readFile } from 'node:fs/promises';
+import { readdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { outputFiles, removeDir, runCli, stage, tempDir } from '../support/stream-harness.ts';
@@ -42,8 +42,9 @@ describe('a runtime killed while a task runs', () => {
       const finished = await runCli(replayArgs(staged, root), { DSTREAM_TEST_BEACON: beacon });
       expect(finished.stderr).toBe('');
       expect(finished.code).toBe(0);
-      // The task ran to the end once more after the kills, with no dead letter left behind.
+      // The task ran to the end once more after the kills, and was never dead-lettered, in any run.
       expect((await readFile(beacon, 'utf8')).length).toBe(maxAttempts + 2);
+      expect(await readdir(path.join(root, 'errors')).catch(() => [])).toEqual([]);
       expect(await outputFiles(root)).toEqual(await outputFiles(uninterrupted));
       expect((await outputFiles(root)).get('output/lines/interval=000000/part-00000')).toBe('a\nSLOW\nb\n');
     } finally {
