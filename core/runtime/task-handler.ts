@@ -129,7 +129,9 @@ export class TaskHandler {
   /** Not best effort: a runner that acknowledges the message must leave this, or the driver waits forever. */
   private async recordFinalFailure(task: TaskRecord, receiveCount: number, error: unknown): Promise<void> {
     const failure: TaskFailure = { ...(task.run ? { run: task.run } : {}), stage: task.stage, partition: task.partition, attempt: task.attempt, copy: task.copy, receiveCount, error: describeError(error) };
-    await this.store.put(keys.taskFailed(task.scope, task.stage, task.partition, task.run ?? 'none'), JSON.stringify(failure));
+    // The run goes into a key: only the scheduler's hex ids, never whatever a message carries.
+    const run = typeof task.run === 'string' && /^[0-9a-f]{1,32}$/.test(task.run) ? task.run : 'none';
+    await this.store.put(keys.taskFailed(task.scope, task.stage, task.partition, run), JSON.stringify(failure));
   }
 
   private async loadPlan(task: TaskRecord): Promise<PlanBuilder> {
