@@ -46,6 +46,13 @@ export function partitionOfTaskDone(key: string): number | undefined {
   return m ? Number(m[1]) : undefined;
 }
 
+/** The name an upload goes by (what sources match and reports show), from the key its bytes are read at. */
+export function uploadNameOfKey(key: string): string {
+  if (key.startsWith(INCOMING)) return key.slice(INCOMING.length);
+  const pinned = /^intake\/uploads\/[^/]+\/(.+)$/.exec(key);
+  return pinned ? pinned[1]! : key;
+}
+
 export const keys = {
   lineageRecord: (scope: Scope) => `lineage/${scope}/record.json`,
   lineagePrefix: (scope: Scope) => `lineage/${scope}/`,
@@ -55,6 +62,11 @@ export const keys = {
   taskDone: (scope: Scope, stage: string, p: number) => `lineage/${scope}/tasks/${stage}/part-${pad(p)}.json`,
   /** Written when a copy starts, beside the completion records, so one listing shows both. */
   taskStarted: (scope: Scope, stage: string, p: number, attempt: number) => `lineage/${scope}/tasks/${stage}/part-${pad(p)}.attempt-${attempt}.started`,
+  /**
+   * A copy sent by driver run `run` failed with an error that recurs on every delivery, so it was
+   * not retried: beside the completion records, so the driver's listing of them shows it.
+   */
+  taskFailed: (scope: Scope, stage: string, p: number, run: string) => `lineage/${scope}/tasks/${stage}/part-${pad(p)}.failed-${run}.json`,
   taskDonePrefix: (scope: Scope, stage: string) => `lineage/${scope}/tasks/${stage}/`,
   fetchFailed: (scope: Scope, stage: string, p: number, attempt: number) =>
     `lineage/${scope}/fetch-failed/${stage}/part-${pad(p)}-attempt-${attempt}.json`,
@@ -73,6 +85,9 @@ export const keys = {
   outputSuccess: (name: string, scope: Scope) => `output/${name}/${scope}/_SUCCESS`,
   quarantine: (scope: Scope, stage: string, p: number) => `errors/${scope}/records/${stage}/part-${pad(p)}.jsonl`,
   deadLetter: (scope: Scope, stage: string, p: number) => `errors/${scope}/dead-letters/${stage}/part-${pad(p)}.json`,
+  /** A dead letter of an earlier driver run's copy, kept as history: a later run sent the task afresh. */
+  earlierDeadLetter: (scope: Scope, stage: string, p: number, id: string) =>
+    `errors/${scope}/dead-letters/${stage}/part-${pad(p)}.earlier-${id.replace(/[^\w.-]/g, '_')}.json`,
   /** A dead letter that is no task message (sent to the queue by something else): kept, not dropped. */
   /** Where the embedded runtime keeps an upload's bytes from admission on: no later write to incoming/ reaches them. */
   pinnedUpload: (id: string, name: string) => `intake/uploads/${id}/${name}`,

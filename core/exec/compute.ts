@@ -3,7 +3,8 @@ import { decodeRecords } from '../codec/record-codec.ts';
 import { keyIdentity } from '../codec/key-identity.ts';
 import type { Rdd } from '../rdd/rdd.ts';
 import { asPair, type Emit, type OperatorContext } from '../rdd/operators.ts';
-import { loadSplit, readSplitLines } from './split-reader.ts';
+import { LinePosition, loadSplit, readSplitLines } from './split-reader.ts';
+import { UnstorableValueError } from '../codec/storable.ts';
 import { keys, type Scope } from '../layout.ts';
 
 /** A byte range of one map task's output object: the block of one reduce partition. */
@@ -25,7 +26,10 @@ export interface ComputeEnv {
   maxLineBytes: number;
   /** Blocks to read for reduce partition `p` of shuffle node `rdd`, in map-partition order. */
   shuffleBlocks(rdd: string, p: number): BlockRef[];
-  operatorContext(p: number): OperatorContext;
+  /** `label` names the operator whose functions run under the context, for bad-record reports. */
+  operatorContext(p: number, label?: string): OperatorContext;
+  /** The input line being processed, while a source is read: what a bad record's report names. */
+  position: LinePosition;
   /** Checked between chunks of input: a task whose work is no longer needed stops there. */
   signal?: AbortSignal;
   /**
@@ -67,15 +71,19 @@ export async function computePartition(rdd: Rdd<unknown>, p: number, env: Comput
               }
               counted(value);
             };
-      await readSplitLines(env.store, split, { maxLineBytes: env.maxLineBytes, ...(env.signal ? { signal: env.signal } : {}) }, {
+      const options = { maxLineBytes: env.maxLineBytes, position: env.position, ...(env.signal ? { signal: env.signal } : {}) };
+      await readSplitLines(env.store, split, options, {
         line: onLine,
         badLine: (where, reason, raw) =>
           ctx.badRecord(
             'source',
             { object: where.key, offset: where.offset, length: where.length, ...(raw ? { base64: Buffer.from(raw).toString('base64') } : {}) },
-            new Error(`${where.key} at byte ${where.offset}: ${reason}`),
+            // The report names the upload and offset, from the position the reader set for this line.
+            new Error(reason),
           ),
       });
+      // What comes next (a map-side combine's output, a whole partition) is at no single line.
+      env.position.clear();
       env.input.records += read;
       env.input.sources[`${node.id}/${p}`] = read;
       return;
@@ -85,7 +93,7 @@ export async function computePartition(rdd: Rdd<unknown>, p: number, env: Comput
       return;
     }
     case 'narrow': {
-      const pusher = rdd.behaviour.operator!(emit, env.operatorContext(p));
+      const pusher = rdd.behaviour.operator!(emit, env.operatorContext(p, node.label));
       await computePartition(builder.get(node.parent), p, env, (r) => pusher.push(r));
       pusher.end();
       return;
@@ -153,6 +161,17 @@ export async function computePartition(rdd: Rdd<unknown>, p: number, env: Comput
       return;
     }
   }
+}
+
+/**
+ * A record that a writer refused as unstorable (say, `undefined` inside it) is a bad record of the
+ * operator that produced it, under the pipeline's policy; any other error is rethrown.
+ */
+export function refusedRecord(ctx: OperatorContext, operator: string, record: unknown, error: unknown): void {
+  if (!(error instanceof UnstorableValueError)) throw error;
+  // The writer counts records (`record[41][1]`); the report shows this record alone.
+  const path = error.path.replace(/^record\[\d+\]/, 'record');
+  ctx.badRecord(operator, record, new UnstorableValueError(path, error.message.replace(error.path, path)));
 }
 
 async function readBlocks(env: ComputeEnv, rdd: string, p: number, emit: Emit): Promise<void> {

@@ -3,7 +3,7 @@ import { partitionOf } from '../codec/stable-hash.ts';
 import { keyIdentity } from '../codec/key-identity.ts';
 import type { Rdd } from '../rdd/rdd.ts';
 import { asPair } from '../rdd/operators.ts';
-import { computePartition, type ComputeEnv } from './compute.ts';
+import { computePartition, refusedRecord, type ComputeEnv } from './compute.ts';
 
 export interface MapOutput {
   /** The map task's one object: every reduce partition's block, back to back. */
@@ -30,31 +30,51 @@ export async function writeShuffleMap(shuffle: Rdd<unknown>, m: number, env: Com
   if (aggregator) {
     // One table for the whole partition; each distinct key is hashed to its reducer once, at the
     // end, not once per occurrence. Insertion order keeps the output deterministic.
-    const ctx = env.operatorContext(m);
+    const ctx = env.operatorContext(m, node.label);
     const combined = new Map<unknown, [unknown, unknown]>();
     await computePartition(parent, m, env, (r) => {
       records++;
       const [k, v] = asPair(r, node.label);
-      const id = keyIdentity(k);
-      const entry = combined.get(id);
       try {
+        // An unstorable key has no identity: a bad record of this operator, like a throwing combiner.
+        const id = keyIdentity(k);
+        const entry = combined.get(id);
         if (entry === undefined) combined.set(id, [k, aggregator.createCombiner(v)]);
         else entry[1] = aggregator.mergeValue(entry[1], v);
       } catch (error) {
         ctx.badRecord(node.label, r, error);
       }
     });
-    for (const entry of combined.values()) writers[partitionOf(entry[0], reducers)]!.write(entry);
-  } else if (node.mode === 'hash') {
-    await computePartition(parent, m, env, (r) => {
-      records++;
-      writers[partitionOf(asPair(r, node.label)[0], reducers)]!.write(r);
-    });
+    for (const entry of combined.values()) {
+      try {
+        writers[partitionOf(entry[0], reducers)]!.write(entry);
+      } catch (error) {
+        refusedRecord(ctx, node.label, entry, error);
+      }
+    }
   } else {
-    // Round-robin, starting at the map partition's own index so small partitions spread out.
-    await computePartition(parent, m, env, (r) => {
-      writers[(m + records++) % reducers]!.write(r);
-    });
+    // What the parent's last operator returned is checked here, as it is stored.
+    const ctx = env.operatorContext(m, parent.node.label);
+    if (node.mode === 'hash') {
+      await computePartition(parent, m, env, (r) => {
+        try {
+          writers[partitionOf(asPair(r, node.label)[0], reducers)]!.write(r);
+          records++;
+        } catch (error) {
+          refusedRecord(ctx, parent.node.label, r, error);
+        }
+      });
+    } else {
+      // Round-robin, starting at the map partition's own index so small partitions spread out.
+      await computePartition(parent, m, env, (r) => {
+        try {
+          writers[(m + records) % reducers]!.write(r);
+          records++;
+        } catch (error) {
+          refusedRecord(ctx, parent.node.label, r, error);
+        }
+      });
+    }
   }
 
   const parts = writers.map((w) => w.finish());

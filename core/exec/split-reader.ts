@@ -9,9 +9,55 @@ export interface LineSink {
   badLine(where: { key: string; offset: number; length: number }, reason: string, raw?: Uint8Array): void;
 }
 
+/**
+ * Which input line is being processed, moved by the reader before it hands each line on, so that
+ * an error downstream can name the upload and byte it came from. Per line the reader makes one
+ * assignment; the offset is worked out only when asked (on an error).
+ */
+export class LinePosition {
+  /** The object being read, or undefined between source reads (records from a shuffle or state). */
+  key: string | undefined = undefined;
+  /** Byte offset of the first line of `lines`, or of the current line when `lines` is unset. */
+  private base = 0;
+  private lines: string[] | undefined = undefined;
+  /** Index of the current line in `lines`. */
+  index = 0;
+
+  /** A block of lines decoded at once, starting at byte `base` of `key`. */
+  block(key: string, base: number, lines: string[]): void {
+    this.key = key;
+    this.base = base;
+    this.lines = lines;
+    this.index = 0;
+  }
+
+  /** One line on its own, at byte `offset` of `key`. */
+  single(key: string, offset: number): void {
+    this.key = key;
+    this.base = offset;
+    this.lines = undefined;
+  }
+
+  clear(): void {
+    this.key = undefined;
+    this.lines = undefined;
+  }
+
+  /** Byte offset of the current line in its object. */
+  get offset(): number {
+    let offset = this.base;
+    const lines = this.lines;
+    // The block's lines still hold any '\r', so their byte lengths sum to the exact offset.
+    if (lines) for (let i = 0; i < this.index; i++) offset += Buffer.byteLength(lines[i]!) + 1;
+    return offset;
+  }
+}
+
 export interface SplitReaderOptions {
   /** Longest line accepted, in bytes; a longer one is a bad record and is not held in memory. */
   maxLineBytes: number;
+  /** Moved to each line before it is handed on. */
+  position?: LinePosition;
   /** Checked at each chunk: reading stops (throwing the abort reason) once it is aborted. */
   signal?: AbortSignal;
 }
@@ -138,6 +184,7 @@ class RangeLineReader {
 
   private flushCarry(): void {
     if (this.oversize) {
+      this.options.position?.single(this.range.key, this.lineStart);
       this.sink.badLine(
         { key: this.range.key, offset: this.lineStart, length: -1 },
         `line longer than ${this.options.maxLineBytes} bytes`,
@@ -156,8 +203,11 @@ class RangeLineReader {
     const region = chunk.subarray(from, last);
     if (region.length <= this.options.maxLineBytes && isUtf8(region)) {
       const lines = Buffer.from(region.buffer, region.byteOffset, region.length).toString('utf8').split('\n');
+      const position = this.options.position;
+      position?.block(this.range.key, chunkStart + from, lines);
       for (let i = 0; i < lines.length; i++) {
         const line = lines[i]!;
+        if (position) position.index = i;
         this.sink.line(line.charCodeAt(line.length - 1) === 13 ? line.slice(0, -1) : line);
       }
       return;
@@ -168,6 +218,7 @@ class RangeLineReader {
       const end = nl < 0 || nl > last ? last : nl;
       const line = chunk.subarray(start, end);
       if (line.length > this.options.maxLineBytes) {
+        this.options.position?.single(this.range.key, chunkStart + start);
         this.sink.badLine({ key: this.range.key, offset: chunkStart + start, length: line.length }, `line longer than ${this.options.maxLineBytes} bytes`);
       } else {
         this.emitLine(line, chunkStart + start);
@@ -177,6 +228,7 @@ class RangeLineReader {
   }
 
   private emitLine(bytes: Uint8Array, offset: number): void {
+    this.options.position?.single(this.range.key, offset);
     if (!isUtf8(bytes)) {
       this.sink.badLine({ key: this.range.key, offset, length: bytes.length }, 'not valid UTF-8', bytes);
       return;

@@ -2,9 +2,10 @@ import type { ObjectStore } from '../ports/object-store.ts';
 import { RecordWriter } from '../codec/record-codec.ts';
 import type { PlanBuilder, Rdd } from '../rdd/rdd.ts';
 import { preview, type OperatorContext } from '../rdd/operators.ts';
-import { keys, type Scope } from '../layout.ts';
+import { intervalOf, keys, type Scope } from '../layout.ts';
 import type { StageSpec } from '../scheduler/stages.ts';
-import { computePartition, MissingInputError, type BlockRef, type ComputeEnv } from './compute.ts';
+import { computePartition, MissingInputError, refusedRecord, type BlockRef, type ComputeEnv } from './compute.ts';
+import { LinePosition } from './split-reader.ts';
 import { writeShuffleMap } from './shuffle-writer.ts';
 
 /**
@@ -27,6 +28,11 @@ export interface TaskRecord {
   attempt: number;
   /** 0 for the first copy; speculative duplicates count up. */
   copy: number;
+  /**
+   * Which driver run sent this copy. A new run sends its unfinished tasks afresh, so a dead letter
+   * or a final failure of an earlier run's copy is history, not a failure of this run.
+   */
+  run?: string;
   /** For each shuffle read in this stage: the blocks of this task's reduce partition. */
   shuffleInputs?: Record<string, BlockRef[]>;
 }
@@ -48,6 +54,18 @@ export interface TaskDone {
   quarantined: number;
   /** Shuffle-map tasks: the object and each reduce partition's block in it. */
   mapOutput?: { key: string; blocks: [number, number][] };
+}
+
+/** The record of a task settled at once (its error recurs on every delivery); the driver fails the scope with it. */
+export interface TaskFailure {
+  /** The driver run that sent the failed copy: only that run fails on it. */
+  run?: string;
+  stage: string;
+  partition: number;
+  attempt: number;
+  copy: number;
+  receiveCount: number;
+  error: string;
 }
 
 export type BadRecordPolicy = 'fail' | 'quarantine';
@@ -80,6 +98,8 @@ export interface TaskEnvironment {
   store: ObjectStore;
   maxLineBytes: number;
   now(): number;
+  /** The name a user knows an input object by (an upload's name), for error reports; default the key. */
+  inputName?(key: string): string;
   /** Aborted when another copy of the task has committed: this one stops, its work unneeded. */
   signal?: AbortSignal;
 }
@@ -100,6 +120,8 @@ export async function runTask({ task, stage, plan, badRecords }: ResolvedTask, e
   await env.store.putIfAbsent(keys.taskStarted(task.scope, task.stage, task.partition, task.attempt), '');
   const rdd = plan.get(stage.rdd);
   const quarantine: string[] = [];
+  const position = new LinePosition();
+  const source: SourceOf = () => (position.key === undefined ? undefined : { input: env.inputName?.(position.key) ?? position.key, offset: position.offset });
   const computeEnv: ComputeEnv = {
     store: env.store,
     scope: task.scope,
@@ -111,7 +133,8 @@ export async function runTask({ task, stage, plan, badRecords }: ResolvedTask, e
       if (!blocks) throw new Error(`task ${task.stage}/${task.partition} has no block list for shuffle ${id}`);
       return blocks;
     },
-    operatorContext: (p) => badRecordContext(task, p, badRecords, quarantine),
+    position,
+    operatorContext: (p, label) => badRecordContext(task, p, label, badRecords, quarantine, source),
   };
 
   let result: Omit<TaskDone, 'recordsIn' | 'bytesIn' | 'sourceRecords' | 'durationMs' | 'quarantined' | 'stage' | 'partition' | 'attempt' | 'copy'>;
@@ -159,7 +182,7 @@ async function computeTaskOutput(task: TaskRecord, stage: StageSpec, rdd: Rdd<un
     }
     case 'persist': {
       const writer = new RecordWriter();
-      await computePartition(rdd, task.partition, env, (r) => writer.write(r));
+      await computePartition(rdd, task.partition, env, storing(rdd, task.partition, env, writer));
       const bytes = writer.finish();
       await store.put(keys.persisted(stage.location!, task.partition), bytes);
       return { recordsOut: writer.count, bytesOut: bytes.length };
@@ -168,7 +191,7 @@ async function computeTaskOutput(task: TaskRecord, stage: StageSpec, rdd: Rdd<un
       const output = stage.output!;
       if (output.format === 'collect') {
         const writer = new RecordWriter();
-        await computePartition(rdd, task.partition, env, (r) => writer.write(r));
+        await computePartition(rdd, task.partition, env, storing(rdd, task.partition, env, writer));
         const bytes = writer.finish();
         await store.put(keys.collected(task.scope, output.name, task.partition), bytes);
         return { recordsOut: writer.count, bytesOut: bytes.length };
@@ -186,20 +209,48 @@ async function computeTaskOutput(task: TaskRecord, stage: StageSpec, rdd: Rdd<un
 const textLine = (r: unknown) => (typeof r === 'string' ? r : JSON.stringify(r));
 const jsonLine = (r: unknown) => JSON.stringify(r);
 
-function badRecordContext(task: TaskRecord, partition: number, policy: BadRecordPolicy, quarantine: string[]): OperatorContext {
+/** Writes each record; one the codec refuses is a bad record of the operator that produced it. */
+function storing(rdd: Rdd<unknown>, p: number, env: ComputeEnv, writer: RecordWriter): (record: unknown) => void {
+  const ctx = env.operatorContext(p, rdd.node.label);
+  return (r) => {
+    try {
+      writer.write(r);
+    } catch (error) {
+      refusedRecord(ctx, rdd.node.label, r, error);
+    }
+  };
+}
+
+/** The upload and byte offset of the input line being processed, if a source is being read. */
+type SourceOf = () => { input: string; offset: number } | undefined;
+
+function badRecordContext(task: TaskRecord, partition: number, label: string | undefined, policy: BadRecordPolicy, quarantine: string[], source: SourceOf): OperatorContext {
   return {
     partition,
     badRecord(operator, record, error) {
+      const name = label ?? operator;
       const message = error instanceof Error ? error.message : String(error);
+      const at = source();
       if (policy === 'fail') {
+        const where = at ? `reading ${at.input} at byte ${at.offset}` : 'after a shuffle or from state (at no single input line)';
         throw new BadRecordError(
-          `${operator} failed on a record in ${task.scope}, stage ${task.stage}, partition ${partition}: ${message}; record: ${preview(record)} ` +
-            `(set badRecords: 'quarantine' in the pipeline to keep such records under errors/ and go on)`,
+          `${name} failed on a record in ${task.scope}, stage ${task.stage}, partition ${partition}, ${where}: ${message}; record: ${preview(record)} ` +
+            `(${wayOn(task.scope)})`,
         );
       }
-      quarantine.push(JSON.stringify({ operator, error: message, record: safeRecord(record) }));
+      quarantine.push(JSON.stringify({ operator: name, error: message, record: safeRecord(record), ...at }));
     },
   };
+}
+
+/** What an operator can do about a bad record that failed its interval or job. */
+function wayOn(scope: Scope): string {
+  const k = intervalOf(scope);
+  if (k === undefined) return `set badRecords: 'quarantine' in the job to keep such records under errors/ and go on`;
+  return (
+    `to rerun the interval with its bad records kept under errors/${scope}/records/, run dstream quarantine ${k} --root <dir> ` +
+    `(on AWS, invoke the driver with {"quarantine": ${k}})`
+  );
 }
 
 function safeRecord(record: unknown): unknown {

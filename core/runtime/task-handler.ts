@@ -1,14 +1,42 @@
 import type { ObjectStore } from '../ports/object-store.ts';
 import type { BatchJob, Pipeline } from '../graph/pipeline.ts';
-import { runTask, SupersededTaskError, type ResolvedTask, type TaskOutcome, type TaskRecord } from '../exec/task.ts';
+import { BadRecordError, runTask, SupersededTaskError, type ResolvedTask, type TaskFailure, type TaskOutcome, type TaskRecord } from '../exec/task.ts';
 import { decodeTaskMessage, InvalidTaskMessageError } from '../scheduler/task-message.ts';
 import type { ScopePlan } from '../scheduler/dag-scheduler.ts';
 import { stageShuffleReads } from '../scheduler/stages.ts';
-import { batchScope, intervalOf, keys } from '../layout.ts';
-import { planFromRecord, readLineageRecord } from '../streaming/lineage.ts';
+import { UnstorableValueError } from '../codec/storable.ts';
+import { batchScope, intervalOf, keys, uploadNameOfKey } from '../layout.ts';
+import { PipelineMismatchError, planFromRecord, readLineageRecord } from '../streaming/lineage.ts';
 import { batchPlanFromRecord, type BatchRecord } from '../batch/batch-runner.ts';
 
 export type PipelineModule = Pipeline | BatchJob;
+
+/**
+ * The one policy for a delivery that threw. An error that the same task meets again on every
+ * delivery is settled at once, never retried: a bad record under badRecords 'fail', an unstorable
+ * value, code that is not the driver's, a message that names no task. A valid task's final failure
+ * is recorded beside the completion records, where the driver finds it on its next poll; a message
+ * that names no task is dead-lettered with the reason. Anything else (a store outage, a dead
+ * worker, a timeout) is retried until its deliveries run out.
+ */
+export function settlesAtOnce(error: unknown): boolean {
+  return (
+    error instanceof BadRecordError ||
+    error instanceof UnstorableValueError ||
+    error instanceof PipelineMismatchError ||
+    error instanceof InvalidTaskMessageError
+  );
+}
+
+/**
+ * What a runner does with a delivery that threw, by the policy above: send it back to be retried;
+ * acknowledge it, its final failure being recorded (`handle` did); or dead-letter it with the
+ * error as the reason, for a message that names no task.
+ */
+export function settlementOf(error: unknown): 'retry' | 'recorded' | 'dead-letter' {
+  if (error instanceof InvalidTaskMessageError) return 'dead-letter';
+  return settlesAtOnce(error) ? 'recorded' : 'retry';
+}
 
 /** Plans rebuilt recently, by scope: a worker runs many tasks of the same interval. */
 const PLAN_CACHE_SIZE = 8;
@@ -51,7 +79,9 @@ export class TaskHandler {
   /**
    * Runs the task; `cancel` is aborted when another copy commits first (the caller may watch it).
    * The message is checked against its scope's lineage before anything is written: a message that
-   * names no task of it throws InvalidTaskMessageError and leaves no trace in the store.
+   * names no task of it throws InvalidTaskMessageError and leaves no trace in the store. On another
+   * error that `settlesAtOnce`, the task's final failure is recorded before it is rethrown, and the
+   * runner acknowledges the message instead of returning it.
    */
   async handle(task: TaskRecord, receiveCount: number, cancel = new AbortController()): Promise<TaskOutcome> {
     let resolved: ResolvedTask;
@@ -60,7 +90,9 @@ export class TaskHandler {
     } catch (error) {
       // Sent before its interval's record was rewritten: the driver sends the task anew.
       if (error instanceof SupersededTaskError) return { status: 'superseded' };
-      if (!(error instanceof InvalidTaskMessageError)) await this.recordFailure(task, receiveCount, error);
+      if (error instanceof InvalidTaskMessageError) throw error;
+      await this.recordFailure(task, receiveCount, error);
+      if (settlesAtOnce(error)) await this.recordFinalFailure(task, receiveCount, error);
       throw error;
     }
     const stopWatching = this.watchForWinner(task, cancel);
@@ -69,10 +101,12 @@ export class TaskHandler {
         store: this.store,
         maxLineBytes: this.module.options.maxLineBytes,
         now: this.now,
+        inputName: uploadNameOfKey,
         signal: cancel.signal,
       });
     } catch (error) {
       await this.recordFailure(task, receiveCount, error);
+      if (settlesAtOnce(error)) await this.recordFinalFailure(task, receiveCount, error);
       throw error;
     } finally {
       stopWatching();
@@ -100,6 +134,14 @@ export class TaskHandler {
   /** Leaves the error where the driver looks if the task is dead-lettered; best effort. */
   recordFailure(task: TaskRecord, receiveCount: number, error: unknown): Promise<void> {
     return recordTaskFailure(this.store, task, receiveCount, error);
+  }
+
+  /** Not best effort: a runner that acknowledges the message must leave this, or the driver waits forever. */
+  private async recordFinalFailure(task: TaskRecord, receiveCount: number, error: unknown): Promise<void> {
+    const failure: TaskFailure = { ...(task.run ? { run: task.run } : {}), stage: task.stage, partition: task.partition, attempt: task.attempt, copy: task.copy, receiveCount, error: describeError(error) };
+    // The run goes into a key: only the scheduler's hex ids, never whatever a message carries.
+    const run = typeof task.run === 'string' && /^[0-9a-f]{1,32}$/.test(task.run) ? task.run : 'none';
+    await this.store.put(keys.taskFailed(task.scope, task.stage, task.partition, run), JSON.stringify(failure));
   }
 
   /**
@@ -179,6 +221,10 @@ export async function recordTaskFailure(
   await store
     .put(keys.taskError(task.scope, task.stage, task.partition), JSON.stringify({ attempt: task.attempt, copy: task.copy, receiveCount, error: message }))
     .catch(() => {});
+}
+
+function describeError(error: unknown): string {
+  return error instanceof Error ? `${error.name}: ${error.message}` : String(error);
 }
 
 /** Loads a pipeline module's default export and checks it is one. */

@@ -1,13 +1,14 @@
 import type { ObjectStore } from '../ports/object-store.ts';
-import { listAll } from '../ports/object-store.ts';
+import { listAll, readJson } from '../ports/object-store.ts';
 import type { TaskQueue } from '../ports/task-queue.ts';
 import type { Clock } from '../ports/clock.ts';
 import type { PlanBuilder } from '../rdd/rdd.ts';
 import type { BlockRef } from '../exec/compute.ts';
-import type { BadRecordPolicy, TaskDone, TaskRecord } from '../exec/task.ts';
+import { randomBytes } from 'node:crypto';
+import type { BadRecordPolicy, TaskDone, TaskFailure, TaskRecord } from '../exec/task.ts';
 import { keys, partitionOfTaskDone, scopeOfKey, type Scope } from '../layout.ts';
 import type { StageSpec } from './stages.ts';
-import { decodeTaskMessage, encodeTaskMessage } from './task-message.ts';
+import { decodeTaskMessage, encodeTaskMessage, keepUnreadableMessage } from './task-message.ts';
 import { stageIds, stageShuffleReads } from './stages.ts';
 import { decodeRecords } from '../codec/record-codec.ts';
 import { mapConcurrently, STORE_CONCURRENCY } from '../util/map-concurrently.ts';
@@ -87,9 +88,13 @@ export class TaskFailedError extends Error {
     readonly partition: number,
     readonly receiveCount: number,
     readonly lastError: string | undefined,
+    /** Failed with an error that recurs on every delivery, so it was not retried (not dead-lettered). */
+    readonly settled = false,
   ) {
     super(
-      `task ${scope} stage ${stage} partition ${partition} failed after ${receiveCount} attempts and was dead-lettered` +
+      (settled
+        ? `task ${scope} stage ${stage} partition ${partition} failed on delivery ${receiveCount} with an error that recurs on every delivery, so it was not retried`
+        : `task ${scope} stage ${stage} partition ${partition} failed after ${receiveCount} attempts and was dead-lettered`) +
         (lastError ? `: ${lastError}` : ''),
     );
     this.name = 'TaskFailedError';
@@ -168,6 +173,11 @@ export class DagScheduler {
   private readonly recentStartLatencies: number[] = [];
   /** When this scheduler last saw a task start or complete: the workers' last sign of life. */
   private lastProgressAt = 0;
+  /**
+   * This run's mark on the tasks it sends. Tasks are sent afresh by each run, so what an earlier
+   * run's copies left (dead letters, final failures) is history that does not fail this one.
+   */
+  private readonly runId = randomBytes(6).toString('hex');
 
   constructor(private readonly deps: SchedulerDeps) {}
 
@@ -303,6 +313,9 @@ export class DagScheduler {
       stage.running.delete(done.partition);
       this.lastProgressAt = this.deps.clock.now();
     }
+    // Only this run's: an earlier run's final failures were reported by that run, and this run sent the tasks afresh.
+    const failedSuffix = `.failed-${this.runId}.json`;
+    for (const o of listed) if (o.key.endsWith(failedSuffix)) await this.handleFinalFailure(stage, o.key);
   }
 
   private async submitPending(stage: StageRun): Promise<void> {
@@ -339,6 +352,7 @@ export class DagScheduler {
       partition,
       attempt: stage.attempts.get(partition) ?? 0,
       copy,
+      run: this.runId,
       ...(Object.keys(shuffleInputs).length > 0 ? { shuffleInputs } : {}),
     };
   }
@@ -434,33 +448,52 @@ export class DagScheduler {
     this.stats.tasksRecomputed++;
   }
 
+  /** A copy of this run failed with an error that recurs on every delivery: the scope fails now. */
+  private async handleFinalFailure(stage: StageRun, key: string): Promise<void> {
+    const failure = await readJson<TaskFailure>(this.deps.store, key);
+    if (!failure || !stage.needed.has(failure.partition) || stage.done.has(failure.partition)) return;
+    throw new TaskFailedError(stage.plan.scope, failure.stage, failure.partition, failure.receiveCount, failure.error, true);
+  }
+
+  /**
+   * Every letter drained is recorded before any fails the scope, so none is dropped unseen. A
+   * letter of this run's copy fails its scope; one of an earlier run's (left in the queue when that
+   * run failed or stopped) is kept as history, since this run sent the task afresh.
+   */
   private async handleDeadLetters(): Promise<void> {
     const { store, queue } = this.deps;
+    let failed: TaskFailedError | undefined;
     for (const letter of await queue.drainDeadLetters(10)) {
       let task: TaskRecord;
       try {
         task = await decodeTaskMessage(store, letter.body);
       } catch (error) {
-        // Belongs to no stage, so it fails none; but it is drained, so it is kept where it can be read.
-        await store.put(
-          keys.unreadableDeadLetter(letter.id),
-          JSON.stringify({ id: letter.id, receiveCount: letter.receiveCount, error: String(error), reason: letter.reason, body: letter.body }, null, 2),
-        );
+        await keepUnreadableMessage(store, letter, error);
         continue;
       }
       const found = this.stages.get(`${task.scope}/${task.stage}`);
       // A letter of another plan of the scope (a stale run's message) fails nothing of this one.
       const stage = found?.plan.planHash === task.planHash ? found : undefined;
       if (stage?.done.has(task.partition)) continue;
-      const errorBytes = await store.get(keys.taskError(task.scope, task.stage, task.partition));
       // The task's own record of its last error, else why it was refused (a message no delivery could run).
-      const lastError = errorBytes ? (JSON.parse(Buffer.from(errorBytes).toString('utf8')) as { error: string }).error : letter.reason;
-      await store.put(
-        keys.deadLetter(task.scope, task.stage, task.partition),
-        JSON.stringify({ scope: task.scope, stage: task.stage, partition: task.partition, attempt: task.attempt, copy: task.copy, receiveCount: letter.receiveCount, lastError, task }, null, 2),
+      const lastError = (await readJson<{ error: string }>(store, keys.taskError(task.scope, task.stage, task.partition)))?.error ?? letter.reason;
+      const record = JSON.stringify(
+        { id: letter.id, run: task.run, scope: task.scope, stage: task.stage, partition: task.partition, attempt: task.attempt, copy: task.copy, receiveCount: letter.receiveCount, lastError, task },
+        null,
+        2,
       );
-      if (stage) throw new TaskFailedError(task.scope, task.stage, task.partition, letter.receiveCount, lastError);
+      if (stage === undefined || task.run !== this.runId) {
+        await store.put(keys.earlierDeadLetter(task.scope, task.stage, task.partition, letter.id), record);
+        continue;
+      }
+      const key = keys.deadLetter(task.scope, task.stage, task.partition);
+      const earlier = await readJson<{ id?: string; run?: string }>(store, key);
+      // The record an earlier run failed on stays, as history beside this run's.
+      if (earlier && earlier.run !== this.runId) await store.put(keys.earlierDeadLetter(task.scope, task.stage, task.partition, earlier.id ?? earlier.run ?? 'unknown'), JSON.stringify(earlier, null, 2));
+      await store.put(key, record);
+      failed ??= new TaskFailedError(task.scope, task.stage, task.partition, letter.receiveCount, lastError);
     }
+    if (failed) throw failed;
   }
 
   /** Duplicates tasks far slower than their stage's median; the first copy to finish wins. */

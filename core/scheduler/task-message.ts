@@ -3,6 +3,14 @@ import type { TaskRecord } from '../exec/task.ts';
 import type { BlockRef } from '../exec/compute.ts';
 import { keys } from '../layout.ts';
 
+/** A message that is no task belongs to no stage and fails none; it is kept where it can be read. */
+export async function keepUnreadableMessage(store: ObjectStore, message: { id: string; body: string; receiveCount: number; reason?: string }, error: unknown): Promise<void> {
+  await store.put(
+    keys.unreadableDeadLetter(message.id),
+    JSON.stringify({ id: message.id, receiveCount: message.receiveCount, error: String(error), reason: message.reason, body: message.body }, null, 2),
+  );
+}
+
 /** SQS takes 256 KiB a message; a task record larger than this is stored and sent by reference. */
 export const MAX_INLINE_TASK_BYTES = 200 * 1024;
 
@@ -22,7 +30,7 @@ const SCOPE = /^(?:interval=\d{6,}|batch=[A-Za-z0-9][A-Za-z0-9._-]{0,63})$/;
 /** Stage ids are built from operator ids and names (stageIds): letters, digits, '.', '_', '-'. */
 const STAGE = /^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$/;
 /** What a message carries: who the task is, and the shuffle blocks the driver resolved for it. */
-const FIELDS = new Set(['v', 'pipeline', 'fingerprint', 'scope', 'planHash', 'stage', 'partition', 'attempt', 'copy', 'shuffleInputs']);
+const FIELDS = new Set(['v', 'pipeline', 'fingerprint', 'scope', 'planHash', 'stage', 'partition', 'attempt', 'copy', 'run', 'shuffleInputs']);
 /** A stored record sent by reference: only where the driver stores them (keys.largeTask). */
 const LARGE_TASK = /^lineage\/([^/]+)\/task-records\/([^/]+)\/part-(\d+)-attempt-(\d+)\.json$/;
 

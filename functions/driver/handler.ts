@@ -173,7 +173,9 @@ function logFailure(interval: number, error: unknown): void {
     console.error(
       JSON.stringify({
         level: 'error',
-        message: `interval ${interval} failed: a task failed every delivery and was dead-lettered; it stays failed until the cause is fixed`,
+        message: error.settled
+          ? `interval ${interval} failed: a task failed with an error that recurs on every delivery; it stays failed until the cause is fixed`
+          : `interval ${interval} failed: a task failed every delivery and was dead-lettered; it stays failed until the cause is fixed`,
         interval,
         scope: error.scope,
         stage: error.stage,

@@ -10,7 +10,7 @@ import type { ObjectStore } from '../../core/ports/object-store.ts';
 import type { TaskQueue } from '../../core/ports/task-queue.ts';
 import type { TaskRecord } from '../../core/exec/task.ts';
 import { InvalidTaskMessageError } from '../../core/scheduler/task-message.ts';
-import { TaskHandler, type PipelineModule } from '../../core/runtime/task-handler.ts';
+import { TaskHandler, settlesAtOnce, type PipelineModule } from '../../core/runtime/task-handler.ts';
 import { SUPERSEDED_CHECK_MS, functionConfig, s3Store, sqsQueue, taskRetryDelayMs } from '../config.ts';
 import { publishTaskFailures } from '../metrics.ts';
 
@@ -33,16 +33,18 @@ export interface TaskInvocationContext {
 /** Time kept to write the reason before Lambda ends an invocation that runs out of time. */
 const TIMEOUT_NOTICE_MS = 2_000;
 
-/** How a message ends this delivery: done with, back to the queue for a retry, or dead-lettered now. */
-type Settlement = { kind: 'done' } | { kind: 'retry' } | { kind: 'dead-letter'; reason: string };
-
 /**
- * Errors that every delivery would meet alike: retrying them only delays the failure the driver
- * must report, so they are dead-lettered at once with their reason.
+ * How a message ends this delivery: done with; settled (failed with an error every delivery would
+ * meet, its final failure recorded for the driver, so deleted); back to the queue for a retry; or
+ * dead-lettered now.
  */
-function settlesAtOnce(error: unknown): boolean {
-  return error instanceof InvalidTaskMessageError;
-}
+type Settlement = { kind: 'done' } | { kind: 'settled' } | { kind: 'retry' } | { kind: 'dead-letter'; reason: string };
+
+const OUTCOME: Record<Exclude<Settlement['kind'], 'done'>, string> = {
+  settled: 'it fails so on every delivery, so its failure is recorded for the driver and the message deleted',
+  retry: 'it is returned to the queue',
+  'dead-letter': 'it is dead-lettered at once',
+};
 
 export function createTaskHandler(
   pipeline: PipelineModule,
@@ -63,7 +65,7 @@ export function createTaskHandler(
     // One task at a time: each holds a partition in memory, and the batch shares the function's.
     for (const record of records) {
       const settlement = await runRecord(taskHandler(), record, maxTaskAttempts, context);
-      if (settlement.kind === 'done') continue;
+      if (settlement.kind === 'done' || settlement.kind === 'settled') continue;
       failed++;
       if (settlement.kind === 'dead-letter' && (await deadLetterNow(taskQueue, record, settlement.reason))) continue;
       batchItemFailures.push({ itemIdentifier: record.messageId });
@@ -123,7 +125,10 @@ async function retrySoon(queue: () => Pick<TaskQueue, 'changeVisibility'>, recor
 async function runRecord(tasks: TaskHandler, record: SQSRecord, maxTaskAttempts: () => number, context?: TaskInvocationContext): Promise<Settlement> {
   const receiveCount = receiveCountOf(record);
   const settle = (error: unknown): Settlement => {
-    if (settlesAtOnce(error)) return { kind: 'dead-letter', reason: describeError(error) };
+    // A message that names no task has no place to record its failure: the dead letter says why.
+    if (error instanceof InvalidTaskMessageError) return { kind: 'dead-letter', reason: describeError(error) };
+    // Any other error met alike on every delivery: the handler recorded the task's final failure for the driver.
+    if (settlesAtOnce(error)) return { kind: 'settled' };
     const allowed = maxTaskAttempts();
     if (receiveCount < allowed) return { kind: 'retry' };
     return { kind: 'dead-letter', reason: `failed its last allowed delivery (${receiveCount} of ${allowed}): ${describeError(error)}` };
@@ -137,7 +142,7 @@ async function runRecord(tasks: TaskHandler, record: SQSRecord, maxTaskAttempts:
     console.error(
       JSON.stringify({
         level: 'error',
-        message: `message ${record.messageId} is not a dstream task; ${settlement.kind === 'retry' ? 'it is returned to the queue' : 'it is dead-lettered at once'}`,
+        message: `message ${record.messageId} is not a dstream task; ${OUTCOME[settlement.kind as Exclude<Settlement['kind'], 'done'>]}`,
         messageId: record.messageId,
         receiveCount,
         error: String(error),
@@ -165,8 +170,7 @@ async function runRecord(tasks: TaskHandler, record: SQSRecord, maxTaskAttempts:
       JSON.stringify({
         level: 'error',
         message:
-          `task ${task.scope} ${task.stage} partition ${task.partition} failed on delivery ${receiveCount}; ` +
-          (settlement.kind === 'retry' ? 'it is returned to the queue' : 'it is dead-lettered at once'),
+          `task ${task.scope} ${task.stage} partition ${task.partition} failed on delivery ${receiveCount}; ${OUTCOME[settlement.kind as Exclude<Settlement['kind'], 'done'>]}`,
         messageId: record.messageId,
         receiveCount,
         scope: task.scope,

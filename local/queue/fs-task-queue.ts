@@ -28,6 +28,8 @@ export interface FsTaskQueueOptions {
 type JournalRecord =
   | { op: 'send'; id: string; body: string; receives?: number }
   | { op: 'receive'; id: string; receives: number }
+  /** The consumer gave delivery `receives` back (it failed): that delivery counts. */
+  | { op: 'returned'; id: string; receives: number }
   | { op: 'dead'; id: string; reason?: string }
   | { op: 'delete'; id: string };
 
@@ -40,6 +42,11 @@ interface Message {
   receives: number;
   /** Why it was dead-lettered, when deadLetter said. */
   reason?: string;
+  /**
+   * The latest delivery has had no verdict yet: not given back by its consumer, nor seen to time
+   * out by this owner. If the owner stops now, that delivery does not count.
+   */
+  open: boolean;
   state: 'ready' | 'inflight';
   /** When an in-flight delivery's visibility timeout runs out. */
   visibleAt: number;
@@ -53,8 +60,16 @@ interface Message {
  * State lives in memory, indexed by two heaps (visible messages by age, in-flight ones by when they
  * reappear); every change that must survive a restart is appended to a journal (see Journal) before
  * the call returns. On open the journal is replayed and compacted; deliveries in flight when the
- * previous owner stopped become visible at once, with their receive counts kept. Visibility itself
- * is not journalled: it only matters while the owner runs.
+ * previous owner stopped become visible at once. Visibility itself is not journalled: it only
+ * matters while the owner runs.
+ *
+ * Receive counts count failures of the task, not restarts of the runtime: a delivery counts once
+ * its consumer gives it back with changeVisibility (the runners' way of saying it failed, or that
+ * its worker died while the owner lived), or once this owner sees its visibility timeout run out.
+ * A delivery still open when the owner stops (killed, or closed while tasks ran) is not counted,
+ * so restarting a runtime over and over never dead-letters a task that never failed. A delivery
+ * given back when it was the last one allowed is dead-lettered at once, so that a later owner
+ * finds it among the dead letters rather than burying it while running something else.
  *
  * One process owns a queue directory at a time (enforced with a lock file). In the embedded runtime
  * that is the parent: its worker pool receives here and hands messages to child processes, as
@@ -91,7 +106,7 @@ export class FsTaskQueue implements TaskQueue {
     if (!Array.isArray(bodies)) throw new TypeError(`send takes an array of bodies, got ${typeof bodies}`);
     const messages = bodies.map((body, index): Message => {
       const bytes = checkBody(body, index);
-      return { id: randomUUID(), body, bytes, seq: 0, receives: 0, state: 'ready', visibleAt: 0, heapIndex: -1 };
+      return { id: randomUUID(), body, bytes, seq: 0, receives: 0, open: false, state: 'ready', visibleAt: 0, heapIndex: -1 };
     });
     if (messages.length === 0) return;
     const journal = await this.open();
@@ -136,11 +151,21 @@ export class FsTaskQueue implements TaskQueue {
   async changeVisibility(receipt: string, visibilityTimeoutMs: number): Promise<void> {
     checkDuration('changeVisibility visibilityTimeoutMs', visibilityTimeoutMs);
     const parsed = parseReceipt(receipt);
-    await this.open();
+    const journal = await this.open();
     const message = this.current(parsed);
     const now = this.now();
     // A delivery whose timeout has run out is over, even if no receive has noticed yet.
     if (message === undefined || message.state !== 'inflight' || message.visibleAt <= now) return;
+    if (message.open) {
+      message.open = false;
+      const records: JournalRecord[] = [{ op: 'returned', id: message.id, receives: message.receives }];
+      if (message.receives >= this.maxReceives) {
+        this.bury(message);
+        records.push({ op: 'dead', id: message.id });
+      }
+      await journal.append(records);
+      if (this.dead.has(message.id)) return;
+    }
     const earlier = now + visibilityTimeoutMs < message.visibleAt;
     message.visibleAt = now + visibilityTimeoutMs;
     this.inflight.update(message);
@@ -204,6 +229,8 @@ export class FsTaskQueue implements TaskQueue {
         retainedBytes: () => this.retainedBytes,
       });
       for (const record of records) this.replay(record);
+      // Deliveries the previous owner never heard back from were cut off by its stop, not failed.
+      for (const message of this.live.values()) this.uncountOpen(message);
       // Start from a clean journal: drops the history and any torn tail a crash left.
       await journal.compact();
       this.lock = lock;
@@ -224,6 +251,7 @@ export class FsTaskQueue implements TaskQueue {
           bytes: Buffer.byteLength(record.body),
           seq: 0,
           receives: record.receives ?? 0,
+          open: false,
           state: 'ready',
           visibleAt: 0,
           heapIndex: -1,
@@ -233,7 +261,15 @@ export class FsTaskQueue implements TaskQueue {
       }
       case 'receive': {
         const message = this.live.get(record.id);
-        if (message) message.receives = Math.max(message.receives, record.receives);
+        if (message && record.receives > message.receives) {
+          message.receives = record.receives;
+          message.open = true;
+        }
+        return;
+      }
+      case 'returned': {
+        const message = this.live.get(record.id);
+        if (message && record.receives >= message.receives) message.open = false;
         return;
       }
       case 'dead': {
@@ -255,10 +291,17 @@ export class FsTaskQueue implements TaskQueue {
     }
   }
 
+  private uncountOpen(message: Message): void {
+    if (!message.open) return;
+    message.open = false;
+    message.receives--;
+  }
+
   private snapshot(): JournalRecord[] {
     const records: JournalRecord[] = [];
     const byAge = [...this.live.values()].sort((a, b) => a.seq - b.seq);
-    for (const { id, body, receives } of byAge) records.push({ op: 'send', id, body, receives });
+    // An open delivery is written as not yet counted: a restart right after compaction cuts it off.
+    for (const { id, body, receives, open } of byAge) records.push({ op: 'send', id, body, receives: open ? receives - 1 : receives });
     for (const { id, body, receives, reason } of this.dead.values()) {
       records.push({ op: 'send', id, body, receives }, { op: 'dead', id, ...(reason === undefined ? {} : { reason }) });
     }
@@ -276,6 +319,7 @@ export class FsTaskQueue implements TaskQueue {
   /** Moves a live message to the dead-letter list. */
   private bury(message: Message): void {
     (message.state === 'ready' ? this.visible : this.inflight).remove(message);
+    message.open = false;
     this.live.delete(message.id);
     this.dead.set(message.id, message);
   }
@@ -284,6 +328,11 @@ export class FsTaskQueue implements TaskQueue {
   private take(max: number, visibilityTimeoutMs: number, now: number, records: JournalRecord[]): QueueMessage[] {
     for (let message = this.inflight.peek(); message && message.visibleAt <= now; message = this.inflight.peek()) {
       this.inflight.remove(message);
+      if (message.open) {
+        // Timed out under this owner: the delivery counts.
+        message.open = false;
+        records.push({ op: 'returned', id: message.id, receives: message.receives });
+      }
       message.state = 'ready';
       this.visible.push(message);
     }
@@ -297,6 +346,7 @@ export class FsTaskQueue implements TaskQueue {
         continue;
       }
       message.receives++;
+      message.open = true;
       message.state = 'inflight';
       message.visibleAt = now + visibilityTimeoutMs;
       this.inflight.push(message);

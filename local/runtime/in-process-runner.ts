@@ -1,11 +1,12 @@
 import type { TaskQueue } from '../../core/ports/task-queue.ts';
 import type { TaskRunner } from '../../core/ports/task-runner.ts';
 import type { ObjectStore } from '../../core/ports/object-store.ts';
-import { TaskHandler, type PipelineModule } from '../../core/runtime/task-handler.ts';
+import { TaskHandler, settlementOf, type PipelineModule } from '../../core/runtime/task-handler.ts';
+import { settle } from './settle.ts';
 
 /**
  * Runs tasks inside this process, `concurrency` at a time, with the queue semantics of the worker
- * pool (delete on success, retry after a delay on failure). For embedding dstream in a process
+ * pool (delete on success or a settled failure, retry after a delay on other failures). For embedding dstream in a process
  * that already has the pipeline object (tests, notebooks); no crash isolation.
  */
 export class InProcessRunner implements TaskRunner {
@@ -40,11 +41,12 @@ export class InProcessRunner implements TaskRunner {
       const [message] = await this.queue.receive(1, 60_000, 20);
       if (!message) continue;
       try {
-        await this.handler.handle(await this.handler.decode(message.body), message.receiveCount);
+        const task = await this.handler.decode(message.body);
+        await this.handler.handle(task, message.receiveCount);
         await this.queue.delete(message.receipt);
       } catch (error) {
         this.errors.push(error instanceof Error ? error.message : String(error));
-        await this.queue.changeVisibility(message.receipt, this.retryDelayMs * message.receiveCount);
+        await settle(this.queue, message, settlementOf(error), error instanceof Error ? `${error.name}: ${error.message}` : String(error), this.retryDelayMs);
       }
       this.onTaskSettled();
     }

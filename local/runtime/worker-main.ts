@@ -5,7 +5,8 @@
 import { pathToFileURL } from 'node:url';
 import { FsObjectStore } from '../store/fs-object-store.ts';
 import type { ObjectStore } from '../../core/ports/object-store.ts';
-import { TaskHandler, pipelineFromModule } from '../../core/runtime/task-handler.ts';
+import { TaskHandler, pipelineFromModule, settlementOf } from '../../core/runtime/task-handler.ts';
+import type { TaskRecord } from '../../core/exec/task.ts';
 import { ChaosStore } from '../chaos/chaos-store.ts';
 import { InjectedFault, seededRandom, type FaultKind } from '../chaos/chaos-spec.ts';
 import type { FromWorker, ToWorker } from './worker-protocol.ts';
@@ -47,8 +48,14 @@ async function runOne(message: Extract<ToWorker, { type: 'task' }>): Promise<voi
   injected = [];
   const started = Date.now();
   const cancel = new AbortController();
+  let task: TaskRecord;
   try {
-    const task = await handler!.decode(message.body);
+    task = await handler!.decode(message.body);
+  } catch (error) {
+    reply({ type: 'failed', id: message.id, message: describe(error), settlement: settlementOf(error), injected });
+    return;
+  }
+  try {
     reply({ type: 'started', id: message.id, task: { scope: task.scope, stage: task.stage, partition: task.partition, attempt: task.attempt, copy: task.copy } });
     if (spec && chaos) {
       // Speculative copies run on a healthy worker; only the first copy is ever slowed.
@@ -76,6 +83,10 @@ async function runOne(message: Extract<ToWorker, { type: 'task' }>): Promise<voi
       usage: { maxRss: process.resourceUsage().maxRSS * 1024, splitBytes, stage: task.stage, durationMs: Date.now() - started },
     });
   } catch (error) {
-    reply({ type: 'failed', id: message.id, message: error instanceof Error ? `${error.name}: ${error.message}` : String(error), injected });
+    reply({ type: 'failed', id: message.id, message: describe(error), settlement: settlementOf(error), injected });
   }
+}
+
+function describe(error: unknown): string {
+  return error instanceof Error ? `${error.name}: ${error.message}` : String(error);
 }

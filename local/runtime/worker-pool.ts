@@ -8,6 +8,7 @@ import type { FromWorker, TaskIdentity, ToWorker, WorkerUsage } from './worker-p
 import type { ObjectStore } from '../../core/ports/object-store.ts';
 import { recordTaskFailure } from '../../core/runtime/task-handler.ts';
 import { FsObjectStore } from '../store/fs-object-store.ts';
+import { settle } from './settle.ts';
 
 export interface WorkerPoolOptions {
   workers: number;
@@ -49,9 +50,10 @@ interface Worker {
 
 /**
  * Child processes that run tasks from the queue, as Lambda's event source mapping runs a task
- * function for SQS messages: a message is deleted only when its task succeeded; a task that throws
- * is retried after a delay; a worker that dies or runs out of time is replaced, and its message
- * comes back. After the queue's receive bound, the message goes to the dead letters.
+ * function for SQS messages: a message is deleted when its task succeeded, or failed with an error
+ * that recurs on every delivery (settled: its failure recorded for the driver); a task that throws
+ * otherwise is retried after a delay; a worker that dies or runs out of time is replaced, and its
+ * message comes back. After the queue's receive bound, the message goes to the dead letters.
  */
 export class WorkerPool implements TaskRunner {
   readonly stats: PoolStats = {
@@ -195,7 +197,7 @@ export class WorkerPool implements TaskRunner {
     } else {
       this.stats.failed++;
       this.stats.lastErrors = [...this.stats.lastErrors.slice(-9), message.message];
-      await this.queue.changeVisibility(busy.message.receipt, this.options.retryDelayMs * busy.message.receiveCount);
+      await settle(this.queue, busy.message, message.settlement, message.message, this.options.retryDelayMs);
     }
     this.options.onTaskSettled?.();
     this.wake?.();

@@ -14,7 +14,8 @@ export type FromWorker =
   | { type: 'init-error'; message: string }
   | { type: 'started'; id: string; task: TaskIdentity }
   | { type: 'done'; id: string; outcome: 'done' | 'skipped' | 'fetch-failed' | 'superseded'; injected: FaultKind[]; usage: WorkerUsage }
-  | { type: 'failed'; id: string; message: string; injected: FaultKind[] };
+  /** `settlement`: what the pool does with the message (core/runtime/task-handler.ts settlementOf). */
+  | { type: 'failed'; id: string; message: string; settlement: 'retry' | 'recorded' | 'dead-letter'; injected: FaultKind[] };
 
 export interface WorkerUsage {
   /** Peak resident memory of the worker process so far, in bytes. */

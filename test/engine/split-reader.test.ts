@@ -2,7 +2,7 @@
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import { FsObjectStore } from '../../local/store/fs-object-store.ts';
-import { readRangeLines } from '../../core/exec/split-reader.ts';
+import { LinePosition, readRangeLines } from '../../core/exec/split-reader.ts';
 import { planSplits } from '../../core/streaming/splits.ts';
 import { readSplitLines } from '../../core/exec/split-reader.ts';
 import { removeDir, tempDir } from '../support/stream-harness.ts';
@@ -129,6 +129,41 @@ describe('split reader', () => {
       const [split] = planSplits([{ key: 'incoming/b', name: 'b', size: 6 }, { key: 'incoming/a', name: 'a', size: 7 }], 1, 1000);
       await readSplitLines(store, split!, { maxLineBytes: 100 }, { line: (l) => lines.push(l), badLine: () => {} });
       expect(lines).toEqual(['one', 'two', 'three']);
+    } finally {
+      await removeDir(dir);
+    }
+  });
+
+  it('tells, as each line is handed on, the byte offset where it starts, wherever the object is cut', async () => {
+    const dir = await tempDir();
+    const store = new FsObjectStore(dir);
+    try {
+      await fc.assert(
+        fc.asyncProperty(
+          // Multi-byte characters, CRLF endings, and lines over the bound (read one at a time) among the rest.
+          fc.array(fc.oneof(fc.string({ unit: 'grapheme', maxLength: 8 }), fc.string({ maxLength: 30 }).map((l) => `${l}\r`), fc.constant('x'.repeat(40))), { maxLength: 30 }),
+          fc.array(fc.nat(), { maxLength: 4 }),
+          async (lines, rawCuts) => {
+            const text = lines.map((l) => `${l}\n`).join('');
+            const bytes = Buffer.from(text);
+            const starts: number[] = [];
+            for (let at = 0; at < bytes.length; at = bytes.indexOf(10, at) + 1) starts.push(at);
+            await store.put('incoming/t', bytes);
+            const cuts = [...new Set(rawCuts.map((c) => (bytes.length === 0 ? 0 : c % bytes.length)))].filter((c) => c > 0).sort((a, b) => a - b);
+            const bounds = [0, ...cuts, bytes.length];
+            const position = new LinePosition();
+            const seen: [string | undefined, number][] = [];
+            for (let i = 0; i + 1 < bounds.length; i++) {
+              await readRangeLines(store, { key: 'incoming/t', start: bounds[i]!, end: bounds[i + 1]! }, { maxLineBytes: 32, position }, {
+                line: () => seen.push([position.key, position.offset]),
+                badLine: () => seen.push([position.key, position.offset]),
+              });
+            }
+            expect(seen).toEqual(starts.map((at) => ['incoming/t', at]));
+          },
+        ),
+        { numRuns: 200 },
+      );
     } finally {
       await removeDir(dir);
     }

@@ -123,7 +123,7 @@ describe('driver handler', () => {
     expect(handOvers).toEqual([]);
   });
 
-  it('fails visibly within seconds of a task\'s last failed delivery: logs the task and its last error, gives the lease up, and rethrows', async () => {
+  it('fails visibly within seconds when a task fails with an error that recurs on every delivery: settled at once, logged with its error, lease given up, rethrown', async () => {
     const poisoned = definePipeline({ name: 'poisoned', partitions: 1 }, (ctx) => {
       ctx
         .textStream()
@@ -149,7 +149,7 @@ describe('driver handler', () => {
     const awsPolls = { ...config, scheduler: { ...config.scheduler, pollMs: 1_000 } };
     // The driver's polls after the last delivery; the mapping's own waits are shorter.
     let pollsAfterLastDelivery = 0;
-    clock.onSleep = (ms) => void (ms >= 1_000 && deliveries.length === 2 && pollsAfterLastDelivery++);
+    clock.onSleep = (ms) => void (ms >= 1_000 && deliveries.length === 1 && pollsAfterLastDelivery++);
     try {
       const driver = createDriverHandler(poisoned, { store, queue, clock, config: awsPolls, invokeSelf: async () => void handOvers.push(clock.now()) });
       const failure = driver(scheduledEvent, until(T0 + 15 * 60_000));
@@ -158,10 +158,8 @@ describe('driver handler', () => {
       await mapping.stop();
       await queue.close();
     }
-    // Two deliveries, the second after the first's 5 s retry delay; then no visibility timeout
-    // and no third receive: the driver's next poll, a second later on AWS, finds the dead letter.
-    expect(deliveries).toHaveLength(2);
-    expect(deliveries[1]! - deliveries[0]!).toBeGreaterThanOrEqual(5_000);
+    // One delivery, no retry: the driver's next poll, a second later on AWS, finds the final failure.
+    expect(deliveries).toHaveLength(1);
     expect(pollsAfterLastDelivery).toBeLessThanOrEqual(2);
     expect(await store.get(keys.driverLease)).toBeUndefined();
     expect(handOvers).toEqual([]);
@@ -169,17 +167,19 @@ describe('driver handler', () => {
     expect(logged).toHaveLength(1);
     expect(logged[0]).toMatchObject({
       level: 'error',
-      message: 'interval 0 failed: a task failed every delivery and was dead-lettered; it stays failed until the cause is fixed',
+      message: 'interval 0 failed: a task failed with an error that recurs on every delivery; it stays failed until the cause is fixed',
       interval: 0,
       scope: 'interval=000000',
       stage: 'out-out',
-      receiveCount: 2,
+      // A bad record under badRecords 'fail' fails the same way on every delivery: not retried.
+      receiveCount: 1,
     });
-    expect(logged[0]!.lastError).toMatch(/^BadRecordError: map failed on a record .*cannot digest "poison"/);
+    expect(logged[0]!.lastError).toMatch(/^BadRecordError: map @d1 map failed on a record .*reading meal\.txt at byte 6: cannot digest "poison"/);
     // The metric the dead-letter alarm watches.
     const metrics = stdout.mock.calls.map(([line]) => JSON.parse(String(line)) as Record<string, unknown>);
     expect(metrics.filter((m) => m.DeadLetteredTasks === 1)).toEqual([expect.objectContaining({ Pipeline: 'poisoned', interval: 0, stage: 'out-out' })]);
-    expect(metrics.filter((m) => m.TaskFailures).reduce((n, m) => n + Number(m.TaskFailures), 0)).toBe(2);
+    // Settled, not returned to the queue: no batch item failure.
+    expect(metrics.filter((m) => m.TaskFailures).reduce((n, m) => n + Number(m.TaskFailures), 0)).toBe(0);
   });
 
   it('keeps a dead letter that is no task under errors/, and commits the interval', async () => {

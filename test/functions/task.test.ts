@@ -10,7 +10,7 @@ import { FsTaskQueue } from '../../local/queue/fs-task-queue.ts';
 import { StreamingDriver, type DriverConfig } from '../../core/streaming/driver.ts';
 import { admitUpload } from '../../core/streaming/intake.ts';
 import { readLineageRecord } from '../../core/streaming/lineage.ts';
-import { defaultSchedulerOptions } from '../../core/scheduler/dag-scheduler.ts';
+import { defaultSchedulerOptions, TaskFailedError } from '../../core/scheduler/dag-scheduler.ts';
 import { systemClock } from '../../core/ports/clock.ts';
 import type { QueueMessage } from '../../core/ports/task-queue.ts';
 import { keys } from '../../core/layout.ts';
@@ -232,6 +232,28 @@ describe('task handler', () => {
       expect(reason, forged[i]![0]).toMatch(forged[i]![2]);
     });
     await finish(run, batch);
+  });
+
+  it('settles a task whose error recurs on every delivery at once: recorded for the driver, deleted, and the interval fails naming it', async () => {
+    const retries = retryRecorder();
+    const handler = createTaskHandler(wordcount, { store, queue: retries });
+    const { run, batch } = await intervalWithTasks();
+    const failing = run.catch((error: unknown) => error);
+    // A copy built from other code: the pipeline fingerprint differs, on this delivery and every later one.
+    const [original] = batch;
+    const task = JSON.parse(original!.body) as TaskRecord;
+    const foreign = { ...original!, body: JSON.stringify({ ...task, fingerprint: 'other-code' }) };
+    await queue.delete(original!.receipt);
+
+    expect(await handler(sqsEvent([foreign]))).toEqual({ batchItemFailures: [] });
+    expect(retries.hidden).toEqual([]);
+    const failure = JSON.parse(Buffer.from((await store.get(keys.taskFailed(task.scope, task.stage, task.partition, task.run!)))!).toString());
+    expect(failure).toMatchObject({ stage: task.stage, partition: task.partition, receiveCount: 1, error: expect.stringMatching(/^PipelineMismatchError/) });
+
+    const error = await failing;
+    expect(error).toBeInstanceOf(TaskFailedError);
+    expect(String(error)).toMatch(/failed on delivery 1 with an error that recurs on every delivery, so it was not retried: PipelineMismatchError/);
+    for (const m of batch.slice(1)) await queue.delete(m.receipt);
   });
 
   it('says why before its invocation runs out of time, so a task that always times out is dead-lettered with its reason', async () => {

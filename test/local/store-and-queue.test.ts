@@ -244,27 +244,65 @@ describe('FsTaskQueue in a directory', () => {
     await expect(queue.send(['late'])).rejects.toThrow(/closed/);
   });
 
-  it('survives a restart: sent messages and receive counts are kept, deliveries in flight are visible at once, old receipts are stale', async () => {
+  it('survives a restart: sent messages are kept, deliveries in flight are visible at once and not counted, old receipts are stale', async () => {
     const dir = await scratchDir();
     const before = openQueue(dir);
-    await before.send(['a', 'b', 'c']);
-    const [a, b] = await before.receive(2, 60_000);
+    await before.send(['a', 'b', 'c', 'd']);
+    const [a, b, c] = await before.receive(3, 60_000);
     await before.delete(a!.receipt);
+    // b failed (its consumer gave it back); c was still running when the owner stopped.
+    await before.changeVisibility(b!.receipt, 60_000);
     await before.close();
 
     const after = openQueue(dir);
     const delivered = await after.receive(10, 60_000);
-    expect(delivered.map((m) => [m.body, m.receiveCount])).toEqual([['b', 2], ['c', 1]]);
-    await after.delete(b!.receipt);
-    await after.changeVisibility(delivered[0]!.receipt, 0);
-    expect((await after.receive(10, 60_000)).map((m) => [m.body, m.receiveCount])).toEqual([['b', 3]]);
+    expect(delivered.map((m) => [m.body, m.receiveCount])).toEqual([['b', 2], ['c', 1], ['d', 1]]);
+    await after.delete(c!.receipt);
+    await after.changeVisibility(delivered[1]!.receipt, 0);
+    expect((await after.receive(10, 60_000)).map((m) => [m.body, m.receiveCount])).toEqual([['c', 2]]);
+  });
+
+  it('a delivery that timed out under its owner counts across a restart', async () => {
+    const dir = await scratchDir();
+    const clock = fakeClock();
+    const before = openQueue(dir, { clock });
+    await before.send(['slow']);
+    await before.receive(1, 1000);
+    clock.advance(1000);
+    // The owner notices the timeout on its next receive, and delivers again; then it stops.
+    expect((await before.receive(1, 1000)).map((m) => m.receiveCount)).toEqual([2]);
+    await before.close();
+
+    const after = openQueue(dir);
+    expect((await after.receive(1, 1000)).map((m) => m.receiveCount)).toEqual([2]);
+  });
+
+  it('owners stopped mid-delivery any number of times never dead-letter a message; given-back deliveries do', async () => {
+    const dir = await scratchDir();
+    const sender = openQueue(dir, { maxReceives: 2 });
+    await sender.send(['long task']);
+    await sender.close();
+    for (let restart = 0; restart < 5; restart++) {
+      const owner = openQueue(dir, { maxReceives: 2 });
+      expect((await owner.receive(1, 60_000)).map((m) => m.receiveCount)).toEqual([1]);
+      await owner.close();
+    }
+    const owner = openQueue(dir, { maxReceives: 2 });
+    const [first] = await owner.receive(1, 60_000);
+    await owner.changeVisibility(first!.receipt, 0);
+    const [second] = await owner.receive(1, 60_000);
+    expect(second!.receiveCount).toBe(2);
+    // The last allowed delivery, given back: dead-lettered at once, not on some later receive.
+    await owner.changeVisibility(second!.receipt, 0);
+    expect(await owner.drainDeadLetters(10)).toEqual([{ id: first!.id, body: 'long task', receiveCount: 2 }]);
   });
 
   it('dead letters, and their draining, survive restarts', async () => {
     const dir = await scratchDir();
     const first = openQueue(dir, { maxReceives: 1 });
     await first.send(['poison']);
-    await first.receive(1, 60_000);
+    const [delivery] = await first.receive(1, 60_000);
+    await first.changeVisibility(delivery!.receipt, 0);
     await first.close();
 
     const second = openQueue(dir, { maxReceives: 1 });
@@ -300,7 +338,8 @@ describe('FsTaskQueue in a directory', () => {
     expect(all).toHaveLength(450);
     const bodies = all.map((m) => Number(m.body.slice('task '.length)));
     expect(bodies).toEqual(Array.from({ length: 450 }, (_, i) => i + 50));
-    expect(all.map((m) => m.receiveCount)).toEqual([...Array(50).fill(2), ...Array(400).fill(1)]);
+    // The 50 deliveries cut off by the kill were no failures of their tasks: not counted.
+    expect(all.map((m) => m.receiveCount)).toEqual(Array(450).fill(1));
   });
 
   it('a torn last journal line (a write cut short) is skipped, and the journal is sound afterwards', async () => {
@@ -362,7 +401,8 @@ describe('FsTaskQueue in a directory', () => {
     expect((await stat(path.join(dir, 'journal.jsonl'))).size).toBeLessThan(1.5 * 1024 * 1024);
     await queue.close();
     const reopened = openQueue(dir);
-    expect((await reopened.receive(10, 1000)).map((m) => [m.body, m.receiveCount])).toEqual([['survivor', 2]]);
+    // Its one delivery was still open when the owner closed: not counted.
+    expect((await reopened.receive(10, 1000)).map((m) => [m.body, m.receiveCount])).toEqual([['survivor', 1]]);
   });
 
   it('rejects bad arguments with errors that name them', async () => {

@@ -221,17 +221,52 @@ describe('bad input gets a clear error and loses nothing', () => {
     }
   });
 
-  it('bytes that are not UTF-8 fail the interval with the object and offset, after earlier intervals committed', async () => {
+  it('bytes that are not UTF-8 fail the interval at once, naming the upload, offset and way on, after earlier intervals committed', async () => {
     const base = await tempDir();
     const bad = Buffer.concat([Buffer.from('fine\n'), Buffer.from([0xc3, 0x28, 0x0a])]);
     const staged = await stage(path.join(base, 'staged'), [{ 'ok.txt': 'hello\n' }, { 'bad.txt': bad }]);
     const root = path.join(base, 'root');
     try {
-      await expect(replay(fixture('lines.ts'), staged, root)).rejects.toThrow(/replay-1\/bad\.txt at byte 5: not valid UTF-8/);
+      const failure = replay(fixture('lines.ts'), staged, root);
+      await expect(failure).rejects.toThrow(/failed on delivery 1 with an error that recurs on every delivery, so it was not retried: BadRecordError: source failed/);
+      await expect(failure).rejects.toThrow(/reading bad\.txt at byte 5: not valid UTF-8/);
+      await expect(failure).rejects.toThrow(/run dstream quarantine 1 --root <dir>/);
       expect(await readTextOutput(root, 'lines', 0)).toEqual(['hello']);
       expect(await readTextOutput(root, 'lines', 1)).toBeUndefined();
-      const dead = await readdir(path.join(root, 'errors', 'interval=000001', 'dead-letters'), { recursive: true });
-      expect(dead.some((f) => String(f).endsWith('.json'))).toBe(true);
+      // Not retried, so never dead-lettered: the final failure sits beside the completion records.
+      const tasks = await readdir(path.join(root, 'lineage', 'interval=000001', 'tasks'), { recursive: true });
+      expect(tasks.filter((f) => /\.failed-\w+\.json$/.test(String(f)))).toHaveLength(1);
+    } finally {
+      await removeDir(base);
+    }
+  });
+
+  it('an unstorable value returned by a user function fails the interval at once, naming the operator, upload and offset', async () => {
+    const base = await tempDir();
+    const staged = await stage(path.join(base, 'staged'), [{ 'in.txt': 'a\nhole 1\nbb\n' }]);
+    const root = path.join(base, 'root');
+    try {
+      const failure = replay(fixture('holes.ts'), staged, root, { partitions: 1 });
+      await expect(failure).rejects.toThrow(
+        /failed on delivery 1 with an error that recurs on every delivery, so it was not retried: BadRecordError: map @d1 map failed on a record in interval=000000, stage \S+, partition 0, reading in\.txt at byte 2: record\[1\] is undefined/,
+      );
+      await expect(failure).rejects.toThrow(/run dstream quarantine 0 --root <dir>/);
+      expect(await readOutput(root, 'pairs', 0)).toBeUndefined();
+    } finally {
+      await removeDir(base);
+    }
+  });
+
+  it('with quarantine, an unstorable value is kept under errors/ with its operator, upload and offset, and the task goes on', async () => {
+    const base = await tempDir();
+    const staged = await stage(path.join(base, 'staged'), [{ 'in.txt': 'a\nhole 1\nbb\n' }]);
+    const root = path.join(base, 'root');
+    try {
+      const progress = await replay(fixture('holes-quarantine.ts'), staged, root, { partitions: 1 });
+      expect(progress[0]).toMatch(/1 bad records? quarantined under errors\//);
+      expect(await readOutput(root, 'pairs', 0)).toEqual([['a', 1], ['bb', 2]]);
+      const quarantined = (await readAllLines(path.join(root, 'errors', 'interval=000000', 'records'))).map((l) => JSON.parse(l));
+      expect(quarantined).toEqual([{ operator: 'map @d1 map', error: 'record[1] is undefined', record: ['hole 1', null], input: 'in.txt', offset: 2 }]);
     } finally {
       await removeDir(base);
     }
@@ -248,12 +283,13 @@ describe('bad input gets a clear error and loses nothing', () => {
       expect((await readTextOutput(root, 'lines', 0))?.sort()).toEqual(['A', 'B']);
       expect(await readTextOutput(root, 'lines', 1)).toEqual(['C']);
       const quarantined = (await readAllLines(path.join(root, 'errors', 'interval=000000', 'records'))).map((l) => JSON.parse(l));
-      expect(quarantined.map((q) => q.error).sort()).toEqual([
-        'cannot handle explode me',
-        'intake/uploads/replay-0/in.txt at byte 114: not valid UTF-8',
-        'intake/uploads/replay-0/in.txt at byte 2: line longer than 64 bytes',
+      expect(quarantined.map((q) => [q.error, q.input, q.offset]).sort()).toEqual([
+        ['cannot handle explode me', 'in.txt', 103],
+        ['line longer than 64 bytes', 'in.txt', 2],
+        ['not valid UTF-8', 'in.txt', 114],
       ]);
-      expect(quarantined.find((q) => q.operator === 'map').record).toBe('explode me');
+      // The operator by its label (the map of stream d1), and the upload and byte of the line it failed on.
+      expect(quarantined.find((q) => q.record === 'explode me')).toMatchObject({ operator: 'map @d1 map', input: 'in.txt', offset: 103 });
       expect(quarantined.find((q) => q.error.includes('UTF-8')).record.base64).toBe(Buffer.from([0xff]).toString('base64'));
     } finally {
       await removeDir(base);
