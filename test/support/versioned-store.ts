@@ -41,12 +41,12 @@ export class VersionedMemoryStore implements ObjectStore {
   }
 
   async put(key: string, body: Uint8Array | string): Promise<void> {
-    this.write(key, body);
+    this.write(validateKey(key), body);
   }
 
   async putIfAbsent(key: string, body: Uint8Array | string): Promise<boolean> {
     if (this.current(key)?.bytes) return false;
-    this.write(key, body);
+    this.write(validateKey(key), body);
     return true;
   }
 
