@@ -37,6 +37,14 @@ export function functionConfig(env: Env = process.env): FunctionConfig {
   };
 }
 
+/**
+ * Whether logs may carry the contents of a bad record (DSTREAM_LOG_RECORDS=true). Off by default:
+ * records are user data, kept in the bucket (errors/, failure records), not in CloudWatch.
+ */
+export function logRecords(env: Env = process.env): boolean {
+  return env.DSTREAM_LOG_RECORDS === 'true';
+}
+
 export function driverConfig(config: FunctionConfig): DriverConfig {
   return {
     intervalMs: config.intervalMs,

@@ -66,12 +66,21 @@ export interface TaskFailure {
   copy: number;
   receiveCount: number;
   error: string;
+  /** A preview of the bad record the task failed on, if it failed on one. */
+  record?: string;
 }
 
 export type BadRecordPolicy = 'fail' | 'quarantine';
 
 export class BadRecordError extends Error {
-  constructor(message: string) {
+  /**
+   * @param record a preview of the record, kept out of the message so that logs need not carry
+   *   user data: failure records in the store hold it, and the local CLI shows it.
+   */
+  constructor(
+    message: string,
+    readonly record?: string,
+  ) {
     super(message);
     this.name = 'BadRecordError';
   }
@@ -234,8 +243,8 @@ function badRecordContext(task: TaskRecord, partition: number, label: string | u
       if (policy === 'fail') {
         const where = at ? `reading ${at.input} at byte ${at.offset}` : 'after a shuffle or from state (at no single input line)';
         throw new BadRecordError(
-          `${name} failed on a record in ${task.scope}, stage ${task.stage}, partition ${partition}, ${where}: ${message}; record: ${preview(record)} ` +
-            `(${wayOn(task.scope)})`,
+          `${name} failed on a record in ${task.scope}, stage ${task.stage}, partition ${partition}, ${where}: ${message} (${wayOn(task.scope)})`,
+          preview(record),
         );
       }
       quarantine.push(JSON.stringify({ operator: name, error: message, record: safeRecord(record), ...at }));

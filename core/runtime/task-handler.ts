@@ -138,7 +138,7 @@ export class TaskHandler {
 
   /** Not best effort: a runner that acknowledges the message must leave this, or the driver waits forever. */
   private async recordFinalFailure(task: TaskRecord, receiveCount: number, error: unknown): Promise<void> {
-    const failure: TaskFailure = { ...(task.run ? { run: task.run } : {}), stage: task.stage, partition: task.partition, attempt: task.attempt, copy: task.copy, receiveCount, error: describeError(error) };
+    const failure: TaskFailure = { ...(task.run ? { run: task.run } : {}), stage: task.stage, partition: task.partition, attempt: task.attempt, copy: task.copy, receiveCount, ...failureOf(error) };
     // The run goes into a key: only the scheduler's hex ids, never whatever a message carries.
     const run = typeof task.run === 'string' && /^[0-9a-f]{1,32}$/.test(task.run) ? task.run : 'none';
     await this.store.put(keys.taskFailed(task.scope, task.stage, task.partition, run), JSON.stringify(failure));
@@ -217,14 +217,15 @@ export async function recordTaskFailure(
   receiveCount: number,
   error: unknown,
 ): Promise<void> {
-  const message = error instanceof Error ? `${error.name}: ${error.message}` : String(error);
   await store
-    .put(keys.taskError(task.scope, task.stage, task.partition), JSON.stringify({ attempt: task.attempt, copy: task.copy, receiveCount, error: message }))
+    .put(keys.taskError(task.scope, task.stage, task.partition), JSON.stringify({ attempt: task.attempt, copy: task.copy, receiveCount, ...failureOf(error) }))
     .catch(() => {});
 }
 
-function describeError(error: unknown): string {
-  return error instanceof Error ? `${error.name}: ${error.message}` : String(error);
+/** What a failure record holds of an error: its name and message, and the bad record apart from them. */
+function failureOf(error: unknown): Pick<TaskFailure, 'error' | 'record'> {
+  const described = error instanceof Error ? `${error.name}: ${error.message}` : String(error);
+  return error instanceof BadRecordError && error.record !== undefined ? { error: described, record: error.record } : { error: described };
 }
 
 /** Loads a pipeline module's default export and checks it is one. */

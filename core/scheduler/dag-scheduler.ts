@@ -90,6 +90,8 @@ export class TaskFailedError extends Error {
     readonly lastError: string | undefined,
     /** Failed with an error that recurs on every delivery, so it was not retried (not dead-lettered). */
     readonly settled = false,
+    /** A preview of the bad record it failed on: kept out of the message, which logs carry. */
+    readonly record?: string,
   ) {
     super(
       (settled
@@ -452,7 +454,7 @@ export class DagScheduler {
   private async handleFinalFailure(stage: StageRun, key: string): Promise<void> {
     const failure = await readJson<TaskFailure>(this.deps.store, key);
     if (!failure || !stage.needed.has(failure.partition) || stage.done.has(failure.partition)) return;
-    throw new TaskFailedError(stage.plan.scope, failure.stage, failure.partition, failure.receiveCount, failure.error, true);
+    throw new TaskFailedError(stage.plan.scope, failure.stage, failure.partition, failure.receiveCount, failure.error, true, failure.record);
   }
 
   /**
@@ -476,9 +478,10 @@ export class DagScheduler {
       const stage = found?.plan.planHash === task.planHash ? found : undefined;
       if (stage?.done.has(task.partition)) continue;
       // The task's own record of its last error, else why it was refused (a message no delivery could run).
-      const lastError = (await readJson<{ error: string }>(store, keys.taskError(task.scope, task.stage, task.partition)))?.error ?? letter.reason;
+      const recorded = await readJson<Pick<TaskFailure, 'error' | 'record'>>(store, keys.taskError(task.scope, task.stage, task.partition));
+      const lastError = recorded?.error ?? letter.reason;
       const record = JSON.stringify(
-        { id: letter.id, run: task.run, scope: task.scope, stage: task.stage, partition: task.partition, attempt: task.attempt, copy: task.copy, receiveCount: letter.receiveCount, lastError, task },
+        { id: letter.id, run: task.run, scope: task.scope, stage: task.stage, partition: task.partition, attempt: task.attempt, copy: task.copy, receiveCount: letter.receiveCount, lastError, badRecord: recorded?.record, task },
         null,
         2,
       );
@@ -491,7 +494,7 @@ export class DagScheduler {
       // The record an earlier run failed on stays, as history beside this run's.
       if (earlier && earlier.run !== this.runId) await store.put(keys.earlierDeadLetter(task.scope, task.stage, task.partition, earlier.id ?? earlier.run ?? 'unknown'), JSON.stringify(earlier, null, 2));
       await store.put(key, record);
-      failed ??= new TaskFailedError(task.scope, task.stage, task.partition, letter.receiveCount, lastError);
+      failed ??= new TaskFailedError(task.scope, task.stage, task.partition, letter.receiveCount, lastError, false, recorded?.record);
     }
     if (failed) throw failed;
   }

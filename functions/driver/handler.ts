@@ -14,7 +14,7 @@ import type { Pipeline } from '../../core/graph/pipeline.ts';
 import { StreamingDriver, type DriverConfig } from '../../core/streaming/driver.ts';
 import { quarantineInterval } from '../../core/streaming/lineage.ts';
 import { TaskFailedError } from '../../core/scheduler/dag-scheduler.ts';
-import { driverConfig, functionConfig, requireSetting, s3Store, sqsQueue, type FunctionConfig } from '../config.ts';
+import { driverConfig, functionConfig, logRecords, requireSetting, s3Store, sqsQueue, type FunctionConfig } from '../config.ts';
 import { publishDeadLetteredTask, publishIntervalMetrics } from '../metrics.ts';
 import { intervalEnd } from '../../core/streaming/progress.ts';
 import { DriverLease } from './lease.ts';
@@ -182,6 +182,7 @@ function logFailure(interval: number, error: unknown): void {
         partition: error.partition,
         receiveCount: error.receiveCount,
         lastError: error.lastError,
+        ...(error.record !== undefined && logRecords() ? { record: error.record } : {}),
       }),
     );
     return;

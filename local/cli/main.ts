@@ -2,6 +2,7 @@ import path from 'node:path';
 import { FsObjectStore } from '../store/fs-object-store.ts';
 import { quarantineInterval, readLineageRecord, readLineageUploads } from '../../core/streaming/lineage.ts';
 import { EmbeddedRuntime } from '../runtime/embedded-runtime.ts';
+import { TaskFailedError } from '../../core/scheduler/dag-scheduler.ts';
 import { parseArgs, parseCount, parseDuration, UsageError } from './args.ts';
 import { formatChaos, formatInterval, formatLineage } from './format.ts';
 import { runDemo } from './demo.ts';
@@ -168,6 +169,8 @@ export async function runCli(argv: string[]): Promise<void> {
       process.exitCode = 2;
     } else {
       console.error(`dstream: ${error instanceof Error ? error.message : String(error)}`);
+      // Kept out of error messages, which logs carry; this terminal is the data owner's own.
+      if (error instanceof TaskFailedError && error.record !== undefined) console.error(`the record: ${error.record}`);
       // Errors meant for users name what is wrong; these are dstream's own bugs, worth a stack.
       const stack = error instanceof Error ? error.stack : undefined;
       if (error instanceof TypeError || error instanceof ReferenceError) console.error(`this is a bug in dstream; please report it with this stack:\n${stack}`);

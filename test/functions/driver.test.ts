@@ -175,6 +175,9 @@ describe('driver handler', () => {
       receiveCount: 1,
     });
     expect(logged[0]!.lastError).toMatch(/^BadRecordError: map @d1 map failed on a record .*reading meal\.txt at byte 6: cannot digest "poison"/);
+    // The record itself is user data: kept in the bucket's failure record, out of the log unless DSTREAM_LOG_RECORDS=true.
+    expect(logged[0]).not.toHaveProperty('record');
+    expect(logged[0]!.lastError).not.toContain('record:');
     // The metric the dead-letter alarm watches.
     const metrics = stdout.mock.calls.map(([line]) => JSON.parse(String(line)) as Record<string, unknown>);
     expect(metrics.filter((m) => m.DeadLetteredTasks === 1)).toEqual([expect.objectContaining({ Pipeline: 'poisoned', interval: 0, stage: 'out-out' })]);

@@ -129,6 +129,7 @@ describe('the runbook for an interval that failed on a bad record', () => {
     const failed = await replay();
     expect(failed.code).toBe(1);
     expect(failed.stderr).toMatch(/bad\.txt at byte 5: not valid UTF-8/);
+    expect(failed.stderr).toContain('the record: ');
 
     const marked = await runCli(['quarantine', '1', '--root', root]);
     expect(marked.code, marked.stderr).toBe(0);
