@@ -20,6 +20,7 @@ import { WorkerPool, type PoolStats } from './worker-pool.ts';
 import { InProcessRunner } from './in-process-runner.ts';
 import { WakeableClock } from './wakeable-clock.ts';
 import { IncomingScanner } from './incoming-scanner.ts';
+import { mapConcurrently, STORE_CONCURRENCY } from '../../core/util/map-concurrently.ts';
 import { parseChaos, seededRandom, type ChaosSpec } from '../chaos/chaos-spec.ts';
 
 export interface EmbeddedOptions {
@@ -142,12 +143,15 @@ export class EmbeddedRuntime {
     const intervals = await readStaged(stagedDir);
     for (const { k, files } of intervals) {
       if (!(await isSealed(this.store, k))) {
-        for (const file of files) {
+        const stageFile = async (file: StagedFile) => {
           // Staged files are copied to their pinned keys: the staged folder may change afterwards.
           const upload: IntakeUpload = { key: keys.pinnedUpload(`replay-${k}`, file.name), name: file.name, size: file.size, ...(file.refused === undefined ? {} : { refused: file.refused }) };
           if (file.refused === undefined) await this.store.put(upload.key, await readFile(file.path));
           await admitUpload(this.store, upload, k);
-        }
+        };
+        // Many small files at once, large ones one by one: what is held in memory stays bounded.
+        await mapConcurrently(files.filter((f) => f.size <= SMALL_FILE_BYTES), STORE_CONCURRENCY, stageFile);
+        for (const file of files.filter((f) => f.size > SMALL_FILE_BYTES)) await stageFile(file);
       }
       const report = await this.runInterval(k);
       onInterval?.(report);
@@ -254,6 +258,9 @@ function pinnedUploadCheck(store: ObjectStore): UploadCheck {
     return undefined;
   };
 }
+
+/** Staged files up to this size are copied into the store many at a time. */
+const SMALL_FILE_BYTES = 1024 * 1024;
 
 export function defaultWorkers(): number {
   return Math.max(1, cpus().length);
