@@ -123,7 +123,9 @@ export class StreamingDriver {
   /** Seals interval k and writes its lineage record, unless a driver already did. */
   async planInterval(k: number): Promise<LineageRecord> {
     const { store, clock } = this.deps;
-    const existing = this.records.get(k) ?? (await readLineageRecord(store, k));
+    // Read afresh, not from memory: an operator may have rewritten the record of an interval that
+    // failed (`dstream quarantine`) since this driver, or this warm container, last ran it.
+    const existing = await readLineageRecord(store, k);
     if (existing) {
       this.records.set(k, existing);
       return existing;

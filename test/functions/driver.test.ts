@@ -17,7 +17,7 @@ import wordcount from '../../examples/wordcount.ts';
 import { createDriverHandler } from '../../functions/driver/handler.ts';
 import { createIngestHandler } from '../../functions/ingest/handler.ts';
 import { createTaskHandler } from '../../functions/task/handler.ts';
-import { removeDir, tempDir } from '../support/stream-harness.ts';
+import { readTextOutput, removeDir, tempDir } from '../support/stream-harness.ts';
 import { eventSourceMapping, FakeClock, loggedJson, s3Event, upload } from './support.ts';
 
 const T0 = Date.parse('2025-01-01T00:00:00.000Z');
@@ -183,6 +183,35 @@ describe('driver handler', () => {
     expect(metrics.filter((m) => m.DeadLetteredTasks === 1)).toEqual([expect.objectContaining({ Pipeline: 'poisoned', interval: 0, stage: 'out-out' })]);
     // Settled, not returned to the queue: no batch item failure.
     expect(metrics.filter((m) => m.TaskFailures).reduce((n, m) => n + Number(m.TaskFailures), 0)).toBe(0);
+  });
+
+  it('goes on from an interval failed on a bad record when invoked with {"quarantine": k}, in the same warm container', async () => {
+    const poisoned = definePipeline({ name: 'poisoned', partitions: 1 }, (ctx) => {
+      ctx
+        .textStream()
+        .map((line) => {
+          if (line.includes('poison')) throw new Error('cannot digest it');
+          return line;
+        })
+        .saveAsTextFiles('out');
+    });
+    await createIngestHandler({ store, now: () => clock.now(), intervalMs: INTERVAL })(s3Event([upload(store, 'incoming/meal.txt', 'bread\npoison\nsoup\n', T0 + 1_000)]));
+    const queue = new FsTaskQueue({ dir: path.join(base, 'queue'), maxReceives: 2 });
+    const mapping = eventSourceMapping(queue, createTaskHandler(poisoned, { store, queue, maxTaskAttempts: 2 }));
+    vi.spyOn(process.stdout, 'write').mockImplementation(() => true);
+    clock.time = T0 + INTERVAL + 1_000;
+    const driver = createDriverHandler(poisoned, { store, queue, clock, config, invokeSelf: async () => void handOvers.push(clock.now()) });
+    try {
+      await expect(driver(scheduledEvent, until(T0 + 15 * 60_000))).rejects.toBeInstanceOf(TaskFailedError);
+      await driver({ quarantine: 0 }, until(clock.now() + 2 * MARGIN));
+    } finally {
+      await mapping.stop();
+      await queue.close();
+    }
+    expect(await readTextOutput(store, 'out', 0)).toEqual(['bread', 'soup']);
+    const quarantined = await listAll(store, 'errors/interval=000000/records/');
+    expect(quarantined).toHaveLength(1);
+    expect(Buffer.from((await store.get(quarantined[0]!.key))!).toString()).toContain('cannot digest it');
   });
 
   it('keeps a dead letter that is no task under errors/, and commits the interval', async () => {
