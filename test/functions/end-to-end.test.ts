@@ -93,3 +93,46 @@ it('uploads notified to ingest come out of the driver and task functions as word
     [1, 'wordcount', 1],
   ]);
 });
+
+it('uploads replaced, written again or deleted after admission are counted as admitted, each version once', async () => {
+  /** Runs interval 0 of WordCount through the three functions, with `produce` uploading (and meddling) during it. */
+  const countsOf = async (produce: (store: VersionedMemoryStore, ingest: (key: string, text: string) => Promise<void>) => Promise<void>) => {
+    const store = new VersionedMemoryStore();
+    const queue = new FsTaskQueue({ dir: path.join(base, `queue-${Math.random().toString(36).slice(2)}`), maxReceives: 3 });
+    const clock = new FakeClock(T0);
+    const production = driverConfig(functionConfig({ DSTREAM_BUCKET: 'bucket', DSTREAM_INTERVAL_MS: String(MINUTE), DSTREAM_PARTITIONS: '2' }));
+    const config = { ...production, scheduler: { ...production.scheduler, pollMs: 10 } };
+    await store.put(keys.driverProgress, JSON.stringify({ next: 0, base: 0, epoch: T0, intervalMs: MINUTE }));
+    const ingest = createIngestHandler({ store, now: () => clock.now(), intervalMs: MINUTE });
+    let at = T0 + 1_000;
+    await produce(store, async (key, text) => {
+      clock.time = (at += 1_000) + 100;
+      await ingest(s3Event([upload(store, key, text, at)]));
+    });
+    const driver = createDriverHandler(wordcount, { store, queue, clock, config, invokeSelf: async () => {} });
+    const mapping = eventSourceMapping(queue, createTaskHandler(wordcount, { store, queue }));
+    clock.time = T0 + MINUTE + 5_000;
+    try {
+      await driver({ source: 'aws.events' }, { getRemainingTimeInMillis: () => T0 + 2 * MINUTE + 95_000 - clock.now() });
+    } finally {
+      await mapping.stop();
+      await queue.close();
+    }
+    return (await readOutput(store, 'counts', 0))?.slice().sort();
+  };
+
+  // The same key written twice, then replaced behind the stream's back and deleted: S3 notifies only
+  // of the PUTs it saw, and every read is of a version admitted.
+  const meddled = await countsOf(async (store, ingest) => {
+    await ingest('incoming/a.txt', 'red green\n');
+    await ingest('incoming/a.txt', 'green blue\n');
+    store.write('incoming/a.txt', 'never admitted\n');
+    await store.delete('incoming/a.txt');
+  });
+  const plain = await countsOf(async (_store, ingest) => {
+    await ingest('incoming/first.txt', 'red green\n');
+    await ingest('incoming/second.txt', 'green blue\n');
+  });
+  expect(meddled).toEqual([['blue', 1], ['green', 2], ['red', 1]]);
+  expect(meddled).toEqual(plain);
+});
