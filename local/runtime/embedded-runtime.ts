@@ -165,6 +165,7 @@ export class EmbeddedRuntime {
    */
   async live(options: { signal?: AbortSignal; intervals?: number; onInterval?: (report: IntervalReport) => void } = {}): Promise<IntervalReport[]> {
     const driver = this.driverInstance();
+    await this.scanner.prepare();
     let progress = await driver.progress();
     let k = progress.next;
     const stopAt = options.intervals === undefined ? Infinity : k + options.intervals;

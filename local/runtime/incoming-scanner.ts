@@ -1,6 +1,6 @@
 import { isUtf8 } from 'node:buffer';
 import type { Dirent, Stats } from 'node:fs';
-import { lstat, readdir } from 'node:fs/promises';
+import { lstat, mkdir, readdir } from 'node:fs/promises';
 import path from 'node:path';
 import { INCOMING, keys } from '../../core/layout.ts';
 import { validateKey } from '../../core/ports/object-store.ts';
@@ -44,6 +44,11 @@ export class IncomingScanner {
     private readonly now: () => number,
   ) {
     this.incoming = path.join(store.root, ...INCOMING.split('/').filter(Boolean));
+  }
+
+  /** Creates `incoming/`, so that the first file moved in has somewhere to go. */
+  async prepare(): Promise<void> {
+    await mkdir(this.incoming, { recursive: true });
   }
 
   /** Takes every file that is ready; `open` is the first interval still open to uploads. */
