@@ -74,6 +74,8 @@ export const keys = {
   taskError: (scope: Scope, stage: string, p: number) => `lineage/${scope}/task-errors/${stage}/part-${pad(p)}.json`,
   sinkDone: (scope: Scope, name: string) => `lineage/${scope}/sinks/${name}.done`,
   committed: (scope: Scope) => `lineage/${scope}/_COMMITTED`,
+  /** The interval's current run: replaced once a run's failure is reported, so the next run starts afresh. */
+  intervalRun: (scope: Scope) => `lineage/${scope}/run.json`,
   cachePrefix: (scope: Scope) => `cache/${scope}/`,
   shuffleMap: (scope: Scope, rdd: string, m: number) => `cache/${scope}/shuffle/${rdd}/map-${pad(m)}`,
   collected: (scope: Scope, name: string, p: number) => `cache/${scope}/collect/${name}/part-${pad(p)}`,

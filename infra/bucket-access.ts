@@ -65,7 +65,8 @@ export const FUNCTION_BUCKET_ACCESS: Record<HandlerKind, BucketAccess> = {
   // refused uploads, collects the cache's and old checkpoints' garbage, forgets completions whose
   // data is lost, keeps its lease, progress and the store's owner.
   driver: {
-    read: ['driver/*', 'intake/*', 'lineage/*', 'cache/interval=*/collect/*', 'output/*/interval=*/_SUCCESS'],
+    // errors/: the dead-letter record it moves aside as history, and its own create-if-absent writes read back.
+    read: ['driver/*', 'intake/*', 'lineage/*', 'cache/interval=*/collect/*', 'output/*/interval=*/_SUCCESS', 'errors/interval=*/dead-letters/*', 'errors/interval=*/uploads/*'],
     readVersions: [],
     list: ['cache/interval=*/', 'checkpoints/interval=*/'],
     write: [
@@ -76,6 +77,7 @@ export const FUNCTION_BUCKET_ACCESS: Record<HandlerKind, BucketAccess> = {
       'intake/interval=*/_SEALED',
       'intake/claims/*',
       'lineage/interval=*/record.json',
+      'lineage/interval=*/run.json',
       'lineage/interval=*/splits/*',
       'lineage/interval=*/uploads/*',
       'lineage/interval=*/task-records/*',

@@ -1,5 +1,5 @@
 import { isUtf8 } from 'node:buffer';
-import { readContentAddressed, type ObjectStore } from '../ports/object-store.ts';
+import { ObjectNotFoundError, readContentAddressed, type ObjectStore } from '../ports/object-store.ts';
 import type { InputRange, Split, SplitRef } from '../rdd/plan.ts';
 import { keys, type Scope } from '../layout.ts';
 
@@ -81,6 +81,20 @@ export async function readSplitLines(store: ObjectStore, split: Split, options: 
  * in progress (its owner is the range before), and a range reads past its end to finish its last.
  */
 export async function readRangeLines(store: ObjectStore, range: InputRange, options: SplitReaderOptions, sink: LineSink): Promise<void> {
+  try {
+    await readPinnedRangeLines(store, range, options, sink);
+  } catch (error) {
+    if (!(error instanceof ObjectNotFoundError)) throw error;
+    // The admitted bytes are gone (a version deleted by hand, or expired while the interval stayed
+    // failed): a bad record of the whole range, the same on every read, so the policy decides,
+    // and `dstream quarantine` gets past it.
+    const what = range.version === undefined ? range.key : `${range.key} (version ${range.version})`;
+    options.position?.single(range.key, range.start);
+    sink.badLine({ key: range.key, offset: range.start, length: range.end - range.start }, `the upload ${what} is gone: its admitted bytes can no longer be read`);
+  }
+}
+
+async function readPinnedRangeLines(store: ObjectStore, range: InputRange, options: SplitReaderOptions, sink: LineSink): Promise<void> {
   const reader = new RangeLineReader(range, options, sink);
   let pos = range.start > 0 ? range.start - 1 : 0;
   let readTo = range.end;

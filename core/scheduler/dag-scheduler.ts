@@ -110,6 +110,12 @@ export interface SchedulerDeps {
   options: SchedulerOptions;
   /** The plan of an earlier scope, rebuilt from its lineage record, for recovery. */
   loadScope(scope: Scope): Promise<ScopePlan>;
+  /**
+   * The run this scheduler is part of (hex). Tasks carry it, and dead letters and final failures
+   * of another run are history, not this run's failure. The streaming driver keeps one per
+   * interval in the store until a failure is reported; default, a fresh one.
+   */
+  runId?: string;
 }
 
 interface Running {
@@ -179,9 +185,11 @@ export class DagScheduler {
    * This run's mark on the tasks it sends. Tasks are sent afresh by each run, so what an earlier
    * run's copies left (dead letters, final failures) is history that does not fail this one.
    */
-  private readonly runId = randomBytes(6).toString('hex');
+  private readonly runId: string;
 
-  constructor(private readonly deps: SchedulerDeps) {}
+  constructor(private readonly deps: SchedulerDeps) {
+    this.runId = deps.runId ?? newRunId();
+  }
 
   /** Runs the given stages of a plan (all of them by default) and everything they need. */
   async run(plan: ScopePlan, stageIds?: string[]): Promise<SchedulerStats> {
@@ -525,4 +533,9 @@ export class DagScheduler {
 
 function range(n: number): number[] {
   return Array.from({ length: n }, (_, i) => i);
+}
+
+/** A run's id: hex, as tasks may put it in a key. */
+export function newRunId(): string {
+  return randomBytes(6).toString('hex');
 }

@@ -3,7 +3,7 @@ import { listAll, readJson } from '../ports/object-store.ts';
 import type { TaskQueue } from '../ports/task-queue.ts';
 import type { Clock } from '../ports/clock.ts';
 import type { Pipeline } from '../graph/pipeline.ts';
-import { DagScheduler, type SchedulerOptions, type SchedulerStats } from '../scheduler/dag-scheduler.ts';
+import { DagScheduler, newRunId, TaskFailedError, type SchedulerOptions, type SchedulerStats } from '../scheduler/dag-scheduler.ts';
 import { stageIds } from '../scheduler/stages.ts';
 import { intervalOf, intervalScope, keys } from '../layout.ts';
 import { sealInterval, uploadId, type IntakeUpload, type UploadCheck } from './intake.ts';
@@ -29,6 +29,12 @@ export interface DriverConfig {
 
 /** The steps of an interval, at any of which a driver may die; a new driver resumes after the last durable one. */
 export type DriverStep = 'seal' | 'sealed' | 'lineage-written' | 'mid-stage' | 'stages-done' | 'outputs-committed' | 'sinks-done' | 'committed';
+
+/** How often a driver running an interval looks whether its lineage record was rewritten. */
+const RECORD_CHECK_MS = 10_000;
+
+/** The lineage record of the interval being run was rewritten (by `dstream quarantine`). */
+class RecordChanged extends Error {}
 
 export interface DriverHooks {
   step?(step: DriverStep, interval: number): void | Promise<void>;
@@ -182,12 +188,24 @@ export class StreamingDriver {
     const started = record.sealedAt;
     const plan = planFromRecord(this.pipeline, record);
     const hooks = this.hooks;
+    let recordCheckedAt = clock.now();
     const scheduler = new DagScheduler({
       store,
       queue,
       // The driver may die between any two polls; the clock is where the scheduler waits.
-      clock: { now: () => clock.now(), sleep: async (ms) => (await clock.sleep(ms), await hooks.step?.('mid-stage', k)) },
+      clock: {
+        now: () => clock.now(),
+        sleep: async (ms) => {
+          await clock.sleep(ms);
+          await hooks.step?.('mid-stage', k);
+          if (clock.now() - recordCheckedAt < RECORD_CHECK_MS) return;
+          recordCheckedAt = clock.now();
+          // An operator rerunning the interval (`dstream quarantine`) while this driver runs it.
+          if ((await readLineageRecord(store, k))?.planHash !== record.planHash) throw new RecordChanged();
+        },
+      },
       options: this.config.scheduler,
+      runId: await this.currentRun(scope),
       // Recovery only reads lineage: an earlier interval is never sealed or planned anew.
       loadScope: async (s) => {
         const j = intervalOf(s);
@@ -196,7 +214,16 @@ export class StreamingDriver {
         return planFromRecord(this.pipeline, earlier);
       },
     });
-    const stats = await scheduler.run(plan);
+    let stats: SchedulerStats;
+    try {
+      stats = await scheduler.run(plan);
+    } catch (error) {
+      // Its tasks were sent under the old record; run the interval again under the new one.
+      if (error instanceof RecordChanged) return this.runInterval(k, intervalEnd);
+      // Reported: the next run, once the cause is fixed, sends every unfinished task afresh.
+      if (error instanceof TaskFailedError) await store.put(keys.intervalRun(scope), JSON.stringify({ id: newRunId() }));
+      throw error;
+    }
     await this.step('stages-done', k);
 
     const done = scheduler.completions(scope);
@@ -251,6 +278,17 @@ export class StreamingDriver {
     await this.step('committed', k);
     await this.collectGarbage(k);
     return report;
+  }
+
+  /**
+   * The interval's run, the same for every driver until one reports a failure of it: a driver that
+   * hands over, times out or crashes leaves its run's dead letters to the next, which fails on
+   * them rather than filing them as history.
+   */
+  private async currentRun(scope: string): Promise<string> {
+    const key = keys.intervalRun(scope);
+    await this.deps.store.putIfAbsent(key, JSON.stringify({ id: newRunId() }));
+    return (await readJson<{ id: string }>(this.deps.store, key))!.id;
   }
 
   /** Partition counts of RDDs persisted by the intervals that interval k may read. */

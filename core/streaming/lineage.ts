@@ -4,7 +4,7 @@ import type { PlanNode } from '../rdd/plan.ts';
 import type { BadRecordPolicy } from '../exec/task.ts';
 import type { PlanBuilder } from '../rdd/rdd.ts';
 import { planStages, type StageSpec } from '../scheduler/stages.ts';
-import type { ScopePlan } from '../scheduler/dag-scheduler.ts';
+import { newRunId, type ScopePlan } from '../scheduler/dag-scheduler.ts';
 import { intervalScope, keys } from '../layout.ts';
 import { shortHash } from '../util/hash.ts';
 import type { IntakeUpload } from './intake.ts';
@@ -165,5 +165,7 @@ export async function quarantineInterval(store: ObjectStore, k: number): Promise
   const changed: LineageRecord = { ...record, badRecords: 'quarantine' };
   changed.planHash = planDigest(changed);
   await store.put(keys.lineageRecord(record.scope), JSON.stringify(changed));
+  // A new run: what the failed one left (dead letters, final failures) is history from now on.
+  await store.put(keys.intervalRun(record.scope), JSON.stringify({ id: newRunId() }));
   return `interval ${k} will quarantine its bad records under errors/${record.scope}/records/ when the stream resumes`;
 }

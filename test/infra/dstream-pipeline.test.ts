@@ -131,7 +131,7 @@ const BUCKET_ACCESS_SPEC = {
   },
   driver: {
     's3:GetObjectVersion': [],
-    's3:GetObject': ['driver/*', 'intake/*', 'lineage/*', 'cache/interval=*/collect/*', 'output/*/interval=*/_SUCCESS'],
+    's3:GetObject': ['driver/*', 'intake/*', 'lineage/*', 'cache/interval=*/collect/*', 'output/*/interval=*/_SUCCESS', 'errors/interval=*/dead-letters/*', 'errors/interval=*/uploads/*'],
     // Never an upload, a task's output part, a quarantined record or the cache's blocks.
     's3:PutObject': [
       'driver/progress.json',
@@ -141,6 +141,7 @@ const BUCKET_ACCESS_SPEC = {
       'intake/interval=*/_SEALED',
       'intake/claims/*',
       'lineage/interval=*/record.json',
+      'lineage/interval=*/run.json',
       'lineage/interval=*/splits/*',
       'lineage/interval=*/uploads/*',
       'lineage/interval=*/task-records/*',
