@@ -1,11 +1,10 @@
 import { cpus } from 'node:os';
 import path from 'node:path';
 import { lstat, readdir, readFile, stat } from 'node:fs/promises';
-import { isUtf8 } from 'node:buffer';
 import { pathToFileURL } from 'node:url';
 import type { Clock } from '../../core/ports/clock.ts';
 import { systemClock } from '../../core/ports/clock.ts';
-import { validateKey, type ObjectStore } from '../../core/ports/object-store.ts';
+import type { ObjectStore } from '../../core/ports/object-store.ts';
 import { pipelineFromModule, type PipelineModule } from '../../core/runtime/task-handler.ts';
 import { StreamingDriver, type DriverConfig, type IntervalReport } from '../../core/streaming/driver.ts';
 import { admitUpload, isSealed, type IntakeUpload, type UploadCheck } from '../../core/streaming/intake.ts';
@@ -13,13 +12,13 @@ import { intervalEnd } from '../../core/streaming/progress.ts';
 import { defaultSchedulerOptions, type SchedulerOptions } from '../../core/scheduler/dag-scheduler.ts';
 import { runBatch, type BatchResult } from '../../core/batch/batch-runner.ts';
 import type { Pipeline } from '../../core/graph/pipeline.ts';
-import { INCOMING, keys } from '../../core/layout.ts';
+import { keys } from '../../core/layout.ts';
 import { FsObjectStore } from '../store/fs-object-store.ts';
 import { FsTaskQueue } from '../queue/fs-task-queue.ts';
 import { WorkerPool, type PoolStats } from './worker-pool.ts';
 import { InProcessRunner } from './in-process-runner.ts';
 import { WakeableClock } from './wakeable-clock.ts';
-import { IncomingScanner } from './incoming-scanner.ts';
+import { displayName, IncomingScanner, uploadRefusal } from './incoming-scanner.ts';
 import { mapConcurrently, STORE_CONCURRENCY } from '../../core/util/map-concurrently.ts';
 import { parseChaos, seededRandom, type ChaosSpec } from '../chaos/chaos-spec.ts';
 
@@ -252,7 +251,7 @@ export class EmbeddedRuntime {
 function pinnedUploadCheck(store: ObjectStore): UploadCheck {
   return async (upload) => {
     const info = await store.head(upload.key);
-    if (!info) return 'it was gone before it could be pinned (deleted or moved while it was being taken)';
+    if (!info) return 'its bytes were never pinned: it vanished, or could not be moved or copied out of incoming/, while it was being taken';
     if (info.size !== upload.size) {
       return `it changed after it was taken (${upload.size} bytes then, ${info.size} now): a process still had it open for writing. Its bytes are kept at ${upload.key}, not read`;
     }
@@ -290,19 +289,6 @@ interface StagedFile {
   refused?: string;
 }
 
-/** Why a staged file cannot be an upload, as the live runtime would refuse it. */
-function stagedProblem(name: string, raw: Buffer, info: import('node:fs').Stats): { refused?: string } {
-  if (!isUtf8(raw)) return { refused: 'its name is not valid UTF-8: rename it' };
-  if (info.isSymbolicLink()) return { refused: 'it is a symbolic link, not a file: stage the file itself' };
-  if (!info.isFile()) return { refused: 'it is not a regular file' };
-  try {
-    validateKey(`${INCOMING}${name}`);
-    return {};
-  } catch (error) {
-    return { refused: `its name cannot be a key: ${(error as Error).message}` };
-  }
-}
-
 /** Validates the whole staged directory before anything runs, so a bad one changes nothing. */
 export async function readStaged(dir: string): Promise<{ k: number; files: StagedFile[] }[]> {
   let entries;
@@ -330,19 +316,20 @@ export async function readStaged(dir: string): Promise<{ k: number; files: Stage
   const out: { k: number; files: StagedFile[] }[] = [];
   for (const k of numbers) {
     const files: StagedFile[] = [];
-    const walk = async (folder: Buffer, prefix: string) => {
+    const walk = async (folder: Buffer, names: Buffer[]) => {
       for (const e of await readdir(folder, { withFileTypes: true, encoding: 'buffer' })) {
         const full = Buffer.concat([folder, Buffer.from(path.sep), e.name]);
-        const rel = prefix + (isUtf8(e.name) ? e.name.toString('utf8') : e.name.toString('latin1'));
         if (e.isDirectory()) {
-          await walk(full, `${rel}/`);
+          await walk(full, [...names, e.name]);
           continue;
         }
         const info = await lstat(full);
-        files.push({ name: rel, path: full, size: info.size, ...stagedProblem(rel, e.name, info) });
+        const name = displayName([...names, e.name]);
+        const refused = uploadRefusal([...names, e.name], info, keys.pinnedUpload(`replay-${k}`, name));
+        files.push({ name, path: full, size: info.size, ...(refused === undefined ? {} : { refused }) });
       }
     };
-    await walk(Buffer.from(path.join(dir, String(k))), '');
+    await walk(Buffer.from(path.join(dir, String(k))), []);
     files.sort((a, b) => (a.name < b.name ? -1 : 1));
     out.push({ k, files });
   }

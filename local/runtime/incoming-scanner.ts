@@ -1,6 +1,6 @@
 import { isUtf8 } from 'node:buffer';
 import type { Dirent, Stats } from 'node:fs';
-import { lstat, mkdir, readdir } from 'node:fs/promises';
+import { lstat, mkdir, readdir, unlink } from 'node:fs/promises';
 import path from 'node:path';
 import { INCOMING, keys } from '../../core/layout.ts';
 import { validateKey } from '../../core/ports/object-store.ts';
@@ -37,6 +37,10 @@ interface Sighting {
  */
 export class IncomingScanner {
   private readonly sightings = new Map<string, Sighting>();
+  /** Files entered whose original could not be removed from incoming/ (no right to): not taken again. */
+  private readonly leftBehind = new Set<string>();
+  /** Folders of incoming/ that cannot be read, each said once. */
+  private readonly unreadable = new Set<string>();
   private readonly incoming: string;
 
   constructor(
@@ -64,7 +68,11 @@ export class IncomingScanner {
       entries = await readdir(dir, { withFileTypes: true, encoding: 'buffer' });
     } catch (error) {
       if ((error as NodeJS.ErrnoException).code === 'ENOENT') return;
-      throw error;
+      // Its files cannot even be named, let alone entered: say so (once), and read the rest.
+      const where = dir.toString('latin1');
+      if (!this.unreadable.has(where)) console.error(`dstream: cannot read ${dir.toString('utf8')} (${(error as Error).message}): its files are not taken until it can be read`);
+      this.unreadable.add(where);
+      return;
     }
     entries.sort((a, b) => Buffer.compare(a.name, b.name));
     for (const entry of entries) {
@@ -79,7 +87,7 @@ export class IncomingScanner {
       if (!info) continue;
       const id = file.toString('latin1');
       present.add(id);
-      if (!this.isQuiet(id, info)) continue;
+      if (this.leftBehind.has(`${id}\n${info.ino}:${info.size}:${info.mtimeMs}`) || !this.isQuiet(id, info)) continue;
       this.sightings.delete(id);
       await this.take(file, relative, info, progress, open);
     }
@@ -95,17 +103,10 @@ export class IncomingScanner {
   }
 
   private async take(file: Buffer, names: Buffer[], info: Stats, progress: DriverProgress, open: number): Promise<void> {
-    const utf8 = names.every((n) => isUtf8(n));
-    const name = names.map((n) => (isUtf8(n) ? n.toString('utf8') : escapeBytes(n))).join('/');
+    const name = displayName(names);
     // The same file seen again after a crash between its entry and its move gets the same id.
     const id = shortHash(`${name}\n${info.dev}:${info.ino}\n${info.size}\n${info.mtimeMs}`, 24);
-    const refused = !utf8
-      ? 'its name is not valid UTF-8 (shown with \\x escapes): rename it'
-      : info.isSymbolicLink()
-        ? 'it is a symbolic link, not a file: move or copy the file itself into incoming/'
-        : !info.isFile()
-          ? 'it is not a regular file'
-          : nameProblem(name, id);
+    const refused = uploadRefusal(names, info, keys.pinnedUpload(id, name));
     const upload: IntakeUpload =
       refused === undefined
         ? { key: keys.pinnedUpload(id, name), name, size: info.size }
@@ -115,19 +116,44 @@ export class IncomingScanner {
     // Entered first, then moved: a crash in between leaves the file in incoming/ to be taken again
     // under the same id; a file deleted in between is found missing at the seal, and refused there.
     await admitUpload(this.store, upload, arrived);
-    await this.store.moveIn(file, upload.key);
+    try {
+      // A file with another name elsewhere (a hard link) is copied: editing it there must not reach the upload.
+      if (info.nlink > 1 && refused === undefined) {
+        await this.store.copyIn(file, upload.key);
+        await unlink(file);
+      } else {
+        await this.store.moveIn(file, upload.key);
+      }
+    } catch (error) {
+      // Not ours to move (no write right on its folder, say): what was copied is the upload, else the
+      // seal refuses it as never pinned. Either way it is not taken again.
+      console.error(`dstream: could not take ${name} out of incoming/ (${(error as Error).message}); it stays there and is not read again`);
+      this.leftBehind.add(`${file.toString('latin1')}\n${info.ino}:${info.size}:${info.mtimeMs}`);
+    }
   }
 }
 
-/** Why the store cannot hold this upload under its name, or undefined. */
-function nameProblem(name: string, id: string): string | undefined {
+/**
+ * Why a file cannot be an upload whose bytes are to be kept at `pinnedKey`, or undefined: the one
+ * rule for the live runtime's incoming/ and replay's staged folders. `names` are the path's
+ * segments below the folder, as bytes.
+ */
+export function uploadRefusal(names: Buffer[], info: Stats, pinnedKey: string): string | undefined {
+  if (!names.every((n) => isUtf8(n))) return 'its name is not valid UTF-8 (shown with \\x escapes): rename it';
+  if (info.isSymbolicLink()) return 'it is a symbolic link, not a file: move or copy the file itself';
+  if (!info.isFile()) return 'it is not a regular file';
   try {
-    validateKey(`${INCOMING}${name}`);
-    validateKey(keys.pinnedUpload(id, name));
+    validateKey(`${INCOMING}${displayName(names)}`);
+    validateKey(pinnedKey);
     return undefined;
   } catch (error) {
     return `its name cannot be a key: ${(error as Error).message}`;
   }
+}
+
+/** The name an upload goes by: its path below the folder, bytes that are not UTF-8 shown as \\x escapes. */
+export function displayName(names: Buffer[]): string {
+  return names.map((n) => (isUtf8(n) ? n.toString('utf8') : escapeBytes(n))).join('/');
 }
 
 function escapeBytes(name: Buffer): string {

@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import type { Dirent } from 'node:fs';
-import { link, lstat, mkdir, open, readdir, readFile, realpath, rename, rmdir, stat, unlink, writeFile } from 'node:fs/promises';
+import { copyFile, link, lstat, mkdir, open, readdir, readFile, realpath, rename, rmdir, stat, unlink, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { InvalidKeyError, ObjectNotFoundError, validateKey, VersionsUnsupportedError } from '../../core/ports/object-store.ts';
 import type { ObjectInfo, ObjectStore, ReadOptions } from '../../core/ports/object-store.ts';
@@ -116,6 +116,24 @@ export class FsObjectStore implements ObjectStore {
       return true;
     } catch (error) {
       if (errorCode(error) === 'ENOENT' && !(await lstat(file).catch(() => undefined))) return false;
+      // Another filesystem (a mounted incoming/): copy, then remove the original.
+      if (errorCode(error) !== 'EXDEV') throw error;
+      await this.copyIn(file, key);
+      await unlink(file);
+      return true;
+    }
+  }
+
+  /** Copies a file from outside the store's keys into it under `key`; the original stays. */
+  async copyIn(file: string | Buffer, key: string): Promise<void> {
+    const target = this.pathOf(key);
+    await this.rootReal();
+    const temp = path.join(this.root, TEMP_DIR, `${process.pid}-${++tempCounter}-${randomBytes(4).toString('hex')}`);
+    await copyFile(file, temp);
+    try {
+      await this.place(key, target, () => rename(temp, target));
+    } catch (error) {
+      await removeQuietly(temp);
       throw error;
     }
   }

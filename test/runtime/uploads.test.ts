@@ -6,7 +6,7 @@
  * `dstream quarantine`, without a change of code.
  */
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { appendFile, mkdir, readdir, readFile, rename, symlink, utimes, writeFile } from 'node:fs/promises';
+import { appendFile, link, mkdir, readdir, readFile, rename, symlink, utimes, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { EmbeddedRuntime } from '../../local/runtime/embedded-runtime.ts';
 import lines from '../fixtures/lines.ts';
@@ -61,6 +61,25 @@ describe('the embedded runtime pins each upload when it takes it', () => {
     }
     expect((await readTextOutput(root, 'lines', 0))?.sort()).toEqual(['one', 'two']);
     expect((await readTextOutput(root, 'lines', 1))?.sort()).toEqual(['four', 'three']);
+  });
+
+  it('copies a file that has another name elsewhere (a hard link), so editing it there changes nothing admitted', async () => {
+    const { runtime, incoming } = await liveRuntime();
+    const original = path.join(base, 'kept-by-the-user.txt');
+    try {
+      await mkdir(incoming, { recursive: true });
+      await writeFile(original, 'as uploaded\n');
+      await link(original, path.join(incoming, 'linked.txt'));
+      await runtime.live({ intervals: 1 });
+      await writeFile(original, 'edited afterwards\n');
+    } finally {
+      await runtime.close();
+    }
+    expect(await readTextOutput(root, 'lines', 0)).toEqual(['as uploaded']);
+    // The admitted bytes, which any recomputation of interval 0 reads, are still the uploaded ones.
+    const [pinned] = (await readdir(path.join(root, 'intake', 'uploads'), { recursive: true })).filter((f) => String(f).endsWith('linked.txt'));
+    expect(await readFile(path.join(root, 'intake', 'uploads', String(pinned)), 'utf8')).toBe('as uploaded\n');
+    expect(await readFile(original, 'utf8')).toBe('edited afterwards\n');
   });
 
   it('refuses what it cannot read (a symbolic link, a backslash, a name that is not UTF-8), records why, and reads the rest', async () => {
