@@ -53,6 +53,17 @@ export function uploadNameOfKey(key: string): string {
   return pinned ? pinned[1]! : key;
 }
 
+/** The partition, attempt and run of a start marker's key (keys.taskStarted), or undefined for any other key. */
+export function parseTaskStarted(key: string): { partition: number; attempt: number; run: string } | undefined {
+  const m = /\/part-(\d+)\.attempt-(\d+)\.run-([0-9a-z]+)\.started$/.exec(key);
+  return m ? { partition: Number(m[1]), attempt: Number(m[2]), run: m[3]! } : undefined;
+}
+
+/** A run id as it may stand in a key: the scheduler's hex ids, never whatever a message carries. */
+export function runInKey(run: string | undefined): string {
+  return typeof run === 'string' && /^[0-9a-f]{1,32}$/.test(run) ? run : 'none';
+}
+
 export const keys = {
   lineageRecord: (scope: Scope) => `lineage/${scope}/record.json`,
   lineagePrefix: (scope: Scope) => `lineage/${scope}/`,
@@ -61,7 +72,8 @@ export const keys = {
   lineageSplit: (scope: Scope, hash: string) => `lineage/${scope}/splits/${hash}.json`,
   taskDone: (scope: Scope, stage: string, p: number) => `lineage/${scope}/tasks/${stage}/part-${pad(p)}.json`,
   /** Written when a copy starts, beside the completion records, so one listing shows both. */
-  taskStarted: (scope: Scope, stage: string, p: number, attempt: number) => `lineage/${scope}/tasks/${stage}/part-${pad(p)}.attempt-${attempt}.started`,
+  taskStarted: (scope: Scope, stage: string, p: number, attempt: number, run: string) =>
+    `lineage/${scope}/tasks/${stage}/part-${pad(p)}.attempt-${attempt}.run-${run}.started`,
   /**
    * A copy sent by driver run `run` failed with an error that recurs on every delivery, so it was
    * not retried: beside the completion records, so the driver's listing of them shows it.

@@ -2,7 +2,7 @@ import { ObjectNotFoundError, readRange, type ObjectStore } from '../ports/objec
 import { decodeRecords } from '../codec/record-codec.ts';
 import { keyIdentity } from '../codec/key-identity.ts';
 import type { Rdd } from '../rdd/rdd.ts';
-import { asPair, type Emit, type OperatorContext } from '../rdd/operators.ts';
+import { asPair, NotAPairError, type Emit, type OperatorContext } from '../rdd/operators.ts';
 import { LinePosition, loadSplit, readSplitLines } from './split-reader.ts';
 import { UnstorableValueError } from '../codec/storable.ts';
 import { keys, type Scope } from '../layout.ts';
@@ -65,8 +65,9 @@ export async function computePartition(rdd: Rdd<unknown>, p: number, env: Comput
               let value: unknown;
               try {
                 value = JSON.parse(line);
-              } catch (error) {
-                ctx.badRecord('jsonLines', line, error);
+              } catch {
+                // JSON.parse's message quotes the line, and messages reach logs: the line is the record.
+                ctx.badRecord('jsonLines', line, new SyntaxError('not valid JSON'));
                 return;
               }
               counted(value);
@@ -168,6 +169,7 @@ export async function computePartition(rdd: Rdd<unknown>, p: number, env: Comput
  * operator that produced it, under the pipeline's policy; any other error is rethrown.
  */
 export function refusedRecord(ctx: OperatorContext, operator: string, record: unknown, error: unknown): void {
+  if (error instanceof NotAPairError) return ctx.badRecord(operator, record, error);
   if (!(error instanceof UnstorableValueError)) throw error;
   // The writer counts records (`record[41][1]`); the report shows this record alone.
   const path = error.path.replace(/^record\[\d+\]/, 'record');

@@ -34,8 +34,8 @@ export async function writeShuffleMap(shuffle: Rdd<unknown>, m: number, env: Com
     const combined = new Map<unknown, [unknown, unknown]>();
     await computePartition(parent, m, env, (r) => {
       records++;
-      const [k, v] = asPair(r, node.label);
       try {
+        const [k, v] = asPair(r, node.label);
         // An unstorable key has no identity: a bad record of this operator, like a throwing combiner.
         const id = keyIdentity(k);
         const entry = combined.get(id);

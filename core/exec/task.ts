@@ -2,7 +2,7 @@ import type { ObjectStore } from '../ports/object-store.ts';
 import { RecordWriter } from '../codec/record-codec.ts';
 import type { PlanBuilder, Rdd } from '../rdd/rdd.ts';
 import { preview, type OperatorContext } from '../rdd/operators.ts';
-import { intervalOf, keys, type Scope } from '../layout.ts';
+import { intervalOf, keys, runInKey, type Scope } from '../layout.ts';
 import type { StageSpec } from '../scheduler/stages.ts';
 import { computePartition, MissingInputError, refusedRecord, type BlockRef, type ComputeEnv } from './compute.ts';
 import { LinePosition } from './split-reader.ts';
@@ -126,7 +126,7 @@ export async function runTask({ task, stage, plan, badRecords }: ResolvedTask, e
   if (existing) return { status: 'done', done: JSON.parse(Buffer.from(existing).toString('utf8')), skipped: true };
 
   const started = env.now();
-  await env.store.putIfAbsent(keys.taskStarted(task.scope, task.stage, task.partition, task.attempt), '');
+  await env.store.putIfAbsent(keys.taskStarted(task.scope, task.stage, task.partition, task.attempt, runInKey(task.run)), '');
   const rdd = plan.get(stage.rdd);
   const quarantine: string[] = [];
   const position = new LinePosition();

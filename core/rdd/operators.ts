@@ -104,10 +104,19 @@ export function mapPartitionsOperator(
 }
 
 /** Pair records are two-element arrays; anything else reaching a pair operator is a user error. */
-export function asPair(record: unknown, operator: string): [unknown, unknown] {
-  if (!Array.isArray(record) || record.length !== 2) {
-    throw new TypeError(`${operator} expects [key, value] pairs, got ${preview(record)}`);
+/**
+ * A keyed operator met a record that is no [key, value] pair: a bad record of whatever produced it,
+ * the same on every delivery. The record itself is not in the message (logs carry messages).
+ */
+export class NotAPairError extends TypeError {
+  constructor(operator: string) {
+    super(`${operator} expects [key, value] pairs`);
+    this.name = 'NotAPairError';
   }
+}
+
+export function asPair(record: unknown, operator: string): [unknown, unknown] {
+  if (!Array.isArray(record) || record.length !== 2) throw new NotAPairError(operator);
   return record as [unknown, unknown];
 }
 

@@ -5,7 +5,7 @@ import { decodeTaskMessage, InvalidTaskMessageError } from '../scheduler/task-me
 import type { ScopePlan } from '../scheduler/dag-scheduler.ts';
 import { stageShuffleReads } from '../scheduler/stages.ts';
 import { UnstorableValueError } from '../codec/storable.ts';
-import { batchScope, intervalOf, keys, uploadNameOfKey } from '../layout.ts';
+import { batchScope, intervalOf, keys, runInKey, uploadNameOfKey } from '../layout.ts';
 import { PipelineMismatchError, planFromRecord, readLineageRecord } from '../streaming/lineage.ts';
 import { batchPlanFromRecord, type BatchRecord } from '../batch/batch-runner.ts';
 
@@ -139,9 +139,7 @@ export class TaskHandler {
   /** Not best effort: a runner that acknowledges the message must leave this, or the driver waits forever. */
   private async recordFinalFailure(task: TaskRecord, receiveCount: number, error: unknown): Promise<void> {
     const failure: TaskFailure = { ...(task.run ? { run: task.run } : {}), stage: task.stage, partition: task.partition, attempt: task.attempt, copy: task.copy, receiveCount, ...failureOf(error) };
-    // The run goes into a key: only the scheduler's hex ids, never whatever a message carries.
-    const run = typeof task.run === 'string' && /^[0-9a-f]{1,32}$/.test(task.run) ? task.run : 'none';
-    await this.store.put(keys.taskFailed(task.scope, task.stage, task.partition, run), JSON.stringify(failure));
+    await this.store.put(keys.taskFailed(task.scope, task.stage, task.partition, runInKey(task.run)), JSON.stringify(failure));
   }
 
   /**

@@ -6,7 +6,7 @@ import type { PlanBuilder } from '../rdd/rdd.ts';
 import type { BlockRef } from '../exec/compute.ts';
 import { randomBytes } from 'node:crypto';
 import type { BadRecordPolicy, TaskDone, TaskFailure, TaskRecord } from '../exec/task.ts';
-import { keys, partitionOfTaskDone, scopeOfKey, type Scope } from '../layout.ts';
+import { keys, parseTaskStarted, partitionOfTaskDone, scopeOfKey, type Scope } from '../layout.ts';
 import type { StageSpec } from './stages.ts';
 import { decodeTaskMessage, encodeTaskMessage, keepUnreadableMessage } from './task-message.ts';
 import { stageIds, stageShuffleReads } from './stages.ts';
@@ -297,11 +297,12 @@ export class DagScheduler {
     const { store } = this.deps;
     const listed = await listAll(store, keys.taskDonePrefix(stage.plan.scope, stage.spec.id));
     for (const o of listed) {
-      const started = /part-(\d+)\.attempt-(\d+)\.started$/.exec(o.key);
-      if (!started) continue;
-      const p = Number(started[1]);
+      const started = parseTaskStarted(o.key);
+      // Only this run's copies: a marker an earlier run's copy left says nothing of this run's.
+      if (!started || started.run !== this.runId) continue;
+      const p = started.partition;
       const running = stage.running.get(p);
-      if (running && running.startedAt === undefined && Number(started[2]) === (stage.attempts.get(p) ?? 0)) {
+      if (running && running.startedAt === undefined && started.attempt === (stage.attempts.get(p) ?? 0)) {
         running.startedAt = o.lastModified;
         this.lastProgressAt = this.deps.clock.now();
         // Markers dated to the second may precede the send by less than that.

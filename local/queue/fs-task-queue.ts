@@ -269,7 +269,11 @@ export class FsTaskQueue implements TaskQueue {
       }
       case 'returned': {
         const message = this.live.get(record.id);
-        if (message && record.receives >= message.receives) message.open = false;
+        if (message && record.receives >= message.receives) {
+          // A compaction since may have written this delivery as not yet counted: it counts.
+          message.receives = record.receives;
+          message.open = false;
+        }
         return;
       }
       case 'dead': {

@@ -1,0 +1,30 @@
+/**
+ * Records that no delivery could ever process are bad records of the operator that produced them,
+ * the same on every delivery, and their contents stay out of error messages (which logs carry):
+ * under 'quarantine' they are kept under errors/ and the stream goes on.
+ */
+import { expect, it } from 'vitest';
+import path from 'node:path';
+import { definePipeline } from '../../core/index.ts';
+import { readAllLines, removeDir, replayInProcess } from '../support/stream-harness.ts';
+
+it('a record that is no [key, value] pair, fed to a keyed operator, is quarantined, and a line that is no JSON too, without quoting it', async () => {
+  const pipeline = definePipeline({ name: 'pairs', partitions: 2, badRecords: 'quarantine' }, (ctx) => {
+    ctx
+      .jsonStream()
+      .map((v) => v as [string, number])
+      .reduceByKey((a, b) => a + b)
+      .saveAsJsonFiles('sums');
+  });
+  const result = await replayInProcess(pipeline, [{ 'in.jsonl': '["a", 1]\n"secret, no pair"\n{not json: secret}\n["a", 2]\n' }]);
+  try {
+    expect(await result.output('sums', 0)).toEqual([['a', 3]]);
+    expect(result.reports[0]!.quarantined).toBe(2);
+    const kept = (await readAllLines(path.join(result.root, 'errors', 'interval=000000', 'records'))).map((l) => JSON.parse(l) as { error: string; record: unknown });
+    expect(kept.map((q) => q.error).sort()).toEqual([expect.stringMatching(/expects \[key, value\] pairs$/), 'not valid JSON']);
+    for (const q of kept) expect(q.error).not.toContain('secret');
+    expect(kept.map((q) => q.record).sort()).toEqual(['secret, no pair', '{not json: secret}']);
+  } finally {
+    await removeDir(path.dirname(result.root));
+  }
+});
