@@ -10,7 +10,7 @@ import type { ObjectStore } from '../../core/ports/object-store.ts';
 import type { TaskQueue } from '../../core/ports/task-queue.ts';
 import type { TaskRecord } from '../../core/exec/task.ts';
 import { InvalidTaskMessageError } from '../../core/scheduler/task-message.ts';
-import { TaskHandler, settlesAtOnce, type PipelineModule } from '../../core/runtime/task-handler.ts';
+import { TaskHandler, settlementOf, type PipelineModule } from '../../core/runtime/task-handler.ts';
 import { SUPERSEDED_CHECK_MS, functionConfig, s3Store, sqsQueue, taskRetryDelayMs } from '../config.ts';
 import { publishTaskFailures } from '../metrics.ts';
 
@@ -34,14 +34,13 @@ export interface TaskInvocationContext {
 const TIMEOUT_NOTICE_MS = 2_000;
 
 /**
- * How a message ends this delivery: done with; settled (failed with an error every delivery would
- * meet, its final failure recorded for the driver, so deleted); back to the queue for a retry; or
- * dead-lettered now.
+ * How a message ends this delivery: done with; its final failure recorded (an error every delivery
+ * would meet; see settlementOf), so deleted; back to the queue for a retry; or dead-lettered now.
  */
-type Settlement = { kind: 'done' } | { kind: 'settled' } | { kind: 'retry' } | { kind: 'dead-letter'; reason: string };
+type Settlement = { kind: 'done' } | { kind: 'recorded' } | { kind: 'retry' } | { kind: 'dead-letter'; reason: string };
 
 const OUTCOME: Record<Exclude<Settlement['kind'], 'done'>, string> = {
-  settled: 'it fails so on every delivery, so its failure is recorded for the driver and the message deleted',
+  recorded: 'it fails so on every delivery, so its failure is recorded for the driver and the message deleted',
   retry: 'it is returned to the queue',
   'dead-letter': 'it is dead-lettered at once',
 };
@@ -65,7 +64,7 @@ export function createTaskHandler(
     // One task at a time: each holds a partition in memory, and the batch shares the function's.
     for (const record of records) {
       const settlement = await runRecord(taskHandler(), record, maxTaskAttempts, context);
-      if (settlement.kind === 'done' || settlement.kind === 'settled') continue;
+      if (settlement.kind === 'done' || settlement.kind === 'recorded') continue;
       failed++;
       if (settlement.kind === 'dead-letter' && (await deadLetterNow(taskQueue, record, settlement.reason))) continue;
       batchItemFailures.push({ itemIdentifier: record.messageId });
@@ -125,10 +124,10 @@ async function retrySoon(queue: () => Pick<TaskQueue, 'changeVisibility'>, recor
 async function runRecord(tasks: TaskHandler, record: SQSRecord, maxTaskAttempts: () => number, context?: TaskInvocationContext): Promise<Settlement> {
   const receiveCount = receiveCountOf(record);
   const settle = (error: unknown): Settlement => {
-    // A message that names no task has no place to record its failure: the dead letter says why.
-    if (error instanceof InvalidTaskMessageError) return { kind: 'dead-letter', reason: describeError(error) };
-    // Any other error met alike on every delivery: the handler recorded the task's final failure for the driver.
-    if (settlesAtOnce(error)) return { kind: 'settled' };
+    const settlement = settlementOf(error);
+    if (settlement === 'dead-letter') return { kind: 'dead-letter', reason: describeError(error) };
+    if (settlement === 'recorded') return { kind: 'recorded' };
+    // Retried, unless this was its last allowed delivery: then dead-lettered now, not after one more timeout.
     const allowed = maxTaskAttempts();
     if (receiveCount < allowed) return { kind: 'retry' };
     return { kind: 'dead-letter', reason: `failed its last allowed delivery (${receiveCount} of ${allowed}): ${describeError(error)}` };

@@ -1,3 +1,4 @@
+import { intervalScope } from '../../core/layout.ts';
 import type { IntervalReport } from '../../core/streaming/driver.ts';
 import type { LineageRecord } from '../../core/streaming/lineage.ts';
 import type { IntakeUpload } from '../../core/streaming/intake.ts';
@@ -20,7 +21,7 @@ export function formatInterval(r: IntervalReport): string {
     .map(([name, n]) => `${name} ${num(n)}`)
     .join(', ');
   const extras = [
-    r.refusedUploads ? `${num(r.refusedUploads)} uploads refused, see errors/interval=${String(r.interval).padStart(6, '0')}/uploads/` : '',
+    r.refusedUploads ? `${num(r.refusedUploads)} uploads refused, see errors/${intervalScope(r.interval)}/uploads/` : '',
     r.quarantined ? `${num(r.quarantined)} bad records quarantined under errors/` : '',
     r.tasksSkipped ? `${r.tasksSkipped} already done` : '',
     r.speculative ? `${r.speculative} speculative` : '',

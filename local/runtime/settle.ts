@@ -18,7 +18,8 @@ export async function settle(
     case 'recorded':
       return queue.delete(message.receipt);
     case 'dead-letter':
-      return queue.deadLetter(message, reason);
+      await queue.deadLetter(message, reason);
+      return queue.delete(message.receipt);
     case 'retry':
       return queue.changeVisibility(message.receipt, retryDelayMs * message.receiveCount);
   }
