@@ -102,13 +102,13 @@ export const keys = {
   /** A dead letter of an earlier driver run's copy, kept as history: a later run sent the task afresh. */
   earlierDeadLetter: (scope: Scope, stage: string, p: number, id: string) =>
     `errors/${scope}/dead-letters/${stage}/part-${pad(p)}.earlier-${id.replace(/[^\w.-]/g, '_')}.json`,
-  /** A dead letter that is no task message (sent to the queue by something else): kept, not dropped. */
   /** Where the embedded runtime keeps an upload's bytes from admission on: no later write to incoming/ reaches them. */
   pinnedUpload: (id: string, name: string) => `intake/uploads/${id}/${name}`,
   /** Where the embedded runtime keeps the bytes of an upload it refused, out of incoming/. */
   refusedUploadBytes: (id: string) => `intake/refused/${id}`,
   /** Why an upload of interval k was not read, written when the interval is sealed. */
   refusedUpload: (scope: Scope, id: string) => `errors/${scope}/uploads/${id}.json`,
+  /** A dead letter that is no task message (sent to the queue by something else): kept, not dropped. */
   unreadableDeadLetter: (messageId: string) => `errors/unreadable-dead-letters/${messageId.replace(/[^\w.-]/g, '_')}.json`,
   driverProgress: 'driver/progress.json',
   driverLease: 'driver/lease.json',

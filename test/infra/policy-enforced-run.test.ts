@@ -193,3 +193,42 @@ it('ingest, driver and task run a stream past a checkpoint and its garbage colle
   expect(await listAll(bucket, 'checkpoints/interval=000003/')).not.toEqual([]);
   expect(await listAll(bucket, `cache/interval=${pad(intervals - 1, 6)}/`)).not.toEqual([]);
 }, 120_000);
+
+it('a task that fails every delivery is dead-lettered and reported by the driver, and a refused upload recorded, within their grants', async () => {
+  const stack = new Stack(new App({ context: { 'aws:cdk:bundling-stacks': [] } }), 'EnforcedFailure');
+  const deployed = new DStreamPipeline(stack, 'P', { pipelineModule: path.join(import.meta.dirname, 'fixtures', 'pipeline.ts'), pipelineName: 'wordcount' });
+  const resources = Template.fromStack(stack).toJSON().Resources;
+  const grants = (fn: { role?: iam.IRole }) => grantsOf(stack, resources, deployed.bucket, fn);
+
+  const bucket = new VersionedMemoryStore();
+  const queue = new FsTaskQueue({ dir: path.join(base, 'queue'), maxReceives: 2 });
+  const clock = new FakeClock(T0 + 1_500);
+  const refused: string[] = [];
+  const production = driverConfig(functionConfig({ DSTREAM_BUCKET: 'bucket', DSTREAM_INTERVAL_MS: String(MINUTE), DSTREAM_PARTITIONS: '1' }));
+  const config = { ...production, scheduler: { ...production.scheduler, pollMs: 10 } };
+  await bucket.put(keys.driverProgress, JSON.stringify({ next: 0, base: 0, epoch: T0, intervalMs: MINUTE }));
+  const ingest = createIngestHandler({ store: enforced(bucket, 'ingest', grants(deployed.ingestFunction), refused), now: () => clock.now(), intervalMs: MINUTE });
+  await ingest(s3Event([upload(bucket, 'incoming/words.txt', 'the fox\n', T0 + 1_000), upload(bucket, 'incoming/a\\b.txt', 'refused\n', T0 + 1_000)]));
+
+  // Every read of the upload fails as S3 does under throttling: the task fails each delivery.
+  const taskStore = enforced(bucket, 'task', grants(deployed.taskFunction), refused);
+  const throttled: ObjectStore = Object.assign(Object.create(taskStore) as ObjectStore, {
+    getRange: () => {
+      throw Object.assign(new Error('SlowDown: Please reduce your request rate.'), { name: 'SlowDown' });
+    },
+  });
+  const driver = createDriverHandler(wordcount, { store: enforced(bucket, 'driver', grants(deployed.driverFunction), refused), queue, clock, config, invokeSelf: async () => {} });
+  const mapping = eventSourceMapping(queue, createTaskHandler(wordcount, { store: throttled, queue, maxTaskAttempts: 2 }));
+  vi.spyOn(console, 'error').mockImplementation(() => {});
+  clock.time = T0 + MINUTE + 5_000;
+  try {
+    await expect(driver({ source: 'aws.events' }, { getRemainingTimeInMillis: () => T0 + 14 * MINUTE - clock.now() })).rejects.toThrow(/dead-lettered: .*SlowDown/);
+  } finally {
+    await mapping.stop();
+    await queue.close();
+  }
+
+  expect(refused).toEqual([]);
+  expect((await listAll(bucket, 'errors/interval=000000/dead-letters/')).length).toBeGreaterThan(0);
+  expect(await listAll(bucket, 'errors/interval=000000/uploads/')).toHaveLength(1);
+}, 120_000);
