@@ -156,20 +156,21 @@ export class FsTaskQueue implements TaskQueue {
     const now = this.now();
     // A delivery whose timeout has run out is over, even if no receive has noticed yet.
     if (message === undefined || message.state !== 'inflight' || message.visibleAt <= now) return;
-    if (message.open) {
-      message.open = false;
-      const records: JournalRecord[] = [{ op: 'returned', id: message.id, receives: message.receives }];
-      if (message.receives >= this.maxReceives) {
-        this.bury(message);
-        records.push({ op: 'dead', id: message.id });
-      }
-      await journal.append(records);
-      if (this.dead.has(message.id)) return;
+    // Memory first, then the journal: while the append is awaited the message may be received,
+    // deleted or buried by another call, so nothing here may touch it after the await.
+    const returned = message.open;
+    message.open = false;
+    const records: JournalRecord[] = returned ? [{ op: 'returned', id: message.id, receives: message.receives }] : [];
+    if (returned && message.receives >= this.maxReceives) {
+      this.bury(message);
+      records.push({ op: 'dead', id: message.id });
+    } else {
+      const earlier = now + visibilityTimeoutMs < message.visibleAt;
+      message.visibleAt = now + visibilityTimeoutMs;
+      this.inflight.update(message);
+      if (earlier) this.wake();
     }
-    const earlier = now + visibilityTimeoutMs < message.visibleAt;
-    message.visibleAt = now + visibilityTimeoutMs;
-    this.inflight.update(message);
-    if (earlier) this.wake();
+    if (records.length > 0) await journal.append(records);
   }
 
   async deadLetter(message: QueueMessage, reason: string): Promise<void> {

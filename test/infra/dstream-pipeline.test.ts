@@ -162,6 +162,8 @@ const BUCKET_ACCESS_SPEC = {
       'lineage/*',
       'cache/interval=*/collect/*',
       'output/*/interval=*/_SUCCESS',
+      'errors/interval=*/dead-letters/*',
+      'errors/interval=*/uploads/*',
     ],
   },
 };
