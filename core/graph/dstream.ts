@@ -26,6 +26,11 @@ export interface StreamOptions {
   stateful?: boolean;
   /** Keyed streams whose stored RDDs are hash-partitioned over this many partitions. */
   keyedPartitions?: number;
+  /**
+   * Computed at every interval, even where a parent has no RDD (its compute then gets undefined
+   * for that parent): a state chain carried across its parent's slide.
+   */
+  everyInterval?: boolean;
 }
 
 export interface OutputOperation {
@@ -85,6 +90,7 @@ export class DStream<T> {
   readonly persisted: boolean;
   readonly stateful: boolean;
   readonly keyedPartitions?: number;
+  readonly everyInterval: boolean;
   /** How many intervals back this stream reads persisted RDDs. */
   lookback = 0;
   /** Persisted copies of this stream, by keyed partition count, shared by every reader. */
@@ -103,6 +109,7 @@ export class DStream<T> {
     this.persisted = options.persisted ?? false;
     this.stateful = options.stateful ?? false;
     this.keyedPartitions = options.keyedPartitions;
+    this.everyInterval = options.everyInterval ?? false;
     this.id = graph.register(this as DStream<unknown>);
   }
 
@@ -331,6 +338,10 @@ export class DStream<T> {
     partitions?: number,
   ): DStream<[K, S]> {
     const n = checkPartitions(partitions ?? this.graph.defaultPartitions);
+    //   state(k) = update(state(k - 1), batch(k))   where the parent has an RDD at k
+    //   state(k) = state(k - 1)                       between its slides (no call)
+    // As Spark's StateDStream slides with its parent; the chain is kept every interval, so its
+    // checkpoints and recovery are those of any state.
     const stream: DStream<[K, S]> = new DStream(
       this.graph,
       'updateStateByKey',
@@ -339,16 +350,16 @@ export class DStream<T> {
       (gen, [batch]) => {
         const k = gen.interval;
         const previous = k > 0 ? gen.stored(stream, k - 1) : gen.builder.emptyPartitioned<[K, S]>(n);
-        const input = (batch ?? gen.builder.empty()) as Rdd<[K, unknown]>;
-        return (previous as Rdd<[K, unknown]>).cogroup([input], n).flatMapSameKey('updateStateByKey', ([key, [states, values]]: [K, unknown[][]]) => {
+        if (batch === undefined) return previous;
+        return (previous as Rdd<[K, unknown]>).cogroup([batch as Rdd<[K, unknown]>], n).flatMapSameKey('updateStateByKey', ([key, [states, values]]: [K, unknown[][]]) => {
           const next = update(values as V[], states!.length > 0 ? (states![0] as S) : undefined);
           return next === undefined ? [] : [[key, next] as [K, S]];
         });
       },
-      { slide: 1, persisted: true, stateful: true, keyedPartitions: n },
+      { slide: 1, persisted: true, stateful: true, keyedPartitions: n, everyInterval: true },
     );
     stream.lookback = 1;
-    return stream;
+    return stream.atSlidesOf(this);
   }
 
   /**
@@ -376,8 +387,11 @@ export class DStream<T> {
       (gen, [batch]) => {
         const k = gen.interval;
         const previous = k > 0 ? gen.stored(records, k - 1) : gen.builder.emptyPartitioned<[K, Entry]>(n);
-        const input = (batch ?? gen.builder.empty()) as Rdd<[K, unknown]>;
-        return (previous as Rdd<[K, unknown]>).cogroup([input], n).flatMapSameKey('mapWithState', ([key, [prior, values]]: [K, unknown[][]]) => {
+        // Between the parent's slides: the state carried on, no call, nothing emitted.
+        if (batch === undefined) {
+          return previous.flatMapSameKey('mapWithState', ([key, entry]: [K, Entry]) => (entry[0] === 1 ? [[key, [1, entry[1], entry[2], []] as Entry]] : []));
+        }
+        return (previous as Rdd<[K, unknown]>).cogroup([batch as Rdd<[K, unknown]>], n).flatMapSameKey('mapWithState', ([key, [prior, values]]: [K, unknown[][]]) => {
           const before = prior![0] as Entry | undefined;
           const had = before !== undefined && before[0] === 1;
           const emitted: U[] = [];
@@ -403,10 +417,23 @@ export class DStream<T> {
           return [[key, [state.exists() ? 1 : 0, state.exists() ? state.get() : null, last, emitted] as Entry]];
         });
       },
-      { slide: 1, persisted: true, stateful: true, keyedPartitions: n },
+      { slide: 1, persisted: true, stateful: true, keyedPartitions: n, everyInterval: true },
     );
     records.lookback = 1;
-    return new MapWithStateStream<K, S, U>(records);
+    return new MapWithStateStream<K, S, U>(records.atSlidesOf(this));
+  }
+
+  /**
+   * This stream (a state chain kept every interval) as seen at `parent`'s slides only: where the
+   * parent has an RDD, as Spark's state streams slide with their parent.
+   */
+  private atSlidesOf(parent: DStream<unknown>): DStream<T> {
+    if (parent.slide === 1) return this;
+    const slide = parent.slide;
+    return new DStream<T>(this.graph, 'atSlides', [this], [slide], (gen, [rdd]) => ((gen.interval + 1) % slide === 0 ? rdd : undefined), {
+      slide,
+      ...(this.keyedPartitions === undefined ? {} : { keyedPartitions: this.keyedPartitions }),
+    });
   }
 
   /**
@@ -480,7 +507,7 @@ export class DStream<T> {
 
 export class MapWithStateStream<K, S, U> extends DStream<U> {
   constructor(private readonly records: DStream<[K, [0 | 1, S | null, number, U[]]]>) {
-    super(records.graph, 'mappedValues', [records], null, (_gen, [rdd]) => rdd!.flatMap(([, entry]: any) => entry[3] as U[]), { slide: 1 });
+    super(records.graph, 'mappedValues', [records], null, (_gen, [rdd]) => rdd!.flatMap(([, entry]: any) => entry[3] as U[]), { slide: records.slide });
   }
 
   /** Every key's current state, each interval. */

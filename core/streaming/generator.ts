@@ -43,7 +43,7 @@ export function generateInterval(pipeline: Pipeline, k: number, inputs: Interval
       if (memo.has(s)) return memo.get(s) as Rdd<T> | undefined;
       const parents = s.parents.map((p) => gen.rdd(p));
       let result: Rdd<unknown> | undefined;
-      if (!parents.includes(undefined)) {
+      if (!parents.includes(undefined) || s.everyInterval) {
         builder.origin = `${s.id} ${s.kind}`;
         result = s.computeRdd(gen, parents as Rdd<unknown>[]);
         builder.origin = '';
