@@ -6,9 +6,9 @@
  *   - arrays and objects become COMPOSITE followed by a canonical text of the value;
  *   - a string that itself starts with COMPOSITE is escaped the same way (COMPOSITE + its
  *     canonical text), so no string key can pose as a composite one.
- * Equality is structural: 0 ≡ -0, NaN ≡ NaN, and objects are equal only with the same keys in
- * the same order — records are produced deterministically, so the order is part of the value,
- * and stableHash makes the same choice.
+ * Equality is structural, as Spark compares keys with equals: 0 ≡ -0, NaN ≡ NaN, and objects are
+ * equal with the same properties whatever their order (`{a:1,b:2}` ≡ `{b:2,a:1}`); stableHash
+ * makes the same choice. The key a group keeps is the first one seen, in a deterministic order.
  */
 import { MAX_DEPTH, NOT_STORABLE, explainUnstorable, isPlainObject } from './storable.ts';
 
@@ -60,7 +60,8 @@ function canonical(v: unknown, depth: number): string {
       }
       if (!isPlainObject(v)) throw NOT_STORABLE;
       text = '{';
-      for (const key in v) {
+      // In code-unit order: one text for the same properties in any order.
+      for (const key of Object.keys(v).sort()) {
         const item = (v as Record<string, unknown>)[key];
         if (item === undefined) throw NOT_STORABLE;
         text += (text.length === 1 ? '' : ',') + JSON.stringify(key) + ':' + canonical(item, depth + 1);

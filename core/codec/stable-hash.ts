@@ -10,8 +10,8 @@
  *            low and high words of the float64 (NaN canonical)
  *   boolean  TRUE / FALSE;  null  NULL
  *   array    ARRAY, length, each element
- *   object   OBJECT, then key and value of each entry in order, then the entry count
- * Values equal under keyIdentity (same key order, 0 ≡ -0, NaN ≡ NaN) hash alike.
+ *   object   OBJECT, then key and value of each entry in code-unit order of key, then the count
+ * Values equal under keyIdentity (properties in any order, 0 ≡ -0, NaN ≡ NaN) hash alike.
  */
 import { MAX_DEPTH, NOT_STORABLE, explainUnstorable, isPlainObject } from './storable.ts';
 
@@ -72,7 +72,7 @@ function hashValue(h: number, v: unknown, depth: number): number {
       if (!isPlainObject(v)) throw NOT_STORABLE;
       h = mix(h, OBJECT);
       let n = 0;
-      for (const key in v) {
+      for (const key of Object.keys(v).sort()) {
         const item = (v as Record<string, unknown>)[key];
         if (item === undefined) throw NOT_STORABLE;
         h = hashValue(hashString(h, key), item, depth + 1);

@@ -49,8 +49,10 @@ describe('keyIdentity', () => {
     expect(keyIdentity('\u0000[1]')).not.toBe(keyIdentity([1]));
   });
 
-  it('compares objects by keys in order, and numbers as a Map does (0 is -0, NaN is NaN)', () => {
-    expect(keyIdentity({ a: 1, b: 2 })).not.toBe(keyIdentity({ b: 2, a: 1 }));
+  it('compares objects by value whatever the order of their properties, and numbers as a Map does (0 is -0, NaN is NaN)', () => {
+    expect(keyIdentity({ a: 1, b: 2 })).toBe(keyIdentity({ b: 2, a: 1 }));
+    expect(keyIdentity([{ x: [1, { p: 1, q: 2 }], y: null }])).toBe(keyIdentity([{ y: null, x: [1, { q: 2, p: 1 }] }]));
+    expect(keyIdentity({ a: 1, b: 2 })).not.toBe(keyIdentity({ a: 2, b: 1 }));
     expect(keyIdentity([0, NaN])).toBe(keyIdentity([-0, NaN]));
     expect(keyIdentity(['x', 1])).not.toBe(keyIdentity(['x', '1']));
     expect(keyIdentity([null])).not.toBe(keyIdentity([NaN]));

@@ -33,18 +33,19 @@ export function identical(a: unknown, b: unknown): boolean {
   return structurallyEqual(a, b, Object.is);
 }
 
-/** Key equality: like `identical`, except that 0 and -0 are the same key (SameValueZero). */
+/** Key equality: 0 and -0 are the same key (SameValueZero), and objects' properties may come in any order. */
 export function sameKey(a: unknown, b: unknown): boolean {
-  return structurallyEqual(a, b, (x, y) => x === y || (x !== x && y !== y));
+  return structurallyEqual(a, b, (x, y) => x === y || (x !== x && y !== y), false);
 }
 
-function structurallyEqual(a: unknown, b: unknown, samePrimitive: (x: unknown, y: unknown) => boolean): boolean {
+function structurallyEqual(a: unknown, b: unknown, samePrimitive: (x: unknown, y: unknown) => boolean, ordered = true): boolean {
   if (typeof a !== 'object' || a === null || typeof b !== 'object' || b === null) return samePrimitive(a, b);
   if (Array.isArray(a) !== Array.isArray(b)) return false;
-  const aKeys = Object.keys(a);
-  const bKeys = Object.keys(b);
+  const order = (keys: string[]) => (ordered || Array.isArray(a) ? keys : keys.sort());
+  const aKeys = order(Object.keys(a));
+  const bKeys = order(Object.keys(b));
   return (
     aKeys.length === bKeys.length &&
-    aKeys.every((k, i) => k === bKeys[i] && structurallyEqual((a as Record<string, unknown>)[k], (b as Record<string, unknown>)[k], samePrimitive))
+    aKeys.every((k, i) => k === bKeys[i] && structurallyEqual((a as Record<string, unknown>)[k], (b as Record<string, unknown>)[k], samePrimitive, ordered))
   );
 }
