@@ -11,8 +11,8 @@ import { definePipeline, type DStream, type State } from '../../core/index.ts';
 import { bag, removeDir, replayInProcess } from '../support/stream-harness.ts';
 
 type Rec = [string, number];
-/** A stream in the reference: each interval's records. */
-type RefStream = Rec[][];
+/** A stream in the reference: each interval's records, or undefined where it has no RDD (between a window's slides). */
+type RefStream = (Rec[] | undefined)[];
 
 interface Step {
   name: string;
@@ -31,55 +31,64 @@ const joinByKey = (left: Rec[], right: Rec[], outer: boolean): Rec[] => {
   for (const [k, v] of right) r.set(k, [...(r.get(k) ?? []), v]);
   return left.flatMap(([k, v]) => (r.get(k) ?? (outer ? [0] : [])).map((w) => [k, v + w] as Rec));
 };
-const lastN = (s: RefStream, k: number, n: number) => s.slice(Math.max(0, k - n + 1), k + 1).flat();
+const lastN = (s: RefStream, k: number, n: number) => s.slice(Math.max(0, k - n + 1), k + 1).flatMap((b) => b ?? []);
+/** Each RDD through `f`; no RDD stays none. */
+const each = (s: RefStream, f: (b: Rec[], k: number) => Rec[]): RefStream => s.map((b, k) => (b === undefined ? undefined : f(b, k)));
+/** Windows are composed only over a stream with an RDD every interval (their length and slide must be multiples of its slide). */
+const everyInterval = (s: RefStream) => s.every((b) => b !== undefined);
+const slidingWindow = (length: number, slide: number): Step => ({
+  name: `window(${length}, ${slide})`,
+  apply: (s) => (s.slide === 1 ? s.window(length, slide) : s),
+  ref: (s) => (everyInterval(s) ? s.map((_, k) => ((k + 1) % slide === 0 ? lastN(s, k, length) : undefined)) : s),
+});
 const even = ([, v]: Rec) => v % 2 === 0;
 
 const steps: Step[] = [
-  { name: 'map', apply: (s) => s.map(([k, v]) => [k, (v * 7) % 23] as Rec), ref: (s) => s.map((b) => b.map(([k, v]) => [k, (v * 7) % 23])) },
-  { name: 'filter', apply: (s) => s.filter(([, v]) => v % 3 !== 0), ref: (s) => s.map((b) => b.filter(([, v]) => v % 3 !== 0)) },
+  { name: 'map', apply: (s) => s.map(([k, v]) => [k, (v * 7) % 23] as Rec), ref: (s) => each(s, (b) => b.map(([k, v]) => [k, (v * 7) % 23])) },
+  { name: 'filter', apply: (s) => s.filter(([, v]) => v % 3 !== 0), ref: (s) => each(s, (b) => b.filter(([, v]) => v % 3 !== 0)) },
   {
     name: 'flatMap',
     apply: (s) => s.flatMap(([k, v]) => (v > 10 ? [[k, v] as Rec, [`${k}+`, v - 10] as Rec] : [[k, v] as Rec])),
-    ref: (s) => s.map((b) => b.flatMap(([k, v]) => (v > 10 ? [[k, v] as Rec, [`${k}+`, v - 10] as Rec] : [[k, v] as Rec]))),
+    ref: (s) => each(s, (b) => b.flatMap(([k, v]) => (v > 10 ? [[k, v] as Rec, [`${k}+`, v - 10] as Rec] : [[k, v] as Rec]))),
   },
-  { name: 'reduceByKey', apply: (s) => s.reduceByKey(add), ref: (s) => s.map(sumByKey) },
+  { name: 'reduceByKey', apply: (s) => s.reduceByKey(add), ref: (s) => each(s, sumByKey) },
   {
     name: 'groupByKey',
     apply: (s) => s.groupByKey().mapValues((vs) => vs.reduce(add, 0)),
-    ref: (s) => s.map(sumByKey),
+    ref: (s) => each(s, sumByKey),
   },
   {
     name: 'countByValue',
     apply: (s) => s.map(([k]) => k).countByValue(),
-    ref: (s) => s.map((b) => sumByKey(b.map(([k]) => [k, 1]))),
+    ref: (s) => each(s, (b) => sumByKey(b.map(([k]) => [k, 1]))),
   },
   { name: 'repartition', apply: (s) => s.repartition(3), ref: (s) => s },
   { name: 'cache', apply: (s) => s.cache(), ref: (s) => s },
   {
     name: 'union-with-self',
     apply: (s) => s.union(s.mapValues((v) => v + 1)),
-    ref: (s) => s.map((b) => [...b, ...b.map(([k, v]) => [k, v + 1] as Rec)]),
+    ref: (s) => each(s, (b) => [...b, ...b.map(([k, v]) => [k, v + 1] as Rec)]),
   },
   {
     name: 'join-with-self',
     apply: (s) => s.join(s.filter(even)).mapValues(([a, b]) => a + b),
-    ref: (s) => s.map((b) => joinByKey(b, b.filter(even), false)),
+    ref: (s) => each(s, (b) => joinByKey(b, b.filter(even), false)),
   },
   {
     name: 'leftOuterJoin-with-self',
     apply: (s) => s.leftOuterJoin(s.filter(even)).mapValues(([a, b]) => a + (b ?? 0)),
-    ref: (s) => s.map((b) => joinByKey(b, b.filter(even), true)),
+    ref: (s) => each(s, (b) => joinByKey(b, b.filter(even), true)),
   },
   {
     name: 'transform',
     apply: (s) => s.transform((rdd, k) => rdd.filter(([, v]) => (v + k) % 4 !== 0)),
-    ref: (s) => s.map((b, k) => b.filter(([, v]) => (v + k) % 4 !== 0)),
+    ref: (s) => each(s, (b, k) => b.filter(([, v]) => (v + k) % 4 !== 0)),
   },
   {
     name: 'fullOuterJoin-with-self',
     apply: (s) => s.fullOuterJoin(s.filter(even).mapValues((v) => v + 1)).mapValues(([a, b]) => (a ?? 0) * 100 + (b ?? 0)),
     ref: (s) =>
-      s.map((b) => {
+      each(s, (b) => {
         const right = b.filter(even).map(([k, v]) => [k, v + 1] as Rec);
         const l = new Map<string, number[]>();
         const r = new Map<string, number[]>();
@@ -90,11 +99,13 @@ const steps: Step[] = [
         );
       }),
   },
-  { name: 'window', apply: (s) => s.window(2, 1), ref: (s) => s.map((_, k) => lastN(s, k, 2)) },
+  slidingWindow(2, 1),
+  slidingWindow(2, 2),
+  slidingWindow(3, 3),
   {
     name: 'countByValueAndWindow',
-    apply: (s) => s.map(([k]) => k).countByValueAndWindow(2, 1),
-    ref: (s) => s.map((_, k) => sumByKey(lastN(s, k, 2).map(([key]) => [key, 1]))),
+    apply: (s) => (s.slide === 1 ? s.map(([k]) => k).countByValueAndWindow(2, 1) : s),
+    ref: (s) => (everyInterval(s) ? s.map((_, k) => sumByKey(lastN(s, k, 2).map(([key]) => [key, 1]))) : s),
   },
   {
     name: 'mapWithState-snapshots',
@@ -111,8 +122,9 @@ const steps: Step[] = [
         })
         .stateSnapshots() as DStream<Rec>,
     ref: (s) => {
+      // Between the stream's slides the state is carried, with no call and no RDD (as Spark's).
       const state = new Map<string, [number, number]>();
-      return s.map((b, j) => {
+      return each(s, (b, j) => {
         for (const [key, v] of b) state.set(key, [(state.get(key)?.[0] ?? 0) + v, j]);
         for (const [key, [, last]] of [...state]) if (j - last >= 2) state.delete(key);
         return [...state].map(([key, [sum]]) => [key, sum] as Rec);
@@ -121,8 +133,8 @@ const steps: Step[] = [
   },
   {
     name: 'reduceByKeyAndWindow-inverse',
-    apply: (s) => s.reduceByKeyAndWindow(add, 3, 1, { inverse: (a, b) => a - b, filter: ([, v]) => v !== 0 }),
-    ref: (s) => s.map((_, k) => sumByKey(lastN(s, k, 3)).filter(([, v]) => v !== 0)),
+    apply: (s) => (s.slide === 1 ? s.reduceByKeyAndWindow(add, 3, 1, { inverse: (a, b) => a - b, filter: ([, v]) => v !== 0 }) : s),
+    ref: (s) => (everyInterval(s) ? s.map((_, k) => sumByKey(lastN(s, k, 3)).filter(([, v]) => v !== 0)) : s),
   },
   {
     name: 'updateStateByKey',
@@ -134,7 +146,7 @@ const steps: Step[] = [
       }),
     ref: (s) => {
       let state = new Map<string, number>();
-      return s.map((b) => {
+      return each(s, (b) => {
         const next = new Map<string, number>();
         const batch = new Map(sumByKey(b));
         for (const key of new Set([...state.keys(), ...batch.keys()])) {
@@ -148,10 +160,19 @@ const steps: Step[] = [
   },
 ];
 
+const stateSteps = steps.flatMap((step, i) => (step.name === 'updateStateByKey' || step.name === 'mapWithState-snapshots' ? [i] : []));
+
 const recArb = fc.tuple(fc.constantFrom('a', 'b', 'c', 'd', 'é', 'k k'), fc.integer({ min: 0, max: 20 }));
 const scenarioArb = fc.record({
   intervals: fc.array(fc.array(fc.array(recArb, { maxLength: 15 }), { maxLength: 2 }), { minLength: 2, maxLength: 5 }),
   chains: fc.array(fc.array(fc.integer({ min: 0, max: steps.length - 1 }), { minLength: 2, maxLength: 4 }), { minLength: 3, maxLength: 3 }),
+  // And always one chain of state over a window of random length and slide, then more steps.
+  windowed: fc.record({
+    slide: fc.integer({ min: 1, max: 3 }),
+    slides: fc.integer({ min: 1, max: 3 }),
+    state: fc.constantFrom(...stateSteps),
+    tail: fc.array(fc.integer({ min: 0, max: steps.length - 1 }), { maxLength: 2 }),
+  }),
   partitions: fc.integer({ min: 1, max: 4 }),
   inputPartitions: fc.integer({ min: 1, max: 3 }),
   checkpointEvery: fc.integer({ min: 1, max: 3 }),
@@ -161,7 +182,11 @@ describe('operators composed at random', () => {
   it('match the same compositions of the reference', async () => {
     await fc.assert(
       fc.asyncProperty(scenarioArb, async (sc) => {
-        const chains = sc.chains.map((chain) => chain.map((i) => steps[i]!));
+        const { slide, slides, state, tail } = sc.windowed;
+        const chains = [
+          ...sc.chains.map((chain) => chain.map((i) => steps[i]!)),
+          [slidingWindow(slide * slides, slide), steps[state]!, ...tail.map((i) => steps[i]!)],
+        ];
         const pipeline = definePipeline({ name: 'compositions', partitions: sc.partitions, checkpointEvery: sc.checkpointEvery }, (ctx) => {
           const input = ctx.jsonStream<Rec>();
           chains.forEach((chain, c) => chain.reduce((s, step) => step.apply(s), input).saveAsJsonFiles(`chain${c}`));
