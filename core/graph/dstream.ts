@@ -115,13 +115,18 @@ export class DStream<T> {
 
   /** A stream computed per interval from this one's RDD (and others'), sharing their slide. */
   private derive<U>(kind: string, params: unknown, others: DStream<any>[], f: (...rdds: Rdd<any>[]) => Rdd<U>): DStream<U> {
+    return this.deriveWithInterval(kind, params, others, (_interval, ...rdds) => f(...rdds));
+  }
+
+  /** As derive, for functions that also take the interval. */
+  private deriveWithInterval<U>(kind: string, params: unknown, others: DStream<any>[], f: (interval: number, ...rdds: Rdd<any>[]) => Rdd<U>): DStream<U> {
     for (const other of others) {
       if (other.graph !== this.graph) throw new Error(`${kind}: both streams must belong to the same pipeline`);
       if (other.slide !== this.slide) {
         throw new Error(`${kind}: streams slide every ${this.slide} and ${other.slide} intervals; they must slide together`);
       }
     }
-    return new DStream<U>(this.graph, kind, [this, ...others], params, (_gen, rdds) => f(...rdds), { slide: this.slide });
+    return new DStream<U>(this.graph, kind, [this, ...others], params, (gen, rdds) => f(gen.interval, ...(rdds as Rdd<any>[])), { slide: this.slide });
   }
 
   map<U>(f: (record: T) => U): DStream<U> {
@@ -151,9 +156,20 @@ export class DStream<T> {
 
   /** Any RDD-to-RDD function, run per interval; it must build its result from `rdd` deterministically. */
   transform<U>(f: (rdd: Rdd<T>, interval: number) => Rdd<U>): DStream<U> {
-    return new DStream<U>(this.graph, 'transform', [this], functionHash(f), (gen, [rdd]) => f(rdd!, gen.interval), {
-      slide: this.slide,
-    });
+    return this.deriveWithInterval('transform', functionHash(f), [], (interval, rdd) => f(rdd as Rdd<T>, interval));
+  }
+
+  /**
+   * Any function of this stream's RDD and another's, per interval (Spark's transformWith); the two
+   * must slide together, and `f` must build its result from them deterministically.
+   */
+  transformWith<U, V>(other: DStream<U>, f: (rdd: Rdd<T>, other: Rdd<U>, interval: number) => Rdd<V>): DStream<V> {
+    return this.deriveWithInterval('transformWith', functionHash(f), [other], (interval, a, b) => f(a as Rdd<T>, b as Rdd<U>, interval));
+  }
+
+  /** Each partition's records as one array (Spark's glom). */
+  glom(): DStream<T[]> {
+    return this.derive('glom', null, [], (r) => r.mapPartitions((records) => [records]));
   }
 
   /** One record per interval: how many records the interval had. */
@@ -171,6 +187,14 @@ export class DStream<T> {
   }
 
   // ---- key/value pairs ----
+
+  keys<K, V>(this: DStream<[K, V]>): DStream<K> {
+    return this.derive('keys', null, [], (r) => r.map(([k]: [K, V]) => k));
+  }
+
+  values<K, V>(this: DStream<[K, V]>): DStream<V> {
+    return this.derive('values', null, [], (r) => r.map(([, v]: [K, V]) => v));
+  }
 
   mapValues<K, V, U>(this: DStream<[K, V]>, f: (value: V) => U): DStream<[K, U]> {
     return this.derive('mapValues', functionHash(f), [], (r) => r.mapValues(f));
@@ -320,6 +344,11 @@ export class DStream<T> {
     state.lookback = length + slide - 1;
     const windowed = state.mapValues(([value]) => value);
     return filter ? windowed.filter(filter) : windowed;
+  }
+
+  /** Every `slide` intervals, each key's values over the last `length` intervals. */
+  groupByKeyAndWindow<K, V>(this: DStream<[K, V]>, length: number, slide = 1, partitions?: number): DStream<[K, V[]]> {
+    return this.window(length, slide).groupByKey(partitions);
   }
 
   countByValueAndWindow(length: number, slide = 1, partitions?: number): DStream<[T, number]> {
