@@ -1,4 +1,5 @@
 import type { PlanNode, SourceFormat, SplitRef } from './plan.ts';
+import { stableHash } from '../codec/stable-hash.ts';
 import {
   asPair,
   filterOperator,
@@ -249,6 +250,68 @@ export class Rdd<T> {
     return this.map((r) => r[1]);
   }
 
+  /** Pairs of `[f(record), record]` (Spark's keyBy). */
+  keyBy<K>(f: (record: T) => K): Rdd<[K, T]> {
+    return this.map((r) => [f(r), r] as [K, T]);
+  }
+
+  /** Each distinct record once, records compared by value as keys are. */
+  distinct(partitions?: number): Rdd<T> {
+    return this.map((r) => [r, null] as [T, null]).reduceByKey((a) => a, partitions).keys();
+  }
+
+  /** Records of this dataset with no equal record in `other`; duplicates of this one are kept, as in Spark. */
+  subtract(other: Rdd<T>, partitions?: number): Rdd<T> {
+    return this.map((r) => [r, null] as [T, null]).subtractByKey(other.map((r) => [r, null] as [T, null]), partitions).keys();
+  }
+
+  /** Records in both datasets, each once. */
+  intersection(other: Rdd<T>, partitions?: number): Rdd<T> {
+    const tagged = (rdd: Rdd<T>) => rdd.map((r) => [r, null] as [T, null]);
+    return tagged(this)
+      .cogroup([tagged(other)], partitions)
+      .flatMap(([r, [mine, theirs]]) => (mine!.length > 0 && theirs!.length > 0 ? [r as T] : []));
+  }
+
+  /**
+   * A sample of about `fraction` of the records, without replacement. Deterministic: which records
+   * are kept depends only on the seed, the partition and the records' order in it.
+   */
+  sample(fraction: number, seed: number): Rdd<T> {
+    if (!(fraction >= 0 && fraction <= 1)) throw new RangeError(`sample fraction must be between 0 and 1, got ${fraction}`);
+    if (!Number.isSafeInteger(seed)) throw new RangeError(`sample seed must be an integer, got ${seed}`);
+    const f = (records: unknown[], partition: number) => {
+      const random = seededRandom(stableHash([seed, partition]));
+      return records.filter(() => random() < fraction);
+    };
+    // The fraction and seed are in the label: the plan, and so the fingerprint, tells samples apart.
+    const label = `sample(${fraction}, ${seed})`;
+    return this.narrow(label, f, mapPartitionsOperator(label, f), true);
+  }
+
+  /** Pairs of this dataset whose key is not in `other`. */
+  subtractByKey<K, V, W>(this: Rdd<[K, V]>, other: Rdd<[K, W]>, partitions?: number): Rdd<[K, V]> {
+    return this.cogroup([other], partitions).flatMap(([k, [vs, ws]]) => (ws!.length > 0 ? [] : vs!.map((v) => [k, v] as [K, V])));
+  }
+
+  /**
+   * Per key, values folded into a copy of `zero` with `seqOp`, then partial results merged with
+   * `combOp` (Spark's aggregateByKey). `zero` is copied for each key, so it may be mutated.
+   */
+  aggregateByKey<K, V, U>(this: Rdd<[K, V]>, zero: U, seqOp: (acc: U, value: V) => U, combOp: (a: U, b: U) => U, partitions?: number): Rdd<[K, U]> {
+    return this.combineByKey((v: V) => seqOp(structuredClone(zero), v), seqOp, combOp, partitions);
+  }
+
+  /** Per key, values folded with `f` from a copy of `zero`. */
+  foldByKey<K, V>(this: Rdd<[K, V]>, zero: V, f: (a: V, b: V) => V, partitions?: number): Rdd<[K, V]> {
+    return this.aggregateByKey(zero, f, f, partitions);
+  }
+
+  /** How many records each key has (an RDD of `[key, count]`). */
+  countByKey<K, V>(this: Rdd<[K, V]>, partitions?: number): Rdd<[K, number]> {
+    return this.map(([k]) => [k, 1] as [K, number]).reduceByKey((a, b) => a + b, partitions);
+  }
+
   /** The general per-key aggregation, combined on the map side before the shuffle. */
   combineByKey<K, V, C>(
     this: Rdd<[K, V]>,
@@ -363,6 +426,18 @@ function joined<K>(
     for (const v of lefts) for (const w of rights) out.push([k, [v, w]]);
     return out;
   });
+}
+
+/** A small deterministic generator (mulberry32) for sampling: the same seed gives the same sequence everywhere. */
+function seededRandom(seed: number): () => number {
+  let state = seed >>> 0;
+  return () => {
+    state = (state + 0x6d2b79f5) >>> 0;
+    let t = state;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
 }
 
 /** An output name becomes a folder under `output/`: one plain segment, nothing that could escape. */
