@@ -2,7 +2,10 @@ import type { PlanBuilder, Rdd } from '../rdd/rdd.ts';
 import type { SplitRef } from '../rdd/plan.ts';
 import { checkPartitions, validateOutputName } from '../rdd/rdd.ts';
 import { functionHash } from '../util/hash.ts';
-import { KeyState, type State } from './state.ts';
+import { stateStream } from './state-stream.ts';
+import { mapWithStateStream, type MapWithStateEntry, type MapWithStateSpec } from './map-with-state-stream.ts';
+import { checkWindow, windowedStream } from './windowed-stream.ts';
+import { reducedWindowedStream } from './reduced-windowed-stream.ts';
 
 /**
  * What a stream needs while its interval's RDDs are being generated: the RDD of another stream
@@ -251,24 +254,7 @@ export class DStream<T> {
    */
   window(length: number, slide = 1): DStream<T> {
     checkWindow(length, slide, this.slide);
-    const source = this.persist();
-    const windowed = new DStream<T>(
-      this.graph,
-      'window',
-      [source],
-      [length, slide],
-      (gen) => {
-        const k = gen.interval;
-        if ((k + 1) % slide !== 0) return undefined;
-        const parts: Rdd<T>[] = [];
-        for (let j = Math.max(0, k - length + 1); j <= k; j++) parts.push(gen.stored(source, j));
-        const [first, ...rest] = parts;
-        return first!.union(...rest);
-      },
-      { slide },
-    );
-    windowed.lookback = length - 1;
-    return windowed;
+    return windowedStream(this.persist(), length, slide);
   }
 
   countByWindow(length: number, slide = 1): DStream<number> {
@@ -301,48 +287,7 @@ export class DStream<T> {
       const windowed = perInterval.window(length, slide).reduceByKey(f, partitions);
       return filter ? windowed.filter(filter) : windowed;
     }
-    const reduced = perInterval.persist(partitions);
-    // The window's state: per key [value, how many of the window's intervals hold the key].
-    const state: DStream<[K, [V, number]]> = new DStream(
-      this.graph,
-      'reduceByKeyAndWindow',
-      [reduced],
-      [functionHash(f), functionHash(inverse), filter ? functionHash(filter) : null, length, slide, partitions],
-      (gen) => {
-        const k = gen.interval;
-        if ((k + 1) % slide !== 0) return undefined;
-        const previous = k - slide >= 0 ? gen.stored(state, k - slide) : gen.builder.emptyPartitioned<[K, [V, number]]>(partitions);
-        const entering: Rdd<[K, V]>[] = [];
-        const leaving: Rdd<[K, V]>[] = [];
-        for (let j = Math.max(0, k - slide + 1); j <= k; j++) entering.push(gen.stored(reduced, j));
-        for (let j = Math.max(0, k - length - slide + 1); j <= k - length; j++) leaving.push(gen.stored(reduced, j));
-        const entered = entering.length;
-        return (previous as Rdd<[K, unknown]>)
-          .cogroup([...entering, ...leaving] as Rdd<[K, unknown]>[], partitions)
-          .flatMapSameKey('reduceByKeyAndWindow', ([key, groups]: [K, unknown[][]]) => {
-            const prior = groups[0]![0] as [V, number] | undefined;
-            let value = prior?.[0];
-            let held = prior?.[1] ?? 0;
-            for (let g = 1; g <= entered; g++) {
-              for (const v of groups[g] as V[]) {
-                value = held === 0 ? v : f(value as V, v);
-                held++;
-              }
-            }
-            for (let g = entered + 1; g < groups.length; g++) {
-              for (const v of groups[g] as V[]) {
-                value = inverse(value as V, v);
-                held--;
-              }
-            }
-            if (held <= 0) return [];
-            return [[key, [value as V, held]] as [K, [V, number]]];
-          });
-      },
-      { slide, persisted: true, stateful: true, keyedPartitions: partitions },
-    );
-    state.lookback = length + slide - 1;
-    const windowed = state.mapValues(([value]) => value);
+    const windowed = reducedWindowedStream(perInterval.persist(partitions), f, inverse, length, slide, partitions, filter);
     return filter ? windowed.filter(filter) : windowed;
   }
 
@@ -358,111 +303,28 @@ export class DStream<T> {
   // ---- state ----
 
   /**
-   * Running state per key: `update(newValues, previousState)` is called every interval for every
-   * key that has state or new values; returning undefined removes the key.
+   * Running state per key: `update(newValues, previousState)` is called at every RDD of this
+   * stream (every interval, or every slide of a window) for every key that has state or new
+   * values; returning undefined removes the key. See state-stream.ts.
    */
   updateStateByKey<K, V, S>(
     this: DStream<[K, V]>,
     update: (values: V[], state: S | undefined) => S | undefined,
     partitions?: number,
   ): DStream<[K, S]> {
-    const n = checkPartitions(partitions ?? this.graph.defaultPartitions);
-    //   state(k) = update(state(k - 1), batch(k))   where the parent has an RDD at k
-    //   state(k) = state(k - 1)                       between its slides (no call)
-    // As Spark's StateDStream slides with its parent; the chain is kept every interval, so its
-    // checkpoints and recovery are those of any state.
-    const stream: DStream<[K, S]> = new DStream(
-      this.graph,
-      'updateStateByKey',
-      [this],
-      [functionHash(update), n],
-      (gen, [batch]) => {
-        const k = gen.interval;
-        const previous = k > 0 ? gen.stored(stream, k - 1) : gen.builder.emptyPartitioned<[K, S]>(n);
-        if (batch === undefined) return previous;
-        return (previous as Rdd<[K, unknown]>).cogroup([batch as Rdd<[K, unknown]>], n).flatMapSameKey('updateStateByKey', ([key, [states, values]]: [K, unknown[][]]) => {
-          const next = update(values as V[], states!.length > 0 ? (states![0] as S) : undefined);
-          return next === undefined ? [] : [[key, next] as [K, S]];
-        });
-      },
-      { slide: 1, persisted: true, stateful: true, keyedPartitions: n, everyInterval: true },
-    );
-    stream.lookback = 1;
-    return stream.atSlidesOf(this);
+    return stateStream(this, update, checkPartitions(partitions ?? this.graph.defaultPartitions));
   }
 
   /**
    * Per-key state with a function called once per new value (in arrival order) that may emit a
    * record; a key with no value for `timeout` intervals gets one last call with `isTimingOut()`
-   * and is removed. `.stateSnapshots()` on the result gives the state itself.
+   * and is removed. `.stateSnapshots()` on the result gives the state itself. See map-with-state-stream.ts.
    */
   mapWithState<K, V, S, U>(
     this: DStream<[K, V]>,
-    spec: { update: (key: K, value: V | undefined, state: State<S>) => U | undefined; timeout?: number; partitions?: number },
+    spec: MapWithStateSpec<K, V, S, U>,
   ): MapWithStateStream<K, S, U> {
-    const n = checkPartitions(spec.partitions ?? this.graph.defaultPartitions);
-    const timeout = spec.timeout;
-    if (timeout !== undefined && (!Number.isInteger(timeout) || timeout < 1)) {
-      throw new RangeError(`mapWithState timeout must be a whole number of intervals >= 1, got ${timeout}`);
-    }
-    const update = spec.update;
-    // Stored per key: [hasState, state, lastInterval with a value, records emitted this interval].
-    type Entry = [0 | 1, S | null, number, U[]];
-    const records: DStream<[K, Entry]> = new DStream(
-      this.graph,
-      'mapWithState',
-      [this],
-      [functionHash(update), timeout ?? null, n],
-      (gen, [batch]) => {
-        const k = gen.interval;
-        const previous = k > 0 ? gen.stored(records, k - 1) : gen.builder.emptyPartitioned<[K, Entry]>(n);
-        // Between the parent's slides: the state carried on, no call, nothing emitted.
-        if (batch === undefined) {
-          return previous.flatMapSameKey('mapWithState', ([key, entry]: [K, Entry]) => (entry[0] === 1 ? [[key, [1, entry[1], entry[2], []] as Entry]] : []));
-        }
-        return (previous as Rdd<[K, unknown]>).cogroup([batch as Rdd<[K, unknown]>], n).flatMapSameKey('mapWithState', ([key, [prior, values]]: [K, unknown[][]]) => {
-          const before = prior![0] as Entry | undefined;
-          const had = before !== undefined && before[0] === 1;
-          const emitted: U[] = [];
-          let last = before?.[2] ?? k;
-          let state: KeyState<S>;
-          if (values!.length > 0) {
-            state = new KeyState<S>(had ? { value: before![1] as S } : undefined);
-            for (const v of values as V[]) {
-              const out = update(key, v, state);
-              if (out !== undefined) emitted.push(out);
-            }
-            last = k;
-          } else if (had && timeout !== undefined && k - last >= timeout) {
-            state = new KeyState<S>({ value: before![1] as S }, true);
-            const out = update(key, undefined, state);
-            if (out !== undefined) emitted.push(out);
-            state.remove();
-          } else {
-            if (!had) return [];
-            return [[key, [1, before![1], last, []] as Entry]];
-          }
-          if (!state.exists() && emitted.length === 0) return [];
-          return [[key, [state.exists() ? 1 : 0, state.exists() ? state.get() : null, last, emitted] as Entry]];
-        });
-      },
-      { slide: 1, persisted: true, stateful: true, keyedPartitions: n, everyInterval: true },
-    );
-    records.lookback = 1;
-    return new MapWithStateStream<K, S, U>(records.atSlidesOf(this));
-  }
-
-  /**
-   * This stream (a state chain kept every interval) as seen at `parent`'s slides only: where the
-   * parent has an RDD, as Spark's state streams slide with their parent.
-   */
-  private atSlidesOf(parent: DStream<unknown>): DStream<T> {
-    if (parent.slide === 1) return this;
-    const slide = parent.slide;
-    return new DStream<T>(this.graph, 'atSlides', [this], [slide], (gen, [rdd]) => ((gen.interval + 1) % slide === 0 ? rdd : undefined), {
-      slide,
-      ...(this.keyedPartitions === undefined ? {} : { keyedPartitions: this.keyedPartitions }),
-    });
+    return new MapWithStateStream<K, S, U>(mapWithStateStream(this, spec, checkPartitions(spec.partitions ?? this.graph.defaultPartitions)));
   }
 
   /**
@@ -534,21 +396,17 @@ export class DStream<T> {
   }
 }
 
+/** What mapWithState's function emitted, with the state itself a call away (`stateSnapshots`). */
 export class MapWithStateStream<K, S, U> extends DStream<U> {
-  constructor(private readonly records: DStream<[K, [0 | 1, S | null, number, U[]]]>) {
-    super(records.graph, 'mappedValues', [records], null, (_gen, [rdd]) => rdd!.flatMap(([, entry]: any) => entry[3] as U[]), { slide: records.slide });
+  constructor(private readonly records: DStream<[K, MapWithStateEntry<S, U>]>) {
+    super(records.graph, 'mappedValues', [records], null, (_gen, [rdd]) => (rdd as Rdd<[K, MapWithStateEntry<S, U>]>).flatMap(([, [, , , emitted]]) => emitted), {
+      slide: records.slide,
+    });
   }
 
-  /** Every key's current state, each interval. */
+  /** Every key's current state, at each of the stream's slides. */
   stateSnapshots(): DStream<[K, S]> {
-    return this.records.flatMap(([key, [has, state]]) => (has === 1 ? [[key, state as S] as [K, S]] : []));
+    return this.records.flatMap(([key, [hasState, state]]) => (hasState === 1 ? [[key, state as S] as [K, S]] : []));
   }
 }
 
-function checkWindow(length: number, slide: number, parentSlide: number): void {
-  if (!Number.isInteger(length) || length < 1) throw new RangeError(`window length must be a whole number of intervals >= 1, got ${length}`);
-  if (!Number.isInteger(slide) || slide < 1) throw new RangeError(`window slide must be a whole number of intervals >= 1, got ${slide}`);
-  if (length % parentSlide !== 0 || slide % parentSlide !== 0) {
-    throw new RangeError(`window length ${length} and slide ${slide} must be multiples of the stream's slide (${parentSlide})`);
-  }
-}

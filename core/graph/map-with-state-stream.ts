@@ -1,0 +1,79 @@
+import type { Rdd } from '../rdd/rdd.ts';
+import { functionHash } from '../util/hash.ts';
+import { DStream } from './dstream.ts';
+import { KeyState, type State } from './state.ts';
+import { atSlidesOf } from './state-stream.ts';
+
+/** What mapWithState keeps per key: its state, the last interval it had a value, and what this interval emitted. */
+export type MapWithStateEntry<S, U> = [hasState: 0 | 1, state: S | null, lastInterval: number, emitted: U[]];
+
+export interface MapWithStateSpec<K, V, S, U> {
+  update: (key: K, value: V | undefined, state: State<S>) => U | undefined;
+  /** Intervals without a value after which a key gets a last call with `isTimingOut()`, and is removed. */
+  timeout?: number;
+  partitions?: number;
+}
+
+/**
+ * mapWithState, as Spark's MapWithStateDStream: per key, `update` is called once per new value
+ * (in arrival order), with the key's state, and may emit a record.
+ *
+ *   entry(k) = update over batch(k)'s values of the key, from entry(k - 1)   where the parent has an RDD
+ *            = a last call with isTimingOut(), then removed                   silent for `timeout` intervals
+ *   entry(k) = entry(k - 1), nothing emitted                                 between the parent's slides
+ *
+ * The chain is kept every interval (state, checkpointed); users see it at the parent's slides.
+ */
+export function mapWithStateStream<K, V, S, U>(parent: DStream<[K, V]>, spec: MapWithStateSpec<K, V, S, U>, partitions: number): DStream<[K, MapWithStateEntry<S, U>]> {
+  type Entry = MapWithStateEntry<S, U>;
+  const { update, timeout } = spec;
+  if (timeout !== undefined && (!Number.isInteger(timeout) || timeout < 1)) {
+    throw new RangeError(`mapWithState timeout must be a whole number of intervals >= 1, got ${timeout}`);
+  }
+  const chain: DStream<[K, Entry]> = new DStream(
+    parent.graph,
+    'mapWithState',
+    [parent],
+    [functionHash(update), timeout ?? null, partitions],
+    (gen, [batch]) => {
+      const k = gen.interval;
+      const previous = k > 0 ? gen.stored(chain, k - 1) : gen.builder.emptyPartitioned<[K, Entry]>(partitions);
+      if (batch === undefined) {
+        return previous.flatMapSameKey('mapWithState', ([key, entry]: [K, Entry]) => {
+          const carried: Entry = [1, entry[1], entry[2], []];
+          return entry[0] === 1 ? [[key, carried]] : [];
+        });
+      }
+      return (previous as Rdd<[K, unknown]>).cogroup([batch as Rdd<[K, unknown]>], partitions).flatMapSameKey('mapWithState', ([key, [prior, values]]: [K, unknown[][]]) => {
+        const before = prior![0] as Entry | undefined;
+        const had = before !== undefined && before[0] === 1;
+        const emitted: U[] = [];
+        let last = before?.[2] ?? k;
+        let state: KeyState<S>;
+        if (values!.length > 0) {
+          state = new KeyState<S>(had ? { value: before![1] as S } : undefined);
+          for (const v of values as V[]) {
+            const out = update(key, v, state);
+            if (out !== undefined) emitted.push(out);
+          }
+          last = k;
+        } else if (had && timeout !== undefined && k - last >= timeout) {
+          state = new KeyState<S>({ value: before![1] as S }, true);
+          const out = update(key, undefined, state);
+          if (out !== undefined) emitted.push(out);
+          state.remove();
+        } else {
+          if (!had) return [];
+          const unchanged: Entry = [1, before![1], last, []];
+          return [[key, unchanged]];
+        }
+        if (!state.exists() && emitted.length === 0) return [];
+        const next: Entry = [state.exists() ? 1 : 0, state.exists() ? state.get() : null, last, emitted];
+        return [[key, next]];
+      });
+    },
+    { slide: 1, persisted: true, stateful: true, keyedPartitions: partitions, everyInterval: true },
+  );
+  chain.lookback = 1;
+  return atSlidesOf(chain, parent);
+}

@@ -1,0 +1,46 @@
+import type { Rdd } from '../rdd/rdd.ts';
+import { functionHash } from '../util/hash.ts';
+import { DStream } from './dstream.ts';
+
+/**
+ * updateStateByKey, as Spark's StateDStream:
+ *
+ *   state(k) = update(batch(k) by key, state(k - 1))   where the parent has an RDD at k
+ *   state(k) = state(k - 1)                            between its slides: no call
+ *
+ * The chain is kept at every interval, so it is checkpointed and recovered as any state is; the
+ * stream users see has an RDD only where the parent has one (it slides with the parent).
+ */
+export function stateStream<K, V, S>(parent: DStream<[K, V]>, update: (values: V[], state: S | undefined) => S | undefined, partitions: number): DStream<[K, S]> {
+  const chain: DStream<[K, S]> = new DStream(
+    parent.graph,
+    'updateStateByKey',
+    [parent],
+    [functionHash(update), partitions],
+    (gen, [batch]) => {
+      const k = gen.interval;
+      const previous = k > 0 ? gen.stored(chain, k - 1) : gen.builder.emptyPartitioned<[K, S]>(partitions);
+      if (batch === undefined) return previous;
+      return (previous as Rdd<[K, unknown]>).cogroup([batch as Rdd<[K, unknown]>], partitions).flatMapSameKey('updateStateByKey', ([key, [states, values]]: [K, unknown[][]]) => {
+        const next = update(values as V[], states!.length > 0 ? (states![0] as S) : undefined);
+        return next === undefined ? [] : [[key, next] as [K, S]];
+      });
+    },
+    { slide: 1, persisted: true, stateful: true, keyedPartitions: partitions, everyInterval: true },
+  );
+  chain.lookback = 1;
+  return atSlidesOf(chain, parent);
+}
+
+/**
+ * A state chain (kept every interval) as seen at `parent`'s slides only: where the parent has an
+ * RDD, as Spark's state streams slide with their parent.
+ */
+export function atSlidesOf<T>(chain: DStream<T>, parent: DStream<unknown>): DStream<T> {
+  if (parent.slide === 1) return chain;
+  const slide = parent.slide;
+  return new DStream<T>(chain.graph, 'atSlides', [chain], [slide], (gen, [rdd]) => ((gen.interval + 1) % slide === 0 ? rdd : undefined), {
+    slide,
+    ...(chain.keyedPartitions === undefined ? {} : { keyedPartitions: chain.keyedPartitions }),
+  });
+}
