@@ -14,9 +14,9 @@ type Kind = 'get' | 'put' | 'list' | 'delete';
 class CountingStore implements ObjectStore {
   readonly counts: Record<Kind, number> = { get: 0, put: 0, list: 0, delete: 0 };
   constructor(private readonly inner: ObjectStore) {}
-  get(key: string) {
+  get(key: string, options?: ReadOptions) {
     this.counts.get++;
-    return this.inner.get(key);
+    return this.inner.get(key, options);
   }
   getRange(key: string, start: number, end?: number, options?: ReadOptions) {
     this.counts.get++;

@@ -122,7 +122,7 @@ export type TaskOutcome =
 /** Runs a task to its completion record; safe to run any number of times, at once or later. */
 export async function runTask({ task, stage, plan, badRecords }: ResolvedTask, env: TaskEnvironment): Promise<TaskOutcome> {
   const doneKey = keys.taskDone(task.scope, task.stage, task.partition);
-  const existing = await env.store.get(doneKey);
+  const existing = await env.store.get(doneKey, { absentIfRefused: true });
   if (existing) return { status: 'done', done: JSON.parse(Buffer.from(existing).toString('utf8')), skipped: true };
 
   const started = env.now();

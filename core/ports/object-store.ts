@@ -20,11 +20,18 @@ export interface ReadOptions {
    * that keeps no versions refuses the option (VersionsUnsupportedError).
    */
   version?: string;
+  /**
+   * For reads where a wrong "absent" costs only repeated work (is a task already done? has another
+   * copy committed?): S3 answers 403, not 404, for a missing key to roles that may list only under
+   * a prefix, and the store otherwise lists the key to tell the two apart, a LIST request per read.
+   * With this it takes a refusal as absent at once. Stores that can tell ignore it.
+   */
+  absentIfRefused?: boolean;
 }
 
 export interface ObjectStore {
   /** The whole object, or undefined when it does not exist. */
-  get(key: string): Promise<Uint8Array | undefined>;
+  get(key: string, options?: ReadOptions): Promise<Uint8Array | undefined>;
   /**
    * Bytes [start, end) of an object (or of one version of it), streamed in chunks; `end` is
    * clipped to the object's size. Throws ObjectNotFoundError when the object (version) does not exist.

@@ -121,7 +121,7 @@ export class TaskHandler {
       if (looking || cancel.signal.aborted) return;
       looking = true;
       this.store
-        .head(doneKey)
+        .head(doneKey, { absentIfRefused: true })
         .then((info) => info && cancel.abort(new Error(`another copy of ${task.stage}/${task.partition} committed first`)))
         // A failed look is no reason to stop a task that may be the only copy.
         .catch(() => {})

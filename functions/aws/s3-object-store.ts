@@ -54,16 +54,16 @@ export class S3ObjectStore implements ObjectStore {
     this.retry = retryPolicy(options.retry);
   }
 
-  async get(key: string): Promise<Uint8Array | undefined> {
+  async get(key: string, options?: ReadOptions): Promise<Uint8Array | undefined> {
     const Key = this.s3Key(key);
     try {
       return await withRetries(async () => {
-        const response = await this.client.send(new GetObjectCommand({ Bucket: this.bucket, Key }));
+        const response = await this.client.send(new GetObjectCommand({ Bucket: this.bucket, Key, VersionId: options?.version }));
         // Reading the body is inside the retry: a reset mid-body is the failure the SDK leaves to us.
         return await response.Body!.transformToByteArray();
       }, this.retry);
     } catch (error) {
-      if (await this.isMissing(Key, error)) return undefined;
+      if (await this.isMissing(Key, error, options)) return undefined;
       throw error;
     }
   }
@@ -89,7 +89,7 @@ export class S3ObjectStore implements ObjectStore {
         ...(response.VersionId && response.VersionId !== 'null' ? { version: response.VersionId } : {}),
       };
     } catch (error) {
-      if (await this.isMissing(Key, error)) return undefined;
+      if (await this.isMissing(Key, error, options)) return undefined;
       throw error;
     }
   }
@@ -162,9 +162,10 @@ export class S3ObjectStore implements ObjectStore {
    * to them a missing key is a 403, like a refused read. Listing the key itself tells the two
    * apart; if that listing fails too, the 403 stands.
    */
-  private async isMissing(Key: string, error: unknown): Promise<boolean> {
+  private async isMissing(Key: string, error: unknown, options?: ReadOptions): Promise<boolean> {
     if (isNotFound(error)) return true;
     if (httpStatusOf(error) !== 403) return false;
+    if (options?.absentIfRefused) return true;
     const listed = await withRetries(
       () => this.client.send(new ListObjectsV2Command({ Bucket: this.bucket, Prefix: Key, MaxKeys: 1 })),
       this.retry,

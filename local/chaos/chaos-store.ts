@@ -17,8 +17,8 @@ export class ChaosStore implements ObjectStore {
     private readonly injected: (kind: FaultKind) => void,
   ) {}
 
-  get(key: string) {
-    return this.inner.get(key);
+  get(key: string, options?: ReadOptions) {
+    return this.inner.get(key, options);
   }
 
   getRange(key: string, start: number, end?: number, options?: ReadOptions) {

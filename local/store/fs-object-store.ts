@@ -36,7 +36,8 @@ export class FsObjectStore implements ObjectStore {
     this.root = path.resolve(root);
   }
 
-  async get(key: string): Promise<Uint8Array | undefined> {
+  async get(key: string, options?: ReadOptions): Promise<Uint8Array | undefined> {
+    refuseVersion(key, options);
     const real = await this.resolveForRead(key);
     if (real === undefined) return undefined;
     try {

@@ -211,6 +211,14 @@ describe('S3ObjectStore with listing allowed only under a prefix (as the pipelin
     await expect(store().get('k')).rejects.toMatchObject({ name: 'AccessDenied' });
   });
 
+  it('takes a 403 as absent without a listing for reads that ask so (a task looking for its own completion)', async () => {
+    s3.on(GetObjectCommand).rejects(accessDenied());
+    s3.on(HeadObjectCommand).rejects(headForbidden());
+    expect(await store().get('lineage/x/tasks/part-00000.json', { absentIfRefused: true })).toBeUndefined();
+    expect(await store().head('lineage/x/tasks/part-00000.json', { absentIfRefused: true })).toBeUndefined();
+    expect(s3.commandCalls(ListObjectsV2Command)).toHaveLength(0);
+  });
+
   it('lists under the store\'s own prefix', async () => {
     s3.on(GetObjectCommand).rejects(accessDenied());
     s3.on(ListObjectsV2Command).resolves({});

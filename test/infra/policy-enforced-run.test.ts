@@ -77,12 +77,14 @@ function enforced(store: ObjectStore, who: string, grants: Grants, refused: stri
     throw Object.assign(new Error(`AccessDenied: ${who} may not ${action} ${key}`), { name: 'AccessDenied' });
   };
   const readAction = (options?: { version?: string }) => (options?.version === undefined ? 's3:GetObject' : 's3:GetObjectVersion');
-  type ReadOptions = { version?: string } | undefined;
+  type ReadOptions = { version?: string; absentIfRefused?: boolean } | undefined;
+  // The S3 adapter lists a key it found missing, unless the read takes a refusal as absent.
+  const listsWhenMissing = (options: ReadOptions) => !options?.absentIfRefused;
   return {
     async get(key, ...rest: unknown[]) {
       check(readAction(rest[0] as ReadOptions), key);
       const bytes = await (store.get as (...a: unknown[]) => Promise<Uint8Array | undefined>)(key, ...rest);
-      if (!bytes) check('s3:ListBucket', key);
+      if (!bytes && listsWhenMissing(rest[0] as ReadOptions)) check('s3:ListBucket', key);
       return bytes;
     },
     getRange(key, start, end, ...rest: unknown[]) {
@@ -92,7 +94,7 @@ function enforced(store: ObjectStore, who: string, grants: Grants, refused: stri
     async head(key, ...rest: unknown[]) {
       check(readAction(rest[0] as ReadOptions), key);
       const info = await (store.head as (...a: unknown[]) => ReturnType<ObjectStore['head']>)(key, ...rest);
-      if (!info) check('s3:ListBucket', key);
+      if (!info && listsWhenMissing(rest[0] as ReadOptions)) check('s3:ListBucket', key);
       return info;
     },
     async put(key, body) {

@@ -21,8 +21,8 @@ export class VersionedMemoryStore implements ObjectStore {
 
   constructor(private readonly now: () => number = Date.now) {}
 
-  async get(key: string): Promise<Uint8Array | undefined> {
-    return this.current(key)?.bytes;
+  async get(key: string, options?: ReadOptions): Promise<Uint8Array | undefined> {
+    return this.find(key, options)?.bytes;
   }
 
   async *getRange(key: string, start: number, end?: number, options?: ReadOptions): AsyncIterable<Uint8Array> {
