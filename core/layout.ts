@@ -22,8 +22,14 @@ export function intervalScope(k: number): Scope {
   return `interval=${pad(k, 6)}`;
 }
 
-export function batchScope(name: string): Scope {
-  return `batch=${name}`;
+/** One run of a batch job: every `dstream batch` is a run of its own, reading the store as it is then. */
+export function batchScope(name: string, run: string): Scope {
+  return `batch=${name}.run-${run}`;
+}
+
+/** The job of a batch run's scope, or undefined for any other scope. */
+export function batchJobOf(scope: Scope): string | undefined {
+  return /^batch=(.+)\.run-[0-9A-Za-z]+$/.exec(scope)?.[1];
 }
 
 /** The scope a cache, checkpoint or lineage key belongs to. */

@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import type { ObjectStore } from '../ports/object-store.ts';
 import { listAll } from '../ports/object-store.ts';
 import type { TaskQueue } from '../ports/task-queue.ts';
@@ -23,6 +24,8 @@ export interface BatchRecord {
 }
 
 export interface BatchResult {
+  /** This run's id: `dstream batch --resume <run>` finishes it if it stopped. */
+  run: string;
   /** Records of each `collect(name)`, in partition order. */
   collected: Record<string, unknown[]>;
   /** Each file output's folder. */
@@ -50,19 +53,25 @@ export function batchPlanFromRecord(job: BatchJob, record: BatchRecord): ScopePl
 
 /**
  * Runs a batch job over objects already in the store, on the same scheduler and tasks as a
- * stream's interval. Running it again with the same name resumes it (completed tasks are kept).
+ * stream's interval. Each run is a run of its own, as a Spark job is: it reads the store as it is
+ * when the run starts, writes under its own output folders, and may be changed code. `resume`
+ * names a run that stopped, to finish it (its completed tasks are kept).
  */
 export async function runBatch(
   job: BatchJob,
   deps: { store: ObjectStore; queue: TaskQueue; clock: Clock },
   config: { inputPartitions: number; maxSplitBytes: number; scheduler: SchedulerOptions },
+  resume?: string,
 ): Promise<BatchResult> {
   const { store } = deps;
-  const scope = batchScope(job.options.name);
+  const run = resume ?? newBatchRun(deps.clock.now());
+  const scope = batchScope(job.options.name, run);
   let record: BatchRecord;
   const existing = await store.get(keys.lineageRecord(scope));
   if (existing) {
     record = JSON.parse(Buffer.from(existing).toString('utf8')) as BatchRecord;
+  } else if (resume !== undefined) {
+    throw new Error(`batch job ${job.options.name} has no run ${resume} to resume`);
   } else {
     const listings: SplitRef[][] = [];
     // Sources are listed in the order the job declares them; the builder asks by index.
@@ -70,6 +79,8 @@ export async function runBatch(
     buildBatchPlan(job, (i, prefix) => ((prefixes[i] = prefix), []));
     for (const prefix of prefixes) {
       const objects = (await listAll(store, prefix)).map((o) => ({ key: o.key, name: o.key, size: o.size }));
+      // As in Spark, a path that holds nothing is an error, not an empty input.
+      if (objects.length === 0) throw new Error(`batch job ${job.options.name} reads ${JSON.stringify(prefix)}, which holds no objects`);
       listings.push(await spillSplits(store, scope, planSplits(objects, config.inputPartitions, config.maxSplitBytes)));
     }
     const builder = buildBatchPlan(job, (i) => listings[i] ?? []);
@@ -84,7 +95,7 @@ export async function runBatch(
   });
   await scheduler.run(plan);
 
-  const result: BatchResult = { collected: {}, outputs: {} };
+  const result: BatchResult = { run, collected: {}, outputs: {} };
   for (const output of plan.builder.outputs) {
     if (output.format === 'collect') {
       result.collected[output.name] = await scheduler.collect(plan, output.name);
@@ -94,4 +105,10 @@ export async function runBatch(
     }
   }
   return result;
+}
+
+/** A run id that sorts by start time: the UTC time to the second and a few random digits. */
+function newBatchRun(now: number): string {
+  const time = new Date(now).toISOString().replace(/[-:]/g, '').replace(/\.\d+Z$/, 'Z');
+  return `${time}${randomBytes(2).toString('hex')}`;
 }

@@ -5,7 +5,7 @@ import { decodeTaskMessage, InvalidTaskMessageError } from '../scheduler/task-me
 import type { ScopePlan } from '../scheduler/dag-scheduler.ts';
 import { stageShuffleReads } from '../scheduler/stages.ts';
 import { UnstorableValueError } from '../codec/storable.ts';
-import { batchScope, intervalOf, keys, runInKey, uploadNameOfKey } from '../layout.ts';
+import { batchJobOf, intervalOf, keys, runInKey, uploadNameOfKey } from '../layout.ts';
 import { PipelineMismatchError, planFromRecord, readLineageRecord } from '../streaming/lineage.ts';
 import { batchPlanFromRecord, type BatchRecord } from '../batch/batch-runner.ts';
 
@@ -191,7 +191,7 @@ export class TaskHandler {
       if (!record) return invalid('its scope has no lineage record');
       plan = planFromRecord(this.module, record);
     } else {
-      if (task.scope !== batchScope(this.module.options.name)) invalid(`batch job ${this.module.options.name} runs tasks of ${batchScope(this.module.options.name)} only`);
+      if (batchJobOf(task.scope) !== this.module.options.name) invalid(`batch job ${this.module.options.name} runs tasks of its own runs only`);
       const bytes = await this.store.get(keys.lineageRecord(task.scope));
       if (!bytes) return invalid('its scope has no lineage record');
       plan = batchPlanFromRecord(this.module, JSON.parse(Buffer.from(bytes).toString('utf8')) as BatchRecord);

@@ -26,7 +26,7 @@ export class InvalidTaskMessageError extends Error {
   }
 }
 
-const SCOPE = /^(?:interval=\d{6,}|batch=[A-Za-z0-9][A-Za-z0-9._-]{0,63})$/;
+const SCOPE = /^(?:interval=\d{6,}|batch=[A-Za-z0-9][A-Za-z0-9._-]{0,63}\.run-[0-9A-Za-z]{1,32})$/;
 /** Stage ids are built from operator ids and names (stageIds): letters, digits, '.', '_', '-'. */
 const STAGE = /^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$/;
 /** What a message carries: who the task is, and the shuffle blocks the driver resolved for it. */
@@ -80,7 +80,7 @@ function validateTaskRecord(value: unknown): TaskRecord {
   for (const field of ['pipeline', 'fingerprint', 'planHash'] as const) {
     if (typeof value[field] !== 'string' || value[field] === '') fail(`${field} must be a non-empty string`);
   }
-  if (typeof value.scope !== 'string' || !SCOPE.test(value.scope)) fail(`scope must be interval=<6+ digits> or batch=<name>, got ${JSON.stringify(value.scope)}`);
+  if (typeof value.scope !== 'string' || !SCOPE.test(value.scope)) fail(`scope must be interval=<6+ digits> or batch=<name>.run-<id>, got ${JSON.stringify(value.scope)}`);
   if (typeof value.stage !== 'string' || !STAGE.test(value.stage)) fail(`stage must be a stage id (letters, digits, '.', '_', '-'), got ${JSON.stringify(value.stage)}`);
   for (const field of ['partition', 'attempt', 'copy'] as const) {
     if (!isCount(value[field])) fail(`${field} must be a non-negative integer, got ${JSON.stringify(value[field])}`);

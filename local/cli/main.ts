@@ -13,8 +13,9 @@ const USAGE = `dstream: Discretized Streams on one machine
       live: files moved into <root>/incoming/ are uploads; each lands in the interval it arrived in
   dstream replay <pipeline.ts> --staged <dir> --root <dir> [--partitions P] [--workers W] [--chaos spec] [--max-attempts N]
       deterministic: <dir>/<k>/ holds the uploads of interval k; runs them all in order
-  dstream batch <job.ts> --root <dir> [--workers W] [--partitions P]
-      a batch job (defineBatch) over objects already under <root>
+  dstream batch <job.ts> --root <dir> [--workers W] [--partitions P] [--resume <run>]
+      a new run of a batch job (defineBatch) over objects under <root> as they are now;
+      --resume finishes a run that stopped
   dstream lineage <k> --root <dir> [--json] [--uploads]
       the lineage record of interval k, as a readable graph; --uploads lists every upload it read
   dstream quarantine <k> --root <dir>
@@ -30,7 +31,7 @@ const USAGE = `dstream: Discretized Streams on one machine
 const COMMANDS: Record<string, { positionals: number; options: string[] }> = {
   run: { positionals: 1, options: ['root', 'interval', 'workers', 'partitions'] },
   replay: { positionals: 1, options: ['root', 'staged', 'partitions', 'workers', 'chaos', 'max-attempts'] },
-  batch: { positionals: 1, options: ['root', 'workers', 'partitions'] },
+  batch: { positionals: 1, options: ['root', 'workers', 'partitions', 'resume'] },
   lineage: { positionals: 1, options: ['root', 'json', 'uploads'] },
   quarantine: { positionals: 1, options: ['root'] },
   demo: { positionals: 0, options: ['root'] },
@@ -101,7 +102,8 @@ export async function main(argv: string[]): Promise<number> {
     case 'batch': {
       const runtime = await openRuntime();
       try {
-        const result = await runtime.batch();
+        const result = await runtime.batch(opt('resume'));
+        console.log(`batch run ${result.run}`);
         for (const [name, folder] of Object.entries(result.outputs)) console.log(`output ${name}: ${path.join(runtime.options.root, folder)}`);
         for (const [name, records] of Object.entries(result.collected)) {
           console.log(`${name} (${records.length} records):`);

@@ -185,9 +185,10 @@ export class EmbeddedRuntime {
     return this.reports;
   }
 
-  async batch(): Promise<BatchResult> {
+  /** A new run of the batch job, or the end of run `resume` that stopped. */
+  async batch(resume?: string): Promise<BatchResult> {
     if (this.module.kind !== 'batch') throw new Error(`${this.options.pipelinePath} defines a stream; run it with 'dstream run' or 'dstream replay'`);
-    return runBatch(this.module, { store: this.store, queue: this.queue, clock: this.clock }, this.config);
+    return runBatch(this.module, { store: this.store, queue: this.queue, clock: this.clock }, this.config, resume);
   }
 
   chaosReport(): ChaosReport {
