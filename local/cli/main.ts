@@ -1,3 +1,4 @@
+import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { FsObjectStore } from '../store/fs-object-store.ts';
 import { quarantineInterval, readLineageRecord, readLineageUploads } from '../../core/streaming/lineage.ts';
@@ -116,7 +117,9 @@ export async function main(argv: string[]): Promise<number> {
     }
     case 'quarantine': {
       const k = intervalArgument();
-      console.log(`${await quarantineInterval(new FsObjectStore(path.resolve(required('root'))), k)}: run the stream again (dstream run or replay, as before) to go on`);
+      const root = path.resolve(required('root'));
+      if (!existsSync(root)) throw new Error(`root ${root} does not exist`);
+      console.log(`${await quarantineInterval(new FsObjectStore(root), k)}: run the stream again (dstream run or replay, as before) to go on`);
       return 0;
     }
     case 'lineage': {

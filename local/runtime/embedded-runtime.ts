@@ -319,6 +319,8 @@ export async function readStaged(dir: string): Promise<{ k: number; files: Stage
     const files: StagedFile[] = [];
     const walk = async (folder: Buffer, names: Buffer[]) => {
       for (const e of await readdir(folder, { withFileTypes: true, encoding: 'buffer' })) {
+        // Files still being written, by the convention live runs and Spark's file streams share.
+        if (e.name[0] === 0x2e /* '.' */) continue;
         const full = Buffer.concat([folder, Buffer.from(path.sep), e.name]);
         if (e.isDirectory()) {
           await walk(full, [...names, e.name]);
@@ -326,7 +328,7 @@ export async function readStaged(dir: string): Promise<{ k: number; files: Stage
         }
         const info = await lstat(full);
         const name = displayName([...names, e.name]);
-        const refused = uploadRefusal([...names, e.name], info, keys.pinnedUpload(`replay-${k}`, name));
+        const refused = await uploadRefusal(full, [...names, e.name], info, keys.pinnedUpload(`replay-${k}`, name));
         files.push({ name, path: full, size: info.size, ...(refused === undefined ? {} : { refused }) });
       }
     };

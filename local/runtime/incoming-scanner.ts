@@ -1,6 +1,7 @@
 import { isUtf8 } from 'node:buffer';
 import type { Dirent, Stats } from 'node:fs';
-import { lstat, mkdir, readdir, unlink } from 'node:fs/promises';
+import { constants } from 'node:fs';
+import { access, lstat, mkdir, readdir, unlink } from 'node:fs/promises';
 import path from 'node:path';
 import { INCOMING, keys } from '../../core/layout.ts';
 import { validateKey } from '../../core/ports/object-store.ts';
@@ -106,7 +107,7 @@ export class IncomingScanner {
     const name = displayName(names);
     // The same file seen again after a crash between its entry and its move gets the same id.
     const id = shortHash(`${name}\n${info.dev}:${info.ino}\n${info.size}\n${info.mtimeMs}`, 24);
-    const refused = uploadRefusal(names, info, keys.pinnedUpload(id, name));
+    const refused = await uploadRefusal(file, names, info, keys.pinnedUpload(id, name));
     const upload: IntakeUpload =
       refused === undefined
         ? { key: keys.pinnedUpload(id, name), name, size: info.size }
@@ -138,17 +139,25 @@ export class IncomingScanner {
  * rule for the live runtime's incoming/ and replay's staged folders. `names` are the path's
  * segments below the folder, as bytes.
  */
-export function uploadRefusal(names: Buffer[], info: Stats, pinnedKey: string): string | undefined {
+export async function uploadRefusal(file: Buffer, names: Buffer[], info: Stats, pinnedKey: string): Promise<string | undefined> {
   if (!names.every((n) => isUtf8(n))) return 'its name is not valid UTF-8 (shown with \\x escapes): rename it';
   if (info.isSymbolicLink()) return 'it is a symbolic link, not a file: move or copy the file itself';
   if (!info.isFile()) return 'it is not a regular file';
+  const name = displayName(names);
   try {
-    validateKey(`${INCOMING}${displayName(names)}`);
-    validateKey(pinnedKey);
-    return undefined;
+    validateKey(`${INCOMING}${name}`);
   } catch (error) {
     return `its name cannot be a key: ${(error as Error).message}`;
   }
+  const longest = 1024 - (Buffer.byteLength(pinnedKey) - Buffer.byteLength(name));
+  if (Buffer.byteLength(pinnedKey) > 1024) return `its name is ${Buffer.byteLength(name)} bytes, longer than the ${longest} the embedded runtime can keep an upload under: shorten it`;
+  // A file no task could open would fail every read of its interval: refused now instead.
+  try {
+    await access(file, constants.R_OK);
+  } catch (error) {
+    return `it cannot be read (${(error as NodeJS.ErrnoException).code ?? String(error)}): give the runtime read access, then move it in again`;
+  }
+  return undefined;
 }
 
 /** The name an upload goes by: its path below the folder, bytes that are not UTF-8 shown as \\x escapes. */

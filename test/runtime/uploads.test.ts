@@ -127,15 +127,20 @@ describe('the embedded runtime pins each upload when it takes it', () => {
 });
 
 describe('replay', () => {
-  it('a staged symbolic link is refused and recorded, not silently skipped', async () => {
-    const staged = await stage(path.join(base, 'staged'), [{ 'a.txt': 'a\n' }]);
+  it('refuses a staged symbolic link and a name too long to keep, naming why, and leaves files still being written alone', async () => {
+    const long = `${'d'.repeat(200)}/${'d'.repeat(200)}/${'d'.repeat(200)}/${'d'.repeat(200)}/${'n'.repeat(200)}.txt`;
+    const staged = await stage(path.join(base, 'staged'), [{ 'a.txt': 'a\n', '.partial.txt': 'partial\n', [long]: 'long\n' }]);
     await writeFile(path.join(base, 'elsewhere.txt'), 'elsewhere\n');
     await symlink(path.join(base, 'elsewhere.txt'), path.join(staged, '0', 'link.txt'));
     const result = await runCli(['replay', 'test/fixtures/lines.ts', '--staged', staged, '--root', root, '--workers', '1']);
     expect(result.code, result.stderr).toBe(0);
-    expect(result.stdout).toContain('1 uploads refused, see errors/interval=000000/uploads/');
+    expect(result.stdout).toContain('2 uploads refused, see errors/interval=000000/uploads/');
     expect(await readTextOutput(root, 'lines', 0)).toEqual(['a']);
-    expect((await refusedRecords(0)).map((r) => r.name)).toEqual(['link.txt']);
+    const refused = await refusedRecords(0);
+    expect(refused.map((r) => [r.name, r.reason]).sort()).toEqual([
+      [long, expect.stringMatching(/^its name is 1008 bytes, longer than the \d+ the embedded runtime can keep an upload under/)],
+      ['link.txt', expect.stringMatching(/symbolic link/)],
+    ]);
   });
 });
 
