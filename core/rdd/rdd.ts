@@ -1,5 +1,6 @@
 import type { PlanNode, SourceFormat, SplitRef } from './plan.ts';
 import { stableHash } from '../codec/stable-hash.ts';
+import { seededRandom } from '../util/seeded-random.ts';
 import {
   asPair,
   filterOperator,
@@ -426,18 +427,6 @@ function joined<K>(
     for (const v of lefts) for (const w of rights) out.push([k, [v, w]]);
     return out;
   });
-}
-
-/** A small deterministic generator (mulberry32) for sampling: the same seed gives the same sequence everywhere. */
-function seededRandom(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 /** An output name becomes a folder under `output/`: one plain segment, nothing that could escape. */

@@ -20,7 +20,8 @@ import { InProcessRunner } from './in-process-runner.ts';
 import { WakeableClock } from './wakeable-clock.ts';
 import { displayName, IncomingScanner, uploadRefusal } from './incoming-scanner.ts';
 import { mapConcurrently, STORE_CONCURRENCY } from '../../core/util/map-concurrently.ts';
-import { parseChaos, seededRandom, type ChaosSpec } from '../chaos/chaos-spec.ts';
+import { parseChaos, type ChaosSpec } from '../chaos/chaos-spec.ts';
+import { seededRandom } from '../../core/util/seeded-random.ts';
 
 export interface EmbeddedOptions {
   pipelinePath: string;

@@ -8,7 +8,8 @@ import type { ObjectStore } from '../../core/ports/object-store.ts';
 import { TaskHandler, pipelineFromModule, settlementOf } from '../../core/runtime/task-handler.ts';
 import type { TaskRecord } from '../../core/exec/task.ts';
 import { ChaosStore } from '../chaos/chaos-store.ts';
-import { InjectedFault, seededRandom, type FaultKind } from '../chaos/chaos-spec.ts';
+import { InjectedFault, type FaultKind } from '../chaos/chaos-spec.ts';
+import { seededRandom } from '../../core/util/seeded-random.ts';
 import type { FromWorker, ToWorker } from './worker-protocol.ts';
 
 let handler: TaskHandler | undefined;

@@ -3,7 +3,7 @@ import type { TaskRunner } from '../../core/ports/task-runner.ts';
 import { fileURLToPath } from 'node:url';
 import type { QueueMessage, TaskQueue } from '../../core/ports/task-queue.ts';
 import type { ChaosSpec, FaultKind } from '../chaos/chaos-spec.ts';
-import { seededRandom } from '../chaos/chaos-spec.ts';
+import { seededRandom } from '../../core/util/seeded-random.ts';
 import type { FromWorker, TaskIdentity, ToWorker, WorkerUsage } from './worker-protocol.ts';
 import type { ObjectStore } from '../../core/ports/object-store.ts';
 import { recordTaskFailure } from '../../core/runtime/task-handler.ts';

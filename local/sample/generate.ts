@@ -1,6 +1,6 @@
 import { mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { seededRandom } from '../chaos/chaos-spec.ts';
+import { seededRandom } from '../../core/util/seeded-random.ts';
 
 const VOCABULARY = (
   'the stream is cut into intervals each interval becomes an immutable dataset and a small deterministic batch job ' +

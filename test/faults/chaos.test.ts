@@ -7,7 +7,7 @@ import { beforeAll, afterAll, describe, expect, it } from 'vitest';
 import path from 'node:path';
 import { sampleLines } from '../../local/sample/generate.ts';
 import { outputFiles, removeDir, runCli, stage, tempDir } from '../support/stream-harness.ts';
-import { seededRandom } from '../../local/chaos/chaos-spec.ts';
+import { seededRandom } from '../../core/util/seeded-random.ts';
 
 const MODERATE = 'task-error=0.1,task-crash=0.05,duplicate=0.2,straggler=0.1,slowdown=8,lose-cache=0.15,driver-crash=0.05';
 const HIGH = 'task-error=0.3,task-crash=0.15,duplicate=0.5,straggler=0.3,slowdown=5,lose-cache=0.3,driver-crash=0.2';
