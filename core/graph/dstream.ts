@@ -305,14 +305,17 @@ export class DStream<T> {
   /**
    * Running state per key: `update(newValues, previousState)` is called at every RDD of this
    * stream (every interval, or every slide of a window) for every key that has state or new
-   * values; returning undefined removes the key. See state-stream.ts.
+   * values; returning undefined removes the key. `options` is the number of partitions, or
+   * `{ partitions, initial }` with `initial` the state before interval 0 as `[key, state]` pairs
+   * (Spark's initialRDD). See state-stream.ts.
    */
   updateStateByKey<K, V, S>(
     this: DStream<[K, V]>,
     update: (values: V[], state: S | undefined) => S | undefined,
-    partitions?: number,
+    options?: number | { partitions?: number; initial?: [K, S][] },
   ): DStream<[K, S]> {
-    return stateStream(this, update, checkPartitions(partitions ?? this.graph.defaultPartitions));
+    const { partitions, initial } = typeof options === 'number' || options === undefined ? { partitions: options, initial: undefined } : options;
+    return stateStream(this, update, checkPartitions(partitions ?? this.graph.defaultPartitions), initial);
   }
 
   /**

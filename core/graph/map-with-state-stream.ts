@@ -2,7 +2,7 @@ import type { Rdd } from '../rdd/rdd.ts';
 import { functionHash } from '../util/hash.ts';
 import { DStream } from './dstream.ts';
 import { KeyState, type State } from './state.ts';
-import { atSlidesOf } from './state-stream.ts';
+import { atSlidesOf, initialParam, initialState } from './state-stream.ts';
 
 /** What mapWithState keeps per key: its state, the last interval it had a value, and what this interval emitted. */
 export type MapWithStateEntry<S, U> = [hasState: 0 | 1, state: S | null, lastInterval: number, emitted: U[]];
@@ -12,6 +12,8 @@ export interface MapWithStateSpec<K, V, S, U> {
   /** Intervals without a value after which a key gets a last call with `isTimingOut()`, and is removed. */
   timeout?: number;
   partitions?: number;
+  /** The state of keys before interval 0, as `[key, state]` pairs (Spark's StateSpec.initialState). */
+  initial?: [K, S][];
 }
 
 /**
@@ -34,10 +36,11 @@ export function mapWithStateStream<K, V, S, U>(parent: DStream<[K, V]>, spec: Ma
     parent.graph,
     'mapWithState',
     [parent],
-    [functionHash(update), timeout ?? null, partitions],
+    [functionHash(update), timeout ?? null, partitions, ...initialParam(spec.initial)],
     (gen, [batch]) => {
       const k = gen.interval;
-      const previous = k > 0 ? gen.stored(chain, k - 1) : gen.builder.emptyPartitioned<[K, Entry]>(partitions);
+      const seeded = spec.initial?.map(([key, state]): [K, Entry] => [key, [1, state, 0, []]]);
+      const previous = k > 0 ? gen.stored(chain, k - 1) : initialState<K, Entry>(gen.builder, seeded, partitions);
       if (batch === undefined) {
         return previous.flatMapSameKey('mapWithState', ([key, entry]: [K, Entry]) => {
           const carried: Entry = [1, entry[1], entry[2], []];

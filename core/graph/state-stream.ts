@@ -1,5 +1,5 @@
-import type { Rdd } from '../rdd/rdd.ts';
-import { functionHash } from '../util/hash.ts';
+import type { PlanBuilder, Rdd } from '../rdd/rdd.ts';
+import { functionHash, shortHash } from '../util/hash.ts';
 import { DStream } from './dstream.ts';
 
 /**
@@ -11,15 +11,20 @@ import { DStream } from './dstream.ts';
  * The chain is kept at every interval, so it is checkpointed and recovered as any state is; the
  * stream users see has an RDD only where the parent has one (it slides with the parent).
  */
-export function stateStream<K, V, S>(parent: DStream<[K, V]>, update: (values: V[], state: S | undefined) => S | undefined, partitions: number): DStream<[K, S]> {
+export function stateStream<K, V, S>(
+  parent: DStream<[K, V]>,
+  update: (values: V[], state: S | undefined) => S | undefined,
+  partitions: number,
+  initial: [K, S][] | undefined,
+): DStream<[K, S]> {
   const chain: DStream<[K, S]> = new DStream(
     parent.graph,
     'updateStateByKey',
     [parent],
-    [functionHash(update), partitions],
+    [functionHash(update), partitions, ...initialParam(initial)],
     (gen, [batch]) => {
       const k = gen.interval;
-      const previous = k > 0 ? gen.stored(chain, k - 1) : gen.builder.emptyPartitioned<[K, S]>(partitions);
+      const previous = k > 0 ? gen.stored(chain, k - 1) : initialState(gen.builder, initial, partitions);
       if (batch === undefined) return previous;
       return (previous as Rdd<[K, unknown]>).cogroup([batch as Rdd<[K, unknown]>], partitions).flatMapSameKey('updateStateByKey', ([key, [states, values]]: [K, unknown[][]]) => {
         const next = update(values as V[], states!.length > 0 ? (states![0] as S) : undefined);
@@ -43,4 +48,22 @@ export function atSlidesOf<T>(chain: DStream<T>, parent: DStream<unknown>): DStr
     slide,
     ...(chain.keyedPartitions === undefined ? {} : { keyedPartitions: chain.keyedPartitions }),
   });
+}
+
+/**
+ * The state before interval 0: empty, or the `initial` pairs (Spark's initialRDD), placed by key.
+ * They are part of the plan, so they travel in interval 0's lineage record: for seeds, not tables.
+ */
+export function initialState<K, S>(builder: PlanBuilder, initial: [K, S][] | undefined, partitions: number): Rdd<[K, S]> {
+  if (initial === undefined || initial.length === 0) return builder.emptyPartitioned<[K, S]>(partitions);
+  return builder.values(initial, partitions).partitionBy(partitions);
+}
+
+/** What identifies an initial state in the operator's identity (its fingerprint): a hash of the pairs. */
+export function initialParam(initial: unknown[] | undefined): string[] {
+  if (initial === undefined) return [];
+  if (!Array.isArray(initial) || !initial.every((pair) => Array.isArray(pair) && pair.length === 2)) {
+    throw new TypeError('initial state must be an array of [key, state] pairs');
+  }
+  return [shortHash(JSON.stringify(initial))];
 }
