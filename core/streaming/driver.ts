@@ -9,6 +9,7 @@ import { intervalOf, intervalScope, keys } from '../layout.ts';
 import { sealInterval, uploadId, type IntakeUpload, type UploadCheck } from './intake.ts';
 import { readProgress, rebased, type DriverProgress } from './progress.ts';
 import { planSplits, spillSplits } from './splits.ts';
+import { lastCheckpoint } from './generator.ts';
 import { buildLineageRecord, PipelineMismatchError, planFromRecord, readLineageRecord, spillUploads, type LineageRecord } from './lineage.ts';
 
 export interface DriverConfig {
@@ -305,21 +306,26 @@ export class StreamingDriver {
   }
 
   /**
-   * Cache older than anything recovery may need (the lookback of windows and state since the
-   * last checkpoint, plus a margin) is deleted, and so are checkpoints that a newer one replaces.
+   * After interval k commits, the intervals that fell behind what recovery may need (the lookback
+   * of windows and state, and every stateful stream's last checkpoint, less a margin) lose their
+   * cache and their checkpoints: each stateful stream keeps a newer checkpoint.
    */
   private async collectGarbage(k: number): Promise<void> {
-    const { checkpointEvery } = this.pipeline.options;
-    const lastCheckpoint = k - ((k + 1) % checkpointEvery);
-    const keepFrom = Math.min(k - this.pipeline.graph.lookback(), lastCheckpoint) - this.config.retainIntervals;
-    const j = keepFrom - 1;
-    if (j < 0) return;
-    const doomed = [...(await listAll(this.deps.store, keys.cachePrefix(intervalScope(j))))];
-    if ((j + 1) % checkpointEvery === 0 && j < lastCheckpoint) {
-      doomed.push(...(await listAll(this.deps.store, `checkpoints/${intervalScope(j)}/`)));
+    const from = Math.max(0, this.keepFrom(k - 1));
+    const to = this.keepFrom(k);
+    for (let j = from; j < to; j++) {
+      const doomed = [...(await listAll(this.deps.store, keys.cachePrefix(intervalScope(j)))), ...(await listAll(this.deps.store, `checkpoints/${intervalScope(j)}/`))];
+      for (const o of doomed) await this.deps.store.delete(o.key);
+      this.records.delete(j - this.pipeline.graph.lookback());
     }
-    for (const o of doomed) await this.deps.store.delete(o.key);
-    this.records.delete(j - this.pipeline.graph.lookback());
+  }
+
+  /** The first interval whose cache and checkpoints recovery may still need once k has committed. */
+  private keepFrom(k: number): number {
+    const { graph, options } = this.pipeline;
+    let floor = k - graph.lookback();
+    for (const stream of graph.streams) if (stream.stateful) floor = Math.min(floor, lastCheckpoint(stream, k, options.checkpointEvery));
+    return floor - this.config.retainIntervals;
   }
 
   private async step(step: DriverStep, k: number): Promise<void> {

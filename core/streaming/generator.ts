@@ -18,10 +18,30 @@ export interface GeneratedInterval {
   persistedHere: Record<string, number>;
 }
 
-/** Where stream `id`'s RDD of interval j is persisted: state goes to the durable tier every C intervals. */
+/**
+ * Where stream `id`'s RDD of interval j is persisted. State goes to the durable tier once in every
+ * period of C intervals: at its last RDD in the period (the period's last interval for state kept
+ * every interval; for windowed state sliding every s, its last slide in the period).
+ */
 export function persistTarget(stream: DStream<unknown>, j: number, checkpointEvery: number) {
-  const tier = stream.stateful && (j + 1) % checkpointEvery === 0 ? ('checkpoint' as const) : ('cache' as const);
+  const tier = stream.stateful && isCheckpointed(stream, j, checkpointEvery) ? ('checkpoint' as const) : ('cache' as const);
   return { tier, location: keys.persistLocation(tier, intervalScope(j), stream.id) };
+}
+
+/** True when a stateful stream's RDD of interval j is its last in its checkpoint period. */
+function isCheckpointed(stream: DStream<unknown>, j: number, checkpointEvery: number): boolean {
+  return Math.floor(j / checkpointEvery) !== Math.floor((j + stream.slide) / checkpointEvery);
+}
+
+/**
+ * The latest interval at or before k whose RDD of this stateful stream is checkpointed, or -1:
+ * where its recovery starts.
+ */
+export function lastCheckpoint(stream: DStream<unknown>, k: number, checkpointEvery: number): number {
+  for (let j = k - ((k + 1) % stream.slide); j >= 0; j -= stream.slide) {
+    if (isCheckpointed(stream, j, checkpointEvery)) return j;
+  }
+  return -1;
 }
 
 /**
