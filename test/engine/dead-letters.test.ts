@@ -9,21 +9,15 @@ import { readdir } from 'node:fs/promises';
 import { FsObjectStore } from '../../local/store/fs-object-store.ts';
 import { FsTaskQueue } from '../../local/queue/fs-task-queue.ts';
 import { InProcessRunner } from '../../local/runtime/in-process-runner.ts';
-import { StreamingDriver, type DriverConfig } from '../../core/streaming/driver.ts';
+import { StreamingDriver } from '../../core/streaming/driver.ts';
 import { admitUpload } from '../../core/streaming/intake.ts';
-import { defaultSchedulerOptions, TaskFailedError } from '../../core/scheduler/dag-scheduler.ts';
+import { TaskFailedError } from '../../core/scheduler/dag-scheduler.ts';
 import { systemClock } from '../../core/ports/clock.ts';
 import type { ObjectStore } from '../../core/ports/object-store.ts';
 import wordcount from '../../examples/wordcount.ts';
-import { outputFiles, removeDir, tempDir } from '../support/stream-harness.ts';
+import { outputFiles, removeDir, tempDir, testDriverConfig } from '../support/stream-harness.ts';
 
-const config: DriverConfig = {
-  intervalMs: 1000,
-  inputPartitions: 2,
-  maxSplitBytes: 1 << 20,
-  scheduler: { ...defaultSchedulerOptions, pollMs: 2 },
-  retainIntervals: 1,
-};
+const config = testDriverConfig();
 const uploads = { 'a.txt': 'to be or not to be\n', 'b.txt': 'that is the question\n' };
 
 /** Tasks read their input through this: while `broken`, a.txt fails at once and b.txt once `release` is called. */

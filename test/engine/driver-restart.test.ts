@@ -8,22 +8,15 @@ import path from 'node:path';
 import { FsObjectStore } from '../../local/store/fs-object-store.ts';
 import { FsTaskQueue } from '../../local/queue/fs-task-queue.ts';
 import { InProcessRunner } from '../../local/runtime/in-process-runner.ts';
-import { StreamingDriver, type DriverConfig, type DriverStep } from '../../core/streaming/driver.ts';
+import { StreamingDriver, type DriverStep } from '../../core/streaming/driver.ts';
 import { admitUpload, sealInterval, type IntakeUpload } from '../../core/streaming/intake.ts';
-import { defaultSchedulerOptions } from '../../core/scheduler/dag-scheduler.ts';
 import { systemClock } from '../../core/ports/clock.ts';
 import { listAll } from '../../core/ports/object-store.ts';
 import wordcount from '../../examples/wordcount.ts';
 import { sampleLines } from '../../local/sample/generate.ts';
-import { outputFiles, removeDir, tempDir } from '../support/stream-harness.ts';
+import { outputFiles, removeDir, tempDir, testDriverConfig } from '../support/stream-harness.ts';
 
-const config: DriverConfig = {
-  intervalMs: 1000,
-  inputPartitions: 3,
-  maxSplitBytes: 1 << 20,
-  scheduler: { ...defaultSchedulerOptions, pollMs: 2 },
-  retainIntervals: 1,
-};
+const config = testDriverConfig({ inputPartitions: 3 });
 
 /** A root with uploads for `intervals` intervals, a queue, and tasks running in this process. */
 async function setup(intervals: number) {

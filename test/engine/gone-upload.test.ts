@@ -9,22 +9,16 @@ import path from 'node:path';
 import { FsObjectStore } from '../../local/store/fs-object-store.ts';
 import { FsTaskQueue } from '../../local/queue/fs-task-queue.ts';
 import { InProcessRunner } from '../../local/runtime/in-process-runner.ts';
-import { StreamingDriver, type DriverConfig } from '../../core/streaming/driver.ts';
+import { StreamingDriver } from '../../core/streaming/driver.ts';
 import { admitUpload } from '../../core/streaming/intake.ts';
 import { quarantineInterval } from '../../core/streaming/lineage.ts';
-import { defaultSchedulerOptions, TaskFailedError } from '../../core/scheduler/dag-scheduler.ts';
+import { TaskFailedError } from '../../core/scheduler/dag-scheduler.ts';
 import { systemClock } from '../../core/ports/clock.ts';
 import { listAll } from '../../core/ports/object-store.ts';
 import wordcount from '../../examples/wordcount.ts';
-import { readOutput, removeDir, tempDir } from '../support/stream-harness.ts';
+import { readOutput, removeDir, tempDir, testDriverConfig } from '../support/stream-harness.ts';
 
-const config: DriverConfig = {
-  intervalMs: 1000,
-  inputPartitions: 2,
-  maxSplitBytes: 1 << 20,
-  scheduler: { ...defaultSchedulerOptions, pollMs: 2 },
-  retainIntervals: 1,
-};
+const config = testDriverConfig();
 
 it('fails the interval at once naming the upload, and dstream quarantine goes on with the rest counted', async () => {
   const root = await tempDir();

@@ -190,7 +190,7 @@ describe('task handler', () => {
   });
 
   it('refuses a forged message before writing anything, names why, and settles it at once', async () => {
-    const { run, batch, message, task } = await mapTaskMessage();
+    const { run, batch, task } = await mapTaskMessage();
     await store.put('output/elsewhere/victim', 'committed');
     // An output task as the driver would send it once the map stage is done: it reads a shuffle.
     const record = (await readLineageRecord(store, 0))!;

@@ -1,3 +1,5 @@
+import type { DriverConfig } from '../../core/streaming/driver.ts';
+import { defaultSchedulerOptions } from '../../core/scheduler/dag-scheduler.ts';
 import type { ObjectStore } from '../../core/ports/object-store.ts';
 import { mkdtemp, mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -155,4 +157,9 @@ async function readStoredTextOutput(store: ObjectStore, name: string, k: number)
     lines.push(...text.split('\n').filter((l) => l.length > 0));
   }
   return lines;
+}
+
+/** A driver configuration for tests that run intervals directly: small splits, polls every 2 ms. */
+export function testDriverConfig(overrides: Partial<DriverConfig> = {}): DriverConfig {
+  return { intervalMs: 1000, inputPartitions: 2, maxSplitBytes: 1 << 20, scheduler: { ...defaultSchedulerOptions, pollMs: 2 }, retainIntervals: 1, ...overrides };
 }
