@@ -81,10 +81,12 @@ export async function readSplitLines(store: ObjectStore, split: Split, options: 
  * in progress (its owner is the range before), and a range reads past its end to finish its last.
  */
 export async function readRangeLines(store: ObjectStore, range: InputRange, options: SplitReaderOptions, sink: LineSink): Promise<void> {
+  const progress = { read: false };
   try {
-    await readPinnedRangeLines(store, range, options, sink);
+    await readPinnedRangeLines(store, range, options, sink, progress);
   } catch (error) {
-    if (!(error instanceof ObjectNotFoundError)) throw error;
+    // Gone half-way through a read is no fixed fact of the upload: an error, as any other.
+    if (!(error instanceof ObjectNotFoundError) || progress.read) throw error;
     // The admitted bytes are gone (a version deleted by hand, or expired while the interval stayed
     // failed): a bad record of the whole range, the same on every read, so the policy decides,
     // and `dstream quarantine` gets past it.
@@ -94,7 +96,7 @@ export async function readRangeLines(store: ObjectStore, range: InputRange, opti
   }
 }
 
-async function readPinnedRangeLines(store: ObjectStore, range: InputRange, options: SplitReaderOptions, sink: LineSink): Promise<void> {
+async function readPinnedRangeLines(store: ObjectStore, range: InputRange, options: SplitReaderOptions, sink: LineSink, progress: { read: boolean }): Promise<void> {
   const reader = new RangeLineReader(range, options, sink);
   let pos = range.start > 0 ? range.start - 1 : 0;
   let readTo = range.end;
@@ -102,6 +104,7 @@ async function readPinnedRangeLines(store: ObjectStore, range: InputRange, optio
   while (!reader.done) {
     const before = pos;
     for await (const chunk of store.getRange(range.key, pos, readTo, { version: range.version })) {
+      progress.read = true;
       options.signal?.throwIfAborted();
       reader.onChunk(chunk, pos);
       pos += chunk.length;
