@@ -102,6 +102,7 @@ export const keys = {
   persisted: (location: string, p: number) => `${location}/part-${pad(p)}`,
   output: (name: string, scope: Scope, p: number) => `output/${name}/${scope}/part-${pad(p)}`,
   outputPrefix: (name: string, scope: Scope) => `output/${name}/${scope}/`,
+  outputPartsPrefix: (name: string, scope: Scope) => `output/${name}/${scope}/part-`,
   outputSuccess: (name: string, scope: Scope) => `output/${name}/${scope}/_SUCCESS`,
   quarantine: (scope: Scope, stage: string, p: number) => `errors/${scope}/records/${stage}/part-${pad(p)}.jsonl`,
   deadLetter: (scope: Scope, stage: string, p: number) => `errors/${scope}/dead-letters/${stage}/part-${pad(p)}.json`,

@@ -1,12 +1,12 @@
 import { rm, readFile } from 'node:fs/promises';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { packageRoot } from '../package-files.ts';
 import { EmbeddedRuntime } from '../runtime/embedded-runtime.ts';
 import { writeStaged } from '../sample/generate.ts';
 import { formatInterval } from './format.ts';
 import { intervalScope } from '../../core/layout.ts';
 
-const WORDCOUNT = fileURLToPath(new URL('../../examples/wordcount.ts', import.meta.url));
+const WORDCOUNT = path.join(packageRoot(), 'examples', 'wordcount.ts');
 
 /** `npm start`: WordCount over five intervals of generated text, in the embedded runtime. */
 export async function runDemo(rootArg?: string): Promise<void> {
