@@ -172,7 +172,8 @@ export class TaskHandler {
       const maps = plan.builder.get((plan.builder.get(shuffle).node as { parent: string }).parent).partitions;
       // One block per map output for each reduce partition read, partition after partition.
       if (blocks.length !== maps * reduced.length) {
-        invalid(`shuffle ${shuffle} has ${maps} map outputs and the task reads ${reduced.length} of its partitions, but the message lists ${blocks.length} blocks`);
+        const each = reduced.length > 1 ? ` and the task reads ${reduced.length} of its partitions, one block per map output of each` : '';
+        invalid(`shuffle ${shuffle} has ${maps} map outputs${each}, the message lists ${blocks.length}`);
       }
       blocks.forEach(([key], i) => {
         const expected = keys.shuffleMap(task.scope, shuffle, i % maps);
