@@ -9,10 +9,12 @@
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import path from 'node:path';
-import { definePipeline, type Rdd } from '../../core/index.ts';
+import { mkdir, writeFile } from 'node:fs/promises';
+import { defineBatch, definePipeline, type Rdd } from '../../core/index.ts';
+import { EmbeddedRuntime } from '../../local/runtime/embedded-runtime.ts';
 import { compareStorable } from '../../core/rdd/order.ts';
 import { coalescedRange } from '../../core/rdd/plan.ts';
-import { bag, removeDir, replayInProcess } from '../support/stream-harness.ts';
+import { bag, readAllLines, removeDir, replayInProcess, tempDir } from '../support/stream-harness.ts';
 
 type Pair = [string, number];
 
@@ -111,4 +113,75 @@ describe('order and position operators match an in-memory reference', () => {
       { numRuns: Number(process.env.DSTREAM_PROPERTY_RUNS ?? 12), endOnFailure: true },
     );
   }, 300_000);
+});
+
+describe('sorting', () => {
+  const sorting = definePipeline({ name: 'sorting', partitions: 3 }, (ctx) => {
+    const s = ctx.jsonStream<Pair>();
+    s.transform((r) => r.sortByKey({ partitions: 4 })).saveAsJsonFiles('byKey');
+    s.transform((r) => r.sortBy(([, v]) => v % 7, { ascending: false, partitions: 3 })).saveAsJsonFiles('by');
+  });
+  // 600 records over 200 keys, each key three times with values that tie under v % 7.
+  const records: Pair[] = Array.from({ length: 600 }, (_, i) => [`k${String((i * 37) % 200).padStart(3, '0')}`, i % 14]);
+  const lines = (rs: Pair[]) => rs.map((r) => JSON.stringify(r) + '\n').join('');
+
+  it('writes the same bytes on every run, in ranges of similar size; split otherwise, the input sorts to the same sequence', async () => {
+    const [first, again, resplit] = await Promise.all([
+      replayInProcess(sorting, [{ 'all.jsonl': lines(records) }], { partitions: 2 }),
+      replayInProcess(sorting, [{ 'all.jsonl': lines(records) }], { partitions: 2 }),
+      replayInProcess(sorting, [{ 'b.jsonl': lines(records.slice(250)), 'a.jsonl': lines(records.slice(0, 250)) }], { partitions: 3 }),
+    ]);
+    try {
+      const [one, two] = await Promise.all([first!.files(), again!.files()]);
+      expect([...two!.keys()]).toEqual([...one!.keys()]);
+      for (const [file, bytes] of one!) expect(two!.get(file), file).toBe(bytes);
+      for (const name of ['byKey', 'by']) expect(await resplit!.output(name, 0), name).toEqual(await first!.output(name, 0));
+
+      // Part 0 holds the smallest keys; no range is empty or holds more than half.
+      const parts = [...one!].filter(([file]) => file.startsWith('output/byKey/') && file.includes('part-')).map(([, text]) => text.split('\n').filter(Boolean).map((l) => JSON.parse(l) as Pair));
+      expect(parts).toHaveLength(4);
+      for (const part of parts) {
+        expect(part.length).toBeGreaterThan(60);
+        expect(part.length).toBeLessThan(300);
+      }
+      for (let i = 1; i < parts.length; i++) expect(compareStorable(parts[i - 1]!.at(-1)![0], parts[i]![0]![0])).toBeLessThan(0);
+    } finally {
+      for (const r of [first, again, resplit]) await removeDir(path.dirname(r!.root));
+    }
+  });
+});
+
+describe('in a batch job', () => {
+  it('take, first, top and zipWithIndex are small RDDs collect brings back; foreachPartition runs on the workers and is in no result', async () => {
+    const seen = new Map<number, string[]>();
+    const job = defineBatch({ name: 'heads' }, (sc) => {
+      const lines = sc.textFile('logs/');
+      lines.take(2).collect('take');
+      lines.first().collect('first');
+      lines.top(2).collect('top');
+      lines.sortBy((l) => l).zipWithIndex().collect('indexed');
+      lines.foreachPartition((records, p) => void seen.set(p, records));
+    });
+    const base = await tempDir();
+    const root = path.join(base, 'root');
+    await mkdir(path.join(root, 'logs'), { recursive: true });
+    await writeFile(path.join(root, 'logs', 'a.txt'), 'pear\napple\n');
+    await writeFile(path.join(root, 'logs', 'b.txt'), 'fig\n');
+    const runtime = await EmbeddedRuntime.open({ pipelinePath: 'in-process', inProcess: job, root, workers: 2, partitions: 2 });
+    try {
+      const result = await runtime.batch();
+      expect(result.collected).toEqual({
+        take: ['pear', 'apple'],
+        first: ['pear'],
+        top: ['pear', 'fig'],
+        indexed: [['apple', 0], ['fig', 1], ['pear', 2]],
+      });
+      expect(result.outputs).toEqual({});
+      expect([...seen.values()].flat().sort()).toEqual(['apple', 'fig', 'pear']);
+      expect(await readAllLines(path.join(root, 'output'))).toEqual([]);
+    } finally {
+      await runtime.close();
+      await removeDir(base);
+    }
+  });
 });
