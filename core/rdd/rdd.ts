@@ -19,7 +19,8 @@ import { foreachPartition, type PartitionEffect } from './effects.ts';
 
 /**
  * Where a job's result goes: files under `output/<name>/` written by the tasks (`text`, `json`),
- * or records brought back to the driver (`collect`) for a sink, `print`, or a batch result.
+ * or records brought back to the driver (`collect`) for a sink, `print`, or a batch result, or
+ * records handed to a function on the workers (`foreach`: foreachPartition), nothing written.
  */
 export interface OutputSpec {
   /** Unique within the plan; names the stage and, for files, the output folder. */
