@@ -99,7 +99,7 @@ export async function runBatch(
   for (const output of plan.builder.outputs) {
     if (output.format === 'collect') {
       result.collected[output.name] = await scheduler.collect(plan, output.name);
-    } else {
+    } else if (output.format !== 'foreach') {
       await store.putIfAbsent(keys.outputSuccess(output.name, scope), '');
       result.outputs[output.name] = keys.outputPrefix(output.name, scope);
     }

@@ -232,7 +232,7 @@ export class StreamingDriver {
     for (const output of record.outputs) {
       const parts = done.filter((d) => d.stage === stageIds.output(output.name));
       outputs[output.name] = parts.reduce((n, d) => n + d.recordsOut, 0);
-      if (output.format !== 'collect') {
+      if (output.format === 'text' || output.format === 'json') {
         await store.putIfAbsent(keys.outputSuccess(output.name, scope), JSON.stringify({ interval: k, parts: parts.length, records: outputs[output.name] }));
       }
     }

@@ -88,6 +88,10 @@ function tree(nodes: Map<string, PlanNode>, id: string, indent: string, lines: s
       break;
   }
   lines.push(`${indent}${node.id} ${node.label} [${node.partitions} partitions]${detail ? ` ${detail}` : ''}`);
-  const children = node.kind === 'narrow' ? [node.parent] : node.kind === 'union' || node.kind === 'cogroup' ? node.parents : [];
+  const children =
+    node.kind === 'narrow' ? [node.parent, ...(node.side ? [node.side] : [])]
+    : node.kind === 'coalesce' ? [node.parent]
+    : node.kind === 'union' || node.kind === 'cogroup' || node.kind === 'cartesian' ? node.parents
+    : [];
   for (const child of children) tree(nodes, child, `${indent}  `, lines);
 }
