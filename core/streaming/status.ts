@@ -9,6 +9,7 @@ import { mapConcurrently, STORE_CONCURRENCY } from '../util/map-concurrently.ts'
 import { intervalAt, type DriverProgress } from './progress.ts';
 import type { IntervalReport } from './driver.ts';
 import { readLineageRecord } from './lineage.ts';
+import type { TaskFailure } from '../exec/task.ts';
 
 /** One stage of an interval being run: tasks whose completion is recorded, of all its tasks. */
 export interface StageProgress {
@@ -45,7 +46,10 @@ export interface IntervalSummary {
   outputs: Record<string, number>;
 }
 
-/** A dead letter of an interval not committed: what stops the stream until it is dealt with (see the runbook). */
+/**
+ * A task of an interval not committed that failed for good: dead-lettered, or failed with an error
+ * every delivery would meet (a bad record). The stream does not go on past it until it is dealt with (see the runbook).
+ */
 export interface Failure {
   interval: number;
   stage: string;
@@ -77,7 +81,7 @@ export interface StreamStatus {
   open: { interval: number; uploads: number }[];
   /** The last committed intervals, oldest first. */
   recent: IntervalSummary[];
-  /** Dead letters of intervals not committed: the stream does not go on past them until they are dealt with. */
+  /** Tasks of intervals not committed that failed for good: the stream does not go on past them until they are dealt with. */
   failures: Failure[];
   /** What is kept under errors/, per interval: dead letters (this run's and earlier runs'), quarantined record files and refused uploads. */
   errors: {
@@ -118,13 +122,17 @@ export async function readStreamStatus(store: ObjectStore, options: StatusOption
   const reports = await mapConcurrently(committed, STORE_CONCURRENCY, (k) => readJson<IntervalReport>(store, keys.committed(intervalScope(k))));
   status.recent = reports.filter((r): r is IntervalReport => r !== undefined).map((r) => summarise(r, clock));
 
-  const running = await readIntervalProgress(store, next);
+  const tasks = await readTasks(store, next);
+  const running = tasks?.progress;
   if (running) status.running = running;
   for (let k = running ? next + 1 : next; k <= Math.min(current, next + OPEN_INTERVALS_SHOWN); k++) {
     const uploads = (await listAll(store, `intake/${intervalScope(k)}/entries/`)).length;
     if (uploads > 0) status.open.push({ interval: k, uploads });
   }
-  status.failures = await readFailures(store, errors.intervals.filter((e) => e.interval >= next && e.deadLetters > 0).map((e) => e.interval));
+  status.failures = [
+    ...(await readFailedTasks(store, next, tasks?.failed ?? [])),
+    ...(await readFailures(store, errors.intervals.filter((e) => e.interval >= next && e.deadLetters > 0).map((e) => e.interval))),
+  ];
   return status;
 }
 
@@ -133,25 +141,42 @@ export async function readStreamStatus(store: ObjectStore, options: StatusOption
  * beside it; undefined when it is not planned yet, or already committed.
  */
 export async function readIntervalProgress(store: ObjectStore, k: number): Promise<IntervalProgress | undefined> {
+  return (await readTasks(store, k))?.progress;
+}
+
+/** A planned interval's progress, and its tasks that failed and are not done since. */
+async function readTasks(store: ObjectStore, k: number): Promise<{ progress: IntervalProgress; failed: { stage: string; partition: number; key: string }[] } | undefined> {
   const scope = intervalScope(k);
   if (await store.head(keys.committed(scope))) return undefined;
   const record = await readLineageRecord(store, k);
   if (!record) return undefined;
-  const done = new Map<string, number>();
-  const failed = new Map<string, number>();
+  const done = new Set<string>();
+  const failedKeys: { stage: string; partition: number; key: string }[] = [];
   const prefix = `lineage/${scope}/tasks/`;
   for (const { key } of await listAll(store, prefix)) {
     const stage = key.slice(prefix.length, key.indexOf('/', prefix.length));
-    if (partitionOfTaskDone(key) !== undefined) done.set(stage, (done.get(stage) ?? 0) + 1);
-    else if (/\/part-\d+\.failed-[^/]+\.json$/.test(key)) failed.set(stage, (failed.get(stage) ?? 0) + 1);
+    const partition = partitionOfTaskDone(key);
+    if (partition !== undefined) done.add(`${stage}/${partition}`);
+    const failed = /\/part-(\d+)\.failed-[^/]+\.json$/.exec(key);
+    if (failed) failedKeys.push({ stage, partition: Number(failed[1]), key });
   }
-  return {
+  // A partition that failed in one run and was done in a later one (after `dstream quarantine`, say) no longer stops anything.
+  const failed = failedKeys.filter((f) => !done.has(`${f.stage}/${f.partition}`));
+  const count = (stage: string, of: Iterable<string>) => [...of].filter((id) => id.startsWith(`${stage}/`)).length;
+  const progress: IntervalProgress = {
     interval: k,
     sealedAt: record.sealedAt,
     uploads: record.uploads.count,
     inputBytes: record.uploads.bytes,
-    stages: record.stages.map((s) => ({ id: s.id, kind: s.kind, tasks: s.tasks, done: done.get(s.id) ?? 0, failed: failed.get(s.id) ?? 0 })),
+    stages: record.stages.map((s) => ({
+      id: s.id,
+      kind: s.kind,
+      tasks: s.tasks,
+      done: count(s.id, done),
+      failed: count(s.id, new Set(failed.map((f) => `${f.stage}/${f.partition}`))),
+    })),
   };
+  return { progress, failed };
 }
 
 function summarise(r: IntervalReport, clock: { base: number; intervalMs: number }): IntervalSummary {
@@ -189,6 +214,12 @@ async function readErrors(store: ObjectStore): Promise<StreamStatus['errors']> {
     else entry.refusedUploads++;
   }
   return { intervals: [...byInterval.values()].sort((a, b) => a.interval - b.interval), unreadableDeadLetters };
+}
+
+/** Tasks of interval k that failed with an error every delivery would meet, and are not done since. */
+async function readFailedTasks(store: ObjectStore, k: number, failed: { key: string }[]): Promise<Failure[]> {
+  const records = await mapConcurrently(failed, STORE_CONCURRENCY, ({ key }) => readJson<TaskFailure>(store, key));
+  return records.flatMap((r, i) => (r ? [{ interval: k, stage: r.stage, partition: r.partition, error: r.error, key: failed[i]!.key }] : []));
 }
 
 /** The dead letters of the current runs of intervals not committed (earlier runs' are history). */

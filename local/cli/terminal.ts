@@ -9,7 +9,7 @@ import { readIntervalProgress } from '../../core/streaming/status.ts';
 import { formatProgress, plain, type Style } from './format.ts';
 
 export interface Io {
-  out: NodeJS.WritableStream & { isTTY?: boolean };
+  out: NodeJS.WritableStream & { isTTY?: boolean; columns?: number };
   err: NodeJS.WritableStream & { isTTY?: boolean };
   env: NodeJS.ProcessEnv;
 }
@@ -30,7 +30,8 @@ const PROGRESS_POLL_MS = 250;
 export class Terminal {
   readonly style: Style;
   readonly errStyle: Style;
-  private progressShown = false;
+  /** The progress line on screen now, if any. */
+  private progressShown: string | undefined;
 
   constructor(readonly io: Io) {
     this.style = colourFor(io.out, io.env);
@@ -55,14 +56,15 @@ export class Terminal {
   progress(text: string | undefined): void {
     if (!this.interactive) return;
     if (text === undefined) return this.clearProgress();
+    if (text === this.progressShown) return;
     this.io.out.write(`${CLEAR_LINE}${text}`);
-    this.progressShown = true;
+    this.progressShown = text;
   }
 
   private clearProgress(): void {
-    if (!this.progressShown) return;
+    if (this.progressShown === undefined) return;
     this.io.out.write(CLEAR_LINE);
-    this.progressShown = false;
+    this.progressShown = undefined;
   }
 
   /**
@@ -79,7 +81,11 @@ export class Terminal {
       try {
         const next = (await readJson<{ next: number }>(store, keys.driverProgress))?.next;
         const running = next === undefined ? undefined : await readIntervalProgress(store, next);
-        if (!stopped) this.progress(running && formatProgress(running, this.style));
+        let text = running && formatProgress(running, this.style);
+        // Redrawn in place only while it fits on one line: a wrapped line cannot be cleared.
+        const width = (this.io.out.columns ?? 80) - 1;
+        if (running && formatProgress(running, plain).length > width) text = formatProgress(running, plain).slice(0, width);
+        if (!stopped) this.progress(text);
       } catch {
         // A listing racing the driver's garbage collection: the next tick reads again.
       } finally {
