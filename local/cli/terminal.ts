@@ -83,7 +83,7 @@ export class Terminal {
         const running = next === undefined ? undefined : await readIntervalProgress(store, next);
         let text = running && formatProgress(running, this.style);
         // Redrawn in place only while it fits on one line: a wrapped line cannot be cleared.
-        const width = (this.io.out.columns ?? 80) - 1;
+        const width = (this.io.out.columns || 80) - 1;
         if (running && formatProgress(running, plain).length > width) text = formatProgress(running, plain).slice(0, width);
         if (!stopped) this.progress(text);
       } catch {
