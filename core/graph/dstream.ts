@@ -266,11 +266,14 @@ export class DStream<T> {
   }
 
   /**
-   * Per-key reduction over a sliding window. With `inverse`, each window is computed from the
-   * previous one by adding the intervals that entered and removing those that left, which costs
-   * the slide rather than the length; it gives the same result as without, provided `inverse`
-   * undoes `f`. A key whose every value has left the window is dropped; `filter` further hides
-   * pairs from the output (not from the window's state, so later windows stay exact).
+   * Per-key reduction over a sliding window (Spark's reduceByKeyAndWindow). With `inverse`, each
+   * window is computed from the previous one by adding the intervals that entered and removing
+   * those that left, which costs the slide rather than the length; it gives the same result as
+   * without, provided `inverse` undoes `f`. A key whose every value has left the window is dropped.
+   * `filter` keeps only the pairs it accepts. With `inverse` it is Spark's `filterFunc`: a key it
+   * refuses is also pruned from the window's state, so later windows are computed without it and
+   * may differ from the plain form's, exactly as Spark's do (see reduced-windowed-stream.ts).
+   * `partitions` is Spark's `numPartitions`.
    */
   reduceByKeyAndWindow<K, V>(
     this: DStream<[K, V]>,
@@ -287,8 +290,7 @@ export class DStream<T> {
       const windowed = perInterval.window(length, slide).reduceByKey(f, partitions);
       return filter ? windowed.filter(filter) : windowed;
     }
-    const windowed = reducedWindowedStream(perInterval.persist(partitions), f, inverse, length, slide, partitions, filter);
-    return filter ? windowed.filter(filter) : windowed;
+    return reducedWindowedStream(perInterval.persist(partitions), f, inverse, length, slide, partitions, filter);
   }
 
   /** Every `slide` intervals, each key's values over the last `length` intervals. */
