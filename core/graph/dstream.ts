@@ -80,6 +80,12 @@ export class StreamGraph {
 
 type Compute<T> = (gen: Generation, parents: Rdd<any>[]) => Rdd<T> | undefined;
 
+/**
+ * An operator's own partition count (Spark's numPartitions) as its identity holds it, checked when
+ * the pipeline is defined rather than when an interval is planned; null for the pipeline's default.
+ */
+const partitionsParam = (partitions: number | undefined) => (partitions === undefined ? null : checkPartitions(partitions));
+
 const sum = (a: number, b: number) => a + b;
 const minus = (a: number, b: number) => a - b;
 
@@ -181,7 +187,7 @@ export class DStream<T> {
   }
 
   countByValue(partitions?: number): DStream<[T, number]> {
-    return this.derive('countByValue', partitions ?? null, [], (r) => r.countByValue(partitions));
+    return this.derive('countByValue', partitionsParam(partitions), [], (r) => r.countByValue(partitions));
   }
 
   /** At most one record per interval: its records folded with `f`. */
@@ -208,11 +214,11 @@ export class DStream<T> {
   }
 
   reduceByKey<K, V>(this: DStream<[K, V]>, f: (a: V, b: V) => V, partitions?: number): DStream<[K, V]> {
-    return this.derive('reduceByKey', [functionHash(f), partitions ?? null], [], (r) => r.reduceByKey(f, partitions));
+    return this.derive('reduceByKey', [functionHash(f), partitionsParam(partitions)], [], (r) => r.reduceByKey(f, partitions));
   }
 
   groupByKey<K, V>(this: DStream<[K, V]>, partitions?: number): DStream<[K, V[]]> {
-    return this.derive('groupByKey', partitions ?? null, [], (r) => r.groupByKey(partitions));
+    return this.derive('groupByKey', partitionsParam(partitions), [], (r) => r.groupByKey(partitions));
   }
 
   combineByKey<K, V, C>(
@@ -222,28 +228,28 @@ export class DStream<T> {
     mergeCombiners: (a: C, b: C) => C,
     partitions?: number,
   ): DStream<[K, C]> {
-    const params = [createCombiner, mergeValue, mergeCombiners].map(functionHash).concat(String(partitions ?? ''));
+    const params = [createCombiner, mergeValue, mergeCombiners].map(functionHash).concat(String(partitionsParam(partitions) ?? ''));
     return this.derive('combineByKey', params, [], (r) => r.combineByKey(createCombiner, mergeValue, mergeCombiners, partitions));
   }
 
   join<K, V, W>(this: DStream<[K, V]>, other: DStream<[K, W]>, partitions?: number): DStream<[K, [V, W]]> {
-    return this.derive('join', partitions ?? null, [other], (a, b) => a.join(b, partitions));
+    return this.derive('join', partitionsParam(partitions), [other], (a, b) => a.join(b, partitions));
   }
 
   leftOuterJoin<K, V, W>(this: DStream<[K, V]>, other: DStream<[K, W]>, partitions?: number): DStream<[K, [V, W | null]]> {
-    return this.derive('leftOuterJoin', partitions ?? null, [other], (a, b) => a.leftOuterJoin(b, partitions));
+    return this.derive('leftOuterJoin', partitionsParam(partitions), [other], (a, b) => a.leftOuterJoin(b, partitions));
   }
 
   rightOuterJoin<K, V, W>(this: DStream<[K, V]>, other: DStream<[K, W]>, partitions?: number): DStream<[K, [V | null, W]]> {
-    return this.derive('rightOuterJoin', partitions ?? null, [other], (a, b) => a.rightOuterJoin(b, partitions));
+    return this.derive('rightOuterJoin', partitionsParam(partitions), [other], (a, b) => a.rightOuterJoin(b, partitions));
   }
 
   fullOuterJoin<K, V, W>(this: DStream<[K, V]>, other: DStream<[K, W]>, partitions?: number): DStream<[K, [V | null, W | null]]> {
-    return this.derive('fullOuterJoin', partitions ?? null, [other], (a, b) => a.fullOuterJoin(b, partitions));
+    return this.derive('fullOuterJoin', partitionsParam(partitions), [other], (a, b) => a.fullOuterJoin(b, partitions));
   }
 
   cogroup<K>(this: DStream<[K, unknown]>, others: DStream<[K, unknown]>[], partitions?: number): DStream<[K, unknown[][]]> {
-    return this.derive('cogroup', partitions ?? null, others, (first, ...rest) => first.cogroup(rest, partitions));
+    return this.derive('cogroup', partitionsParam(partitions), others, (first, ...rest) => first.cogroup(rest, partitions));
   }
 
   // ---- windows, measured in whole intervals ----
@@ -293,11 +299,12 @@ export class DStream<T> {
     return reducedWindowedStream(perInterval.persist(partitions), f, inverse, length, slide, partitions, filter);
   }
 
-  /** Every `slide` intervals, each key's values over the last `length` intervals. */
+  /** Every `slide` intervals, each key's values over the last `length` intervals (Spark's groupByKeyAndWindow, `partitions` its numPartitions). */
   groupByKeyAndWindow<K, V>(this: DStream<[K, V]>, length: number, slide = 1, partitions?: number): DStream<[K, V[]]> {
     return this.window(length, slide).groupByKey(partitions);
   }
 
+  /** Every `slide` intervals, how often each value occurs over the last `length` intervals (Spark's countByValueAndWindow, `partitions` its numPartitions). */
   countByValueAndWindow(length: number, slide = 1, partitions?: number): DStream<[T, number]> {
     return this.map((x) => [x, 1] as [T, number]).reduceByKeyAndWindow(sum, length, slide, { inverse: minus, partitions });
   }
