@@ -2,7 +2,7 @@ import type { PlanBuilder, Rdd } from '../rdd/rdd.ts';
 import type { SplitRef } from '../rdd/plan.ts';
 import { checkPartitions, validateOutputName } from '../rdd/rdd.ts';
 import { functionHash } from '../util/hash.ts';
-import { stateStream } from './state-stream.ts';
+import { stateStream, type InitialState } from './state-stream.ts';
 import { mapWithStateStream, type MapWithStateEntry, type MapWithStateSpec } from './map-with-state-stream.ts';
 import { checkWindow, windowedStream } from './windowed-stream.ts';
 import { reducedWindowedStream } from './reduced-windowed-stream.ts';
@@ -18,6 +18,8 @@ export interface Generation {
   /** `stream`'s RDD at interval j (j <= this interval), as persisted; empty before interval 0. */
   stored<T>(stream: DStream<T>, j: number): Rdd<T>;
   sourceSplits(stream: DStream<unknown>): SplitRef[];
+  /** The splits of store object `index` (StreamGraph.storeObjects) as pinned at interval 0; none at any other interval. */
+  objectSplits(index: number): SplitRef[];
 }
 
 export interface StreamOptions {
@@ -51,6 +53,8 @@ export class StreamGraph {
   readonly streams: DStream<unknown>[] = [];
   readonly sources: DStream<unknown>[] = [];
   readonly outputs: OutputOperation[] = [];
+  /** Keys of the store objects the pipeline reads at interval 0 (initial states), in the order named. */
+  readonly storeObjects: string[] = [];
 
   /** Partitions of keyed operators that are not given a number of their own. */
   constructor(readonly defaultPartitions: number) {}
@@ -314,14 +318,15 @@ export class DStream<T> {
   /**
    * Running state per key: `update(newValues, previousState)` is called at every RDD of this
    * stream (every interval, or every slide of a window) for every key that has state or new
-   * values; returning undefined removes the key. `options` is the number of partitions, or
-   * `{ partitions, initial }` with `initial` the state before interval 0 as `[key, state]` pairs
-   * (Spark's initialRDD). See state-stream.ts.
+   * values; returning undefined removes the key. `options` is the number of partitions (Spark's
+   * numPartitions), or `{ partitions, initial }` with `initial` the state before interval 0
+   * (Spark's initialRDD): `[key, state]` pairs, or a JSON-lines object of them in the store
+   * (`ctx.jsonFile(key)`). See state-stream.ts.
    */
   updateStateByKey<K, V, S>(
     this: DStream<[K, V]>,
     update: (values: V[], state: S | undefined) => S | undefined,
-    options?: number | { partitions?: number; initial?: [K, S][] },
+    options?: number | { partitions?: number; initial?: InitialState<K, S> },
   ): DStream<[K, S]> {
     const { partitions, initial } = typeof options === 'number' || options === undefined ? { partitions: options, initial: undefined } : options;
     return stateStream(this, update, checkPartitions(partitions ?? this.graph.defaultPartitions), initial);

@@ -1,4 +1,6 @@
 import { DStream, StreamGraph } from './dstream.ts';
+import { StoreObject } from './state-stream.ts';
+import { validateKey } from '../ports/object-store.ts';
 import type { SourceFormat } from '../rdd/plan.ts';
 import { checkPartitions, PlanBuilder, type Rdd } from '../rdd/rdd.ts';
 import type { BadRecordPolicy } from '../exec/task.ts';
@@ -51,6 +53,18 @@ export class StreamingContext {
   /** JSON values, one per line (blank lines skipped); a line that does not parse is a bad record. */
   jsonStream<T = unknown>(options: SourceOptions = {}): DStream<T> {
     return this.source<T>('jsonl', options);
+  }
+
+  /**
+   * A JSON-lines object in the store, for an initial state (`updateStateByKey(f, { initial })`,
+   * `mapWithState({ initial })`) as Spark's initialRDD: each line a `[key, state]` pair. It is
+   * read, and its bytes pinned, when interval 0 is planned; a missing object stops the stream
+   * there, before interval 0 runs. Later changes to the object change nothing.
+   */
+  jsonFile<T = unknown>(key: string): StoreObject<T> {
+    validateKey(key);
+    if (key.endsWith('/')) throw new Error(`jsonFile(${JSON.stringify(key)}): name one object, not a folder`);
+    return new StoreObject<T>(key, this.graph.storeObjects.push(key) - 1);
   }
 
   private source<T>(format: SourceFormat, options: SourceOptions): DStream<T> {
