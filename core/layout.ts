@@ -76,6 +76,8 @@ export const keys = {
   /** A scope's list of uploads and each of its source splits, kept beside the record and named by their content hash. */
   lineageUploads: (scope: Scope, hash: string) => `lineage/${scope}/uploads/${hash}.json`,
   lineageSplit: (scope: Scope, hash: string) => `lineage/${scope}/splits/${hash}.json`,
+  /** A store object the pipeline reads (an initial state), its bytes pinned in the scope's lineage under their hash. */
+  lineageObject: (scope: Scope, hash: string) => `lineage/${scope}/objects/${hash}`,
   taskDone: (scope: Scope, stage: string, p: number) => `lineage/${scope}/tasks/${stage}/part-${pad(p)}.json`,
   /** Written when a copy starts, beside the completion records, so one listing shows both. */
   taskStarted: (scope: Scope, stage: string, p: number, attempt: number, run: string) =>

@@ -2,7 +2,7 @@ import type { Rdd } from '../rdd/rdd.ts';
 import { functionHash } from '../util/hash.ts';
 import { DStream } from './dstream.ts';
 import { KeyState, type State } from './state.ts';
-import { atSlidesOf, initialParam, initialState } from './state-stream.ts';
+import { atSlidesOf, initialParam, initialState, type InitialState } from './state-stream.ts';
 
 /** What mapWithState keeps per key: its state, the last interval it had a value, and what this interval emitted. */
 export type MapWithStateEntry<S, U> = [hasState: 0 | 1, state: S | null, lastInterval: number, emitted: U[]];
@@ -12,8 +12,11 @@ export interface MapWithStateSpec<K, V, S, U> {
   /** Intervals without a value after which a key gets a last call with `isTimingOut()`, and is removed. */
   timeout?: number;
   partitions?: number;
-  /** The state of keys before interval 0, as `[key, state]` pairs (Spark's StateSpec.initialState). */
-  initial?: [K, S][];
+  /**
+   * The state of keys before interval 0 (Spark's StateSpec.initialState): `[key, state]` pairs, or
+   * a JSON-lines object of them in the store (`ctx.jsonFile(key)`).
+   */
+  initial?: InitialState<K, S>;
 }
 
 /**
@@ -39,8 +42,7 @@ export function mapWithStateStream<K, V, S, U>(parent: DStream<[K, V]>, spec: Ma
     [functionHash(update), timeout ?? null, partitions, ...initialParam(spec.initial)],
     (gen, [batch]) => {
       const k = gen.interval;
-      const seeded = spec.initial?.map(([key, state]): [K, Entry] => [key, [1, state, 0, []]]);
-      const previous = k > 0 ? gen.stored(chain, k - 1) : initialState<K, Entry>(gen.builder, seeded, partitions);
+      const previous = k > 0 ? gen.stored(chain, k - 1) : initialState(gen, spec.initial, partitions, (state: S): Entry => [1, state, 0, []]);
       if (batch === undefined) {
         return previous.flatMapSameKey('mapWithState', ([key, entry]: [K, Entry]) => {
           const carried: Entry = [1, entry[1], entry[2], []];
