@@ -33,10 +33,8 @@ export function describePipeline(modulePath: string): PipelineDescription {
   const cached = described.get(cacheKey);
   if (cached) return cached;
   if (!DESCRIBE_SCRIPT) throw new Error(`dstream is incomplete: no describe-pipeline script in ${import.meta.dirname}`);
-  // The functions do not set it, so the module resolves checkpointEvery here as it will there.
-  const { DSTREAM_CHECKPOINT_EVERY: _ignored, ...env } = process.env;
   const tsx = pathToFileURL(createRequire(import.meta.url).resolve('tsx/esm')).href;
-  const child = spawnSync(process.execPath, ['--import', tsx, DESCRIBE_SCRIPT, modulePath], { encoding: 'utf8', env, maxBuffer: 16 * 1024 * 1024 });
+  const child = spawnSync(process.execPath, ['--import', tsx, DESCRIBE_SCRIPT, modulePath], { encoding: 'utf8', maxBuffer: 16 * 1024 * 1024 });
   if (child.error) throw new Error(`could not load pipeline module ${modulePath}: ${child.error.message}`);
   if (child.status !== 0) {
     const reason = child.stderr.trim() || `node exited with ${child.status ?? child.signal}`;

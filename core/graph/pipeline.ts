@@ -14,8 +14,7 @@ export interface PipelineOptions {
   /** Partitions of keyed operators (shuffles, state, windows) unless an operator says otherwise. Default 4. */
   partitions?: number;
   /**
-   * State RDDs go to the durable tier every this many intervals, which bounds recovery. Default:
-   * the deployment's DSTREAM_CHECKPOINT_EVERY (the CDK construct's `checkpointEvery`), else 10.
+   * State RDDs go to the durable tier every this many intervals, which bounds recovery. Default 10.
    */
   checkpointEvery?: number;
   /** What a record that makes a user function throw does: fail the interval (default) or be quarantined. */
@@ -183,9 +182,7 @@ function resolveOptions(options: PipelineOptions): ResolvedOptions {
   if (!options || typeof options.name !== 'string' || !/^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/.test(options.name)) {
     throw new Error(`pipeline name must be 1-64 letters, digits, '.', '_' or '-', got ${JSON.stringify(options?.name)}`);
   }
-  // Driver and tasks of one deployment share their environment, so they resolve the same value.
-  const deployed = process.env.DSTREAM_CHECKPOINT_EVERY;
-  const checkpointEvery = options.checkpointEvery ?? (deployed ? Number(deployed) : 10);
+  const checkpointEvery = options.checkpointEvery ?? 10;
   if (!Number.isInteger(checkpointEvery) || checkpointEvery < 1) throw new RangeError(`checkpointEvery must be a whole number >= 1, got ${checkpointEvery}`);
   const badRecords = options.badRecords ?? 'fail';
   if (badRecords !== 'fail' && badRecords !== 'quarantine') throw new Error(`badRecords must be 'fail' or 'quarantine', got ${JSON.stringify(badRecords)}`);
