@@ -91,8 +91,10 @@ describe('the package installed from its tarball into a fresh project', () => {
     await mkdir(path.join(project, 'pipelines'), { recursive: true });
     await mkdir(path.join(project, 'test'));
     await mkdir(path.join(project, 'infra'));
-    // `npm pack` builds the package (its prepare script) before packing dist/.
-    const { stdout } = await run(REPO, npm, ['pack', '--pack-destination', base, '--loglevel=error']);
+    // `npm test` built dist/ before any test ran; packing must not rebuild it under the other
+    // tests' feet, so the prepare script is skipped here.
+    if (!existsSync(path.join(REPO, 'dist', 'core', 'index.js'))) throw new Error('no dist/: run `npm run build` (npm test does) before this test');
+    const { stdout } = await run(REPO, npm, ['pack', '--ignore-scripts', '--pack-destination', base, '--loglevel=error']);
     packed = path.join(base, stdout.trim().split('\n').pop()!);
     await writeFile(path.join(project, 'package.json'), JSON.stringify({ name: 'clicks-app', version: '1.0.0', private: true, type: 'module' }, null, 2));
     await writeFile(path.join(project, 'tsconfig.json'), JSON.stringify(TSCONFIG, null, 2));
