@@ -6,6 +6,7 @@ import { stateStream } from './state-stream.ts';
 import { mapWithStateStream, type MapWithStateEntry, type MapWithStateSpec } from './map-with-state-stream.ts';
 import { checkWindow, windowedStream } from './windowed-stream.ts';
 import { reducedWindowedStream } from './reduced-windowed-stream.ts';
+import type { RecordShape, Storable, Widened } from '../types.ts';
 
 /**
  * What a stream needs while its interval's RDDs are being generated: the RDD of another stream
@@ -132,20 +133,33 @@ export class DStream<T> {
     return new DStream<U>(this.graph, kind, [this, ...others], params, (gen, rdds) => f(gen.interval, ...(rdds as Rdd<any>[])), { slide: this.slide });
   }
 
-  map<U>(f: (record: T) => U): DStream<U> {
-    return this.derive('map', functionHash(f), [], (r) => r.map(f));
+  /** Records are what the codec stores (see Storable); an array literal returned is inferred as a tuple, so `[k, v]` is a pair. */
+  map<U extends RecordShape>(f: (record: T) => U & Storable<U>): DStream<U> {
+    return this.mapRecords(f);
   }
 
-  flatMap<U>(f: (record: T) => Iterable<U>): DStream<U> {
-    return this.derive('flatMap', functionHash(f), [], (r) => r.flatMap(f));
+  flatMap<U extends RecordShape>(f: (record: T) => Iterable<U & Storable<U>>): DStream<U> {
+    return this.flatMapRecords(f);
+  }
+
+  /**
+   * map and flatMap for the engine's own functions: their record types are type parameters, which
+   * Storable cannot check, and they only rearrange records checked where the user's functions made them.
+   */
+  mapRecords<U>(f: (record: T) => U): DStream<U> {
+    return this.derive('map', functionHash(f), [], (r) => r.mapRecords(f));
+  }
+
+  flatMapRecords<U>(f: (record: T) => Iterable<U>): DStream<U> {
+    return this.derive('flatMap', functionHash(f), [], (r) => r.flatMapRecords(f));
   }
 
   filter(f: (record: T) => boolean): DStream<T> {
     return this.derive('filter', functionHash(f), [], (r) => r.filter(f));
   }
 
-  mapPartitions<U>(f: (records: T[], partition: number) => Iterable<U>): DStream<U> {
-    return this.derive('mapPartitions', functionHash(f), [], (r) => r.mapPartitions(f));
+  mapPartitions<U>(f: (records: T[], partition: number) => Iterable<U & Storable<U>>): DStream<U> {
+    return this.derive('mapPartitions', functionHash(f), [], (r) => r.mapPartitions<U>(f));
   }
 
   union(...others: DStream<T>[]): DStream<T> {
@@ -191,33 +205,39 @@ export class DStream<T> {
 
   // ---- key/value pairs ----
 
-  keys<K, V>(this: DStream<[K, V]>): DStream<K> {
-    return this.derive('keys', null, [], (r) => r.map(([k]: [K, V]) => k));
+  keys<K, V>(this: DStream<readonly [K, V]>): DStream<K> {
+    return this.derive('keys', null, [], (r) => r.keys());
   }
 
-  values<K, V>(this: DStream<[K, V]>): DStream<V> {
-    return this.derive('values', null, [], (r) => r.map(([, v]: [K, V]) => v));
+  values<K, V>(this: DStream<readonly [K, V]>): DStream<V> {
+    return this.derive('values', null, [], (r) => r.values());
   }
 
-  mapValues<K, V, U>(this: DStream<[K, V]>, f: (value: V) => U): DStream<[K, U]> {
-    return this.derive('mapValues', functionHash(f), [], (r) => r.mapValues(f));
+  mapValues<K, V, U extends RecordShape>(this: DStream<readonly [K, V]>, f: (value: V) => U & Storable<U>): DStream<[K, U]> {
+    return this.derive('mapValues', functionHash(f), [], (r) => r.mapValues<K, V, U>(f));
   }
 
-  flatMapValues<K, V, U>(this: DStream<[K, V]>, f: (value: V) => Iterable<U>): DStream<[K, U]> {
-    return this.derive('flatMapValues', functionHash(f), [], (r) => r.flatMapValues(f));
+  flatMapValues<K, V, U extends RecordShape>(this: DStream<readonly [K, V]>, f: (value: V) => Iterable<U & Storable<U>>): DStream<[K, U]> {
+    return this.derive('flatMapValues', functionHash(f), [], (r) => r.flatMapValues<K, V, U>(f));
   }
 
-  reduceByKey<K, V>(this: DStream<[K, V]>, f: (a: V, b: V) => V, partitions?: number): DStream<[K, V]> {
+  /** Values of `as const` pairs are widened (`1` to `number`) for `f`, which combines them into new values. */
+  reduceByKey<K, V>(this: DStream<readonly [K, V]>, f: (a: Widened<V>, b: Widened<V>) => Widened<V>, partitions?: number): DStream<[K, Widened<V>]> {
     return this.derive('reduceByKey', [functionHash(f), partitions ?? null], [], (r) => r.reduceByKey(f, partitions));
   }
 
-  groupByKey<K, V>(this: DStream<[K, V]>, partitions?: number): DStream<[K, V[]]> {
+  /** reduceByKey over values reduceByKey has already widened: what the windowed forms reduce again. */
+  private reducedByKey<K, W>(this: DStream<readonly [K, W]>, f: (a: W, b: W) => W, partitions: number): DStream<[K, W]> {
+    return this.derive('reduceByKey', [functionHash(f), partitions], [], (r: Rdd<readonly [K, W]>) => r.combineByKey((v) => v, f, f, partitions));
+  }
+
+  groupByKey<K, V>(this: DStream<readonly [K, V]>, partitions?: number): DStream<[K, V[]]> {
     return this.derive('groupByKey', partitions ?? null, [], (r) => r.groupByKey(partitions));
   }
 
-  combineByKey<K, V, C>(
-    this: DStream<[K, V]>,
-    createCombiner: (value: V) => C,
+  combineByKey<K, V, C extends RecordShape>(
+    this: DStream<readonly [K, V]>,
+    createCombiner: (value: V) => C & Storable<C>,
     mergeValue: (combiner: C, value: V) => C,
     mergeCombiners: (a: C, b: C) => C,
     partitions?: number,
@@ -226,23 +246,23 @@ export class DStream<T> {
     return this.derive('combineByKey', params, [], (r) => r.combineByKey(createCombiner, mergeValue, mergeCombiners, partitions));
   }
 
-  join<K, V, W>(this: DStream<[K, V]>, other: DStream<[K, W]>, partitions?: number): DStream<[K, [V, W]]> {
+  join<K, V, W>(this: DStream<readonly [K, V]>, other: DStream<readonly [K, W]>, partitions?: number): DStream<[K, [V, W]]> {
     return this.derive('join', partitions ?? null, [other], (a, b) => a.join(b, partitions));
   }
 
-  leftOuterJoin<K, V, W>(this: DStream<[K, V]>, other: DStream<[K, W]>, partitions?: number): DStream<[K, [V, W | null]]> {
+  leftOuterJoin<K, V, W>(this: DStream<readonly [K, V]>, other: DStream<readonly [K, W]>, partitions?: number): DStream<[K, [V, W | null]]> {
     return this.derive('leftOuterJoin', partitions ?? null, [other], (a, b) => a.leftOuterJoin(b, partitions));
   }
 
-  rightOuterJoin<K, V, W>(this: DStream<[K, V]>, other: DStream<[K, W]>, partitions?: number): DStream<[K, [V | null, W]]> {
+  rightOuterJoin<K, V, W>(this: DStream<readonly [K, V]>, other: DStream<readonly [K, W]>, partitions?: number): DStream<[K, [V | null, W]]> {
     return this.derive('rightOuterJoin', partitions ?? null, [other], (a, b) => a.rightOuterJoin(b, partitions));
   }
 
-  fullOuterJoin<K, V, W>(this: DStream<[K, V]>, other: DStream<[K, W]>, partitions?: number): DStream<[K, [V | null, W | null]]> {
+  fullOuterJoin<K, V, W>(this: DStream<readonly [K, V]>, other: DStream<readonly [K, W]>, partitions?: number): DStream<[K, [V | null, W | null]]> {
     return this.derive('fullOuterJoin', partitions ?? null, [other], (a, b) => a.fullOuterJoin(b, partitions));
   }
 
-  cogroup<K>(this: DStream<[K, unknown]>, others: DStream<[K, unknown]>[], partitions?: number): DStream<[K, unknown[][]]> {
+  cogroup<K>(this: DStream<readonly [K, unknown]>, others: DStream<readonly [K, unknown]>[], partitions?: number): DStream<[K, unknown[][]]> {
     return this.derive('cogroup', partitions ?? null, others, (first, ...rest) => first.cogroup(rest, partitions));
   }
 
@@ -273,18 +293,18 @@ export class DStream<T> {
    * pairs from the output (not from the window's state, so later windows stay exact).
    */
   reduceByKeyAndWindow<K, V>(
-    this: DStream<[K, V]>,
-    f: (a: V, b: V) => V,
+    this: DStream<readonly [K, V]>,
+    f: (a: Widened<V>, b: Widened<V>) => Widened<V>,
     length: number,
     slide = 1,
-    options: { inverse?: (a: V, b: V) => V; partitions?: number; filter?: (pair: [K, V]) => boolean } = {},
-  ): DStream<[K, V]> {
+    options: { inverse?: (a: Widened<V>, b: Widened<V>) => Widened<V>; partitions?: number; filter?: (pair: [K, Widened<V>]) => boolean } = {},
+  ): DStream<[K, Widened<V>]> {
     checkWindow(length, slide, this.slide);
     const partitions = checkPartitions(options.partitions ?? this.graph.defaultPartitions);
     const { inverse, filter } = options;
     const perInterval = this.reduceByKey(f, partitions);
     if (!inverse) {
-      const windowed = perInterval.window(length, slide).reduceByKey(f, partitions);
+      const windowed = perInterval.window(length, slide).reducedByKey(f, partitions);
       return filter ? windowed.filter(filter) : windowed;
     }
     const windowed = reducedWindowedStream(perInterval.persist(partitions), f, inverse, length, slide, partitions, filter);
@@ -292,12 +312,12 @@ export class DStream<T> {
   }
 
   /** Every `slide` intervals, each key's values over the last `length` intervals. */
-  groupByKeyAndWindow<K, V>(this: DStream<[K, V]>, length: number, slide = 1, partitions?: number): DStream<[K, V[]]> {
+  groupByKeyAndWindow<K, V>(this: DStream<readonly [K, V]>, length: number, slide = 1, partitions?: number): DStream<[K, V[]]> {
     return this.window(length, slide).groupByKey(partitions);
   }
 
   countByValueAndWindow(length: number, slide = 1, partitions?: number): DStream<[T, number]> {
-    return this.map((x) => [x, 1] as [T, number]).reduceByKeyAndWindow(sum, length, slide, { inverse: minus, partitions });
+    return this.mapRecords((x): [T, number] => [x, 1]).reduceByKeyAndWindow(sum, length, slide, { inverse: minus, partitions });
   }
 
   // ---- state ----
@@ -309,10 +329,10 @@ export class DStream<T> {
    * `{ partitions, initial }` with `initial` the state before interval 0 as `[key, state]` pairs
    * (Spark's initialRDD). See state-stream.ts.
    */
-  updateStateByKey<K, V, S>(
-    this: DStream<[K, V]>,
-    update: (values: V[], state: S | undefined) => S | undefined,
-    options?: number | { partitions?: number; initial?: [K, S][] },
+  updateStateByKey<K, V, S extends RecordShape>(
+    this: DStream<readonly [K, V]>,
+    update: (values: V[], state: S | undefined) => (S & Storable<S>) | undefined,
+    options?: number | { partitions?: number; initial?: readonly (readonly [K, S])[] },
   ): DStream<[K, S]> {
     const { partitions, initial } = typeof options === 'number' || options === undefined ? { partitions: options, initial: undefined } : options;
     return stateStream(this, update, checkPartitions(partitions ?? this.graph.defaultPartitions), initial);
@@ -323,8 +343,8 @@ export class DStream<T> {
    * record; a key with no value for `timeout` intervals gets one last call with `isTimingOut()`
    * and is removed. `.stateSnapshots()` on the result gives the state itself. See map-with-state-stream.ts.
    */
-  mapWithState<K, V, S, U>(
-    this: DStream<[K, V]>,
+  mapWithState<K, V, S extends RecordShape, U extends RecordShape>(
+    this: DStream<readonly [K, V]>,
     spec: MapWithStateSpec<K, V, S, U>,
   ): MapWithStateStream<K, S, U> {
     return new MapWithStateStream<K, S, U>(mapWithStateStream(this, spec, checkPartitions(spec.partitions ?? this.graph.defaultPartitions)));
@@ -402,14 +422,14 @@ export class DStream<T> {
 /** What mapWithState's function emitted, with the state itself a call away (`stateSnapshots`). */
 export class MapWithStateStream<K, S, U> extends DStream<U> {
   constructor(private readonly records: DStream<[K, MapWithStateEntry<S, U>]>) {
-    super(records.graph, 'mappedValues', [records], null, (_gen, [rdd]) => (rdd as Rdd<[K, MapWithStateEntry<S, U>]>).flatMap(([, [, , , emitted]]) => emitted), {
+    super(records.graph, 'mappedValues', [records], null, (_gen, [rdd]) => (rdd as Rdd<[K, MapWithStateEntry<S, U>]>).flatMapRecords(([, [, , , emitted]]) => emitted), {
       slide: records.slide,
     });
   }
 
   /** Every key's current state, at each of the stream's slides. */
   stateSnapshots(): DStream<[K, S]> {
-    return this.records.flatMap(([key, [hasState, state]]) => (hasState === 1 ? [[key, state as S] as [K, S]] : []));
+    return this.records.flatMapRecords(([key, [hasState, state]]) => (hasState === 1 ? [[key, state as S] as [K, S]] : []));
   }
 }
 

@@ -26,7 +26,7 @@ export interface MapWithStateSpec<K, V, S, U> {
  *
  * The chain is kept every interval (state, checkpointed); users see it at the parent's slides.
  */
-export function mapWithStateStream<K, V, S, U>(parent: DStream<[K, V]>, spec: MapWithStateSpec<K, V, S, U>, partitions: number): DStream<[K, MapWithStateEntry<S, U>]> {
+export function mapWithStateStream<K, V, S, U>(parent: DStream<readonly [K, V]>, spec: MapWithStateSpec<K, V, S, U>, partitions: number): DStream<[K, MapWithStateEntry<S, U>]> {
   type Entry = MapWithStateEntry<S, U>;
   const { update, timeout } = spec;
   if (timeout !== undefined && (!Number.isInteger(timeout) || timeout < 1)) {

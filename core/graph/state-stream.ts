@@ -12,10 +12,10 @@ import { DStream } from './dstream.ts';
  * stream users see has an RDD only where the parent has one (it slides with the parent).
  */
 export function stateStream<K, V, S>(
-  parent: DStream<[K, V]>,
+  parent: DStream<readonly [K, V]>,
   update: (values: V[], state: S | undefined) => S | undefined,
   partitions: number,
-  initial: [K, S][] | undefined,
+  initial: readonly (readonly [K, S])[] | undefined,
 ): DStream<[K, S]> {
   const chain: DStream<[K, S]> = new DStream(
     parent.graph,
@@ -54,13 +54,13 @@ export function atSlidesOf<T>(chain: DStream<T>, parent: DStream<unknown>): DStr
  * The state before interval 0: empty, or the `initial` pairs (Spark's initialRDD), placed by key.
  * They are part of the plan, so they travel in interval 0's lineage record: for seeds, not tables.
  */
-export function initialState<K, S>(builder: PlanBuilder, initial: [K, S][] | undefined, partitions: number): Rdd<[K, S]> {
+export function initialState<K, S>(builder: PlanBuilder, initial: readonly (readonly [K, S])[] | undefined, partitions: number): Rdd<[K, S]> {
   if (initial === undefined || initial.length === 0) return builder.emptyPartitioned<[K, S]>(partitions);
   return builder.values(initial, partitions).partitionBy(partitions);
 }
 
 /** What identifies an initial state in the operator's identity (its fingerprint): a hash of the pairs. */
-export function initialParam(initial: unknown[] | undefined): string[] {
+export function initialParam(initial: readonly unknown[] | undefined): string[] {
   if (initial === undefined) return [];
   if (!Array.isArray(initial) || !initial.every((pair) => Array.isArray(pair) && pair.length === 2)) {
     throw new TypeError('initial state must be an array of [key, state] pairs');
