@@ -37,6 +37,12 @@ export type Storable<T> = unknown extends T
                   : never;
 
 /**
+ * What a function returns where `undefined` means "nothing" (mapWithState emitting no record):
+ * `R & StorableOrNothing<R>` checks the rest as Storable does, and infers R from every return.
+ */
+export type StorableOrNothing<R> = Storable<Exclude<R, undefined>> | undefined;
+
+/**
  * The constraint of a type parameter a record is inferred into. It changes nothing that can be
  * stored, but an array type in it makes TypeScript infer an array literal as a tuple
  * (`(w) => [w, 1]` is `[string, number]`, a pair), and it holds no primitive type, which would

@@ -343,11 +343,11 @@ export class DStream<T> {
    * record; a key with no value for `timeout` intervals gets one last call with `isTimingOut()`
    * and is removed. `.stateSnapshots()` on the result gives the state itself. See map-with-state-stream.ts.
    */
-  mapWithState<K, V, S extends RecordShape, U extends RecordShape>(
+  mapWithState<K, V, S extends RecordShape, R extends RecordShape | undefined>(
     this: DStream<readonly [K, V]>,
-    spec: MapWithStateSpec<K, V, S, U>,
-  ): MapWithStateStream<K, S, U> {
-    return new MapWithStateStream<K, S, U>(mapWithStateStream(this, spec, checkPartitions(spec.partitions ?? this.graph.defaultPartitions)));
+    spec: MapWithStateSpec<K, V, S, R>,
+  ): MapWithStateStream<K, S, Exclude<R, undefined>> {
+    return new MapWithStateStream(mapWithStateStream(this, spec, checkPartitions(spec.partitions ?? this.graph.defaultPartitions)));
   }
 
   /**
@@ -358,15 +358,15 @@ export class DStream<T> {
     return this.persist();
   }
 
-  // ---- outputs ----
+  // ---- outputs: records typed as what cannot be stored (a Map) fail to compile ----
 
   /** Each interval's records as text lines under `output/<name>/interval=<k>/`. */
-  saveAsTextFiles(name: string): void {
+  saveAsTextFiles<R extends T>(this: DStream<R & Storable<R>>, name: string): void {
     this.graph.addOutput({ stream: this as DStream<unknown>, name, format: 'text' });
   }
 
   /** Each interval's records as JSON lines under `output/<name>/interval=<k>/`. */
-  saveAsJsonFiles(name: string): void {
+  saveAsJsonFiles<R extends T>(this: DStream<R & Storable<R>>, name: string): void {
     this.graph.addOutput({ stream: this as DStream<unknown>, name, format: 'json' });
   }
 
@@ -375,7 +375,7 @@ export class DStream<T> {
    * interval's tasks are done. At least once: after a driver crash it may be called again for the
    * same interval, so make it idempotent (key writes by interval).
    */
-  foreachRDD(sink: (records: T[], interval: number) => void | Promise<void>): void {
+  foreachRDD<R extends T>(this: DStream<R & Storable<R>>, sink: (records: T[], interval: number) => void | Promise<void>): void {
     this.graph.addOutput({
       stream: this as DStream<unknown>,
       name: `sink-${this.id}-${this.graph.outputs.length}`,

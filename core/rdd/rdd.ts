@@ -416,17 +416,17 @@ export class Rdd<T> {
   // ---- outputs: the job writes these when it runs ----
 
   /** One line per record: strings as they are, anything else as JSON. */
-  saveAsTextFile(name: string): void {
+  saveAsTextFile<R extends T>(this: Rdd<R & Storable<R>>, name: string): void {
     this.builder.addOutput(this as Rdd<unknown>, name, 'text');
   }
 
   /** One JSON value per line; a pair is a two-element array. */
-  saveAsJsonFile(name: string): void {
+  saveAsJsonFile<R extends T>(this: Rdd<R & Storable<R>>, name: string): void {
     this.builder.addOutput(this as Rdd<unknown>, name, 'json');
   }
 
   /** Brings the records back to the driver, in partition order, under `name` in the job's result. */
-  collect(name: string): void {
+  collect<R extends T>(this: Rdd<R & Storable<R>>, name: string): void {
     this.builder.addOutput(this as Rdd<unknown>, name, 'collect');
   }
 }
