@@ -4,3 +4,5 @@ export type { PipelineOptions, SourceOptions } from './graph/pipeline.ts';
 export { DStream, MapWithStateStream } from './graph/dstream.ts';
 export type { State } from './graph/state.ts';
 export { Rdd } from './rdd/rdd.ts';
+export type { StoreObject, InitialState } from './graph/state-stream.ts';
+export type { IntervalReport } from './streaming/driver.ts';

@@ -76,6 +76,8 @@ export const keys = {
   /** A scope's list of uploads and each of its source splits, kept beside the record and named by their content hash. */
   lineageUploads: (scope: Scope, hash: string) => `lineage/${scope}/uploads/${hash}.json`,
   lineageSplit: (scope: Scope, hash: string) => `lineage/${scope}/splits/${hash}.json`,
+  /** A store object the pipeline reads (an initial state), its bytes pinned in the scope's lineage under their hash. */
+  lineageObject: (scope: Scope, hash: string) => `lineage/${scope}/objects/${hash}`,
   taskDone: (scope: Scope, stage: string, p: number) => `lineage/${scope}/tasks/${stage}/part-${pad(p)}.json`,
   /** Written when a copy starts, beside the completion records, so one listing shows both. */
   taskStarted: (scope: Scope, stage: string, p: number, attempt: number, run: string) =>
@@ -102,6 +104,7 @@ export const keys = {
   persisted: (location: string, p: number) => `${location}/part-${pad(p)}`,
   output: (name: string, scope: Scope, p: number) => `output/${name}/${scope}/part-${pad(p)}`,
   outputPrefix: (name: string, scope: Scope) => `output/${name}/${scope}/`,
+  outputPartsPrefix: (name: string, scope: Scope) => `output/${name}/${scope}/part-`,
   outputSuccess: (name: string, scope: Scope) => `output/${name}/${scope}/_SUCCESS`,
   quarantine: (scope: Scope, stage: string, p: number) => `errors/${scope}/records/${stage}/part-${pad(p)}.jsonl`,
   deadLetter: (scope: Scope, stage: string, p: number) => `errors/${scope}/dead-letters/${stage}/part-${pad(p)}.json`,

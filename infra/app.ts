@@ -5,11 +5,8 @@
  *   npx cdk synth                                  examples/wordcount.ts, 10 s intervals
  *   npx cdk deploy -c pipeline=examples/grep.ts -c intervalSeconds=5 -c partitions=4
  */
-import { resolve } from 'node:path';
-import { pathToFileURL } from 'node:url';
 import { App, Stack, Validations } from 'aws-cdk-lib';
 import { AwsSolutionsChecks } from 'cdk-nag';
-import { pipelineFromModule } from '../core/runtime/task-handler.ts';
 import { DStreamPipeline } from './dstream-pipeline.ts';
 
 const app = new App();
@@ -24,21 +21,13 @@ function contextNumber(name: string): number | undefined {
   return value;
 }
 
-const pipelineModule = resolve(String(app.node.tryGetContext('pipeline') ?? 'examples/wordcount.ts'));
-// Loading the module checks it is a streaming pipeline, and gives the name its metrics go under.
-const pipeline = pipelineFromModule(await import(pathToFileURL(pipelineModule).href), pipelineModule);
-if (pipeline.kind !== 'stream') {
-  throw new Error(`${pipelineModule} defines a batch job; only a streaming pipeline (definePipeline) is deployed`);
-}
-
-const stack = new Stack(app, 'DStreamStack', { description: `dstream pipeline ${pipeline.options.name}` });
-new DStreamPipeline(stack, 'Pipeline', {
-  pipelineModule,
-  pipelineName: pipeline.options.name,
-  // The module's own value, if it sets one, is the one that runs: retention is checked against it.
-  checkpointEvery: pipeline.options.checkpointEvery,
+const stack = new Stack(app, 'DStreamStack');
+// The construct loads the module: its name and checkpointing come from there.
+const pipeline = new DStreamPipeline(stack, 'Pipeline', {
+  pipeline: String(app.node.tryGetContext('pipeline') ?? 'examples/wordcount.ts'),
   intervalSeconds: contextNumber('intervalSeconds'),
   partitions: contextNumber('partitions'),
 });
+stack.templateOptions.description = `dstream pipeline ${pipeline.pipelineName}`;
 
 Validations.of(app).addPlugins(new AwsSolutionsChecks(app));

@@ -4,8 +4,8 @@
  * commits intervals) and task (computes partitions).
  */
 import { resolve } from 'node:path';
-import { existsSync } from 'node:fs';
-import { ArnFormat, Aws, CfnOutput, Duration, Names, RemovalPolicy, Stack, Token, Validations } from 'aws-cdk-lib';
+import { ArnFormat, Aws, CfnOutput, Duration, Names, RemovalPolicy, Stack, Token, Tokenization, Validations } from 'aws-cdk-lib';
+import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
 import * as events from 'aws-cdk-lib/aws-events';
 import * as targets from 'aws-cdk-lib/aws-events-targets';
 import * as iam from 'aws-cdk-lib/aws-iam';
@@ -17,38 +17,37 @@ import * as logs from 'aws-cdk-lib/aws-logs';
 import * as s3 from 'aws-cdk-lib/aws-s3';
 import * as s3n from 'aws-cdk-lib/aws-s3-notifications';
 import * as sqs from 'aws-cdk-lib/aws-sqs';
-import { Construct } from 'constructs';
+import { Construct, type IConstruct } from 'constructs';
 import { INCOMING } from '../core/layout.ts';
 import { validateKey } from '../core/ports/object-store.ts';
 import { validateOutputName } from '../core/rdd/rdd.ts';
 import { bucketAccessStatements, enginePrefixes, FUNCTION_BUCKET_ACCESS, wildcardPatterns } from './bucket-access.ts';
-import { PipelineFunction, PROJECT_ROOT, type HandlerKind } from './pipeline-function.ts';
-import { PipelineMonitoring } from './pipeline-monitoring.ts';
+import { PipelineFunction, userProject, type HandlerKind, type UserProject } from './pipeline-function.ts';
+import { describePipeline } from './pipeline-module.ts';
+import { DSTREAM_METRICS, PipelineMonitoring } from './pipeline-monitoring.ts';
 
 export interface DStreamPipelineProps {
-  /** Path (absolute, or relative to the working directory) of the module whose default export is the pipeline. */
-  readonly pipelineModule: string;
   /**
-   * The pipeline's `options.name`: the driver publishes its metrics under it, and the alarms and
-   * dashboard read them under it (infra/app.ts reads it from the module).
+   * Path (absolute, or relative to the working directory) of the module whose default export is
+   * the pipeline (`definePipeline`), TypeScript or JavaScript. It is loaded at synth time: its
+   * `options.name` names the metrics, alarms and dashboard, and its `options.checkpointEvery`
+   * bounds the retention periods below.
    */
-  readonly pipelineName: string;
-  /** Length of an interval, 1 to 900 seconds. @default 10 */
+  readonly pipeline: string;
+  /** Length of an interval, in seconds: from 1 to 900, known at synth time. @default 10 */
   readonly intervalSeconds?: number;
-  /** Passed to the functions as DSTREAM_PARTITIONS. @default 8 */
+  /** Input splits per interval (DSTREAM_PARTITIONS), from 1 to 10,000. @default 8 */
   readonly partitions?: number;
-  /** State goes to the durable tier every this many intervals (DSTREAM_CHECKPOINT_EVERY). @default 10 */
-  readonly checkpointEvery?: number;
   /** Most task functions running at once: the maximum concurrency of the queue's event source, 2 to 1000. @default 20 */
   readonly taskConcurrency?: number;
-  /** @default 1024 */
+  /** Memory of the task function, in MiB: from 128 to 10,240. @default 1024 */
   readonly taskMemoryMiB?: number;
-  /** Longest a task may run, at most 15 minutes. @default 5 minutes */
+  /** Longest a task may run: from 1 second to 15 minutes, known at synth time. @default Duration.minutes(5) */
   readonly taskTimeout?: Duration;
   /**
    * Days uploads (`incoming/`), their interval assignments (`intake/`) and the intervals' lineage
-   * (`lineage/`) are kept; more than the time between checkpoints. An upload replaced or deleted
-   * is kept as a noncurrent version for a day longer, for the lineage that names it.
+   * (`lineage/`) are kept, 1 to 36,500; no shorter than the time between checkpoints. An upload
+   * replaced or deleted is kept as a noncurrent version for a day longer, for the lineage that names it.
    * @default 7, or 3 times the time between checkpoints if that is longer
    */
   readonly retentionDays?: number;
@@ -60,9 +59,9 @@ export interface DStreamPipelineProps {
    */
   readonly errorRetentionDays?: number;
   /**
-   * Days the cache tier (`cache/`: shuffle blocks, state between checkpoints) is kept. What
-   * expires is recomputed from lineage when needed, so this trades storage for recomputation;
-   * keep it above the time between checkpoints, and above your longest window.
+   * Days the cache tier (`cache/`: shuffle blocks, state between checkpoints) is kept, 1 to
+   * 36,500. What expires is recomputed from lineage when needed, so this trades storage for
+   * recomputation; keep it above the time between checkpoints, and above your longest window.
    * @default 1, or 3 times the time between checkpoints if that is longer
    */
   readonly cacheRetentionDays?: number;
@@ -72,14 +71,59 @@ export interface DStreamPipelineProps {
    * @default 5
    */
   readonly maxTaskAttempts?: number;
+  /**
+   * The least severe level the functions' logs keep. The functions log in Lambda's JSON format:
+   * each record has its level, timestamp and request id. DEBUG adds a record per admitted upload.
+   * @default lambda.ApplicationLogLevel.INFO
+   */
+  readonly logLevel?: lambda.ApplicationLogLevel;
+  /**
+   * The lock file of the project that bundles the functions: esbuild runs in its folder and
+   * resolves the pipeline's imports from there.
+   * @default - the nearest package-lock.json, yarn.lock, pnpm-lock.yaml or bun.lock(b) in the working directory or above it
+   */
+  readonly depsLockFilePath?: string;
   /** @default - generated by CloudFormation */
   readonly bucketName?: string;
   /** Of the bucket and log groups; DESTROY removes the bucket only once it is empty. @default RemovalPolicy.RETAIN */
   readonly removalPolicy?: RemovalPolicy;
   /** Encrypt the bucket with this key instead of S3-managed keys. @default - SSE-S3 */
   readonly encryptionKey?: kms.IKey;
-  /** The directory holding `ingest/`, `driver/` and `task/` handler modules. @default - the repository's `functions/` */
-  readonly functionsDir?: string;
+}
+
+/** A deployed dstream pipeline, as other constructs see it. */
+export interface IDStreamPipeline extends IConstruct {
+  /** The pipeline's `options.name`: the value of its metrics' `Pipeline` dimension. */
+  readonly pipelineName: string;
+  /** Holds everything durable: uploads under `incoming/`, outputs under `output/`, the engine's state. */
+  readonly bucket: s3.IBucket;
+  readonly taskQueue: sqs.IQueue;
+  readonly deadLetterQueue: sqs.IQueue;
+  readonly ingestFunction: lambda.IFunction;
+  readonly driverFunction: lambda.IFunction;
+  readonly taskFunction: lambda.IFunction;
+  /** Lets `grantee` upload input under `incoming/<prefix>`. */
+  grantUpload(grantee: iam.IGrantable, prefix?: string): iam.Grant;
+  /** Lets `grantee` read committed outputs, all or one. */
+  grantReadOutputs(grantee: iam.IGrantable, outputName?: string): iam.Grant;
+  /** One of the metrics the pipeline publishes (DSTREAM_METRICS), under its `Pipeline` dimension. */
+  metric(metricName: string, props?: cloudwatch.MetricOptions): cloudwatch.Metric;
+  /** Records read per interval. @default - sum over 5 minutes */
+  metricInputRecords(props?: cloudwatch.MetricOptions): cloudwatch.Metric;
+  /** Milliseconds from an interval's start of work to its commit. @default - average over 5 minutes */
+  metricProcessingTime(props?: cloudwatch.MetricOptions): cloudwatch.Metric;
+  /** Milliseconds an interval started after its end: above a few intervals, the pipeline falls behind. @default - maximum over 5 minutes */
+  metricSchedulingDelay(props?: cloudwatch.MetricOptions): cloudwatch.Metric;
+  /** Uploads refused (a name or version that cannot be read), each recorded under `errors/`. @default - sum over 5 minutes */
+  metricRefusedUploads(props?: cloudwatch.MetricOptions): cloudwatch.Metric;
+  /** Task attempts that failed and went back to the queue. @default - sum over 5 minutes */
+  metricTaskFailures(props?: cloudwatch.MetricOptions): cloudwatch.Metric;
+  /** Tasks the driver ran again to rebuild lost inputs or outputs. @default - sum over 5 minutes */
+  metricTaskRetries(props?: cloudwatch.MetricOptions): cloudwatch.Metric;
+  /** Speculative copies of slow tasks. @default - sum over 5 minutes */
+  metricSpeculativeTasks(props?: cloudwatch.MetricOptions): cloudwatch.Metric;
+  /** Tasks that failed every delivery: their interval cannot commit until the cause is fixed. @default - sum over 5 minutes */
+  metricDeadLetteredTasks(props?: cloudwatch.MetricOptions): cloudwatch.Metric;
 }
 
 /** The driver runs up to ~14 minutes, then hands over to a fresh invocation of itself. */
@@ -88,23 +132,25 @@ const DRIVER_TIMEOUT = Duration.minutes(15);
 const VISIBILITY_PER_TIMEOUT = 6;
 const LOG_RETENTION = logs.RetentionDays.ONE_MONTH;
 
-export class DStreamPipeline extends Construct {
-  readonly bucket: s3.Bucket;
-  readonly taskQueue: sqs.Queue;
-  readonly deadLetterQueue: sqs.Queue;
+export class DStreamPipeline extends Construct implements IDStreamPipeline {
+  readonly pipelineName: string;
+  readonly bucket: s3.IBucket;
+  readonly taskQueue: sqs.IQueue;
+  readonly deadLetterQueue: sqs.IQueue;
   /** S3 events the ingest function failed to admit after its retries. */
-  readonly ingestFailures: sqs.Queue;
-  readonly ingestFunction: lambda.Function;
-  readonly driverFunction: lambda.Function;
-  readonly taskFunction: lambda.Function;
+  readonly ingestFailures: sqs.IQueue;
+  readonly ingestFunction: lambda.IFunction;
+  readonly driverFunction: lambda.IFunction;
+  readonly taskFunction: lambda.IFunction;
   readonly monitoring: PipelineMonitoring;
 
   constructor(scope: Construct, id: string, props: DStreamPipelineProps) {
     super(scope, id);
-    const config = resolveProps(props);
+    const config = this.checked(undefined, () => resolveProps(props));
+    this.pipelineName = config.pipelineName;
     const removalPolicy = props.removalPolicy ?? RemovalPolicy.RETAIN;
 
-    this.bucket = new s3.Bucket(this, 'Bucket', {
+    const bucket = new s3.Bucket(this, 'Bucket', {
       bucketName: props.bucketName,
       ...(props.encryptionKey
         ? { encryption: s3.BucketEncryption.KMS, encryptionKey: props.encryptionKey, bucketKeyEnabled: true }
@@ -119,7 +165,8 @@ export class DStreamPipeline extends Construct {
       removalPolicy,
       lifecycleRules: lifecycleRules(config),
     });
-    Validations.of(this.bucket).acknowledge({
+    this.bucket = bucket;
+    Validations.of(bucket).acknowledge({
       id: 'AwsSolutions-S1',
       reason:
         'Nearly all requests to this bucket are the pipeline\'s own functions (every task reads and writes several objects ' +
@@ -144,13 +191,12 @@ export class DStreamPipeline extends Construct {
       DSTREAM_TASK_QUEUE_URL: this.taskQueue.queueUrl,
       DSTREAM_DEAD_LETTER_QUEUE_URL: this.deadLetterQueue.queueUrl,
       DSTREAM_INTERVAL_MS: String(config.intervalMs),
-      DSTREAM_PARTITIONS: String(config.partitions),
-      DSTREAM_CHECKPOINT_EVERY: String(config.checkpointEvery),
+      DSTREAM_PARTITIONS: Tokenization.stringifyNumber(config.partitions),
       // The task function dead-letters a task's last failed delivery itself, at once.
-      DSTREAM_MAX_TASK_ATTEMPTS: String(config.maxTaskAttempts),
+      DSTREAM_MAX_TASK_ATTEMPTS: Tokenization.stringifyNumber(config.maxTaskAttempts),
       NODE_OPTIONS: '--enable-source-maps',
     };
-    const common = { pipelineModule: config.pipelineModule, functionsDir: config.functionsDir, removalPolicy, key: props.encryptionKey };
+    const common = { pipelineModule: config.pipelineModule, project: config.project, removalPolicy, logLevel: config.logLevel, key: props.encryptionKey };
 
     // S3 invokes ingest asynchronously: after Lambda's two retries an event would be dropped,
     // and its upload never admitted. It lands here instead, and the monitoring alarms on it.
@@ -194,7 +240,7 @@ export class DStreamPipeline extends Construct {
       environment,
     });
 
-    this.bucket.addEventNotification(s3.EventType.OBJECT_CREATED, new s3n.LambdaDestination(this.ingestFunction), { prefix: INCOMING });
+    bucket.addEventNotification(s3.EventType.OBJECT_CREATED, new s3n.LambdaDestination(this.ingestFunction), { prefix: INCOMING });
     acknowledgeNotificationsHandler(Stack.of(this));
 
     // One task per invocation: a batch would run its tasks one after another in one function,
@@ -237,16 +283,7 @@ export class DStreamPipeline extends Construct {
       targets: [new targets.LambdaFunction(this.driverFunction)],
     });
 
-    this.monitoring = new PipelineMonitoring(this, 'Monitoring', {
-      pipelineName: config.pipelineName,
-      intervalMs: config.intervalMs,
-      ingestFunction: this.ingestFunction,
-      driverFunction: this.driverFunction,
-      taskFunction: this.taskFunction,
-      taskQueue: this.taskQueue,
-      deadLetterQueue: this.deadLetterQueue,
-      ingestFailures: this.ingestFailures,
-    });
+    this.monitoring = new PipelineMonitoring(this, 'Monitoring', { pipeline: this, intervalMs: config.intervalMs, ingestFailures: this.ingestFailures });
 
     new CfnOutput(this, 'BucketName', { description: 'The pipeline\'s bucket', value: this.bucket.bucketName });
     new CfnOutput(this, 'UploadPrefix', { description: 'Upload input here', value: `s3://${this.bucket.bucketName}/${INCOMING}` });
@@ -255,6 +292,53 @@ export class DStreamPipeline extends Construct {
       description: 'The pipeline\'s CloudWatch dashboard',
       value: `https://${Aws.REGION}.console.aws.amazon.com/cloudwatch/home?region=${Aws.REGION}#dashboards:name=${this.monitoring.dashboard.dashboardName}`,
     });
+  }
+
+  /**
+   * One of the metrics the pipeline publishes (DSTREAM_METRICS: the driver once per interval, the
+   * task function on failures), in the `DStream` namespace under its `Pipeline` dimension.
+   * @default - the sum over 5 minutes, as aws-cdk-lib's metrics; `props` overrides any of it
+   */
+  metric(metricName: string, props?: cloudwatch.MetricOptions): cloudwatch.Metric {
+    return new cloudwatch.Metric({
+      namespace: DSTREAM_METRICS.namespace,
+      metricName,
+      dimensionsMap: { [DSTREAM_METRICS.dimension]: this.pipelineName },
+      statistic: cloudwatch.Stats.SUM,
+      ...props,
+    }).attachTo(this);
+  }
+
+  metricInputRecords(props?: cloudwatch.MetricOptions): cloudwatch.Metric {
+    return this.metric(DSTREAM_METRICS.inputRecords, props);
+  }
+
+  metricProcessingTime(props?: cloudwatch.MetricOptions): cloudwatch.Metric {
+    return this.metric(DSTREAM_METRICS.processingTime, { statistic: cloudwatch.Stats.AVERAGE, ...props });
+  }
+
+  metricSchedulingDelay(props?: cloudwatch.MetricOptions): cloudwatch.Metric {
+    return this.metric(DSTREAM_METRICS.schedulingDelay, { statistic: cloudwatch.Stats.MAXIMUM, ...props });
+  }
+
+  metricRefusedUploads(props?: cloudwatch.MetricOptions): cloudwatch.Metric {
+    return this.metric(DSTREAM_METRICS.refusedUploads, props);
+  }
+
+  metricTaskFailures(props?: cloudwatch.MetricOptions): cloudwatch.Metric {
+    return this.metric(DSTREAM_METRICS.taskFailures, props);
+  }
+
+  metricTaskRetries(props?: cloudwatch.MetricOptions): cloudwatch.Metric {
+    return this.metric(DSTREAM_METRICS.taskRetries, props);
+  }
+
+  metricSpeculativeTasks(props?: cloudwatch.MetricOptions): cloudwatch.Metric {
+    return this.metric(DSTREAM_METRICS.speculativeTasks, props);
+  }
+
+  metricDeadLetteredTasks(props?: cloudwatch.MetricOptions): cloudwatch.Metric {
+    return this.metric(DSTREAM_METRICS.deadLetteredTasks, props);
   }
 
   /**
@@ -310,12 +394,16 @@ export class DStreamPipeline extends Construct {
     });
   }
 
-  /** Runs a check of a method's argument; its error names this construct and the method. */
-  private checked<T>(method: string, check: () => T): T {
+  /**
+   * Runs a check of the props or of a method's arguments; its error names this construct (by its
+   * path, as aws-cdk-lib's own validation errors do) and the method.
+   */
+  private checked<T>(method: string | undefined, check: () => T): T {
     try {
       return check();
     } catch (error) {
-      throw new Error(`DStreamPipeline ${this.node.path}: ${method}: ${error instanceof Error ? error.message : String(error)}`, { cause: error });
+      const reason = error instanceof Error ? error.message : String(error);
+      throw new Error(`DStreamPipeline ${this.node.path}: ${method ? `${method}: ` : ''}${reason}`, { cause: error });
     }
   }
 
@@ -326,7 +414,7 @@ export class DStreamPipeline extends Construct {
   /** A function with its own role (granted exactly its share of the bucket) and log group. */
   private pipelineFunction(
     kind: HandlerKind,
-    common: { pipelineModule: string; functionsDir: string; removalPolicy: RemovalPolicy; key?: kms.IKey },
+    common: { pipelineModule: string; project: UserProject; removalPolicy: RemovalPolicy; logLevel: lambda.ApplicationLogLevel; key?: kms.IKey },
     options: lambda.FunctionOptions,
   ): lambda.Function {
     const name = kind[0]!.toUpperCase() + kind.slice(1);
@@ -350,9 +438,14 @@ export class DStreamPipeline extends Construct {
       ...options,
       kind,
       pipelineModule: common.pipelineModule,
-      functionsDir: common.functionsDir,
+      project: common.project,
       role,
       logGroup,
+      // console.debug/info/warn/error become JSON records with level, timestamp and request id
+      // (functions/log.ts), and Lambda drops those below the level.
+      loggingFormat: lambda.LoggingFormat.JSON,
+      applicationLogLevelV2: common.logLevel,
+      systemLogLevelV2: lambda.SystemLogLevel.INFO,
     });
     Validations.of(fn).acknowledge({
       id: 'AwsSolutions-L1',
@@ -365,10 +458,9 @@ export class DStreamPipeline extends Construct {
 interface ResolvedConfig {
   pipelineModule: string;
   pipelineName: string;
-  functionsDir: string;
+  project: UserProject;
   intervalMs: number;
   partitions: number;
-  checkpointEvery: number;
   taskConcurrency: number;
   taskMemoryMiB: number;
   taskTimeout: Duration;
@@ -376,58 +468,48 @@ interface ResolvedConfig {
   cacheRetentionDays: number;
   errorRetentionDays: number;
   maxTaskAttempts: number;
+  logLevel: lambda.ApplicationLogLevel;
 }
 
 function resolveProps(props: DStreamPipelineProps): ResolvedConfig {
-  if (!props.pipelineModule) throw new Error('DStreamPipeline needs pipelineModule: the path of the module whose default export is the pipeline');
-  const pipelineModule = resolve(props.pipelineModule);
-  if (!existsSync(pipelineModule)) throw new Error(`DStreamPipeline: pipelineModule ${pipelineModule} does not exist`);
-  const functionsDir = props.functionsDir ? resolve(props.functionsDir) : resolve(PROJECT_ROOT, 'functions');
-  if (!existsSync(functionsDir)) throw new Error(`DStreamPipeline: functionsDir ${functionsDir} does not exist`);
-  const pipelineName = props.pipelineName;
-  if (!/^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/.test(pipelineName ?? '')) {
-    throw new Error(`DStreamPipeline: pipelineName must be the pipeline's name (1-64 letters, digits, '.', '_' or '-'), got ${JSON.stringify(pipelineName)}`);
-  }
-  const intervalSeconds = inRange('intervalSeconds', props.intervalSeconds ?? 10, 1, 900, 'seconds', false);
+  if (!props.pipeline) throw new Error('needs pipeline: the path of the module whose default export is the pipeline');
+  const pipelineModule = resolve(props.pipeline);
+  const { name: pipelineName, checkpointEvery } = describePipeline(pipelineModule);
+  const intervalSeconds = inRange('intervalSeconds', known('intervalSeconds', props.intervalSeconds ?? 10), 1, 900, 'seconds', false);
   const taskTimeout = props.taskTimeout ?? Duration.minutes(5);
-  inRange('taskTimeout', taskTimeout.toSeconds(), 1, 900, 'seconds', true);
-  const checkpointEvery = inRange('checkpointEvery', props.checkpointEvery ?? 10, 1, 1_000_000, 'intervals');
+  inRange('taskTimeout', known('taskTimeout', taskTimeout.toSeconds()), 1, 900, 'seconds');
   // State since the last checkpoint lives in the cache, and is rebuilt from the uploads and
   // lineage of the intervals since then: each must outlast the time between checkpoints.
   const checkpointDays = (intervalSeconds * checkpointEvery) / 86_400;
   const outlastsCheckpoints = (name: string, days: number) => {
-    if (days < checkpointDays) {
-      throw new RangeError(
-        `DStreamPipeline: ${name} (${days}) is shorter than the ${checkpointDays.toFixed(2)} days between checkpoints (intervalSeconds × checkpointEvery): ` +
-          `state would expire before it is checkpointed`,
+    if (!Token.isUnresolved(days) && days < checkpointDays) {
+      throw new Error(
+        `${name} (${days}) is shorter than the ${checkpointDays.toFixed(2)} days between checkpoints ` +
+          `(intervalSeconds ${intervalSeconds} × the pipeline's checkpointEvery ${checkpointEvery}): state would expire before it is checkpointed`,
       );
     }
     return days;
   };
-  const cacheRetentionDays = outlastsCheckpoints(
-    'cacheRetentionDays',
-    inRange('cacheRetentionDays', props.cacheRetentionDays ?? Math.max(1, Math.ceil(3 * checkpointDays)), 1, 36_500, 'days'),
-  );
-  const retentionDays = outlastsCheckpoints(
-    'retentionDays',
-    inRange('retentionDays', props.retentionDays ?? Math.max(7, Math.ceil(3 * checkpointDays)), 1, 36_500, 'days'),
-  );
   return {
     pipelineModule,
     pipelineName,
-    functionsDir,
+    project: userProject(props.depsLockFilePath),
     intervalMs: Math.round(intervalSeconds * 1000),
     partitions: inRange('partitions', props.partitions ?? 8, 1, 10_000),
-    checkpointEvery,
     taskConcurrency: inRange('taskConcurrency', props.taskConcurrency ?? 20, 2, 1000),
     taskMemoryMiB: inRange('taskMemoryMiB', props.taskMemoryMiB ?? 1024, 128, 10_240, 'MiB'),
     taskTimeout,
-    retentionDays,
-    cacheRetentionDays,
-    errorRetentionDays: Token.isUnresolved(props.errorRetentionDays)
-      ? props.errorRetentionDays!
-      : inRange('errorRetentionDays', props.errorRetentionDays ?? 30, 1, 36_500, 'days'),
+    retentionDays: outlastsCheckpoints(
+      'retentionDays',
+      inRange('retentionDays', props.retentionDays ?? Math.max(7, Math.ceil(3 * checkpointDays)), 1, 36_500, 'days'),
+    ),
+    cacheRetentionDays: outlastsCheckpoints(
+      'cacheRetentionDays',
+      inRange('cacheRetentionDays', props.cacheRetentionDays ?? Math.max(1, Math.ceil(3 * checkpointDays)), 1, 36_500, 'days'),
+    ),
+    errorRetentionDays: inRange('errorRetentionDays', props.errorRetentionDays ?? 30, 1, 36_500, 'days'),
     maxTaskAttempts: inRange('maxTaskAttempts', props.maxTaskAttempts ?? 5, 1, 1000),
+    logLevel: props.logLevel ?? lambda.ApplicationLogLevel.INFO,
   };
 }
 
@@ -466,11 +548,22 @@ function lifecycleRules(config: ResolvedConfig): s3.LifecycleRule[] {
   ];
 }
 
+/**
+ * `value` if it is a number within [min, max] (whole unless said), or a token, checked by
+ * CloudFormation at deploy time instead; else an error naming the prop.
+ */
 function inRange(name: string, value: number, min: number, max: number, unit = '', whole = true): number {
+  if (Token.isUnresolved(value)) return value;
   const kind = whole ? 'a whole number' : 'a number';
   if (typeof value !== 'number' || !Number.isFinite(value) || (whole && !Number.isInteger(value)) || value < min || value > max) {
-    throw new RangeError(`DStreamPipeline: ${name} must be ${kind} from ${min} to ${max}${unit ? ` ${unit}` : ''}, got ${value}`);
+    throw new Error(`${name} must be ${kind} from ${min} to ${max}${unit ? ` ${unit}` : ''}, got ${value}`);
   }
+  return value;
+}
+
+/** A number the construct computes with (periods, timeouts), which a token cannot be. */
+function known(name: string, value: number): number {
+  if (Token.isUnresolved(value)) throw new Error(`${name} must be known at synth time, not a token: the construct derives periods and timeouts from it`);
   return value;
 }
 

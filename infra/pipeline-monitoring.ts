@@ -6,6 +6,7 @@ import { Duration } from 'aws-cdk-lib';
 import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
 import type * as lambda from 'aws-cdk-lib/aws-lambda';
 import type * as sqs from 'aws-cdk-lib/aws-sqs';
+import type { IDStreamPipeline } from './dstream-pipeline.ts';
 import { Construct } from 'constructs';
 
 /** The metrics the driver publishes (functions/metrics.ts), one dimension `Pipeline`; times in ms. */
@@ -13,16 +14,12 @@ export { METRICS as DSTREAM_METRICS } from '../functions/metrics.ts';
 import { METRICS as DSTREAM_METRICS } from '../functions/metrics.ts';
 
 export interface PipelineMonitoringProps {
-  /** The pipeline's name (its `options.name`): the value of the metrics' `Pipeline` dimension. */
-  pipelineName: string;
-  intervalMs: number;
-  ingestFunction: lambda.IFunction;
-  driverFunction: lambda.IFunction;
-  taskFunction: lambda.IFunction;
-  taskQueue: sqs.IQueue;
-  deadLetterQueue: sqs.IQueue;
+  /** The pipeline watched: its metrics, functions and queues. */
+  readonly pipeline: IDStreamPipeline;
+  /** Length of the pipeline's interval, in milliseconds: its metrics come once an interval. */
+  readonly intervalMs: number;
   /** S3 events the ingest function failed on after its retries. */
-  ingestFailures: sqs.IQueue;
+  readonly ingestFailures: sqs.IQueue;
 }
 
 const MINUTE = Duration.minutes(1);
@@ -52,15 +49,9 @@ export class PipelineMonitoring extends Construct {
     super(scope, id);
     // The driver publishes once per interval: periods shorter than an interval would be empty.
     const period = Duration.seconds(Math.max(60, Math.ceil(props.intervalMs / 60_000) * 60));
+    const { pipeline } = props;
     const metric = (metricName: string, statistic: string, label?: string, metricPeriod = MINUTE) =>
-      new cloudwatch.Metric({
-        namespace: DSTREAM_METRICS.namespace,
-        metricName,
-        dimensionsMap: { [DSTREAM_METRICS.dimension]: props.pipelineName },
-        statistic,
-        period: metricPeriod,
-        label,
-      });
+      pipeline.metric(metricName, { statistic, period: metricPeriod, label });
     // No label: a labelled metric makes the alarm a metric-math alarm.
     const schedulingDelay = metric(DSTREAM_METRICS.schedulingDelay, 'Maximum', undefined, period);
     // Three intervals behind is a backlog, not a blip; a floor of 30 s absorbs the driver's
@@ -78,7 +69,7 @@ export class PipelineMonitoring extends Construct {
       missing = cloudwatch.TreatMissingData.NOT_BREACHING,
     ) =>
       new cloudwatch.Alarm(this, id, {
-        alarmDescription: `dstream ${props.pipelineName}: ${description}`,
+        alarmDescription: `dstream ${pipeline.pipelineName}: ${description}`,
         metric: alarmMetric,
         threshold,
         comparisonOperator: comparison,
@@ -115,8 +106,8 @@ export class PipelineMonitoring extends Construct {
       cloudwatch.TreatMissingData.BREACHING,
     );
     this.taskFailuresAlarm = alarm('TaskFailures', 'tasks failed in 3 consecutive minutes (each is retried; see the task function\'s log)', metric(DSTREAM_METRICS.taskFailures, 'Sum'), 1, 3);
-    this.taskErrorsAlarm = alarm('TaskErrors', 'task function invocations crashed or timed out in 3 consecutive minutes', errors(props.taskFunction), 1, 3);
-    this.driverErrorsAlarm = alarm('DriverErrors', 'the driver function failed (see its log)', errors(props.driverFunction, DRIVER_LIFETIME), 1, 1);
+    this.taskErrorsAlarm = alarm('TaskErrors', 'task function invocations crashed or timed out in 3 consecutive minutes', errors(pipeline.taskFunction), 1, 3);
+    this.driverErrorsAlarm = alarm('DriverErrors', 'the driver function failed (see its log)', errors(pipeline.driverFunction, DRIVER_LIFETIME), 1, 1);
     this.ingestFailuresAlarm = alarm(
       'IngestFailures',
       'uploads the ingest function could not admit after its retries: they are in no interval until their events are replayed (see the README)',
@@ -132,7 +123,7 @@ export class PipelineMonitoring extends Construct {
       1,
     );
 
-    const functions = Object.entries({ ingest: props.ingestFunction, driver: props.driverFunction, task: props.taskFunction });
+    const functions = Object.entries({ ingest: pipeline.ingestFunction, driver: pipeline.driverFunction, task: pipeline.taskFunction });
     const graph = (title: string, left: cloudwatch.IMetric[], extra: Partial<cloudwatch.GraphWidgetProps> = {}) =>
       new cloudwatch.GraphWidget({ title, left, width: 8, height: 6, ...extra });
     this.dashboard = new cloudwatch.Dashboard(this, 'Dashboard', {
@@ -155,9 +146,9 @@ export class PipelineMonitoring extends Construct {
             metric(DSTREAM_METRICS.refusedUploads, 'Sum', 'uploads refused'),
           ]),
           graph('Task queue', [
-            props.taskQueue.metricApproximateNumberOfMessagesVisible({ period: MINUTE, statistic: 'Maximum', label: 'waiting' }),
-            props.taskQueue.metricApproximateNumberOfMessagesNotVisible({ period: MINUTE, statistic: 'Maximum', label: 'running' }),
-            props.deadLetterQueue.metricApproximateNumberOfMessagesVisible({ period: MINUTE, statistic: 'Maximum', label: 'dead letters' }),
+            pipeline.taskQueue.metricApproximateNumberOfMessagesVisible({ period: MINUTE, statistic: 'Maximum', label: 'waiting' }),
+            pipeline.taskQueue.metricApproximateNumberOfMessagesNotVisible({ period: MINUTE, statistic: 'Maximum', label: 'running' }),
+            pipeline.deadLetterQueue.metricApproximateNumberOfMessagesVisible({ period: MINUTE, statistic: 'Maximum', label: 'dead letters' }),
           ]),
           new cloudwatch.AlarmStatusWidget({
             title: 'Alarms',

@@ -1,9 +1,10 @@
 import { randomBytes } from 'node:crypto';
-import type { ObjectStore } from '../ports/object-store.ts';
+import type { ObjectInfo, ObjectStore } from '../ports/object-store.ts';
 import { listAll } from '../ports/object-store.ts';
 import type { TaskQueue } from '../ports/task-queue.ts';
 import type { Clock } from '../ports/clock.ts';
-import { BatchContext, type BatchJob } from '../graph/pipeline.ts';
+import { BatchContext, type BatchJob, type BatchSourceSpec } from '../graph/pipeline.ts';
+import { listSlice } from './slice.ts';
 import { PlanBuilder } from '../rdd/rdd.ts';
 import type { SplitRef } from '../rdd/plan.ts';
 import { DagScheduler, type SchedulerOptions, type ScopePlan } from '../scheduler/dag-scheduler.ts';
@@ -33,10 +34,19 @@ export interface BatchResult {
 }
 
 /** Rebuilds the job's plan: with recorded splits in tasks, with fresh listings in the driver. */
-export function buildBatchPlan(job: BatchJob, splits: (index: number, prefix: string) => SplitRef[]): PlanBuilder {
+export function buildBatchPlan(job: BatchJob, splits: (index: number, spec: BatchSourceSpec) => SplitRef[]): PlanBuilder {
   const builder = new PlanBuilder(job.options.partitions);
-  job.build(new BatchContext(builder, (spec, index) => splits(index, spec.prefix)));
+  job.build(new BatchContext(builder, (spec, index) => splits(index, spec)));
   return builder;
+}
+
+/** The objects a batch source reads, as the store holds them when the run starts. */
+async function listSource(store: ObjectStore, job: BatchJob, spec: BatchSourceSpec): Promise<ObjectInfo[]> {
+  if ('slice' in spec) return listSlice(store, spec.slice);
+  const objects = await listAll(store, spec.prefix);
+  // As in Spark, a path that holds nothing is an error, not an empty input.
+  if (objects.length === 0) throw new Error(`batch job ${job.options.name} reads ${JSON.stringify(spec.prefix)}, which holds no objects`);
+  return objects;
 }
 
 export function batchPlanFromRecord(job: BatchJob, record: BatchRecord): ScopePlan {
@@ -75,12 +85,10 @@ export async function runBatch(
   } else {
     const listings: SplitRef[][] = [];
     // Sources are listed in the order the job declares them; the builder asks by index.
-    const prefixes: string[] = [];
-    buildBatchPlan(job, (i, prefix) => ((prefixes[i] = prefix), []));
-    for (const prefix of prefixes) {
-      const objects = (await listAll(store, prefix)).map((o) => ({ key: o.key, name: o.key, size: o.size }));
-      // As in Spark, a path that holds nothing is an error, not an empty input.
-      if (objects.length === 0) throw new Error(`batch job ${job.options.name} reads ${JSON.stringify(prefix)}, which holds no objects`);
+    const specs: BatchSourceSpec[] = [];
+    buildBatchPlan(job, (i, spec) => ((specs[i] = spec), []));
+    for (const spec of specs) {
+      const objects = (await listSource(store, job, spec)).map((o) => ({ key: o.key, name: o.key, size: o.size }));
       listings.push(await spillSplits(store, scope, planSplits(objects, config.inputPartitions, config.maxSplitBytes)));
     }
     const builder = buildBatchPlan(job, (i) => listings[i] ?? []);
@@ -99,7 +107,7 @@ export async function runBatch(
   for (const output of plan.builder.outputs) {
     if (output.format === 'collect') {
       result.collected[output.name] = await scheduler.collect(plan, output.name);
-    } else {
+    } else if (output.format !== 'foreach') {
       await store.putIfAbsent(keys.outputSuccess(output.name, scope), '');
       result.outputs[output.name] = keys.outputPrefix(output.name, scope);
     }

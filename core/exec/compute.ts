@@ -6,6 +6,7 @@ import { asPair, NotAPairError, type Emit, type OperatorContext } from '../rdd/o
 import { LinePosition, loadSplit, readSplitLines } from './split-reader.ts';
 import { UnstorableValueError } from '../codec/storable.ts';
 import { keys, type Scope } from '../layout.ts';
+import { partitionsRead } from '../rdd/plan.ts';
 
 /** A byte range of one map task's output object: the block of one reduce partition. */
 export type BlockRef = [key: string, start: number, end: number];
@@ -94,19 +95,31 @@ export async function computePartition(rdd: Rdd<unknown>, p: number, env: Comput
       return;
     }
     case 'narrow': {
-      const pusher = rdd.behaviour.operator!(emit, env.operatorContext(p, node.label));
+      let operator = rdd.behaviour.operator!;
+      if (node.side) {
+        const side: unknown[] = [];
+        await computePartition(builder.get(node.side), 0, env, (r) => side.push(r));
+        operator = rdd.behaviour.withSide!(side);
+      }
+      const pusher = operator(emit, env.operatorContext(p, node.label));
       await computePartition(builder.get(node.parent), p, env, (r) => pusher.push(r));
       pusher.end();
       return;
     }
-    case 'union': {
-      let offset = 0;
-      for (const id of node.parents) {
-        const parent = builder.get(id);
-        if (p < offset + parent.partitions) return computePartition(parent, p - offset, env, emit);
-        offset += parent.partitions;
-      }
-      throw new RangeError(`partition ${p} is beyond union ${node.id} (${node.partitions} partitions)`);
+    case 'union':
+    case 'coalesce': {
+      for (const [parent, q] of partitionsRead(node, p, (id) => builder.get(id).partitions)) await computePartition(builder.get(parent), q, env, emit);
+      return;
+    }
+    case 'cartesian': {
+      const [[left, i], [right, j]] = partitionsRead(node, p, (id) => builder.get(id).partitions) as [[string, number], [string, number]];
+      // The second side is held; the first streams past it, as Spark's CartesianRDD iterates.
+      const held: unknown[] = [];
+      await computePartition(builder.get(right), j, env, (r) => held.push(r));
+      await computePartition(builder.get(left), i, env, (a) => {
+        for (const b of held) emit([a, b]);
+      });
+      return;
     }
     case 'stored': {
       const key = keys.persisted(node.location, p);

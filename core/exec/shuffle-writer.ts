@@ -64,6 +64,19 @@ export async function writeShuffleMap(shuffle: Rdd<unknown>, m: number, env: Com
           refusedRecord(ctx, parent.node.label, r, error);
         }
       });
+    } else if (node.mode === 'direct') {
+      // The operator upstream chose each record's partition (a range partitioner): a bug there, not a bad record, if out of range.
+      await computePartition(parent, m, env, (r) => {
+        const [q, record] = r as [number, unknown];
+        const writer = writers[q];
+        if (writer === undefined) throw new RangeError(`internal: ${parent.node.label} placed a record in partition ${q} of ${reducers}`);
+        try {
+          writer.write(record);
+          records++;
+        } catch (error) {
+          refusedRecord(ctx, parent.node.label, record, error);
+        }
+      });
     } else {
       // Round-robin, starting at the map partition's own index so small partitions spread out.
       await computePartition(parent, m, env, (r) => {

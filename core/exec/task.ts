@@ -4,7 +4,7 @@ import { checkStorable } from '../codec/storable.ts';
 import type { PlanBuilder, Rdd } from '../rdd/rdd.ts';
 import { preview, type OperatorContext } from '../rdd/operators.ts';
 import { intervalOf, keys, runInKey, type Scope } from '../layout.ts';
-import type { StageSpec } from '../scheduler/stages.ts';
+import { stageShuffleReads, type StageSpec } from '../scheduler/stages.ts';
 import { computePartition, MissingInputError, refusedRecord, type BlockRef, type ComputeEnv } from './compute.ts';
 import { LinePosition } from './split-reader.ts';
 import { writeShuffleMap } from './shuffle-writer.ts';
@@ -34,7 +34,10 @@ export interface TaskRecord {
    * or a final failure of an earlier run's copy is history, not a failure of this run.
    */
   run?: string;
-  /** For each shuffle read in this stage: the blocks of this task's reduce partition. */
+  /**
+   * For each shuffle read in this stage: the blocks of the reduce partitions this task reads
+   * (stageShuffleReads, ascending), one per map output, partition after partition.
+   */
   shuffleInputs?: Record<string, BlockRef[]>;
 }
 
@@ -129,6 +132,7 @@ export async function runTask({ task, stage, plan, badRecords }: ResolvedTask, e
   const started = env.now();
   await env.store.putIfAbsent(keys.taskStarted(task.scope, task.stage, task.partition, task.attempt, runInKey(task.run)), '');
   const rdd = plan.get(stage.rdd);
+  const reads = stageShuffleReads(plan, stage, task.partition);
   const quarantine: string[] = [];
   const position = new LinePosition();
   const source: SourceOf = () => (position.key === undefined ? undefined : { input: env.inputName?.(position.key) ?? position.key, offset: position.offset });
@@ -138,10 +142,12 @@ export async function runTask({ task, stage, plan, badRecords }: ResolvedTask, e
     maxLineBytes: env.maxLineBytes,
     ...(env.signal ? { signal: env.signal } : {}),
     input: { records: 0, bytes: 0, sources: {} },
-    shuffleBlocks: (id) => {
+    shuffleBlocks: (id, p) => {
       const blocks = task.shuffleInputs?.[id];
-      if (!blocks) throw new Error(`task ${task.stage}/${task.partition} has no block list for shuffle ${id}`);
-      return blocks;
+      const i = reads.get(id)?.indexOf(p) ?? -1;
+      if (!blocks || i < 0) throw new Error(`task ${task.stage}/${task.partition} has no block list for partition ${p} of shuffle ${id}`);
+      const maps = blocks.length / reads.get(id)!.length;
+      return blocks.slice(i * maps, (i + 1) * maps);
     },
     position,
     operatorContext: (p, label) => badRecordContext(task, p, label, badRecords, quarantine, source),
@@ -199,6 +205,13 @@ async function computeTaskOutput(task: TaskRecord, stage: StageSpec, rdd: Rdd<un
     }
     case 'output': {
       const output = stage.output!;
+      if (output.format === 'foreach') {
+        // foreachPartition: the records go to the user's function, here on the worker; nothing is written.
+        const records: unknown[] = [];
+        await computePartition(rdd, task.partition, env, (r) => records.push(r));
+        await rdd.behaviour.foreach!(records, task.partition);
+        return { recordsOut: records.length, bytesOut: 0 };
+      }
       if (output.format === 'collect') {
         const writer = new RecordWriter();
         await computePartition(rdd, task.partition, env, storing(rdd, task.partition, env, writer));

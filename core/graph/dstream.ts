@@ -2,7 +2,7 @@ import type { PlanBuilder, Rdd } from '../rdd/rdd.ts';
 import type { SplitRef } from '../rdd/plan.ts';
 import { checkPartitions, validateOutputName } from '../rdd/rdd.ts';
 import { functionHash } from '../util/hash.ts';
-import { stateStream } from './state-stream.ts';
+import { stateStream, type InitialState } from './state-stream.ts';
 import { mapWithStateStream, type MapWithStateEntry, type MapWithStateSpec } from './map-with-state-stream.ts';
 import { checkWindow, windowedStream } from './windowed-stream.ts';
 import { reducedWindowedStream } from './reduced-windowed-stream.ts';
@@ -19,6 +19,8 @@ export interface Generation {
   /** `stream`'s RDD at interval j (j <= this interval), as persisted; empty before interval 0. */
   stored<T>(stream: DStream<T>, j: number): Rdd<T>;
   sourceSplits(stream: DStream<unknown>): SplitRef[];
+  /** The splits of store object `index` (StreamGraph.storeObjects) as pinned at interval 0; none at any other interval. */
+  objectSplits(index: number): SplitRef[];
 }
 
 export interface StreamOptions {
@@ -52,6 +54,8 @@ export class StreamGraph {
   readonly streams: DStream<unknown>[] = [];
   readonly sources: DStream<unknown>[] = [];
   readonly outputs: OutputOperation[] = [];
+  /** Keys of the store objects the pipeline reads at interval 0 (initial states), in the order named. */
+  readonly storeObjects: string[] = [];
 
   /** Partitions of keyed operators that are not given a number of their own. */
   constructor(readonly defaultPartitions: number) {}
@@ -80,6 +84,12 @@ export class StreamGraph {
 }
 
 type Compute<T> = (gen: Generation, parents: Rdd<any>[]) => Rdd<T> | undefined;
+
+/**
+ * An operator's own partition count (Spark's numPartitions) as its identity holds it, checked when
+ * the pipeline is defined rather than when an interval is planned; null for the pipeline's default.
+ */
+const partitionsParam = (partitions: number | undefined) => (partitions === undefined ? null : checkPartitions(partitions));
 
 const sum = (a: number, b: number) => a + b;
 const minus = (a: number, b: number) => a - b;
@@ -195,7 +205,7 @@ export class DStream<T> {
   }
 
   countByValue(partitions?: number): DStream<[T, number]> {
-    return this.derive('countByValue', partitions ?? null, [], (r) => r.countByValue(partitions));
+    return this.derive('countByValue', partitionsParam(partitions), [], (r) => r.countByValue(partitions));
   }
 
   /** At most one record per interval: its records folded with `f`. */
@@ -223,7 +233,7 @@ export class DStream<T> {
 
   /** Values of `as const` pairs are widened (`1` to `number`) for `f`, which combines them into new values. */
   reduceByKey<K, V>(this: DStream<readonly [K, V]>, f: (a: Widened<V>, b: Widened<V>) => Widened<V>, partitions?: number): DStream<[K, Widened<V>]> {
-    return this.derive('reduceByKey', [functionHash(f), partitions ?? null], [], (r) => r.reduceByKey(f, partitions));
+    return this.derive('reduceByKey', [functionHash(f), partitionsParam(partitions)], [], (r) => r.reduceByKey(f, partitions));
   }
 
   /** reduceByKey over values reduceByKey has already widened: what the windowed forms reduce again. */
@@ -232,7 +242,7 @@ export class DStream<T> {
   }
 
   groupByKey<K, V>(this: DStream<readonly [K, V]>, partitions?: number): DStream<[K, V[]]> {
-    return this.derive('groupByKey', partitions ?? null, [], (r) => r.groupByKey(partitions));
+    return this.derive('groupByKey', partitionsParam(partitions), [], (r) => r.groupByKey(partitions));
   }
 
   combineByKey<K, V, C extends RecordShape>(
@@ -242,28 +252,28 @@ export class DStream<T> {
     mergeCombiners: (a: C, b: C) => C,
     partitions?: number,
   ): DStream<[K, C]> {
-    const params = [createCombiner, mergeValue, mergeCombiners].map(functionHash).concat(String(partitions ?? ''));
+    const params = [createCombiner, mergeValue, mergeCombiners].map(functionHash).concat(String(partitionsParam(partitions) ?? ''));
     return this.derive('combineByKey', params, [], (r) => r.combineByKey(createCombiner, mergeValue, mergeCombiners, partitions));
   }
 
   join<K, V, W>(this: DStream<readonly [K, V]>, other: DStream<readonly [K, W]>, partitions?: number): DStream<[K, [V, W]]> {
-    return this.derive('join', partitions ?? null, [other], (a, b) => a.join(b, partitions));
+    return this.derive('join', partitionsParam(partitions), [other], (a, b) => a.join(b, partitions));
   }
 
   leftOuterJoin<K, V, W>(this: DStream<readonly [K, V]>, other: DStream<readonly [K, W]>, partitions?: number): DStream<[K, [V, W | null]]> {
-    return this.derive('leftOuterJoin', partitions ?? null, [other], (a, b) => a.leftOuterJoin(b, partitions));
+    return this.derive('leftOuterJoin', partitionsParam(partitions), [other], (a, b) => a.leftOuterJoin(b, partitions));
   }
 
   rightOuterJoin<K, V, W>(this: DStream<readonly [K, V]>, other: DStream<readonly [K, W]>, partitions?: number): DStream<[K, [V | null, W]]> {
-    return this.derive('rightOuterJoin', partitions ?? null, [other], (a, b) => a.rightOuterJoin(b, partitions));
+    return this.derive('rightOuterJoin', partitionsParam(partitions), [other], (a, b) => a.rightOuterJoin(b, partitions));
   }
 
   fullOuterJoin<K, V, W>(this: DStream<readonly [K, V]>, other: DStream<readonly [K, W]>, partitions?: number): DStream<[K, [V | null, W | null]]> {
-    return this.derive('fullOuterJoin', partitions ?? null, [other], (a, b) => a.fullOuterJoin(b, partitions));
+    return this.derive('fullOuterJoin', partitionsParam(partitions), [other], (a, b) => a.fullOuterJoin(b, partitions));
   }
 
   cogroup<K>(this: DStream<readonly [K, unknown]>, others: DStream<readonly [K, unknown]>[], partitions?: number): DStream<[K, unknown[][]]> {
-    return this.derive('cogroup', partitions ?? null, others, (first, ...rest) => first.cogroup(rest, partitions));
+    return this.derive('cogroup', partitionsParam(partitions), others, (first, ...rest) => first.cogroup(rest, partitions));
   }
 
   // ---- windows, measured in whole intervals ----
@@ -286,11 +296,14 @@ export class DStream<T> {
   }
 
   /**
-   * Per-key reduction over a sliding window. With `inverse`, each window is computed from the
-   * previous one by adding the intervals that entered and removing those that left, which costs
-   * the slide rather than the length; it gives the same result as without, provided `inverse`
-   * undoes `f`. A key whose every value has left the window is dropped; `filter` further hides
-   * pairs from the output (not from the window's state, so later windows stay exact).
+   * Per-key reduction over a sliding window (Spark's reduceByKeyAndWindow). With `inverse`, each
+   * window is computed from the previous one by adding the intervals that entered and removing
+   * those that left, which costs the slide rather than the length; it gives the same result as
+   * without, provided `inverse` undoes `f`. A key whose every value has left the window is dropped.
+   * `filter` keeps only the pairs it accepts. With `inverse` it is Spark's `filterFunc`: a key it
+   * refuses is also pruned from the window's state, so later windows are computed without it and
+   * may differ from the plain form's, exactly as Spark's do (see reduced-windowed-stream.ts).
+   * `partitions` is Spark's `numPartitions`.
    */
   reduceByKeyAndWindow<K, V>(
     this: DStream<readonly [K, V]>,
@@ -307,15 +320,15 @@ export class DStream<T> {
       const windowed = perInterval.window(length, slide).reducedByKey(f, partitions);
       return filter ? windowed.filter(filter) : windowed;
     }
-    const windowed = reducedWindowedStream(perInterval.persist(partitions), f, inverse, length, slide, partitions, filter);
-    return filter ? windowed.filter(filter) : windowed;
+    return reducedWindowedStream(perInterval.persist(partitions), f, inverse, length, slide, partitions, filter);
   }
 
-  /** Every `slide` intervals, each key's values over the last `length` intervals. */
+  /** Every `slide` intervals, each key's values over the last `length` intervals (Spark's groupByKeyAndWindow, `partitions` its numPartitions). */
   groupByKeyAndWindow<K, V>(this: DStream<readonly [K, V]>, length: number, slide = 1, partitions?: number): DStream<[K, V[]]> {
     return this.window(length, slide).groupByKey(partitions);
   }
 
+  /** Every `slide` intervals, how often each value occurs over the last `length` intervals (Spark's countByValueAndWindow, `partitions` its numPartitions). */
   countByValueAndWindow(length: number, slide = 1, partitions?: number): DStream<[T, number]> {
     return this.mapRecords((x): [T, number] => [x, 1]).reduceByKeyAndWindow(sum, length, slide, { inverse: minus, partitions });
   }
@@ -325,14 +338,15 @@ export class DStream<T> {
   /**
    * Running state per key: `update(newValues, previousState)` is called at every RDD of this
    * stream (every interval, or every slide of a window) for every key that has state or new
-   * values; returning undefined removes the key. `options` is the number of partitions, or
-   * `{ partitions, initial }` with `initial` the state before interval 0 as `[key, state]` pairs
-   * (Spark's initialRDD). See state-stream.ts.
+   * values; returning undefined removes the key. `options` is the number of partitions (Spark's
+   * numPartitions), or `{ partitions, initial }` with `initial` the state before interval 0
+   * (Spark's initialRDD): `[key, state]` pairs, or a JSON-lines object of them in the store
+   * (`ctx.jsonFile(key)`). See state-stream.ts.
    */
   updateStateByKey<K, V, S extends RecordShape>(
     this: DStream<readonly [K, V]>,
     update: (values: V[], state: S | undefined) => (S & Storable<S>) | undefined,
-    options?: number | { partitions?: number; initial?: readonly (readonly [K, S])[] },
+    options?: number | { partitions?: number; initial?: InitialState<K, S> },
   ): DStream<[K, S]> {
     const { partitions, initial } = typeof options === 'number' || options === undefined ? { partitions: options, initial: undefined } : options;
     return stateStream(this, update, checkPartitions(partitions ?? this.graph.defaultPartitions), initial);

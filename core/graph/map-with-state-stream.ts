@@ -2,7 +2,7 @@ import type { Rdd } from '../rdd/rdd.ts';
 import { functionHash } from '../util/hash.ts';
 import { DStream } from './dstream.ts';
 import { KeyState, type State } from './state.ts';
-import { atSlidesOf, initialParam, initialState } from './state-stream.ts';
+import { atSlidesOf, initialParam, initialState, type InitialState } from './state-stream.ts';
 import type { Storable, StorableOrNothing } from '../types.ts';
 
 /** What mapWithState keeps per key: its state, the last interval it had a value, and what this interval emitted. */
@@ -18,8 +18,11 @@ export interface MapWithStateSpec<K, V, S, R> {
   /** Intervals without a value after which a key gets a last call with `isTimingOut()`, and is removed. */
   timeout?: number;
   partitions?: number;
-  /** The state of keys before interval 0, as `[key, state]` pairs (Spark's StateSpec.initialState). */
-  initial?: readonly (readonly [K, S & Storable<S>])[];
+  /**
+   * The state of keys before interval 0 (Spark's StateSpec.initialState): `[key, state]` pairs, or
+   * a JSON-lines object of them in the store (`ctx.jsonFile(key)`).
+   */
+  initial?: InitialState<K, S & Storable<S>>;
 }
 
 /**
@@ -50,8 +53,7 @@ export function mapWithStateStream<K, V, S, R>(
     [functionHash(update), timeout ?? null, partitions, ...initialParam(spec.initial)],
     (gen, [batch]) => {
       const k = gen.interval;
-      const seeded = spec.initial?.map(([key, state]): [K, Entry] => [key, [1, state, 0, []]]);
-      const previous = k > 0 ? gen.stored(chain, k - 1) : initialState<K, Entry>(gen.builder, seeded, partitions);
+      const previous = k > 0 ? gen.stored(chain, k - 1) : initialState(gen, spec.initial, partitions, (state: S): Entry => [1, state, 0, []]);
       if (batch === undefined) {
         return previous.flatMapSameKey('mapWithState', ([key, entry]: [K, Entry]) => {
           const carried: Entry = [1, entry[1], entry[2], []];

@@ -1,9 +1,12 @@
 import { DStream, StreamGraph } from './dstream.ts';
+import { StoreObject } from './state-stream.ts';
+import { validateKey } from '../ports/object-store.ts';
 import type { SourceFormat } from '../rdd/plan.ts';
 import { checkPartitions, PlanBuilder, type Rdd } from '../rdd/rdd.ts';
 import type { BadRecordPolicy } from '../exec/task.ts';
 import { shortHash } from '../util/hash.ts';
 import type { SplitRef } from '../rdd/plan.ts';
+import { checkSlice, type SliceSpec } from '../batch/slice.ts';
 
 export interface PipelineOptions {
   /** Names the pipeline in lineage, logs and metrics. */
@@ -11,8 +14,7 @@ export interface PipelineOptions {
   /** Partitions of keyed operators (shuffles, state, windows) unless an operator says otherwise. Default 4. */
   partitions?: number;
   /**
-   * State RDDs go to the durable tier every this many intervals, which bounds recovery. Default:
-   * the deployment's DSTREAM_CHECKPOINT_EVERY (the CDK construct's `checkpointEvery`), else 10.
+   * State RDDs go to the durable tier every this many intervals, which bounds recovery. Default 10.
    */
   checkpointEvery?: number;
   /** What a record that makes a user function throw does: fail the interval (default) or be quarantined. */
@@ -33,6 +35,9 @@ export interface SourceSpec {
   prefix: string;
 }
 
+/** What a batch job reads: every object under a prefix, or the committed intervals of a stream's output. */
+export type BatchSourceSpec = { format: SourceFormat } & ({ prefix: string } | { slice: SliceSpec });
+
 /** Builds a pipeline's graph: the sources it reads. */
 export class StreamingContext {
   readonly sourceSpecs = new Map<DStream<unknown>, SourceSpec>();
@@ -47,6 +52,18 @@ export class StreamingContext {
   /** JSON values, one per line (blank lines skipped); a line that does not parse is a bad record. */
   jsonStream<T = unknown>(options: SourceOptions = {}): DStream<T> {
     return this.source<T>('jsonl', options);
+  }
+
+  /**
+   * A JSON-lines object in the store, for an initial state (`updateStateByKey(f, { initial })`,
+   * `mapWithState({ initial })`) as Spark's initialRDD: each line a `[key, state]` pair. It is
+   * read, and its bytes pinned, when interval 0 is planned; a missing object stops the stream
+   * there, before interval 0 runs. Later changes to the object change nothing.
+   */
+  jsonFile<T = unknown>(key: string): StoreObject<T> {
+    validateKey(key);
+    if (key.endsWith('/')) throw new Error(`jsonFile(${JSON.stringify(key)}): name one object, not a folder`);
+    return new StoreObject<T>(key, this.graph.storeObjects.push(key) - 1);
   }
 
   private source<T>(format: SourceFormat, options: SourceOptions): DStream<T> {
@@ -95,11 +112,11 @@ export function definePipeline(options: PipelineOptions, build: (ctx: StreamingC
 
 /** Builds a batch job's RDDs over objects already in the store. */
 export class BatchContext {
-  readonly sourceSpecs: SourceSpec[] = [];
+  readonly sourceSpecs: BatchSourceSpec[] = [];
 
   constructor(
     readonly builder: PlanBuilder,
-    private readonly splits: (spec: SourceSpec, index: number) => SplitRef[],
+    private readonly splits: (spec: BatchSourceSpec, index: number) => SplitRef[],
   ) {}
 
   /** Lines of every object whose key starts with `prefix` (any prefix in the store). */
@@ -115,10 +132,27 @@ export class BatchContext {
     return this.builder.values(values, checkPartitions(partitions));
   }
 
-  private source<T>(format: SourceFormat, prefix: string): Rdd<T> {
-    const spec = { format, prefix };
+  /**
+   * The records a stream wrote to output `output` (saveAsJsonFiles) at intervals `from` to `to`,
+   * both included, as one RDD: Spark's DStream.slice(fromTime, toTime), with the stream named by
+   * its output. Only committed intervals are read; a range reaching one not yet committed is an
+   * error when the run starts, as is an output never written. An interval at which the stream
+   * had no RDD (between a window's slides) adds nothing.
+   */
+  slice<T = unknown>(output: string, from: number, to: number): Rdd<T> {
+    return this.source<T>('jsonl', { slice: checkSlice({ output, from, to }) });
+  }
+
+  /** As `slice`, for an output written by saveAsTextFiles: one record per line. */
+  sliceText(output: string, from: number, to: number): Rdd<string> {
+    return this.source<string>('text', { slice: checkSlice({ output, from, to }) });
+  }
+
+  private source<T>(format: SourceFormat, where: string | { slice: SliceSpec }): Rdd<T> {
+    const spec: BatchSourceSpec = typeof where === 'string' ? { format, prefix: where } : { format, ...where };
     const index = this.sourceSpecs.push(spec) - 1;
-    return this.builder.source<T>(format, this.splits(spec, index), format === 'text' ? 'textFile' : 'jsonFile');
+    const label = 'slice' in spec ? `slice ${spec.slice.output} ${spec.slice.from}..${spec.slice.to}` : format === 'text' ? 'textFile' : 'jsonFile';
+    return this.builder.source<T>(format, this.splits(spec, index), label);
   }
 }
 
@@ -148,9 +182,7 @@ function resolveOptions(options: PipelineOptions): ResolvedOptions {
   if (!options || typeof options.name !== 'string' || !/^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/.test(options.name)) {
     throw new Error(`pipeline name must be 1-64 letters, digits, '.', '_' or '-', got ${JSON.stringify(options?.name)}`);
   }
-  // Driver and tasks of one deployment share their environment, so they resolve the same value.
-  const deployed = process.env.DSTREAM_CHECKPOINT_EVERY;
-  const checkpointEvery = options.checkpointEvery ?? (deployed ? Number(deployed) : 10);
+  const checkpointEvery = options.checkpointEvery ?? 10;
   if (!Number.isInteger(checkpointEvery) || checkpointEvery < 1) throw new RangeError(`checkpointEvery must be a whole number >= 1, got ${checkpointEvery}`);
   const badRecords = options.badRecords ?? 'fail';
   if (badRecords !== 'fail' && badRecords !== 'quarantine') throw new Error(`badRecords must be 'fail' or 'quarantine', got ${JSON.stringify(badRecords)}`);

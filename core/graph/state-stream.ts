@@ -1,6 +1,25 @@
-import type { PlanBuilder, Rdd } from '../rdd/rdd.ts';
+import type { Rdd } from '../rdd/rdd.ts';
 import { functionHash, shortHash } from '../util/hash.ts';
-import { DStream } from './dstream.ts';
+import { DStream, type Generation } from './dstream.ts';
+
+/**
+ * A JSON-lines object in the store, named in the pipeline (`ctx.jsonFile(key)`) and read as an
+ * RDD of interval 0: an initial state read from the store, as Spark's initialRDD. Its bytes are
+ * pinned when interval 0 is planned (copied into that interval's lineage), so every computation
+ * of the state reads the same records whatever later happens to the object.
+ */
+export class StoreObject<T> {
+  /** Phantom: the records' type. */
+  declare readonly records?: T;
+  constructor(
+    readonly key: string,
+    /** Its place among the pipeline's store objects: which of interval 0's pinned copies it is. */
+    readonly index: number,
+  ) {}
+}
+
+/** The state before interval 0: `[key, state]` pairs given inline, or read from a store object. */
+export type InitialState<K, S> = readonly (readonly [K, S])[] | StoreObject<readonly [K, S]>;
 
 /**
  * updateStateByKey, as Spark's StateDStream:
@@ -15,7 +34,7 @@ export function stateStream<K, V, S>(
   parent: DStream<readonly [K, V]>,
   update: (values: V[], state: S | undefined) => S | undefined,
   partitions: number,
-  initial: readonly (readonly [K, S])[] | undefined,
+  initial: InitialState<K, S> | undefined,
 ): DStream<[K, S]> {
   const chain: DStream<[K, S]> = new DStream(
     parent.graph,
@@ -24,7 +43,7 @@ export function stateStream<K, V, S>(
     [functionHash(update), partitions, ...initialParam(initial)],
     (gen, [batch]) => {
       const k = gen.interval;
-      const previous = k > 0 ? gen.stored(chain, k - 1) : initialState(gen.builder, initial, partitions);
+      const previous = k > 0 ? gen.stored(chain, k - 1) : initialState(gen, initial, partitions, (state: S) => state);
       if (batch === undefined) return previous;
       return (previous as Rdd<[K, unknown]>).cogroup([batch as Rdd<[K, unknown]>], partitions).flatMapSameKey('updateStateByKey', ([key, [states, values]]: [K, unknown[][]]) => {
         const next = update(values as V[], states!.length > 0 ? (states![0] as S) : undefined);
@@ -51,19 +70,34 @@ export function atSlidesOf<T>(chain: DStream<T>, parent: DStream<unknown>): DStr
 }
 
 /**
- * The state before interval 0: empty, or the `initial` pairs (Spark's initialRDD), placed by key.
- * They are part of the plan, so they travel in interval 0's lineage record: for seeds, not tables.
+ * The state before interval 0, placed by key: empty; the `initial` pairs (Spark's initialRDD),
+ * which are part of the plan and so travel in interval 0's lineage record (for seeds, not
+ * tables); or the records of a store object, pinned in interval 0's lineage, each of which must
+ * be a `[key, state]` pair. `entry` turns a state into what the operator keeps per key.
  */
-export function initialState<K, S>(builder: PlanBuilder, initial: readonly (readonly [K, S])[] | undefined, partitions: number): Rdd<[K, S]> {
-  if (initial === undefined || initial.length === 0) return builder.emptyPartitioned<[K, S]>(partitions);
-  return builder.values(initial, partitions).partitionBy(partitions);
+export function initialState<K, S, E>(gen: Generation, initial: InitialState<K, S> | undefined, partitions: number, entry: (state: S) => E): Rdd<[K, E]> {
+  if (initial instanceof StoreObject) {
+    const { key } = initial;
+    return gen.builder
+      .source<unknown>('jsonl', gen.objectSplits(initial.index), `initial state ${key}`)
+      .mapRecords((record): [K, E] => {
+        if (!Array.isArray(record) || record.length !== 2) {
+          throw new TypeError(`initial state ${key}: each line must be a [key, state] pair, got ${JSON.stringify(record)?.slice(0, 200)}`);
+        }
+        return [record[0] as K, entry(record[1] as S)];
+      })
+      .partitionBy(partitions);
+  }
+  if (initial === undefined || initial.length === 0) return gen.builder.emptyPartitioned<[K, E]>(partitions);
+  return gen.builder.values(initial.map(([key, state]): [K, E] => [key, entry(state)]), partitions).partitionBy(partitions);
 }
 
-/** What identifies an initial state in the operator's identity (its fingerprint): a hash of the pairs. */
-export function initialParam(initial: readonly unknown[] | undefined): string[] {
+/** What identifies an initial state in the operator's identity (its fingerprint): a hash of the pairs, or the object's key. */
+export function initialParam(initial: unknown): string[] {
   if (initial === undefined) return [];
+  if (initial instanceof StoreObject) return [`object:${initial.key}`];
   if (!Array.isArray(initial) || !initial.every((pair) => Array.isArray(pair) && pair.length === 2)) {
-    throw new TypeError('initial state must be an array of [key, state] pairs');
+    throw new TypeError('initial state must be an array of [key, state] pairs, or a store object (ctx.jsonFile)');
   }
   return [shortHash(JSON.stringify(initial))];
 }

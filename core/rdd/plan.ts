@@ -45,10 +45,23 @@ interface NodeBase {
 export type PlanNode =
   | (NodeBase & { kind: 'source'; format: SourceFormat; splits: SplitRef[] })
   | (NodeBase & { kind: 'values'; data: unknown[][] })
-  | (NodeBase & { kind: 'narrow'; parent: string; fn: string })
+  /**
+   * `side`, if set, is a one-partition shuffle the operator reads whole before its partition (in
+   * the same task): what it needs to know of the whole dataset, as range bounds from a sample, or
+   * the record counts of earlier partitions. Its map stage runs first, as any shuffle's does.
+   */
+  | (NodeBase & { kind: 'narrow'; parent: string; fn: string; side?: string })
   | (NodeBase & { kind: 'union'; parents: string[] })
-  | (NodeBase & { kind: 'shuffle'; parent: string; mode: 'hash' | 'round-robin'; combine?: string })
+  /**
+   * `direct`: each record is `[reduce partition, record]`, placed there (a range partitioner
+   * computed it upstream); the record alone is written.
+   */
+  | (NodeBase & { kind: 'shuffle'; parent: string; mode: 'hash' | 'round-robin' | 'direct'; combine?: string })
   | (NodeBase & { kind: 'cogroup'; parents: string[] })
+  /** Partition q is the parent's partitions coalescedRange(q) one after another (no shuffle). */
+  | (NodeBase & { kind: 'coalesce'; parent: string })
+  /** Partition p pairs every record of partition ⌊p / m⌋ of the first parent with every record of p mod m of the second (m: its partitions). */
+  | (NodeBase & { kind: 'cartesian'; parents: [string, string] })
   | (NodeBase & { kind: 'stored'; location: string; tier: 'cache' | 'checkpoint' });
 
 export type PlanNodeKind = PlanNode['kind'];
@@ -57,9 +70,50 @@ export type PlanNodeKind = PlanNode['kind'];
 export function narrowParents(node: PlanNode): string[] {
   switch (node.kind) {
     case 'narrow':
+    case 'coalesce':
       return [node.parent];
     case 'union':
+    case 'cartesian':
       return node.parents;
+    default:
+      return [];
+  }
+}
+
+/** Which parent partitions partition q of a coalesce of `from` partitions into `to` holds: [start, end). */
+export function coalescedRange(q: number, from: number, to: number): [number, number] {
+  return [Math.floor((q * from) / to), Math.floor(((q + 1) * from) / to)];
+}
+
+/**
+ * The partitions of each parent that partition p of a narrow node (coalesce, cartesian, union,
+ * narrow) is computed from, in the order it reads them: one definition for computing a partition
+ * and for telling the scheduler which shuffle blocks that reads.
+ */
+export function partitionsRead(node: PlanNode, p: number, partitionsOf: (id: string) => number): [string, number][] {
+  switch (node.kind) {
+    case 'narrow':
+      return [[node.parent, p]];
+    case 'coalesce': {
+      const [start, end] = coalescedRange(p, partitionsOf(node.parent), node.partitions);
+      return Array.from({ length: end - start }, (_, i) => [node.parent, start + i]);
+    }
+    case 'cartesian': {
+      const m = partitionsOf(node.parents[1]);
+      return [
+        [node.parents[0], Math.floor(p / m)],
+        [node.parents[1], p % m],
+      ];
+    }
+    case 'union': {
+      let offset = 0;
+      for (const parent of node.parents) {
+        const n = partitionsOf(parent);
+        if (p < offset + n) return [[parent, p - offset]];
+        offset += n;
+      }
+      throw new RangeError(`partition ${p} is beyond union ${node.id} (${node.partitions} partitions)`);
+    }
     default:
       return [];
   }

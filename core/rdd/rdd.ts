@@ -12,15 +12,21 @@ import {
 } from './operators.ts';
 import { functionHash } from '../util/hash.ts';
 import type { RecordShape, Storable, Widened } from '../types.ts';
+import type { Comparator } from './order.ts';
+import { sortBy, sortByKey, type SortOptions } from './sort.ts';
+import { take, takeOrdered, top } from './take.ts';
+import { cartesian, coalesce, zipWithIndex } from './positional.ts';
+import { foreachPartition, type PartitionEffect } from './effects.ts';
 
 /**
  * Where a job's result goes: files under `output/<name>/` written by the tasks (`text`, `json`),
- * or records brought back to the driver (`collect`) for a sink, `print`, or a batch result.
+ * or records brought back to the driver (`collect`) for a sink, `print`, or a batch result, or
+ * records handed to a function on the workers (`foreach`: foreachPartition), nothing written.
  */
 export interface OutputSpec {
   /** Unique within the plan; names the stage and, for files, the output folder. */
   name: string;
-  format: 'text' | 'json' | 'collect';
+  format: 'text' | 'json' | 'collect' | 'foreach';
   rdd: Rdd<unknown>;
 }
 
@@ -35,6 +41,10 @@ export interface PersistSpec {
 export interface NodeBehaviour {
   operator?: NarrowOperator;
   aggregator?: Aggregator;
+  /** For a narrow node with a side input: its operator, made from the side input's records. */
+  withSide?: (side: unknown[]) => NarrowOperator;
+  /** For a foreachPartition output: what the task calls with the partition's records. */
+  foreach?: PartitionEffect<unknown>;
 }
 
 type NodeSpec = PlanNode extends infer N ? (N extends PlanNode ? Omit<N, 'id' | 'label'> & { label: string } : never) : never;
@@ -222,7 +232,77 @@ export class Rdd<T> {
     return this.mapRecords((x): [T, number] => [x, 1]).reduceByKey(sum, partitions);
   }
 
+  /**
+   * The records ordered by `f(record)`, then by the record, across partitions: part 0 holds the
+   * smallest (Spark's sortBy). A shuffle: range-partitioned by bounds sampled from this dataset
+   * (see sortByKey).
+   */
+  sortBy<K>(f: (record: T) => K, options?: SortOptions): Rdd<T> {
+    return sortBy(this, f, options);
+  }
+
+  /**
+   * The first n records, in partition order then record order, in one partition (Spark's take,
+   * an action there; here a transformation, like count: `collect` it in a batch job). A shuffle
+   * of at most n records per partition into one.
+   */
+  take(n: number): Rdd<T> {
+    return take(this, n);
+  }
+
+  /** The first record, as an RDD of at most one (none for an empty dataset; Spark's first throws). */
+  first(): Rdd<T> {
+    return take(this, 1);
+  }
+
+  /**
+   * The n largest records, largest first, in one partition (Spark's top). `compare` defaults to
+   * the total order of storable values (core/rdd/order.ts). A shuffle of at most n per partition.
+   */
+  top(n: number, compare?: Comparator<T>): Rdd<T> {
+    return top(this, n, compare);
+  }
+
+  /** The n smallest records, smallest first, in one partition (Spark's takeOrdered); as top. */
+  takeOrdered(n: number, compare?: Comparator<T>): Rdd<T> {
+    return takeOrdered(this, n, compare);
+  }
+
+  /** Pairs `[record, index]`, indexed in partition order then record order (Spark's zipWithIndex). Narrow, after a stage counting each partition. */
+  zipWithIndex(): Rdd<[T, number]> {
+    return zipWithIndex(this);
+  }
+
+  /** Adjacent partitions merged into at most `partitions` (Spark's coalesce without shuffle). Narrow. */
+  coalesce(partitions: number): Rdd<T> {
+    return coalesce(this, partitions);
+  }
+
+  /** Every pair `[a, b]` of a record of this and one of `other`, one partition per pair of partitions (Spark's cartesian). Narrow. */
+  cartesian<U>(other: Rdd<U>): Rdd<[T, U]> {
+    return cartesian(this, other);
+  }
+
+  /**
+   * Calls `f` on the workers with each partition's records, for its effect (Spark's
+   * foreachPartition): at least once per partition, possibly more (retries, speculative copies),
+   * so make it idempotent. An output of the job: it runs when the job (or interval) runs.
+   */
+  foreachPartition(f: (records: T[], partition: number) => void | Promise<void>): void {
+    foreachPartition(this, f);
+  }
+
   // ---- key/value pairs ----
+
+  /**
+   * Pairs ordered by key, then by value, across partitions: part 0 holds the smallest keys
+   * (Spark's sortByKey). A shuffle, range-partitioned by bounds drawn from a deterministic
+   * sample of the keys (the same on every run); keys and values are ordered by the total order
+   * of storable values in core/rdd/order.ts. `partitions` defaults to this dataset's.
+   */
+  sortByKey<K, V>(this: Rdd<readonly [K, V]>, options?: SortOptions): Rdd<[K, V]> {
+    return sortByKey(this, options);
+  }
 
   mapValues<K, V, U extends RecordShape>(this: Rdd<readonly [K, V]>, f: (value: V) => U & Storable<U>): Rdd<[K, U]> {
     return this.narrow(

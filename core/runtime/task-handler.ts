@@ -166,14 +166,18 @@ export class TaskHandler {
     const reads = stageShuffleReads(plan.builder, stage, task.partition);
     const given = task.shuffleInputs ?? {};
     for (const shuffle of Object.keys(given)) if (!reads.has(shuffle)) invalid(`it lists blocks of shuffle ${shuffle}, which this task does not read`);
-    for (const shuffle of reads.keys()) {
+    for (const [shuffle, reduced] of reads) {
       const blocks = given[shuffle];
       if (!blocks) return invalid(`it lists no blocks of shuffle ${shuffle}, which this task reads`);
       const maps = plan.builder.get((plan.builder.get(shuffle).node as { parent: string }).parent).partitions;
-      if (blocks.length !== maps) invalid(`shuffle ${shuffle} has ${maps} map outputs, the message lists ${blocks.length}`);
-      blocks.forEach(([key], m) => {
-        const expected = keys.shuffleMap(task.scope, shuffle, m);
-        if (key !== expected) invalid(`block ${m} of shuffle ${shuffle} must be read from ${expected}, not ${JSON.stringify(key)}`);
+      // One block per map output for each reduce partition read, partition after partition.
+      if (blocks.length !== maps * reduced.length) {
+        const each = reduced.length > 1 ? ` and the task reads ${reduced.length} of its partitions, one block per map output of each` : '';
+        invalid(`shuffle ${shuffle} has ${maps} map outputs${each}, the message lists ${blocks.length}`);
+      }
+      blocks.forEach(([key], i) => {
+        const expected = keys.shuffleMap(task.scope, shuffle, i % maps);
+        if (key !== expected) invalid(`block ${i} of shuffle ${shuffle} must be read from ${expected}, not ${JSON.stringify(key)}`);
       });
     }
     return { task, stage, plan: plan.builder, badRecords: plan.badRecords };

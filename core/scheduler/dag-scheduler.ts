@@ -347,11 +347,13 @@ export class DagScheduler {
     const shuffleInputs: Record<string, BlockRef[]> = {};
     for (const [shuffle, reduced] of stageShuffleReads(plan.builder, spec, partition)) {
       const mapStage = this.stages.get(`${plan.scope}/${stageIds.shuffleMap(shuffle)}`)!;
-      shuffleInputs[shuffle] = range(mapStage.spec.tasks).map((m) => {
-        const out = mapStage.done.get(m)!.mapOutput!;
-        const [start, end] = out.blocks[reduced]!;
-        return [out.key, start, end];
-      });
+      shuffleInputs[shuffle] = reduced.flatMap((r) =>
+        range(mapStage.spec.tasks).map((m): BlockRef => {
+          const out = mapStage.done.get(m)!.mapOutput!;
+          const [start, end] = out.blocks[r]!;
+          return [out.key, start, end];
+        }),
+      );
     }
     return {
       v: 1,

@@ -1,4 +1,5 @@
-import type { PlanBuilder } from '../rdd/rdd.ts';
+import type { OutputSpec, PlanBuilder } from '../rdd/rdd.ts';
+import { partitionsRead } from '../rdd/plan.ts';
 
 /**
  * A stage: the tasks that compute one RDD's partitions in one pass each, reading shuffles and
@@ -16,7 +17,7 @@ export interface StageSpec {
   parents: string[];
   /** Locations of persisted RDDs read; those not written in this scope come from earlier ones. */
   storedReads: { location: string; partitions: number }[];
-  output?: { name: string; format: 'text' | 'json' | 'collect' };
+  output?: { name: string; format: OutputSpec['format'] };
   location?: string;
 }
 
@@ -51,9 +52,13 @@ export function planStages(builder: PlanBuilder): StageSpec[] {
           return;
         }
         case 'narrow':
+          if (node.side) visit(node.side);
+          return visit(node.parent);
+        case 'coalesce':
           return visit(node.parent);
         case 'union':
         case 'cogroup':
+        case 'cartesian':
           return node.parents.forEach(visit);
         default:
           return;
@@ -88,44 +93,40 @@ export function planStages(builder: PlanBuilder): StageSpec[] {
 }
 
 /**
- * Which partition of each shuffle partition `p` of `root` reads, within its stage: the path
- * computePartition takes, through narrow dependencies (same partition) and unions (the parent
- * that holds p, at its own index). A union's other branches read nothing for p.
+ * Which partitions of each shuffle partition `p` of `root` reads, within its stage, ascending: the
+ * path computePartition takes, through narrow dependencies (partitionsRead), cogroups (the same
+ * partition of each parent) and side inputs (a one-partition shuffle, read whole). A coalesce or
+ * a cartesian product may read several partitions of one shuffle.
  */
-export function shufflePartitionsRead(builder: PlanBuilder, root: string, p: number): Map<string, number> {
-  const read = new Map<string, number>();
+export function shufflePartitionsRead(builder: PlanBuilder, root: string, p: number): Map<string, number[]> {
+  const read = new Map<string, Set<number>>();
+  const partitionsOf = (id: string) => builder.get(id).partitions;
   const visit = (id: string, q: number): void => {
     const node = builder.get(id).node;
     switch (node.kind) {
-      case 'shuffle':
-        read.set(node.id, q);
+      case 'shuffle': {
+        let parts = read.get(node.id);
+        if (!parts) read.set(node.id, (parts = new Set()));
+        parts.add(q);
         return;
-      case 'narrow':
-        return visit(node.parent, q);
+      }
       case 'cogroup':
         return node.parents.forEach((parent) => visit(parent, q));
-      case 'union': {
-        let offset = 0;
-        for (const parent of node.parents) {
-          const partitions = builder.get(parent).partitions;
-          if (q < offset + partitions) return visit(parent, q - offset);
-          offset += partitions;
-        }
-        throw new RangeError(`partition ${q} is beyond union ${node.id} (${node.partitions} partitions)`);
-      }
-      default:
-        return;
+      case 'narrow':
+        if (node.side) visit(node.side, 0);
+        break;
     }
+    for (const [parent, r] of partitionsRead(node, q, partitionsOf)) visit(parent, r);
   };
   visit(root, p);
-  return read;
+  return new Map([...read].map(([id, parts]) => [id, [...parts].sort((a, b) => a - b)]));
 }
 
 /**
- * The shuffles task `p` of a stage reads, each with the reduce partition it reads. A shuffle-map
+ * The shuffles task `p` of a stage reads, each with the reduce partitions it reads. A shuffle-map
  * stage computes the shuffle's parent; the shuffle itself is read on the other side.
  */
-export function stageShuffleReads(builder: PlanBuilder, spec: StageSpec, p: number): Map<string, number> {
+export function stageShuffleReads(builder: PlanBuilder, spec: StageSpec, p: number): Map<string, number[]> {
   const root = spec.kind === 'shuffle-map' ? (builder.get(spec.rdd).node as { parent: string }).parent : spec.rdd;
   return shufflePartitionsRead(builder, root, p);
 }

@@ -1,4 +1,6 @@
+import { createHash } from 'node:crypto';
 import type { ObjectStore } from '../ports/object-store.ts';
+import type { SplitRef } from '../rdd/plan.ts';
 import { listAll, readJson } from '../ports/object-store.ts';
 import type { TaskQueue } from '../ports/task-queue.ts';
 import type { Clock } from '../ports/clock.ts';
@@ -137,6 +139,8 @@ export class StreamingDriver {
       this.records.set(k, existing);
       return existing;
     }
+    // Before the seal: a missing initial state stops the stream before interval 0 takes any upload.
+    const objects = k === 0 ? await this.pinStoreObjects() : undefined;
     await this.step('seal', k);
     const uploads = await sealInterval(store, k, this.config.checkUpload);
     await this.recordRefused(k, uploads);
@@ -149,7 +153,7 @@ export class StreamingDriver {
       const splits = planSplits(readable.filter((u) => u.name.startsWith(spec.prefix)), inputPartitions, maxSplitBytes);
       sources.push(await spillSplits(store, intervalScope(k), splits));
     }
-    const inputs = { sources, persisted: await this.persistedBefore(k) };
+    const inputs = { sources, persisted: await this.persistedBefore(k), ...(objects === undefined ? {} : { objects }) };
     let record = buildLineageRecord(this.pipeline, k, await spillUploads(store, k, uploads), inputs, clock.now());
     if (!(await store.putIfAbsent(keys.lineageRecord(record.scope), JSON.stringify(record)))) {
       record = (await readLineageRecord(store, k))!;
@@ -157,6 +161,26 @@ export class StreamingDriver {
     this.records.set(k, record);
     await this.step('lineage-written', k);
     return record;
+  }
+
+  /**
+   * Copies each store object the pipeline reads (initial states) into interval 0's lineage, named
+   * by the hash of its bytes, and cuts the copy into splits: every computation of interval 0
+   * reads those bytes, whatever later happens to the object. A missing object is an error.
+   */
+  private async pinStoreObjects(): Promise<SplitRef[][]> {
+    const { store } = this.deps;
+    const scope = intervalScope(0);
+    const pinned: SplitRef[][] = [];
+    for (const key of this.pipeline.graph.storeObjects) {
+      const bytes = await store.get(key);
+      if (!bytes) throw new Error(`pipeline ${this.pipeline.options.name} starts its state from ${key} (ctx.jsonFile), which does not exist in the store: put it there, then run again`);
+      const copy = keys.lineageObject(scope, createHash('sha256').update(bytes).digest('hex').slice(0, 32));
+      await store.putIfAbsent(copy, bytes);
+      const splits = planSplits([{ key: copy, name: key, size: bytes.length }], this.config.inputPartitions, this.config.maxSplitBytes);
+      pinned.push(await spillSplits(store, scope, splits));
+    }
+    return pinned;
   }
 
   /** Each refused upload of interval k gets a record under errors/ saying what and why. */
@@ -232,7 +256,7 @@ export class StreamingDriver {
     for (const output of record.outputs) {
       const parts = done.filter((d) => d.stage === stageIds.output(output.name));
       outputs[output.name] = parts.reduce((n, d) => n + d.recordsOut, 0);
-      if (output.format !== 'collect') {
+      if (output.format === 'text' || output.format === 'json') {
         await store.putIfAbsent(keys.outputSuccess(output.name, scope), JSON.stringify({ interval: k, parts: parts.length, records: outputs[output.name] }));
       }
     }

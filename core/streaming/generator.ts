@@ -10,6 +10,8 @@ export interface IntervalInputs {
   sources: SplitRef[][];
   /** Partitions of RDDs persisted at earlier intervals, by `<stream>@<interval>`; absent = no RDD. */
   persisted: Record<string, number>;
+  /** Interval 0 only: the splits of each store object the pipeline reads (initial states), as pinned, in the order named. */
+  objects?: SplitRef[][];
 }
 
 export interface GeneratedInterval {
@@ -103,6 +105,11 @@ export function generateInterval(pipeline: Pipeline, k: number, inputs: Interval
     sourceSplits(stream) {
       const index = graph.sources.indexOf(stream);
       return inputs.sources[index] ?? [];
+    },
+    objectSplits(index) {
+      const splits = inputs.objects?.[index];
+      if (splits === undefined) throw new Error(`internal: store object ${graph.storeObjects[index]} is read at interval ${k} but was not pinned`);
+      return splits;
     },
   };
 

@@ -1,6 +1,9 @@
 /**
  * SDK client configuration from the environment, so that the same code talks to AWS in a Lambda
- * and to LocalStack (or any S3-compatible server) on a laptop, by environment alone.
+ * and to LocalStack (or any S3-compatible server) on a laptop, by environment alone; and the one
+ * retry policy of the adapters: the SDK's, configured here. The adapters add only what the SDK
+ * cannot retry (a body that breaks after its response, entries a batch failed inside a success),
+ * bounded by the same attempts.
  */
 import { S3Client, type S3ClientConfig } from '@aws-sdk/client-s3';
 import { SQSClient, type SQSClientConfig } from '@aws-sdk/client-sqs';
@@ -58,6 +61,29 @@ export function makeS3Client(env: Env = process.env, overrides: Partial<S3Client
 
 export function makeSqsClient(env: Env = process.env, overrides: Partial<SQSClientConfig> = {}): SQSClient {
   return new SQSClient({ ...awsClientConfig(env).sqs, ...overrides });
+}
+
+/** The attempts a client makes of a request, as configured: the bound of the adapters' own resends too. */
+export async function attemptsOf(client: { config: { maxAttempts: () => Promise<number> } }): Promise<number> {
+  return await client.config.maxAttempts();
+}
+
+/** Full jitter, as the SDK's own backoff: uniform in [0, min(20 s, 100 ms × 2^(attempt-1))). */
+export function backoffMs(attempt: number, random: () => number = Math.random): number {
+  return random() * Math.min(20_000, 100 * 2 ** (attempt - 1));
+}
+
+export function httpStatusOf(error: unknown): number | undefined {
+  return (error as { $metadata?: { httpStatusCode?: number } } | undefined)?.$metadata?.httpStatusCode;
+}
+
+/** How Node reports a connection that broke or stalled while a response body streamed. */
+const BROKEN_CONNECTION = new Set(['ECONNRESET', 'EPIPE', 'ETIMEDOUT', 'ERR_STREAM_PREMATURE_CLOSE', 'TimeoutError']);
+
+/** Whether an error from reading a response body is the connection's, which reading again from where it broke may get past. */
+export function isBrokenConnection(error: unknown): boolean {
+  const { name, code } = (error ?? {}) as { name?: unknown; code?: unknown };
+  return BROKEN_CONNECTION.has(String(code)) || BROKEN_CONNECTION.has(String(name));
 }
 
 function endpointFrom(env: Env, serviceVariable: string): string | undefined {

@@ -1,5 +1,8 @@
 /**
  * The object store port on S3. Keys of the port map to `prefix + key` inside one bucket.
+ * Requests are retried by the SDK, as its client is configured (functions/aws/clients.ts): this
+ * adapter adds only what the SDK cannot do, resuming a body that breaks mid-way, and resending a
+ * conditional write that S3 answered with 409 (another one to the key was in flight).
  */
 import {
   AbortMultipartUploadCommand,
@@ -16,7 +19,7 @@ import {
 } from '@aws-sdk/client-s3';
 import { ObjectNotFoundError, validateKey, type ObjectInfo, type ObjectStore, type ReadOptions } from '../../core/ports/object-store.ts';
 import { mapConcurrently } from '../../core/util/map-concurrently.ts';
-import { backoffMs, httpStatusOf, isTransient, retryPolicy, withRetries, type RetryPolicy } from './retry.ts';
+import { attemptsOf, httpStatusOf, isBrokenConnection } from './clients.ts';
 
 const MiB = 1024 * 1024;
 
@@ -31,7 +34,6 @@ export interface S3ObjectStoreOptions {
   partSizeBytes?: number;
   /** Parts uploaded at the same time. Default 4. */
   partConcurrency?: number;
-  retry?: Partial<RetryPolicy>;
 }
 
 export class S3ObjectStore implements ObjectStore {
@@ -41,7 +43,6 @@ export class S3ObjectStore implements ObjectStore {
   private readonly multipartThresholdBytes: number;
   private readonly partSizeBytes: number;
   private readonly partConcurrency: number;
-  private readonly retry: RetryPolicy;
 
   constructor(options: S3ObjectStoreOptions) {
     if (!options.bucket) throw new Error('S3ObjectStore needs a bucket name');
@@ -51,21 +52,17 @@ export class S3ObjectStore implements ObjectStore {
     this.multipartThresholdBytes = positive('multipartThresholdBytes', options.multipartThresholdBytes ?? 16 * MiB);
     this.partSizeBytes = positive('partSizeBytes', options.partSizeBytes ?? 8 * MiB);
     this.partConcurrency = positive('partConcurrency', options.partConcurrency ?? 4);
-    this.retry = retryPolicy(options.retry);
   }
 
   async get(key: string, options?: ReadOptions): Promise<Uint8Array | undefined> {
-    const Key = this.s3Key(key);
+    const chunks: Uint8Array[] = [];
     try {
-      return await withRetries(async () => {
-        const response = await this.client.send(new GetObjectCommand({ Bucket: this.bucket, Key, VersionId: options?.version }));
-        // Reading the body is inside the retry: a reset mid-body is the failure the SDK leaves to us.
-        return await response.Body!.transformToByteArray();
-      }, this.retry);
+      for await (const chunk of this.stream(key, this.s3Key(key), 0, undefined, options)) chunks.push(chunk);
     } catch (error) {
-      if (await this.isMissing(Key, error, options)) return undefined;
+      if (error instanceof ObjectNotFoundError) return undefined;
       throw error;
     }
+    return Buffer.concat(chunks);
   }
 
   getRange(key: string, start: number, end?: number, options?: ReadOptions): AsyncIterable<Uint8Array> {
@@ -74,14 +71,14 @@ export class S3ObjectStore implements ObjectStore {
     if (end !== undefined && (!Number.isSafeInteger(end) || end < start)) {
       throw new RangeError(`range end must be an integer >= the start (${start}), got ${end}`);
     }
-    return this.streamRange(key, Key, start, end, options?.version);
+    return this.stream(key, Key, start, end, options?.version === undefined ? undefined : { version: options.version });
   }
 
   async head(key: string, options?: ReadOptions): Promise<ObjectInfo | undefined> {
     const Key = this.s3Key(key);
     const VersionId = options?.version;
     try {
-      const response = await withRetries(() => this.client.send(new HeadObjectCommand({ Bucket: this.bucket, Key, VersionId })), this.retry);
+      const response = await this.client.send(new HeadObjectCommand({ Bucket: this.bucket, Key, VersionId }));
       return {
         key,
         size: response.ContentLength ?? 0,
@@ -97,35 +94,33 @@ export class S3ObjectStore implements ObjectStore {
   async put(key: string, body: Uint8Array | string): Promise<void> {
     const Key = this.s3Key(key);
     const bytes = toBytes(body);
-    await withRetries(() => this.write(Key, bytes, false), this.retry);
+    await this.write(Key, bytes, false);
   }
 
   async putIfAbsent(key: string, body: Uint8Array | string): Promise<boolean> {
     const Key = this.s3Key(key);
     const bytes = toBytes(body);
+    // A request the SDK sent more than once may have been applied by an attempt whose response
+    // was lost: the 412 that follows could then be our own object.
     let ourWriteMayHaveLanded = false;
-    const attempt = async (): Promise<void> => {
+    const attempts = await attemptsOf(this.client);
+    for (let attempt = 1; ; attempt++) {
       try {
         await this.write(Key, bytes, true);
+        return true;
       } catch (error) {
-        // A transient failure says nothing about whether S3 applied the write before it failed.
-        if (isTransient(error)) ourWriteMayHaveLanded = true;
-        throw error;
+        if (sdkAttemptsOf(error) > 1) ourWriteMayHaveLanded = true;
+        // 409 ConditionalRequestConflict: another conditional write to this key is in flight. S3's
+        // advice is to retry, which the SDK does not; the retry then meets the winner's object
+        // (412) or, if that write failed, creates ours.
+        if (isConditionalConflict(error) && attempt < attempts) continue;
+        if (!isPreconditionFailed(error)) throw error;
+        if (!ourWriteMayHaveLanded) return false;
+        // Identical bytes are indistinguishable from our own earlier attempt, and for deterministic
+        // writers are the same outcome.
+        const existing = await this.get(key);
+        return existing !== undefined && Buffer.from(existing).equals(bytes);
       }
-    };
-    try {
-      // 409 ConditionalRequestConflict: another conditional write to this key is in flight. S3's
-      // advice is to retry; the retry then meets the winner's object (412) or, if that write
-      // failed, creates ours.
-      await withRetries(attempt, this.retry, (error) => isConditionalConflict(error) || isTransient(error));
-      return true;
-    } catch (error) {
-      if (!isPreconditionFailed(error)) throw error;
-      if (!ourWriteMayHaveLanded && sdkAttemptsOf(error) <= 1) return false;
-      // The object may be our own earlier attempt, whose response was lost. Identical bytes are
-      // indistinguishable from it, and for deterministic writers are the same outcome.
-      const existing = await this.get(key);
-      return existing !== undefined && Buffer.from(existing).equals(bytes);
     }
   }
 
@@ -133,13 +128,7 @@ export class S3ObjectStore implements ObjectStore {
     if (typeof prefix !== 'string') throw new TypeError(`list prefix must be a string, got ${typeof prefix}`);
     let ContinuationToken: string | undefined;
     do {
-      const page = await withRetries(
-        () =>
-          this.client.send(
-            new ListObjectsV2Command({ Bucket: this.bucket, Prefix: this.prefix + prefix, ContinuationToken }),
-          ),
-        this.retry,
-      );
+      const page = await this.client.send(new ListObjectsV2Command({ Bucket: this.bucket, Prefix: this.prefix + prefix, ContinuationToken }));
       for (const object of page.Contents ?? []) {
         yield {
           key: object.Key!.slice(this.prefix.length),
@@ -153,7 +142,7 @@ export class S3ObjectStore implements ObjectStore {
 
   async delete(key: string): Promise<void> {
     const Key = this.s3Key(key);
-    await withRetries(() => this.client.send(new DeleteObjectCommand({ Bucket: this.bucket, Key })), this.retry);
+    await this.client.send(new DeleteObjectCommand({ Bucket: this.bucket, Key }));
   }
 
   /**
@@ -166,10 +155,7 @@ export class S3ObjectStore implements ObjectStore {
     if (isNotFound(error)) return true;
     if (httpStatusOf(error) !== 403) return false;
     if (options?.absentIfRefused) return true;
-    const listed = await withRetries(
-      () => this.client.send(new ListObjectsV2Command({ Bucket: this.bucket, Prefix: Key, MaxKeys: 1 })),
-      this.retry,
-    ).catch(() => undefined);
+    const listed = await this.client.send(new ListObjectsV2Command({ Bucket: this.bucket, Prefix: Key, MaxKeys: 1 })).catch(() => undefined);
     // The key itself sorts first among the keys it prefixes.
     return listed !== undefined && listed.Contents?.[0]?.Key !== Key;
   }
@@ -179,38 +165,39 @@ export class S3ObjectStore implements ObjectStore {
   }
 
   /**
-   * Streams [start, end) of the current object or of one version. A body that breaks mid-way is
-   * resumed from the first byte not yet yielded, pinned to the version, or else to the ETag first
-   * read, so that a concurrent overwrite cannot splice two versions together.
+   * Streams [start, end) of the current object or of one version; missing, it throws
+   * ObjectNotFoundError. A body that breaks mid-way (which the SDK, having had its response, does
+   * not retry) is resumed from the first byte not yet yielded, pinned to the version, or else to
+   * the ETag first read, so that a concurrent overwrite cannot splice two versions together; as
+   * many times as the client makes attempts.
    */
-  private async *streamRange(key: string, Key: string, start: number, end: number | undefined, VersionId: string | undefined): AsyncGenerator<Uint8Array> {
+  private async *stream(key: string, Key: string, start: number, end: number | undefined, options?: ReadOptions): AsyncGenerator<Uint8Array> {
+    const VersionId = options?.version;
     if (end === start) {
       // No Range header can ask for zero bytes; only whether the object exists is left to find out.
-      if (!(await this.head(key, { version: VersionId }))) throw new ObjectNotFoundError(key);
+      if (!(await this.head(key, options))) throw new ObjectNotFoundError(key);
       return;
     }
+    const attempts = await attemptsOf(this.client);
     let position = start;
     let etag: string | undefined;
-    for (let failures = 0; ; ) {
+    for (let breaks = 0; ; ) {
       let body: AsyncIterable<Uint8Array> & { destroy?: () => void };
       try {
-        const response = await withRetries(
-          () =>
-            this.client.send(
-              new GetObjectCommand({
-                Bucket: this.bucket,
-                Key,
-                VersionId,
-                Range: `bytes=${position}-${end === undefined ? '' : end - 1}`,
-                IfMatch: VersionId === undefined ? etag : undefined,
-              }),
-            ),
-          this.retry,
+        const response = await this.client.send(
+          new GetObjectCommand({
+            Bucket: this.bucket,
+            Key,
+            VersionId,
+            // A whole object is asked for without a Range: S3 refuses `bytes=0-` of an empty one.
+            Range: position === 0 && end === undefined ? undefined : `bytes=${position}-${end === undefined ? '' : end - 1}`,
+            IfMatch: VersionId === undefined ? etag : undefined,
+          }),
         );
         etag ??= response.ETag;
         body = response.Body as typeof body;
       } catch (error) {
-        if (await this.isMissing(Key, error)) throw new ObjectNotFoundError(key);
+        if (await this.isMissing(Key, error, options)) throw new ObjectNotFoundError(key);
         // 416: the range starts at or past the end of the object, so it holds no bytes.
         if (httpStatusOf(error) === 416) return;
         if (isPreconditionFailed(error)) {
@@ -225,8 +212,7 @@ export class S3ObjectStore implements ObjectStore {
         }
         return;
       } catch (error) {
-        if (!isTransient(error) || ++failures >= this.retry.attempts) throw error;
-        await this.retry.sleep(backoffMs(this.retry, failures));
+        if (!isBrokenConnection(error) || ++breaks >= attempts) throw error;
       } finally {
         body.destroy?.();
       }
@@ -251,12 +237,8 @@ export class S3ObjectStore implements ObjectStore {
         this.partConcurrency,
         async (PartNumber): Promise<CompletedPart> => {
           const Body = bytes.subarray((PartNumber - 1) * this.partSizeBytes, PartNumber * this.partSizeBytes);
-          const part = await withRetries(
-            () =>
-              this.client.send(
-                new UploadPartCommand({ Bucket: this.bucket, Key, UploadId, PartNumber, Body, ChecksumAlgorithm: 'CRC32' }),
-              ),
-            this.retry,
+          const part = await this.client.send(
+            new UploadPartCommand({ Bucket: this.bucket, Key, UploadId, PartNumber, Body, ChecksumAlgorithm: 'CRC32' }),
           );
           return { PartNumber, ETag: part.ETag, ChecksumCRC32: part.ChecksumCRC32 };
         },

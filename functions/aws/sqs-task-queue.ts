@@ -18,7 +18,8 @@ import {
 } from '@aws-sdk/client-sqs';
 import type { DeadLetter, QueueMessage, TaskQueue } from '../../core/ports/task-queue.ts';
 import { mapConcurrently } from '../../core/util/map-concurrently.ts';
-import { backoffMs, retryPolicy, withRetries, type RetryPolicy } from './retry.ts';
+import { systemClock } from '../../core/ports/clock.ts';
+import { attemptsOf, backoffMs } from './clients.ts';
 
 /** SQS's limit for one message, and for the sum of the bodies in one batch. */
 export const MAX_MESSAGE_BYTES = 256 * 1024;
@@ -42,7 +43,8 @@ export interface SqsTaskQueueOptions {
   queueUrl: string;
   /** The queue's redrive target; without it nothing is ever dead-lettered and the drain finds nothing. */
   deadLetterQueueUrl?: string;
-  retry?: Partial<RetryPolicy>;
+  /** Waits between resends of the entries a batch failed; injectable so that tests do not wait. @default real time */
+  sleep?: (ms: number) => Promise<void>;
 }
 
 export class MessageTooLargeError extends Error {
@@ -67,14 +69,14 @@ export class SqsTaskQueue implements TaskQueue {
   private readonly client: SQSClient;
   private readonly queueUrl: string;
   private readonly deadLetterQueueUrl: string | undefined;
-  private readonly retry: RetryPolicy;
+  private readonly sleep: (ms: number) => Promise<void>;
 
   constructor(options: SqsTaskQueueOptions) {
     if (!options.queueUrl) throw new Error('SqsTaskQueue needs a queueUrl');
     this.client = options.client;
     this.queueUrl = options.queueUrl;
     this.deadLetterQueueUrl = options.deadLetterQueueUrl;
-    this.retry = retryPolicy(options.retry);
+    this.sleep = options.sleep ?? systemClock.sleep;
   }
 
   async send(bodies: string[]): Promise<void> {
@@ -124,19 +126,15 @@ export class SqsTaskQueue implements TaskQueue {
   async deadLetter(message: QueueMessage, reason: string): Promise<void> {
     const QueueUrl = this.deadLetterQueueUrl;
     if (!QueueUrl) throw new Error(`SqsTaskQueue has no deadLetterQueueUrl to move message ${message.id} to`);
-    await withRetries(
-      () =>
-        this.client.send(
-          new SendMessageCommand({
-            QueueUrl,
-            MessageBody: message.body,
-            MessageAttributes: {
-              [RECEIVE_COUNT_ATTRIBUTE]: { DataType: 'Number', StringValue: String(message.receiveCount) },
-              [REASON_ATTRIBUTE]: { DataType: 'String', StringValue: reason.slice(0, MAX_REASON_CHARS) || '(no reason given)' },
-            },
-          }),
-        ),
-      this.retry,
+    await this.client.send(
+      new SendMessageCommand({
+        QueueUrl,
+        MessageBody: message.body,
+        MessageAttributes: {
+          [RECEIVE_COUNT_ATTRIBUTE]: { DataType: 'Number', StringValue: String(message.receiveCount) },
+          [REASON_ATTRIBUTE]: { DataType: 'String', StringValue: reason.slice(0, MAX_REASON_CHARS) || '(no reason given)' },
+        },
+      }),
     );
   }
 
@@ -186,25 +184,24 @@ export class SqsTaskQueue implements TaskQueue {
   }
 
   /**
-   * Sends one batch, resending only the entries SQS reports as failed. Entries failed by the
+   * Sends one batch, resending only the entries SQS reports as failed (inside a success, which the
+   * SDK does not retry), as many times as the client makes attempts. Entries failed by the
    * sender's fault (a malformed body) would fail again, so they are not resent.
    * Returns the failures that remain.
    */
   private async sendBatch(entries: SendMessageBatchRequestEntry[]): Promise<BatchResultErrorEntry[]> {
     let pending = entries;
     const refused: BatchResultErrorEntry[] = [];
+    const attempts = await attemptsOf(this.client);
     for (let attempt = 1; ; attempt++) {
-      const response = await withRetries(
-        () => this.client.send(new SendMessageBatchCommand({ QueueUrl: this.queueUrl, Entries: pending })),
-        this.retry,
-      );
+      const response = await this.client.send(new SendMessageBatchCommand({ QueueUrl: this.queueUrl, Entries: pending }));
       const failed = response.Failed ?? [];
       refused.push(...failed.filter((failure) => failure.SenderFault));
       const retryable = failed.filter((failure) => !failure.SenderFault);
       const retryIds = new Set(retryable.map((failure) => failure.Id));
       pending = pending.filter((entry) => retryIds.has(entry.Id));
-      if (pending.length === 0 || attempt >= this.retry.attempts) return [...refused, ...retryable];
-      await this.retry.sleep(backoffMs(this.retry, attempt));
+      if (pending.length === 0 || attempt >= attempts) return [...refused, ...retryable];
+      await this.sleep(backoffMs(attempt));
     }
   }
 }

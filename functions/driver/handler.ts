@@ -16,6 +16,7 @@ import { quarantineInterval } from '../../core/streaming/lineage.ts';
 import { TaskFailedError } from '../../core/scheduler/dag-scheduler.ts';
 import { driverConfig, functionConfig, logRecords, requireSetting, s3Store, sqsQueue, type FunctionConfig } from '../config.ts';
 import { publishDeadLetteredTask, publishIntervalMetrics } from '../metrics.ts';
+import { log } from '../log.ts';
 import { intervalEnd } from '../../core/streaming/progress.ts';
 import { DriverLease } from './lease.ts';
 import { invokeSelf } from './invoke-self.ts';
@@ -92,7 +93,7 @@ export function createDriverHandler(
     const quarantine = (event as { quarantine?: unknown } | null | undefined)?.quarantine;
     if (quarantine !== undefined) {
       if (!Number.isSafeInteger(quarantine) || (quarantine as number) < 0) throw new Error(`{"quarantine": k} needs an interval number, got ${JSON.stringify(quarantine)}`);
-      log(await quarantineInterval(store, quarantine as number), { interval: quarantine });
+      log.info(await quarantineInterval(store, quarantine as number), { interval: quarantine });
     }
     const remaining = () => context?.getRemainingTimeInMillis() ?? Infinity;
     if (remaining() <= margin) {
@@ -119,7 +120,7 @@ export function createDriverHandler(
         // one, which costs work, not correctness.
         renewedAt = clock.now();
         if (!(await lease.acquire(Math.max(clock.now(), end) + grace))) {
-          log(intervalsRun === 0 ? 'another driver holds the lease: nothing to do' : 'another driver took the lease: stopping', { next: k });
+          log.info(intervalsRun === 0 ? 'another driver holds the lease: nothing to do' : 'another driver took the lease: stopping', { next: k });
           return { intervalsRun, next: k, continued: false };
         }
         const wait = Math.max(0, end - clock.now());
@@ -134,7 +135,7 @@ export function createDriverHandler(
           } catch (error) {
             throw new Error(`handing over to a fresh driver invocation failed (the watchdog starts one within a minute): ${String(error)}`, { cause: error });
           }
-          log('handed over to a fresh invocation', { intervalsRun, next: k });
+          log.info('handed over to a fresh invocation', { intervalsRun, next: k });
           return { intervalsRun, next: k, continued: true };
         }
         await clock.sleep(wait);
@@ -146,7 +147,7 @@ export function createDriverHandler(
       }
     } catch (error) {
       if (error instanceof LeaseLost) {
-        log('another driver took the lease during a stage: stopping', { intervalsRun, next: k });
+        log.info('another driver took the lease during a stage: stopping', { intervalsRun, next: k });
         return { intervalsRun, next: k, continued: false };
       }
       logFailure(k, error);
@@ -159,10 +160,6 @@ export function createDriverHandler(
   };
 }
 
-function log(message: string, fields: Record<string, unknown>): void {
-  console.log(JSON.stringify({ message, ...fields }));
-}
-
 /**
  * A failed interval fails the invocation, visibly. The watchdog's next driver resumes the
  * interval and runs the failed task again; a cause that persists fails it again the same way,
@@ -170,12 +167,11 @@ function log(message: string, fields: Record<string, unknown>): void {
  */
 function logFailure(interval: number, error: unknown): void {
   if (error instanceof TaskFailedError) {
-    console.error(
-      JSON.stringify({
-        level: 'error',
-        message: error.settled
-          ? `interval ${interval} failed: a task failed with an error that recurs on every delivery; it stays failed until the cause is fixed`
-          : `interval ${interval} failed: a task failed every delivery and was dead-lettered; it stays failed until the cause is fixed`,
+    log.error(
+      error.settled
+        ? `interval ${interval} failed: a task failed with an error that recurs on every delivery; it stays failed until the cause is fixed`
+        : `interval ${interval} failed: a task failed every delivery and was dead-lettered; it stays failed until the cause is fixed`,
+      {
         interval,
         scope: error.scope,
         stage: error.stage,
@@ -183,9 +179,9 @@ function logFailure(interval: number, error: unknown): void {
         receiveCount: error.receiveCount,
         lastError: error.lastError,
         ...(error.record !== undefined && logRecords() ? { record: error.record } : {}),
-      }),
+      },
     );
     return;
   }
-  console.error(JSON.stringify({ level: 'error', message: `driver failed at interval ${interval}`, interval, error: String(error), stack: error instanceof Error ? error.stack : undefined }));
+  log.error(`driver failed at interval ${interval}`, { interval, error });
 }

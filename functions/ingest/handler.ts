@@ -15,6 +15,7 @@ import { INCOMING } from '../../core/layout.ts';
 import { intervalAt, readProgress } from '../../core/streaming/progress.ts';
 import { admitUpload, type IntakeUpload } from '../../core/streaming/intake.ts';
 import { functionConfig, s3Store, type FunctionConfig } from '../config.ts';
+import { log } from '../log.ts';
 
 export interface IngestHandlerDeps {
   store?: ObjectStore;
@@ -60,13 +61,8 @@ export function createIngestHandler(deps: IngestHandlerDeps = {}): (event: S3Eve
       const arrived = Math.max(progress.next, intervalAt(progress, Math.min(arrival.eventTime, receivedAt)));
       const interval = await admitUpload(store, upload, arrived);
       const { key, version, size, refused } = upload;
-      console.log(
-        JSON.stringify(
-          refused === undefined
-            ? { level: 'info', message: `admitted ${key} to interval ${interval}`, key, version, size, interval }
-            : { level: 'warn', message: `refused ${key} in interval ${interval}: ${refused}`, key, version, size, interval, reason: refused },
-        ),
-      );
+      if (refused === undefined) log.info(`admitted ${key} to interval ${interval}`, { key, version, size, interval });
+      else log.warn(`refused ${key} in interval ${interval}: ${refused}`, { key, version, size, interval, reason: refused });
     }
   };
 }
@@ -78,7 +74,7 @@ export function createIngestHandler(deps: IngestHandlerDeps = {}): (event: S3Eve
  */
 function arrivalsOf(event: unknown): Arrival[] {
   if (isTestEvent(event)) {
-    console.log(JSON.stringify({ message: 'ignored the s3:TestEvent S3 sends when notifications are configured' }));
+    log.info('ignored the s3:TestEvent S3 sends when notifications are configured');
     return [];
   }
   const records = (event as { Records?: unknown } | null | undefined)?.Records;
@@ -87,7 +83,7 @@ function arrivalsOf(event: unknown): Arrival[] {
   records.forEach((record: unknown, index) => {
     const r = record as { eventSource?: unknown; eventName?: unknown } | null;
     if (r?.eventSource !== 'aws:s3' || typeof r.eventName !== 'string' || !r.eventName.startsWith('ObjectCreated:')) {
-      console.log(JSON.stringify({ message: `ignored record ${index}: not an S3 ObjectCreated notification`, eventSource: r?.eventSource, eventName: r?.eventName }));
+      log.info(`ignored record ${index}: not an S3 ObjectCreated notification`, { eventSource: r?.eventSource, eventName: r?.eventName });
       return;
     }
     const arrival = arrivalOf(record as S3Event['Records'][number], index);
@@ -109,7 +105,7 @@ function arrivalOf(record: S3Event['Records'][number], index: number): Arrival |
     throw new Error(`${where} has an s3.object.key that is not URL-encoded: ${JSON.stringify(object.key)}`);
   }
   if (!key.startsWith(INCOMING)) {
-    console.log(JSON.stringify({ level: 'info', message: `ignored ${key}: not under ${INCOMING}`, key }));
+    log.info(`ignored ${key}: not under ${INCOMING}`, { key });
     return undefined;
   }
   if (typeof object.size !== 'number' || !Number.isSafeInteger(object.size) || object.size < 0) {
@@ -117,7 +113,7 @@ function arrivalOf(record: S3Event['Records'][number], index: number): Arrival |
   }
   // The console's "Create folder" writes an empty `incoming/day/`: a folder, not an upload.
   if (key.endsWith('/') && object.size === 0) {
-    console.log(JSON.stringify({ level: 'info', message: `ignored ${key}: a folder marker, not an upload`, key }));
+    log.info(`ignored ${key}: a folder marker, not an upload`, { key });
     return undefined;
   }
   const eventTime = typeof record.eventTime === 'string' ? Date.parse(record.eventTime) : NaN;

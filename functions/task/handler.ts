@@ -13,6 +13,7 @@ import { InvalidTaskMessageError } from '../../core/scheduler/task-message.ts';
 import { TaskHandler, settlementOf, type PipelineModule } from '../../core/runtime/task-handler.ts';
 import { SUPERSEDED_CHECK_MS, functionConfig, s3Store, sqsQueue, taskRetryDelayMs } from '../config.ts';
 import { publishTaskFailures } from '../metrics.ts';
+import { log } from '../log.ts';
 
 export interface TaskHandlerDeps {
   store?: ObjectStore;
@@ -87,14 +88,10 @@ async function deadLetterNow(queue: () => Pick<TaskQueue, 'deadLetter'>, record:
     await queue().deadLetter({ id: record.messageId, body: record.body, receipt: record.receiptHandle, receiveCount: receiveCountOf(record) }, reason);
     return true;
   } catch (error) {
-    console.error(
-      JSON.stringify({
-        level: 'warn',
-        message: `could not dead-letter message ${record.messageId} at once; it returns to the queue and SQS dead-letters it once its receives run out`,
-        messageId: record.messageId,
-        error: String(error),
-      }),
-    );
+    log.warn(`could not dead-letter message ${record.messageId} at once; it returns to the queue and SQS dead-letters it once its receives run out`, {
+      messageId: record.messageId,
+      error,
+    });
     return false;
   }
 }
@@ -109,14 +106,10 @@ async function retrySoon(queue: () => Pick<TaskQueue, 'changeVisibility'>, recor
   try {
     await queue().changeVisibility(record.receiptHandle, delayMs);
   } catch (error) {
-    console.error(
-      JSON.stringify({
-        level: 'warn',
-        message: `could not shorten the visibility of failed message ${record.messageId} to ${delayMs} ms; it returns after the queue's visibility timeout`,
-        messageId: record.messageId,
-        error: String(error),
-      }),
-    );
+    log.warn(`could not shorten the visibility of failed message ${record.messageId} to ${delayMs} ms; it returns after the queue's visibility timeout`, {
+      messageId: record.messageId,
+      error,
+    });
   }
 }
 
@@ -138,15 +131,11 @@ async function runRecord(tasks: TaskHandler, record: SQSRecord, maxTaskAttempts:
     task = await tasks.decode(record.body);
   } catch (error) {
     const settlement = settle(error);
-    console.error(
-      JSON.stringify({
-        level: 'error',
-        message: `message ${record.messageId} is not a dstream task; ${OUTCOME[settlement.kind as Exclude<Settlement['kind'], 'done'>]}`,
-        messageId: record.messageId,
-        receiveCount,
-        error: String(error),
-      }),
-    );
+    log.error(`message ${record.messageId} is not a dstream task; ${OUTCOME[settlement.kind as Exclude<Settlement['kind'], 'done'>]}`, {
+      messageId: record.messageId,
+      receiveCount,
+      error,
+    });
     return settlement;
   }
   // Lambda ends a timed-out invocation without a word to the code: say why while there is time,
@@ -165,21 +154,9 @@ async function runRecord(tasks: TaskHandler, record: SQSRecord, maxTaskAttempts:
     return { kind: 'done' };
   } catch (error) {
     const settlement = settle(error);
-    console.error(
-      JSON.stringify({
-        level: 'error',
-        message:
-          `task ${task.scope} ${task.stage} partition ${task.partition} failed on delivery ${receiveCount}; ${OUTCOME[settlement.kind as Exclude<Settlement['kind'], 'done'>]}`,
-        messageId: record.messageId,
-        receiveCount,
-        scope: task.scope,
-        stage: task.stage,
-        partition: task.partition,
-        attempt: task.attempt,
-        copy: task.copy,
-        error: String(error),
-        stack: error instanceof Error ? error.stack : undefined,
-      }),
+    log.error(
+      `task ${task.scope} ${task.stage} partition ${task.partition} failed on delivery ${receiveCount}; ${OUTCOME[settlement.kind as Exclude<Settlement['kind'], 'done'>]}`,
+      { messageId: record.messageId, receiveCount, scope: task.scope, stage: task.stage, partition: task.partition, attempt: task.attempt, copy: task.copy, error },
     );
     return settlement;
   } finally {

@@ -1,38 +1,244 @@
-/** A small argument parser: positionals, and `--name value` / `--flag` options. */
-export interface ParsedArgs {
-  positionals: string[];
-  options: Map<string, string | true>;
-}
-
-export function parseArgs(argv: string[], flags: string[] = []): ParsedArgs {
-  const positionals: string[] = [];
-  const options = new Map<string, string | true>();
-  for (let i = 0; i < argv.length; i++) {
-    const arg = argv[i]!;
-    if (!arg.startsWith('--')) {
-      positionals.push(arg);
-      continue;
-    }
-    const eq = arg.indexOf('=');
-    const name = eq > 0 ? arg.slice(2, eq) : arg.slice(2);
-    if (eq > 0) options.set(name, arg.slice(eq + 1));
-    else if (flags.includes(name)) options.set(name, true);
-    else {
-      const value = argv[i + 1];
-      if (value === undefined || value.startsWith('--')) throw new UsageError(`--${name} needs a value`);
-      options.set(name, value);
-      i++;
-    }
-  }
-  return { positionals, options };
-}
+/**
+ * The commands, their options and their help, in one table; parsing is `node:util` parseArgs
+ * (strict), with errors reworded to name the command and suggest what was probably meant.
+ */
+import { parseArgs } from 'node:util';
 
 export class UsageError extends Error {
-  constructor(message: string) {
+  /** The command whose usage to show with the error, if one was named. */
+  constructor(message: string, readonly command?: string) {
     super(message);
     this.name = 'UsageError';
   }
 }
+
+interface OptionSpec {
+  type: 'string' | 'boolean';
+  short?: string;
+  /** The value's placeholder in help, for string options. */
+  value?: string;
+  help: string;
+}
+
+export interface CommandSpec {
+  /** What stands before the options, as help shows it; its length is how many positionals the command takes. */
+  args: string[];
+  summary: string;
+  /** More lines of help, below the usage line. */
+  details?: string;
+  options: Record<string, OptionSpec>;
+}
+
+const root: OptionSpec = { type: 'string', value: '<dir>', help: 'the stream\'s root directory: its object store, laid out as the S3 bucket is' };
+const workers: OptionSpec = { type: 'string', value: '<W>', help: 'worker processes running tasks (default: one per core)' };
+const partitions: OptionSpec = {
+  type: 'string',
+  value: '<P>',
+  help: 'input splits: how many tasks read an interval\'s uploads (default: twice the workers). Not the pipeline\'s `partitions` option, which is the number of shuffle partitions of keyed operators',
+};
+const json: OptionSpec = { type: 'boolean', help: 'one JSON object per interval report, one per line, for scripts (other messages go to stderr)' };
+const maxAttempts: OptionSpec = { type: 'string', value: '<N>', help: 'deliveries of a task before it is dead-lettered and the interval fails (default 4)' };
+
+export const COMMANDS: Record<string, CommandSpec> = {
+  run: {
+    args: ['<pipeline>'],
+    summary: 'run a stream live: files moved into <root>/incoming/ are its uploads',
+    details:
+      'Every --interval the files that arrived in <root>/incoming/ become an interval\'s input; write a file\n' +
+      'elsewhere (or as .name) and rename it in, for an atomic upload. Runs until Ctrl-C.',
+    options: { root, interval: { type: 'string', value: '<duration>', help: 'the interval length: 500ms, 2s, 1m (a unit is required; 100ms to 15m; default 2s)' }, workers, partitions, json },
+  },
+  replay: {
+    args: ['<pipeline>'],
+    summary: 'run staged intervals in order, deterministically',
+    details: '<staged>/<k>/ holds the uploads of interval k. Intervals already committed under the root are kept,\nso a replay that stopped can be run again to finish.',
+    options: {
+      staged: { type: 'string', value: '<dir>', help: 'the staged uploads, one folder per interval: 0/, 1/, ...' },
+      root,
+      workers,
+      partitions,
+      'max-attempts': maxAttempts,
+      chaos: {
+        type: 'string',
+        value: '<spec>',
+        help: 'inject faults from a seed, e.g. "seed=1,task-error=0.1,task-crash=0.05,duplicate=0.1,straggler=0.05,slowdown=10,lose-cache=0.1,driver-crash=0.05"',
+      },
+      json,
+    },
+  },
+  batch: {
+    args: ['<job>'],
+    summary: 'a new run of a batch job (defineBatch) over the objects under the root as they are now',
+    options: { root, workers, partitions, resume: { type: 'string', value: '<run>', help: 'finish run <run>, which stopped' } },
+  },
+  status: {
+    args: [],
+    summary: 'where a stream is, how its last intervals went, and what failed',
+    details: 'Reads a local root (--root) or the S3 bucket of a deployed pipeline (--bucket, with the default AWS\ncredentials and region), never writing to it.',
+    options: {
+      root: { ...root, help: 'a local stream\'s root directory' },
+      bucket: { type: 'string', value: '<name>', help: 'a deployed stream\'s bucket (AWS credentials and region as the AWS CLI finds them)' },
+      prefix: { type: 'string', value: '<folder>', help: 'with --bucket: the folder of the bucket that holds the stream, if not its top' },
+      intervals: { type: 'string', value: '<N>', help: 'how many of the last committed intervals to show (default 10)' },
+      json: { type: 'boolean', help: 'the status as one JSON object (with --watch, one per line)' },
+      watch: { type: 'boolean', help: 'read it again every interval length, until Ctrl-C' },
+    },
+  },
+  lineage: {
+    args: ['<k>'],
+    summary: 'the lineage record of interval k, as a readable graph',
+    options: { root, json: { type: 'boolean', help: 'the raw record' }, uploads: { type: 'boolean', help: 'list every upload it read' } },
+  },
+  quarantine: {
+    args: ['<k>'],
+    summary: 'carry on from interval k, failed on a bad record',
+    details: 'Run the stream again afterwards (run or replay, as before): the interval quarantines its bad records\nunder errors/ instead, without a change of code.',
+    options: { root },
+  },
+  demo: {
+    args: [],
+    summary: 'WordCount over generated sample text (what npm start runs)',
+    options: { root: { type: 'string', value: '<dir>', help: 'where the demo writes (default .dstream/demo); an existing directory must be empty or an earlier demo\'s' } },
+  },
+};
+
+const help: OptionSpec = { type: 'boolean', short: 'h', help: 'show this help' };
+
+export function generalUsage(): string {
+  const width = Math.max(...Object.keys(COMMANDS).map((c) => c.length));
+  return [
+    'dstream: Discretized Streams on one machine',
+    '',
+    'Usage: dstream <command> [options]',
+    '',
+    'Commands:',
+    ...Object.entries(COMMANDS).map(([name, spec]) => `  ${name.padEnd(width)}  ${spec.summary}`),
+    '',
+    'Options:',
+    '  -h, --help     help for dstream, or for a command (dstream run --help)',
+    '  --version      the version of dstream',
+    '',
+    'Exit status: 0 done, 1 failed, 2 a usage error. DSTREAM_DEBUG=1 adds the stack to an error.',
+  ].join('\n');
+}
+
+export function commandUsage(command: string): string {
+  const spec = COMMANDS[command]!;
+  const options = Object.entries({ ...spec.options, help });
+  const label = ([name, o]: [string, OptionSpec]) => `${o.short ? `-${o.short}, ` : ''}--${name}${o.value ? ` ${o.value}` : ''}`;
+  const width = Math.max(...options.map((o) => label(o).length));
+  return [
+    `Usage: dstream ${[command, ...spec.args].join(' ')} [options]`,
+    '',
+    `${spec.summary[0]!.toUpperCase()}${spec.summary.slice(1)}.`,
+    ...(spec.details ? [spec.details] : []),
+    '',
+    'Options:',
+    ...options.map((o) => wrap(`  ${label(o).padEnd(width)}  ${o[1].help}`, width + 4)),
+  ].join('\n');
+}
+
+const HELP_WIDTH = 100;
+
+/** Lines of at most HELP_WIDTH characters, continued under the option's help. */
+function wrap(text: string, indent: number): string {
+  const lines: string[] = [];
+  let line = '';
+  for (const word of text.split(/(?<=\S) (?=\S)/)) {
+    if (line && line.length + 1 + word.length > HELP_WIDTH) {
+      lines.push(line);
+      line = ' '.repeat(indent) + word;
+    } else line = line ? `${line} ${word}` : word;
+  }
+  return [...lines, line].join('\n');
+}
+
+export interface ParsedCommand {
+  command: string;
+  positionals: string[];
+  values: Record<string, string | boolean | undefined>;
+}
+
+/** What argv asks for: a command with its arguments, or help, or the version. */
+export type Request = { kind: 'help'; command?: string } | { kind: 'version' } | ({ kind: 'command' } & ParsedCommand);
+
+export function parseCommandLine(argv: string[]): Request {
+  const [first, ...rest] = argv;
+  if (first === undefined) throw new UsageError('name a command');
+  if (first === '-h' || first === '--help') return { kind: 'help' };
+  if (first === '--version') return { kind: 'version' };
+  if (first === 'help') {
+    if (rest[0] !== undefined && !COMMANDS[rest[0]]) throw unknownCommand(rest[0]);
+    return { kind: 'help', ...(rest[0] ? { command: rest[0] } : {}) };
+  }
+  if (first.startsWith('-')) throw new UsageError(`unknown option ${quote(first)}: options follow the command, as in dstream run --help`);
+  const spec = COMMANDS[first];
+  if (!spec) throw unknownCommand(first);
+  let parsed;
+  try {
+    parsed = parseArgs({ args: rest, options: { ...spec.options, help }, strict: true, allowPositionals: true });
+  } catch (error) {
+    throw parseError(first, spec, error);
+  }
+  if (parsed.values.help) return { kind: 'help', command: first };
+  const extra = parsed.positionals.slice(spec.args.length);
+  if (extra.length > 0) {
+    throw new UsageError(`${first} takes ${spec.args.length || 'no'} argument${spec.args.length === 1 ? '' : 's'} before its options; unexpected ${extra.map(quote).join(', ')}`, first);
+  }
+  return { kind: 'command', command: first, positionals: parsed.positionals, values: parsed.values };
+}
+
+function unknownCommand(name: string): UsageError {
+  const near = nearest(name, Object.keys(COMMANDS));
+  return new UsageError(`unknown command ${quote(name)}${near ? `; did you mean ${quote(near)}?` : ` (dstream --help lists the commands)`}`);
+}
+
+/** parseArgs's errors, reworded to name the command and what it takes. */
+function parseError(command: string, spec: CommandSpec, error: unknown): UsageError {
+  const code = (error as { code?: string }).code;
+  const message = error instanceof Error ? error.message : String(error);
+  if (code === 'ERR_PARSE_ARGS_UNKNOWN_OPTION') {
+    const given = /'(-{1,2}[^'=]*)/.exec(message)?.[1] ?? message;
+    const near = nearest(given.replace(/^-+/, ''), Object.keys(spec.options));
+    return new UsageError(`${command} has no option ${given}${near ? `; did you mean --${near}?` : ` (it takes ${Object.keys(spec.options).map((o) => `--${o}`).join(', ')})`}`, command);
+  }
+  if (code === 'ERR_PARSE_ARGS_INVALID_OPTION_VALUE') {
+    const name = /--([\w-]+)/.exec(message)?.[1];
+    const option = name === undefined ? undefined : spec.options[name];
+    if (option?.type === 'string') return new UsageError(`${command}: --${name} needs a value (${option.value})`, command);
+    if (option?.type === 'boolean') return new UsageError(`${command}: --${name} takes no value`, command);
+  }
+  return new UsageError(`${command}: ${message}`, command);
+}
+
+/** The candidate nearest to a mistyped name, if one is near enough to be what was meant. */
+export function nearest(given: string, candidates: string[]): string | undefined {
+  let best: string | undefined;
+  let bestDistance = Infinity;
+  for (const c of candidates) {
+    const d = editDistance(given.toLowerCase(), c);
+    if (d < bestDistance) [best, bestDistance] = [c, d];
+  }
+  // A prefix counts too: --part for --partitions.
+  const prefixed = candidates.filter((c) => given.length >= 3 && c.startsWith(given.toLowerCase()));
+  if (prefixed.length === 1) return prefixed[0];
+  return bestDistance <= Math.max(1, Math.floor(given.length / 3)) ? best : undefined;
+}
+
+/** Edits (insert, delete, substitute, swap two neighbours) from a to b: 'repaly' is one from 'replay'. */
+function editDistance(a: string, b: string): number {
+  const d = Array.from({ length: a.length + 1 }, (_, i) => Array.from({ length: b.length + 1 }, (_, j) => (i === 0 ? j : j === 0 ? i : 0)));
+  for (let i = 1; i <= a.length; i++) {
+    for (let j = 1; j <= b.length; j++) {
+      const cost = a[i - 1] === b[j - 1] ? 0 : 1;
+      d[i]![j] = Math.min(d[i - 1]![j]! + 1, d[i]![j - 1]! + 1, d[i - 1]![j - 1]! + cost);
+      if (i > 1 && j > 1 && a[i - 1] === b[j - 2] && a[i - 2] === b[j - 1]) d[i]![j] = Math.min(d[i]![j]!, d[i - 2]![j - 2]! + 1);
+    }
+  }
+  return d[a.length]![b.length]!;
+}
+
+const quote = (s: string) => `'${s}'`;
 
 /** `2s`, `500ms`, `1m`: a bare number is refused, since 500 could mean either. */
 export function parseDuration(text: string): number {
@@ -43,9 +249,9 @@ export function parseDuration(text: string): number {
   return Math.round(value);
 }
 
-export function parseCount(name: string, text: string | true | undefined): number | undefined {
+export function parseCount(name: string, text: string | boolean | undefined, min = 1): number | undefined {
   if (text === undefined) return undefined;
   const n = Number(text);
-  if (text === true || !Number.isInteger(n) || n < 1) throw new UsageError(`--${name} must be a whole number >= 1, got ${String(text)}`);
+  if (typeof text !== 'string' || text.trim() === '' || !Number.isInteger(n) || n < min) throw new UsageError(`--${name} must be a whole number >= ${min}, got ${String(text)}`);
   return n;
 }

@@ -4,6 +4,19 @@ import type { LineageRecord } from '../../core/streaming/lineage.ts';
 import type { IntakeUpload } from '../../core/streaming/intake.ts';
 import type { PlanNode } from '../../core/rdd/plan.ts';
 import type { ChaosReport } from '../runtime/embedded-runtime.ts';
+import type { IntervalProgress, StreamStatus } from '../../core/streaming/status.ts';
+
+/** Colours for a terminal; `plain` where there is none. */
+export interface Style {
+  bold(s: string): string;
+  dim(s: string): string;
+  red(s: string): string;
+  yellow(s: string): string;
+  green(s: string): string;
+}
+
+const same = (s: string) => s;
+export const plain: Style = { bold: same, dim: same, red: same, yellow: same, green: same };
 
 export function bytes(n: number): string {
   if (n < 1024) return `${n} B`;
@@ -15,7 +28,7 @@ export function bytes(n: number): string {
 const num = (n: number) => n.toLocaleString('en-US');
 
 /** One line per interval: what came in, what went out, how long it took. */
-export function formatInterval(r: IntervalReport): string {
+export function formatInterval(r: IntervalReport, style: Style = plain): string {
   const outs = Object.entries(r.outputs)
     .filter(([name]) => !name.startsWith('sink-') && !name.startsWith('print-'))
     .map(([name, n]) => `${name} ${num(n)}`)
@@ -29,12 +42,95 @@ export function formatInterval(r: IntervalReport): string {
     r.recomputed ? `${r.recomputed} recomputed` : '',
     r.recoveredIntervals.length ? `rebuilt intervals ${r.recoveredIntervals.join(',')}` : '',
   ].filter(Boolean);
+  const warned = r.refusedUploads > 0 || r.quarantined > 0;
   return (
-    `interval ${r.interval}: ${r.uploads} uploads (${bytes(r.inputBytes)}), ${num(r.recordsIn)} records in` +
+    `${style.bold(`interval ${r.interval}`)}: ${r.uploads} uploads (${bytes(r.inputBytes)}), ${num(r.recordsIn)} records in` +
     (outs ? ` -> ${outs}` : '') +
     ` | processing ${num(r.processingMs)} ms, scheduling delay ${num(r.schedulingDelayMs)} ms, ${r.tasks} tasks` +
-    (extras.length ? ` (${extras.join(', ')})` : '')
+    (extras.length ? ` ${(warned ? style.yellow : style.dim)(`(${extras.join(', ')})`)}` : '')
   );
+}
+
+/** Intervals a replay found committed by an earlier run: said once, not reprinted as if run again. */
+export function formatAlreadyCommitted(intervals: number[]): string {
+  const [first, last] = [intervals[0]!, intervals[intervals.length - 1]!];
+  return intervals.length === 1 ? `interval ${first} was already committed` : `intervals ${first} to ${last} were already committed`;
+}
+
+/** The live line while an interval runs: tasks done of each stage's tasks. */
+export function formatProgress(p: IntervalProgress, style: Style = plain): string {
+  const stages = p.stages.map((s) => {
+    const text = `${s.id} ${s.done}/${s.tasks}${s.failed ? ` (${s.failed} failed)` : ''}`;
+    return s.failed ? style.red(text) : s.done === s.tasks ? style.green(text) : text;
+  });
+  return `${style.bold(`interval ${p.interval}`)} running: ${stages.join(', ')}`;
+}
+
+const ms = (n: number) => `${num(Math.round(n))} ms`;
+const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
+
+/** `dstream status` as text: position and clock, the last intervals, what failed. */
+export function formatStatus(status: StreamStatus, where: string, style: Style = plain): string {
+  const lines: string[] = [];
+  const heading = (s: string) => lines.push('', style.bold(s));
+  lines.push(`${style.bold('stream')}${status.pipeline ? ` of pipeline ${status.pipeline.name} (fingerprint ${status.pipeline.fingerprint})` : ''} in ${where}`);
+  const { clock, position } = status;
+  if (!clock || !position) {
+    lines.push('no stream has started here yet: no driver has run (driver/progress.json is missing)');
+  } else {
+    lines.push(
+      `clock: intervals of ${ms(clock.intervalMs)}; interval ${clock.base} started ${new Date(clock.epoch).toISOString()}`,
+      `position: ${position.lastCommitted === null ? 'no interval committed yet' : `last committed interval ${position.lastCommitted}`}; next to run ${position.next}; the clock is in interval ${position.current}`,
+    );
+    if (position.behind > 0) lines.push(style.yellow(`behind: ${num(position.behind)} intervals have ended and are not committed (is a driver running?)`));
+    if (status.running) {
+      const r = status.running;
+      lines.push(`sealed, not committed: interval ${r.interval}, ${num(r.uploads)} uploads (${bytes(r.inputBytes)}), sealed ${new Date(r.sealedAt).toISOString()}`);
+      lines.push(`  ${formatProgress(r, style)}`);
+    }
+    if (status.open.length) lines.push(`open: ${status.open.map((o) => `interval ${o.interval} (${num(o.uploads)} uploads so far)`).join(', ')}`);
+  }
+  if (status.recent.length) {
+    const recent = status.recent;
+    heading(`last ${recent.length} committed intervals`);
+    const rows = [['interval', 'uploads', 'records', 'rate/s', 'processing', 'sched. delay', 'tasks', 'quarantined', 'refused']];
+    for (const r of recent) {
+      rows.push([
+        String(r.interval),
+        num(r.uploads),
+        num(r.recordsIn),
+        r.inputRate === undefined ? '-' : num(Math.round(r.inputRate)),
+        ms(r.processingMs),
+        ms(r.schedulingDelayMs),
+        num(r.tasks),
+        num(r.quarantined),
+        num(r.refusedUploads),
+      ]);
+    }
+    const widths = rows[0]!.map((_, c) => Math.max(...rows.map((row) => row[c]!.length)));
+    for (const row of rows) lines.push(`  ${row.map((cell, c) => (c === 0 ? cell.padEnd(widths[c]!) : cell.padStart(widths[c]!))).join('  ')}`);
+    const rates = recent.flatMap((r) => (r.inputRate === undefined ? [] : [r.inputRate]));
+    lines.push(
+      `  average: ${rates.length ? `input ${num(Math.round(mean(rates)))} records/s, ` : ''}processing ${ms(mean(recent.map((r) => r.processingMs)))}, scheduling delay ${ms(mean(recent.map((r) => r.schedulingDelayMs)))}`,
+    );
+  }
+  heading('failures');
+  if (status.failures.length === 0) lines.push(`  none${status.position ? ': nothing stops the stream' : ''}`);
+  for (const f of status.failures) lines.push(style.red(`  interval ${f.interval} stage ${f.stage} partition ${f.partition}: ${f.error}`), style.dim(`    ${f.key}`));
+  if (status.failures.length) lines.push('  the stream does not go on past these: see "When an interval fails" in the README');
+  const errors = status.errors.intervals;
+  const total = (f: (e: (typeof errors)[number]) => number) => errors.reduce((n, e) => n + f(e), 0);
+  heading('kept under errors/');
+  if (errors.length === 0 && status.errors.unreadableDeadLetters === 0) lines.push('  nothing');
+  const sum = (what: string, f: (e: (typeof errors)[number]) => number) => {
+    const at = errors.filter((e) => f(e) > 0);
+    if (at.length) lines.push(`  ${what}: ${num(total(f))}, in interval${at.length === 1 ? '' : 's'} ${at.map((e) => e.interval).join(', ')}`);
+  };
+  sum('dead letters (this run\'s and earlier runs\')', (e) => e.deadLetters);
+  sum('quarantined record files', (e) => e.quarantineFiles);
+  sum('refused uploads', (e) => e.refusedUploads);
+  if (status.errors.unreadableDeadLetters) lines.push(`  dead letters that are no task message: ${num(status.errors.unreadableDeadLetters)} (errors/unreadable-dead-letters/)`);
+  return lines.join('\n');
 }
 
 export function formatChaos(report: ChaosReport): string {
@@ -88,6 +184,10 @@ function tree(nodes: Map<string, PlanNode>, id: string, indent: string, lines: s
       break;
   }
   lines.push(`${indent}${node.id} ${node.label} [${node.partitions} partitions]${detail ? ` ${detail}` : ''}`);
-  const children = node.kind === 'narrow' ? [node.parent] : node.kind === 'union' || node.kind === 'cogroup' ? node.parents : [];
+  const children =
+    node.kind === 'narrow' ? [node.parent, ...(node.side ? [node.side] : [])]
+    : node.kind === 'coalesce' ? [node.parent]
+    : node.kind === 'union' || node.kind === 'cogroup' || node.kind === 'cartesian' ? node.parents
+    : [];
   for (const child of children) tree(nodes, child, `${indent}  `, lines);
 }

@@ -1,85 +1,96 @@
 import { existsSync } from 'node:fs';
+import { mkdir, readFile, stat } from 'node:fs/promises';
 import path from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { packageRoot } from '../package-files.ts';
+import type { ObjectStore } from '../../core/ports/object-store.ts';
+import { readJson } from '../../core/ports/object-store.ts';
+import { keys } from '../../core/layout.ts';
+import type { IntervalReport } from '../../core/streaming/driver.ts';
+import { readStreamStatus } from '../../core/streaming/status.ts';
 import { FsObjectStore } from '../store/fs-object-store.ts';
 import { quarantineInterval, readLineageRecord, readLineageUploads } from '../../core/streaming/lineage.ts';
 import { EmbeddedRuntime } from '../runtime/embedded-runtime.ts';
 import { TaskFailedError } from '../../core/scheduler/dag-scheduler.ts';
-import { parseArgs, parseCount, parseDuration, UsageError } from './args.ts';
-import { formatChaos, formatInterval, formatLineage } from './format.ts';
+import { commandUsage, generalUsage, parseCommandLine, parseCount, parseDuration, UsageError } from './args.ts';
+import { formatAlreadyCommitted, formatChaos, formatInterval, formatLineage, formatStatus } from './format.ts';
+import { processIo, Terminal } from './terminal.ts';
 import { runDemo } from './demo.ts';
 
-const USAGE = `dstream: Discretized Streams on one machine
+/** Status is read again every interval length with --watch, but not more often than this. */
+const MIN_WATCH_MS = 1000;
 
-  dstream run <pipeline.ts> --root <dir> [--interval 2s] [--workers W] [--partitions P]
-      live: files moved into <root>/incoming/ are uploads; each lands in the interval it arrived in
-  dstream replay <pipeline.ts> --staged <dir> --root <dir> [--partitions P] [--workers W] [--chaos spec] [--max-attempts N]
-      deterministic: <dir>/<k>/ holds the uploads of interval k; runs them all in order
-  dstream batch <job.ts> --root <dir> [--workers W] [--partitions P] [--resume <run>]
-      a new run of a batch job (defineBatch) over objects under <root> as they are now;
-      --resume finishes a run that stopped
-  dstream lineage <k> --root <dir> [--json] [--uploads]
-      the lineage record of interval k, as a readable graph; --uploads lists every upload it read
-  dstream quarantine <k> --root <dir>
-      carry on from interval k, failed on a bad record: run the stream again (run or replay) and
-      the interval quarantines its bad records under errors/ instead, without a change of code
-  dstream demo [--root <dir>]
-      WordCount on generated sample data (what npm start runs)
-
-  --max-attempts N: deliveries of a task before it is dead-lettered and the interval fails (default 4)
-  --chaos "seed=1,task-error=0.1,task-crash=0.05,duplicate=0.1,straggler=0.05,slowdown=10,lose-cache=0.1,driver-crash=0.05"`;
-
-/** What each command takes: how many positionals, and which options. */
-const COMMANDS: Record<string, { positionals: number; options: string[] }> = {
-  run: { positionals: 1, options: ['root', 'interval', 'workers', 'partitions'] },
-  replay: { positionals: 1, options: ['root', 'staged', 'partitions', 'workers', 'chaos', 'max-attempts'] },
-  batch: { positionals: 1, options: ['root', 'workers', 'partitions', 'resume'] },
-  lineage: { positionals: 1, options: ['root', 'json', 'uploads'] },
-  quarantine: { positionals: 1, options: ['root'] },
-  demo: { positionals: 0, options: ['root'] },
-};
-
-export async function main(argv: string[]): Promise<number> {
-  const [command, ...rest] = argv;
-  const args = parseArgs(rest, ['json', 'uploads', 'help']);
-  const accepted = command === undefined ? undefined : COMMANDS[command];
-  if (accepted) {
-    // A mistyped option must not run with defaults as if it were not there.
-    for (const name of args.options.keys()) {
-      if (!accepted.options.includes(name)) throw new UsageError(`${command} has no option --${name} (it takes ${accepted.options.map((o) => `--${o}`).join(', ')})`);
-    }
-    const extra = args.positionals.slice(accepted.positionals);
-    if (extra.length > 0) throw new UsageError(`${command} takes ${accepted.positionals} argument${accepted.positionals === 1 ? '' : 's'} before its options; unexpected ${extra.map((e) => JSON.stringify(e)).join(', ')}`);
+export async function main(argv: string[], term = new Terminal(processIo())): Promise<number> {
+  const request = parseCommandLine(argv);
+  if (request.kind === 'help') {
+    term.line(request.command ? commandUsage(request.command) : generalUsage());
+    return 0;
   }
-  const opt = (name: string) => {
-    const v = args.options.get(name);
-    return v === true ? undefined : v;
-  };
+  if (request.kind === 'version') {
+    term.line(await packageVersion());
+    return 0;
+  }
+  const { command, positionals, values } = request;
+  const opt = (name: string) => values[name] as string | undefined;
+  const flag = (name: string) => values[name] === true;
   const required = (name: string) => {
     const v = opt(name);
-    if (!v) throw new UsageError(`${command} needs --${name}`);
+    if (!v) throw new UsageError(`${command} needs --${name}`, command);
     return v;
   };
+  const json = flag('json');
+  /** What is not an interval report: on stderr when stdout carries JSON for a script. */
+  const note = (text: string) => (json ? term.error(text) : term.line(text));
   /** The runtime the command names: its pipeline, root, workers and partitions. */
   const openRuntime = (extra: { intervalMs?: number; chaos?: string; maxAttempts?: number } = {}) =>
-    open(args.positionals[0], required('root'), {
-      workers: parseCount('workers', args.options.get('workers')),
-      partitions: parseCount('partitions', args.options.get('partitions')),
+    open(positionals[0], required('root'), {
+      workers: parseCount('workers', values.workers),
+      partitions: parseCount('partitions', values.partitions),
       ...extra,
     });
   const intervalArgument = () => {
-    const k = Number(args.positionals[0]);
-    if (!/^\d+$/.test(args.positionals[0] ?? '') || !Number.isSafeInteger(k)) throw new UsageError(`${command} needs an interval number, got ${JSON.stringify(args.positionals[0])}`);
+    const k = Number(positionals[0]);
+    if (!/^\d+$/.test(positionals[0] ?? '') || !Number.isSafeInteger(k)) throw new UsageError(`${command} needs an interval number, got ${JSON.stringify(positionals[0])}`, command);
     return k;
   };
+  /** Runs intervals with the progress line on a terminal, reporting each as text or JSON. */
+  const runIntervals = async (runtime: EmbeddedRuntime, run: (onInterval: (r: IntervalReport) => void) => Promise<IntervalReport[]>) => {
+    // Intervals before the pointer were committed by an earlier run: said so, not reprinted as if run again.
+    const before = (await readJson<{ next: number }>(runtime.store, keys.driverProgress))?.next ?? 0;
+    const already: number[] = [];
+    const flushAlready = () => {
+      if (already.length) note(formatAlreadyCommitted(already));
+      already.length = 0;
+    };
+    const stopProgress = json ? () => {} : term.followProgress(runtime.store);
+    try {
+      const reports = await run((report) => {
+        const old = report.interval < before;
+        if (json) return term.line(JSON.stringify(old ? { ...report, alreadyCommitted: true } : report));
+        if (old) return void already.push(report.interval);
+        flushAlready();
+        term.line(formatInterval(report, term.style));
+      });
+      flushAlready();
+      return { ran: reports.filter((r) => r.interval >= before).length, already: reports.filter((r) => r.interval < before).length };
+    } finally {
+      stopProgress();
+    }
+  };
+
   switch (command) {
     case 'run': {
-      const runtime = await openRuntime({ intervalMs: parseDuration(opt('interval') ?? '2s') });
+      const intervalMs = parseDuration(opt('interval') ?? '2s');
+      const runtime = await openRuntime({ intervalMs });
       const controller = new AbortController();
       process.once('SIGINT', () => controller.abort());
       process.once('SIGTERM', () => controller.abort());
-      console.log(`watching ${path.join(runtime.options.root, 'incoming')} every ${runtime.config.intervalMs} ms (Ctrl-C to stop)`);
       try {
-        await runtime.live({ signal: controller.signal, onInterval: (r) => console.log(formatInterval(r)) });
+        // Before saying where to put files, so the first move into it succeeds.
+        const incoming = path.join(runtime.options.root, 'incoming');
+        await mkdir(incoming, { recursive: true });
+        note(`watching ${incoming} every ${runtime.config.intervalMs} ms (Ctrl-C to stop)`);
+        await runIntervals(runtime, (onInterval) => runtime.live({ signal: controller.signal, onInterval }));
       } finally {
         await runtime.close();
       }
@@ -88,13 +99,14 @@ export async function main(argv: string[]): Promise<number> {
     case 'replay': {
       const staged = required('staged');
       const runtime = await openRuntime({
-        maxAttempts: parseCount('max-attempts', args.options.get('max-attempts')),
+        maxAttempts: parseCount('max-attempts', values['max-attempts']),
         ...(opt('chaos') ? { chaos: opt('chaos')! } : {}),
       });
       try {
-        const reports = await runtime.replay(staged, (r) => console.log(formatInterval(r)));
-        console.log(`${reports.length} intervals committed under ${path.join(runtime.options.root, 'output')}`);
-        if (runtime.chaos) console.log(formatChaos(runtime.chaosReport()));
+        const { ran, already } = await runIntervals(runtime, (onInterval) => runtime.replay(staged, onInterval));
+        const outputs = path.join(runtime.options.root, 'output');
+        note(ran === 0 ? `nothing to run: all ${already} staged intervals were already committed under ${outputs}` : `${ran} intervals committed under ${outputs}`);
+        if (runtime.chaos) note(formatChaos(runtime.chaosReport()));
       } finally {
         await runtime.close();
       }
@@ -104,14 +116,37 @@ export async function main(argv: string[]): Promise<number> {
       const runtime = await openRuntime();
       try {
         const result = await runtime.batch(opt('resume'));
-        console.log(`batch run ${result.run}`);
-        for (const [name, folder] of Object.entries(result.outputs)) console.log(`output ${name}: ${path.join(runtime.options.root, folder)}`);
+        term.line(`batch run ${result.run}`);
+        for (const [name, folder] of Object.entries(result.outputs)) term.line(`output ${name}: ${path.join(runtime.options.root, folder)}`);
         for (const [name, records] of Object.entries(result.collected)) {
-          console.log(`${name} (${records.length} records):`);
-          for (const r of records.slice(0, 20)) console.log(`  ${typeof r === 'string' ? r : JSON.stringify(r)}`);
+          term.line(`${name} (${records.length} records):`);
+          for (const r of records.slice(0, 20)) term.line(`  ${typeof r === 'string' ? r : JSON.stringify(r)}`);
         }
       } finally {
         await runtime.close();
+      }
+      return 0;
+    }
+    case 'status': {
+      const { store, where } = await statusStore(opt('root'), opt('bucket'), opt('prefix'));
+      const intervals = parseCount('intervals', values.intervals, 0) ?? 10;
+      const show = async () => {
+        const status = await readStreamStatus(store, { intervals });
+        if (json) term.line(JSON.stringify(status));
+        else term.line(`${flag('watch') && term.interactive ? '\x1b[H\x1b[2J' : ''}${formatStatus(status, where, term.style)}`);
+        return status;
+      };
+      if (!flag('watch')) {
+        await show();
+        return 0;
+      }
+      const controller = new AbortController();
+      process.once('SIGINT', () => controller.abort());
+      process.once('SIGTERM', () => controller.abort());
+      while (!controller.signal.aborted) {
+        const status = await show();
+        if (!json && !term.interactive) term.line('');
+        await sleep(Math.max(MIN_WATCH_MS, status.clock?.intervalMs ?? 0), undefined, { signal: controller.signal }).catch(() => undefined);
       }
       return 0;
     }
@@ -119,32 +154,24 @@ export async function main(argv: string[]): Promise<number> {
       const k = intervalArgument();
       const root = path.resolve(required('root'));
       if (!existsSync(root)) throw new Error(`root ${root} does not exist`);
-      console.log(`${await quarantineInterval(new FsObjectStore(root), k)}: run the stream again (dstream run or replay, as before) to go on`);
+      term.line(`${await quarantineInterval(new FsObjectStore(root), k)}: run the stream again (dstream run or replay, as before) to go on`);
       return 0;
     }
     case 'lineage': {
       const k = intervalArgument();
       const store = new FsObjectStore(path.resolve(required('root')));
       const record = await readLineageRecord(store, k);
-      if (!record) {
-        console.error(`no lineage record for interval ${k} under ${required('root')}`);
-        return 1;
-      }
-      const uploads = args.options.get('uploads') ? await readLineageUploads(store, record) : undefined;
-      if (args.options.get('json')) console.log(JSON.stringify(uploads ? { ...record, uploads } : record, null, 2));
-      else console.log(formatLineage(record, uploads));
+      if (!record) throw new Error(`no lineage record for interval ${k} under ${required('root')}`);
+      const uploads = flag('uploads') ? await readLineageUploads(store, record) : undefined;
+      if (json) term.line(JSON.stringify(uploads ? { ...record, uploads } : record, null, 2));
+      else term.line(formatLineage(record, uploads));
       return 0;
     }
     case 'demo':
-      await runDemo(opt('root'));
+      await runDemo(term, opt('root'));
       return 0;
-    case undefined:
-    case 'help':
-    case '--help':
-      console.log(USAGE);
-      return command === undefined ? 2 : 0;
     default:
-      throw new UsageError(`unknown command ${JSON.stringify(command)}`);
+      throw new Error(`command ${command} is in the table but not handled`);
   }
 }
 
@@ -165,21 +192,56 @@ async function open(
   });
 }
 
+/**
+ * The store `status` reads: a local root, or an S3 bucket through the default AWS credential
+ * chain and region. The AWS SDK is loaded only for --bucket.
+ */
+async function statusStore(root: string | undefined, bucket: string | undefined, prefix: string | undefined): Promise<{ store: ObjectStore; where: string }> {
+  if ((root === undefined) === (bucket === undefined)) throw new UsageError('status reads one stream: give --root <dir> or --bucket <name>', 'status');
+  if (root !== undefined) {
+    if (prefix !== undefined) throw new UsageError('--prefix goes with --bucket; a local stream is the whole of its --root', 'status');
+    const dir = path.resolve(root);
+    if (!(await stat(dir).catch(() => undefined))?.isDirectory()) throw new Error(`root ${dir} does not exist or is not a directory`);
+    return { store: new FsObjectStore(dir), where: dir };
+  }
+  const [{ S3ObjectStore }, { makeS3Client }] = await Promise.all([import('../../functions/aws/s3-object-store.ts'), import('../../functions/aws/clients.ts')]);
+  // The region from the environment, else the SDK's own chain (the profile's), not a fixed default:
+  // and a bucket in another region is followed there.
+  const region = process.env.AWS_REGION || process.env.AWS_DEFAULT_REGION || undefined;
+  const client = makeS3Client(process.env, { region, followRegionRedirects: true });
+  return { store: new S3ObjectStore({ client, bucket: bucket!, ...(prefix ? { prefix } : {}) }), where: `s3://${bucket}/${prefix ?? ''}` };
+}
+
+/** The version of the package this command belongs to. */
+async function packageVersion(): Promise<string> {
+  return (JSON.parse(await readFile(path.join(packageRoot(), 'package.json'), 'utf8')) as { version: string }).version;
+}
+
 export async function runCli(argv: string[]): Promise<void> {
+  // A reader that stopped reading (`dstream demo | head -2`) is no error of ours: stop quietly.
+  for (const stream of [process.stdout, process.stderr]) {
+    stream.on('error', (error: NodeJS.ErrnoException) => {
+      if (error.code !== 'EPIPE') throw error;
+      process.exit(process.exitCode ?? 0);
+    });
+  }
+  const term = new Terminal(processIo());
+  const fail = (text: string) => term.error(`${term.errStyle.red('dstream:')} ${text}`);
   try {
-    process.exitCode = await main(argv);
+    process.exitCode = await main(argv, term);
   } catch (error) {
     if (error instanceof UsageError) {
-      console.error(`dstream: ${error.message}\n\n${USAGE}`);
+      fail(error.message);
+      term.error(`\n${error.command ? commandUsage(error.command) : generalUsage()}`);
       process.exitCode = 2;
     } else {
-      console.error(`dstream: ${error instanceof Error ? error.message : String(error)}`);
+      fail(error instanceof Error ? error.message : String(error));
       // Kept out of error messages, which logs carry; this terminal is the data owner's own.
-      if (error instanceof TaskFailedError && error.record !== undefined) console.error(`the record: ${error.record}`);
+      if (error instanceof TaskFailedError && error.record !== undefined) fail(`the record: ${error.record}`);
       // Errors meant for users name what is wrong; these are dstream's own bugs, worth a stack.
       const stack = error instanceof Error ? error.stack : undefined;
-      if (error instanceof TypeError || error instanceof ReferenceError) console.error(`this is a bug in dstream; please report it with this stack:\n${stack}`);
-      else if (process.env.DSTREAM_DEBUG && stack) console.error(stack);
+      if (error instanceof TypeError || error instanceof ReferenceError) fail(`this is a bug in dstream; please report it with this stack:\n${stack}`);
+      else if (process.env.DSTREAM_DEBUG && stack) term.error(stack);
       process.exitCode = 1;
     }
   }

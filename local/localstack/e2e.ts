@@ -97,7 +97,7 @@ async function main(): Promise<void> {
   let compared = 0;
   let lines = 0;
   for (const record of records) {
-    for (const output of record.outputs.filter((o) => o.format !== 'collect')) {
+    for (const output of record.outputs.filter((o) => o.format === 'text' || o.format === 'json')) {
       const [cloud, local] = await Promise.all([cloudOutput(store, output.name, record.scope), localOutput(outRoot, output.name, record.scope)]);
       compared++;
       lines += cloud?.length ?? 0;

@@ -1,6 +1,6 @@
 import { fork, type ChildProcess } from 'node:child_process';
+import { siblingModule } from '../package-files.ts';
 import type { TaskRunner } from '../../core/ports/task-runner.ts';
-import { fileURLToPath } from 'node:url';
 import type { QueueMessage, TaskQueue } from '../../core/ports/task-queue.ts';
 import type { ChaosSpec, FaultKind } from '../chaos/chaos-spec.ts';
 import { seededRandom } from '../../core/util/seeded-random.ts';
@@ -37,7 +37,7 @@ export interface PoolStats {
   lastErrors: string[];
 }
 
-const WORKER_MAIN = fileURLToPath(new URL('./worker-main.ts', import.meta.url));
+const WORKER_MAIN = siblingModule(import.meta.url, 'worker-main');
 const TSX = import.meta.resolve('tsx');
 
 interface Worker {

@@ -1,9 +1,11 @@
 /**
- * Faults of S3 that no emulator here produces on demand: throttling, a connection reset halfway
- * through a body, a conditional write racing another, a part upload failing. These tests mock the
- * SDK client at its `send` boundary (aws-sdk-client-mock), the only place these faults can be
- * injected (nor does any emulator here enforce IAM, which turns a missing key into a 403); everything else about the adapter is checked over real HTTP in s3-object-store.test.ts.
- * Mocking `send` bypasses the SDK's own retries, so what is retried here is the adapter's layer.
+ * Faults of S3 that no emulator here produces on demand: a connection reset halfway through a
+ * body, a conditional write racing another, a part upload failing. These tests mock the SDK client
+ * at its `send` boundary (aws-sdk-client-mock), the only place these faults can be injected (nor
+ * does any emulator here enforce IAM, which turns a missing key into a 403); everything else about
+ * the adapter is checked over real HTTP in s3-object-store.test.ts. Mocking `send` bypasses the
+ * SDK's own retries, so what is seen here is the adapter's own handling; the SDK's retries, as
+ * configured, are checked below the SDK in sdk-retries.test.ts.
  */
 import {
   AbortMultipartUploadCommand,
@@ -25,22 +27,17 @@ import { S3ObjectStore } from '../../functions/aws/s3-object-store.ts';
 
 const client = new S3Client({ region: 'us-east-1', credentials: { accessKeyId: 'x', secretAccessKey: 'x' } });
 const s3 = mockClient(client);
-let delays: number[];
 
 function store(options: Partial<ConstructorParameters<typeof S3ObjectStore>[0]> = {}): S3ObjectStore {
-  return new S3ObjectStore({
-    client,
-    bucket: 'b',
-    retry: { attempts: 4, baseDelayMs: 100, maxDelayMs: 1_000, random: () => 0.5, sleep: async (ms) => void delays.push(ms) },
-    ...options,
-  });
+  return new S3ObjectStore({ client, bucket: 'b', ...options });
 }
 
 function s3Error(name: string, httpStatusCode: number): S3ServiceException {
   return new S3ServiceException({ name, $fault: httpStatusCode >= 500 ? 'server' : 'client', $metadata: { httpStatusCode }, message: name });
 }
 
-const slowDown = () => s3Error('SlowDown', 503);
+/** A 412 from a write the SDK sent twice: its first attempt may have landed, its response lost. */
+const preconditionFailedOnRetry = () => Object.assign(s3Error('PreconditionFailed', 412), { $metadata: { httpStatusCode: 412, attempts: 2 } });
 const socketReset = () => Object.assign(new Error('read ECONNRESET'), { code: 'ECONNRESET' });
 
 /** A response body that yields `parts` in turn, throwing the ones that are errors. */
@@ -61,40 +58,7 @@ function body(...parts: (string | Error)[]): GetObjectCommandOutput['Body'] {
   }) as unknown as GetObjectCommandOutput['Body'];
 }
 
-beforeEach(() => {
-  s3.reset();
-  delays = [];
-});
-
-describe('S3ObjectStore under throttling', () => {
-  it('get answers after two SlowDowns, backing off with jitter in between', async () => {
-    s3.on(GetObjectCommand).rejectsOnce(slowDown()).rejectsOnce(slowDown()).resolves({ Body: body('abc') });
-    expect(Buffer.from((await store().get('k'))!).toString()).toBe('abc');
-    expect(s3.commandCalls(GetObjectCommand)).toHaveLength(3);
-    // Full jitter with random() = 0.5: half of 100 ms, then half of 200 ms.
-    expect(delays).toEqual([50, 100]);
-  });
-
-  it('put lands after a SlowDown, resending the same bytes', async () => {
-    s3.on(PutObjectCommand).rejectsOnce(slowDown()).resolves({});
-    await store().put('k', 'payload');
-    const calls = s3.commandCalls(PutObjectCommand);
-    expect(calls).toHaveLength(2);
-    expect(calls.map((call) => Buffer.from(call.args[0].input.Body as Uint8Array).toString())).toEqual(['payload', 'payload']);
-  });
-
-  it('throttling that outlasts every attempt reaches the caller', async () => {
-    s3.on(PutObjectCommand).rejects(slowDown());
-    await expect(store().put('k', 'x')).rejects.toMatchObject({ name: 'SlowDown' });
-    expect(s3.commandCalls(PutObjectCommand)).toHaveLength(4);
-  });
-
-  it('an error that is not transient is not retried', async () => {
-    s3.on(GetObjectCommand).rejects(s3Error('AccessDenied', 403));
-    await expect(store().get('k')).rejects.toMatchObject({ name: 'AccessDenied' });
-    expect(s3.commandCalls(GetObjectCommand)).toHaveLength(1);
-  });
-});
+beforeEach(() => s3.reset());
 
 describe('S3ObjectStore.getRange when the connection drops mid-body', () => {
   it('resumes from the first byte not yet returned, pinned to the ETag it started with', async () => {
@@ -107,6 +71,30 @@ describe('S3ObjectStore.getRange when the connection drops mid-body', () => {
       { Range: 'bytes=0-6', IfMatch: undefined },
       { Range: 'bytes=3-6', IfMatch: '"v1"' },
     ]);
+  });
+
+  it('get resumes too, asking for the rest only', async () => {
+    s3.on(GetObjectCommand)
+      .resolvesOnce({ ETag: '"v1"', Body: body('abc', socketReset()) })
+      .resolvesOnce({ ETag: '"v1"', Body: body('defg') });
+    expect(Buffer.from((await store().get('k'))!).toString()).toBe('abcdefg');
+    const inputs = s3.commandCalls(GetObjectCommand).map((call) => call.args[0].input);
+    expect(inputs.map(({ Range, IfMatch }) => ({ Range, IfMatch }))).toEqual([
+      { Range: undefined, IfMatch: undefined },
+      { Range: 'bytes=3-', IfMatch: '"v1"' },
+    ]);
+  });
+
+  it('a body that breaks on every read fails after as many reads as the client makes attempts', async () => {
+    s3.on(GetObjectCommand).callsFake(() => ({ ETag: '"v1"', Body: body('a', socketReset()) }));
+    await expect(store().get('k')).rejects.toMatchObject({ code: 'ECONNRESET' });
+    expect(s3.commandCalls(GetObjectCommand)).toHaveLength(await client.config.maxAttempts());
+  });
+
+  it('an error in the body that is not the connection\'s is not read past', async () => {
+    s3.on(GetObjectCommand).resolves({ ETag: '"v1"', Body: body('a', new Error('checksum mismatch')) });
+    await expect(store().get('k')).rejects.toThrow('checksum mismatch');
+    expect(s3.commandCalls(GetObjectCommand)).toHaveLength(1);
   });
 
   it('an object overwritten before the resume is an error, never a splice of two versions', async () => {
@@ -124,6 +112,12 @@ describe('S3ObjectStore.putIfAbsent against concurrent writers', () => {
     expect(s3.commandCalls(PutObjectCommand).map((call) => call.args[0].input.IfNoneMatch)).toEqual(['*', '*']);
   });
 
+  it('conflicts that outlast the client\'s attempts reach the caller', async () => {
+    s3.on(PutObjectCommand).rejects(s3Error('ConditionalRequestConflict', 409));
+    await expect(store().putIfAbsent('k', 'mine')).rejects.toMatchObject({ name: 'ConditionalRequestConflict' });
+    expect(s3.commandCalls(PutObjectCommand)).toHaveLength(await client.config.maxAttempts());
+  });
+
   it('after a 409, finding the winner’s object (412) reports false', async () => {
     s3.on(PutObjectCommand).rejectsOnce(s3Error('ConditionalRequestConflict', 409)).rejects(s3Error('PreconditionFailed', 412));
     await expect(store().putIfAbsent('k', 'mine')).resolves.toBe(false);
@@ -131,13 +125,13 @@ describe('S3ObjectStore.putIfAbsent against concurrent writers', () => {
   });
 
   it('a 412 after a lost response is our own write when the stored bytes are ours', async () => {
-    s3.on(PutObjectCommand).rejectsOnce(socketReset()).rejects(s3Error('PreconditionFailed', 412));
+    s3.on(PutObjectCommand).rejects(preconditionFailedOnRetry());
     s3.on(GetObjectCommand).resolves({ Body: body('mine') });
     await expect(store().putIfAbsent('k', 'mine')).resolves.toBe(true);
   });
 
   it('a 412 after a lost response is someone else’s write when the stored bytes differ', async () => {
-    s3.on(PutObjectCommand).rejectsOnce(socketReset()).rejects(s3Error('PreconditionFailed', 412));
+    s3.on(PutObjectCommand).rejects(preconditionFailedOnRetry());
     s3.on(GetObjectCommand).resolves({ Body: body('theirs') });
     await expect(store().putIfAbsent('k', 'mine')).resolves.toBe(false);
   });

@@ -9,6 +9,8 @@ import fc from 'fast-check';
 import path from 'node:path';
 import { definePipeline, type DStream, type State } from '../../core/index.ts';
 import { bag, removeDir, replayInProcess } from '../support/stream-harness.ts';
+import { compareStorable } from '../../core/rdd/order.ts';
+import { reducedWindowSums } from '../support/window-reference.ts';
 
 type Rec = [string, number];
 /** A stream in the reference: each interval's records, or undefined where it has no RDD (between a window's slides). */
@@ -42,6 +44,7 @@ const slidingWindow = (length: number, slide: number): Step => ({
   ref: (s) => (everyInterval(s) ? s.map((_, k) => ((k + 1) % slide === 0 ? lastN(s, k, length) : undefined)) : s),
 });
 const even = ([, v]: Rec) => v % 2 === 0;
+const byKeyThenValue = (a: Rec, b: Rec) => compareStorable(a[0], b[0]) || a[1] - b[1];
 
 const steps: Step[] = [
   { name: 'map', apply: (s) => s.map(([k, v]) => [k, (v * 7) % 23] as Rec), ref: (s) => each(s, (b) => b.map(([k, v]) => [k, (v * 7) % 23])) },
@@ -99,6 +102,22 @@ const steps: Step[] = [
         );
       }),
   },
+  { name: 'sortByKey', apply: (s) => s.transform((rdd) => rdd.sortByKey({ partitions: 3 })), ref: (s) => s },
+  { name: 'sortBy-descending', apply: (s) => s.transform((rdd) => rdd.sortBy(([, v]) => v, { ascending: false })), ref: (s) => s },
+  {
+    // Sorted first, so the records taken do not depend on how the input was split.
+    name: 'sortByKey-take',
+    apply: (s) => s.transform((rdd) => rdd.sortByKey().take(4)),
+    ref: (s) => each(s, (b) => [...b].sort(byKeyThenValue).slice(0, 4)),
+  },
+  { name: 'top', apply: (s) => s.transform((rdd) => rdd.top(3)), ref: (s) => each(s, (b) => [...b].sort(byKeyThenValue).reverse().slice(0, 3)) },
+  { name: 'zipWithIndex', apply: (s) => s.transform((rdd) => rdd.zipWithIndex().keys()), ref: (s) => s },
+  { name: 'coalesce', apply: (s) => s.transform((rdd) => rdd.coalesce(2)), ref: (s) => s },
+  {
+    name: 'cartesian-with-self',
+    apply: (s) => s.transform((rdd) => rdd.cartesian(rdd.filter(([k]) => k === 'a')).map(([[k, v], [, w]]) => [k, v + w] as Rec)),
+    ref: (s) => each(s, (b) => b.flatMap(([k, v]) => b.filter(([x]) => x === 'a').map(([, w]) => [k, v + w] as Rec))),
+  },
   slidingWindow(2, 1),
   slidingWindow(2, 2),
   slidingWindow(3, 3),
@@ -132,9 +151,10 @@ const steps: Step[] = [
     },
   },
   {
+    // The filter prunes the window's state (Spark's filterFunc), so later windows are computed without the refused keys.
     name: 'reduceByKeyAndWindow-inverse',
-    apply: (s) => (s.slide === 1 ? s.reduceByKeyAndWindow(add, 3, 1, { inverse: (a, b) => a - b, filter: ([, v]) => v !== 0 }) : s),
-    ref: (s) => (everyInterval(s) ? s.map((_, k) => sumByKey(lastN(s, k, 3)).filter(([, v]) => v !== 0)) : s),
+    apply: (s) => (s.slide === 1 ? s.reduceByKeyAndWindow(add, 3, 1, { inverse: (a, b) => a - b, filter: ([, v]) => v % 4 !== 0 }) : s),
+    ref: (s) => (everyInterval(s) ? reducedWindowSums(s as Rec[][], 3, 1, ([, v]) => v % 4 !== 0) : s),
   },
   {
     name: 'updateStateByKey',

@@ -8,6 +8,7 @@ import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import { definePipeline, type DStream, type State } from '../../core/index.ts';
 import { bag, removeDir, replayInProcess } from '../support/stream-harness.ts';
+import { reducedWindowSums } from '../support/window-reference.ts';
 import path from 'node:path';
 
 type Pair = [string, number];
@@ -112,9 +113,15 @@ const cases: Case[] = [
     expect: (b, k, w) => windowAt(b, k, w) && sumByKey(windowAt(b, k, w)!),
   },
   {
+    // Spark's filterFunc: a refused key is pruned from the window's state (values here may cancel out to 0).
     name: 'reduceByKeyAndWindow-inverse-filter',
     build: (s, w) => s.reduceByKeyAndWindow(add, w.length, w.slide, { inverse: (a, b) => a - b, filter: ([, v]) => v !== 0 }),
-    expect: (b, k, w) => windowAt(b, k, w) && sumByKey(windowAt(b, k, w)!).filter(([, v]) => v !== 0),
+    expect: (b, k, w) => reducedWindowSums(b, w.length, w.slide, ([, v]) => v !== 0)[k],
+  },
+  {
+    name: 'reduceByKeyAndWindow-inverse-pruning',
+    build: (s, w) => s.reduceByKeyAndWindow(add, w.length, w.slide, { inverse: (a, b) => a - b, filter: ([, v]) => v % 3 !== 0 }),
+    expect: (b, k, w) => reducedWindowSums(b, w.length, w.slide, ([, v]) => v % 3 !== 0)[k],
   },
   {
     name: 'countByValueAndWindow',
@@ -236,19 +243,25 @@ describe('every operator matches a plain in-memory reference', () => {
 });
 
 describe('reduceByKeyAndWindow with an inverse and a filter', () => {
-  it('a key hidden by the filter (its sum is 0) still counts in later windows', async () => {
-    const pipeline = definePipeline({ name: 'filter-regression', partitions: 2 }, (ctx) => {
+  it("prunes the keys the filter refuses from the window's state, as Spark's filterFunc does", async () => {
+    const pipeline = definePipeline({ name: 'filter-pruning', partitions: 2 }, (ctx) => {
       ctx
         .jsonStream<Pair>()
-        .reduceByKeyAndWindow(add, 1, 1, { inverse: (a, b) => a - b, filter: ([, v]) => v !== 0 })
+        .reduceByKeyAndWindow(add, 2, 1, { inverse: (a, b) => a - b, filter: ([, v]) => v !== 0 })
         .saveAsJsonFiles('w');
     });
     const line = (r: Pair) => JSON.stringify(r) + '\n';
-    const run = await replayInProcess(pipeline, [{ f: line(['a', 0]) }, { f: line(['a', 5]) }, { f: line(['a', -5]) + line(['a', 5]) }]);
+    const run = await replayInProcess(pipeline, [{ f: line(['a', 5]) }, { f: line(['a', -5]) }, { f: line(['a', 3]) }, {}, {}]);
     try {
-      expect(await run.output('w', 0)).toEqual([]);
-      expect(await run.output('w', 1)).toEqual([['a', 5]]);
-      expect(await run.output('w', 2)).toEqual([]);
+      expect(await run.output('w', 0)).toEqual([['a', 5]]);
+      // 5 - 5 = 0: refused, so pruned from the state.
+      expect(await run.output('w', 1)).toEqual([]);
+      // Pruned, a starts again from what entered (3); the 5 leaving is ignored. The plain window [-5, 3] sums to -2.
+      expect(await run.output('w', 2)).toEqual([['a', 3]]);
+      // The -5 (held before the pruning) is still taken out as it leaves: 3 - (-5). The plain window [3] sums to 3.
+      expect(await run.output('w', 3)).toEqual([['a', 8]]);
+      // No value of a is left in the window: a leaves (where Spark would keep it, at 5).
+      expect(await run.output('w', 4)).toEqual([]);
     } finally {
       await removeDir(path.dirname(run.root));
     }

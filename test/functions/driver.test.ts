@@ -18,7 +18,7 @@ import { createDriverHandler } from '../../functions/driver/handler.ts';
 import { createIngestHandler } from '../../functions/ingest/handler.ts';
 import { createTaskHandler } from '../../functions/task/handler.ts';
 import { readTextOutput, removeDir, tempDir } from '../support/stream-harness.ts';
-import { eventSourceMapping, FakeClock, loggedJson, s3Event, upload } from './support.ts';
+import { eventSourceMapping, FakeClock, logged, s3Event, upload } from './support.ts';
 
 const T0 = Date.parse('2025-01-01T00:00:00.000Z');
 const INTERVAL = 60_000;
@@ -49,7 +49,7 @@ beforeEach(async () => {
   store = new VersionedMemoryStore();
   clock = new FakeClock(T0);
   handOvers = [];
-  vi.spyOn(console, 'log').mockImplementation(() => {});
+  vi.spyOn(console, 'info').mockImplementation(() => {});
   vi.spyOn(console, 'error').mockImplementation(() => {});
   vi.spyOn(process.stdout, 'write').mockImplementation(() => true);
   // The stream started at T0.
@@ -163,21 +163,20 @@ describe('driver handler', () => {
     expect(pollsAfterLastDelivery).toBeLessThanOrEqual(2);
     expect(await store.get(keys.driverLease)).toBeUndefined();
     expect(handOvers).toEqual([]);
-    const logged = loggedJson(vi.mocked(console.error).mock.calls).filter((l) => l.interval !== undefined);
-    expect(logged).toHaveLength(1);
-    expect(logged[0]).toMatchObject({
-      level: 'error',
-      message: 'interval 0 failed: a task failed with an error that recurs on every delivery; it stays failed until the cause is fixed',
+    const records = logged(vi.mocked(console.error).mock.calls).filter((l) => l.interval !== undefined);
+    expect(records).toHaveLength(1);
+    expect(records[0]).toMatchObject({
+      msg: 'interval 0 failed: a task failed with an error that recurs on every delivery; it stays failed until the cause is fixed',
       interval: 0,
       scope: 'interval=000000',
       stage: 'out-out',
       // A bad record under badRecords 'fail' fails the same way on every delivery: not retried.
       receiveCount: 1,
     });
-    expect(logged[0]!.lastError).toMatch(/^BadRecordError: map @d1 map failed on a record .*reading meal\.txt at byte 6: cannot digest "poison"/);
+    expect(records[0]!.lastError).toMatch(/^BadRecordError: map @d1 map failed on a record .*reading meal\.txt at byte 6: cannot digest "poison"/);
     // The record itself is user data: kept in the bucket's failure record, out of the log unless DSTREAM_LOG_RECORDS=true.
-    expect(logged[0]).not.toHaveProperty('record');
-    expect(logged[0]!.lastError).not.toContain('record:');
+    expect(records[0]).not.toHaveProperty('record');
+    expect(records[0]!.lastError).not.toContain('record:');
     // The metric the dead-letter alarm watches.
     const metrics = stdout.mock.calls.map(([line]) => JSON.parse(String(line)) as Record<string, unknown>);
     expect(metrics.filter((m) => m.DeadLetteredTasks === 1)).toEqual([expect.objectContaining({ Pipeline: 'poisoned', interval: 0, stage: 'out-out' })]);

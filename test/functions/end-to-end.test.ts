@@ -25,7 +25,7 @@ let base: string;
 
 beforeEach(async () => {
   base = await tempDir();
-  vi.spyOn(console, 'log').mockImplementation(() => {});
+  vi.spyOn(console, 'info').mockImplementation(() => {});
 });
 
 afterEach(async () => {

@@ -11,17 +11,19 @@ import { listAll } from '../../core/ports/object-store.ts';
 import { keys } from '../../core/layout.ts';
 import { sealInterval } from '../../core/streaming/intake.ts';
 import { createIngestHandler } from '../../functions/ingest/handler.ts';
-import { loggedJson, s3Event, s3PutEvent, upload } from './support.ts';
+import { logged, s3Event, s3PutEvent, upload } from './support.ts';
 
 const T0 = Date.parse('2025-01-01T00:00:00.000Z');
 const INTERVAL = 10_000;
 
 let store: VersionedMemoryStore;
-let log: ReturnType<typeof vi.spyOn>;
+let info: ReturnType<typeof vi.spyOn>;
+let warn: ReturnType<typeof vi.spyOn>;
 
 beforeEach(async () => {
   store = new VersionedMemoryStore();
-  log = vi.spyOn(console, 'log').mockImplementation(() => {});
+  info = vi.spyOn(console, 'info').mockImplementation(() => {});
+  warn = vi.spyOn(console, 'warn').mockImplementation(() => {});
 });
 
 afterEach(async () => {
@@ -113,7 +115,7 @@ describe('ingest handler', () => {
       const uploads = await sealInterval(store, 0);
       expect(uploads.find((u) => u.key === 'incoming/good.txt')?.refused).toBeUndefined();
       expect(uploads.find((u) => u.key === bad.key)?.refused).toMatch(reason);
-      expect(loggedJson(log.mock.calls).find((l) => l.level === 'warn')?.message).toMatch(reason);
+      expect(logged(warn.mock.calls).map((l) => l.msg)).toEqual([expect.stringMatching(reason)]);
     });
   });
 
@@ -125,7 +127,7 @@ describe('ingest handler', () => {
       ]),
     );
     expect(await intake()).toEqual([]);
-    expect(loggedJson(log.mock.calls).map((l) => l.message)).toEqual([
+    expect(logged(info.mock.calls).map((l) => l.msg)).toEqual([
       'ignored output/counts/interval=000000/part-00000: not under incoming/',
       'ignored lineage/interval=000000/record.json: not under incoming/',
     ]);
@@ -134,7 +136,7 @@ describe('ingest handler', () => {
   it('ignores an empty folder marker, which is no upload', async () => {
     await ingest()(s3Event([{ key: 'incoming/day-1/', size: 0, at: T0 }]));
     expect(await intake()).toEqual([]);
-    expect(loggedJson(log.mock.calls).map((l) => l.message)).toEqual(['ignored incoming/day-1/: a folder marker, not an upload']);
+    expect(logged(info.mock.calls).map((l) => l.msg)).toEqual(['ignored incoming/day-1/: a folder marker, not an upload']);
   });
 
   it('ignores records that are not ObjectCreated notifications, and the test event S3 sends on configuration', async () => {
@@ -143,7 +145,7 @@ describe('ingest handler', () => {
     await ingest()(removed);
     await ingest()({ Service: 'Amazon S3', Event: 's3:TestEvent', Time: '2025-01-01T00:00:00.000Z', Bucket: 'b', RequestId: 'r', HostId: 'h' } as never);
     expect(await intake()).toEqual([]);
-    expect(loggedJson(log.mock.calls).map((l) => l.message)).toEqual([
+    expect(logged(info.mock.calls).map((l) => l.msg)).toEqual([
       'ignored record 0: not an S3 ObjectCreated notification',
       'ignored the s3:TestEvent S3 sends when notifications are configured',
     ]);

@@ -133,13 +133,7 @@ export function countingWrites(store: ObjectStore): { store: ObjectStore; writes
   };
 }
 
-/** The JSON lines logged through a console method spy. */
-export function loggedJson(calls: unknown[][]): Record<string, unknown>[] {
-  return calls.flatMap((args) => {
-    try {
-      return [JSON.parse(String(args[0])) as Record<string, unknown>];
-    } catch {
-      return [];
-    }
-  });
+/** The records (functions/log.ts) logged through a console method spy. */
+export function logged(calls: unknown[][]): Record<string, unknown>[] {
+  return calls.flatMap(([record]) => (typeof record === 'object' && record !== null ? [record as Record<string, unknown>] : []));
 }

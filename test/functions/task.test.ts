@@ -18,7 +18,7 @@ import type { TaskRecord } from '../../core/exec/task.ts';
 import wordcount from '../../examples/wordcount.ts';
 import { createTaskHandler } from '../../functions/task/handler.ts';
 import { readOutput, removeDir, tempDir } from '../support/stream-harness.ts';
-import { countingWrites, eventSourceMapping, loggedJson, sqsBatchEvent, sqsEvent } from './support.ts';
+import { countingWrites, eventSourceMapping, logged, sqsBatchEvent, sqsEvent } from './support.ts';
 
 const config: DriverConfig = {
   intervalMs: 1000,
@@ -120,12 +120,12 @@ describe('task handler', () => {
     await mapping.stop();
     expect((await readOutput(store.root, 'counts', 0))?.sort()).toEqual([['a', 3], ['b', 2], ['c', 1]]);
 
-    const logged = loggedJson(errors.mock.calls);
-    expect(logged.map((l) => [l.messageId, l.receiveCount, l.message])).toEqual([
+    const records = logged(errors.mock.calls);
+    expect(records.map((l) => [l.messageId, l.receiveCount, l.msg])).toEqual([
       ['junk-1', 1, 'message junk-1 is not a dstream task; it is dead-lettered at once'],
       ['junk-2', 3, 'message junk-2 is not a dstream task; it is dead-lettered at once'],
     ]);
-    expect(logged[0]!.error).toMatch(/task message is not JSON/);
+    expect(String(records[0]!.error)).toMatch(/task message is not JSON/);
   });
 
   it('runs a redelivered task whose completion record exists as a no-op: nothing is written', async () => {
@@ -157,9 +157,9 @@ describe('task handler', () => {
 
     const recorded = JSON.parse(Buffer.from((await store.get(keys.taskError(task.scope, task.stage, task.partition)))!).toString());
     expect(recorded).toEqual({ attempt: 0, copy: 0, receiveCount: 2, error: 'Error: SlowDown: Please reduce your request rate.' });
-    const logged = loggedJson(errors.mock.calls)[0]!;
-    expect(logged).toMatchObject({ messageId: message.id, receiveCount: 2, scope: 'interval=000000', stage: task.stage, partition: task.partition });
-    expect(logged.message).toBe(`task interval=000000 ${task.stage} partition ${task.partition} failed on delivery 2; it is returned to the queue`);
+    const record = logged(errors.mock.calls)[0]!;
+    expect(record).toMatchObject({ messageId: message.id, receiveCount: 2, scope: 'interval=000000', stage: task.stage, partition: task.partition });
+    expect(record.msg).toBe(`task interval=000000 ${task.stage} partition ${task.partition} failed on delivery 2; it is returned to the queue`);
     await finish(run, batch);
   });
 
@@ -185,7 +185,7 @@ describe('task handler', () => {
     expect(recorder.deadLettered).toEqual([
       [message.id, 3, 'failed its last allowed delivery (3 of 3): Error: SlowDown: Please reduce your request rate.'],
     ]);
-    expect(loggedJson(errors.mock.calls)[0]!.message).toBe(`task interval=000000 ${task.stage} partition ${task.partition} failed on delivery 3; it is dead-lettered at once`);
+    expect(logged(errors.mock.calls)[0]!.msg).toBe(`task interval=000000 ${task.stage} partition ${task.partition} failed on delivery 3; it is dead-lettered at once`);
     await finish(run, batch);
   });
 

@@ -4,21 +4,26 @@
  * three functions with esbuild takes seconds), with the real handlers of functions/.
  */
 import { execFileSync } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { App, CfnParameter, Duration, Stack } from 'aws-cdk-lib';
 import { Match, Template } from 'aws-cdk-lib/assertions';
+import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import * as kms from 'aws-cdk-lib/aws-kms';
+import * as lambda from 'aws-cdk-lib/aws-lambda';
 import type * as s3 from 'aws-cdk-lib/aws-s3';
 import type { Asset } from 'aws-cdk-lib/aws-s3-assets';
 import { AwsSolutionsChecks } from 'cdk-nag';
-import { beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DStreamPipeline, type DStreamPipelineProps } from '../../infra/dstream-pipeline.ts';
+import { userProject } from '../../infra/pipeline-function.ts';
 import { DSTREAM_METRICS } from '../../infra/pipeline-monitoring.ts';
 
 const FIXTURES = join(import.meta.dirname, 'fixtures');
 const PIPELINE_MODULE = join(FIXTURES, 'pipeline.ts');
+const RARE_CHECKPOINTS = join(FIXTURES, 'rare-checkpoints.ts');
 /** The feature flags of cdk.json, so that the template under test is the one `cdk synth` makes. */
 const CONTEXT = JSON.parse(readFileSync(join(import.meta.dirname, '..', '..', 'cdk.json'), 'utf8')).context as Record<string, unknown>;
 
@@ -35,7 +40,7 @@ beforeAll(() => {
   const started = Date.now();
   app = new App({ context: CONTEXT });
   stack = new Stack(app, 'Test');
-  pipeline = new DStreamPipeline(stack, 'Wordcount', { pipelineModule: PIPELINE_MODULE, pipelineName: 'fixture', intervalSeconds: 5 });
+  pipeline = new DStreamPipeline(stack, 'Wordcount', { pipeline: PIPELINE_MODULE, intervalSeconds: 5 });
   template = Template.fromStack(stack);
   resources = template.toJSON().Resources;
   console.info(`synthesized the pipeline stack, bundling included, in ${Date.now() - started} ms`);
@@ -256,9 +261,10 @@ describe('the functions', () => {
         DSTREAM_DEAD_LETTER_QUEUE_URL: { Ref: logicalId(pipeline.deadLetterQueue) },
         DSTREAM_INTERVAL_MS: '5000',
         DSTREAM_PARTITIONS: '8',
-        DSTREAM_CHECKPOINT_EVERY: '10',
         NODE_OPTIONS: '--enable-source-maps',
       });
+      // Checkpointing is the module's own: the deployment cannot set it otherwise.
+      expect(fn.Properties.Environment.Variables).not.toHaveProperty('DSTREAM_CHECKPOINT_EVERY');
     }
   });
 
@@ -415,7 +421,7 @@ describe('monitoring', () => {
 
   it('reads the driver\'s per-interval metrics over periods no shorter than an interval', () => {
     const slow = new Stack(new App({ context: { ...CONTEXT, 'aws:cdk:bundling-stacks': [] } }), 'Slow');
-    new DStreamPipeline(slow, 'P', { pipelineModule: PIPELINE_MODULE, pipelineName: 'fixture', intervalSeconds: 300 });
+    new DStreamPipeline(slow, 'P', { pipeline: PIPELINE_MODULE, intervalSeconds: 300 });
     const alarms = Object.values(Template.fromStack(slow).toJSON().Resources as Record<string, Resource>).filter((r) => r.Type === 'AWS::CloudWatch::Alarm');
     const delays = alarms.filter((a) => a.Properties.MetricName === 'SchedulingDelay');
     expect(delays.map((a) => a.Properties.Period)).toEqual([300, 300]);
@@ -448,7 +454,7 @@ it('passes the cdk-nag AwsSolutions checks, every exception acknowledged with a 
 describe('props', () => {
   /** Construction fails on bad props before anything is bundled. */
   const construct = (props: Partial<DStreamPipelineProps>) => () =>
-    new DStreamPipeline(new Stack(new App({ context: CONTEXT }), 'Bad'), 'P', { pipelineModule: PIPELINE_MODULE, pipelineName: 'fixture', ...props });
+    new DStreamPipeline(new Stack(new App({ context: CONTEXT }), 'Bad'), 'P', { pipeline: PIPELINE_MODULE, ...props });
 
   it.each([0, 901, 0.5, Number.NaN])('reject an interval of %s seconds', (intervalSeconds) => {
     expect(construct({ intervalSeconds })).toThrow(`intervalSeconds must be a number from 1 to 900 seconds, got ${intervalSeconds}`);
@@ -459,12 +465,10 @@ describe('props', () => {
     [{ maxTaskAttempts: 0 }, 'maxTaskAttempts must be a whole number from 1 to 1000, got 0'],
     [{ partitions: 2.5 }, 'partitions must be a whole number from 1 to 10000, got 2.5'],
     [{ taskTimeout: Duration.minutes(16) }, 'taskTimeout must be a whole number from 1 to 900 seconds, got 960'],
-    [{ pipelineModule: '/nowhere/pipeline.ts' }, 'pipelineModule /nowhere/pipeline.ts does not exist'],
-    [{ pipelineName: 'word count' }, 'pipelineName must be the pipeline\'s name (1-64 letters, digits, \'.\', \'_\' or \'-\'), got "word count"'],
-    [{ functionsDir: FIXTURES }, `the ingest handler module is missing: expected ${join(FIXTURES, 'ingest', 'handler.ts')}`],
-    // 900 s × 1000 intervals between checkpoints is 10.42 days.
-    [{ intervalSeconds: 900, checkpointEvery: 1000, cacheRetentionDays: 10 }, 'cacheRetentionDays (10) is shorter than the 10.42 days between checkpoints'],
-    [{ intervalSeconds: 900, checkpointEvery: 1000, retentionDays: 7 }, 'retentionDays (7) is shorter than the 10.42 days between checkpoints'],
+    [{ pipeline: '/nowhere/pipeline.ts' }, 'pipeline module /nowhere/pipeline.ts does not exist'],
+    // 900 s × the module's 1000 intervals between checkpoints is 10.42 days.
+    [{ pipeline: RARE_CHECKPOINTS, intervalSeconds: 900, cacheRetentionDays: 10 }, 'cacheRetentionDays (10) is shorter than the 10.42 days between checkpoints'],
+    [{ pipeline: RARE_CHECKPOINTS, intervalSeconds: 900, retentionDays: 7 }, 'retentionDays (7) is shorter than the 10.42 days between checkpoints'],
     [{ errorRetentionDays: 0 }, 'errorRetentionDays must be a whole number from 1 to 36500 days, got 0'],
     [{ errorRetentionDays: 1.5 }, 'errorRetentionDays must be a whole number from 1 to 36500 days, got 1.5'],
     [{ errorRetentionDays: 36_501 }, 'errorRetentionDays must be a whole number from 1 to 36500 days, got 36501'],
@@ -472,15 +476,128 @@ describe('props', () => {
     expect(construct(props)).toThrow(message);
   });
 
+  it('name the construct by its path in their errors', () => {
+    expect(construct({ taskConcurrency: 1 })).toThrow('DStreamPipeline Bad/P: taskConcurrency must be a whole number from 2 to 1000, got 1');
+  });
+
+  it('take the pipeline\'s name and checkpointing from its module', () => {
+    const fromModule = unbundledStack('FromModule');
+    const p = new DStreamPipeline(fromModule, 'P', { pipeline: RARE_CHECKPOINTS, intervalSeconds: 900 });
+    expect(p.pipelineName).toBe('rare-checkpoints');
+    // 3 × the 10.42 days between the module's checkpoints.
+    expect(lifecycleRulesOf(Template.fromStack(fromModule)).find((r) => r.Prefix === 'cache/')!.ExpirationInDays).toBe(32);
+  });
+
+  it.each([
+    [join(FIXTURES, 'not-a-pipeline.ts'), 'exports no pipeline: its default export must be definePipeline(...) or defineBatch(...) from dstream (found object)'],
+    [join(FIXTURES, '..', '..', 'fixtures', 'error-report.ts'), 'defines a batch job; only a streaming pipeline (definePipeline) is deployed'],
+  ])('refuse a module that is no streaming pipeline: %s', (pipeline, reason) => {
+    expect(construct({ pipeline })).toThrow(`DStreamPipeline Bad/P: could not load pipeline module ${pipeline}: ${pipeline} ${reason}`);
+  });
+
+  it('take deploy-time parameters where CloudFormation can check them, and refuse them where the construct computes with them', () => {
+    const parameterised = unbundledStack('Parameters');
+    const number = (id: string) => new CfnParameter(parameterised, id, { type: 'Number' }).valueAsNumber;
+    const p = new DStreamPipeline(parameterised, 'P', { pipeline: PIPELINE_MODULE, partitions: number('Partitions'), taskMemoryMiB: number('Memory'), maxTaskAttempts: number('Attempts') });
+    const task = Template.fromStack(parameterised).toJSON().Resources[parameterised.resolve((p.taskFunction.node.defaultChild as lambda.CfnFunction).logicalId)];
+    expect(task.Properties.MemorySize).toEqual({ Ref: 'Memory' });
+    expect(task.Properties.Environment.Variables.DSTREAM_PARTITIONS).toEqual({ Ref: 'Partitions' });
+    expect(task.Properties.Environment.Variables.DSTREAM_MAX_TASK_ATTEMPTS).toEqual({ Ref: 'Attempts' });
+
+    const interval = unbundledStack('IntervalParameter');
+    const seconds = new CfnParameter(interval, 'Seconds', { type: 'Number' }).valueAsNumber;
+    expect(() => new DStreamPipeline(interval, 'P', { pipeline: PIPELINE_MODULE, intervalSeconds: seconds })).toThrow(
+      'DStreamPipeline IntervalParameter/P: intervalSeconds must be known at synth time, not a token',
+    );
+  });
+
+  it('log as JSON records at the level asked, INFO unless said', () => {
+    const levels = (logLevel?: lambda.ApplicationLogLevel) => {
+      const logging = unbundledStack(`Logging${logLevel ?? ''}`);
+      new DStreamPipeline(logging, 'P', { pipeline: PIPELINE_MODULE, logLevel });
+      return Object.values(Template.fromStack(logging).toJSON().Resources as Record<string, Resource>)
+        .filter((r) => r.Type === 'AWS::Lambda::Function' && r.Properties.Environment?.Variables?.DSTREAM_BUCKET)
+        .map((r) => r.Properties.LoggingConfig);
+    };
+    expect(levels()).toEqual(Array(3).fill(expect.objectContaining({ LogFormat: 'JSON', ApplicationLogLevel: 'INFO', SystemLogLevel: 'INFO' })));
+    expect(levels(lambda.ApplicationLogLevel.DEBUG)).toEqual(Array(3).fill(expect.objectContaining({ ApplicationLogLevel: 'DEBUG' })));
+  });
+
   it('expire errors/ after errorRetentionDays, which may be a deploy-time parameter', () => {
     const given = unbundledStack('Errors');
-    new DStreamPipeline(given, 'P', { pipelineModule: PIPELINE_MODULE, pipelineName: 'fixture', errorRetentionDays: 90 });
+    new DStreamPipeline(given, 'P', { pipeline: PIPELINE_MODULE, errorRetentionDays: 90 });
     expect(lifecycleRulesOf(Template.fromStack(given)).find((r) => r.Prefix === 'errors/')!.ExpirationInDays).toBe(90);
 
     const parameterised = unbundledStack('ErrorsParameter');
     const days = new CfnParameter(parameterised, 'ErrorDays', { type: 'Number' });
-    new DStreamPipeline(parameterised, 'P', { pipelineModule: PIPELINE_MODULE, pipelineName: 'fixture', errorRetentionDays: days.valueAsNumber });
+    new DStreamPipeline(parameterised, 'P', { pipeline: PIPELINE_MODULE, errorRetentionDays: days.valueAsNumber });
     expect(lifecycleRulesOf(Template.fromStack(parameterised)).find((r) => r.Prefix === 'errors/')!.ExpirationInDays).toEqual({ Ref: 'ErrorDays' });
+  });
+});
+
+describe('metrics for others', () => {
+  it('are the pipeline\'s own, under its name, with the statistic that fits each and any option overridden', () => {
+    const watched = unbundledStack('Metrics');
+    const p = new DStreamPipeline(watched, 'P', { pipeline: PIPELINE_MODULE });
+    const shape = (m: cloudwatch.Metric) => ({ namespace: m.namespace, metricName: m.metricName, dimensions: m.dimensions, statistic: m.statistic, period: m.period.toSeconds() });
+    const of = (metricName: string, statistic: string) => ({ namespace: 'DStream', metricName, dimensions: { Pipeline: 'fixture' }, statistic, period: 300 });
+    expect(shape(p.metricInputRecords())).toEqual(of('InputRecords', 'Sum'));
+    expect(shape(p.metricProcessingTime())).toEqual(of('ProcessingTime', 'Average'));
+    expect(shape(p.metricSchedulingDelay())).toEqual(of('SchedulingDelay', 'Maximum'));
+    expect(shape(p.metricRefusedUploads())).toEqual(of('RefusedUploads', 'Sum'));
+    expect(shape(p.metricTaskFailures())).toEqual(of('TaskFailures', 'Sum'));
+    expect(shape(p.metricTaskRetries())).toEqual(of('TaskRetries', 'Sum'));
+    expect(shape(p.metricSpeculativeTasks())).toEqual(of('SpeculativeTasks', 'Sum'));
+    expect(shape(p.metricDeadLetteredTasks())).toEqual(of('DeadLetteredTasks', 'Sum'));
+    expect(shape(p.metricSchedulingDelay({ statistic: 'p99', period: Duration.minutes(1) }))).toEqual({ ...of('SchedulingDelay', 'p99'), period: 60 });
+  });
+
+  it('can be alarmed on by the user\'s own stack', () => {
+    const watched = unbundledStack('UserAlarm');
+    const p = new DStreamPipeline(watched, 'P', { pipeline: PIPELINE_MODULE });
+    p.metricSchedulingDelay().createAlarm(watched, 'Late', { threshold: 60_000, evaluationPeriods: 2 });
+    Template.fromStack(watched).hasResourceProperties('AWS::CloudWatch::Alarm', {
+      Namespace: 'DStream',
+      MetricName: 'SchedulingDelay',
+      Dimensions: [{ Name: 'Pipeline', Value: 'fixture' }],
+      Statistic: 'Maximum',
+      Period: 300,
+      Threshold: 60_000,
+    });
+  });
+});
+
+describe('the user\'s project', () => {
+  let project: string;
+  beforeAll(() => {
+    project = mkdtempSync(join(tmpdir(), 'dstream-project-'));
+    writeFileSync(join(project, 'package-lock.json'), '{}');
+    mkdirSync(join(project, 'lib', 'stacks'), { recursive: true });
+  });
+  afterAll(() => rmSync(project, { recursive: true, force: true }));
+
+  it('is found by the nearest lock file above the working directory', () => {
+    expect(userProject(undefined, join(project, 'lib', 'stacks'))).toEqual({ lockFile: join(project, 'package-lock.json'), root: project });
+  });
+
+  it('is where the functions are bundled and their generated entries written, never in dstream\'s own folder', () => {
+    const stack = unbundledStack('UserProject');
+    const p = new DStreamPipeline(stack, 'P', { pipeline: PIPELINE_MODULE, depsLockFilePath: join(project, 'package-lock.json') });
+    const entries = readdirSync(join(project, 'cdk.out', '.dstream-entries'), { recursive: true }).map(String).filter((f) => f.endsWith('.ts'));
+    expect(entries.map((f) => f.split('/').at(-1)).sort()).toEqual(['driver.ts', 'ingest.ts', 'task.ts']);
+    expect(p.taskFunction).toBeDefined();
+  });
+
+  it('without a lock file is an error saying how to give one', () => {
+    const bare = mkdtempSync(join(tmpdir(), 'dstream-bare-'));
+    try {
+      expect(() => userProject(undefined, bare)).toThrow(`found no lock file (pnpm-lock.yaml, yarn.lock, bun.lockb, bun.lock, package-lock.json) in ${bare} or above it`);
+    } finally {
+      rmSync(bare, { recursive: true, force: true });
+    }
+    expect(() => new DStreamPipeline(unbundledStack('NoLock'), 'P', { pipeline: PIPELINE_MODULE, depsLockFilePath: join(project, 'yarn.lock') })).toThrow(
+      `DStreamPipeline NoLock/P: depsLockFilePath ${join(project, 'yarn.lock')} does not exist`,
+    );
   });
 });
 
@@ -489,7 +606,7 @@ describe('grants to others', () => {
   function granted(grant: (p: DStreamPipeline, role: iam.Role) => void, { encrypted = false } = {}) {
     const other = unbundledStack('Grants');
     const encryptionKey = encrypted ? new kms.Key(other, 'Key', { enableKeyRotation: true }) : undefined;
-    const p = new DStreamPipeline(other, 'P', { pipelineModule: PIPELINE_MODULE, pipelineName: 'fixture', encryptionKey });
+    const p = new DStreamPipeline(other, 'P', { pipeline: PIPELINE_MODULE, encryptionKey });
     const role = new iam.Role(other, 'Producer', { assumedBy: new iam.AccountRootPrincipal() });
     grant(p, role);
     const bucket = other.resolve((p.bucket.node.defaultChild as s3.CfnBucket).logicalId);
@@ -561,7 +678,7 @@ it('encrypts the bucket with a customer key when given one, and lets the functio
   // Bundling is skipped for this stack: only its template is read.
   const other = new Stack(new App({ context: { ...CONTEXT, 'aws:cdk:bundling-stacks': [] } }), 'Kms');
   const key = new kms.Key(other, 'Key', { enableKeyRotation: true });
-  const withKey = new DStreamPipeline(other, 'P', { pipelineModule: PIPELINE_MODULE, pipelineName: 'fixture', encryptionKey: key });
+  const withKey = new DStreamPipeline(other, 'P', { pipeline: PIPELINE_MODULE, encryptionKey: key });
   const keyArn = { 'Fn::GetAtt': [other.resolve((key.node.defaultChild as kms.CfnKey).logicalId), 'Arn'] };
   Template.fromStack(other).hasResourceProperties('AWS::S3::Bucket', {
     BucketEncryption: { ServerSideEncryptionConfiguration: [{ ServerSideEncryptionByDefault: { SSEAlgorithm: 'aws:kms', KMSMasterKeyID: keyArn }, BucketKeyEnabled: true }] },

@@ -40,7 +40,7 @@ interface Grants {
 const wildcard = (pattern: string) => new RegExp(`^${pattern.replace(/[.+^${}()|[\]\\]/g, '\\$&').replace(/\*/g, '.*').replace(/\?/g, '.')}$`);
 const asList = <T,>(v: T | T[]) => (Array.isArray(v) ? v : [v]);
 
-function grantsOf(stack: Stack, template: Record<string, { Type: string; Properties: Record<string, any> }>, bucket: s3.Bucket, fn: { role?: iam.IRole }): Grants {
+function grantsOf(stack: Stack, template: Record<string, { Type: string; Properties: Record<string, any> }>, bucket: s3.IBucket, fn: { role?: iam.IRole }): Grants {
   const bucketId = stack.resolve((bucket.node.defaultChild as s3.CfnBucket).logicalId) as string;
   const roleId = stack.resolve((fn.role!.node.defaultChild as iam.CfnRole).logicalId) as string;
   const statements = Object.values(template)
@@ -143,7 +143,7 @@ afterEach(async () => {
 
 it('ingest, driver and task run a stream past a checkpoint and its garbage collection within their grants', async () => {
   const stack = new Stack(new App({ context: { 'aws:cdk:bundling-stacks': [] } }), 'Enforced');
-  const deployed = new DStreamPipeline(stack, 'P', { pipelineModule: path.join(import.meta.dirname, 'fixtures', 'pipeline.ts'), pipelineName: 'wordcount' });
+  const deployed = new DStreamPipeline(stack, 'P', { pipeline: path.join(import.meta.dirname, 'fixtures', 'pipeline.ts') });
   const resources = Template.fromStack(stack).toJSON().Resources;
   const grants = (fn: lambda) => grantsOf(stack, resources, deployed.bucket, fn);
   type lambda = { role?: iam.IRole };
@@ -198,7 +198,7 @@ it('ingest, driver and task run a stream past a checkpoint and its garbage colle
 
 it('a task that fails every delivery is dead-lettered and reported by the driver, and a refused upload recorded, within their grants', async () => {
   const stack = new Stack(new App({ context: { 'aws:cdk:bundling-stacks': [] } }), 'EnforcedFailure');
-  const deployed = new DStreamPipeline(stack, 'P', { pipelineModule: path.join(import.meta.dirname, 'fixtures', 'pipeline.ts'), pipelineName: 'wordcount' });
+  const deployed = new DStreamPipeline(stack, 'P', { pipeline: path.join(import.meta.dirname, 'fixtures', 'pipeline.ts') });
   const resources = Template.fromStack(stack).toJSON().Resources;
   const grants = (fn: { role?: iam.IRole }) => grantsOf(stack, resources, deployed.bucket, fn);
 

@@ -1,0 +1,2 @@
+/** dstream/cdk: the construct that deploys a pipeline on AWS. */
+export * from './dstream-pipeline.ts';
