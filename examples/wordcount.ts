@@ -6,9 +6,9 @@ import { definePipeline } from 'dstream';
  */
 export default definePipeline({ name: 'wordcount', partitions: 4 }, (ctx) => {
   const words = ctx.textStream().flatMap((line) => line.split(/\s+/).filter((w) => w.length > 0));
-  const counts = words.map((w) => [w, 1] as [string, number]).reduceByKey((a, b) => a + b);
+  const counts = words.map((w) => [w, 1]).reduceByKey((a, b) => a + b);
   counts.saveAsJsonFiles('counts');
   counts
-    .updateStateByKey<string, number, number>((values, total) => (total ?? 0) + values.reduce((a, b) => a + b, 0))
+    .updateStateByKey((values, total: number | undefined) => (total ?? 0) + values.reduce((a, b) => a + b, 0))
     .saveAsJsonFiles('totals');
 });

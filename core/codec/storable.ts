@@ -33,6 +33,42 @@ export function explainUnstorable(error: unknown, value: unknown, root: string):
   return error === NOT_STORABLE ? unstorable(value, root) : error;
 }
 
+/**
+ * Throws UnstorableValueError, naming `root`'s part, when `value` is not storable: for records that
+ * leave through JSON, which would write a Map as {} and drop an undefined property unseen.
+ */
+export function checkStorable(value: unknown, root: string): void {
+  if (typeof value !== 'object' || value === null) {
+    if (typeof value === 'string' || typeof value === 'number' || typeof value === 'boolean') return;
+  } else if (storableObject(value, 0)) return;
+  throw unstorable(value, root);
+}
+
+/** The fast path: whether an object's every part is storable, with no message to build. */
+function storableObject(o: object, depth: number): boolean {
+  if (depth >= MAX_DEPTH) return false;
+  if (Array.isArray(o)) {
+    for (let i = 0; i < o.length; i++) if (!storablePart(o[i], depth)) return false;
+    return true;
+  }
+  if (!isPlainObject(o)) return false;
+  for (const key in o) if (!storablePart((o as Record<string, unknown>)[key], depth)) return false;
+  return true;
+}
+
+function storablePart(v: unknown, depth: number): boolean {
+  switch (typeof v) {
+    case 'string':
+    case 'number':
+    case 'boolean':
+      return true;
+    case 'object':
+      return v === null || storableObject(v, depth + 1);
+    default:
+      return false;
+  }
+}
+
 export function isPlainObject(value: object): boolean {
   const proto = Object.getPrototypeOf(value);
   return proto === Object.prototype || proto === null;

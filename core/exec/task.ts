@@ -1,5 +1,6 @@
 import type { ObjectStore } from '../ports/object-store.ts';
 import { RecordWriter } from '../codec/record-codec.ts';
+import { checkStorable } from '../codec/storable.ts';
 import type { PlanBuilder, Rdd } from '../rdd/rdd.ts';
 import { preview, type OperatorContext } from '../rdd/operators.ts';
 import { intervalOf, keys, runInKey, type Scope } from '../layout.ts';
@@ -220,7 +221,16 @@ async function computeTaskOutput(task: TaskRecord, stage: StageSpec, rdd: Rdd<un
       }
       const lines: string[] = [];
       const format = output.format === 'text' ? textLine : jsonLine;
-      await computePartition(rdd, task.partition, env, (r) => lines.push(format(r)));
+      // JSON would write what the codec refuses silently changed (a Map as {}): the codec's check first.
+      const ctx = env.operatorContext(task.partition, rdd.node.label);
+      await computePartition(rdd, task.partition, env, (r) => {
+        try {
+          checkStorable(r, 'record');
+        } catch (error) {
+          return refusedRecord(ctx, rdd.node.label, r, error);
+        }
+        lines.push(format(r));
+      });
       const body = lines.length > 0 ? lines.join('\n') + '\n' : '';
       await store.put(keys.output(output.name, task.scope, task.partition), body);
       return { recordsOut: lines.length, bytesOut: Buffer.byteLength(body) };

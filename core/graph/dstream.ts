@@ -6,6 +6,7 @@ import { stateStream, type InitialState } from './state-stream.ts';
 import { mapWithStateStream, type MapWithStateEntry, type MapWithStateSpec } from './map-with-state-stream.ts';
 import { checkWindow, windowedStream } from './windowed-stream.ts';
 import { reducedWindowedStream } from './reduced-windowed-stream.ts';
+import type { RecordShape, Storable, Widened } from '../types.ts';
 
 /**
  * What a stream needs while its interval's RDDs are being generated: the RDD of another stream
@@ -142,20 +143,33 @@ export class DStream<T> {
     return new DStream<U>(this.graph, kind, [this, ...others], params, (gen, rdds) => f(gen.interval, ...(rdds as Rdd<any>[])), { slide: this.slide });
   }
 
-  map<U>(f: (record: T) => U): DStream<U> {
-    return this.derive('map', functionHash(f), [], (r) => r.map(f));
+  /** Records are what the codec stores (see Storable); an array literal returned is inferred as a tuple, so `[k, v]` is a pair. */
+  map<U extends RecordShape>(f: (record: T) => U & Storable<U>): DStream<U> {
+    return this.mapRecords(f);
   }
 
-  flatMap<U>(f: (record: T) => Iterable<U>): DStream<U> {
-    return this.derive('flatMap', functionHash(f), [], (r) => r.flatMap(f));
+  flatMap<U extends RecordShape>(f: (record: T) => Iterable<U & Storable<U>>): DStream<U> {
+    return this.flatMapRecords(f);
+  }
+
+  /**
+   * map and flatMap for the engine's own functions: their record types are type parameters, which
+   * Storable cannot check, and they only rearrange records checked where the user's functions made them.
+   */
+  mapRecords<U>(f: (record: T) => U): DStream<U> {
+    return this.derive('map', functionHash(f), [], (r) => r.mapRecords(f));
+  }
+
+  flatMapRecords<U>(f: (record: T) => Iterable<U>): DStream<U> {
+    return this.derive('flatMap', functionHash(f), [], (r) => r.flatMapRecords(f));
   }
 
   filter(f: (record: T) => boolean): DStream<T> {
     return this.derive('filter', functionHash(f), [], (r) => r.filter(f));
   }
 
-  mapPartitions<U>(f: (records: T[], partition: number) => Iterable<U>): DStream<U> {
-    return this.derive('mapPartitions', functionHash(f), [], (r) => r.mapPartitions(f));
+  mapPartitions<U>(f: (records: T[], partition: number) => Iterable<U & Storable<U>>): DStream<U> {
+    return this.derive('mapPartitions', functionHash(f), [], (r) => r.mapPartitions<U>(f));
   }
 
   union(...others: DStream<T>[]): DStream<T> {
@@ -201,33 +215,39 @@ export class DStream<T> {
 
   // ---- key/value pairs ----
 
-  keys<K, V>(this: DStream<[K, V]>): DStream<K> {
-    return this.derive('keys', null, [], (r) => r.map(([k]: [K, V]) => k));
+  keys<K, V>(this: DStream<readonly [K, V]>): DStream<K> {
+    return this.derive('keys', null, [], (r) => r.keys());
   }
 
-  values<K, V>(this: DStream<[K, V]>): DStream<V> {
-    return this.derive('values', null, [], (r) => r.map(([, v]: [K, V]) => v));
+  values<K, V>(this: DStream<readonly [K, V]>): DStream<V> {
+    return this.derive('values', null, [], (r) => r.values());
   }
 
-  mapValues<K, V, U>(this: DStream<[K, V]>, f: (value: V) => U): DStream<[K, U]> {
-    return this.derive('mapValues', functionHash(f), [], (r) => r.mapValues(f));
+  mapValues<K, V, U extends RecordShape>(this: DStream<readonly [K, V]>, f: (value: V) => U & Storable<U>): DStream<[K, U]> {
+    return this.derive('mapValues', functionHash(f), [], (r) => r.mapValues<K, V, U>(f));
   }
 
-  flatMapValues<K, V, U>(this: DStream<[K, V]>, f: (value: V) => Iterable<U>): DStream<[K, U]> {
-    return this.derive('flatMapValues', functionHash(f), [], (r) => r.flatMapValues(f));
+  flatMapValues<K, V, U extends RecordShape>(this: DStream<readonly [K, V]>, f: (value: V) => Iterable<U & Storable<U>>): DStream<[K, U]> {
+    return this.derive('flatMapValues', functionHash(f), [], (r) => r.flatMapValues<K, V, U>(f));
   }
 
-  reduceByKey<K, V>(this: DStream<[K, V]>, f: (a: V, b: V) => V, partitions?: number): DStream<[K, V]> {
+  /** Values of `as const` pairs are widened (`1` to `number`) for `f`, which combines them into new values. */
+  reduceByKey<K, V>(this: DStream<readonly [K, V]>, f: (a: Widened<V>, b: Widened<V>) => Widened<V>, partitions?: number): DStream<[K, Widened<V>]> {
     return this.derive('reduceByKey', [functionHash(f), partitionsParam(partitions)], [], (r) => r.reduceByKey(f, partitions));
   }
 
-  groupByKey<K, V>(this: DStream<[K, V]>, partitions?: number): DStream<[K, V[]]> {
+  /** reduceByKey over values reduceByKey has already widened: what the windowed forms reduce again. */
+  private reducedByKey<K, W>(this: DStream<readonly [K, W]>, f: (a: W, b: W) => W, partitions: number): DStream<[K, W]> {
+    return this.derive('reduceByKey', [functionHash(f), partitions], [], (r: Rdd<readonly [K, W]>) => r.combineByKey((v) => v, f, f, partitions));
+  }
+
+  groupByKey<K, V>(this: DStream<readonly [K, V]>, partitions?: number): DStream<[K, V[]]> {
     return this.derive('groupByKey', partitionsParam(partitions), [], (r) => r.groupByKey(partitions));
   }
 
-  combineByKey<K, V, C>(
-    this: DStream<[K, V]>,
-    createCombiner: (value: V) => C,
+  combineByKey<K, V, C extends RecordShape>(
+    this: DStream<readonly [K, V]>,
+    createCombiner: (value: V) => C & Storable<C>,
     mergeValue: (combiner: C, value: V) => C,
     mergeCombiners: (a: C, b: C) => C,
     partitions?: number,
@@ -236,23 +256,23 @@ export class DStream<T> {
     return this.derive('combineByKey', params, [], (r) => r.combineByKey(createCombiner, mergeValue, mergeCombiners, partitions));
   }
 
-  join<K, V, W>(this: DStream<[K, V]>, other: DStream<[K, W]>, partitions?: number): DStream<[K, [V, W]]> {
+  join<K, V, W>(this: DStream<readonly [K, V]>, other: DStream<readonly [K, W]>, partitions?: number): DStream<[K, [V, W]]> {
     return this.derive('join', partitionsParam(partitions), [other], (a, b) => a.join(b, partitions));
   }
 
-  leftOuterJoin<K, V, W>(this: DStream<[K, V]>, other: DStream<[K, W]>, partitions?: number): DStream<[K, [V, W | null]]> {
+  leftOuterJoin<K, V, W>(this: DStream<readonly [K, V]>, other: DStream<readonly [K, W]>, partitions?: number): DStream<[K, [V, W | null]]> {
     return this.derive('leftOuterJoin', partitionsParam(partitions), [other], (a, b) => a.leftOuterJoin(b, partitions));
   }
 
-  rightOuterJoin<K, V, W>(this: DStream<[K, V]>, other: DStream<[K, W]>, partitions?: number): DStream<[K, [V | null, W]]> {
+  rightOuterJoin<K, V, W>(this: DStream<readonly [K, V]>, other: DStream<readonly [K, W]>, partitions?: number): DStream<[K, [V | null, W]]> {
     return this.derive('rightOuterJoin', partitionsParam(partitions), [other], (a, b) => a.rightOuterJoin(b, partitions));
   }
 
-  fullOuterJoin<K, V, W>(this: DStream<[K, V]>, other: DStream<[K, W]>, partitions?: number): DStream<[K, [V | null, W | null]]> {
+  fullOuterJoin<K, V, W>(this: DStream<readonly [K, V]>, other: DStream<readonly [K, W]>, partitions?: number): DStream<[K, [V | null, W | null]]> {
     return this.derive('fullOuterJoin', partitionsParam(partitions), [other], (a, b) => a.fullOuterJoin(b, partitions));
   }
 
-  cogroup<K>(this: DStream<[K, unknown]>, others: DStream<[K, unknown]>[], partitions?: number): DStream<[K, unknown[][]]> {
+  cogroup<K>(this: DStream<readonly [K, unknown]>, others: DStream<readonly [K, unknown]>[], partitions?: number): DStream<[K, unknown[][]]> {
     return this.derive('cogroup', partitionsParam(partitions), others, (first, ...rest) => first.cogroup(rest, partitions));
   }
 
@@ -286,31 +306,31 @@ export class DStream<T> {
    * `partitions` is Spark's `numPartitions`.
    */
   reduceByKeyAndWindow<K, V>(
-    this: DStream<[K, V]>,
-    f: (a: V, b: V) => V,
+    this: DStream<readonly [K, V]>,
+    f: (a: Widened<V>, b: Widened<V>) => Widened<V>,
     length: number,
     slide = 1,
-    options: { inverse?: (a: V, b: V) => V; partitions?: number; filter?: (pair: [K, V]) => boolean } = {},
-  ): DStream<[K, V]> {
+    options: { inverse?: (a: Widened<V>, b: Widened<V>) => Widened<V>; partitions?: number; filter?: (pair: [K, Widened<V>]) => boolean } = {},
+  ): DStream<[K, Widened<V>]> {
     checkWindow(length, slide, this.slide);
     const partitions = checkPartitions(options.partitions ?? this.graph.defaultPartitions);
     const { inverse, filter } = options;
     const perInterval = this.reduceByKey(f, partitions);
     if (!inverse) {
-      const windowed = perInterval.window(length, slide).reduceByKey(f, partitions);
+      const windowed = perInterval.window(length, slide).reducedByKey(f, partitions);
       return filter ? windowed.filter(filter) : windowed;
     }
     return reducedWindowedStream(perInterval.persist(partitions), f, inverse, length, slide, partitions, filter);
   }
 
   /** Every `slide` intervals, each key's values over the last `length` intervals (Spark's groupByKeyAndWindow, `partitions` its numPartitions). */
-  groupByKeyAndWindow<K, V>(this: DStream<[K, V]>, length: number, slide = 1, partitions?: number): DStream<[K, V[]]> {
+  groupByKeyAndWindow<K, V>(this: DStream<readonly [K, V]>, length: number, slide = 1, partitions?: number): DStream<[K, V[]]> {
     return this.window(length, slide).groupByKey(partitions);
   }
 
   /** Every `slide` intervals, how often each value occurs over the last `length` intervals (Spark's countByValueAndWindow, `partitions` its numPartitions). */
   countByValueAndWindow(length: number, slide = 1, partitions?: number): DStream<[T, number]> {
-    return this.map((x) => [x, 1] as [T, number]).reduceByKeyAndWindow(sum, length, slide, { inverse: minus, partitions });
+    return this.mapRecords((x): [T, number] => [x, 1]).reduceByKeyAndWindow(sum, length, slide, { inverse: minus, partitions });
   }
 
   // ---- state ----
@@ -323,9 +343,9 @@ export class DStream<T> {
    * (Spark's initialRDD): `[key, state]` pairs, or a JSON-lines object of them in the store
    * (`ctx.jsonFile(key)`). See state-stream.ts.
    */
-  updateStateByKey<K, V, S>(
-    this: DStream<[K, V]>,
-    update: (values: V[], state: S | undefined) => S | undefined,
+  updateStateByKey<K, V, S extends RecordShape>(
+    this: DStream<readonly [K, V]>,
+    update: (values: V[], state: S | undefined) => (S & Storable<S>) | undefined,
     options?: number | { partitions?: number; initial?: InitialState<K, S> },
   ): DStream<[K, S]> {
     const { partitions, initial } = typeof options === 'number' || options === undefined ? { partitions: options, initial: undefined } : options;
@@ -337,11 +357,11 @@ export class DStream<T> {
    * record; a key with no value for `timeout` intervals gets one last call with `isTimingOut()`
    * and is removed. `.stateSnapshots()` on the result gives the state itself. See map-with-state-stream.ts.
    */
-  mapWithState<K, V, S, U>(
-    this: DStream<[K, V]>,
-    spec: MapWithStateSpec<K, V, S, U>,
-  ): MapWithStateStream<K, S, U> {
-    return new MapWithStateStream<K, S, U>(mapWithStateStream(this, spec, checkPartitions(spec.partitions ?? this.graph.defaultPartitions)));
+  mapWithState<K, V, S extends RecordShape, R extends RecordShape | undefined>(
+    this: DStream<readonly [K, V]>,
+    spec: MapWithStateSpec<K, V, S, R>,
+  ): MapWithStateStream<K, S, Exclude<R, undefined>> {
+    return new MapWithStateStream(mapWithStateStream(this, spec, checkPartitions(spec.partitions ?? this.graph.defaultPartitions)));
   }
 
   /**
@@ -352,15 +372,15 @@ export class DStream<T> {
     return this.persist();
   }
 
-  // ---- outputs ----
+  // ---- outputs: records typed as what cannot be stored (a Map) fail to compile ----
 
   /** Each interval's records as text lines under `output/<name>/interval=<k>/`. */
-  saveAsTextFiles(name: string): void {
+  saveAsTextFiles<R extends T>(this: DStream<R & Storable<R>>, name: string): void {
     this.graph.addOutput({ stream: this as DStream<unknown>, name, format: 'text' });
   }
 
   /** Each interval's records as JSON lines under `output/<name>/interval=<k>/`. */
-  saveAsJsonFiles(name: string): void {
+  saveAsJsonFiles<R extends T>(this: DStream<R & Storable<R>>, name: string): void {
     this.graph.addOutput({ stream: this as DStream<unknown>, name, format: 'json' });
   }
 
@@ -369,7 +389,7 @@ export class DStream<T> {
    * interval's tasks are done. At least once: after a driver crash it may be called again for the
    * same interval, so make it idempotent (key writes by interval).
    */
-  foreachRDD(sink: (records: T[], interval: number) => void | Promise<void>): void {
+  foreachRDD<R extends T>(this: DStream<R & Storable<R>>, sink: (records: T[], interval: number) => void | Promise<void>): void {
     this.graph.addOutput({
       stream: this as DStream<unknown>,
       name: `sink-${this.id}-${this.graph.outputs.length}`,
@@ -416,14 +436,14 @@ export class DStream<T> {
 /** What mapWithState's function emitted, with the state itself a call away (`stateSnapshots`). */
 export class MapWithStateStream<K, S, U> extends DStream<U> {
   constructor(private readonly records: DStream<[K, MapWithStateEntry<S, U>]>) {
-    super(records.graph, 'mappedValues', [records], null, (_gen, [rdd]) => (rdd as Rdd<[K, MapWithStateEntry<S, U>]>).flatMap(([, [, , , emitted]]) => emitted), {
+    super(records.graph, 'mappedValues', [records], null, (_gen, [rdd]) => (rdd as Rdd<[K, MapWithStateEntry<S, U>]>).flatMapRecords(([, [, , , emitted]]) => emitted), {
       slide: records.slide,
     });
   }
 
   /** Every key's current state, at each of the stream's slides. */
   stateSnapshots(): DStream<[K, S]> {
-    return this.records.flatMap(([key, [hasState, state]]) => (hasState === 1 ? [[key, state as S] as [K, S]] : []));
+    return this.records.flatMapRecords(([key, [hasState, state]]) => (hasState === 1 ? [[key, state as S] as [K, S]] : []));
   }
 }
 

@@ -3,12 +3,18 @@ import { functionHash } from '../util/hash.ts';
 import { DStream } from './dstream.ts';
 import { KeyState, type State } from './state.ts';
 import { atSlidesOf, initialParam, initialState, type InitialState } from './state-stream.ts';
+import type { Storable, StorableOrNothing } from '../types.ts';
 
 /** What mapWithState keeps per key: its state, the last interval it had a value, and what this interval emitted. */
 export type MapWithStateEntry<S, U> = [hasState: 0 | 1, state: S | null, lastInterval: number, emitted: U[]];
 
-export interface MapWithStateSpec<K, V, S, U> {
-  update: (key: K, value: V | undefined, state: State<S>) => U | undefined;
+/**
+ * The state's type is inferred from `initial`, or from the type given to `update`'s `state`
+ * parameter (`state: State<number>`), without type arguments; what is emitted, from what `update`
+ * returns (`R`, with undefined for nothing).
+ */
+export interface MapWithStateSpec<K, V, S, R> {
+  update: (key: K, value: V | undefined, state: State<S>) => R & StorableOrNothing<R>;
   /** Intervals without a value after which a key gets a last call with `isTimingOut()`, and is removed. */
   timeout?: number;
   partitions?: number;
@@ -16,7 +22,7 @@ export interface MapWithStateSpec<K, V, S, U> {
    * The state of keys before interval 0 (Spark's StateSpec.initialState): `[key, state]` pairs, or
    * a JSON-lines object of them in the store (`ctx.jsonFile(key)`).
    */
-  initial?: InitialState<K, S>;
+  initial?: InitialState<K, S & Storable<S>>;
 }
 
 /**
@@ -29,7 +35,12 @@ export interface MapWithStateSpec<K, V, S, U> {
  *
  * The chain is kept every interval (state, checkpointed); users see it at the parent's slides.
  */
-export function mapWithStateStream<K, V, S, U>(parent: DStream<[K, V]>, spec: MapWithStateSpec<K, V, S, U>, partitions: number): DStream<[K, MapWithStateEntry<S, U>]> {
+export function mapWithStateStream<K, V, S, R>(
+  parent: DStream<readonly [K, V]>,
+  spec: MapWithStateSpec<K, V, S, R>,
+  partitions: number,
+): DStream<[K, MapWithStateEntry<S, Exclude<R, undefined>>]> {
+  type U = Exclude<R, undefined>;
   type Entry = MapWithStateEntry<S, U>;
   const { update, timeout } = spec;
   if (timeout !== undefined && (!Number.isInteger(timeout) || timeout < 1)) {
@@ -59,13 +70,13 @@ export function mapWithStateStream<K, V, S, U>(parent: DStream<[K, V]>, spec: Ma
           state = new KeyState<S>(had ? { value: before![1] as S } : undefined);
           for (const v of values as V[]) {
             const out = update(key, v, state);
-            if (out !== undefined) emitted.push(out);
+            if (out !== undefined) emitted.push(out as U);
           }
           last = k;
         } else if (had && timeout !== undefined && k - last >= timeout) {
           state = new KeyState<S>({ value: before![1] as S }, true);
           const out = update(key, undefined, state);
-          if (out !== undefined) emitted.push(out);
+          if (out !== undefined) emitted.push(out as U);
           state.remove();
         } else {
           if (!had) return [];

@@ -85,5 +85,6 @@ export function reducedWindowedStream<K, V>(
     { slide, persisted: true, stateful: true, keyedPartitions: partitions },
   );
   state.lookback = length + slide - 1;
-  return state.mapValues(([value]) => value);
+  // The key is kept, and with it the hash placement, as mapValues keeps it.
+  return state.transform((rdd) => rdd.flatMapSameKey('reduceByKeyAndWindow', ([key, [value]]: [K, Held<V>]) => [[key, value]]));
 }

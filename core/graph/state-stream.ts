@@ -19,7 +19,7 @@ export class StoreObject<T> {
 }
 
 /** The state before interval 0: `[key, state]` pairs given inline, or read from a store object. */
-export type InitialState<K, S> = [K, S][] | StoreObject<[K, S]>;
+export type InitialState<K, S> = readonly (readonly [K, S])[] | StoreObject<readonly [K, S]>;
 
 /**
  * updateStateByKey, as Spark's StateDStream:
@@ -31,7 +31,7 @@ export type InitialState<K, S> = [K, S][] | StoreObject<[K, S]>;
  * stream users see has an RDD only where the parent has one (it slides with the parent).
  */
 export function stateStream<K, V, S>(
-  parent: DStream<[K, V]>,
+  parent: DStream<readonly [K, V]>,
   update: (values: V[], state: S | undefined) => S | undefined,
   partitions: number,
   initial: InitialState<K, S> | undefined,
@@ -80,7 +80,7 @@ export function initialState<K, S, E>(gen: Generation, initial: InitialState<K, 
     const { key } = initial;
     return gen.builder
       .source<unknown>('jsonl', gen.objectSplits(initial.index), `initial state ${key}`)
-      .map((record): [K, E] => {
+      .mapRecords((record): [K, E] => {
         if (!Array.isArray(record) || record.length !== 2) {
           throw new TypeError(`initial state ${key}: each line must be a [key, state] pair, got ${JSON.stringify(record)?.slice(0, 200)}`);
         }

@@ -3,6 +3,8 @@
  * source drives, each operator pushes into the next, so a chain of narrow operators is one pass
  * over the partition with no intermediate arrays.
  */
+import { isPlainObject } from '../codec/storable.ts';
+
 export type Emit = (record: unknown) => void;
 
 export interface PartitionPusher {
@@ -123,9 +125,24 @@ export function asPair(record: unknown, operator: string): [unknown, unknown] {
 export function preview(value: unknown, max = 120): string {
   let text: string;
   try {
-    text = JSON.stringify(value) ?? String(value);
+    text = JSON.stringify(value, showUnstorable) ?? String(value);
   } catch {
     text = String(value);
   }
   return text.length > max ? `${text.slice(0, max)}…` : text;
+}
+
+/**
+ * Shows what JSON would hide or change in a bad record (a Map written as {}, a Date as a string,
+ * an undefined left out), so the preview shows the value that was refused.
+ */
+function showUnstorable(this: Record<string, unknown>, key: string, value: unknown): unknown {
+  const raw = this[key];
+  if (raw === undefined) return '<undefined>';
+  if (typeof raw === 'function' || typeof raw === 'symbol' || typeof raw === 'bigint') return `<${typeof raw}>`;
+  if (typeof raw === 'object' && raw !== null && !Array.isArray(raw) && !isPlainObject(raw)) {
+    const name = (raw as { constructor?: { name?: unknown } }).constructor?.name;
+    return `<${typeof name === 'string' && name !== '' ? name : 'object'}>`;
+  }
+  return value;
 }

@@ -11,6 +11,7 @@ import {
   type NarrowOperator,
 } from './operators.ts';
 import { functionHash } from '../util/hash.ts';
+import type { RecordShape, Storable, Widened } from '../types.ts';
 import type { Comparator } from './order.ts';
 import { sortBy, sortByKey, type SortOptions } from './sort.ts';
 import { take, takeOrdered, top } from './take.ts';
@@ -86,7 +87,7 @@ export class PlanBuilder {
   }
 
   /** Records given in the program itself, `partitions` slices of them. */
-  values<T>(data: T[], partitions = 1): Rdd<T> {
+  values<T>(data: readonly T[], partitions = 1): Rdd<T> {
     const n = Math.max(1, Math.min(partitions, data.length || 1));
     const slices: T[][] = Array.from({ length: n }, (_, i) =>
       data.slice(Math.floor((i * data.length) / n), Math.floor(((i + 1) * data.length) / n)),
@@ -156,11 +157,24 @@ export class Rdd<T> {
     );
   }
 
-  map<U>(f: (record: T) => U): Rdd<U> {
+  /** Records are what the codec stores (see Storable); an array literal returned is inferred as a tuple, so `[k, v]` is a pair. */
+  map<U extends RecordShape>(f: (record: T) => U & Storable<U>): Rdd<U> {
+    return this.mapRecords(f);
+  }
+
+  flatMap<U extends RecordShape>(f: (record: T) => Iterable<U & Storable<U>>): Rdd<U> {
+    return this.flatMapRecords(f);
+  }
+
+  /**
+   * map and flatMap for the engine's own functions: their record types are type parameters, which
+   * Storable cannot check, and they only rearrange records checked where a user's function made them.
+   */
+  mapRecords<U>(f: (record: T) => U): Rdd<U> {
     return this.narrow('map', f, mapOperator('map', f as (r: unknown) => unknown));
   }
 
-  flatMap<U>(f: (record: T) => Iterable<U>): Rdd<U> {
+  flatMapRecords<U>(f: (record: T) => Iterable<U>): Rdd<U> {
     return this.narrow('flatMap', f, flatMapOperator('flatMap', f as (r: unknown) => Iterable<unknown>));
   }
 
@@ -169,7 +183,7 @@ export class Rdd<T> {
   }
 
   /** The whole partition at once, as an array, with its index. */
-  mapPartitions<U>(f: (records: T[], partition: number) => Iterable<U>): Rdd<U> {
+  mapPartitions<U>(f: (records: T[], partition: number) => Iterable<U & Storable<U>>): Rdd<U> {
     return this.narrow(
       'mapPartitions',
       f,
@@ -209,14 +223,13 @@ export class Rdd<T> {
 
   /** At most one record: all records folded with `f` (none for an empty dataset). */
   reduce(f: (a: T, b: T) => T): Rdd<T> {
-    const partial = this.mapPartitions((records) =>
-      records.length === 0 ? [] : [[0, records.reduce((a, b) => f(a, b))] as [number, T]],
-    );
-    return partial.reduceByKey(f, 1).map(([, v]) => v);
+    const fold = (records: T[]): [number, T][] => (records.length === 0 ? [] : [[0, records.reduce((a, b) => f(a, b))]]);
+    const partial = this.narrow<[number, T]>('mapPartitions', fold, mapPartitionsOperator('mapPartitions', fold as (r: unknown[]) => unknown[]));
+    return partial.combineByKey((v) => v, f, f, 1).values();
   }
 
   countByValue(partitions?: number): Rdd<[T, number]> {
-    return this.map((x) => [x, 1] as [T, number]).reduceByKey(sum, partitions);
+    return this.mapRecords((x): [T, number] => [x, 1]).reduceByKey(sum, partitions);
   }
 
   /**
@@ -287,11 +300,11 @@ export class Rdd<T> {
    * sample of the keys (the same on every run); keys and values are ordered by the total order
    * of storable values in core/rdd/order.ts. `partitions` defaults to this dataset's.
    */
-  sortByKey<K, V>(this: Rdd<[K, V]>, options?: SortOptions): Rdd<[K, V]> {
+  sortByKey<K, V>(this: Rdd<readonly [K, V]>, options?: SortOptions): Rdd<[K, V]> {
     return sortByKey(this, options);
   }
 
-  mapValues<K, V, U>(this: Rdd<[K, V]>, f: (value: V) => U): Rdd<[K, U]> {
+  mapValues<K, V, U extends RecordShape>(this: Rdd<readonly [K, V]>, f: (value: V) => U & Storable<U>): Rdd<[K, U]> {
     return this.narrow(
       'mapValues',
       f,
@@ -303,7 +316,7 @@ export class Rdd<T> {
     );
   }
 
-  flatMapValues<K, V, U>(this: Rdd<[K, V]>, f: (value: V) => Iterable<U>): Rdd<[K, U]> {
+  flatMapValues<K, V, U extends RecordShape>(this: Rdd<readonly [K, V]>, f: (value: V) => Iterable<U & Storable<U>>): Rdd<[K, U]> {
     return this.narrow(
       'flatMapValues',
       f,
@@ -319,39 +332,39 @@ export class Rdd<T> {
    * flatMap whose output keeps each record's key, so hash placement survives; for the engine's
    * own keyed operators (state, windows), where that is known to hold.
    */
-  flatMapSameKey<K, U>(this: Rdd<[K, unknown]>, label: string, f: (record: [K, any]) => Iterable<[K, U]>): Rdd<[K, U]> {
+  flatMapSameKey<K, U>(this: Rdd<readonly [K, unknown]>, label: string, f: (record: [K, any]) => Iterable<[K, U]>): Rdd<[K, U]> {
     return this.narrow(label, f, flatMapOperator(label, f as (r: unknown) => Iterable<unknown>), true);
   }
 
-  keys<K, V>(this: Rdd<[K, V]>): Rdd<K> {
-    return this.map((r) => r[0]);
+  keys<K, V>(this: Rdd<readonly [K, V]>): Rdd<K> {
+    return this.mapRecords((r) => r[0]);
   }
 
-  values<K, V>(this: Rdd<[K, V]>): Rdd<V> {
-    return this.map((r) => r[1]);
+  values<K, V>(this: Rdd<readonly [K, V]>): Rdd<V> {
+    return this.mapRecords((r) => r[1]);
   }
 
   /** Pairs of `[f(record), record]` (Spark's keyBy). */
-  keyBy<K>(f: (record: T) => K): Rdd<[K, T]> {
-    return this.map((r) => [f(r), r] as [K, T]);
+  keyBy<K extends RecordShape>(f: (record: T) => K & Storable<K>): Rdd<[K, T]> {
+    return this.mapRecords((r): [K, T] => [f(r), r]);
   }
 
   /** Each distinct record once, records compared by value as keys are. */
   distinct(partitions?: number): Rdd<T> {
-    return this.map((r) => [r, null] as [T, null]).reduceByKey((a) => a, partitions).keys();
+    return this.mapRecords((r): [T, null] => [r, null]).reduceByKey((a) => a, partitions).keys();
   }
 
   /** Records of this dataset with no equal record in `other`; duplicates of this one are kept, as in Spark. */
   subtract(other: Rdd<T>, partitions?: number): Rdd<T> {
-    return this.map((r) => [r, null] as [T, null]).subtractByKey(other.map((r) => [r, null] as [T, null]), partitions).keys();
+    return this.mapRecords((r): [T, null] => [r, null]).subtractByKey(other.mapRecords((r): [T, null] => [r, null]), partitions).keys();
   }
 
   /** Records in both datasets, each once. */
   intersection(other: Rdd<T>, partitions?: number): Rdd<T> {
-    const tagged = (rdd: Rdd<T>) => rdd.map((r) => [r, null] as [T, null]);
+    const tagged = (rdd: Rdd<T>) => rdd.mapRecords((r): [T, null] => [r, null]);
     return tagged(this)
       .cogroup([tagged(other)], partitions)
-      .flatMap(([r, [mine, theirs]]) => (mine!.length > 0 && theirs!.length > 0 ? [r as T] : []));
+      .flatMapRecords(([r, [mine, theirs]]) => (mine!.length > 0 && theirs!.length > 0 ? [r] : []));
   }
 
   /**
@@ -371,31 +384,31 @@ export class Rdd<T> {
   }
 
   /** Pairs of this dataset whose key is not in `other`. */
-  subtractByKey<K, V, W>(this: Rdd<[K, V]>, other: Rdd<[K, W]>, partitions?: number): Rdd<[K, V]> {
-    return this.cogroup([other], partitions).flatMap(([k, [vs, ws]]) => (ws!.length > 0 ? [] : vs!.map((v) => [k, v] as [K, V])));
+  subtractByKey<K, V, W>(this: Rdd<readonly [K, V]>, other: Rdd<readonly [K, W]>, partitions?: number): Rdd<[K, V]> {
+    return this.cogroup([other], partitions).flatMapRecords(([k, [vs, ws]]) => (ws!.length > 0 ? [] : vs!.map((v): [K, V] => [k, v as V])));
   }
 
   /**
    * Per key, values folded into a copy of `zero` with `seqOp`, then partial results merged with
    * `combOp` (Spark's aggregateByKey). `zero` is copied for each key, so it may be mutated.
    */
-  aggregateByKey<K, V, U>(this: Rdd<[K, V]>, zero: U, seqOp: (acc: U, value: V) => U, combOp: (a: U, b: U) => U, partitions?: number): Rdd<[K, U]> {
+  aggregateByKey<K, V, U>(this: Rdd<readonly [K, V]>, zero: U, seqOp: (acc: U, value: V) => U, combOp: (a: U, b: U) => U, partitions?: number): Rdd<[K, U]> {
     return this.combineByKey((v: V) => seqOp(structuredClone(zero), v), seqOp, combOp, partitions);
   }
 
   /** Per key, values folded with `f` from a copy of `zero`. */
-  foldByKey<K, V>(this: Rdd<[K, V]>, zero: V, f: (a: V, b: V) => V, partitions?: number): Rdd<[K, V]> {
-    return this.aggregateByKey(zero, f, f, partitions);
+  foldByKey<K, V>(this: Rdd<readonly [K, V]>, zero: Widened<V>, f: (a: Widened<V>, b: Widened<V>) => Widened<V>, partitions?: number): Rdd<[K, Widened<V>]> {
+    return this.widened().aggregateByKey(zero, f, f, partitions);
   }
 
   /** How many records each key has (an RDD of `[key, count]`). */
-  countByKey<K, V>(this: Rdd<[K, V]>, partitions?: number): Rdd<[K, number]> {
-    return this.map(([k]) => [k, 1] as [K, number]).reduceByKey((a, b) => a + b, partitions);
+  countByKey<K, V>(this: Rdd<readonly [K, V]>, partitions?: number): Rdd<[K, number]> {
+    return this.mapRecords(([k]): [K, number] => [k, 1]).reduceByKey((a, b) => a + b, partitions);
   }
 
   /** The general per-key aggregation, combined on the map side before the shuffle. */
   combineByKey<K, V, C>(
-    this: Rdd<[K, V]>,
+    this: Rdd<readonly [K, V]>,
     createCombiner: (value: V) => C,
     mergeValue: (combiner: C, value: V) => C,
     mergeCombiners: (a: C, b: C) => C,
@@ -416,12 +429,18 @@ export class Rdd<T> {
     );
   }
 
-  reduceByKey<K, V>(this: Rdd<[K, V]>, f: (a: V, b: V) => V, partitions?: number): Rdd<[K, V]> {
-    return this.combineByKey((v) => v, f, f, partitions);
+  /** Values of `as const` pairs are widened (`1` to `number`) for `f`, which combines them into new values. */
+  reduceByKey<K, V>(this: Rdd<readonly [K, V]>, f: (a: Widened<V>, b: Widened<V>) => Widened<V>, partitions?: number): Rdd<[K, Widened<V>]> {
+    return this.widened().combineByKey((v) => v, f, f, partitions);
+  }
+
+  /** The same pairs, typed with their values' literal types widened, which TypeScript cannot see a type parameter allows. */
+  private widened<K, V>(this: Rdd<readonly [K, V]>): Rdd<readonly [K, Widened<V>]> {
+    return this as Rdd<readonly [K, unknown]> as Rdd<readonly [K, Widened<V>]>;
   }
 
   /** Values of a key in the order they arrive: by map partition, then by position in it. */
-  groupByKey<K, V>(this: Rdd<[K, V]>, partitions?: number): Rdd<[K, V[]]> {
+  groupByKey<K, V>(this: Rdd<readonly [K, V]>, partitions?: number): Rdd<[K, V[]]> {
     return this.combineByKey<K, V, V[]>(
       (v) => [v],
       (c, v) => (c.push(v), c),
@@ -431,8 +450,9 @@ export class Rdd<T> {
   }
 
   /** Places pairs by the hash partitioner, unless they are already placed so. */
-  partitionBy<K, V>(this: Rdd<[K, V]>, partitions: number): Rdd<[K, V]> {
-    if (this.node.hashPartitioned && this.partitions === partitions) return this;
+  partitionBy<K, V>(this: Rdd<readonly [K, V]>, partitions: number): Rdd<[K, V]> {
+    // Readonly only in its type: the pairs are the same records.
+    if (this.node.hashPartitioned && this.partitions === partitions) return this as Rdd<[K, V]>;
     return this.builder.add<[K, V]>({
       kind: 'shuffle',
       parent: this.id,
@@ -444,7 +464,7 @@ export class Rdd<T> {
   }
 
   /** For each key, the values from each dataset: `[key, [valuesOfThis, valuesOfOther, ...]]`. */
-  cogroup<K>(this: Rdd<[K, unknown]>, others: Rdd<[K, unknown]>[], partitions?: number): Rdd<[K, unknown[][]]> {
+  cogroup<K>(this: Rdd<readonly [K, unknown]>, others: Rdd<readonly [K, unknown]>[], partitions?: number): Rdd<[K, unknown[][]]> {
     const n = checkPartitions(partitions ?? this.builder.defaultPartitions);
     const parents = [this, ...others].map((p) => p.partitionBy(n));
     return this.builder.add<[K, unknown[][]]>({
@@ -456,51 +476,51 @@ export class Rdd<T> {
     });
   }
 
-  join<K, V, W>(this: Rdd<[K, V]>, other: Rdd<[K, W]>, partitions?: number): Rdd<[K, [V, W]]> {
+  join<K, V, W>(this: Rdd<readonly [K, V]>, other: Rdd<readonly [K, W]>, partitions?: number): Rdd<[K, [V, W]]> {
     return joined(this, other, false, false, partitions);
   }
 
   /** Keys of this dataset; `null` where the other has no value. */
-  leftOuterJoin<K, V, W>(this: Rdd<[K, V]>, other: Rdd<[K, W]>, partitions?: number): Rdd<[K, [V, W | null]]> {
+  leftOuterJoin<K, V, W>(this: Rdd<readonly [K, V]>, other: Rdd<readonly [K, W]>, partitions?: number): Rdd<[K, [V, W | null]]> {
     return joined(this, other, true, false, partitions);
   }
 
-  rightOuterJoin<K, V, W>(this: Rdd<[K, V]>, other: Rdd<[K, W]>, partitions?: number): Rdd<[K, [V | null, W]]> {
+  rightOuterJoin<K, V, W>(this: Rdd<readonly [K, V]>, other: Rdd<readonly [K, W]>, partitions?: number): Rdd<[K, [V | null, W]]> {
     return joined(this, other, false, true, partitions);
   }
 
-  fullOuterJoin<K, V, W>(this: Rdd<[K, V]>, other: Rdd<[K, W]>, partitions?: number): Rdd<[K, [V | null, W | null]]> {
+  fullOuterJoin<K, V, W>(this: Rdd<readonly [K, V]>, other: Rdd<readonly [K, W]>, partitions?: number): Rdd<[K, [V | null, W | null]]> {
     return joined(this, other, true, true, partitions);
   }
 
   // ---- outputs: the job writes these when it runs ----
 
   /** One line per record: strings as they are, anything else as JSON. */
-  saveAsTextFile(name: string): void {
+  saveAsTextFile<R extends T>(this: Rdd<R & Storable<R>>, name: string): void {
     this.builder.addOutput(this as Rdd<unknown>, name, 'text');
   }
 
   /** One JSON value per line; a pair is a two-element array. */
-  saveAsJsonFile(name: string): void {
+  saveAsJsonFile<R extends T>(this: Rdd<R & Storable<R>>, name: string): void {
     this.builder.addOutput(this as Rdd<unknown>, name, 'json');
   }
 
   /** Brings the records back to the driver, in partition order, under `name` in the job's result. */
-  collect(name: string): void {
+  collect<R extends T>(this: Rdd<R & Storable<R>>, name: string): void {
     this.builder.addOutput(this as Rdd<unknown>, name, 'collect');
   }
 }
 
 function joined<K>(
-  left: Rdd<[K, unknown]>,
-  right: Rdd<[K, unknown]>,
+  left: Rdd<readonly [K, unknown]>,
+  right: Rdd<readonly [K, unknown]>,
   keepLeft: boolean,
   keepRight: boolean,
   partitions: number | undefined,
 ): Rdd<any> {
   const grouped = left.cogroup([right], partitions);
   // The product is emitted in value order, so the output is deterministic.
-  return grouped.flatMap(([k, [vs, ws]]) => {
+  return grouped.flatMapRecords(([k, [vs, ws]]) => {
     const out: unknown[] = [];
     const lefts = vs!.length > 0 ? vs! : keepRight ? [null] : [];
     const rights = ws!.length > 0 ? ws! : keepLeft ? [null] : [];

@@ -23,7 +23,7 @@ export interface SortOptions {
   partitions?: number;
 }
 
-export function sortByKey<K, V>(rdd: Rdd<[K, V]>, options: SortOptions = {}): Rdd<[K, V]> {
+export function sortByKey<K, V>(rdd: Rdd<readonly [K, V]>, options: SortOptions = {}): Rdd<[K, V]> {
   const ascending = options.ascending ?? true;
   if (typeof ascending !== 'boolean') throw new TypeError(`sortByKey's ascending must be true or false, got ${JSON.stringify(ascending)}`);
   const partitions = checkPartitions(options.partitions ?? Math.max(1, rdd.partitions));
@@ -74,5 +74,5 @@ export function sortByKey<K, V>(rdd: Rdd<[K, V]>, options: SortOptions = {}): Rd
 }
 
 export function sortBy<T, K>(rdd: Rdd<T>, f: (record: T) => K, options: SortOptions = {}): Rdd<T> {
-  return sortByKey(rdd.keyBy(f), options).values();
+  return sortByKey(rdd.mapRecords((record): [K, T] => [f(record), record]), options).values();
 }

@@ -28,3 +28,24 @@ it('a record that is no [key, value] pair, fed to a keyed operator, is quarantin
     await removeDir(path.dirname(result.root));
   }
 });
+
+it('a record JSON would change (a Map, an undefined property) is a bad record of the operator that made it, not {} in the output', async () => {
+  const pipeline = definePipeline({ name: 'unstorable-output', partitions: 1, badRecords: 'quarantine' }, (ctx) => {
+    ctx
+      .textStream()
+      // Typed any: the types cannot see what the codec refuses, so the runtime check meets it.
+      .map((line): any => (line === 'map' ? new Map([[line, 1]]) : line === 'hole' ? { line, next: undefined } : { line }))
+      .saveAsJsonFiles('records');
+  });
+  const result = await replayInProcess(pipeline, [{ 'in.txt': 'map\nhole\nfine\n' }]);
+  try {
+    expect(await result.output('records', 0)).toEqual([{ line: 'fine' }]);
+    const kept = (await readAllLines(path.join(result.root, 'errors', 'interval=000000', 'records'))).map((l) => JSON.parse(l) as { operator: string; error: string });
+    expect(kept).toEqual([
+      expect.objectContaining({ operator: expect.stringMatching(/^map @d1 map/), error: expect.stringMatching(/^record is an instance of Map: /) }),
+      expect.objectContaining({ operator: expect.stringMatching(/^map @d1 map/), error: 'record.next is undefined' }),
+    ]);
+  } finally {
+    await removeDir(path.dirname(result.root));
+  }
+});
