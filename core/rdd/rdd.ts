@@ -281,7 +281,7 @@ export class Rdd<T> {
     return take(this, n);
   }
 
-  /** The first record, as an RDD of at most one (none for an empty dataset; Spark's first throws). */
+  /** The first record, as an RDD of at most one (none for an empty dataset; Spark's first throws). A shuffle, as take. */
   first(): Rdd<T> {
     return take(this, 1);
   }
@@ -294,7 +294,7 @@ export class Rdd<T> {
     return top(this, n, compare);
   }
 
-  /** The n smallest records, smallest first, in one partition (Spark's takeOrdered); as top. */
+  /** The n smallest records, smallest first, in one partition (Spark's takeOrdered); as top, a shuffle of at most n per partition. */
   takeOrdered(n: number, compare?: Comparator<T>): Rdd<T> {
     return takeOrdered(this, n, compare);
   }
