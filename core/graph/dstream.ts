@@ -106,7 +106,7 @@ const minus = (a: number, b: number) => a - b;
 export class DStream<T> {
   /** @internal The stream's id in the graph (`d<n>`, in construction order), as lineage and `print` name it. */
   readonly id: string;
-  /** In intervals: the stream has an RDD only at intervals k with (k + 1) % slide == 0; 1 unless windowed. */
+  /** In intervals: the stream has an RDD only at intervals k with (k + 1) % slide == 0; 1 unless it is or derives from a window. */
   readonly slide: number;
   /** @internal Materialised every interval because a later interval reads it. */
   readonly persisted: boolean;
@@ -322,7 +322,8 @@ export class DStream<T> {
 
   /**
    * Per interval, `[key, [v, w]]` for every pair of values of a key present in both streams,
-   * which must slide together. Spark: `DStream.join`. A shuffle over `partitions` (cogroup); a side already placed by key over as many partitions (state) is not moved.
+   * which must slide together. Spark: `DStream.join`. A shuffle over `partitions` (cogroup); a
+   * side already placed by key over as many partitions (state) is not moved.
    */
   join<K, V, W>(this: DStream<readonly [K, V]>, other: DStream<readonly [K, W]>, partitions?: number): DStream<[K, [V, W]]> {
     return this.derive('join', partitionsParam(partitions), [other], (a, b) => a.join(b, partitions));
@@ -346,7 +347,8 @@ export class DStream<T> {
   /**
    * Per interval, `[key, [valuesOfThis, valuesOfOthers0, ...]]` for each key in any of the
    * streams, which must slide together. Spark: `DStream.cogroup` (with one other stream; here any
-   * number). A shuffle over `partitions` (cogroup); a side already placed by key over as many partitions (state) is not moved.
+   * number). A shuffle over `partitions`; a side already placed by key over as many partitions
+   * (state) is not moved.
    */
   cogroup<K>(this: DStream<readonly [K, unknown]>, others: DStream<readonly [K, unknown]>[], partitions?: number): DStream<[K, unknown[][]]> {
     return this.derive('cogroup', partitionsParam(partitions), others, (first, ...rest) => first.cogroup(rest, partitions));
