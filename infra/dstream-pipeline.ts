@@ -26,6 +26,7 @@ import { PipelineFunction, userProject, type HandlerKind, type UserProject } fro
 import { describePipeline } from './pipeline-module.ts';
 import { DSTREAM_METRICS, PipelineMonitoring } from './pipeline-monitoring.ts';
 
+/** Properties of a DStreamPipeline: only `pipeline` is required. */
 export interface DStreamPipelineProps {
   /**
    * Path (absolute, or relative to the working directory) of the module whose default export is
@@ -97,10 +98,15 @@ export interface IDStreamPipeline extends IConstruct {
   readonly pipelineName: string;
   /** Holds everything durable: uploads under `incoming/`, outputs under `output/`, the engine's state. */
   readonly bucket: s3.IBucket;
+  /** The queue the driver sends tasks on, which feeds the task function. */
   readonly taskQueue: sqs.IQueue;
+  /** Tasks that failed every delivery (`maxTaskAttempts`), or that cannot succeed: their interval cannot commit until the cause is fixed. */
   readonly deadLetterQueue: sqs.IQueue;
+  /** Admits uploads under `incoming/` to intervals, on the bucket's notifications. */
   readonly ingestFunction: lambda.IFunction;
+  /** Plans, runs and commits intervals, keeping its own clock; a rule every minute starts one if none holds the lease. */
   readonly driverFunction: lambda.IFunction;
+  /** Computes one partition of a stage per message of the task queue. */
   readonly taskFunction: lambda.IFunction;
   /** Lets `grantee` upload input under `incoming/<prefix>`. */
   grantUpload(grantee: iam.IGrantable, prefix?: string): iam.Grant;
@@ -132,6 +138,10 @@ const DRIVER_TIMEOUT = Duration.minutes(15);
 const VISIBILITY_PER_TIMEOUT = 6;
 const LOG_RETENTION = logs.RetentionDays.ONE_MONTH;
 
+/**
+ * A dstream pipeline on AWS, from the module that defines it: `new DStreamPipeline(stack, 'Clicks',
+ * { pipeline: 'pipelines/clicks.ts' })`. Its members are documented on IDStreamPipeline.
+ */
 export class DStreamPipeline extends Construct implements IDStreamPipeline {
   readonly pipelineName: string;
   readonly bucket: s3.IBucket;
@@ -142,6 +152,7 @@ export class DStreamPipeline extends Construct implements IDStreamPipeline {
   readonly ingestFunction: lambda.IFunction;
   readonly driverFunction: lambda.IFunction;
   readonly taskFunction: lambda.IFunction;
+  /** The pipeline's alarms and dashboard. */
   readonly monitoring: PipelineMonitoring;
 
   constructor(scope: Construct, id: string, props: DStreamPipelineProps) {
