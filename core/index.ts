@@ -6,3 +6,4 @@ export type { State } from './graph/state.ts';
 export { Rdd } from './rdd/rdd.ts';
 export type { StoreObject, InitialState } from './graph/state-stream.ts';
 export type { IntervalReport } from './streaming/driver.ts';
+export type { MapWithStateSpec } from './graph/map-with-state-stream.ts';
