@@ -110,6 +110,11 @@ export class QuerySession {
     return this.options.store;
   }
 
+  /** True for an RDD of this session. */
+  isRdd(value: unknown): boolean {
+    return typeof value === 'object' && value !== null && REAL.has(value);
+  }
+
   /** Stops the running query, if any: its promise rejects with QueryCancelledError. */
   cancel(): boolean {
     if (!this.running) return false;
@@ -281,7 +286,6 @@ export class QuerySession {
       if (!found) continue;
       const { value } = found;
       if (typeof value === 'function') {
-        if (value instanceof Rdd) throw new Error(`${where}: a function uses the RDD ${name}; as in Spark, an RDD cannot be used inside another's function (join them instead)`);
         if (seen.has(value)) continue;
         env[name] = this.ship(value, where, seen);
       } else if (value instanceof Rdd) {
