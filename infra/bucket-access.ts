@@ -39,6 +39,7 @@ export const FUNCTION_BUCKET_ACCESS: Record<HandlerKind, BucketAccess> = {
     read: [
       'lineage/interval=*/record.json',
       'lineage/interval=*/splits/*',
+      'lineage/interval=*/objects/*',
       'lineage/interval=*/task-records/*',
       'lineage/interval=*/tasks/*',
       'lineage/interval=*/fetch-failed/*',
@@ -79,6 +80,7 @@ export const FUNCTION_BUCKET_ACCESS: Record<HandlerKind, BucketAccess> = {
       'lineage/interval=*/record.json',
       'lineage/interval=*/run.json',
       'lineage/interval=*/splits/*',
+      'lineage/interval=*/objects/*',
       'lineage/interval=*/uploads/*',
       'lineage/interval=*/task-records/*',
       'lineage/interval=*/sinks/*',
@@ -91,6 +93,16 @@ export const FUNCTION_BUCKET_ACCESS: Record<HandlerKind, BucketAccess> = {
     delete: ['driver/lease.json', 'lineage/interval=*/tasks/*', 'cache/interval=*/*', 'checkpoints/interval=*/*'],
   },
 };
+
+/**
+ * `access` that also reads `keys`, named by the pipeline itself (its initial state's objects,
+ * `ctx.jsonFile`): exact keys, so a key IAM would read as a pattern is refused.
+ */
+export function withObjectReads(access: BucketAccess, keys: readonly string[]): BucketAccess {
+  const pattern = keys.find((key) => /[*?]/.test(key));
+  if (pattern !== undefined) throw new Error(`the pipeline reads ${JSON.stringify(pattern)} from the store: on AWS a key with '*' or '?' would be granted as a pattern, so rename it`);
+  return keys.length === 0 ? access : { ...access, read: [...access.read, ...keys] };
+}
 
 /**
  * The statements granting `access`. Listing carries a mandatory prefix: without it S3 answers

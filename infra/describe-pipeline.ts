@@ -13,7 +13,7 @@ try {
   const pipeline = pipelineFromModule(await import(pathToFileURL(path).href), path);
   if (pipeline.kind !== 'stream') throw new Error(`${path} defines a batch job; only a streaming pipeline (definePipeline) is deployed`);
   const { name, checkpointEvery } = pipeline.options;
-  process.stdout.write(`${JSON.stringify({ name, checkpointEvery, fingerprint: pipeline.fingerprint })}\n`);
+  process.stdout.write(`${JSON.stringify({ name, checkpointEvery, fingerprint: pipeline.fingerprint, storeObjects: pipeline.graph.storeObjects })}\n`);
 } catch (error) {
   process.stderr.write(`${error instanceof Error ? error.message : String(error)}\n`);
   process.exitCode = 1;

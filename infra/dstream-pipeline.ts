@@ -21,11 +21,12 @@ import { Construct, type IConstruct } from 'constructs';
 import { INCOMING } from '../core/layout.ts';
 import { validateKey } from '../core/ports/object-store.ts';
 import { validateOutputName } from '../core/rdd/rdd.ts';
-import { bucketAccessStatements, enginePrefixes, FUNCTION_BUCKET_ACCESS, wildcardPatterns } from './bucket-access.ts';
+import { bucketAccessStatements, enginePrefixes, FUNCTION_BUCKET_ACCESS, wildcardPatterns, withObjectReads, type BucketAccess } from './bucket-access.ts';
 import { PipelineFunction, userProject, type HandlerKind, type UserProject } from './pipeline-function.ts';
 import { describePipeline } from './pipeline-module.ts';
 import { DSTREAM_METRICS, PipelineMonitoring } from './pipeline-monitoring.ts';
 
+/** Properties of a DStreamPipeline: only `pipeline` is required. */
 export interface DStreamPipelineProps {
   /**
    * Path (absolute, or relative to the working directory) of the module whose default export is
@@ -97,10 +98,15 @@ export interface IDStreamPipeline extends IConstruct {
   readonly pipelineName: string;
   /** Holds everything durable: uploads under `incoming/`, outputs under `output/`, the engine's state. */
   readonly bucket: s3.IBucket;
+  /** The queue the driver sends tasks on, which feeds the task function. */
   readonly taskQueue: sqs.IQueue;
+  /** Tasks that failed every delivery (`maxTaskAttempts`), or that cannot succeed: their interval cannot commit until the cause is fixed. */
   readonly deadLetterQueue: sqs.IQueue;
+  /** Admits uploads under `incoming/` to intervals, on the bucket's notifications. */
   readonly ingestFunction: lambda.IFunction;
+  /** Plans, runs and commits intervals, keeping its own clock; a rule every minute starts one if none holds the lease. */
   readonly driverFunction: lambda.IFunction;
+  /** Computes one partition of a stage per message of the task queue. */
   readonly taskFunction: lambda.IFunction;
   /** Lets `grantee` upload input under `incoming/<prefix>`. */
   grantUpload(grantee: iam.IGrantable, prefix?: string): iam.Grant;
@@ -132,6 +138,10 @@ const DRIVER_TIMEOUT = Duration.minutes(15);
 const VISIBILITY_PER_TIMEOUT = 6;
 const LOG_RETENTION = logs.RetentionDays.ONE_MONTH;
 
+/**
+ * A dstream pipeline on AWS, from the module that defines it: `new DStreamPipeline(stack, 'Clicks',
+ * { pipeline: 'pipelines/clicks.ts' })`. Its members are documented on IDStreamPipeline.
+ */
 export class DStreamPipeline extends Construct implements IDStreamPipeline {
   readonly pipelineName: string;
   readonly bucket: s3.IBucket;
@@ -142,6 +152,7 @@ export class DStreamPipeline extends Construct implements IDStreamPipeline {
   readonly ingestFunction: lambda.IFunction;
   readonly driverFunction: lambda.IFunction;
   readonly taskFunction: lambda.IFunction;
+  /** The pipeline's alarms and dashboard. */
   readonly monitoring: PipelineMonitoring;
 
   constructor(scope: Construct, id: string, props: DStreamPipelineProps) {
@@ -196,7 +207,7 @@ export class DStreamPipeline extends Construct implements IDStreamPipeline {
       DSTREAM_MAX_TASK_ATTEMPTS: Tokenization.stringifyNumber(config.maxTaskAttempts),
       NODE_OPTIONS: '--enable-source-maps',
     };
-    const common = { pipelineModule: config.pipelineModule, project: config.project, removalPolicy, logLevel: config.logLevel, key: props.encryptionKey };
+    const common = { pipelineModule: config.pipelineModule, driverAccess: config.driverAccess, project: config.project, removalPolicy, logLevel: config.logLevel, key: props.encryptionKey };
 
     // S3 invokes ingest asynchronously: after Lambda's two retries an event would be dropped,
     // and its upload never admitted. It lands here instead, and the monitoring alarms on it.
@@ -414,7 +425,7 @@ export class DStreamPipeline extends Construct implements IDStreamPipeline {
   /** A function with its own role (granted exactly its share of the bucket) and log group. */
   private pipelineFunction(
     kind: HandlerKind,
-    common: { pipelineModule: string; project: UserProject; removalPolicy: RemovalPolicy; logLevel: lambda.ApplicationLogLevel; key?: kms.IKey },
+    common: { pipelineModule: string; driverAccess: BucketAccess; project: UserProject; removalPolicy: RemovalPolicy; logLevel: lambda.ApplicationLogLevel; key?: kms.IKey },
     options: lambda.FunctionOptions,
   ): lambda.Function {
     const name = kind[0]!.toUpperCase() + kind.slice(1);
@@ -425,7 +436,7 @@ export class DStreamPipeline extends Construct implements IDStreamPipeline {
     const logGroup = new logs.LogGroup(this, `${name}Logs`, { retention: LOG_RETENTION, removalPolicy: common.removalPolicy });
     // Instead of AWSLambdaBasicExecutionRole, which may write to every log group.
     logGroup.grantWrite(role);
-    const access = FUNCTION_BUCKET_ACCESS[kind];
+    const access = kind === 'driver' ? common.driverAccess : FUNCTION_BUCKET_ACCESS[kind];
     for (const statement of bucketAccessStatements(this.bucket, access, common.key)) role.addToPolicy(statement);
     const bucketArn = `<${Stack.of(this).resolve((this.bucket.node.defaultChild as s3.CfnBucket).logicalId)}.Arn>`;
     for (const pattern of wildcardPatterns(access)) {
@@ -458,6 +469,7 @@ export class DStreamPipeline extends Construct implements IDStreamPipeline {
 interface ResolvedConfig {
   pipelineModule: string;
   pipelineName: string;
+  driverAccess: BucketAccess;
   project: UserProject;
   intervalMs: number;
   partitions: number;
@@ -474,7 +486,7 @@ interface ResolvedConfig {
 function resolveProps(props: DStreamPipelineProps): ResolvedConfig {
   if (!props.pipeline) throw new Error('needs pipeline: the path of the module whose default export is the pipeline');
   const pipelineModule = resolve(props.pipeline);
-  const { name: pipelineName, checkpointEvery } = describePipeline(pipelineModule);
+  const { name: pipelineName, checkpointEvery, storeObjects } = describePipeline(pipelineModule);
   const intervalSeconds = inRange('intervalSeconds', known('intervalSeconds', props.intervalSeconds ?? 10), 1, 900, 'seconds', false);
   const taskTimeout = props.taskTimeout ?? Duration.minutes(5);
   inRange('taskTimeout', known('taskTimeout', taskTimeout.toSeconds()), 1, 900, 'seconds');
@@ -493,6 +505,8 @@ function resolveProps(props: DStreamPipelineProps): ResolvedConfig {
   return {
     pipelineModule,
     pipelineName,
+    // The driver pins the pipeline's own store objects into interval 0's lineage.
+    driverAccess: withObjectReads(FUNCTION_BUCKET_ACCESS.driver, storeObjects),
     project: userProject(props.depsLockFilePath),
     intervalMs: Math.round(intervalSeconds * 1000),
     partitions: inRange('partitions', props.partitions ?? 8, 1, 10_000),

@@ -15,6 +15,8 @@ export interface PipelineDescription {
   /** `options.checkpointEvery`, resolved as the deployed functions resolve it. */
   readonly checkpointEvery: number;
   readonly fingerprint: string;
+  /** Keys of the objects the pipeline reads from the store (`ctx.jsonFile`): the driver pins them at interval 0. */
+  readonly storeObjects: readonly string[];
 }
 
 /** Next to this file, as sources (.ts) or as the built package (.js). */

@@ -14,9 +14,17 @@ export type MapWithStateEntry<S, U> = [hasState: 0 | 1, state: S | null, lastInt
  * returns (`R`, with undefined for nothing).
  */
 export interface MapWithStateSpec<K, V, S, R> {
+  /**
+   * Called once per new value of a key, in arrival order, with the key's state; what it returns is
+   * emitted (undefined: nothing). On the timing-out call `value` is undefined. Spark: `StateSpec.function`.
+   */
   update: (key: K, value: V | undefined, state: State<S>) => R & StorableOrNothing<R>;
-  /** Intervals without a value after which a key gets a last call with `isTimingOut()`, and is removed. */
+  /**
+   * Intervals without a value after which a key gets a last call with `isTimingOut()`, and is
+   * removed; a whole number >= 1. Default: never. Spark: `StateSpec.timeout`, in intervals.
+   */
   timeout?: number;
+  /** Partitions of the state (Spark: `StateSpec.numPartitions`). Default: the pipeline's `partitions`. */
   partitions?: number;
   /**
    * The state of keys before interval 0 (Spark's StateSpec.initialState): `[key, state]` pairs, or

@@ -11,9 +11,11 @@ import { DStream, type Generation } from './dstream.ts';
 export class StoreObject<T> {
   /** Phantom: the records' type. */
   declare readonly records?: T;
+  /** @internal Made by `StreamingContext.jsonFile`. */
   constructor(
+    /** The object's key in the store. */
     readonly key: string,
-    /** Its place among the pipeline's store objects: which of interval 0's pinned copies it is. */
+    /** @internal Its place among the pipeline's store objects: which of interval 0's pinned copies it is. */
     readonly index: number,
   ) {}
 }

@@ -1,9 +1,15 @@
-/** The state of one key as mapWithState's function sees it. */
+/** The state of one key as mapWithState's function sees it. Spark: `State` (without `getOption`). */
 export interface State<S> {
+  /** Whether the key has state. */
   exists(): boolean;
   /** The state; throws when there is none. */
   get(): S;
+  /**
+   * Sets the key's state, kept for the next value or interval; throws on `undefined` (use remove)
+   * and on the call made because the key timed out, as Spark's does.
+   */
   update(state: S): void;
+  /** Removes the key's state: later calls see none, until one updates it again. */
   remove(): void;
   /** True on the call made because the key had no value for `timeout` intervals; it is then removed. */
   isTimingOut(): boolean;

@@ -127,18 +127,30 @@ const sum = (a: number, b: number) => a + b;
  * nothing runs until a job computes it. Pairs are two-element arrays `[key, value]`.
  * User functions must be deterministic: the same input gives the same output, with no clock,
  * randomness or outside state, because any partition may be computed more than once.
+ * Spark: `RDD` (and `PairRDDFunctions`); Spark's actions are outputs here (`collect`, `saveAs*File`)
+ * or transformations giving a small RDD (`count`, `take`...).
+ *
+ * Each operator says whether it is narrow (each partition computed from one partition of its
+ * parent, in the same task) or a shuffle (records move between tasks by key: a new stage). Keyed
+ * operators take `partitions`, Spark's `numPartitions`; by default the pipeline's `partitions`.
  */
 export class Rdd<T> {
+  /** @internal RDDs are made by sources and operators, which add them to the plan being built. */
   constructor(
+    /** @internal The plan the RDD belongs to. */
     readonly builder: PlanBuilder,
+    /** @internal Its serialisable node in the plan. */
     readonly node: PlanNode,
+    /** @internal How a task computes it: its operator or aggregator, never serialised. */
     readonly behaviour: NodeBehaviour,
   ) {}
 
+  /** @internal Its id in the plan (`r<n>`, in creation order). */
   get id(): string {
     return this.node.id;
   }
 
+  /** How many partitions it has: how many tasks compute it. Spark: `RDD.getNumPartitions`. */
   get partitions(): number {
     return this.node.partitions;
   }
@@ -157,11 +169,15 @@ export class Rdd<T> {
     );
   }
 
-  /** Records are what the codec stores (see Storable); an array literal returned is inferred as a tuple, so `[k, v]` is a pair. */
+  /**
+   * Each record turned into `f(record)`. Spark: `RDD.map`. Narrow.
+   * Records are what the codec stores (see Storable); an array literal returned is inferred as a tuple, so `[k, v]` is a pair.
+   */
   map<U extends RecordShape>(f: (record: T) => U & Storable<U>): Rdd<U> {
     return this.mapRecords(f);
   }
 
+  /** Each record turned into the records `f` yields for it (none, one or more). Spark: `RDD.flatMap`. Narrow. */
   flatMap<U extends RecordShape>(f: (record: T) => Iterable<U & Storable<U>>): Rdd<U> {
     return this.flatMapRecords(f);
   }
@@ -169,20 +185,23 @@ export class Rdd<T> {
   /**
    * map and flatMap for the engine's own functions: their record types are type parameters, which
    * Storable cannot check, and they only rearrange records checked where a user's function made them.
+   * @internal
    */
   mapRecords<U>(f: (record: T) => U): Rdd<U> {
     return this.narrow('map', f, mapOperator('map', f as (r: unknown) => unknown));
   }
 
+  /** @internal flatMap for the engine's own functions, as mapRecords. */
   flatMapRecords<U>(f: (record: T) => Iterable<U>): Rdd<U> {
     return this.narrow('flatMap', f, flatMapOperator('flatMap', f as (r: unknown) => Iterable<unknown>));
   }
 
+  /** The records for which `f` returns true. Spark: `RDD.filter`. Narrow; keeps the placement by key. */
   filter(f: (record: T) => boolean): Rdd<T> {
     return this.narrow('filter', f, filterOperator('filter', f as (r: unknown) => boolean), true);
   }
 
-  /** The whole partition at once, as an array, with its index. */
+  /** The whole partition at once, as an array, with its index; what `f` yields replaces it. Spark: `RDD.mapPartitionsWithIndex`. Narrow. */
   mapPartitions<U>(f: (records: T[], partition: number) => Iterable<U & Storable<U>>): Rdd<U> {
     return this.narrow(
       'mapPartitions',
@@ -191,6 +210,7 @@ export class Rdd<T> {
     );
   }
 
+  /** The records of this dataset and of `others`. Spark: `RDD.union`. Narrow: the result has the partitions of all, in order. */
   union(...others: Rdd<T>[]): Rdd<T> {
     const parents = [this, ...others];
     return this.builder.add<T>({
@@ -201,7 +221,7 @@ export class Rdd<T> {
     });
   }
 
-  /** Spreads records evenly over `partitions`, in a deterministic round-robin. */
+  /** Spreads records evenly over `partitions`, in a deterministic round-robin. Spark: `RDD.repartition`. A shuffle. */
   repartition(partitions: number): Rdd<T> {
     return this.builder.add<T>({
       kind: 'shuffle',
@@ -212,7 +232,10 @@ export class Rdd<T> {
     });
   }
 
-  /** One record: how many records there are (0 for an empty dataset). */
+  /**
+   * One record: how many records there are (0 for an empty dataset). Spark: `RDD.count`, an
+   * action there. A small shuffle: one count per partition, gathered into one partition.
+   */
   count(): Rdd<number> {
     const perPartition = this.mapPartitions((records) => [[0, records.length] as [number, number]]);
     return perPartition
@@ -221,13 +244,21 @@ export class Rdd<T> {
       .map(([, n]) => n);
   }
 
-  /** At most one record: all records folded with `f` (none for an empty dataset). */
+  /**
+   * At most one record: all records folded with `f` (none for an empty dataset); `f` should be
+   * associative and commutative, as in Spark. Spark: `RDD.reduce`, an action there (which throws
+   * on an empty dataset). A small shuffle: each partition is folded, then the partial results in one.
+   */
   reduce(f: (a: T, b: T) => T): Rdd<T> {
     const fold = (records: T[]): [number, T][] => (records.length === 0 ? [] : [[0, records.reduce((a, b) => f(a, b))]]);
     const partial = this.narrow<[number, T]>('mapPartitions', fold, mapPartitionsOperator('mapPartitions', fold as (r: unknown[]) => unknown[]));
     return partial.combineByKey((v) => v, f, f, 1).values();
   }
 
+  /**
+   * `[record, count]` for each distinct record (compared by value). Spark: `RDD.countByValue`, an
+   * action returning a map there. A shuffle, combined on the map side first.
+   */
   countByValue(partitions?: number): Rdd<[T, number]> {
     return this.mapRecords((x): [T, number] => [x, 1]).reduceByKey(sum, partitions);
   }
@@ -250,7 +281,7 @@ export class Rdd<T> {
     return take(this, n);
   }
 
-  /** The first record, as an RDD of at most one (none for an empty dataset; Spark's first throws). */
+  /** The first record, as an RDD of at most one (none for an empty dataset; Spark's first throws). A shuffle, as take. */
   first(): Rdd<T> {
     return take(this, 1);
   }
@@ -263,7 +294,7 @@ export class Rdd<T> {
     return top(this, n, compare);
   }
 
-  /** The n smallest records, smallest first, in one partition (Spark's takeOrdered); as top. */
+  /** The n smallest records, smallest first, in one partition (Spark's takeOrdered); as top, a shuffle of at most n per partition. */
   takeOrdered(n: number, compare?: Comparator<T>): Rdd<T> {
     return takeOrdered(this, n, compare);
   }
@@ -304,6 +335,7 @@ export class Rdd<T> {
     return sortByKey(this, options);
   }
 
+  /** Pairs `[key, f(value)]`. Spark: `RDD.mapValues`. Narrow; keeps the placement by key. */
   mapValues<K, V, U extends RecordShape>(this: Rdd<readonly [K, V]>, f: (value: V) => U & Storable<U>): Rdd<[K, U]> {
     return this.narrow(
       'mapValues',
@@ -316,6 +348,7 @@ export class Rdd<T> {
     );
   }
 
+  /** A pair `[key, u]` for each `u` that `f(value)` yields. Spark: `RDD.flatMapValues`. Narrow; keeps the placement by key. */
   flatMapValues<K, V, U extends RecordShape>(this: Rdd<readonly [K, V]>, f: (value: V) => Iterable<U & Storable<U>>): Rdd<[K, U]> {
     return this.narrow(
       'flatMapValues',
@@ -331,35 +364,38 @@ export class Rdd<T> {
   /**
    * flatMap whose output keeps each record's key, so hash placement survives; for the engine's
    * own keyed operators (state, windows), where that is known to hold.
+   * @internal
    */
   flatMapSameKey<K, U>(this: Rdd<readonly [K, unknown]>, label: string, f: (record: [K, any]) => Iterable<[K, U]>): Rdd<[K, U]> {
     return this.narrow(label, f, flatMapOperator(label, f as (r: unknown) => Iterable<unknown>), true);
   }
 
+  /** The keys of pairs. Spark: `RDD.keys`. Narrow. */
   keys<K, V>(this: Rdd<readonly [K, V]>): Rdd<K> {
     return this.mapRecords((r) => r[0]);
   }
 
+  /** The values of pairs. Spark: `RDD.values`. Narrow. */
   values<K, V>(this: Rdd<readonly [K, V]>): Rdd<V> {
     return this.mapRecords((r) => r[1]);
   }
 
-  /** Pairs of `[f(record), record]` (Spark's keyBy). */
+  /** Pairs of `[f(record), record]`. Spark: `RDD.keyBy`. Narrow. */
   keyBy<K extends RecordShape>(f: (record: T) => K & Storable<K>): Rdd<[K, T]> {
     return this.mapRecords((r): [K, T] => [f(r), r]);
   }
 
-  /** Each distinct record once, records compared by value as keys are. */
+  /** Each distinct record once, records compared by value as keys are. Spark: `RDD.distinct`. A shuffle. */
   distinct(partitions?: number): Rdd<T> {
     return this.mapRecords((r): [T, null] => [r, null]).reduceByKey((a) => a, partitions).keys();
   }
 
-  /** Records of this dataset with no equal record in `other`; duplicates of this one are kept, as in Spark. */
+  /** Records of this dataset with no equal record in `other`; duplicates of this one are kept, as in Spark. Spark: `RDD.subtract`. A shuffle of both. */
   subtract(other: Rdd<T>, partitions?: number): Rdd<T> {
     return this.mapRecords((r): [T, null] => [r, null]).subtractByKey(other.mapRecords((r): [T, null] => [r, null]), partitions).keys();
   }
 
-  /** Records in both datasets, each once. */
+  /** Records in both datasets, each once. Spark: `RDD.intersection`. A shuffle of both. */
   intersection(other: Rdd<T>, partitions?: number): Rdd<T> {
     const tagged = (rdd: Rdd<T>) => rdd.mapRecords((r): [T, null] => [r, null]);
     return tagged(this)
@@ -370,6 +406,7 @@ export class Rdd<T> {
   /**
    * A sample of about `fraction` of the records, without replacement. Deterministic: which records
    * are kept depends only on the seed, the partition and the records' order in it.
+   * Spark: `RDD.sample(false, fraction, seed)`; no sampling with replacement. Narrow.
    */
   sample(fraction: number, seed: number): Rdd<T> {
     if (!(fraction >= 0 && fraction <= 1)) throw new RangeError(`sample fraction must be between 0 and 1, got ${fraction}`);
@@ -383,30 +420,35 @@ export class Rdd<T> {
     return this.narrow(label, f, mapPartitionsOperator(label, f), true);
   }
 
-  /** Pairs of this dataset whose key is not in `other`. */
+  /** Pairs of this dataset whose key is not in `other`. Spark: `RDD.subtractByKey`. A shuffle of both (cogroup). */
   subtractByKey<K, V, W>(this: Rdd<readonly [K, V]>, other: Rdd<readonly [K, W]>, partitions?: number): Rdd<[K, V]> {
     return this.cogroup([other], partitions).flatMapRecords(([k, [vs, ws]]) => (ws!.length > 0 ? [] : vs!.map((v): [K, V] => [k, v as V])));
   }
 
   /**
    * Per key, values folded into a copy of `zero` with `seqOp`, then partial results merged with
-   * `combOp` (Spark's aggregateByKey). `zero` is copied for each key, so it may be mutated.
+   * `combOp` (Spark: `RDD.aggregateByKey`). `zero` is copied for each key, so it may be mutated.
+   * A shuffle, combined on the map side first.
    */
   aggregateByKey<K, V, U>(this: Rdd<readonly [K, V]>, zero: U, seqOp: (acc: U, value: V) => U, combOp: (a: U, b: U) => U, partitions?: number): Rdd<[K, U]> {
     return this.combineByKey((v: V) => seqOp(structuredClone(zero), v), seqOp, combOp, partitions);
   }
 
-  /** Per key, values folded with `f` from a copy of `zero`. */
+  /** Per key, values folded with `f` from a copy of `zero`. Spark: `RDD.foldByKey`. A shuffle, combined on the map side first. */
   foldByKey<K, V>(this: Rdd<readonly [K, V]>, zero: Widened<V>, f: (a: Widened<V>, b: Widened<V>) => Widened<V>, partitions?: number): Rdd<[K, Widened<V>]> {
     return this.widened().aggregateByKey(zero, f, f, partitions);
   }
 
-  /** How many records each key has (an RDD of `[key, count]`). */
+  /** How many records each key has (an RDD of `[key, count]`). Spark: `RDD.countByKey`, an action returning a map there. A shuffle. */
   countByKey<K, V>(this: Rdd<readonly [K, V]>, partitions?: number): Rdd<[K, number]> {
     return this.mapRecords(([k]): [K, number] => [k, 1]).reduceByKey((a, b) => a + b, partitions);
   }
 
-  /** The general per-key aggregation, combined on the map side before the shuffle. */
+  /**
+   * The general per-key aggregation, combined on the map side before the shuffle: `createCombiner`
+   * makes a combiner from a key's first value in a partition, `mergeValue` adds a value to it,
+   * `mergeCombiners` merges two partitions' combiners. Spark: `RDD.combineByKey`. A shuffle.
+   */
   combineByKey<K, V, C>(
     this: Rdd<readonly [K, V]>,
     createCombiner: (value: V) => C,
@@ -429,7 +471,11 @@ export class Rdd<T> {
     );
   }
 
-  /** Values of `as const` pairs are widened (`1` to `number`) for `f`, which combines them into new values. */
+  /**
+   * Each key's values combined with `f` (associative and commutative, as in Spark): one pair per
+   * key. Spark: `RDD.reduceByKey`. A shuffle, combined on the map side first. Values of `as const`
+   * pairs are widened (`1` to `number`) for `f`, which combines them into new values.
+   */
   reduceByKey<K, V>(this: Rdd<readonly [K, V]>, f: (a: Widened<V>, b: Widened<V>) => Widened<V>, partitions?: number): Rdd<[K, Widened<V>]> {
     return this.widened().combineByKey((v) => v, f, f, partitions);
   }
@@ -439,7 +485,7 @@ export class Rdd<T> {
     return this as Rdd<readonly [K, unknown]> as Rdd<readonly [K, Widened<V>]>;
   }
 
-  /** Values of a key in the order they arrive: by map partition, then by position in it. */
+  /** `[key, values]` for each key, values in the order they arrive: by map partition, then by position in it. Spark: `RDD.groupByKey`. A shuffle. */
   groupByKey<K, V>(this: Rdd<readonly [K, V]>, partitions?: number): Rdd<[K, V[]]> {
     return this.combineByKey<K, V, V[]>(
       (v) => [v],
@@ -449,7 +495,10 @@ export class Rdd<T> {
     );
   }
 
-  /** Places pairs by the hash partitioner, unless they are already placed so. */
+  /**
+   * Places pairs by the hash partitioner over `partitions`, unless they are already placed so.
+   * Spark: `RDD.partitionBy(new HashPartitioner(partitions))`. A shuffle, or nothing if already placed.
+   */
   partitionBy<K, V>(this: Rdd<readonly [K, V]>, partitions: number): Rdd<[K, V]> {
     // Readonly only in its type: the pairs are the same records.
     if (this.node.hashPartitioned && this.partitions === partitions) return this as Rdd<[K, V]>;
@@ -463,7 +512,10 @@ export class Rdd<T> {
     });
   }
 
-  /** For each key, the values from each dataset: `[key, [valuesOfThis, valuesOfOther, ...]]`. */
+  /**
+   * For each key, the values from each dataset: `[key, [valuesOfThis, valuesOfOther, ...]]`.
+   * Spark: `RDD.cogroup`. A shuffle of each dataset not already placed by key over `partitions`.
+   */
   cogroup<K>(this: Rdd<readonly [K, unknown]>, others: Rdd<readonly [K, unknown]>[], partitions?: number): Rdd<[K, unknown[][]]> {
     const n = checkPartitions(partitions ?? this.builder.defaultPartitions);
     const parents = [this, ...others].map((p) => p.partitionBy(n));
@@ -476,36 +528,49 @@ export class Rdd<T> {
     });
   }
 
+  /**
+   * `[key, [v, w]]` for every pair of values of a key present in both datasets. Spark: `RDD.join`.
+   * A shuffle (cogroup) of each side not already placed by key over `partitions`.
+   */
   join<K, V, W>(this: Rdd<readonly [K, V]>, other: Rdd<readonly [K, W]>, partitions?: number): Rdd<[K, [V, W]]> {
     return joined(this, other, false, false, partitions);
   }
 
-  /** Keys of this dataset; `null` where the other has no value. */
+  /** As join, also keeping this dataset's keys absent from `other`, with `null` for `w`. Spark: `RDD.leftOuterJoin`. A shuffle, as join. */
   leftOuterJoin<K, V, W>(this: Rdd<readonly [K, V]>, other: Rdd<readonly [K, W]>, partitions?: number): Rdd<[K, [V, W | null]]> {
     return joined(this, other, true, false, partitions);
   }
 
+  /** As join, also keeping `other`'s keys absent from this dataset, with `null` for `v`. Spark: `RDD.rightOuterJoin`. A shuffle, as join. */
   rightOuterJoin<K, V, W>(this: Rdd<readonly [K, V]>, other: Rdd<readonly [K, W]>, partitions?: number): Rdd<[K, [V | null, W]]> {
     return joined(this, other, false, true, partitions);
   }
 
+  /** As join, also keeping the keys of either side absent from the other, with `null` for the missing value. Spark: `RDD.fullOuterJoin`. A shuffle, as join. */
   fullOuterJoin<K, V, W>(this: Rdd<readonly [K, V]>, other: Rdd<readonly [K, W]>, partitions?: number): Rdd<[K, [V | null, W | null]]> {
     return joined(this, other, true, true, partitions);
   }
 
   // ---- outputs: the job writes these when it runs ----
 
-  /** One line per record: strings as they are, anything else as JSON. */
+  /**
+   * An output of the job: one line per record under `output/<name>/`, strings as they are,
+   * anything else as JSON. Spark: `RDD.saveAsTextFile`, with an output name (1-128 letters,
+   * digits, '.', '_' or '-', one per output) rather than a path.
+   */
   saveAsTextFile<R extends T>(this: Rdd<R & Storable<R>>, name: string): void {
     this.builder.addOutput(this as Rdd<unknown>, name, 'text');
   }
 
-  /** One JSON value per line; a pair is a two-element array. */
+  /** An output of the job, as saveAsTextFile but one JSON value per line; a pair is a two-element array. No Spark counterpart. */
   saveAsJsonFile<R extends T>(this: Rdd<R & Storable<R>>, name: string): void {
     this.builder.addOutput(this as Rdd<unknown>, name, 'json');
   }
 
-  /** Brings the records back to the driver, in partition order, under `name` in the job's result. */
+  /**
+   * Brings the records back to the driver, in partition order, under `name` in the job's result.
+   * Spark: `RDD.collect`, but an output of the job rather than a call returning the records.
+   */
   collect<R extends T>(this: Rdd<R & Storable<R>>, name: string): void {
     this.builder.addOutput(this as Rdd<unknown>, name, 'collect');
   }

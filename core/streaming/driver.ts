@@ -43,9 +43,13 @@ export interface DriverHooks {
   step?(step: DriverStep, interval: number): void | Promise<void>;
 }
 
+/** What an interval did, written with its commit: what `dstream run`/`replay` print and the test kit returns. Spark: `BatchInfo`. */
 export interface IntervalReport {
+  /** The interval's number, from 0. */
   interval: number;
+  /** Uploads sealed into the interval. */
   uploads: number;
+  /** Their bytes. */
   inputBytes: number;
   /** Uploads that could not be read (refused names, gone before they were pinned), recorded under errors/. */
   refusedUploads: number;
@@ -53,18 +57,25 @@ export interface IntervalReport {
   recordsIn: number;
   /** Bad records kept under errors/ (policy 'quarantine'), over all stages. */
   quarantined: number;
+  /** Records each output wrote or collected, by output name (`foreachRDD` and `print` outputs have generated names). */
   outputs: Record<string, number>;
   /** From the start of processing to the commit. */
   processingMs: number;
   /** From the end of the interval to the start of its processing. */
   schedulingDelayMs: number;
+  /** Tasks the driver sent for the interval's stages, recomputations included (speculative copies are counted in `speculative`). */
   tasks: number;
+  /** Tasks not run because an earlier driver had already completed them (a resumed interval). */
   tasksSkipped: number;
+  /** Speculative copies of slow tasks sent. */
   speculative: number;
   /** Copies of tasks sent but not started within their deadline. */
   unstartedResent: number;
+  /** Times a task found a shuffle or stored input missing, which the driver then recomputed before running it again. */
   fetchFailures: number;
+  /** Tasks run again because their output was lost: in this interval or in earlier ones. */
   recomputed: number;
+  /** Intervals (this one or earlier) some of whose lost data (shuffle files, stored RDDs) was recomputed from lineage. */
   recoveredIntervals: number[];
 }
 

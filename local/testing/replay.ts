@@ -14,6 +14,7 @@ import { FsObjectStore } from '../store/fs-object-store.ts';
  */
 export type IntervalInput = readonly string[] | Readonly<Record<string, string | Uint8Array>>;
 
+/** How `replay` runs; every option has a default. */
 export interface ReplayOptions {
   /**
    * Input splits per interval (the CLI's `--partitions`; the pipeline's own `partitions` are its
@@ -36,6 +37,7 @@ export interface ReplayOptions {
 
 /** What one interval produced. */
 export interface ReplayedInterval {
+  /** The interval's number: its index in `replay`'s `intervals`. */
   readonly interval: number;
   /**
    * Each file output's records in part order: `saveAsJsonFiles` parsed back to values,
@@ -47,7 +49,9 @@ export interface ReplayedInterval {
   readonly report: IntervalReport;
 }
 
+/** What `replay` returns: each replayed interval's outputs and report. */
 export interface ReplayResult {
+  /** The intervals replayed, in order: one per element of `intervals`. */
   readonly intervals: readonly ReplayedInterval[];
   /** Records of output `name` at interval `k` (a missing output name is an error, not `[]`). */
   output(name: string, k: number): unknown[];

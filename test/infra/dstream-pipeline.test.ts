@@ -102,6 +102,8 @@ const BUCKET_ACCESS_SPEC = {
     's3:GetObject': [
       'lineage/interval=*/record.json',
       'lineage/interval=*/splits/*',
+      // The pinned copies of the objects the pipeline reads its initial state from.
+      'lineage/interval=*/objects/*',
       'lineage/interval=*/task-records/*',
       'lineage/interval=*/tasks/*',
       'lineage/interval=*/fetch-failed/*',
@@ -138,6 +140,7 @@ const BUCKET_ACCESS_SPEC = {
       'lineage/interval=*/record.json',
       'lineage/interval=*/run.json',
       'lineage/interval=*/splits/*',
+      'lineage/interval=*/objects/*',
       'lineage/interval=*/uploads/*',
       'lineage/interval=*/task-records/*',
       'lineage/interval=*/sinks/*',
@@ -493,6 +496,12 @@ describe('props', () => {
     [join(FIXTURES, '..', '..', 'fixtures', 'error-report.ts'), 'defines a batch job; only a streaming pipeline (definePipeline) is deployed'],
   ])('refuse a module that is no streaming pipeline: %s', (pipeline, reason) => {
     expect(construct({ pipeline })).toThrow(`DStreamPipeline Bad/P: could not load pipeline module ${pipeline}: ${pipeline} ${reason}`);
+  });
+
+  it("grant the driver a read of exactly the objects the pipeline names, and refuse a name IAM would read as a pattern", () => {
+    const pipeline = join(FIXTURES, 'wildcard-seeds.ts');
+
+    expect(construct({ pipeline })).toThrow(`DStreamPipeline Bad/P: the pipeline reads "seeds/*.jsonl" from the store: on AWS a key with '*' or '?' would be granted as a pattern, so rename it`);
   });
 
   it('take deploy-time parameters where CloudFormation can check them, and refuse them where the construct computes with them', () => {

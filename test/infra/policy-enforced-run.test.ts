@@ -22,7 +22,7 @@ import { driverConfig, functionConfig } from '../../functions/config.ts';
 import { DStreamPipeline } from '../../infra/dstream-pipeline.ts';
 import { VersionedMemoryStore } from '../support/versioned-store.ts';
 import { FsTaskQueue } from '../../local/queue/fs-task-queue.ts';
-import { readOutput, removeDir, tempDir } from '../support/stream-harness.ts';
+import { bag, readOutput, removeDir, tempDir } from '../support/stream-harness.ts';
 import { eventSourceMapping, FakeClock, s3Event, upload } from '../functions/support.ts';
 
 const T0 = Date.parse('2025-01-01T00:00:00.000Z');
@@ -233,4 +233,37 @@ it('a task that fails every delivery is dead-lettered and reported by the driver
   expect(refused).toEqual([]);
   expect((await listAll(bucket, 'errors/interval=000000/dead-letters/')).length).toBeGreaterThan(0);
   expect(await listAll(bucket, 'errors/interval=000000/uploads/')).toHaveLength(1);
+}, 120_000);
+
+it("the driver pins the pipeline's initial state from the object it names, and tasks read the pinned copy, within their grants", async () => {
+  const module = path.join(import.meta.dirname, 'fixtures', 'seeded-pipeline.ts');
+  const { default: seeded } = (await import(module)) as { default: typeof wordcount };
+  const stack = new Stack(new App({ context: { 'aws:cdk:bundling-stacks': [] } }), 'EnforcedSeeds');
+  const deployed = new DStreamPipeline(stack, 'P', { pipeline: module });
+  const resources = Template.fromStack(stack).toJSON().Resources;
+  const grants = (fn: { role?: iam.IRole }) => grantsOf(stack, resources, deployed.bucket, fn);
+
+  const bucket = new VersionedMemoryStore();
+  const queue = new FsTaskQueue({ dir: path.join(base, 'queue'), maxReceives: 2 });
+  const clock = new FakeClock(T0 + 1_500);
+  const refused: string[] = [];
+  const production = driverConfig(functionConfig({ DSTREAM_BUCKET: 'bucket', DSTREAM_INTERVAL_MS: String(MINUTE), DSTREAM_PARTITIONS: '1' }));
+  const config = { ...production, scheduler: { ...production.scheduler, pollMs: 10 } };
+  await bucket.put('seeds/totals.jsonl', '["fox",40]\n["owl",2]\n');
+  await bucket.put(keys.driverProgress, JSON.stringify({ next: 0, base: 0, epoch: T0, intervalMs: MINUTE }));
+  const ingest = createIngestHandler({ store: enforced(bucket, 'ingest', grants(deployed.ingestFunction), refused), now: () => clock.now(), intervalMs: MINUTE });
+  await ingest(s3Event([upload(bucket, 'incoming/words.txt', 'fox\nfox\n', T0 + 1_000)]));
+
+  const driver = createDriverHandler(seeded, { store: enforced(bucket, 'driver', grants(deployed.driverFunction), refused), queue, clock, config, invokeSelf: async () => {} });
+  const mapping = eventSourceMapping(queue, createTaskHandler(seeded, { store: enforced(bucket, 'task', grants(deployed.taskFunction), refused), queue }));
+  clock.time = T0 + MINUTE + 5_000;
+  try {
+    await driver({ source: 'aws.events' }, { getRemainingTimeInMillis: () => T0 + 3 * MINUTE - clock.now() });
+  } finally {
+    await mapping.stop();
+    await queue.close();
+  }
+
+  expect(refused).toEqual([]);
+  expect(bag(await readOutput(bucket, 'totals', 0))).toEqual(bag([['fox', 42], ['owl', 2]]));
 }, 120_000);

@@ -34,52 +34,23 @@ async function run(cwd: string, file: string, args: string[], env: NodeJS.Proces
 
 const install = (cwd: string, specs: string[]) => run(cwd, npm, ['install', ...specs, '--prefer-offline', '--no-audit', '--no-fund', '--loglevel=error']);
 
-const TSCONFIG = {
-  compilerOptions: { target: 'ES2022', module: 'NodeNext', moduleResolution: 'NodeNext', strict: true, noEmit: true, types: ['node'] },
-  include: ['pipelines', 'test', 'infra'],
-};
 
-const PIPELINE = `import { definePipeline } from 'dstream';
-
-interface Click { readonly page: string; readonly user: string }
-
-/** Clicks per page in each interval, and since the start. */
-export default definePipeline({ name: 'clicks', partitions: 2, checkpointEvery: 5 }, (ctx) => {
-  const perPage = ctx
-    .jsonStream()
-    .map((click) => [(click as Click).page, 1] as [string, number])
-    .reduceByKey((a, b) => a + b);
-  perPage.saveAsJsonFiles('per-page');
-  perPage.updateStateByKey<string, number, number>((counts, total) => (total ?? 0) + counts.reduce((a, b) => a + b, 0)).saveAsJsonFiles('totals');
-});
-`;
-
-const UNIT_TEST = `import assert from 'node:assert/strict';
-import { replay } from 'dstream/testing';
-import clicks from '../pipelines/clicks.js';
-
-const result = await replay(clicks, [
-  ['{"page":"/a","user":"u1"}', '{"page":"/b","user":"u2"}', '{"page":"/a","user":"u3"}'],
-  ['{"page":"/b","user":"u1"}'],
-]);
-const sorted = (records: unknown[]) => records.map((r) => JSON.stringify(r)).sort();
-assert.deepEqual(sorted(result.output('per-page', 0)), ['["/a",2]', '["/b",1]']);
-assert.deepEqual(sorted(result.output('totals', 1)), ['["/a",2]', '["/b",2]']);
-console.log('unit test passed');
-`;
-
-const CDK_APP = `import { App, Stack } from 'aws-cdk-lib';
-import * as iam from 'aws-cdk-lib/aws-iam';
-import { DStreamPipeline } from 'dstream/cdk';
-
-const app = new App();
-const stack = new Stack(app, 'ClicksStack');
-const pipeline = new DStreamPipeline(stack, 'Clicks', { pipeline: 'pipelines/clicks.ts', intervalSeconds: 5 });
-const producer = new iam.Role(stack, 'Producer', { assumedBy: new iam.AccountRootPrincipal() });
-pipeline.grantUpload(producer);
-pipeline.metricInputRecords();
-app.synth();
-`;
+/**
+ * The files the README's "In your own project" gives a new user, each a ```ts block whose first
+ * line is a comment naming its path: what the README shows is what is tested.
+ */
+async function readmeProjectFiles(): Promise<Map<string, string>> {
+  const readme = await readFile(path.join(REPO, 'README.md'), 'utf8');
+  const section = readme.slice(readme.indexOf('## In your own project'), readme.indexOf('\n## ', readme.indexOf('## In your own project') + 1));
+  const files = new Map<string, string>();
+  for (const [, body] of section.matchAll(/```(?:ts|jsonc)\n([\s\S]*?)```/g)) {
+    const [first, ...rest] = body!.split('\n');
+    const name = /^\/\/ (\S+\.(?:ts|json))$/.exec(first!)?.[1];
+    if (!name) throw new Error(`a ts block of the README's "In your own project" does not start with // <path>: ${first}`);
+    files.set(name, rest.join('\n'));
+  }
+  return files;
+}
 
 describe('the package installed from its tarball into a fresh project', () => {
   let project: string;
@@ -97,10 +68,9 @@ describe('the package installed from its tarball into a fresh project', () => {
     const { stdout } = await run(REPO, npm, ['pack', '--ignore-scripts', '--pack-destination', base, '--loglevel=error']);
     packed = path.join(base, stdout.trim().split('\n').pop()!);
     await writeFile(path.join(project, 'package.json'), JSON.stringify({ name: 'clicks-app', version: '1.0.0', private: true, type: 'module' }, null, 2));
-    await writeFile(path.join(project, 'tsconfig.json'), JSON.stringify(TSCONFIG, null, 2));
-    await writeFile(path.join(project, 'pipelines', 'clicks.ts'), PIPELINE);
-    await writeFile(path.join(project, 'test', 'clicks.test.ts'), UNIT_TEST);
-    await writeFile(path.join(project, 'infra', 'app.ts'), CDK_APP);
+    const files = await readmeProjectFiles();
+    expect([...files.keys()].sort()).toEqual(['infra/app.ts', 'pipelines/clicks.ts', 'test/clicks.test.ts', 'tsconfig.json']);
+    for (const [name, text] of files) await writeFile(path.join(project, name), text);
     await install(project, [packed]);
   }, 600_000);
 
@@ -114,6 +84,7 @@ describe('the package installed from its tarball into a fresh project', () => {
   });
 
   it('replays a pipeline from the user folder with the installed dstream command, on built JavaScript', async () => {
+    // As the README's first commands do.
     await mkdir(path.join(project, 'staged', '0'), { recursive: true });
     await writeFile(path.join(project, 'staged', '0', 'clicks.jsonl'), '{"page":"/a","user":"u1"}\n{"page":"/a","user":"u2"}\n');
 
@@ -129,7 +100,7 @@ describe('the package installed from its tarball into a fresh project', () => {
 
   describe('with TypeScript, the CDK and a bundler added, as a user deploying to AWS does', () => {
     beforeAll(async () => {
-      const dev = ['typescript', 'aws-cdk-lib', 'constructs', 'esbuild'];
+      const dev = ['typescript', 'aws-cdk-lib', 'constructs', 'esbuild', 'vitest'];
       await install(project, [...(await Promise.all(dev.map(async (d) => `${d}@${await installedVersion(d)}`))), `@types/node@${await installedVersion('@types/node')}`]);
     }, 600_000);
 
@@ -139,10 +110,10 @@ describe('the package installed from its tarball into a fresh project', () => {
       expect(tsc.stdout).toBe('');
     }, 120_000);
 
-    it('runs the unit test written with dstream/testing', async () => {
-      const test = await run(project, process.execPath, ['--import', 'tsx', 'test/clicks.test.ts']);
+    it('runs the unit test written with dstream/testing, with vitest', async () => {
+      const test = await run(project, process.execPath, [path.join(project, 'node_modules', 'vitest', 'vitest.mjs'), 'run'], { NO_COLOR: '1' });
 
-      expect(test.stdout).toContain('unit test passed');
+      expect(test.stdout).toMatch(/Tests\s+1 passed/);
     }, 120_000);
 
     it("synthesises the user's CDK app offline, bundling into the user's cdk.out and never into the package", async () => {
