@@ -39,6 +39,15 @@ const partitions: OptionSpec = {
 const json: OptionSpec = { type: 'boolean', help: 'one JSON object per interval report, one per line, for scripts (other messages go to stderr)' };
 const maxAttempts: OptionSpec = { type: 'string', value: '<N>', help: 'deliveries of a task before it is dead-lettered and the interval fails (default 4)' };
 
+/** A stream's store: a local root, or a deployed stream's bucket, as status reads it. */
+function storeOptions(): Record<string, OptionSpec> {
+  return {
+    root: { ...root, help: 'a local stream\'s root directory' },
+    bucket: { type: 'string', value: '<name>', help: 'a deployed stream\'s bucket (AWS credentials and region as the AWS CLI finds them); tasks run in this process' },
+    prefix: { type: 'string', value: '<folder>', help: 'with --bucket: the folder of the bucket that holds the stream, if not its top' },
+  };
+}
+
 export const COMMANDS: Record<string, CommandSpec> = {
   run: {
     args: ['<pipeline>'],
@@ -83,6 +92,23 @@ export const COMMANDS: Record<string, CommandSpec> = {
       json: { type: 'boolean', help: 'the status as one JSON object (with --watch, one per line)' },
       watch: { type: 'boolean', help: 'read it again every interval length, until Ctrl-C' },
     },
+  },
+  shell: {
+    args: [],
+    summary: 'an interactive shell over a stream\'s committed outputs, uploads and state, as RDDs',
+    details:
+      'A Node REPL (TypeScript accepted) with `sc` bound: sc.output(name, { from, to }), sc.textFile(prefix),\n' +
+      'sc.jsonFile(prefix), await sc.state(name, k), await sc.intervals(). Actions (collect, take, count,\n' +
+      'countByKey, top) run as a query on worker processes and print a table; Ctrl-C cancels one. Queries\n' +
+      'read committed data only and write nothing but their scratch, under queries/, removed when they end.\n' +
+      'History is kept in DSTREAM_HISTORY (default ~/.dstream_history).',
+    options: { ...storeOptions(), workers, partitions },
+  },
+  query: {
+    args: ['<file>'],
+    summary: 'run a query script with the shell\'s `sc`, printing its answer as a table',
+    details: 'The script runs as if typed at the shell\'s prompt (TypeScript, top-level await); its last expression\nis the answer, an RDD being collected.',
+    options: { ...storeOptions(), workers, partitions, json: { type: 'boolean', help: 'the answer as JSON' } },
   },
   lineage: {
     args: ['<k>'],

@@ -128,7 +128,7 @@ export async function main(argv: string[], term = new Terminal(processIo())): Pr
       return 0;
     }
     case 'status': {
-      const { store, where } = await statusStore(opt('root'), opt('bucket'), opt('prefix'));
+      const { store, where } = await statusStore(opt('root'), opt('bucket'), opt('prefix'), 'status');
       const intervals = parseCount('intervals', values.intervals, 0) ?? 10;
       const show = async () => {
         const status = await readStreamStatus(store, { intervals });
@@ -167,6 +167,24 @@ export async function main(argv: string[], term = new Terminal(processIo())): Pr
       else term.line(formatLineage(record, uploads));
       return 0;
     }
+    case 'shell':
+    case 'query': {
+      const { store, where, root } = await statusStore(opt('root'), opt('bucket'), opt('prefix'), command);
+      const session = { store, ...(root ? { root } : {}), workers: parseCount('workers', values.workers), partitions: parseCount('partitions', values.partitions) };
+      const { startShell, runQueryScript, formatResult } = await import('../shell/repl.ts');
+      if (command === 'shell') {
+        await startShell(session, where);
+        return 0;
+      }
+      const file = positionals[0];
+      if (!file) throw new UsageError('query needs a script, e.g. top.ts', 'query');
+      const source = await readFile(file, 'utf8').catch(() => {
+        throw new Error(`query script ${file} does not exist or cannot be read`);
+      });
+      const answer = await runQueryScript(session, source, path.resolve(file));
+      term.line(json ? JSON.stringify(answer ?? null) : formatResult(answer));
+      return 0;
+    }
     case 'demo':
       await runDemo(term, opt('root'));
       return 0;
@@ -193,16 +211,21 @@ async function open(
 }
 
 /**
- * The store `status` reads: a local root, or an S3 bucket through the default AWS credential
+ * The store `status`, `shell` and `query` read: a local root, or an S3 bucket through the default AWS credential
  * chain and region. The AWS SDK is loaded only for --bucket.
  */
-async function statusStore(root: string | undefined, bucket: string | undefined, prefix: string | undefined): Promise<{ store: ObjectStore; where: string }> {
-  if ((root === undefined) === (bucket === undefined)) throw new UsageError('status reads one stream: give --root <dir> or --bucket <name>', 'status');
+async function statusStore(
+  root: string | undefined,
+  bucket: string | undefined,
+  prefix: string | undefined,
+  command: string,
+): Promise<{ store: ObjectStore; where: string; root?: string }> {
+  if ((root === undefined) === (bucket === undefined)) throw new UsageError(`${command} reads one stream: give --root <dir> or --bucket <name>`, command);
   if (root !== undefined) {
-    if (prefix !== undefined) throw new UsageError('--prefix goes with --bucket; a local stream is the whole of its --root', 'status');
+    if (prefix !== undefined) throw new UsageError('--prefix goes with --bucket; a local stream is the whole of its --root', command);
     const dir = path.resolve(root);
     if (!(await stat(dir).catch(() => undefined))?.isDirectory()) throw new Error(`root ${dir} does not exist or is not a directory`);
-    return { store: new FsObjectStore(dir), where: dir };
+    return { store: new FsObjectStore(dir), where: dir, root: dir };
   }
   const [{ S3ObjectStore }, { makeS3Client }] = await Promise.all([import('../../functions/aws/s3-object-store.ts'), import('../../functions/aws/clients.ts')]);
   // The region from the environment, else the SDK's own chain (the profile's), not a fixed default:

@@ -4,6 +4,7 @@
  */
 import { pathToFileURL } from 'node:url';
 import { FsObjectStore } from '../store/fs-object-store.ts';
+import { ScratchStore } from '../../core/query/scratch-store.ts';
 import type { ObjectStore } from '../../core/ports/object-store.ts';
 import { TaskHandler, pipelineFromModule, settlementOf } from '../../core/runtime/task-handler.ts';
 import type { TaskRecord } from '../../core/exec/task.ts';
@@ -30,6 +31,7 @@ async function init(message: Extract<ToWorker, { type: 'init' }>): Promise<void>
   try {
     const module = pipelineFromModule(await import(pathToFileURL(message.pipelinePath).href), message.pipelinePath);
     let store: ObjectStore = new FsObjectStore(message.root);
+    if (message.scratch !== undefined) store = new ScratchStore(store, message.scratch);
     spec = message.chaos;
     if (spec) {
       // Each worker draws its own sequence, so workers do not fail in lockstep.

@@ -8,6 +8,7 @@ import type { FromWorker, TaskIdentity, ToWorker, WorkerUsage } from './worker-p
 import type { ObjectStore } from '../../core/ports/object-store.ts';
 import { recordTaskFailure } from '../../core/runtime/task-handler.ts';
 import { FsObjectStore } from '../store/fs-object-store.ts';
+import { ScratchStore } from '../../core/query/scratch-store.ts';
 import { settle } from './settle.ts';
 
 export interface WorkerPoolOptions {
@@ -19,6 +20,11 @@ export interface WorkerPoolOptions {
   /** How long a failed task's message stays hidden before it is retried (times its receive count). */
   retryDelayMs: number;
   chaos?: ChaosSpec;
+  /**
+   * Run tasks on a query's ScratchStore over the root: their run's keys kept under
+   * `queries/<scratch>/`, the stream's keys read only (core/query/scratch-store.ts).
+   */
+  scratch?: string;
   /** Called whenever a task finished, failed or lost its worker. */
   onTaskSettled?: () => void;
 }
@@ -83,7 +89,8 @@ export class WorkerPool implements TaskRunner {
     private readonly options: WorkerPoolOptions,
   ) {
     this.random = seededRandom((options.chaos?.seed ?? 0) ^ 0x5bd1e995);
-    this.store = new FsObjectStore(options.root);
+    const root = new FsObjectStore(options.root);
+    this.store = options.scratch === undefined ? root : new ScratchStore(root, options.scratch);
   }
 
   async start(): Promise<void> {
@@ -134,6 +141,7 @@ export class WorkerPool implements TaskRunner {
       root: this.options.root,
       workerIndex: this.spawned++,
       ...(this.options.chaos ? { chaos: this.options.chaos } : {}),
+      ...(this.options.scratch === undefined ? {} : { scratch: this.options.scratch }),
     };
     child.send(init);
     return worker;

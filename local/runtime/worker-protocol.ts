@@ -6,7 +6,8 @@ export type TaskIdentity = Pick<TaskRecord, 'scope' | 'stage' | 'partition' | 'a
 
 /** Messages between the worker pool (parent) and a worker process. */
 export type ToWorker =
-  | { type: 'init'; pipelinePath: string; root: string; chaos?: ChaosSpec; workerIndex: number }
+  /** `scratch`: a query's session, whose tasks run on a ScratchStore over the root. */
+  | { type: 'init'; pipelinePath: string; root: string; chaos?: ChaosSpec; workerIndex: number; scratch?: string }
   | { type: 'task'; id: string; body: string; receiveCount: number };
 
 export type FromWorker =

@@ -1,0 +1,88 @@
+/**
+ * Queries over a stream's store: what a shell session answers about a replayed root equals what
+ * the pipeline computes in memory, read from committed outputs, uploads and persisted state; a
+ * query leaves the store as it found it, and cannot write under the stream's prefixes.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import path from 'node:path';
+import { definePipeline } from '../../core/index.ts';
+import { FsObjectStore } from '../../local/store/fs-object-store.ts';
+import { listAll } from '../../core/ports/object-store.ts';
+import { QueryWriteRefusedError, ScratchStore } from '../../core/query/scratch-store.ts';
+import { QuerySession } from '../../local/shell/session.ts';
+import { bag, removeDir, replayInProcess } from '../support/stream-harness.ts';
+
+type Pair = [string, number];
+
+const pipeline = definePipeline({ name: 'queried', partitions: 3, checkpointEvery: 2 }, (ctx) => {
+  const counts = ctx.textStream().flatMap((l) => l.split(' ').filter((w) => w.length > 0)).map((w) => [w, 1] as const).reduceByKey((a, b) => a + b);
+  counts.saveAsJsonFiles('counts');
+  counts.updateStateByKey((vs, total: number | undefined) => (total ?? 0) + vs.reduce((a, b) => a + b, 0)).saveAsJsonFiles('totals');
+});
+
+const batches = [['a b a', 'c'], ['b b', 'a d'], ['d d d'], ['a', 'e e']];
+
+/** The pipeline in memory: each interval's counts, and the totals after interval k. */
+const countsOf = (k: number) => tally(batches[k]!.flatMap((l) => l.split(' ')));
+const totalsAt = (k: number) => tally(batches.slice(0, k + 1).flat().flatMap((l) => l.split(' ')));
+function tally(words: string[]): Pair[] {
+  const m = new Map<string, number>();
+  for (const w of words) m.set(w, (m.get(w) ?? 0) + 1);
+  return [...m];
+}
+
+let root: string;
+let session: QuerySession;
+
+beforeAll(async () => {
+  const run = await replayInProcess(pipeline, batches.map((lines) => ({ 'u.txt': lines.join('\n') + '\n' })));
+  root = run.root;
+  // Tasks in this process: worker processes run dist/, whose library code hashes apart from the
+  // sources vitest runs; test/query/shell-cli.test.ts runs queries on worker processes.
+  session = new QuerySession({ store: new FsObjectStore(root), workers: 2 });
+}, 60_000);
+afterAll(() => removeDir(path.dirname(root)));
+
+describe('a query session over a replayed root', () => {
+  it('answers from committed outputs, as the pipeline computes in memory', async () => {
+    const { sc } = session;
+    expect(await sc.intervals()).toEqual({ first: 0, last: 3 });
+    // Words counted over intervals 1 to 2, from the per-interval counts.
+    const summed = await sc.output<Pair>('counts', { from: 1, to: 2 }).reduceByKey((a: number, b: number) => a + b).collect();
+    expect(bag(summed)).toEqual(bag(tally([...batches[1]!, ...batches[2]!].flatMap((l) => l.split(' ')))));
+    // A range left open ends at the last committed interval.
+    expect(await sc.output('counts').count()).toBe(batches.reduce((n, _, k) => n + countsOf(k).length, 0));
+    expect(await sc.output<Pair>('totals', { from: 3 }).top(2, (x: Pair, y: Pair) => x[1] - y[1] || (x[0] < y[0] ? 1 : -1))).toEqual([['a', 4], ['d', 4]]);
+    expect(bag(await sc.output<Pair>('counts', { to: 3 }).countByKey())).toEqual(bag(tally(batches.flatMap((ls, k) => countsOf(k).map(([w]) => w)))));
+    expect((await sc.textFile('intake/uploads/').take(2)).length).toBe(2);
+  }, 60_000);
+
+  it('reads an operator\'s state at a committed interval from its checkpoint or its cache, by output name or stream id', async () => {
+    const { sc } = session;
+    // checkpointEvery 2: interval 1's state is a checkpoint, interval 3's is in the cache.
+    for (const k of [1, 3]) expect(bag(await (await sc.state('totals', k)).collect())).toEqual(bag(totalsAt(k)));
+    await expect(sc.state('counts', 1)).rejects.toThrow(/no state named counts.*totals/);
+    await expect(sc.state('totals', 9)).rejects.toThrow(/interval 9 is not committed/);
+  }, 60_000);
+
+  it('ships the session variables a function uses by value, and refuses what cannot be shipped', async () => {
+    const vars: Record<string, unknown> = { threshold: 2, label: (w: string) => `word ${w}`, when: new Date(0) };
+    const shipping = new QuerySession({ store: new FsObjectStore(root), workers: 1, lookup: (n) => (n in vars ? { value: vars[n] } : undefined) });
+    const rdd = shipping.sc.output<Pair>('totals', { from: 3, to: 3 }).filter(([, n]: Pair) => n >= (threshold as number)).map(([w]: Pair) => (label as (w: string) => string)(w));
+    expect((await rdd.collect()).sort()).toEqual(['word a', 'word b', 'word d', 'word e']);
+    expect(() => shipping.sc.output('totals').filter(() => when !== null)).toThrow(/variable when, a Date, which cannot be sent to the workers/);
+  }, 60_000);
+
+  it('leaves the store as it found it, and cannot write under the stream\'s prefixes', async () => {
+    const store = new FsObjectStore(root);
+    const before = (await listAll(store, '')).map((o) => o.key);
+    await session.sc.output('counts').collect();
+    expect((await listAll(store, '')).map((o) => o.key)).toEqual(before);
+    const scratch = new ScratchStore(store, 'test');
+    await expect(scratch.put('output/counts/interval=000001/part-00000', 'x')).rejects.toThrow(QueryWriteRefusedError);
+    await expect(scratch.put('lineage/interval=000001/_COMMITTED', '')).rejects.toThrow(QueryWriteRefusedError);
+    expect(() => session.sc.output('counts').saveAsJsonFile('mine')).toThrow(/not available in a query/);
+  }, 60_000);
+});
+
+declare const threshold: unknown, label: unknown, when: unknown;
