@@ -65,6 +65,38 @@ export function parseTaskStarted(key: string): { partition: number; attempt: num
   return m ? { partition: Number(m[1]), attempt: Number(m[2]), run: m[3]! } : undefined;
 }
 
+/** The stage, partition and run of a failure record's key (keys.taskFailed), or undefined for any other key. */
+export function parseTaskFailed(key: string): { stage: string; partition: number; run: string } | undefined {
+  const m = /^lineage\/[^/]+\/tasks\/([^/]+)\/part-(\d+)\.failed-([^/]+)\.json$/.exec(key);
+  return m ? { stage: m[1]!, partition: Number(m[2]), run: m[3]! } : undefined;
+}
+
+/** The stage folder of a key under a scope's tasks/ (completion, start and failure records), or undefined for any other key. */
+export function stageOfTaskKey(key: string): string | undefined {
+  return /^lineage\/[^/]+\/tasks\/([^/]+)\//.exec(key)?.[1];
+}
+
+/** What a key under errors/ holds: the scope's dead letters, quarantined records or refused uploads (keys.deadLetter, keys.quarantine, keys.refusedUpload). */
+export type ErrorKey =
+  | { kind: 'dead-letter'; scope: Scope; stage: string; partition: number; /** An earlier run's (keys.earlierDeadLetter): history. */ earlier: boolean }
+  | { kind: 'quarantine'; scope: Scope; stage: string; partition: number }
+  | { kind: 'refused-upload'; scope: Scope; id: string };
+
+/** The kind of an errors/ key with its parts, or undefined for any other key (errors/unreadable-dead-letters/ among them). */
+export function parseErrorKey(key: string): ErrorKey | undefined {
+  const m = /^errors\/((?:interval|batch)=[^/]+)\/(dead-letters|records|uploads)\/(.+)$/.exec(key);
+  if (!m) return undefined;
+  const [, scope, folder, rest] = m as unknown as [string, string, string, string];
+  if (folder === 'uploads') {
+    const id = /^([^/]+)\.json$/.exec(rest)?.[1];
+    return id === undefined ? undefined : { kind: 'refused-upload', scope, id };
+  }
+  const part = /^([^/]+)\/part-(\d+)(\.earlier-[^/]*)?\.(json|jsonl)$/.exec(rest);
+  if (!part) return undefined;
+  if (folder === 'records') return part[3] || part[4] !== 'jsonl' ? undefined : { kind: 'quarantine', scope, stage: part[1]!, partition: Number(part[2]) };
+  return part[4] !== 'json' ? undefined : { kind: 'dead-letter', scope, stage: part[1]!, partition: Number(part[2]), earlier: part[3] !== undefined };
+}
+
 /** A run id as it may stand in a key: the scheduler's hex ids, never whatever a message carries. */
 export function runInKey(run: string | undefined): string {
   return typeof run === 'string' && /^[0-9a-f]{1,32}$/.test(run) ? run : 'none';
