@@ -120,6 +120,8 @@ export const keys = {
    */
   taskFailed: (scope: Scope, stage: string, p: number, run: string) => `lineage/${scope}/tasks/${stage}/part-${pad(p)}.failed-${run}.json`,
   taskDonePrefix: (scope: Scope, stage: string) => `lineage/${scope}/tasks/${stage}/`,
+  /** Every stage's completion, start and failure records of a scope: one listing shows all its tasks. */
+  tasksPrefix: (scope: Scope) => `lineage/${scope}/tasks/`,
   fetchFailed: (scope: Scope, stage: string, p: number, attempt: number) =>
     `lineage/${scope}/fetch-failed/${stage}/part-${pad(p)}-attempt-${attempt}.json`,
   fetchFailedPrefix: (scope: Scope) => `lineage/${scope}/fetch-failed/`,
@@ -134,11 +136,14 @@ export const keys = {
   persistLocation: (tier: 'cache' | 'checkpoint', scope: Scope, stream: string) =>
     `${tier === 'cache' ? 'cache' : 'checkpoints'}/${scope}/persist/${stream}`,
   persisted: (location: string, p: number) => `${location}/part-${pad(p)}`,
+  persistedPrefix: (location: string) => `${location}/part-`,
   output: (name: string, scope: Scope, p: number) => `output/${name}/${scope}/part-${pad(p)}`,
   outputPrefix: (name: string, scope: Scope) => `output/${name}/${scope}/`,
   outputPartsPrefix: (name: string, scope: Scope) => `output/${name}/${scope}/part-`,
   outputSuccess: (name: string, scope: Scope) => `output/${name}/${scope}/_SUCCESS`,
   quarantine: (scope: Scope, stage: string, p: number) => `errors/${scope}/records/${stage}/part-${pad(p)}.jsonl`,
+  /** Everything a scope keeps under errors/: dead letters, quarantined records, refused uploads. */
+  errorsPrefix: (scope: Scope) => `errors/${scope}/`,
   deadLetter: (scope: Scope, stage: string, p: number) => `errors/${scope}/dead-letters/${stage}/part-${pad(p)}.json`,
   /** A dead letter of an earlier driver run's copy, kept as history: a later run sent the task afresh. */
   earlierDeadLetter: (scope: Scope, stage: string, p: number, id: string) =>

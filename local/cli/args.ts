@@ -84,6 +84,17 @@ export const COMMANDS: Record<string, CommandSpec> = {
       watch: { type: 'boolean', help: 'read it again every interval length, until Ctrl-C' },
     },
   },
+  ui: {
+    args: [],
+    summary: 'a web page of a stream: its intervals, charts, each interval\'s DAG and tasks, updated as it runs',
+    details: 'Serves http://127.0.0.1:<port>/ from a local root (--root) or the S3 bucket of a deployed pipeline (--bucket),\nreading only; nothing leaves this machine but the store\'s own reads. Runs until Ctrl-C.',
+    options: {
+      root: { ...root, help: 'a local stream\'s root directory' },
+      bucket: { type: 'string', value: '<name>', help: 'a deployed stream\'s bucket (AWS credentials and region as the AWS CLI finds them)' },
+      prefix: { type: 'string', value: '<folder>', help: 'with --bucket: the folder of the bucket that holds the stream, if not its top' },
+      port: { type: 'string', value: '<port>', help: 'the port on 127.0.0.1 to serve on (default 4040; 0 picks a free one)' },
+    },
+  },
   lineage: {
     args: ['<k>'],
     summary: 'the lineage record of interval k, as a readable graph',

@@ -15,7 +15,8 @@ import { TaskFailedError } from '../../core/scheduler/dag-scheduler.ts';
 import { commandUsage, generalUsage, parseCommandLine, parseCount, parseDuration, UsageError } from './args.ts';
 import { formatAlreadyCommitted, formatChaos, formatInterval, formatLineage, formatStatus } from './format.ts';
 import { processIo, Terminal } from './terminal.ts';
-import { runDemo } from './demo.ts';
+import { DEMO_MARKER, demoStreamRoot, runDemo } from './demo.ts';
+import { startUi } from '../ui/server.ts';
 
 /** Status is read again every interval length with --watch, but not more often than this. */
 const MIN_WATCH_MS = 1000;
@@ -128,7 +129,7 @@ export async function main(argv: string[], term = new Terminal(processIo())): Pr
       return 0;
     }
     case 'status': {
-      const { store, where } = await statusStore(opt('root'), opt('bucket'), opt('prefix'));
+      const { store, where } = await streamStore(command, opt('root'), opt('bucket'), opt('prefix'));
       const intervals = parseCount('intervals', values.intervals, 0) ?? 10;
       const show = async () => {
         const status = await readStreamStatus(store, { intervals });
@@ -148,6 +149,19 @@ export async function main(argv: string[], term = new Terminal(processIo())): Pr
         if (!json && !term.interactive) term.line('');
         await sleep(Math.max(MIN_WATCH_MS, status.clock?.intervalMs ?? 0), undefined, { signal: controller.signal }).catch(() => undefined);
       }
+      return 0;
+    }
+    case 'ui': {
+      const port = parseCount('port', values.port, 0) ?? 4040;
+      if (port > 65535) throw new UsageError(`--port must be at most 65535, got ${port}`, command);
+      const { store, where } = await streamStore(command, opt('root'), opt('bucket'), opt('prefix'));
+      const ui = await startUi({ store, where, runtime: opt('bucket') === undefined ? 'local' : 'aws', port });
+      term.line(`the stream in ${where}: ${ui.url} (Ctrl-C to stop)`);
+      await new Promise<void>((resolve) => {
+        process.once('SIGINT', resolve);
+        process.once('SIGTERM', resolve);
+      });
+      await ui.close();
       return 0;
     }
     case 'quarantine': {
@@ -193,15 +207,17 @@ async function open(
 }
 
 /**
- * The store `status` reads: a local root, or an S3 bucket through the default AWS credential
+ * The store `status` and `ui` read: a local root, or an S3 bucket through the default AWS credential
  * chain and region. The AWS SDK is loaded only for --bucket.
  */
-async function statusStore(root: string | undefined, bucket: string | undefined, prefix: string | undefined): Promise<{ store: ObjectStore; where: string }> {
-  if ((root === undefined) === (bucket === undefined)) throw new UsageError('status reads one stream: give --root <dir> or --bucket <name>', 'status');
+async function streamStore(command: string, root: string | undefined, bucket: string | undefined, prefix: string | undefined): Promise<{ store: ObjectStore; where: string }> {
+  if ((root === undefined) === (bucket === undefined)) throw new UsageError(`${command} reads one stream: give --root <dir> or --bucket <name>`, command);
   if (root !== undefined) {
-    if (prefix !== undefined) throw new UsageError('--prefix goes with --bucket; a local stream is the whole of its --root', 'status');
-    const dir = path.resolve(root);
+    if (prefix !== undefined) throw new UsageError('--prefix goes with --bucket; a local stream is the whole of its --root', command);
+    let dir = path.resolve(root);
     if (!(await stat(dir).catch(() => undefined))?.isDirectory()) throw new Error(`root ${dir} does not exist or is not a directory`);
+    // The demo's folder (what `npm start` made): its stream is in root/ beside the staged uploads.
+    if (existsSync(path.join(dir, DEMO_MARKER)) && !existsSync(path.join(dir, keys.driverProgress))) dir = demoStreamRoot(dir);
     return { store: new FsObjectStore(dir), where: dir };
   }
   const [{ S3ObjectStore }, { makeS3Client }] = await Promise.all([import('../../functions/aws/s3-object-store.ts'), import('../../functions/aws/clients.ts')]);
