@@ -101,7 +101,7 @@ function intervalEnd(k) {
 function main() { return document.getElementById('main'); }
 function show() {
   var m = main();
-  m.replaceChildren.apply(m, Array.prototype.slice.call(arguments));
+  m.replaceChildren.apply(m, Array.prototype.slice.call(arguments).filter(function (c) { return c != null; }));
 }
 
 function route() {
@@ -324,10 +324,10 @@ function dag(g) {
   g.nodes.forEach(function (n) { depthOf(n.id, {}); });
   var cols = [];
   g.nodes.forEach(function (n) { (cols[depth[n.id]] = cols[depth[n.id]] || []).push(n); });
-  var NW = 170, NH = 46, GX = 60, GY = 18, pos = {};
+  var NW = 160, NH = 46, GX = 34, GY = 18, pos = {};
   cols.forEach(function (col, c) { col.forEach(function (n, r) { pos[n.id] = { x: 10 + c * (NW + GX), y: 10 + r * (NH + GY) }; }); });
   var W = 20 + cols.length * (NW + GX), H = 20 + Math.max.apply(null, cols.map(function (c) { return c.length; })) * (NH + GY);
-  var svg = s('svg', { id: 'dag', width: W, height: H, viewBox: '0 0 ' + W + ' ' + H });
+  var svg = s('svg', { id: 'dag', width: '100%', viewBox: '0 0 ' + W + ' ' + H, style: 'min-width:' + Math.min(W, 700) + 'px;max-width:' + W + 'px' });
   var defs = s('defs', null, svg);
   var marker = s('marker', { id: 'arrow', viewBox: '0 0 10 10', refX: 9, refY: 5, markerWidth: 7, markerHeight: 7, orient: 'auto-start-reverse' }, defs);
   s('path', { d: 'M 0 0 L 10 5 L 0 10 z', fill: '#888' }, marker);
@@ -343,7 +343,7 @@ function dag(g) {
     var grp = s('g', { class: 'dag-node', 'data-rdd': n.id }, svg);
     s('rect', { x: p.x, y: p.y, width: NW, height: NH, rx: 6, fill: '#fff', stroke: color, 'stroke-width': 2 }, grp);
     s('rect', { x: p.x, y: p.y, width: 6, height: NH, rx: 3, fill: color }, grp);
-    var label = n.label.length > 24 ? n.label.slice(0, 23) + '…' : n.label;
+    var label = n.label.length > 22 ? n.label.slice(0, 21) + '…' : n.label;
     s('text', { x: p.x + 12, y: p.y + 18, text: label, style: 'fill:#1d2330;font-size:12px' }, grp);
     s('text', { x: p.x + 12, y: p.y + 35, text: n.id + ' · ' + n.kind + ' · ' + n.partitions + 'p' }, grp);
     title(grp, n.id + ' ' + n.label + '\n' + n.kind + ', ' + n.partitions + ' partitions' + (n.location ? '\nreads ' + n.location : '') + '\nstages: ' + (n.stages.join(', ') || 'none'));
@@ -374,7 +374,7 @@ function taskTimeline(d) {
   for (var i = 0; i <= 4; i++) {
     var tx = L + (i * (W - L - 10)) / 4;
     s('line', { x1: tx, x2: tx, y1: 14, y2: H, stroke: '#eee' }, svg);
-    s('text', { x: tx, y: 11, 'text-anchor': 'middle', text: '+' + ms((i * (t1 - t0)) / 4) }, svg);
+    s('text', { x: tx, y: 11, 'text-anchor': i === 0 ? 'start' : i === 4 ? 'end' : 'middle', text: '+' + ms((i * (t1 - t0)) / 4) }, svg);
   }
   tasks.forEach(function (t, r) {
     var y = 20 + r * ROW;

@@ -61,7 +61,8 @@ describe('dstream ui: JSON endpoints', () => {
     expect(first.body.older).toBe(1);
     expect(rest.body.intervals.map((r: IntervalReport) => r.interval)).toEqual([0]);
     expect(rest.body.older).toBeNull();
-    expect(all.body.intervals[0]).toMatchObject({ tasks: run.intervals[2]!.report.tasks, speculative: 0, recomputed: 0, fetchFailures: 0, inputRate: 1 / 2 });
+    const { tasks, speculative, recomputed, fetchFailures } = run.intervals[2]!.report;
+    expect(all.body.intervals[0]).toMatchObject({ tasks, speculative, recomputed, fetchFailures, inputRate: 1 / 2 });
   });
 
   it("an interval's page: its DAG of RDDs and stages, a timed record per task, outputs with a preview, state, and no errors", async () => {
@@ -89,8 +90,9 @@ describe('dstream ui: JSON endpoints', () => {
     for (const t of detail.tasks) {
       expect(t.done).toBeDefined();
       expect(t.done!.startedAt).toBeLessThanOrEqual(t.done!.endedAt);
-      expect(t.done!.copy).toBe(0);
-      expect(t.starts).toHaveLength(1);
+      // A speculative copy may win on a loaded machine: a copy is numbered from 1 up to the copies launched.
+      expect(t.done!.copy).toBeLessThanOrEqual(run.intervals[1]!.report.speculative);
+      expect(t.starts.length).toBeGreaterThanOrEqual(1);
       expect(t.failures).toEqual([]);
     }
     const counts = detail.outputs.find((o) => o.name === 'counts')!;
