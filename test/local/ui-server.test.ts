@@ -3,6 +3,8 @@
  * first and paged; an interval's DAG, tasks, outputs, state and errors; the failed interval with
  * the runbook's next step; and a page of a 100,000-interval stream read without listing it.
  */
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { replay } from 'dstream/testing';
@@ -17,7 +19,7 @@ import type { PlanNode } from '../../core/rdd/plan.ts';
 import { FsObjectStore } from '../../local/store/fs-object-store.ts';
 import { startUi, type RunningUi } from '../../local/ui/server.ts';
 import { APP_JS } from '../../local/ui/page.ts';
-import { removeDir, tempDir } from '../support/stream-harness.ts';
+import { removeDir, runCli, tempDir } from '../support/stream-harness.ts';
 
 let base: string;
 let ui: RunningUi | undefined;
@@ -159,6 +161,34 @@ describe('dstream ui: JSON endpoints', () => {
     expect(middle.body.intervals.map((r: IntervalReport) => r.interval)).toEqual(Array.from({ length: 20 }, (_, i) => 49_999 - i));
     expect(middle.body.older).toBe(49_980);
     expect(store.reset()).toEqual({ gets: 21, lists: 0 });
+  });
+});
+
+describe('dstream ui: the command', () => {
+  it('serves a root on the port asked for, says where, and exits 0 on Ctrl-C', async () => {
+    const root = path.join(base, 'root');
+    await replay(wordcount, INPUT.slice(0, 1), { root });
+    const child = spawn(process.execPath, [path.resolve('bin/dstream.js'), 'ui', '--root', root, '--port', '0'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const [line] = (await once(child.stdout, 'data')) as [Buffer];
+
+    const url = /(http:\/\/127\.0\.0\.1:\d+\/)/.exec(String(line))?.[1];
+    const status = (await (await fetch(new URL('/api/status', url))).json()) as { status: { position: { next: number } } };
+    child.kill('SIGINT');
+    const [code] = await once(child, 'exit');
+
+    expect(String(line)).toContain(`the stream in ${root}: http://127.0.0.1:`);
+    expect(status.status.position.next).toBe(1);
+    expect(code).toBe(0);
+  });
+
+  it('reads one stream: --root or --bucket, and a port that is a port', async () => {
+    const neither = await runCli(['ui']);
+    const port = await runCli(['ui', '--root', base, '--port', '70000']);
+
+    expect(neither.code).toBe(2);
+    expect(neither.stderr).toContain('ui reads one stream: give --root <dir> or --bucket <name>');
+    expect(port.code).toBe(2);
+    expect(port.stderr).toContain('--port must be at most 65535, got 70000');
   });
 });
 
