@@ -65,6 +65,38 @@ export function parseTaskStarted(key: string): { partition: number; attempt: num
   return m ? { partition: Number(m[1]), attempt: Number(m[2]), run: m[3]! } : undefined;
 }
 
+/** The stage, partition and run of a failure record's key (keys.taskFailed), or undefined for any other key. */
+export function parseTaskFailed(key: string): { stage: string; partition: number; run: string } | undefined {
+  const m = /^lineage\/[^/]+\/tasks\/([^/]+)\/part-(\d+)\.failed-([^/]+)\.json$/.exec(key);
+  return m ? { stage: m[1]!, partition: Number(m[2]), run: m[3]! } : undefined;
+}
+
+/** The stage folder of a key under a scope's tasks/ (completion, start and failure records), or undefined for any other key. */
+export function stageOfTaskKey(key: string): string | undefined {
+  return /^lineage\/[^/]+\/tasks\/([^/]+)\//.exec(key)?.[1];
+}
+
+/** What a key under errors/ holds: the scope's dead letters, quarantined records or refused uploads (keys.deadLetter, keys.quarantine, keys.refusedUpload). */
+export type ErrorKey =
+  | { kind: 'dead-letter'; scope: Scope; stage: string; partition: number; /** An earlier run's (keys.earlierDeadLetter): history. */ earlier: boolean }
+  | { kind: 'quarantine'; scope: Scope; stage: string; partition: number }
+  | { kind: 'refused-upload'; scope: Scope; id: string };
+
+/** The kind of an errors/ key with its parts, or undefined for any other key (errors/unreadable-dead-letters/ among them). */
+export function parseErrorKey(key: string): ErrorKey | undefined {
+  const m = /^errors\/((?:interval|batch)=[^/]+)\/(dead-letters|records|uploads)\/(.+)$/.exec(key);
+  if (!m) return undefined;
+  const [, scope, folder, rest] = m as unknown as [string, string, string, string];
+  if (folder === 'uploads') {
+    const id = /^([^/]+)\.json$/.exec(rest)?.[1];
+    return id === undefined ? undefined : { kind: 'refused-upload', scope, id };
+  }
+  const part = /^([^/]+)\/part-(\d+)(\.earlier-[^/]*)?\.(json|jsonl)$/.exec(rest);
+  if (!part) return undefined;
+  if (folder === 'records') return part[3] || part[4] !== 'jsonl' ? undefined : { kind: 'quarantine', scope, stage: part[1]!, partition: Number(part[2]) };
+  return part[4] !== 'json' ? undefined : { kind: 'dead-letter', scope, stage: part[1]!, partition: Number(part[2]), earlier: part[3] !== undefined };
+}
+
 /** A run id as it may stand in a key: the scheduler's hex ids, never whatever a message carries. */
 export function runInKey(run: string | undefined): string {
   return typeof run === 'string' && /^[0-9a-f]{1,32}$/.test(run) ? run : 'none';
@@ -88,6 +120,8 @@ export const keys = {
    */
   taskFailed: (scope: Scope, stage: string, p: number, run: string) => `lineage/${scope}/tasks/${stage}/part-${pad(p)}.failed-${run}.json`,
   taskDonePrefix: (scope: Scope, stage: string) => `lineage/${scope}/tasks/${stage}/`,
+  /** Every stage's completion, start and failure records of a scope: one listing shows all its tasks. */
+  tasksPrefix: (scope: Scope) => `lineage/${scope}/tasks/`,
   fetchFailed: (scope: Scope, stage: string, p: number, attempt: number) =>
     `lineage/${scope}/fetch-failed/${stage}/part-${pad(p)}-attempt-${attempt}.json`,
   fetchFailedPrefix: (scope: Scope) => `lineage/${scope}/fetch-failed/`,
@@ -102,11 +136,14 @@ export const keys = {
   persistLocation: (tier: 'cache' | 'checkpoint', scope: Scope, stream: string) =>
     `${tier === 'cache' ? 'cache' : 'checkpoints'}/${scope}/persist/${stream}`,
   persisted: (location: string, p: number) => `${location}/part-${pad(p)}`,
+  persistedPrefix: (location: string) => `${location}/part-`,
   output: (name: string, scope: Scope, p: number) => `output/${name}/${scope}/part-${pad(p)}`,
   outputPrefix: (name: string, scope: Scope) => `output/${name}/${scope}/`,
   outputPartsPrefix: (name: string, scope: Scope) => `output/${name}/${scope}/part-`,
   outputSuccess: (name: string, scope: Scope) => `output/${name}/${scope}/_SUCCESS`,
   quarantine: (scope: Scope, stage: string, p: number) => `errors/${scope}/records/${stage}/part-${pad(p)}.jsonl`,
+  /** Everything a scope keeps under errors/: dead letters, quarantined records, refused uploads. */
+  errorsPrefix: (scope: Scope) => `errors/${scope}/`,
   deadLetter: (scope: Scope, stage: string, p: number) => `errors/${scope}/dead-letters/${stage}/part-${pad(p)}.json`,
   /** A dead letter of an earlier driver run's copy, kept as history: a later run sent the task afresh. */
   earlierDeadLetter: (scope: Scope, stage: string, p: number, id: string) =>

@@ -4,7 +4,7 @@
  * status never creates the clock, claims the store or moves anything.
  */
 import { listAll, readJson, type ObjectStore } from '../ports/object-store.ts';
-import { intervalOf, intervalScope, keys, partitionOfTaskDone } from '../layout.ts';
+import { intervalOf, intervalScope, keys, parseErrorKey, parseTaskFailed, partitionOfTaskDone, stageOfTaskKey } from '../layout.ts';
 import { mapConcurrently, STORE_CONCURRENCY } from '../util/map-concurrently.ts';
 import { intervalAt, type DriverProgress } from './progress.ts';
 import type { IntervalReport } from './driver.ts';
@@ -44,6 +44,10 @@ export interface IntervalSummary {
   quarantined: number;
   refusedUploads: number;
   outputs: Record<string, number>;
+  /** Speculative copies launched, tasks recomputed after lost inputs, and fetch failures met. */
+  speculative: number;
+  recomputed: number;
+  fetchFailures: number;
 }
 
 /**
@@ -119,8 +123,7 @@ export async function readStreamStatus(store: ObjectStore, options: StatusOption
   status.position = { lastCommitted: next > 0 ? next - 1 : null, next, current, behind: Math.max(0, intervalAt({ ...clock, next }, at) - next) };
 
   const committed = Array.from({ length: Math.min(count, next) }, (_, i) => next - Math.min(count, next) + i);
-  const reports = await mapConcurrently(committed, STORE_CONCURRENCY, (k) => readJson<IntervalReport>(store, keys.committed(intervalScope(k))));
-  status.recent = reports.filter((r): r is IntervalReport => r !== undefined).map((r) => summarise(r, clock));
+  status.recent = await readIntervalSummaries(store, clock, committed);
 
   const tasks = await readTasks(store, next);
   const running = tasks?.progress;
@@ -134,6 +137,15 @@ export async function readStreamStatus(store: ObjectStore, options: StatusOption
     ...(await readFailures(store, errors.intervals.filter((e) => e.interval >= next && e.deadLetters > 0).map((e) => e.interval))),
   ];
   return status;
+}
+
+/**
+ * The commit reports of intervals `ks` (in that order), summarised; an interval not committed is
+ * left out. One read per interval: a reader pages through a long stream by choosing `ks`.
+ */
+export async function readIntervalSummaries(store: ObjectStore, clock: { base: number; intervalMs: number }, ks: number[]): Promise<IntervalSummary[]> {
+  const reports = await mapConcurrently(ks, STORE_CONCURRENCY, (k) => readJson<IntervalReport>(store, keys.committed(intervalScope(k))));
+  return reports.filter((r): r is IntervalReport => r !== undefined).map((r) => summarise(r, clock));
 }
 
 /**
@@ -154,11 +166,11 @@ async function readTasks(store: ObjectStore, k: number): Promise<{ progress: Int
   const failedKeys: { stage: string; partition: number; key: string }[] = [];
   const prefix = `lineage/${scope}/tasks/`;
   for (const { key } of await listAll(store, prefix)) {
-    const stage = key.slice(prefix.length, key.indexOf('/', prefix.length));
+    const stage = stageOfTaskKey(key)!;
     const partition = partitionOfTaskDone(key);
     if (partition !== undefined) done.add(`${stage}/${partition}`);
-    const failed = /\/part-(\d+)\.failed-[^/]+\.json$/.exec(key);
-    if (failed) failedKeys.push({ stage, partition: Number(failed[1]), key });
+    const failed = parseTaskFailed(key);
+    if (failed) failedKeys.push({ stage, partition: failed.partition, key });
   }
   // A partition that failed in one run and was done in a later one (after `dstream quarantine`, say) no longer stops anything.
   const failed = failedKeys.filter((f) => !done.has(`${f.stage}/${f.partition}`));
@@ -192,6 +204,9 @@ function summarise(r: IntervalReport, clock: { base: number; intervalMs: number 
     quarantined: r.quarantined,
     refusedUploads: r.refusedUploads,
     outputs: r.outputs,
+    speculative: r.speculative,
+    recomputed: r.recomputed,
+    fetchFailures: r.fetchFailures,
   };
 }
 
@@ -204,13 +219,13 @@ async function readErrors(store: ObjectStore): Promise<StreamStatus['errors']> {
       unreadableDeadLetters++;
       continue;
     }
-    const m = /^errors\/([^/]+)\/(dead-letters|records|uploads)\//.exec(key);
-    const k = m ? intervalOf(m[1]!) : undefined;
+    const parsed = parseErrorKey(key);
+    const k = parsed ? intervalOf(parsed.scope) : undefined;
     if (k === undefined) continue;
     let entry = byInterval.get(k);
     if (!entry) byInterval.set(k, (entry = { interval: k, deadLetters: 0, quarantineFiles: 0, refusedUploads: 0 }));
-    if (m![2] === 'dead-letters') entry.deadLetters++;
-    else if (m![2] === 'records') entry.quarantineFiles++;
+    if (parsed!.kind === 'dead-letter') entry.deadLetters++;
+    else if (parsed!.kind === 'quarantine') entry.quarantineFiles++;
     else entry.refusedUploads++;
   }
   return { intervals: [...byInterval.values()].sort((a, b) => a.interval - b.interval), unreadableDeadLetters };
@@ -227,7 +242,10 @@ async function readFailures(store: ObjectStore, intervals: number[]): Promise<Fa
   const failures: Failure[] = [];
   for (const k of intervals) {
     const prefix = `errors/${intervalScope(k)}/dead-letters/`;
-    const letters = (await listAll(store, prefix)).filter((o) => !/\.earlier-[^/]*\.json$/.test(o.key));
+    const letters = (await listAll(store, prefix)).filter((o) => {
+      const parsed = parseErrorKey(o.key);
+      return parsed?.kind === 'dead-letter' && !parsed.earlier;
+    });
     for (const { key } of letters) {
       const letter = await readJson<{ stage?: string; partition?: number; lastError?: string }>(store, key);
       if (!letter) continue;

@@ -40,10 +40,10 @@ const json: OptionSpec = { type: 'boolean', help: 'one JSON object per interval 
 const maxAttempts: OptionSpec = { type: 'string', value: '<N>', help: 'deliveries of a task before it is dead-lettered and the interval fails (default 4)' };
 
 /** A stream's store: a local root, or a deployed stream's bucket, as status reads it. */
-function storeOptions(): Record<string, OptionSpec> {
+function storeOptions(bucketNote = ''): Record<string, OptionSpec> {
   return {
     root: { ...root, help: 'a local stream\'s root directory' },
-    bucket: { type: 'string', value: '<name>', help: 'a deployed stream\'s bucket (AWS credentials and region as the AWS CLI finds them); tasks run in this process' },
+    bucket: { type: 'string', value: '<name>', help: `a deployed stream's bucket (AWS credentials and region as the AWS CLI finds them)${bucketNote}` },
     prefix: { type: 'string', value: '<folder>', help: 'with --bucket: the folder of the bucket that holds the stream, if not its top' },
   };
 }
@@ -85,9 +85,7 @@ export const COMMANDS: Record<string, CommandSpec> = {
     summary: 'where a stream is, how its last intervals went, and what failed',
     details: 'Reads a local root (--root) or the S3 bucket of a deployed pipeline (--bucket, with the default AWS\ncredentials and region), never writing to it.',
     options: {
-      root: { ...root, help: 'a local stream\'s root directory' },
-      bucket: { type: 'string', value: '<name>', help: 'a deployed stream\'s bucket (AWS credentials and region as the AWS CLI finds them)' },
-      prefix: { type: 'string', value: '<folder>', help: 'with --bucket: the folder of the bucket that holds the stream, if not its top' },
+      ...storeOptions(),
       intervals: { type: 'string', value: '<N>', help: 'how many of the last committed intervals to show (default 10)' },
       json: { type: 'boolean', help: 'the status as one JSON object (with --watch, one per line)' },
       watch: { type: 'boolean', help: 'read it again every interval length, until Ctrl-C' },
@@ -102,13 +100,22 @@ export const COMMANDS: Record<string, CommandSpec> = {
       'countByKey, top) run as a query on worker processes and print a table; Ctrl-C cancels one. Queries\n' +
       'read committed data only and write nothing but their scratch, under queries/, removed when they end.\n' +
       'History is kept in DSTREAM_HISTORY (default ~/.dstream_history).',
-    options: { ...storeOptions(), workers, partitions },
+    options: { ...storeOptions('; tasks run in this process'), workers, partitions },
   },
   query: {
     args: ['<file>'],
     summary: 'run a query script with the shell\'s `sc`, printing its answer as a table',
     details: 'The script runs as if typed at the shell\'s prompt (TypeScript, top-level await); its last expression\nis the answer, an RDD being collected.',
-    options: { ...storeOptions(), workers, partitions, json: { type: 'boolean', help: 'the answer as JSON' } },
+    options: { ...storeOptions('; tasks run in this process'), workers, partitions, json: { type: 'boolean', help: 'the answer as JSON' } },
+  },
+  ui: {
+    args: [],
+    summary: 'a web page of a stream: its intervals, charts, each interval\'s DAG and tasks, updated as it runs',
+    details: 'Serves http://127.0.0.1:<port>/ from a local root (--root) or the S3 bucket of a deployed pipeline (--bucket),\nreading only; nothing leaves this machine but the store\'s own reads. Runs until Ctrl-C.',
+    options: {
+      ...storeOptions(),
+      port: { type: 'string', value: '<port>', help: 'the port on 127.0.0.1 to serve on (default 4040; 0 picks a free one)' },
+    },
   },
   lineage: {
     args: ['<k>'],

@@ -15,7 +15,7 @@ export const DEMO_MARKER = '.dstream-demo';
 export async function runDemo(term: Terminal, rootArg?: string): Promise<void> {
   const base = path.resolve(rootArg ?? '.dstream/demo');
   const staged = path.join(base, 'staged');
-  const root = path.join(base, 'root');
+  const root = demoStreamRoot(base);
   await claimDemoFolder(base, [staged, root]);
   const intervals = 5;
   await writeStaged(staged, intervals, 3, 20_000);
@@ -41,6 +41,12 @@ export async function runDemo(term: Terminal, rootArg?: string): Promise<void> {
   term.line(`  per-interval counts: ${path.join(root, 'output', 'counts')}/interval=<k>/part-*`);
   term.line(`  running totals:      ${path.join(root, 'output', 'totals')}/interval=<k>/part-*`);
   term.line(`  lineage:             npx dstream lineage ${intervals - 1} --root ${path.relative(process.cwd(), root) || '.'}`);
+  term.line(`  in a browser:        npx dstream ui --root ${path.relative(process.cwd(), base) || '.'}`);
+}
+
+/** Where a demo folder keeps its stream's root. */
+export function demoStreamRoot(base: string): string {
+  return path.join(base, 'root');
 }
 
 /**

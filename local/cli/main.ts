@@ -15,7 +15,8 @@ import { TaskFailedError } from '../../core/scheduler/dag-scheduler.ts';
 import { commandUsage, generalUsage, parseCommandLine, parseCount, parseDuration, UsageError } from './args.ts';
 import { formatAlreadyCommitted, formatChaos, formatInterval, formatLineage, formatStatus } from './format.ts';
 import { processIo, Terminal } from './terminal.ts';
-import { runDemo } from './demo.ts';
+import { DEMO_MARKER, demoStreamRoot, runDemo } from './demo.ts';
+import { startUi } from '../ui/server.ts';
 
 /** Status is read again every interval length with --watch, but not more often than this. */
 const MIN_WATCH_MS = 1000;
@@ -128,7 +129,7 @@ export async function main(argv: string[], term = new Terminal(processIo())): Pr
       return 0;
     }
     case 'status': {
-      const { store, where } = await statusStore(opt('root'), opt('bucket'), opt('prefix'), 'status');
+      const { store, where } = await streamStore(command, opt('root'), opt('bucket'), opt('prefix'));
       const intervals = parseCount('intervals', values.intervals, 0) ?? 10;
       const show = async () => {
         const status = await readStreamStatus(store, { intervals });
@@ -150,6 +151,19 @@ export async function main(argv: string[], term = new Terminal(processIo())): Pr
       }
       return 0;
     }
+    case 'ui': {
+      const port = parseCount('port', values.port, 0) ?? 4040;
+      if (port > 65535) throw new UsageError(`--port must be at most 65535, got ${port}`, command);
+      const { store, where } = await streamStore(command, opt('root'), opt('bucket'), opt('prefix'));
+      const ui = await startUi({ store, where, runtime: opt('bucket') === undefined ? 'local' : 'aws', port });
+      term.line(`the stream in ${where}: ${ui.url} (Ctrl-C to stop)`);
+      await new Promise<void>((resolve) => {
+        process.once('SIGINT', resolve);
+        process.once('SIGTERM', resolve);
+      });
+      await ui.close();
+      return 0;
+    }
     case 'quarantine': {
       const k = intervalArgument();
       const root = path.resolve(required('root'));
@@ -169,7 +183,7 @@ export async function main(argv: string[], term = new Terminal(processIo())): Pr
     }
     case 'shell':
     case 'query': {
-      const { store, where, root } = await statusStore(opt('root'), opt('bucket'), opt('prefix'), command);
+      const { store, where, root } = await streamStore(command, opt('root'), opt('bucket'), opt('prefix'));
       const session = { store, ...(root ? { root } : {}), workers: parseCount('workers', values.workers), partitions: parseCount('partitions', values.partitions) };
       const { startShell, runQueryScript, formatResult } = await import('../shell/repl.ts');
       if (command === 'shell') {
@@ -211,20 +225,22 @@ async function open(
 }
 
 /**
- * The store `status`, `shell` and `query` read: a local root, or an S3 bucket through the default AWS credential
- * chain and region. The AWS SDK is loaded only for --bucket.
+ * The store `status`, `ui`, `shell` and `query` read: a local root, or an S3 bucket through the
+ * default AWS credential chain and region. The AWS SDK is loaded only for --bucket.
  */
-async function statusStore(
+async function streamStore(
+  command: string,
   root: string | undefined,
   bucket: string | undefined,
   prefix: string | undefined,
-  command: string,
 ): Promise<{ store: ObjectStore; where: string; root?: string }> {
   if ((root === undefined) === (bucket === undefined)) throw new UsageError(`${command} reads one stream: give --root <dir> or --bucket <name>`, command);
   if (root !== undefined) {
     if (prefix !== undefined) throw new UsageError('--prefix goes with --bucket; a local stream is the whole of its --root', command);
-    const dir = path.resolve(root);
+    let dir = path.resolve(root);
     if (!(await stat(dir).catch(() => undefined))?.isDirectory()) throw new Error(`root ${dir} does not exist or is not a directory`);
+    // The demo's folder (what `npm start` made): its stream is in root/ beside the staged uploads.
+    if (existsSync(path.join(dir, DEMO_MARKER)) && !existsSync(path.join(dir, keys.driverProgress))) dir = demoStreamRoot(dir);
     return { store: new FsObjectStore(dir), where: dir, root: dir };
   }
   const [{ S3ObjectStore }, { makeS3Client }] = await Promise.all([import('../../functions/aws/s3-object-store.ts'), import('../../functions/aws/clients.ts')]);
