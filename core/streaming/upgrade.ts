@@ -255,6 +255,17 @@ export async function importSavepoint(store: ObjectStore, from: ObjectStore, pip
   return adoptBoundary(store, state, pipeline, options);
 }
 
+/** What an upgrade did, for the operator. */
+export function describeUpgrade(record: UpgradeRecord): string {
+  const names = (list: string[]) => (list.length > 0 ? list.join(', ') : 'none');
+  return [
+    `pipeline ${record.to.name} runs fingerprint ${record.to.fingerprint} from interval ${record.boundary} on (before: ${record.from.fingerprint})`,
+    `  state carried: ${names(record.mapped.map((m) => m.name))}`,
+    `  operators whose state starts at interval ${record.boundary} (new, or dropped): ${names(record.starting)}`,
+    `  state set aside (no operator of the new code takes it): ${names(record.keptAside.map((k) => `${k.name} under ${keys.keptAsideState(record.boundary, k.name, 0).replace(/interval=\d+$/, '')}`))}`,
+  ].join('\n');
+}
+
 /** Where recovery would need the old code: the new code never recomputes an interval before its boundary. */
 export function beforeBoundaryError(j: number, b: number): PipelineMismatchError {
   return new PipelineMismatchError(
