@@ -73,6 +73,8 @@ export interface UpgradeRecord {
   mapped: { name: string; from: string; to: string }[];
   /** Old state no operator of the new code takes: copied under `keys.keptAsideState`. */
   keptAside: { name: string; kind: string; intervals: Record<string, number> }[];
+  /** The boundary state it was made from: code changed again before the boundary ran is mapped from it too. */
+  source: BoundaryState;
 }
 
 export interface UpgradeOptions {
@@ -111,6 +113,10 @@ export async function upgradeStream(store: ObjectStore, pipeline: Pipeline, opti
   if (!owner) throw new UpgradeRefusedError('this root holds no stream yet: run the new pipeline on it directly');
   checkSameName(owner.name, pipeline);
   if (owner.fingerprint === pipeline.fingerprint) return undefined;
+  // Upgraded again before the boundary ran (a fix to the new code): from the same boundary state.
+  const previous = await readUpgrade(store, owner);
+  const next = (await readJson<DriverProgress>(store, keys.driverProgress))?.next ?? 0;
+  if (previous && previous.boundary === next && !(await readLineageRecord(store, next))) return adoptBoundary(store, previous.source, pipeline, options);
   const state = await checkpointBoundary(store);
   return adoptBoundary(store, state, pipeline, options);
 }
@@ -185,6 +191,7 @@ export async function adoptBoundary(store: ObjectStore, state: BoundaryState, pi
     starting: [],
     mapped: [],
     keptAside: [],
+    source: state,
   };
   const taken = new Set<string>();
   for (const old of state.states) {

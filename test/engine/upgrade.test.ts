@@ -134,6 +134,37 @@ describe('an upgrade at an interval boundary', () => {
       expect((await readJson<{ fingerprint: string }>(store, 'lineage/interval=000003/record.json'))?.fingerprint).toBe(v2.fingerprint);
     }));
 
+  it('starts a state operator the new code adds from its initial state at the boundary, inline or from the store', () =>
+    withRoot(async (root, store) => {
+      const v3 = definePipeline({ name: 'counts', partitions: 2, checkpointEvery: 2 }, (ctx) => {
+        const words = ctx.textStream().flatMap(wordsOf).map((w) => [w, 1] as [string, number]);
+        words.updateStateByKey<string, number, number>(count, { name: 'totals' }).saveAsJsonFiles('totals');
+        words.updateStateByKey<string, number, number>(count, { name: 'inline', initial: [['a', 100]] }).saveAsJsonFiles('inline');
+        words.updateStateByKey<string, number, number>(count, { name: 'stored', initial: ctx.jsonFile('seeds/stored.jsonl') }).saveAsJsonFiles('stored');
+      });
+      await run(v1, root, 3);
+      await store.put('seeds/stored.jsonl', '["z",7]\n');
+      const done = await upgradeStream(store, v3, { dropState: ['sessions'] });
+      expect(done?.starting.length).toBe(2);
+      await run(v3, root, 5);
+      // Intervals 3 and 4: 'c c d' and 'a d'.
+      expect(bag(await readOutput(root, 'inline', 4))).toEqual(bag([['a', 101], ['c', 2], ['d', 2]]));
+      expect(bag(await readOutput(root, 'stored', 4))).toEqual(bag([['a', 1], ['c', 2], ['d', 2], ['z', 7]]));
+      expect(bag(await readOutput(root, 'totals', 4))).toEqual(bag(reference(99)[4]!.totals));
+    }));
+
+  it('can be made again with code fixed before the boundary ran, from the same state', () =>
+    withRoot(async (root, store) => {
+      await run(v1, root, 3);
+      const withoutSessions = definePipeline({ name: 'counts', partitions: 2 }, (ctx) => {
+        ctx.textStream().flatMap(wordsOf).map((w) => [w, 1] as [string, number]).updateStateByKey<string, number, number>(count, { name: 'totals' }).saveAsJsonFiles('totals');
+      });
+      await upgradeStream(store, withoutSessions, { dropState: ['sessions'] });
+      expect((await upgradeStream(store, v2))?.mapped.map((m) => m.name).sort()).toEqual(['sessions', 'totals']);
+      await run(v2, root, lines.length);
+      for (let k = 3; k < lines.length; k++) expect(bag(await readOutput(root, 'sessions', k))).toEqual(bag(reference(3)[k]!.sessions));
+    }));
+
   it('is a no-op for the same code, and done once however often it is run', () =>
     withRoot(async (root, store) => {
       await run(v1, root, 2);
