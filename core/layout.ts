@@ -128,9 +128,10 @@ export const keys = {
   upgradeRecord: (b: number) => `driver/upgrades/${intervalScope(b)}.json`,
   /**
    * The old code's RDD of state `name` at interval j, checkpointed at the upgrade (or savepoint import) at
-   * interval b: under interval j, so garbage collection removes it once the new code no longer reads it.
+   * interval b: under interval j, so garbage collection removes it once the new code no longer reads it,
+   * and beside the persisted RDDs, so whatever may read those (a task Lambda's role) reads it too.
    */
-  boundaryState: (b: number, name: string, j: number) => `checkpoints/${intervalScope(j)}/boundary-${pad(b, 6)}/${name}`,
+  boundaryState: (b: number, name: string, j: number) => `checkpoints/${intervalScope(j)}/persist/boundary-${pad(b, 6)}.${name}`,
   /** State whose operator the new code no longer has, kept out of garbage collection's way. */
   keptAsideState: (b: number, name: string, j: number) => `driver/upgrades/${intervalScope(b)}/kept-aside/${name}/${intervalScope(j)}`,
   /** In a savepoint folder: its description (written last), and each state's RDD at interval j. */

@@ -277,7 +277,7 @@ export function describeUpgrade(record: UpgradeRecord): string {
 export function beforeBoundaryError(j: number, b: number): PipelineMismatchError {
   return new PipelineMismatchError(
     `interval ${j} ran under the code before the upgrade at interval ${b}, and data it wrote is gone: this code cannot recompute it. ` +
-      `The upgrade checkpointed what the new code reads, under checkpoints/${intervalScope(j)}/boundary-*; restore it from a backup or savepoint`,
+      `The upgrade checkpointed what the new code reads, under checkpoints/${intervalScope(j)}/persist/boundary-*; restore it from a backup or savepoint`,
   );
 }
 
