@@ -9,6 +9,7 @@ import { rm } from 'node:fs/promises';
 import { describe, expect, it } from 'vitest';
 import { definePipeline, type State } from '../../core/index.ts';
 import type { Pipeline } from '../../core/graph/pipeline.ts';
+import type { DStream } from '../../core/graph/dstream.ts';
 import type { ObjectStore } from '../../core/ports/object-store.ts';
 import { readJson } from '../../core/ports/object-store.ts';
 import { keys } from '../../core/layout.ts';
@@ -357,3 +358,34 @@ function crashingStore(store: ObjectStore, crashAt: number, onWrite: () => void 
     delete: async (key) => (write(), store.delete(key)),
   };
 }
+
+describe('state names', () => {
+  const build = (name: (words: ReturnType<typeof pairsOf>) => void) => () => definePipeline({ name: 'names' }, (ctx) => name(pairsOf(ctx.textStream())));
+  const pairsOf = (lines: DStream<string>) => lines.map((w) => [w, 1] as [string, number]);
+
+  it('name only state, once, and are not operator ids', () => {
+    expect(build((pairs) => pairs.reduceByKey((a, b) => a + b).name('sums').saveAsJsonFiles('x'))).toThrow('reduceByKey d2 holds no state; name the result of updateStateByKey, mapWithState or a window operator');
+    expect(build((pairs) => pairs.window(2).name('d4').saveAsJsonFiles('x'))).toThrow('not an operator id like d3, got "d4"');
+    expect(build((pairs) => pairs.window(2).name('has space').saveAsJsonFiles('x'))).toThrow('state name must be 1-64 letters');
+    expect(
+      build((pairs) => {
+        pairs.window(2).name('a').saveAsJsonFiles('x');
+        pairs.window(3).name('b').saveAsJsonFiles('y');
+      }),
+    ).toThrow('is named "a" already (windows over one stream share its buffer)');
+    expect(
+      build((pairs) => {
+        pairs.updateStateByKey<string, number, number>(count, { name: 'same' }).saveAsJsonFiles('x');
+        pairs.window(3).name('same').saveAsJsonFiles('y');
+      }),
+    ).toThrow('two operators\' state is named "same"');
+  });
+
+  it('change the fingerprint only when given, so unnamed pipelines keep theirs', () => {
+    const unnamed = definePipeline({ name: 'n' }, (ctx) => pairsOf(ctx.textStream()).updateStateByKey<string, number, number>(count).saveAsJsonFiles('x'));
+    const again = definePipeline({ name: 'n' }, (ctx) => pairsOf(ctx.textStream()).updateStateByKey<string, number, number>(count).saveAsJsonFiles('x'));
+    const named = definePipeline({ name: 'n' }, (ctx) => pairsOf(ctx.textStream()).updateStateByKey<string, number, number>(count, { name: 't' }).saveAsJsonFiles('x'));
+    expect(again.fingerprint).toBe(unnamed.fingerprint);
+    expect(named.fingerprint).not.toBe(unnamed.fingerprint);
+  });
+});
