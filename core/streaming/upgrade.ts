@@ -302,7 +302,12 @@ function checkCompatible(old: StateEntry, next: StateEntry, b: number): void {
 async function copyParts(from: ObjectStore, source: string, to: ObjectStore, target: string, partitions: number, what: string): Promise<void> {
   for (let p = 0; p < partitions; p++) {
     const bytes = await from.get(keys.persisted(source, p));
-    if (!bytes) throw new UpgradeRefusedError(`${what} is not in the store (${keys.persisted(source, p)} is gone): it cannot be carried over`);
+    if (!bytes) {
+      throw new UpgradeRefusedError(
+        `${what} is not in the store (${keys.persisted(source, p)} is gone, as cache may be): run one more interval with the running code, ` +
+          `which recomputes what it reads from lineage, then upgrade`,
+      );
+    }
     await to.put(keys.persisted(target, p), bytes);
   }
 }
