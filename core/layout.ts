@@ -10,7 +10,8 @@
  *   checkpoints/<scope>/              state RDDs every C intervals: durable, truncates lineage
  *   output/<name>/<scope>/            committed outputs, `_SUCCESS` last
  *   errors/<scope>/                   quarantined records and dead-lettered tasks; errors/unreadable-dead-letters/ for stray messages
- *   driver/                           the driver's progress pointer and lease
+ *   driver/                           the driver's progress pointer and lease, the pipeline that owns
+ *                                     the root, and upgrades/ (what each upgrade carried and set aside)
  */
 
 /** A scope is one unit of planning: an interval of a stream, or a batch job. */
@@ -160,6 +161,19 @@ export const keys = {
   driverLease: 'driver/lease.json',
   /** The pipeline (name and fingerprint) whose stream this root holds. */
   pipelineOwner: 'driver/pipeline.json',
+  /** What an upgrade at interval `b` did: the old code's state carried to the new, and what was set aside. */
+  upgradeRecord: (b: number) => `driver/upgrades/${intervalScope(b)}.json`,
+  /**
+   * The old code's RDD of state `name` at interval j, checkpointed at the upgrade (or savepoint import) at
+   * interval b: under interval j, so garbage collection removes it once the new code no longer reads it,
+   * and beside the persisted RDDs, so whatever may read those (a task Lambda's role) reads it too.
+   */
+  boundaryState: (b: number, name: string, j: number) => `checkpoints/${intervalScope(j)}/persist/boundary-${pad(b, 6)}.${name}`,
+  /** State whose operator the new code no longer has, kept out of garbage collection's way. */
+  keptAsideState: (b: number, name: string, j: number) => `driver/upgrades/${intervalScope(b)}/kept-aside/${name}/${intervalScope(j)}`,
+  /** In a savepoint folder: its description (written last), and each state's RDD at interval j. */
+  savepointManifest: 'savepoint.json',
+  savepointState: (name: string, j: number) => `state/${name}/${intervalScope(j)}`,
   largeTask: (scope: Scope, stage: string, p: number, attempt: number) =>
     `lineage/${scope}/task-records/${stage}/part-${pad(p)}-attempt-${attempt}.json`,
 };

@@ -21,6 +21,11 @@ export interface Generation {
   sourceSplits(stream: DStream<unknown>): SplitRef[];
   /** The splits of store object `index` (StreamGraph.storeObjects) as pinned at interval 0; none at any other interval. */
   objectSplits(index: number): SplitRef[];
+  /**
+   * True where a state chain starts from its initial state rather than its RDD of the interval
+   * before: at interval 0, and for an operator that an upgrade adds, at the upgrade's boundary.
+   */
+  startsHere(stream: DStream<unknown>): boolean;
 }
 
 export interface StreamOptions {
@@ -37,6 +42,17 @@ export interface StreamOptions {
    * for that parent): a state chain carried across its parent's slide.
    */
   everyInterval?: boolean;
+}
+
+/** updateStateByKey's options besides the function. */
+export interface StateOptions<K, S> {
+  partitions?: number;
+  /** The state before interval 0 (or before the upgrade that adds this operator). */
+  initial?: InitialState<K, S>;
+  /** The state's name across upgrades: `.name(name)`. */
+  name?: string;
+  /** At an upgrade, turns each state the old code kept into this code's state: for a changed state type. */
+  migrate?: (old: any) => S;
 }
 
 export interface OutputOperation {
@@ -79,7 +95,20 @@ export class StreamGraph {
   }
 
   describe(): unknown[] {
-    return this.streams.map((s) => [s.id, s.kind, s.parents.map((p) => p.id), s.params]);
+    // A state's name joins its description only when given, so unnamed pipelines keep their fingerprint.
+    return this.streams.map((s) => [s.id, s.kind, s.parents.map((p) => p.id), s.params, ...(s.stateName === undefined ? [] : [s.stateName])]);
+  }
+
+  /** The streams an upgrade carries: state, and the buffers windows read across intervals. */
+  carriedStreams(): DStream<unknown>[] {
+    const carried = this.streams.filter((s) => s.persisted && (s.stateful || s.buffer));
+    const seen = new Map<string, DStream<unknown>>();
+    for (const s of carried) {
+      const other = seen.get(s.stateKey);
+      if (other) throw new Error(`two operators' state is named ${JSON.stringify(s.stateKey)} (${other.kind} ${other.id} and ${s.kind} ${s.id}): each state needs its own name`);
+      seen.set(s.stateKey, s);
+    }
+    return carried;
   }
 }
 
@@ -90,6 +119,9 @@ type Compute<T> = (gen: Generation, parents: Rdd<any>[]) => Rdd<T> | undefined;
  * the pipeline is defined rather than when an interval is planned; null for the pipeline's default.
  */
 const partitionsParam = (partitions: number | undefined) => (partitions === undefined ? null : checkPartitions(partitions));
+
+/** What a state's name may be: as a pipeline's name. */
+const STATE_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
 
 const sum = (a: number, b: number) => a + b;
 const minus = (a: number, b: number) => a - b;
@@ -118,6 +150,17 @@ export class DStream<T> {
   readonly everyInterval: boolean;
   /** @internal How many intervals back this stream reads persisted RDDs. */
   lookback = 0;
+  /**
+   * @internal Read across intervals without being state: a window's buffer of its parent's RDDs. With the
+   * stateful streams, what an upgrade carries from the old code to the new (see upgrade.ts).
+   */
+  buffer = false;
+  /** @internal The name its state goes by across upgrades (`.name()`); undefined: its id, today's identity. */
+  stateName?: string;
+  /** @internal Applied to each record of state carried from the old code at an upgrade (the user's `migrate`). */
+  migrateCarried?: (record: unknown) => unknown;
+  /** @internal The streams holding this operator's state, and the suffix each one's name gets: what `.name()` names. */
+  stateParts: [stream: DStream<unknown>, suffix: string][] = [];
   /** Persisted copies of this stream, by keyed partition count, shared by every reader. */
   private readonly persistedCopies = new Map<number | undefined, DStream<T>>();
 
@@ -157,6 +200,41 @@ export class DStream<T> {
       }
     }
     return new DStream<U>(this.graph, kind, [this, ...others], params, (gen, rdds) => f(gen.interval, ...(rdds as Rdd<any>[])), { slide: this.slide });
+  }
+
+  /**
+   * Names this operator's state (updateStateByKey, mapWithState, a window), so that an upgrade
+   * carries it to the operator of the same name in the new code wherever the new code builds it.
+   * Unnamed state goes by its operator's id, which changes when operators are added before it.
+   * No Spark counterpart (Spark's checkpoints are tied to the code; Flink's operator `uid` is the
+   * nearest). Narrow: it names this stream and builds nothing.
+   */
+  name(name: string): this {
+    if (!STATE_NAME.test(name) || /^d\d+$/.test(name)) {
+      throw new Error(`state name must be 1-64 letters, digits, '.', '_' or '-', and not an operator id like d3, got ${JSON.stringify(name)}`);
+    }
+    if (this.stateParts.length === 0) {
+      throw new Error(`name(${JSON.stringify(name)}): ${this.kind} ${this.id} holds no state; name the result of updateStateByKey, mapWithState or a window operator`);
+    }
+    for (const [stream, suffix] of this.stateParts) {
+      const full = name + suffix;
+      if (stream.stateName !== undefined && stream.stateName !== full) {
+        throw new Error(`the state of ${stream.kind} ${stream.id} is named ${JSON.stringify(stream.stateName)} already (windows over one stream share its buffer); it cannot also be ${JSON.stringify(full)}`);
+      }
+      stream.stateName = full;
+    }
+    return this;
+  }
+
+  /** @internal The name this stream's state goes by across upgrades. */
+  get stateKey(): string {
+    return this.stateName ?? this.id;
+  }
+
+  /** Gives `result` the state of `from` to name: operators built from a stateful one. */
+  private withStateOf<U>(result: DStream<U>, from: DStream<unknown>): DStream<U> {
+    if (result.stateParts.length === 0) result.stateParts = from.stateParts;
+    return result;
   }
 
   /**
@@ -373,7 +451,8 @@ export class DStream<T> {
    * `DStream.countByWindow`, computed without an inverse. A small shuffle, as count.
    */
   countByWindow(length: number, slide = 1): DStream<number> {
-    return this.window(length, slide).count();
+    const windowed = this.window(length, slide);
+    return this.withStateOf(windowed.count(), windowed);
   }
 
   /**
@@ -382,7 +461,8 @@ export class DStream<T> {
    * without an inverse. Small shuffles, as reduce.
    */
   reduceByWindow(f: (a: T, b: T) => T, length: number, slide = 1): DStream<T> {
-    return this.reduce(f).window(length, slide).reduce(f);
+    const windowed = this.reduce(f).window(length, slide);
+    return this.withStateOf(windowed.reduce(f), windowed);
   }
 
   /**
@@ -410,8 +490,9 @@ export class DStream<T> {
     const { inverse, filter } = options;
     const perInterval = this.reduceByKey(f, partitions);
     if (!inverse) {
-      const windowed = perInterval.window(length, slide).reducedByKey(f, partitions);
-      return filter ? windowed.filter(filter) : windowed;
+      const window = perInterval.window(length, slide);
+      const windowed = this.withStateOf(window.reducedByKey(f, partitions), window);
+      return filter ? this.withStateOf(windowed.filter(filter), window) : windowed;
     }
     return reducedWindowedStream(perInterval.persist(partitions), f, inverse, length, slide, partitions, filter);
   }
@@ -422,7 +503,8 @@ export class DStream<T> {
    * of the whole window at each slide.
    */
   groupByKeyAndWindow<K, V>(this: DStream<readonly [K, V]>, length: number, slide = 1, partitions?: number): DStream<[K, V[]]> {
-    return this.window(length, slide).groupByKey(partitions);
+    const windowed = this.window(length, slide);
+    return this.withStateOf(windowed.groupByKey(partitions), windowed);
   }
 
   /**
@@ -442,9 +524,10 @@ export class DStream<T> {
    * values; returning undefined removes the key. `options` is the number of partitions (Spark's
    * numPartitions), or `{ partitions, initial }` with `initial` the state before interval 0
    * (Spark's initialRDD): `[key, state]` pairs, or a JSON-lines object of them in the store
-   * (`ctx.jsonFile(key)`). `update` gets `[]` for a key with state and no new values, and
-   * `undefined` for a key without state. Between the slides of a windowed stream the state is
-   * carried unchanged, with no call. See state-stream.ts.
+   * (`ctx.jsonFile(key)`); `name` names the state across upgrades (as `.name()`), and `migrate`
+   * turns a state the old code kept into this code's at an upgrade. `update` gets `[]` for a key
+   * with state and no new values, and `undefined` for a key without state. Between the slides of
+   * a windowed stream the state is carried unchanged, with no call. See state-stream.ts.
    * Spark: `DStream.updateStateByKey` (undefined is Spark's `None`). A shuffle of each RDD's pairs
    * to the state's partitions; the state stays in place, and is checkpointed every
    * `checkpointEvery` intervals.
@@ -452,10 +535,11 @@ export class DStream<T> {
   updateStateByKey<K, V, S extends RecordShape>(
     this: DStream<readonly [K, V]>,
     update: (values: V[], state: S | undefined) => (S & Storable<S>) | undefined,
-    options?: number | { partitions?: number; initial?: InitialState<K, S> },
+    options?: number | StateOptions<K, S>,
   ): DStream<[K, S]> {
-    const { partitions, initial } = typeof options === 'number' || options === undefined ? { partitions: options, initial: undefined } : options;
-    return stateStream(this, update, checkPartitions(partitions ?? this.graph.defaultPartitions), initial);
+    const { partitions, initial, name, migrate }: StateOptions<K, S> = typeof options === 'number' || options === undefined ? { partitions: options } : options;
+    const state = stateStream(this, update, checkPartitions(partitions ?? this.graph.defaultPartitions), initial, migrate);
+    return name === undefined ? state : state.name(name);
   }
 
   /**
@@ -471,7 +555,8 @@ export class DStream<T> {
     this: DStream<readonly [K, V]>,
     spec: MapWithStateSpec<K, V, S, R>,
   ): MapWithStateStream<K, S, Exclude<R, undefined>> {
-    return new MapWithStateStream(mapWithStateStream(this, spec, checkPartitions(spec.partitions ?? this.graph.defaultPartitions)));
+    const stream = new MapWithStateStream(mapWithStateStream(this, spec, checkPartitions(spec.partitions ?? this.graph.defaultPartitions)));
+    return spec.name === undefined ? stream : stream.name(spec.name);
   }
 
   /**
@@ -563,11 +648,14 @@ export class MapWithStateStream<K, S, U> extends DStream<U> {
     super(records.graph, 'mappedValues', [records], null, (_gen, [rdd]) => (rdd as Rdd<[K, MapWithStateEntry<S, U>]>).flatMapRecords(([, [, , , emitted]]) => emitted), {
       slide: records.slide,
     });
+    this.stateParts = records.stateParts;
   }
 
   /** Every key's current state as `[key, state]`, at each of the stream's slides. Spark: `MapWithStateDStream.stateSnapshots`. Narrow. */
   stateSnapshots(): DStream<[K, S]> {
-    return this.records.flatMapRecords(([key, [hasState, state]]) => (hasState === 1 ? [[key, state as S] as [K, S]] : []));
+    const snapshots = this.records.flatMapRecords(([key, [hasState, state]]) => (hasState === 1 ? [[key, state as S] as [K, S]] : []));
+    snapshots.stateParts = this.stateParts;
+    return snapshots;
   }
 }
 

@@ -2,7 +2,7 @@ import type { Rdd } from '../rdd/rdd.ts';
 import { functionHash } from '../util/hash.ts';
 import { DStream } from './dstream.ts';
 import { KeyState, type State } from './state.ts';
-import { atSlidesOf, initialParam, initialState, type InitialState } from './state-stream.ts';
+import { atSlidesOf, initialParam, initialState, migrateParam, type InitialState } from './state-stream.ts';
 import type { Storable, StorableOrNothing } from '../types.ts';
 
 /** What mapWithState keeps per key: its state, the last interval it had a value, and what this interval emitted. */
@@ -31,6 +31,10 @@ export interface MapWithStateSpec<K, V, S, R> {
    * a JSON-lines object of them in the store (`ctx.jsonFile(key)`).
    */
   initial?: InitialState<K, S & Storable<S>>;
+  /** The state's name across upgrades, as `.name(name)`. */
+  name?: string;
+  /** At an upgrade, turns each state the old code kept into this code's: for a changed state type. */
+  migrate?: (old: any) => S;
 }
 
 /**
@@ -58,10 +62,10 @@ export function mapWithStateStream<K, V, S, R>(
     parent.graph,
     'mapWithState',
     [parent],
-    [functionHash(update), timeout ?? null, partitions, ...initialParam(spec.initial)],
+    [functionHash(update), timeout ?? null, partitions, ...initialParam(spec.initial), ...migrateParam(spec.migrate)],
     (gen, [batch]) => {
       const k = gen.interval;
-      const previous = k > 0 ? gen.stored(chain, k - 1) : initialState(gen, spec.initial, partitions, (state: S): Entry => [1, state, 0, []]);
+      const previous = gen.startsHere(chain) ? initialState(gen, spec.initial, partitions, (state: S): Entry => [1, state, k, []]) : gen.stored(chain, k - 1);
       if (batch === undefined) {
         return previous.flatMapSameKey('mapWithState', ([key, entry]: [K, Entry]) => {
           const carried: Entry = [1, entry[1], entry[2], []];
@@ -99,5 +103,10 @@ export function mapWithStateStream<K, V, S, R>(
     { slide: 1, persisted: true, stateful: true, keyedPartitions: partitions, everyInterval: true },
   );
   chain.lookback = 1;
+  const { migrate } = spec;
+  if (migrate) chain.migrateCarried = (record) => {
+    const [key, [has, state, last]] = record as [K, Entry];
+    return [key, [has, has === 1 ? migrate(state) : null, last, []]];
+  };
   return atSlidesOf(chain, parent);
 }

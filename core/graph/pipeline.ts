@@ -133,6 +133,7 @@ export class Pipeline {
       throw new Error(`pipeline ${this.options.name} has no output: add saveAsTextFiles, saveAsJsonFiles, foreachRDD or print`);
     }
     this.sources = this.graph.sources.map((s) => ctx.sourceSpecs.get(s)!);
+    this.graph.carriedStreams(); // refuses two states of one name
     this.fingerprint = shortHash(JSON.stringify([this.options, this.graph.describe(), this.graph.outputs.map((o) => [o.name, o.format, o.stream.id])]));
   }
 }

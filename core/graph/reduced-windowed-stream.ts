@@ -85,6 +85,12 @@ export function reducedWindowedStream<K, V>(
     { slide, persisted: true, stateful: true, keyedPartitions: partitions },
   );
   state.lookback = length + slide - 1;
+  reduced.buffer = true;
   // The key is kept, and with it the hash placement, as mapValues keeps it.
-  return state.transform((rdd) => rdd.flatMapSameKey('reduceByKeyAndWindow', ([key, [value]]: [K, Held<V>]) => [[key, value]]));
+  const windows = state.transform((rdd) => rdd.flatMapSameKey('reduceByKeyAndWindow', ([key, [value]]: [K, Held<V>]) => [[key, value]]));
+  windows.stateParts = [
+    [state as DStream<unknown>, ''],
+    [reduced as DStream<unknown>, '.input'],
+  ];
+  return windows;
 }

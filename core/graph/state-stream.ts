@@ -37,15 +37,16 @@ export function stateStream<K, V, S>(
   update: (values: V[], state: S | undefined) => S | undefined,
   partitions: number,
   initial: InitialState<K, S> | undefined,
+  migrate?: (old: unknown) => S,
 ): DStream<[K, S]> {
   const chain: DStream<[K, S]> = new DStream(
     parent.graph,
     'updateStateByKey',
     [parent],
-    [functionHash(update), partitions, ...initialParam(initial)],
+    [functionHash(update), partitions, ...initialParam(initial), ...migrateParam(migrate)],
     (gen, [batch]) => {
       const k = gen.interval;
-      const previous = k > 0 ? gen.stored(chain, k - 1) : initialState(gen, initial, partitions, (state: S) => state);
+      const previous = gen.startsHere(chain) ? initialState(gen, initial, partitions, (state: S) => state) : gen.stored(chain, k - 1);
       if (batch === undefined) return previous;
       return (previous as Rdd<[K, unknown]>).cogroup([batch as Rdd<[K, unknown]>], partitions).flatMapSameKey('updateStateByKey', ([key, [states, values]]: [K, unknown[][]]) => {
         const next = update(values as V[], states!.length > 0 ? (states![0] as S) : undefined);
@@ -55,6 +56,7 @@ export function stateStream<K, V, S>(
     { slide: 1, persisted: true, stateful: true, keyedPartitions: partitions, everyInterval: true },
   );
   chain.lookback = 1;
+  if (migrate) chain.migrateCarried = (record) => [(record as [K, unknown])[0], migrate((record as [K, unknown])[1])];
   return atSlidesOf(chain, parent);
 }
 
@@ -63,12 +65,20 @@ export function stateStream<K, V, S>(
  * RDD, as Spark's state streams slide with their parent.
  */
 export function atSlidesOf<T>(chain: DStream<T>, parent: DStream<unknown>): DStream<T> {
+  chain.stateParts = [[chain as DStream<unknown>, '']];
   if (parent.slide === 1) return chain;
   const slide = parent.slide;
-  return new DStream<T>(chain.graph, 'atSlides', [chain], [slide], (gen, [rdd]) => ((gen.interval + 1) % slide === 0 ? rdd : undefined), {
+  const seen = new DStream<T>(chain.graph, 'atSlides', [chain], [slide], (gen, [rdd]) => ((gen.interval + 1) % slide === 0 ? rdd : undefined), {
     slide,
     ...(chain.keyedPartitions === undefined ? {} : { keyedPartitions: chain.keyedPartitions }),
   });
+  seen.stateParts = chain.stateParts;
+  return seen;
+}
+
+/** A `migrate` function in the operator's identity; none adds nothing, so unchanged pipelines keep their fingerprint. */
+export function migrateParam(migrate: Function | undefined): string[] {
+  return migrate === undefined ? [] : [`migrate:${functionHash(migrate)}`];
 }
 
 /**

@@ -27,6 +27,8 @@ export function windowedStream<T>(source: DStream<T>, length: number, slide: num
     { slide },
   );
   windowed.lookback = length - 1;
+  source.buffer = true;
+  windowed.stateParts = [[source as DStream<unknown>, '']];
   return windowed;
 }
 

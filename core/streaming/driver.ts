@@ -11,7 +11,8 @@ import { intervalOf, intervalScope, keys } from '../layout.ts';
 import { sealInterval, uploadId, type IntakeUpload, type UploadCheck } from './intake.ts';
 import { readProgress, rebased, type DriverProgress } from './progress.ts';
 import { planSplits, spillSplits } from './splits.ts';
-import { lastCheckpoint } from './generator.ts';
+import { lastCheckpoint, type IntervalInputs } from './generator.ts';
+import { beforeBoundaryError, readUpgrade, stateTable, type StreamOwner, type UpgradeRecord } from './upgrade.ts';
 import { buildLineageRecord, PipelineMismatchError, planFromRecord, readLineageRecord, spillUploads, type LineageRecord } from './lineage.ts';
 
 export interface DriverConfig {
@@ -88,6 +89,8 @@ export interface IntervalReport {
 export class StreamingDriver {
   private readonly records = new Map<number, LineageRecord>();
   private claimed = false;
+  /** The upgrade (or savepoint import) that brought this code to the stream, if one did. */
+  private upgrade?: UpgradeRecord;
 
   constructor(
     readonly pipeline: Pipeline,
@@ -126,18 +129,44 @@ export class StreamingDriver {
   private async claimStore(): Promise<void> {
     if (this.claimed) return;
     const { store } = this.deps;
-    const mine = { name: this.pipeline.options.name, fingerprint: this.pipeline.fingerprint };
+    const mine: StreamOwner = { name: this.pipeline.options.name, fingerprint: this.pipeline.fingerprint, states: stateTable(this.pipeline) };
     if (!(await store.putIfAbsent(keys.pipelineOwner, JSON.stringify(mine)))) {
-      const owner = await readJson<typeof mine>(store, keys.pipelineOwner);
-      if (owner && (owner.name !== mine.name || owner.fingerprint !== mine.fingerprint)) {
+      const owner = (await readJson<StreamOwner>(store, keys.pipelineOwner))!;
+      if (owner.name !== mine.name || owner.fingerprint !== mine.fingerprint) {
         throw new PipelineMismatchError(
           `this store holds the stream of pipeline ${owner.name} (fingerprint ${owner.fingerprint}), not of ${mine.name} (fingerprint ${mine.fingerprint}): ` +
-            `a changed or different pipeline starts on a fresh root or bucket. To carry this stream's state on with the new code anyway, ` +
-            `delete ${keys.pipelineOwner} once no interval is in flight.`,
+            (owner.name === mine.name
+              ? `to carry the stream on with changed code, stop it and run dstream upgrade <pipeline> (see "Upgrading a running pipeline")`
+              : `a different pipeline starts on a fresh root or bucket`),
         );
       }
+      // A root claimed by an earlier dstream: its state table is what an upgrade maps from.
+      if (!owner.states) await store.put(keys.pipelineOwner, JSON.stringify({ ...owner, states: mine.states }));
+      this.upgrade = await readUpgrade(store, owner);
     }
     this.claimed = true;
+  }
+
+  /** The first interval this code runs: 0, or where an upgrade or savepoint import handed the stream to it. */
+  async firstInterval(): Promise<number> {
+    await this.claimStore();
+    return this.boundary;
+  }
+
+  /** The first interval this code plans: 0, or the boundary of the upgrade (or savepoint import) that brought it. */
+  private get boundary(): number {
+    return this.upgrade?.boundary ?? 0;
+  }
+
+  /** What interval k reads from before the boundary: the old code's RDDs checkpointed at the upgrade. */
+  private carriedInto(k: number): Pick<IntervalInputs, 'carried' | 'starting'> {
+    if (!this.upgrade) return {};
+    const from = k - this.pipeline.graph.lookback();
+    const carried = Object.entries(this.upgrade.carried).filter(([at]) => Number(at.split('@')[1]) >= from);
+    return {
+      ...(carried.length > 0 ? { carried: Object.fromEntries(carried) } : {}),
+      ...(k === this.boundary && this.upgrade.starting.length > 0 ? { starting: this.upgrade.starting } : {}),
+    };
   }
 
   /** Seals interval k and writes its lineage record, unless a driver already did. */
@@ -150,8 +179,10 @@ export class StreamingDriver {
       this.records.set(k, existing);
       return existing;
     }
-    // Before the seal: a missing initial state stops the stream before interval 0 takes any upload.
-    const objects = k === 0 ? await this.pinStoreObjects() : undefined;
+    await this.claimStore();
+    if (k < this.boundary) throw new Error(`interval ${k} is before interval ${this.boundary}, where this code took the stream over (an upgrade or a savepoint import): it is not this code's to run`);
+    // Before the seal: a missing initial state stops the stream before interval 0 (or an upgrade's boundary) takes any upload.
+    const objects = k === 0 ? await this.pinStoreObjects() : k === this.boundary && this.upgrade ? await this.pinStoreObjects(this.upgrade.starting) : undefined;
     await this.step('seal', k);
     const uploads = await sealInterval(store, k, this.config.checkUpload);
     await this.recordRefused(k, uploads);
@@ -164,7 +195,7 @@ export class StreamingDriver {
       const splits = planSplits(readable.filter((u) => u.name.startsWith(spec.prefix)), inputPartitions, maxSplitBytes);
       sources.push(await spillSplits(store, intervalScope(k), splits));
     }
-    const inputs = { sources, persisted: await this.persistedBefore(k), ...(objects === undefined ? {} : { objects }) };
+    const inputs: IntervalInputs = { sources, persisted: await this.persistedBefore(k), ...(objects === undefined ? {} : { objects }), ...this.carriedInto(k) };
     let record = buildLineageRecord(this.pipeline, k, await spillUploads(store, k, uploads), inputs, clock.now());
     if (!(await store.putIfAbsent(keys.lineageRecord(record.scope), JSON.stringify(record)))) {
       record = (await readLineageRecord(store, k))!;
@@ -175,15 +206,21 @@ export class StreamingDriver {
   }
 
   /**
-   * Copies each store object the pipeline reads (initial states) into interval 0's lineage, named
+   * Copies each store object the pipeline reads (initial states) into interval 0's lineage (or an upgrade boundary's), named
    * by the hash of its bytes, and cuts the copy into splits: every computation of interval 0
    * reads those bytes, whatever later happens to the object. A missing object is an error.
    */
-  private async pinStoreObjects(): Promise<SplitRef[][]> {
+  private async pinStoreObjects(starting?: string[]): Promise<SplitRef[][]> {
     const { store } = this.deps;
-    const scope = intervalScope(0);
+    const scope = intervalScope(starting === undefined ? 0 : this.boundary);
     const pinned: SplitRef[][] = [];
+    // At an upgrade's boundary only the operators starting there read theirs (see initialParam).
+    const read = starting && new Set(this.pipeline.graph.streams.filter((s) => starting.includes(s.id)).flatMap((s) => (Array.isArray(s.params) ? s.params : [])));
     for (const key of this.pipeline.graph.storeObjects) {
+      if (read && !read.has(`object:${key}`)) {
+        pinned.push([]);
+        continue;
+      }
       const bytes = await store.get(key);
       if (!bytes) throw new Error(`pipeline ${this.pipeline.options.name} starts its state from ${key} (ctx.jsonFile), which does not exist in the store: put it there, then run again`);
       const copy = keys.lineageObject(scope, createHash('sha256').update(bytes).digest('hex').slice(0, 32));
@@ -245,6 +282,7 @@ export class StreamingDriver {
       // Recovery only reads lineage: an earlier interval is never sealed or planned anew.
       loadScope: async (s) => {
         const j = intervalOf(s);
+        if (j !== undefined && j < this.boundary) throw beforeBoundaryError(j, this.boundary);
         const earlier = j === undefined ? undefined : (this.records.get(j) ?? (await readLineageRecord(store, j)));
         if (!earlier) throw new Error(`cannot recompute data of ${s}: its lineage record is gone`);
         return planFromRecord(this.pipeline, earlier);
@@ -330,7 +368,8 @@ export class StreamingDriver {
   /** Partition counts of RDDs persisted by the intervals that interval k may read. */
   private async persistedBefore(k: number): Promise<Record<string, number>> {
     const persisted: Record<string, number> = {};
-    const from = Math.max(0, k - this.pipeline.graph.lookback());
+    // Before the boundary, the old code's RDDs are read as carried, never by its records' ids.
+    const from = Math.max(this.boundary, k - this.pipeline.graph.lookback());
     for (let j = from; j < k; j++) {
       const record = this.records.get(j) ?? (await readLineageRecord(this.deps.store, j));
       if (!record) throw new Error(`interval ${k} needs the lineage of interval ${j}, which is missing: intervals run in order from 0`);

@@ -10,8 +10,22 @@ export interface IntervalInputs {
   sources: SplitRef[][];
   /** Partitions of RDDs persisted at earlier intervals, by `<stream>@<interval>`; absent = no RDD. */
   persisted: Record<string, number>;
-  /** Interval 0 only: the splits of each store object the pipeline reads (initial states), as pinned, in the order named. */
+  /** Interval 0 (and an upgrade's boundary): the splits of each store object the pipeline reads (initial states), as pinned, in the order named. */
   objects?: SplitRef[][];
+  /**
+   * After an upgrade: the old code's RDDs this interval reads from before the boundary, by
+   * `<stream>@<interval>` of the new code's streams, as checkpointed at the upgrade.
+   */
+  carried?: Record<string, CarriedRdd>;
+  /** At an upgrade's boundary: the state streams the new code adds, which start from their initial state there. */
+  starting?: string[];
+}
+
+/** An RDD of the old code checkpointed at an upgrade: where, over how many partitions, and whether placed by key. */
+export interface CarriedRdd {
+  location: string;
+  partitions: number;
+  hashPartitioned: boolean;
 }
 
 export interface GeneratedInterval {
@@ -92,8 +106,14 @@ export function generateInterval(pipeline: Pipeline, k: number, inputs: Interval
       const known = storedMemo.get(memoKey);
       if (known) return known as Rdd<T>;
       const partitions = j < 0 ? undefined : inputs.persisted[memoKey];
+      const carried = inputs.carried?.[memoKey];
       let rdd: Rdd<unknown>;
-      if (partitions === undefined) {
+      if (carried) {
+        rdd = builder.stored(carried.location, 'checkpoint', carried.partitions, carried.hashPartitioned, `${s.kind} ${s.id} of interval ${j}, before the upgrade`);
+        if (s.migrateCarried) rdd = rdd.mapRecords(s.migrateCarried);
+        // The new code's partitions: state repartitioned at the boundary (no shuffle when unchanged).
+        if (s.keyedPartitions !== undefined) rdd = (rdd as Rdd<[unknown, unknown]>).partitionBy(s.keyedPartitions);
+      } else if (partitions === undefined) {
         rdd = emptyOf(s);
       } else {
         const { tier, location } = persistTarget(s, j, options.checkpointEvery);
@@ -110,6 +130,9 @@ export function generateInterval(pipeline: Pipeline, k: number, inputs: Interval
       const splits = inputs.objects?.[index];
       if (splits === undefined) throw new Error(`internal: store object ${graph.storeObjects[index]} is read at interval ${k} but was not pinned`);
       return splits;
+    },
+    startsHere(stream) {
+      return k === 0 || (inputs.starting?.includes(stream.id) ?? false);
     },
   };
 

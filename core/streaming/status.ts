@@ -113,7 +113,7 @@ export async function readStreamStatus(store: ObjectStore, options: StatusOption
     readJson<{ name: string; fingerprint: string }>(store, keys.pipelineOwner),
     readErrors(store),
   ]);
-  const status: StreamStatus = { at, open: [], recent: [], failures: [], errors, ...(pipeline ? { pipeline } : {}) };
+  const status: StreamStatus = { at, open: [], recent: [], failures: [], errors, ...(pipeline ? { pipeline: { name: pipeline.name, fingerprint: pipeline.fingerprint } } : {}) };
   if (!progress) return status;
   // A pointer written before the clock had a base counts from interval 0 (as readProgress does).
   const clock = { epoch: progress.epoch, base: progress.base ?? 0, intervalMs: progress.intervalMs };

@@ -128,6 +128,25 @@ export const COMMANDS: Record<string, CommandSpec> = {
     details: 'Run the stream again afterwards (run or replay, as before): the interval quarantines its bad records\nunder errors/ instead, without a change of code.',
     options: { root },
   },
+  upgrade: {
+    args: ['<pipeline>'],
+    summary: 'carry a stopped stream on with changed code, keeping its state',
+    details:
+      'At the interval after the last committed one, the state and window buffers of the running code are\n' +
+      'checkpointed and handed to the operators of the same name in <pipeline>; then run the stream with it.',
+    options: { root, 'drop-state': { type: 'string', value: '<name>[,<name>...]', help: 'named state the new code may lose (it is set aside, not deleted)' } },
+  },
+  savepoint: {
+    args: ['<export|import>', '[<pipeline>]'],
+    summary: 'move a stopped stream\'s state to a fresh root: export it, then import it with a pipeline',
+    details: 'dstream savepoint export --root <dir> --out <savepoint>\ndstream savepoint import <pipeline> --from <savepoint> --root <fresh dir>',
+    options: {
+      root,
+      out: { type: 'string', value: '<dir>', help: 'export: the folder to write the savepoint to' },
+      from: { type: 'string', value: '<dir>', help: 'import: the savepoint folder' },
+      'drop-state': { type: 'string', value: '<name>[,<name>...]', help: 'import: named state the pipeline may lose, as for upgrade' },
+    },
+  },
   demo: {
     args: [],
     summary: 'WordCount over generated sample text (what npm start runs)',

@@ -10,7 +10,8 @@ import type { IntervalReport } from '../../core/streaming/driver.ts';
 import { readStreamStatus } from '../../core/streaming/status.ts';
 import { FsObjectStore } from '../store/fs-object-store.ts';
 import { quarantineInterval, readLineageRecord, readLineageUploads } from '../../core/streaming/lineage.ts';
-import { EmbeddedRuntime } from '../runtime/embedded-runtime.ts';
+import { EmbeddedRuntime, loadPipeline } from '../runtime/embedded-runtime.ts';
+import { describeUpgrade, exportSavepoint, importSavepoint, upgradeStream } from '../../core/streaming/upgrade.ts';
 import { TaskFailedError } from '../../core/scheduler/dag-scheduler.ts';
 import { commandUsage, generalUsage, parseCommandLine, parseCount, parseDuration, UsageError } from './args.ts';
 import { formatAlreadyCommitted, formatChaos, formatInterval, formatLineage, formatStatus } from './format.ts';
@@ -199,12 +200,52 @@ export async function main(argv: string[], term = new Terminal(processIo())): Pr
       term.line(json ? JSON.stringify(answer ?? null) : formatResult(answer));
       return 0;
     }
+    case 'upgrade':
+    case 'savepoint':
+      term.line(await upgradeCommand(command, positionals, opt));
+      return 0;
     case 'demo':
       await runDemo(term, opt('root'));
       return 0;
     default:
       throw new Error(`command ${command} is in the table but not handled`);
   }
+}
+
+/** `dstream upgrade` and `dstream savepoint export|import`: see core/streaming/upgrade.ts. */
+async function upgradeCommand(command: string, positionals: string[], opt: (name: string) => string | undefined): Promise<string> {
+  const existing = (name: string) => {
+    const dir = path.resolve(opt(name) ?? '');
+    if (!opt(name)) throw new UsageError(`${command} needs --${name}`, command);
+    if (!existsSync(dir)) throw new Error(`--${name} ${dir} does not exist`);
+    return new FsObjectStore(dir);
+  };
+  const pipeline = async (at: number) => {
+    const file = positionals[at];
+    if (!file) throw new UsageError(`${command} needs the pipeline module, e.g. examples/wordcount.ts`, command);
+    const module = await loadPipeline(path.resolve(file));
+    if (module.kind !== 'stream') throw new Error(`${file} defines a batch job, which has no state to carry`);
+    return module;
+  };
+  const dropState = opt('drop-state')?.split(',').filter(Boolean) ?? [];
+  if (command === 'upgrade') {
+    const record = await upgradeStream(existing('root'), await pipeline(0), { dropState });
+    return record ? describeUpgrade(record) : 'the stream already runs this code: nothing to upgrade';
+  }
+  if (positionals[0] === 'export') {
+    if (positionals.length > 1) throw new UsageError('savepoint export takes no pipeline: it saves the state of the code that runs the stream', command);
+    const out = path.resolve(opt('out') ?? '');
+    if (!opt('out')) throw new UsageError('savepoint export needs --out', command);
+    const state = await exportSavepoint(existing('root'), new FsObjectStore(out));
+    return `savepoint of ${state.pipeline} at interval ${state.boundary} (${state.states.map((s) => s.name).join(', ') || 'no state'}) written to ${out}`;
+  }
+  if (positionals[0] === 'import') {
+    const root = path.resolve(opt('root') ?? '');
+    if (!opt('root')) throw new UsageError('savepoint import needs --root', command);
+    const record = await importSavepoint(new FsObjectStore(root), existing('from'), await pipeline(1), Date.now(), { dropState });
+    return describeUpgrade(record);
+  }
+  throw new UsageError(`savepoint export or savepoint import, not ${JSON.stringify(positionals[0] ?? '')}`, command);
 }
 
 async function open(

@@ -12,7 +12,7 @@ import { intervalEnd } from '../../core/streaming/progress.ts';
 import { defaultSchedulerOptions, type SchedulerOptions } from '../../core/scheduler/dag-scheduler.ts';
 import { runBatch, type BatchResult } from '../../core/batch/batch-runner.ts';
 import type { Pipeline } from '../../core/graph/pipeline.ts';
-import { keys } from '../../core/layout.ts';
+import { intervalScope, keys } from '../../core/layout.ts';
 import { FsObjectStore } from '../store/fs-object-store.ts';
 import { FsTaskQueue } from '../queue/fs-task-queue.ts';
 import { WorkerPool, type PoolStats } from './worker-pool.ts';
@@ -141,7 +141,10 @@ export class EmbeddedRuntime {
    */
   async replay(stagedDir: string, onInterval?: (report: IntervalReport) => void): Promise<IntervalReport[]> {
     const intervals = await readStaged(stagedDir);
+    // A root started from a savepoint holds no interval before its boundary: those are another root's.
+    const first = await this.driverInstance().firstInterval();
     for (const { k, files } of intervals) {
+      if (k < first && !(await this.store.head(keys.committed(intervalScope(k))))) continue;
       if (!(await isSealed(this.store, k))) {
         const stageFile = async (file: StagedFile) => {
           // Staged files are copied to their pinned keys: the staged folder may change afterwards.
