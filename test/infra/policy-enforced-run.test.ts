@@ -128,6 +128,31 @@ const wordcount = definePipeline({ name: 'wordcount', partitions: 2, checkpointE
   counts.updateStateByKey<string, number, number>((values, total) => (total ?? 0) + values.reduce((a, b) => a + b, 0)).saveAsJsonFiles('totals');
 });
 
+/**
+ * A pipeline module deployed by the construct, and what its functions run on: a versioned bucket
+ * whose stream clock starts at T0, a queue, and for each function the bucket as its synthesized
+ * role lets it see it (`refused` collects what the roles were refused).
+ */
+function enforcedDeployment(stackId: string, module: string, options: { partitions: number; maxReceives: number; at: number }) {
+  const stack = new Stack(new App({ context: { 'aws:cdk:bundling-stacks': [] } }), stackId);
+  const deployed = new DStreamPipeline(stack, 'P', { pipeline: module });
+  const resources = Template.fromStack(stack).toJSON().Resources;
+  const bucket = new VersionedMemoryStore();
+  const refused: string[] = [];
+  const production = driverConfig(functionConfig({ DSTREAM_BUCKET: 'bucket', DSTREAM_INTERVAL_MS: String(MINUTE), DSTREAM_PARTITIONS: String(options.partitions) }));
+  const functions = { ingest: deployed.ingestFunction, driver: deployed.driverFunction, task: deployed.taskFunction };
+  return {
+    bucket,
+    refused,
+    queue: new FsTaskQueue({ dir: path.join(base, 'queue'), maxReceives: options.maxReceives }),
+    clock: new FakeClock(options.at),
+    config: { ...production, scheduler: { ...production.scheduler, pollMs: 10 } },
+    storeOf: (kind: keyof typeof functions) => enforced(bucket, kind, grantsOf(stack, resources, deployed.bucket, functions[kind]), refused),
+    /** The stream's clock, as the first ingest or driver writes it. */
+    startClock: () => bucket.put(keys.driverProgress, JSON.stringify({ next: 0, base: 0, epoch: T0, intervalMs: MINUTE })),
+  };
+}
+
 let base: string;
 
 beforeEach(async () => {
@@ -142,24 +167,12 @@ afterEach(async () => {
 });
 
 it('ingest, driver and task run a stream past a checkpoint and its garbage collection within their grants', async () => {
-  const stack = new Stack(new App({ context: { 'aws:cdk:bundling-stacks': [] } }), 'Enforced');
-  const deployed = new DStreamPipeline(stack, 'P', { pipeline: path.join(import.meta.dirname, 'fixtures', 'pipeline.ts') });
-  const resources = Template.fromStack(stack).toJSON().Resources;
-  const grants = (fn: lambda) => grantsOf(stack, resources, deployed.bucket, fn);
-  type lambda = { role?: iam.IRole };
-
-  const bucket = new VersionedMemoryStore();
-  const queue = new FsTaskQueue({ dir: path.join(base, 'queue'), maxReceives: 3 });
-  const clock = new FakeClock(T0);
-  const refused: string[] = [];
-  const production = driverConfig(functionConfig({ DSTREAM_BUCKET: 'bucket', DSTREAM_INTERVAL_MS: String(MINUTE), DSTREAM_PARTITIONS: '2' }));
-  const config = { ...production, scheduler: { ...production.scheduler, pollMs: 10 } };
-
-  const ingest = createIngestHandler({ store: enforced(bucket, 'ingest', grants(deployed.ingestFunction), refused), now: () => clock.now(), intervalMs: MINUTE });
+  const { bucket, queue, clock, refused, config, storeOf, startClock } = enforcedDeployment('Enforced', path.join(import.meta.dirname, 'fixtures', 'pipeline.ts'), { partitions: 2, maxReceives: 3, at: T0 });
+  const ingest = createIngestHandler({ store: storeOf('ingest'), now: () => clock.now(), intervalMs: MINUTE });
   // Uploads in most of the first 6 intervals: state is checkpointed every other interval, and the
   // cache and superseded checkpoints behind the last are collected.
   const intervals = 6;
-  await bucket.put(keys.driverProgress, JSON.stringify({ next: 0, base: 0, epoch: T0, intervalMs: MINUTE }));
+  await startClock();
   for (const k of [0, 1, 2, 4, 5]) {
     const key = `incoming/part-${k}.txt`;
     const text = `the fox ${k}\nthe dog\n`;
@@ -169,13 +182,13 @@ it('ingest, driver and task run a stream past a checkpoint and its garbage colle
   }
 
   const driver = createDriverHandler(wordcount, {
-    store: enforced(bucket, 'driver', grants(deployed.driverFunction), refused),
+    store: storeOf('driver'),
     queue,
     clock,
     config,
     invokeSelf: async () => {},
   });
-  const mapping = eventSourceMapping(queue, createTaskHandler(wordcount, { store: enforced(bucket, 'task', grants(deployed.taskFunction), refused), queue }));
+  const mapping = eventSourceMapping(queue, createTaskHandler(wordcount, { store: storeOf('task'), queue }));
   clock.time = T0 + intervals * MINUTE + 5_000;
   let run;
   try {
@@ -197,29 +210,19 @@ it('ingest, driver and task run a stream past a checkpoint and its garbage colle
 }, 120_000);
 
 it('a task that fails every delivery is dead-lettered and reported by the driver, and a refused upload recorded, within their grants', async () => {
-  const stack = new Stack(new App({ context: { 'aws:cdk:bundling-stacks': [] } }), 'EnforcedFailure');
-  const deployed = new DStreamPipeline(stack, 'P', { pipeline: path.join(import.meta.dirname, 'fixtures', 'pipeline.ts') });
-  const resources = Template.fromStack(stack).toJSON().Resources;
-  const grants = (fn: { role?: iam.IRole }) => grantsOf(stack, resources, deployed.bucket, fn);
-
-  const bucket = new VersionedMemoryStore();
-  const queue = new FsTaskQueue({ dir: path.join(base, 'queue'), maxReceives: 2 });
-  const clock = new FakeClock(T0 + 1_500);
-  const refused: string[] = [];
-  const production = driverConfig(functionConfig({ DSTREAM_BUCKET: 'bucket', DSTREAM_INTERVAL_MS: String(MINUTE), DSTREAM_PARTITIONS: '1' }));
-  const config = { ...production, scheduler: { ...production.scheduler, pollMs: 10 } };
-  await bucket.put(keys.driverProgress, JSON.stringify({ next: 0, base: 0, epoch: T0, intervalMs: MINUTE }));
-  const ingest = createIngestHandler({ store: enforced(bucket, 'ingest', grants(deployed.ingestFunction), refused), now: () => clock.now(), intervalMs: MINUTE });
+  const { bucket, queue, clock, refused, config, storeOf, startClock } = enforcedDeployment('EnforcedFailure', path.join(import.meta.dirname, 'fixtures', 'pipeline.ts'), { partitions: 1, maxReceives: 2, at: T0 + 1_500 });
+  await startClock();
+  const ingest = createIngestHandler({ store: storeOf('ingest'), now: () => clock.now(), intervalMs: MINUTE });
   await ingest(s3Event([upload(bucket, 'incoming/words.txt', 'the fox\n', T0 + 1_000), upload(bucket, 'incoming/a\\b.txt', 'refused\n', T0 + 1_000)]));
 
   // Every read of the upload fails as S3 does under throttling: the task fails each delivery.
-  const taskStore = enforced(bucket, 'task', grants(deployed.taskFunction), refused);
+  const taskStore = storeOf('task');
   const throttled: ObjectStore = Object.assign(Object.create(taskStore) as ObjectStore, {
     getRange: () => {
       throw Object.assign(new Error('SlowDown: Please reduce your request rate.'), { name: 'SlowDown' });
     },
   });
-  const driver = createDriverHandler(wordcount, { store: enforced(bucket, 'driver', grants(deployed.driverFunction), refused), queue, clock, config, invokeSelf: async () => {} });
+  const driver = createDriverHandler(wordcount, { store: storeOf('driver'), queue, clock, config, invokeSelf: async () => {} });
   const mapping = eventSourceMapping(queue, createTaskHandler(wordcount, { store: throttled, queue, maxTaskAttempts: 2 }));
   vi.spyOn(console, 'error').mockImplementation(() => {});
   clock.time = T0 + MINUTE + 5_000;
@@ -238,24 +241,14 @@ it('a task that fails every delivery is dead-lettered and reported by the driver
 it("the driver pins the pipeline's initial state from the object it names, and tasks read the pinned copy, within their grants", async () => {
   const module = path.join(import.meta.dirname, 'fixtures', 'seeded-pipeline.ts');
   const { default: seeded } = (await import(module)) as { default: typeof wordcount };
-  const stack = new Stack(new App({ context: { 'aws:cdk:bundling-stacks': [] } }), 'EnforcedSeeds');
-  const deployed = new DStreamPipeline(stack, 'P', { pipeline: module });
-  const resources = Template.fromStack(stack).toJSON().Resources;
-  const grants = (fn: { role?: iam.IRole }) => grantsOf(stack, resources, deployed.bucket, fn);
-
-  const bucket = new VersionedMemoryStore();
-  const queue = new FsTaskQueue({ dir: path.join(base, 'queue'), maxReceives: 2 });
-  const clock = new FakeClock(T0 + 1_500);
-  const refused: string[] = [];
-  const production = driverConfig(functionConfig({ DSTREAM_BUCKET: 'bucket', DSTREAM_INTERVAL_MS: String(MINUTE), DSTREAM_PARTITIONS: '1' }));
-  const config = { ...production, scheduler: { ...production.scheduler, pollMs: 10 } };
+  const { bucket, queue, clock, refused, config, storeOf, startClock } = enforcedDeployment('EnforcedSeeds', module, { partitions: 1, maxReceives: 2, at: T0 + 1_500 });
   await bucket.put('seeds/totals.jsonl', '["fox",40]\n["owl",2]\n');
-  await bucket.put(keys.driverProgress, JSON.stringify({ next: 0, base: 0, epoch: T0, intervalMs: MINUTE }));
-  const ingest = createIngestHandler({ store: enforced(bucket, 'ingest', grants(deployed.ingestFunction), refused), now: () => clock.now(), intervalMs: MINUTE });
+  await startClock();
+  const ingest = createIngestHandler({ store: storeOf('ingest'), now: () => clock.now(), intervalMs: MINUTE });
   await ingest(s3Event([upload(bucket, 'incoming/words.txt', 'fox\nfox\n', T0 + 1_000)]));
 
-  const driver = createDriverHandler(seeded, { store: enforced(bucket, 'driver', grants(deployed.driverFunction), refused), queue, clock, config, invokeSelf: async () => {} });
-  const mapping = eventSourceMapping(queue, createTaskHandler(seeded, { store: enforced(bucket, 'task', grants(deployed.taskFunction), refused), queue }));
+  const driver = createDriverHandler(seeded, { store: storeOf('driver'), queue, clock, config, invokeSelf: async () => {} });
+  const mapping = eventSourceMapping(queue, createTaskHandler(seeded, { store: storeOf('task'), queue }));
   clock.time = T0 + MINUTE + 5_000;
   try {
     await driver({ source: 'aws.events' }, { getRemainingTimeInMillis: () => T0 + 3 * MINUTE - clock.now() });

@@ -2,6 +2,7 @@ import { fileURLToPath } from 'node:url';
 import path from 'node:path';
 import ts from 'typescript';
 import { describe, expect, it } from 'vitest';
+import { STRICT_OPTIONS } from '../support/compiler.ts';
 
 /**
  * Every public member of what users import has a doc comment: each export of the entry points
@@ -12,17 +13,7 @@ import { describe, expect, it } from 'vitest';
  */
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 
-const options: ts.CompilerOptions = {
-  strict: true,
-  noEmit: true,
-  target: ts.ScriptTarget.ES2022,
-  module: ts.ModuleKind.NodeNext,
-  moduleResolution: ts.ModuleResolutionKind.NodeNext,
-  allowImportingTsExtensions: true,
-  skipLibCheck: true,
-  types: ['node'],
-  lib: ['lib.es2023.d.ts'],
-};
+const options = STRICT_OPTIONS;
 
 /** Text of the doc comments on `node` (its own `/** *\/` comments and the text of their tags); '' when none. */
 function docText(node: ts.Node): string {

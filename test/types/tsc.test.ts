@@ -3,6 +3,7 @@ import { fileURLToPath } from 'node:url';
 import path from 'node:path';
 import ts from 'typescript';
 import { describe, expect, it } from 'vitest';
+import { STRICT_OPTIONS } from '../support/compiler.ts';
 
 /**
  * What the types say about pipelines, checked by the TypeScript compiler in strict mode: the typed
@@ -71,15 +72,7 @@ function readmePipelines(): string[] {
 
 function compile(files: Record<string, string>): ts.Diagnostic[] {
   const options: ts.CompilerOptions = {
-    strict: true,
-    noEmit: true,
-    target: ts.ScriptTarget.ES2022,
-    module: ts.ModuleKind.NodeNext,
-    moduleResolution: ts.ModuleResolutionKind.NodeNext,
-    allowImportingTsExtensions: true,
-    skipLibCheck: true,
-    types: ['node'],
-    lib: ['lib.es2023.d.ts'],
+    ...STRICT_OPTIONS,
     // Pipelines import the package by its name, whatever it is built to.
     paths: { dstream: [path.join(root, 'core/index.ts')] },
   };
