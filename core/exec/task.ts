@@ -56,6 +56,8 @@ export interface TaskDone {
   bytesOut: number;
   durationMs: number;
   quarantined: number;
+  /** Who ran it (TaskHandlerOptions.executor), when known. */
+  executor?: string;
   /** Shuffle-map tasks: the object and each reduce partition's block in it. */
   mapOutput?: { key: string; blocks: [number, number][] };
 }
@@ -115,6 +117,8 @@ export interface TaskEnvironment {
   inputName?(key: string): string;
   /** Aborted when another copy of the task has committed: this one stops, its work unneeded. */
   signal?: AbortSignal;
+  /** Who runs the task, recorded in its completion record. */
+  executor?: string;
 }
 
 export type TaskOutcome =
@@ -182,6 +186,7 @@ export async function runTask({ task, stage, plan, badRecords }: ResolvedTask, e
     sourceRecords: computeEnv.input.sources,
     durationMs: env.now() - started,
     quarantined: quarantine.length,
+    ...(env.executor === undefined ? {} : { executor: env.executor }),
     ...result,
   };
   if (!(await env.store.putIfAbsent(doneKey, JSON.stringify(done)))) return { status: 'superseded' };

@@ -49,6 +49,8 @@ export interface TaskHandlerOptions {
    * Each look is one HEAD request; 0 never looks.
    */
   supersededCheckMs?: number;
+  /** Who runs these tasks (a worker process, a Lambda execution environment): kept in each completion record, for the UI's task timeline. */
+  executor?: string;
 }
 
 /**
@@ -62,6 +64,7 @@ export class TaskHandler {
 
   private readonly now: () => number;
   private readonly supersededCheckMs: number;
+  private readonly executor: string | undefined;
 
   constructor(
     private readonly module: PipelineModule,
@@ -70,6 +73,7 @@ export class TaskHandler {
   ) {
     this.now = options.now ?? Date.now;
     this.supersededCheckMs = options.supersededCheckMs ?? 0;
+    this.executor = options.executor;
   }
 
   decode(body: string): Promise<TaskRecord> {
@@ -103,6 +107,7 @@ export class TaskHandler {
         now: this.now,
         inputName: uploadNameOfKey,
         signal: cancel.signal,
+        ...(this.executor === undefined ? {} : { executor: this.executor }),
       });
     } catch (error) {
       await this.recordFailure(task, receiveCount, error);

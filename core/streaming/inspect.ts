@@ -50,6 +50,8 @@ export interface TaskTimeline {
     recordsOut: number;
     bytesOut: number;
     quarantined: number;
+    /** The worker or Lambda execution environment that ran it, when recorded. */
+    executor?: string;
   };
   /** Failure records of this task (an error every delivery would meet), by driver run. */
   failures: { run: string; error: string; record?: string }[];
@@ -228,6 +230,7 @@ async function readTasks(store: ObjectStore, scope: string): Promise<TaskTimelin
       recordsOut: record.recordsOut,
       bytesOut: record.bytesOut,
       quarantined: record.quarantined,
+      ...(record.executor === undefined ? {} : { executor: record.executor }),
     };
   });
   await mapConcurrently(failed, STORE_CONCURRENCY, async ({ info, stage, partition, run }) => {

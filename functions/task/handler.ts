@@ -53,7 +53,7 @@ export function createTaskHandler(
   // Built on the first event, not when the entry module loads it: one per container, so that its
   // cache of rebuilt plans serves every batch the container runs.
   let tasks: TaskHandler | undefined;
-  const taskHandler = () => (tasks ??= new TaskHandler(pipeline, deps.store ?? s3Store(functionConfig()), { supersededCheckMs: SUPERSEDED_CHECK_MS }));
+  const taskHandler = () => (tasks ??= new TaskHandler(pipeline, deps.store ?? s3Store(functionConfig()), { supersededCheckMs: SUPERSEDED_CHECK_MS, ...executionEnvironment() }));
   let queue: Pick<TaskQueue, 'changeVisibility' | 'deadLetter'> | undefined;
   const taskQueue = () => (queue ??= deps.queue ?? sqsQueue(functionConfig()));
   const maxTaskAttempts = () => deps.maxTaskAttempts ?? functionConfig().maxTaskAttempts;
@@ -190,4 +190,13 @@ function receiveCountOf(record: SQSRecord): number {
 
 function describe(value: unknown): string {
   return JSON.stringify(value)?.slice(0, 200) ?? String(value);
+}
+
+/**
+ * The Lambda execution environment running this function, from its log stream's name
+ * (`2026/12/01/[$LATEST]<id>`): the UI draws one lane of tasks per environment.
+ */
+function executionEnvironment(): { executor?: string } {
+  const stream = process.env.AWS_LAMBDA_LOG_STREAM_NAME;
+  return stream ? { executor: `lambda-${stream.slice(stream.lastIndexOf(']') + 1, stream.lastIndexOf(']') + 9)}` } : {};
 }

@@ -23,7 +23,7 @@ export class InProcessRunner implements TaskRunner {
   ) {}
 
   static for(module: PipelineModule, store: ObjectStore, queue: TaskQueue, concurrency: number, onTaskSettled?: () => void): InProcessRunner {
-    return new InProcessRunner(queue, new TaskHandler(module, store), concurrency, onTaskSettled);
+    return new InProcessRunner(queue, new TaskHandler(module, store, { executor: 'in-process' }), concurrency, onTaskSettled);
   }
 
   async start(): Promise<void> {

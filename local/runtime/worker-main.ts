@@ -40,7 +40,7 @@ async function init(message: Extract<ToWorker, { type: 'init' }>): Promise<void>
       store = chaos;
     }
     // Local HEADs are cheap: a losing copy frees its worker within a tenth of a second.
-    handler = new TaskHandler(module, store, { supersededCheckMs: 100 });
+    handler = new TaskHandler(module, store, { supersededCheckMs: 100, executor: `worker-${message.workerIndex}` });
     reply({ type: 'ready' });
   } catch (error) {
     reply({ type: 'init-error', message: error instanceof Error ? error.message : String(error) });

@@ -368,7 +368,7 @@ function taskTimeline(d) {
     if (t.done) { t0 = Math.min(t0, t.done.startedAt); t1 = Math.max(t1, t.done.endedAt); }
   });
   if (t1 <= t0) t1 = t0 + 1;
-  var ROW = 16, L = 150, W = 1000, H = 30 + tasks.length * ROW;
+  var ROW = 16, L = 220, W = 1000, H = 30 + tasks.length * ROW;
   var svg = s('svg', { id: 'timeline', width: '100%', viewBox: '0 0 ' + W + ' ' + H, style: 'min-width:700px' });
   var x = function (t) { return L + ((t - t0) / (t1 - t0)) * (W - L - 10); };
   for (var i = 0; i <= 4; i++) {
@@ -378,11 +378,11 @@ function taskTimeline(d) {
   }
   tasks.forEach(function (t, r) {
     var y = 20 + r * ROW;
-    s('text', { x: L - 6, y: y + 11, 'text-anchor': 'end', text: t.stage + ' #' + t.partition }, svg);
+    s('text', { x: L - 6, y: y + 11, 'text-anchor': 'end', text: t.stage + ' #' + t.partition + (t.done && t.done.executor ? ' · ' + t.done.executor : '') }, svg);
     if (t.done) {
       var bar = s('rect', { class: 'bar task', x: x(t.done.startedAt), y: y + 2, width: Math.max(2, x(t.done.endedAt) - x(t.done.startedAt)), height: ROW - 4, rx: 2,
         fill: colors[t.stage] || '#888', stroke: t.done.copy > 0 ? '#d97706' : 'none', 'stroke-width': 2, 'data-task': t.stage + '/' + t.partition }, svg);
-      title(bar, t.stage + ' partition ' + t.partition + ': ' + ms(t.done.durationMs) + ', attempt ' + t.done.attempt + ', won by ' + (t.done.copy ? 'speculative copy ' + t.done.copy : 'the first copy') +
+      title(bar, t.stage + ' partition ' + t.partition + ': ' + ms(t.done.durationMs) + ', attempt ' + t.done.attempt + ', won by ' + (t.done.copy ? 'speculative copy ' + t.done.copy : 'the first copy') + (t.done.executor ? ' on ' + t.done.executor : '') +
         '\n' + num(t.done.recordsIn) + ' records in, ' + num(t.done.recordsOut) + ' out (' + bytes(t.done.bytesOut) + ')' + (t.done.quarantined ? ', ' + t.done.quarantined + ' quarantined' : '') +
         (t.starts.length > 1 ? '\n' + t.starts.length + ' starts (retries or reruns)' : ''));
     } else if (t.starts.length) {
@@ -394,7 +394,7 @@ function taskTimeline(d) {
       title(s('line', { x1: x(st.at), x2: x(st.at), y1: y, y2: y + ROW, stroke: '#dc2626', 'stroke-width': 2 }, svg), 'attempt ' + st.attempt + ' (run ' + st.run + ') started ' + time(st.at));
     });
   });
-  var legend = h('div', { class: 'legend' }, h('span', { class: 'muted', text: 'From each task\'s start marker to its completion record. Orange outline: a speculative copy won. Red tick: an earlier attempt\'s start. Red bar: failed.' }));
+  var legend = h('div', { class: 'legend' }, h('span', { class: 'muted', text: 'From each task\'s start marker to its completion record, with the worker or Lambda environment that ran it. Orange outline: a speculative copy won. Red tick: an earlier attempt\'s start. Red bar: failed.' }));
   return h('div', null, legend, h('div', { class: 'svgbox' }, svg));
 }
 

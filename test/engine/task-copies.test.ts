@@ -86,8 +86,8 @@ describe('copies of one task', () => {
     await store.delete(doneKey);
 
     const slowStore = slowReads(store, 10);
-    const straggler = new TaskHandler(wordcount, slowStore, { supersededCheckMs: 5 }).handle(task, 1);
-    const winner = await new TaskHandler(wordcount, store).handle({ ...task, copy: 1 }, 1);
+    const straggler = new TaskHandler(wordcount, slowStore, { supersededCheckMs: 5, executor: 'straggler' }).handle(task, 1);
+    const winner = await new TaskHandler(wordcount, store, { executor: 'winner' }).handle({ ...task, copy: 1 }, 1);
     expect(winner.status).toBe('done');
     expect(await straggler).toEqual({ status: 'superseded' });
 
@@ -98,8 +98,9 @@ describe('copies of one task', () => {
 
     const committed = JSON.parse(Buffer.from((await store.get(doneKey))!).toString('utf8'));
     expect(committed.copy).toBe(1);
-    const { copy: _c, durationMs: _d, ...rest } = committed;
-    const { copy: _c0, durationMs: _d0, ...before } = JSON.parse(Buffer.from(original!).toString('utf8'));
+    expect(committed.executor).toBe('winner');
+    const { copy: _c, durationMs: _d, executor: _e, ...rest } = committed;
+    const { copy: _c0, durationMs: _d0, executor: _e0, ...before } = JSON.parse(Buffer.from(original!).toString('utf8'));
     expect(rest).toEqual(before);
   });
 

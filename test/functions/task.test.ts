@@ -13,7 +13,8 @@ import { readLineageRecord } from '../../core/streaming/lineage.ts';
 import { defaultSchedulerOptions, TaskFailedError } from '../../core/scheduler/dag-scheduler.ts';
 import { systemClock } from '../../core/ports/clock.ts';
 import type { QueueMessage } from '../../core/ports/task-queue.ts';
-import { keys } from '../../core/layout.ts';
+import { keys, partitionOfTaskDone } from '../../core/layout.ts';
+import { listAll } from '../../core/ports/object-store.ts';
 import type { TaskRecord } from '../../core/exec/task.ts';
 import wordcount from '../../examples/wordcount.ts';
 import { createTaskHandler } from '../../functions/task/handler.ts';
@@ -126,6 +127,17 @@ describe('task handler', () => {
       ['junk-2', 3, 'message junk-2 is not a dstream task; it is dead-lettered at once'],
     ]);
     expect(String(records[0]!.error)).toMatch(/task message is not JSON/);
+  });
+
+  it('records the Lambda execution environment that ran each task, for the UI\'s task timeline', async () => {
+    vi.stubEnv('AWS_LAMBDA_LOG_STREAM_NAME', '2026/12/01/[$LATEST]0123456789abcdef');
+    const { run, batch } = await intervalWithTasks();
+    await finish(run, batch);
+    vi.unstubAllEnvs();
+
+    const done = (await listAll(store, 'lineage/interval=000000/tasks/')).filter((info) => partitionOfTaskDone(info.key) !== undefined);
+    expect(done.length).toBeGreaterThan(0);
+    for (const { key } of done) expect(JSON.parse(Buffer.from((await store.get(key))!).toString('utf8')).executor).toBe('lambda-01234567');
   });
 
   it('runs a redelivered task whose completion record exists as a no-op: nothing is written', async () => {

@@ -96,6 +96,8 @@ describe('dstream ui: JSON endpoints', () => {
       expect(t.done!.copy).toBeLessThanOrEqual(run.intervals[1]!.report.speculative);
       expect(t.starts.length).toBeGreaterThanOrEqual(1);
       expect(t.failures).toEqual([]);
+      // Who ran it: the testing kit runs tasks in the test's own process.
+      expect(t.done!.executor).toBe('in-process');
     }
     const counts = detail.outputs.find((o) => o.name === 'counts')!;
     expect(counts).toMatchObject({ committed: true, records: run.intervals[1]!.report.outputs.counts, format: 'json' });
