@@ -48,6 +48,11 @@ export function intervalOf(scope: Scope): number | undefined {
 export const INCOMING = 'incoming/';
 
 /** The partition of a completion record's key, or undefined for any other key in that folder. */
+/** The stream a persisted RDD's location (`keys.persistLocation`) holds, or undefined for another key. */
+export function streamOfPersistLocation(location: string): string | undefined {
+  return /^(?:cache|checkpoints)\/[^/]+\/persist\/([^/]+)$/.exec(location)?.[1];
+}
+
 export function partitionOfTaskDone(key: string): number | undefined {
   const m = /\/part-(\d+)\.json$/.exec(key);
   return m ? Number(m[1]) : undefined;

@@ -21,7 +21,9 @@ export interface MapWithStateSpec<K, V, S, R> {
   update: (key: K, value: V | undefined, state: State<S>) => R & StorableOrNothing<R>;
   /**
    * Intervals without a value after which a key gets a last call with `isTimingOut()`, and is
-   * removed; a whole number >= 1. Default: never. Spark: `StateSpec.timeout`, in intervals.
+   * removed; a whole number >= 1. Default: never. Spark: `StateSpec.timeout`, in intervals, with
+   * Spark's rule: a key last updated at interval j times out at the first interval k with
+   * k - j > timeout (Spark also waits for a checkpoint interval to scan; dstream does not).
    */
   timeout?: number;
   /** Partitions of the state (Spark: `StateSpec.numPartitions`). Default: the pipeline's `partitions`. */
@@ -42,7 +44,7 @@ export interface MapWithStateSpec<K, V, S, R> {
  * (in arrival order), with the key's state, and may emit a record.
  *
  *   entry(k) = update over batch(k)'s values of the key, from entry(k - 1)   where the parent has an RDD
- *            = a last call with isTimingOut(), then removed                   silent for `timeout` intervals
+ *            = a last call with isTimingOut(), then removed                   more than `timeout` intervals since its last value
  *   entry(k) = entry(k - 1), nothing emitted                                 between the parent's slides
  *
  * The chain is kept every interval (state, checkpointed); users see it at the parent's slides.
@@ -85,7 +87,7 @@ export function mapWithStateStream<K, V, S, R>(
             if (out !== undefined) emitted.push(out as U);
           }
           last = k;
-        } else if (had && timeout !== undefined && k - last >= timeout) {
+        } else if (had && timeout !== undefined && k - last > timeout) {
           state = new KeyState<S>({ value: before![1] as S }, true);
           const out = update(key, undefined, state);
           if (out !== undefined) emitted.push(out as U);

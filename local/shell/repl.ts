@@ -103,11 +103,23 @@ export async function startShell(options: Omit<SessionOptions, 'lookup'>, where:
  * at the top level); its last expression is the answer, an RDD being collected.
  */
 export async function runQueryScript(options: Omit<SessionOptions, 'lookup'>, source: string, file: string): Promise<unknown> {
-  const sink = new Writable({ write: (_chunk, _encoding, done) => done() });
+  // An error the script throws (or awaits) reaches the REPL's own handler, which prints it as
+  // "Uncaught …" and never calls eval's callback: that print is the script's failure.
+  let failed: ((error: Error) => void) | undefined;
+  const sink = new Writable({
+    write: (chunk, _encoding, done) => {
+      const text = String(chunk);
+      if (text.startsWith('Uncaught')) failed?.(new Error(`query ${file} failed: ${text.replace(/^Uncaught:?\s*/, '').trim()}`));
+      done();
+    },
+  });
   const { server, session } = queryRepl(options, { prompt: '', input: new PassThrough(), output: sink, terminal: false });
   try {
     const js = stripTypes(source);
-    const value = await new Promise<unknown>((resolve, reject) => server.eval(js, server.context, file, (error, result) => (error ? reject(error) : resolve(result))));
+    const value = await new Promise<unknown>((resolve, reject) => {
+      failed = reject;
+      server.eval(js, server.context, file, (error, result) => (error ? reject(error) : resolve(result)));
+    });
     const answer = isThenable(value) ? await value : value;
     return session.isRdd(answer) ? await (answer as { collect(): Promise<unknown[]> }).collect() : answer;
   } finally {

@@ -9,7 +9,7 @@ import { readJson } from '../../core/ports/object-store.ts';
 import type { Clock } from '../../core/ports/clock.ts';
 import { BatchContext } from '../../core/graph/pipeline.ts';
 import { PlanBuilder, Rdd } from '../../core/rdd/rdd.ts';
-import { intervalScope, keys } from '../../core/layout.ts';
+import { intervalScope, keys, streamOfPersistLocation } from '../../core/layout.ts';
 import { readLineageRecord, type LineageRecord } from '../../core/streaming/lineage.ts';
 import { defaultSchedulerOptions } from '../../core/scheduler/dag-scheduler.ts';
 import { runBatch } from '../../core/batch/batch-runner.ts';
@@ -374,19 +374,26 @@ export class ShellContext {
 
 /** The stream id behind `name`: an id as it is, or the persisted stream an output writes. */
 function streamOf(record: LineageRecord, name: string): string {
-  const persisted = record.persists.map((p) => /\/persist\/([^/]+)$/.exec(p.location)![1]!);
+  const persisted = record.persists.map((p) => streamOfPersistLocation(p.location)!);
   if (persisted.includes(name)) return name;
   const output = record.outputs.find((o) => o.name === name);
-  const node = output && (record.plan.find((n) => n.id === output.rdd) as { kind: string; location?: string } | undefined);
-  const stream = node?.kind === 'stored' ? /\/persist\/([^/]+)$/.exec(node.location ?? '')?.[1] : undefined;
+  const stream = output && storedStreamBehind(record, output.rdd);
   if (stream) return stream;
-  const known = record.outputs.filter((o) => {
-    const n = record.plan.find((p) => p.id === o.rdd);
-    return n?.kind === 'stored';
-  });
+  const known = record.outputs.filter((o) => storedStreamBehind(record, o.rdd) !== undefined);
   throw new Error(
     `no state named ${name} at ${record.scope}: name an output a stateful operator writes (${known.map((o) => o.name).join(', ') || 'none here'}) or a persisted stream (${persisted.join(', ') || 'none here'})`,
   );
+}
+
+/**
+ * The persisted stream an RDD reads through narrow steps only: a stored state itself, or what
+ * mapWithState emits and its snapshots, each one narrow step from its stored entries.
+ */
+function storedStreamBehind(record: LineageRecord, rdd: string): string | undefined {
+  for (let node = record.plan.find((n) => n.id === rdd); node; node = node.kind === 'narrow' ? record.plan.find((n) => n.id === node!.parent) : undefined) {
+    if (node.kind === 'stored') return streamOfPersistLocation(node.location);
+  }
+  return undefined;
 }
 
 function bounds(range: IntervalRange): { from: number; to: number } {

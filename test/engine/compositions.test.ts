@@ -128,7 +128,7 @@ const steps: Step[] = [
   },
   {
     name: 'mapWithState-snapshots',
-    // Running sums; a key silent for 2 intervals times out. Snapshots do not depend on the order
+    // Running sums; a key times out once more than 2 intervals have passed since its last value. Snapshots do not depend on the order
     // values arrive in, which the steps before may change.
     apply: (s) =>
       s
@@ -145,7 +145,7 @@ const steps: Step[] = [
       const state = new Map<string, [number, number]>();
       return each(s, (b, j) => {
         for (const [key, v] of b) state.set(key, [(state.get(key)?.[0] ?? 0) + v, j]);
-        for (const [key, [, last]] of [...state]) if (j - last >= 2) state.delete(key);
+        for (const [key, [, last]] of [...state]) if (j - last > 2) state.delete(key);
         return [...state].map(([key, [sum]]) => [key, sum] as Rec);
       });
     },

@@ -32,13 +32,15 @@ const pipeline = definePipeline({ name: 'initial-state', partitions: 2 }, (ctx) 
 });
 
 it('updateStateByKey and mapWithState carry on from the initial state', async () => {
-  const run = await replayInProcess(pipeline, [{ 'u.txt': 'a b\n' }, { 'u.txt': 'a\n' }, { 'u.txt': 'b\n' }], { partitions: 2 });
+  const run = await replayInProcess(pipeline, [{ 'u.txt': 'a b\n' }, { 'u.txt': 'a\n' }, { 'u.txt': 'b\n' }, { 'u.txt': 'b\n' }], { partitions: 2 });
   try {
     expect(bag(await run.output('totals', 0))).toEqual(bag([['a', 101], ['b', 1], ['z', 7]]));
     expect(bag(await run.output('totals', 2))).toEqual(bag([['a', 102], ['b', 2], ['z', 7]]));
     expect(bag(await run.output('snapshots', 0))).toEqual(bag([['a', 1], ['b', 1], ['z', 50]]));
-    // z, seeded at interval 0 and silent since, times out at interval 2 like any silent key.
-    expect(bag(await run.output('snapshots', 2))).toEqual(bag([['a', 2], ['b', 2]]));
+    // z, seeded at interval 0 and silent since, times out like any key last updated at 0: once
+    // more than `timeout` (2) intervals have passed, at interval 3, as in Spark.
+    expect(bag(await run.output('snapshots', 2))).toEqual(bag([['a', 2], ['b', 2], ['z', 50]]));
+    expect(bag(await run.output('snapshots', 3))).toEqual(bag([['a', 2], ['b', 3]]));
   } finally {
     await removeDir(path.dirname(run.root));
   }

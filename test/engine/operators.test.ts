@@ -151,7 +151,7 @@ const cases: Case[] = [
   },
   {
     name: 'mapWithState',
-    // Emits the running sum after each value; a key silent for 2 intervals times out.
+    // Emits the running sum after each value; a key times out once more than 2 intervals have passed since its last value (Spark's rule).
     build: (s) =>
       s.mapWithState({
         timeout: 2,
@@ -192,7 +192,7 @@ function mapWithStateRef(b: Pair[][], k: number) {
       emitted.push([key, sum]);
     }
     for (const [key, [sum, last]] of [...state]) {
-      if (!seen.has(key) && j - last >= 2) {
+      if (!seen.has(key) && j - last > 2) {
         emitted.push([key, 'timeout', sum]);
         state.delete(key);
       }

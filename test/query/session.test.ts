@@ -5,7 +5,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import path from 'node:path';
-import { definePipeline } from '../../core/index.ts';
+import { definePipeline, type State } from '../../core/index.ts';
 import { FsObjectStore } from '../../local/store/fs-object-store.ts';
 import { listAll } from '../../core/ports/object-store.ts';
 import { QueryWriteRefusedError, ScratchStore } from '../../core/query/scratch-store.ts';
@@ -86,3 +86,26 @@ describe('a query session over a replayed root', () => {
 });
 
 declare const threshold: unknown, label: unknown, when: unknown;
+
+it("names mapWithState's state by either output it writes: what it emits, or its snapshots", async () => {
+  const sessions = definePipeline({ name: 'queried-sessions' }, (ctx) => {
+    const emitted = ctx.textStream().map((w) => [w, 1] as const).mapWithState({
+      update: (key: string, one: number | undefined, state: State<number>) => {
+        state.update((state.exists() ? state.get() : 0) + (one ?? 0));
+        return [key, state.get()] as const;
+      },
+    });
+    emitted.saveAsJsonFiles('emitted');
+    emitted.stateSnapshots().saveAsJsonFiles('open');
+  });
+  const run = await replayInProcess(sessions, [{ 'u.txt': 'a\nb\na\n' }]);
+  try {
+    const { sc } = new QuerySession({ store: new FsObjectStore(run.root), workers: 1 });
+
+    const [byEmitted, bySnapshots] = [await (await sc.state('emitted', 0)).count(), await (await sc.state('open', 0)).count()];
+
+    expect([byEmitted, bySnapshots]).toEqual([2, 2]);
+  } finally {
+    await removeDir(path.dirname(run.root));
+  }
+}, 60_000);

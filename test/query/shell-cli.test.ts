@@ -55,6 +55,17 @@ describe('dstream query', () => {
     expect(usage.code).toBe(2);
     expect(usage.stderr).toMatch(/query reads one stream: give --root <dir> or --bucket <name>/);
   });
+
+  it('fails with the error a script throws or awaits, naming the script', async () => {
+    await writeFile(path.join(base, 'throws.ts'), "throw new Error('boom');\n");
+    await writeFile(path.join(base, 'rejects.ts'), "await Promise.reject(new Error('boom later'));\n");
+
+    const [thrown, rejected] = [await runCli(['query', path.join(base, 'throws.ts'), '--root', root]), await runCli(['query', path.join(base, 'rejects.ts'), '--root', root])];
+
+    expect([thrown.code, rejected.code]).toEqual([1, 1]);
+    expect(thrown.stderr).toMatch(/^dstream: query .*throws\.ts failed: Error: boom/);
+    expect(rejected.stderr).toMatch(/^dstream: query .*rejects\.ts failed: Error: boom later/);
+  }, 60_000);
 });
 
 const hasScript = spawnSync('script', ['--version']).status === 0;
