@@ -13,7 +13,7 @@ import { quarantineInterval, readLineageRecord, readLineageUploads } from '../..
 import { EmbeddedRuntime, loadPipeline } from '../runtime/embedded-runtime.ts';
 import { describeUpgrade, exportSavepoint, importSavepoint, upgradeStream } from '../../core/streaming/upgrade.ts';
 import { TaskFailedError } from '../../core/scheduler/dag-scheduler.ts';
-import { commandUsage, generalUsage, parseCommandLine, parseCount, parseDuration, UsageError } from './args.ts';
+import { COMMANDS, commandUsage, generalUsage, parseCommandLine, parseCount, parseDuration, UsageError } from './args.ts';
 import { formatAlreadyCommitted, formatChaos, formatInterval, formatLineage, formatStatus } from './format.ts';
 import { processIo, Terminal } from './terminal.ts';
 import { DEMO_MARKER, demoStreamRoot, runDemo } from './demo.ts';
@@ -52,7 +52,8 @@ export async function main(argv: string[], term = new Terminal(processIo())): Pr
     });
   const intervalArgument = () => {
     const k = Number(positionals[0]);
-    if (!/^\d+$/.test(positionals[0] ?? '') || !Number.isSafeInteger(k)) throw new UsageError(`${command} needs an interval number, got ${JSON.stringify(positionals[0])}`, command);
+    if (positionals[0] === undefined) throw new UsageError(`${command} needs an interval number, e.g. dstream ${command} 3 --root <dir>`, command);
+    if (!/^\d+$/.test(positionals[0]) || !Number.isSafeInteger(k)) throw new UsageError(`${command} needs an interval number, got ${JSON.stringify(positionals[0])}`, command);
     return k;
   };
   /** Runs intervals with the progress line on a terminal, reporting each as text or JSON. */
@@ -312,7 +313,9 @@ export async function runCli(argv: string[]): Promise<void> {
   } catch (error) {
     if (error instanceof UsageError) {
       fail(error.message);
-      term.error(`\n${error.command ? commandUsage(error.command) : generalUsage()}`);
+      // The usage of the command the error is about, else of the command given, else the general one.
+      const command = error.command ?? (argv[0] !== undefined && Object.hasOwn(COMMANDS, argv[0]) ? argv[0] : undefined);
+      term.error(`\n${command ? commandUsage(command) : generalUsage()}`);
       process.exitCode = 2;
     } else {
       fail(error instanceof Error ? error.message : String(error));

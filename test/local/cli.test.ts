@@ -97,6 +97,14 @@ describe('help, version and usage errors', () => {
     await expect(inProcess(['status', '--root'])).rejects.toThrow('status: --root needs a value (<dir>)');
     await expect(inProcess(['status', '--json=yes', '--root', base])).rejects.toThrow('status: --json takes no value');
     await expect(inProcess(['lineage', '1', '2', '--root', base])).rejects.toThrow('lineage takes 1 argument before its options; unexpected \'2\'');
+    await expect(inProcess(['lineage', '--root', base])).rejects.toThrow('lineage needs an interval number, e.g. dstream lineage 3 --root <dir>');
+  });
+
+  it("a value out of range is a usage error followed by that command's usage, not the general one", async () => {
+    const result = await runCli(['status', '--root', base, '--intervals', 'abc']);
+
+    expect(result.code).toBe(2);
+    expect(result.stderr).toMatch(/^dstream: --intervals must be a whole number >= 0, got abc\n\nUsage: dstream status/);
   });
 
   it('every failure, usage or not, is prefixed dstream: on stderr', async () => {
