@@ -223,7 +223,10 @@ export function parseCommandLine(argv: string[]): Request {
     if (rest[0] !== undefined && !COMMANDS[rest[0]]) throw unknownCommand(rest[0]);
     return { kind: 'help', ...(rest[0] ? { command: rest[0] } : {}) };
   }
-  if (first.startsWith('-')) throw new UsageError(`unknown option ${quote(first)}: options follow the command, as in dstream run --help`);
+  if (first.startsWith('-')) {
+    const near = nearest(first, ['--version', '--help']);
+    throw new UsageError(`unknown option ${quote(first)}${near ? `; did you mean ${quote(near)}?` : ': options follow the command, as in dstream run --help'}`);
+  }
   const spec = COMMANDS[first];
   if (!spec) throw unknownCommand(first);
   let parsed;

@@ -91,6 +91,8 @@ describe('help, version and usage errors', () => {
     expect(none.stderr).toContain("did you mean 'status'?");
     const far = await runCli(['frobnicate']);
     expect(far.stderr).toContain("dstream: unknown command 'frobnicate' (dstream --help lists the commands)");
+    await expect(inProcess(['--verison'])).rejects.toThrow("unknown option '--verison'; did you mean '--version'?");
+    await expect(inProcess(['--root', base])).rejects.toThrow("unknown option '--root': options follow the command, as in dstream run --help");
   });
 
   it('an option missing its value, or a flag given one, is a usage error naming it', async () => {
