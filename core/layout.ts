@@ -176,6 +176,7 @@ export const keys = {
   boundaryState: (b: number, name: string, j: number) => `checkpoints/${intervalScope(j)}/persist/boundary-${pad(b, 6)}.${name}`,
   /** State whose operator the new code no longer has, kept out of garbage collection's way. */
   keptAsideState: (b: number, name: string, j: number) => `driver/upgrades/${intervalScope(b)}/kept-aside/${name}/${intervalScope(j)}`,
+  keptAsidePrefix: (b: number, name: string) => `driver/upgrades/${intervalScope(b)}/kept-aside/${name}/`,
   /** In a savepoint folder: its description (written last), and each state's RDD at interval j. */
   savepointManifest: 'savepoint.json',
   savepointState: (name: string, j: number) => `state/${name}/${intervalScope(j)}`,

@@ -269,7 +269,7 @@ export function describeUpgrade(record: UpgradeRecord): string {
     `pipeline ${record.to.name} runs fingerprint ${record.to.fingerprint} from interval ${record.boundary} on (before: ${record.from.fingerprint})`,
     `  state carried: ${names(record.mapped.map((m) => m.name))}`,
     `  operators whose state starts at interval ${record.boundary} (new, or dropped): ${names(record.starting)}`,
-    `  state set aside (no operator of the new code takes it): ${names(record.keptAside.map((k) => `${k.name} under ${keys.keptAsideState(record.boundary, k.name, 0).replace(/interval=\d+$/, '')}`))}`,
+    `  state set aside (no operator of the new code takes it): ${names(record.keptAside.map((k) => `${k.name} under ${keys.keptAsidePrefix(record.boundary, k.name)}`))}`,
   ].join('\n');
 }
 
