@@ -39,6 +39,44 @@ export interface ComputeEnv {
    * however many stages read it.
    */
   input: { records: number; bytes: number; sources: Record<string, number> };
+  /** A result stage's persisted RDDs, by location, each to the RDD that computes it: read from memory, not the store. */
+  inMemory?: ReadonlyMap<string, string>;
+  /** Nodes that more than one consumer of the task reads (sharedNodes): each partition is computed once, held, and replayed. */
+  memo?: { shared: ReadonlySet<string>; records: Map<string, unknown[]> };
+}
+
+/**
+ * The nodes a task computing `roots` would otherwise compute more than once: those read by more
+ * than one consumer (a root, or a node's parent edge), seeing through `inMemory` persisted RDDs.
+ */
+export function sharedNodes(rdds: { get(id: string): Rdd<unknown> }, roots: string[], inMemory: ReadonlyMap<string, string>): Set<string> {
+  const readers = new Map<string, number>();
+  const visit = (id: string): void => {
+    const n = (readers.get(id) ?? 0) + 1;
+    readers.set(id, n);
+    if (n > 1) return;
+    const node = rdds.get(id).node;
+    switch (node.kind) {
+      case 'stored': {
+        const producer = inMemory.get(node.location);
+        if (producer !== undefined) visit(producer);
+        return;
+      }
+      case 'narrow':
+        if (node.side) visit(node.side);
+        return visit(node.parent);
+      case 'coalesce':
+        return visit(node.parent);
+      case 'union':
+      case 'cogroup':
+      case 'cartesian':
+        return node.parents.forEach(visit);
+      default:
+        return;
+    }
+  };
+  roots.forEach(visit);
+  return new Set([...readers].filter(([, n]) => n > 1).map(([id]) => id));
 }
 
 /**
@@ -46,6 +84,18 @@ export interface ComputeEnv {
  * sources in byte order, shuffle reads in map-partition order, keyed groups in first-seen order.
  */
 export async function computePartition(rdd: Rdd<unknown>, p: number, env: ComputeEnv, emit: Emit): Promise<void> {
+  if (!env.memo?.shared.has(rdd.id)) return computeNode(rdd, p, env, emit);
+  const key = `${rdd.id}/${p}`;
+  let records = env.memo.records.get(key);
+  if (records === undefined) {
+    const held: unknown[] = [];
+    await computeNode(rdd, p, env, (r) => held.push(r));
+    env.memo.records.set(key, (records = held));
+  }
+  for (const r of records) emit(r);
+}
+
+async function computeNode(rdd: Rdd<unknown>, p: number, env: ComputeEnv, emit: Emit): Promise<void> {
   const node = rdd.node;
   const builder = rdd.builder;
   switch (node.kind) {
@@ -122,6 +172,9 @@ export async function computePartition(rdd: Rdd<unknown>, p: number, env: Comput
       return;
     }
     case 'stored': {
+      const producer = env.inMemory?.get(node.location);
+      // Written by this very task: computed here (and still written to the store by its sink).
+      if (producer !== undefined) return computePartition(builder.get(producer), p, env, emit);
       const key = keys.persisted(node.location, p);
       const bytes = await env.store.get(key);
       if (!bytes) throw new MissingInputError([key]);
@@ -157,6 +210,7 @@ export async function computePartition(rdd: Rdd<unknown>, p: number, env: Comput
       return;
     }
     case 'cogroup': {
+      if (node.fold !== undefined) return foldPartition(rdd, p, env, emit);
       const n = node.parents.length;
       const groups = new Map<unknown, [unknown, unknown[][]]>();
       for (let i = 0; i < n; i++) {
@@ -174,6 +228,49 @@ export async function computePartition(rdd: Rdd<unknown>, p: number, env: Comput
       for (const entry of groups.values()) emit(entry);
       return;
     }
+  }
+}
+
+/** No values for a key this interval: one shared, frozen array rather than one per key. */
+const NO_VALUES: readonly unknown[] = Object.freeze([]);
+
+/**
+ * A state fold (Rdd.foldState): the state partition into a map by key identity, then the
+ * interval's values into it, then the fold function over each key. Keys come out as a cogroup's
+ * would (the state's in its order, then new keys in first-seen order), values in the order read,
+ * and the first state of a key counts, as a cogroup's first value did.
+ */
+async function foldPartition(rdd: Rdd<unknown>, p: number, env: ComputeEnv, emit: Emit): Promise<void> {
+  const node = rdd.node as Extract<typeof rdd.node, { kind: 'cogroup' }>;
+  const [stateId, batchId] = node.parents as [string, string];
+  type Entry = { key: unknown; prior: unknown; had: boolean; values: unknown[] };
+  const entries = new Map<unknown, Entry>();
+  await computePartition(rdd.builder.get(stateId), p, env, (r) => {
+    const [k, s] = asPair(r, 'cogroup');
+    const id = keyIdentity(k);
+    if (!entries.has(id)) entries.set(id, { key: k, prior: s, had: true, values: NO_VALUES as unknown[] });
+  });
+  await computePartition(rdd.builder.get(batchId), p, env, (r) => {
+    const [k, v] = asPair(r, 'cogroup');
+    const id = keyIdentity(k);
+    const entry = entries.get(id);
+    if (entry === undefined) entries.set(id, { key: k, prior: undefined, had: false, values: [v] });
+    else if (entry.values === NO_VALUES) entry.values = [v];
+    else entry.values.push(v);
+  });
+  const fold = rdd.behaviour.fold!;
+  const ctx = env.operatorContext(p, node.label);
+  for (const entry of entries.values()) {
+    let out: unknown[];
+    try {
+      const produced = fold(entry.key, entry.prior, entry.values);
+      out = Array.isArray(produced) ? produced : Array.from(produced);
+    } catch (error) {
+      // Reported as the cogroup group it stands for: [key, [states, values]].
+      ctx.badRecord(node.label, [entry.key, [entry.had ? [entry.prior] : [], entry.values]], error);
+      continue;
+    }
+    for (let i = 0; i < out.length; i++) emit(out[i]);
   }
 }
 

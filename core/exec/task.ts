@@ -4,8 +4,8 @@ import { checkStorable } from '../codec/storable.ts';
 import type { PlanBuilder, Rdd } from '../rdd/rdd.ts';
 import { preview, type OperatorContext } from '../rdd/operators.ts';
 import { intervalOf, keys, runInKey, type Scope } from '../layout.ts';
-import { stageShuffleReads, type StageSpec } from '../scheduler/stages.ts';
-import { computePartition, MissingInputError, refusedRecord, type BlockRef, type ComputeEnv } from './compute.ts';
+import { stageInMemory, stageShuffleReads, type Sink, type StageSpec } from '../scheduler/stages.ts';
+import { computePartition, MissingInputError, refusedRecord, sharedNodes, type BlockRef, type ComputeEnv } from './compute.ts';
 import { LinePosition } from './split-reader.ts';
 import { writeShuffleMap } from './shuffle-writer.ts';
 
@@ -58,6 +58,10 @@ export interface TaskDone {
   quarantined: number;
   /** Who ran it (TaskHandlerOptions.executor), when known. */
   executor?: string;
+  /** Result tasks: records written to each output, by name. */
+  outputs?: Record<string, number>;
+  /** Result tasks: records written to each persisted RDD, by location. */
+  persisted?: Record<string, number>;
   /** Shuffle-map tasks: the object and each reduce partition's block in it. */
   mapOutput?: { key: string; blocks: [number, number][] };
 }
@@ -135,7 +139,6 @@ export async function runTask({ task, stage, plan, badRecords }: ResolvedTask, e
 
   const started = env.now();
   await env.store.putIfAbsent(keys.taskStarted(task.scope, task.stage, task.partition, task.attempt, runInKey(task.run)), '');
-  const rdd = plan.get(stage.rdd);
   const reads = stageShuffleReads(plan, stage, task.partition);
   const quarantine: string[] = [];
   const position = new LinePosition();
@@ -157,9 +160,9 @@ export async function runTask({ task, stage, plan, badRecords }: ResolvedTask, e
     operatorContext: (p, label) => badRecordContext(task, p, label, badRecords, quarantine, source),
   };
 
-  let result: Omit<TaskDone, 'recordsIn' | 'bytesIn' | 'sourceRecords' | 'durationMs' | 'quarantined' | 'stage' | 'partition' | 'attempt' | 'copy'>;
+  let result: TaskOutput;
   try {
-    result = await computeTaskOutput(task, stage, rdd, computeEnv, env.store);
+    result = await computeTaskOutput(task, stage, plan, computeEnv, env.store);
   } catch (error) {
     if (env.signal?.aborted) return { status: 'superseded' };
     if (error instanceof MissingInputError) {
@@ -193,54 +196,74 @@ export async function runTask({ task, stage, plan, badRecords }: ResolvedTask, e
   return { status: 'done', done, skipped: false };
 }
 
-async function computeTaskOutput(task: TaskRecord, stage: StageSpec, rdd: Rdd<unknown>, env: ComputeEnv, store: ObjectStore) {
-  switch (stage.kind) {
-    case 'shuffle-map': {
-      const out = await writeShuffleMap(rdd, task.partition, env);
-      const key = keys.shuffleMap(task.scope, rdd.id, task.partition);
-      await store.put(key, out.bytes);
-      return { recordsOut: out.records, bytesOut: out.bytes.length, mapOutput: { key, blocks: out.blocks } };
-    }
-    case 'persist': {
-      const writer = new RecordWriter();
-      await computePartition(rdd, task.partition, env, storing(rdd, task.partition, env, writer));
-      const bytes = writer.finish();
-      await store.put(keys.persisted(stage.location!, task.partition), bytes);
-      return { recordsOut: writer.count, bytesOut: bytes.length };
-    }
-    case 'output': {
-      const output = stage.output!;
-      if (output.format === 'foreach') {
-        // foreachPartition: the records go to the user's function, here on the worker; nothing is written.
-        const records: unknown[] = [];
-        await computePartition(rdd, task.partition, env, (r) => records.push(r));
-        await rdd.behaviour.foreach!(records, task.partition);
-        return { recordsOut: records.length, bytesOut: 0 };
-      }
-      if (output.format === 'collect') {
-        const writer = new RecordWriter();
-        await computePartition(rdd, task.partition, env, storing(rdd, task.partition, env, writer));
-        const bytes = writer.finish();
-        await store.put(keys.collected(task.scope, output.name, task.partition), bytes);
-        return { recordsOut: writer.count, bytesOut: bytes.length };
-      }
-      const lines: string[] = [];
-      const format = output.format === 'text' ? textLine : jsonLine;
-      // JSON would write what the codec refuses silently changed (a Map as {}): the codec's check first.
-      const ctx = env.operatorContext(task.partition, rdd.node.label);
-      await computePartition(rdd, task.partition, env, (r) => {
-        try {
-          checkStorable(r, 'record');
-        } catch (error) {
-          return refusedRecord(ctx, rdd.node.label, r, error);
-        }
-        lines.push(format(r));
-      });
-      const body = lines.length > 0 ? lines.join('\n') + '\n' : '';
-      await store.put(keys.output(output.name, task.scope, task.partition), body);
-      return { recordsOut: lines.length, bytesOut: Buffer.byteLength(body) };
-    }
+/** What a task wrote: totals, and for a result stage, records by output and by persisted location. */
+type TaskOutput = Pick<TaskDone, 'recordsOut' | 'bytesOut' | 'mapOutput' | 'outputs' | 'persisted'>;
+
+async function computeTaskOutput(task: TaskRecord, stage: StageSpec, plan: PlanBuilder, env: ComputeEnv, store: ObjectStore): Promise<TaskOutput> {
+  if (stage.kind === 'shuffle-map') {
+    const out = await writeShuffleMap(plan.get(stage.rdd), task.partition, env);
+    const key = keys.shuffleMap(task.scope, stage.rdd, task.partition);
+    await store.put(key, out.bytes);
+    return { recordsOut: out.records, bytesOut: out.bytes.length, mapOutput: { key, blocks: out.blocks } };
   }
+  // Every sink's partition in one pass: what two sinks read is computed once (memoised) and a
+  // persisted RDD this stage writes is read from memory (it is still written, for later scopes).
+  const inMemory = stageInMemory(stage);
+  const computeEnv: ComputeEnv = { ...env, inMemory, memo: { shared: sharedNodes(plan, stage.sinks.map((s) => s.rdd), inMemory), records: new Map() } };
+  const result: TaskOutput & { outputs: Record<string, number>; persisted: Record<string, number> } = { recordsOut: 0, bytesOut: 0, outputs: {}, persisted: {} };
+  for (const sink of stage.sinks) {
+    const written = await writeSink(task, sink, plan.get(sink.rdd), computeEnv, store);
+    result.recordsOut += written.records;
+    result.bytesOut += written.bytes;
+    if (sink.kind === 'persist') result.persisted[sink.location] = written.records;
+    else result.outputs[sink.output.name] = written.records;
+  }
+  return result;
+}
+
+/**
+ * One sink's partition. Outputs are created if absent: a stage rerun to rebuild a lost persisted
+ * partition computes the same bytes for outputs it already wrote (determinism), and a reader never
+ * sees a committed part change.
+ */
+async function writeSink(task: TaskRecord, sink: Sink, rdd: Rdd<unknown>, env: ComputeEnv, store: ObjectStore): Promise<{ records: number; bytes: number }> {
+  if (sink.kind === 'persist') {
+    const writer = new RecordWriter();
+    await computePartition(rdd, task.partition, env, storing(rdd, task.partition, env, writer));
+    const bytes = writer.finish();
+    await store.put(keys.persisted(sink.location, task.partition), bytes);
+    return { records: writer.count, bytes: bytes.length };
+  }
+  const output = sink.output;
+  if (output.format === 'foreach') {
+    // foreachPartition: the records go to the user's function, here on the worker; nothing is written.
+    const records: unknown[] = [];
+    await computePartition(rdd, task.partition, env, (r) => records.push(r));
+    await rdd.behaviour.foreach!(records, task.partition);
+    return { records: records.length, bytes: 0 };
+  }
+  if (output.format === 'collect') {
+    const writer = new RecordWriter();
+    await computePartition(rdd, task.partition, env, storing(rdd, task.partition, env, writer));
+    const bytes = writer.finish();
+    await store.put(keys.collected(task.scope, output.name, task.partition), bytes);
+    return { records: writer.count, bytes: bytes.length };
+  }
+  const lines: string[] = [];
+  const format = output.format === 'text' ? textLine : jsonLine;
+  // JSON would write what the codec refuses silently changed (a Map as {}): the codec's check first.
+  const ctx = env.operatorContext(task.partition, rdd.node.label);
+  await computePartition(rdd, task.partition, env, (r) => {
+    try {
+      checkStorable(r, 'record');
+    } catch (error) {
+      return refusedRecord(ctx, rdd.node.label, r, error);
+    }
+    lines.push(format(r));
+  });
+  const body = lines.length > 0 ? lines.join('\n') + '\n' : '';
+  await store.putIfAbsent(keys.output(output.name, task.scope, task.partition), body);
+  return { records: lines.length, bytes: Buffer.byteLength(body) };
 }
 
 const textLine = (r: unknown) => (typeof r === 'string' ? r : JSON.stringify(r));

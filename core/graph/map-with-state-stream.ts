@@ -74,13 +74,12 @@ export function mapWithStateStream<K, V, S, R>(
           return entry[0] === 1 ? [[key, carried]] : [];
         });
       }
-      return (previous as Rdd<[K, unknown]>).cogroup([batch as Rdd<[K, unknown]>], partitions).flatMapSameKey('mapWithState', ([key, [prior, values]]: [K, unknown[][]]) => {
-        const before = prior![0] as Entry | undefined;
+      return (previous as Rdd<[K, Entry]>).foldState(batch as Rdd<[K, V]>, partitions, 'mapWithState', (key, before, values): [K, Entry][] => {
         const had = before !== undefined && before[0] === 1;
         const emitted: U[] = [];
         let last = before?.[2] ?? k;
         let state: KeyState<S>;
-        if (values!.length > 0) {
+        if (values.length > 0) {
           state = new KeyState<S>(had ? { value: before![1] as S } : undefined);
           for (const v of values as V[]) {
             const out = update(key, v, state);

@@ -48,8 +48,8 @@ export function stateStream<K, V, S>(
       const k = gen.interval;
       const previous = gen.startsHere(chain) ? initialState(gen, initial, partitions, (state: S) => state) : gen.stored(chain, k - 1);
       if (batch === undefined) return previous;
-      return (previous as Rdd<[K, unknown]>).cogroup([batch as Rdd<[K, unknown]>], partitions).flatMapSameKey('updateStateByKey', ([key, [states, values]]: [K, unknown[][]]) => {
-        const next = update(values as V[], states!.length > 0 ? (states![0] as S) : undefined);
+      return (previous as Rdd<[K, S]>).foldState(batch as Rdd<[K, V]>, partitions, 'updateStateByKey', (key, state, values) => {
+        const next = update(values as V[], state);
         return next === undefined ? [] : [[key, next] as [K, S]];
       });
     },

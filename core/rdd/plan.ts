@@ -57,7 +57,11 @@ export type PlanNode =
    * computed it upstream); the record alone is written.
    */
   | (NodeBase & { kind: 'shuffle'; parent: string; mode: 'hash' | 'round-robin' | 'direct'; combine?: string })
-  | (NodeBase & { kind: 'cogroup'; parents: string[] })
+  /**
+   * With `fold` (Rdd.foldState), not groups: parents are [state, batch], and each key's prior state
+   * and values of the batch are folded by the named function, whose records the node holds.
+   */
+  | (NodeBase & { kind: 'cogroup'; parents: string[]; fold?: string })
   /** Partition q is the parent's partitions coalescedRange(q) one after another (no shuffle). */
   | (NodeBase & { kind: 'coalesce'; parent: string })
   /** Partition p pairs every record of partition ⌊p / m⌋ of the first parent with every record of p mod m of the second (m: its partitions). */

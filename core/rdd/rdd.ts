@@ -43,6 +43,8 @@ export interface NodeBehaviour {
   aggregator?: Aggregator;
   /** For a narrow node with a side input: its operator, made from the side input's records. */
   withSide?: (side: unknown[]) => NarrowOperator;
+  /** For a state fold (a cogroup with `fold`): a key, its prior state (undefined if none) and this batch's values, to its records. */
+  fold?: (key: unknown, prior: unknown, values: unknown[]) => Iterable<unknown>;
   /** For a foreachPartition output: what the task calls with the partition's records. */
   foreach?: PartitionEffect<unknown>;
 }
@@ -526,6 +528,28 @@ export class Rdd<T> {
       hashPartitioned: true,
       label: 'cogroup',
     });
+  }
+
+  /**
+   * updateStateByKey's and mapWithState's step: this dataset is the state (one record per key),
+   * and `step` gets each key of it or of `batch` with its prior state (undefined if none) and the
+   * batch's values for it (read-only), in a cogroup's key order. A hash-merge of the two, not
+   * a cogroup: no group per key.
+   * @internal
+   */
+  foldState<K, S, V, U>(
+    this: Rdd<readonly [K, S]>,
+    batch: Rdd<readonly [K, V]>,
+    partitions: number,
+    label: string,
+    step: (key: K, prior: S | undefined, values: readonly V[]) => Iterable<U>,
+  ): Rdd<U> {
+    const n = checkPartitions(partitions);
+    const parents = [this.partitionBy(n), batch.partitionBy(n)];
+    return this.builder.add<U>(
+      { kind: 'cogroup', parents: parents.map((p) => p.id), fold: `${label}:${functionHash(step)}`, partitions: n, hashPartitioned: true, label },
+      { fold: step as (key: unknown, prior: unknown, values: unknown[]) => Iterable<unknown> },
+    );
   }
 
   /**

@@ -9,7 +9,7 @@ import type { BadRecordPolicy, TaskDone, TaskFailure, TaskRecord } from '../exec
 import { keys, parseTaskStarted, partitionOfTaskDone, scopeOfKey, type Scope } from '../layout.ts';
 import type { StageSpec } from './stages.ts';
 import { decodeTaskMessage, encodeTaskMessage, keepUnreadableMessage } from './task-message.ts';
-import { stageIds, stageShuffleReads } from './stages.ts';
+import { stageIds, stageOfOutput, stageShuffleReads, stageWriting } from './stages.ts';
 import { decodeRecords } from '../codec/record-codec.ts';
 import { mapConcurrently, STORE_CONCURRENCY } from '../util/map-concurrently.ts';
 
@@ -219,7 +219,7 @@ export class DagScheduler {
    * found missing is recomputed (its stage reruns for it) rather than skipped.
    */
   async collect(plan: ScopePlan, name: string): Promise<unknown[]> {
-    const spec = plan.stages.find((s) => s.id === stageIds.output(name));
+    const spec = stageOfOutput(plan.stages, name);
     if (!spec) throw new Error(`internal: no collect output ${name} in ${plan.scope}`);
     for (let round = 0; ; round++) {
       const records: unknown[] = [];
@@ -256,9 +256,8 @@ export class DagScheduler {
 
     for (const parent of stage.spec.parents) stage.deps.add(await this.addStage(plan, parent));
     // Persisted RDDs of earlier scopes: recompute the partitions that are gone, from lineage.
-    const producedHere = new Set(plan.stages.filter((s) => s.location).map((s) => s.location));
     for (const read of stage.spec.storedReads) {
-      if (producedHere.has(read.location)) continue;
+      if (stageWriting(plan.stages, read.location)) continue;
       const present = new Set((await listAll(this.deps.store, `${read.location}/`)).map((o) => o.key));
       const missing = range(read.partitions).filter((p) => !present.has(keys.persisted(read.location, p)));
       if (missing.length > 0) stage.deps.add(await this.recover(read.location, missing));
@@ -275,7 +274,8 @@ export class DagScheduler {
       plan = await this.deps.loadScope(scope);
       this.plans.set(scope, plan);
     }
-    const spec = plan.stages.find((s) => s.location === location);
+    // With its other sinks: outputs are created if absent, so rewriting them changes nothing.
+    const spec = stageWriting(plan.stages, location);
     if (!spec) throw new Error(`lineage of ${scope} has no stage that writes ${location}`);
     // Their completion records say done, but the data is gone: forget them before rerunning.
     await mapConcurrently(partitions, STORE_CONCURRENCY, (p) => this.deps.store.delete(keys.taskDone(scope, spec.id, p)));
@@ -445,7 +445,7 @@ export class DagScheduler {
     const stored = /^(.*)\/part-(\d+)$/.exec(key);
     if (!stored) throw new Error(`internal: cannot tell what wrote ${key}`);
     const [, location, part] = stored;
-    const here = [...this.stages.values()].find((s) => s.spec.location === location);
+    const here = [...this.stages.values()].find((s) => stageWriting([s.spec], location!));
     if (here) {
       await this.invalidate(here, Number(part));
       return here;

@@ -303,8 +303,8 @@ export class StreamingDriver {
     const done = scheduler.completions(scope);
     const outputs: Record<string, number> = {};
     for (const output of record.outputs) {
-      const parts = done.filter((d) => d.stage === stageIds.output(output.name));
-      outputs[output.name] = parts.reduce((n, d) => n + d.recordsOut, 0);
+      const parts = done.flatMap((d) => (d.outputs?.[output.name] === undefined ? [] : [d.outputs[output.name]!]));
+      outputs[output.name] = parts.reduce((n, records) => n + records, 0);
       if (output.format === 'text' || output.format === 'json') {
         await store.putIfAbsent(keys.outputSuccess(output.name, scope), JSON.stringify({ interval: k, parts: parts.length, records: outputs[output.name] }));
       }

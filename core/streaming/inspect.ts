@@ -10,7 +10,7 @@ import { intervalScope, keys, parseErrorKey, parseTaskFailed, parseTaskStarted, 
 import { mapConcurrently, STORE_CONCURRENCY } from '../util/map-concurrently.ts';
 import type { TaskDone, TaskFailure } from '../exec/task.ts';
 import type { PlanNode } from '../rdd/plan.ts';
-import type { StageSpec } from '../scheduler/stages.ts';
+import { stageWriting, type StageSpec } from '../scheduler/stages.ts';
 import type { IntervalReport } from './driver.ts';
 import { readLineageRecord, type LineageRecord } from './lineage.ts';
 import { readIntervalProgress, type IntervalProgress } from './status.ts';
@@ -49,6 +49,8 @@ export interface TaskTimeline {
     recordsIn: number;
     recordsOut: number;
     bytesOut: number;
+    /** Records written to each persisted RDD, by location (a result stage's). */
+    persisted?: Record<string, number>;
     quarantined: number;
     /** The worker or Lambda execution environment that ran it, when recorded. */
     executor?: string;
@@ -153,7 +155,8 @@ export function lineageDag(record: Pick<LineageRecord, 'plan' | 'persists' | 'st
       // A shuffle or a stored RDD is where the stage starts reading: what is before it ran in another stage.
       if (node.kind !== 'shuffle' && node.kind !== 'stored') inputs(node).forEach((e) => visit(e.from));
     };
-    visit(stage.kind === 'shuffle-map' ? (byId.get(stage.rdd) as { parent: string }).parent : stage.rdd);
+    if (stage.kind === 'shuffle-map') visit((byId.get(stage.rdd) as { parent: string }).parent);
+    else stage.sinks.forEach((sink) => visit(sink.rdd));
   }
   const producer = new Map(record.persists.map((p) => [p.location, p.rdd]));
   const edges = record.plan.flatMap((node): DagEdge[] => {
@@ -229,6 +232,7 @@ async function readTasks(store: ObjectStore, scope: string): Promise<TaskTimelin
       recordsIn: record.recordsIn,
       recordsOut: record.recordsOut,
       bytesOut: record.bytesOut,
+      ...(record.persisted === undefined ? {} : { persisted: record.persisted }),
       quarantined: record.quarantined,
       ...(record.executor === undefined ? {} : { executor: record.executor }),
     };
@@ -268,13 +272,13 @@ async function previewLines(store: ObjectStore, info: ObjectInfo): Promise<strin
 async function readState(store: ObjectStore, record: LineageRecord, tasks: TaskTimeline[]): Promise<StateView[]> {
   return mapConcurrently(record.persists, STORE_CONCURRENCY, async (p) => {
     const parts = await listAll(store, keys.persistedPrefix(p.location));
-    const writer = record.stages.find((s) => s.kind === 'persist' && s.location === p.location);
-    const written = writer ? tasks.filter((t) => t.stage === writer.id && t.done) : [];
+    const writer = stageWriting(record.stages, p.location);
+    const written = writer ? tasks.filter((t) => t.stage === writer.id && t.done?.persisted?.[p.location] !== undefined) : [];
     return {
       rdd: p.rdd,
       tier: p.tier,
       location: p.location,
-      ...(writer && written.length === writer.tasks ? { keys: written.reduce((n, t) => n + t.done!.recordsOut, 0) } : {}),
+      ...(writer && written.length === writer.tasks ? { keys: written.reduce((n, t) => n + t.done!.persisted![p.location]!, 0) } : {}),
       parts: parts.length,
       bytes: parts.reduce((n, o) => n + o.size, 0),
       present: parts.length > 0,

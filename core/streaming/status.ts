@@ -10,11 +10,12 @@ import { intervalAt, type DriverProgress } from './progress.ts';
 import type { IntervalReport } from './driver.ts';
 import { readLineageRecord } from './lineage.ts';
 import type { TaskFailure } from '../exec/task.ts';
+import type { StageSpec } from '../scheduler/stages.ts';
 
 /** One stage of an interval being run: tasks whose completion is recorded, of all its tasks. */
 export interface StageProgress {
   id: string;
-  kind: 'shuffle-map' | 'persist' | 'output';
+  kind: StageSpec['kind'];
   tasks: number;
   done: number;
   /** Tasks that failed with an error every delivery would meet (recorded beside the completions). */

@@ -161,10 +161,12 @@ export function formatLineage(record: LineageRecord, uploads?: IntakeUpload[]): 
   lines.push('stages (each runs after the stages it reads):');
   for (const stage of record.stages) {
     const what =
-      stage.kind === 'output' ? `writes output ${stage.output!.name} (${stage.output!.format})` : stage.kind === 'persist' ? `persists to ${stage.location}` : 'writes shuffle blocks';
+      stage.kind === 'shuffle-map'
+        ? 'writes shuffle blocks'
+        : stage.sinks.map((sink) => (sink.kind === 'output' ? `writes output ${sink.output.name} (${sink.output.format})` : `persists to ${sink.location}`)).join(', ');
     lines.push(`  ${stage.id}: ${stage.tasks} tasks, ${what}${stage.parents.length ? `, after ${stage.parents.join(', ')}` : ''}`);
-    const root = stage.kind === 'shuffle-map' ? (nodes.get(stage.rdd) as Extract<PlanNode, { kind: 'shuffle' }>).parent : stage.rdd;
-    tree(nodes, root, '    ', lines);
+    if (stage.kind === 'shuffle-map') tree(nodes, (nodes.get(stage.rdd) as Extract<PlanNode, { kind: 'shuffle' }>).parent, '    ', lines);
+    else for (const root of new Set(stage.sinks.map((sink) => sink.rdd))) tree(nodes, root, '    ', lines);
   }
   return lines.join('\n');
 }

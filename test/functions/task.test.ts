@@ -16,6 +16,7 @@ import type { QueueMessage } from '../../core/ports/task-queue.ts';
 import { keys, partitionOfTaskDone } from '../../core/layout.ts';
 import { listAll } from '../../core/ports/object-store.ts';
 import type { TaskRecord } from '../../core/exec/task.ts';
+import type { StageSpec } from '../../core/scheduler/stages.ts';
 import wordcount from '../../examples/wordcount.ts';
 import { createTaskHandler } from '../../functions/task/handler.ts';
 import { readOutput, removeDir, tempDir } from '../support/stream-harness.ts';
@@ -207,8 +208,8 @@ describe('task handler', () => {
     // An output task as the driver would send it once the map stage is done: it reads a shuffle.
     const record = (await readLineageRecord(store, 0))!;
     const mapStage = record.stages.find((st) => st.id === task.stage)!;
-    const outStage = record.stages.find((st) => st.kind === 'output' && st.parents.length > 0)!;
-    const shuffle = record.stages.find((st) => st.id === outStage.parents[0])!.rdd;
+    const outStage = record.stages.find((st) => st.kind === 'result' && st.parents.length > 0)!;
+    const shuffle = (record.stages.find((st) => st.id === outStage.parents[0]) as Extract<StageSpec, { kind: 'shuffle-map' }>).rdd;
     const blocks = Array.from({ length: record.stages.find((st) => st.id === outStage.parents[0])!.tasks }, (_, m): [string, number, number] => [keys.shuffleMap(task.scope, shuffle, m), 0, 10]);
     const outputTask: TaskRecord = { ...task, stage: outStage.id, shuffleInputs: { [shuffle]: blocks } };
     const forged: [string, unknown, RegExp][] = [
