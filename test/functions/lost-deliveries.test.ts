@@ -90,7 +90,7 @@ const completion = async (task: TaskRecord) =>
 
 describe('a task whose delivery dies before it starts', () => {
   it('gets a copy within the deadline, and the interval commits, in a stage of several tasks', async () => {
-    const { report, lost, elapsedMs } = await runLosingFirstDelivery(wordcount, 'a b a\nc a b\n'.repeat(50), 2, (t) => t.stage.startsWith('out-'));
+    const { report, lost, elapsedMs } = await runLosingFirstDelivery(wordcount, 'a b a\nc a b\n'.repeat(50), 2, (t) => t.stage.startsWith('result-'));
     expect(lost).toHaveLength(1);
     expect(await store.head(keys.committed('interval=000000'))).toBeDefined();
     expect((await readOutput(store.root, 'counts', 0))?.sort()).toEqual([['a', 150], ['b', 100], ['c', 50]]);
