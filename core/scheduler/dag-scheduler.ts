@@ -9,7 +9,7 @@ import type { BadRecordPolicy, TaskDone, TaskFailure, TaskRecord } from '../exec
 import { keys, parseTaskStarted, partitionOfTaskDone, scopeOfKey, type Scope } from '../layout.ts';
 import type { StageSpec } from './stages.ts';
 import { decodeTaskMessage, encodeTaskMessage, keepUnreadableMessage } from './task-message.ts';
-import { stageIds, stageOfOutput, stageShuffleReads, stageWriting } from './stages.ts';
+import { stageIds, stageOfOutput, stageRecovering, stageShuffleReads, stagesRun, stageWriting, writesLocation } from './stages.ts';
 import { decodeRecords } from '../codec/record-codec.ts';
 import { mapConcurrently, STORE_CONCURRENCY } from '../util/map-concurrently.ts';
 
@@ -191,11 +191,11 @@ export class DagScheduler {
     this.runId = deps.runId ?? newRunId();
   }
 
-  /** Runs the given stages of a plan (all of them by default) and everything they need. */
+  /** Runs the given stages of a plan (by default all it runs, recovery stages aside) and everything they need. */
   async run(plan: ScopePlan, stageIds?: string[]): Promise<SchedulerStats> {
     this.plans.set(plan.scope, plan);
     const targets: StageRun[] = [];
-    for (const spec of plan.stages) {
+    for (const spec of stageIds ? plan.stages : stagesRun(plan.stages)) {
       if (!stageIds || stageIds.includes(spec.id)) targets.push(await this.addStage(plan, spec.id));
     }
     const { clock, options } = this.deps;
@@ -255,9 +255,11 @@ export class DagScheduler {
     if (!fresh) return stage;
 
     for (const parent of stage.spec.parents) stage.deps.add(await this.addStage(plan, parent));
-    // Persisted RDDs of earlier scopes: recompute the partitions that are gone, from lineage.
+    // Persisted RDDs not written by a parent stage (of earlier scopes, or of this one for a
+    // recovery stage): recompute the partitions that are gone, from lineage.
     for (const read of stage.spec.storedReads) {
-      if (stageWriting(plan.stages, read.location)) continue;
+      const writer = stageWriting(plan.stages, read.location);
+      if (writer && stage.spec.parents.includes(writer.id)) continue;
       const present = new Set((await listAll(this.deps.store, `${read.location}/`)).map((o) => o.key));
       const missing = range(read.partitions).filter((p) => !present.has(keys.persisted(read.location, p)));
       if (missing.length > 0) stage.deps.add(await this.recover(read.location, missing));
@@ -274,8 +276,9 @@ export class DagScheduler {
       plan = await this.deps.loadScope(scope);
       this.plans.set(scope, plan);
     }
-    // With its other sinks: outputs are created if absent, so rewriting them changes nothing.
-    const spec = stageWriting(plan.stages, location);
+    // Its recovery stage when the stage writing it has other sinks; were that stage rerun, its
+    // outputs are created if absent, so rewriting them would change nothing.
+    const spec = stageRecovering(plan.stages, location);
     if (!spec) throw new Error(`lineage of ${scope} has no stage that writes ${location}`);
     // Their completion records say done, but the data is gone: forget them before rerunning.
     await mapConcurrently(partitions, STORE_CONCURRENCY, (p) => this.deps.store.delete(keys.taskDone(scope, spec.id, p)));
@@ -445,7 +448,7 @@ export class DagScheduler {
     const stored = /^(.*)\/part-(\d+)$/.exec(key);
     if (!stored) throw new Error(`internal: cannot tell what wrote ${key}`);
     const [, location, part] = stored;
-    const here = [...this.stages.values()].find((s) => stageWriting([s.spec], location!));
+    const here = [...this.stages.values()].find((s) => writesLocation(s.spec, location!));
     if (here) {
       await this.invalidate(here, Number(part));
       return here;

@@ -31,6 +31,12 @@ export type StageSpec = {
       kind: 'result';
       /** Persists first, then outputs, each in plan order: the order the task writes them. */
       sinks: Sink[];
+      /**
+       * Never run with its scope: it rebuilds lost partitions of its one persisted RDD (which a stage
+       * of several sinks writes) from shuffles and the store alone, without that stage's other sinks
+       * and what they read. Its only parents are shuffle-map stages.
+       */
+      recovery?: true;
     }
 );
 
@@ -43,13 +49,32 @@ export const stageIds = {
   output: (name: string) => `out-${name}`,
   /** A stage of several sinks: by the RDDs it writes, which no other stage writes. */
   result: (rdds: string[]) => `result-${rdds.join('-')}`,
+  /** The recovery-only stage of a persisted RDD. */
+  recover: (location: string) => `recover-${location.slice(location.lastIndexOf('/') + 1)}`,
 };
 
 const sinkStageId = (sink: Sink) => (sink.kind === 'persist' ? stageIds.persist(sink.location) : stageIds.output(sink.output.name));
 
-/** The stage that writes persisted `location`, if the plan has one. */
+const isRecovery = (spec: StageSpec) => spec.kind === 'result' && spec.recovery === true;
+
+/** Whether a stage writes persisted `location`. */
+export function writesLocation(spec: StageSpec, location: string): spec is ResultStage {
+  return spec.kind === 'result' && spec.sinks.some((k) => k.kind === 'persist' && k.location === location);
+}
+
+/** The stage that writes persisted `location` when its scope runs, if the plan has one. */
 export function stageWriting(stages: StageSpec[], location: string): ResultStage | undefined {
-  return stages.find((s): s is ResultStage => s.kind === 'result' && s.sinks.some((k) => k.kind === 'persist' && k.location === location));
+  return stages.find((s): s is ResultStage => !isRecovery(s) && writesLocation(s, location));
+}
+
+/** The stage that rebuilds lost partitions of persisted `location`: its recovery stage, else the stage that writes it. */
+export function stageRecovering(stages: StageSpec[], location: string): ResultStage | undefined {
+  return stages.find((s): s is ResultStage => isRecovery(s) && writesLocation(s, location)) ?? stageWriting(stages, location);
+}
+
+/** The stages a scope runs: all but recovery stages. */
+export function stagesRun(stages: StageSpec[]): StageSpec[] {
+  return stages.filter((s) => !isRecovery(s));
 }
 
 /** The stage that writes output `name`, if the plan has one. */
@@ -103,7 +128,7 @@ function edgesOf(builder: PlanBuilder, root: string, inMemory: ReadonlyMap<strin
   return { shuffles, stored, seenThrough };
 }
 
-/** The stages of a plan, parents before children. */
+/** The stages of a plan, parents before children, then its recovery stages. */
 export function planStages(builder: PlanBuilder): StageSpec[] {
   const persistByLocation = new Map(builder.persists.map((p) => [p.location, p]));
   const sinks: Sink[] = [
@@ -179,6 +204,24 @@ export function planStages(builder: PlanBuilder): StageSpec[] {
     });
 
   for (const group of groups.values()) addResult(group);
+
+  // Rebuilding a lost partition of a persisted RDD by rerunning a stage that also writes other
+  // sinks, or reads what other stages of the scope persisted, would need all their inputs too:
+  // those of earlier intervals may be lost as well, and recovery would walk back past the last
+  // checkpoint. Such a persisted RDD gets a stage of its own, run only to recover it, reading
+  // persisted RDDs from the store (those found lost are recovered in turn, the same way).
+  for (const group of groups.values()) {
+    const writer = stages.get(idOf(group)) as ResultStage;
+    if (writer.sinks.length === 1 && writer.parents.every((id) => stages.get(id)!.kind === 'shuffle-map')) continue;
+    for (const i of group) {
+      const sink = sinks[i]!;
+      if (sink.kind !== 'persist') continue;
+      const e = edgesOf(builder, sink.rdd, new Map());
+      const parents = [...e.shuffles].map(addShuffleMap);
+      const id = stageIds.recover(sink.location);
+      stages.set(id, { id, kind: 'result', sinks: [sink], recovery: true, tasks: builder.get(sink.rdd).partitions, parents, storedReads: storedReadsOf(e.stored) });
+    }
+  }
   return [...stages.values()];
 }
 

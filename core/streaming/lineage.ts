@@ -3,7 +3,7 @@ import type { Pipeline } from '../graph/pipeline.ts';
 import type { PlanNode } from '../rdd/plan.ts';
 import type { BadRecordPolicy } from '../exec/task.ts';
 import type { PlanBuilder } from '../rdd/rdd.ts';
-import { planStages, type StageSpec } from '../scheduler/stages.ts';
+import { planStages, stagesRun, type StageSpec } from '../scheduler/stages.ts';
 import { newRunId, type ScopePlan } from '../scheduler/dag-scheduler.ts';
 import { intervalScope, keys } from '../layout.ts';
 import { shortHash } from '../util/hash.ts';
@@ -36,6 +36,7 @@ export interface LineageRecord {
   plan: PlanNode[];
   outputs: { name: string; format: string; rdd: string }[];
   persists: { rdd: string; location: string; tier: string }[];
+  /** The stages the interval runs; its recovery stages are planned again from the plan when needed. */
   stages: StageSpec[];
 }
 
@@ -108,7 +109,7 @@ export function buildLineageRecord(pipeline: Pipeline, k: number, uploads: Uploa
     persistedHere,
     planHash: hashPlan(builder),
     ...plannedParts(builder),
-    stages: planStages(builder),
+    stages: stagesRun(planStages(builder)),
   };
 }
 

@@ -1,17 +1,18 @@
 /**
  * The reduce side is one stage, as Spark's result stage: every output and persisted RDD after the
  * same shuffle, over the same partitions, is written by one task per partition in one pass. A
- * persisted partition lost later is rebuilt by rerunning that stage for it, which leaves the
- * outputs it also writes as they were.
+ * persisted partition lost later is rebuilt by a stage that writes it alone (what the reduce
+ * stage's other sinks read may be lost too), and the outputs stay as they were.
  */
 import { describe, expect, it } from 'vitest';
 import path from 'node:path';
 import { FsObjectStore } from '../../local/store/fs-object-store.ts';
 import { readLineageRecord } from '../../core/streaming/lineage.ts';
 import { keys } from '../../core/layout.ts';
+import { stageIds } from '../../core/scheduler/stages.ts';
 import { definePipeline } from '../../core/index.ts';
 import wordcount from '../../examples/wordcount.ts';
-import { bag, removeDir, replayInProcess } from '../support/stream-harness.ts';
+import { bag, outputFiles, removeDir, replayInProcess } from '../support/stream-harness.ts';
 
 const intervals = Array.from({ length: 4 }, (_, k) => ({ 'u.txt': `the cat ${k}\nthe dog\n${'ab '.repeat(k)}\n` }));
 
@@ -23,7 +24,7 @@ describe('WordCount after the shuffle', () => {
       const stages = record.stages.map((s) => (s.kind === 'shuffle-map' ? ['shuffle-map', s.tasks] : ['result', s.tasks, s.sinks.map((k) => (k.kind === 'output' ? k.output.name : 'state'))]));
 
       expect(stages).toEqual([
-        ['shuffle-map', 1],
+        ['shuffle-map', 4],
         ['result', 4, ['state', 'counts', 'totals']],
       ]);
       expect(record.stages[1]!.parents).toEqual([record.stages[0]!.id]);
@@ -34,22 +35,28 @@ describe('WordCount after the shuffle', () => {
     }
   });
 
-  it('rebuilds a lost state partition through that stage, and leaves its outputs byte for byte as they were', async () => {
+  it('rebuilds a lost state partition by a stage of its own, and leaves the outputs byte for byte as they were', async () => {
     const clean = await replayInProcess(wordcount, intervals);
     const lost = await replayInProcess(wordcount, intervals.slice(0, 3));
     try {
       const store = new FsObjectStore(lost.root);
-      const state = (await readLineageRecord(store, 2))!.persists[0]!.location;
+      const record = (await readLineageRecord(store, 2))!;
+      const state = record.persists[0]!.location;
+      const reduceStage = record.stages[1]!.id;
       const part = keys.persisted(state, 1);
       const written = await store.get(part);
       const outputsBefore = await lost.files();
       await store.delete(part);
 
       const resumed = await replayInProcess(wordcount, intervals, { root: lost.root });
+      await removeDir(path.dirname(resumed.root));
 
       expect(resumed.reports.flatMap((r) => r.recoveredIntervals)).toEqual([2]);
       expect(await store.get(part)).toEqual(written);
-      const outputsAfter = await resumed.files();
+      expect(await store.head(keys.taskDone(record.scope, stageIds.recover(state), 1))).toBeDefined();
+      expect(await store.head(keys.taskDone(record.scope, stageIds.recover(state), 0))).toBeUndefined();
+      expect(await store.head(keys.taskDone(record.scope, reduceStage, 1))).toBeDefined();
+      const outputsAfter = await outputFiles(lost.root);
       for (const [file, bytes] of outputsBefore) expect(outputsAfter.get(file), file).toBe(bytes);
       expect(outputsAfter).toEqual(await clean.files());
     } finally {
