@@ -222,9 +222,9 @@ async function computeTaskOutput(task: TaskRecord, stage: StageSpec, plan: PlanB
 }
 
 /**
- * One sink's partition. Outputs are created if absent: a stage rerun to rebuild a lost persisted
- * partition computes the same bytes for outputs it already wrote (determinism), and a reader never
- * sees a committed part change.
+ * One sink's partition. Outputs are created if absent: a task rerun to rebuild a lost persisted
+ * partition it also writes computes the same bytes for its outputs (determinism), and a reader
+ * never sees a committed part change.
  */
 async function writeSink(task: TaskRecord, sink: Sink, rdd: Rdd<unknown>, env: ComputeEnv, store: ObjectStore): Promise<{ records: number; bytes: number }> {
   if (sink.kind === 'persist') {
