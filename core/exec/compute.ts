@@ -231,9 +231,6 @@ async function computeNode(rdd: Rdd<unknown>, p: number, env: ComputeEnv, emit: 
   }
 }
 
-/** No values for a key this interval: one shared, frozen array rather than one per key. */
-const NO_VALUES: readonly unknown[] = Object.freeze([]);
-
 /**
  * A state fold (Rdd.foldState): the state partition into a map by key identity, then the
  * interval's values into it, then the fold function over each key. Keys come out as a cogroup's
@@ -243,31 +240,33 @@ const NO_VALUES: readonly unknown[] = Object.freeze([]);
 async function foldPartition(rdd: Rdd<unknown>, p: number, env: ComputeEnv, emit: Emit): Promise<void> {
   const node = rdd.node as Extract<typeof rdd.node, { kind: 'cogroup' }>;
   const [stateId, batchId] = node.parents as [string, string];
-  type Entry = { key: unknown; prior: unknown; had: boolean; values: unknown[] };
+  // No array for a key without values until it is folded: most of a state's keys get none.
+  type Entry = { key: unknown; prior: unknown; had: boolean; values?: unknown[] };
   const entries = new Map<unknown, Entry>();
   await computePartition(rdd.builder.get(stateId), p, env, (r) => {
     const [k, s] = asPair(r, 'cogroup');
     const id = keyIdentity(k);
-    if (!entries.has(id)) entries.set(id, { key: k, prior: s, had: true, values: NO_VALUES as unknown[] });
+    if (!entries.has(id)) entries.set(id, { key: k, prior: s, had: true });
   });
   await computePartition(rdd.builder.get(batchId), p, env, (r) => {
     const [k, v] = asPair(r, 'cogroup');
     const id = keyIdentity(k);
     const entry = entries.get(id);
     if (entry === undefined) entries.set(id, { key: k, prior: undefined, had: false, values: [v] });
-    else if (entry.values === NO_VALUES) entry.values = [v];
-    else entry.values.push(v);
+    else (entry.values ??= []).push(v);
   });
   const fold = rdd.behaviour.fold!;
   const ctx = env.operatorContext(p, node.label);
   for (const entry of entries.values()) {
+    // A fresh array, as a cogroup's: the user's function may change what it is given.
+    const values = entry.values ?? [];
     let out: unknown[];
     try {
-      const produced = fold(entry.key, entry.prior, entry.values);
+      const produced = fold(entry.key, entry.prior, values);
       out = Array.isArray(produced) ? produced : Array.from(produced);
     } catch (error) {
       // Reported as the cogroup group it stands for: [key, [states, values]].
-      ctx.badRecord(node.label, [entry.key, [entry.had ? [entry.prior] : [], entry.values]], error);
+      ctx.badRecord(node.label, [entry.key, [entry.had ? [entry.prior] : [], values]], error);
       continue;
     }
     for (let i = 0; i < out.length; i++) emit(out[i]);

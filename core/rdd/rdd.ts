@@ -533,7 +533,7 @@ export class Rdd<T> {
   /**
    * updateStateByKey's and mapWithState's step: this dataset is the state (one record per key),
    * and `step` gets each key of it or of `batch` with its prior state (undefined if none) and the
-   * batch's values for it (read-only), in a cogroup's key order. A hash-merge of the two, not
+   * batch's values for it (a fresh array), in a cogroup's key order. A hash-merge of the two, not
    * a cogroup: no group per key.
    * @internal
    */
