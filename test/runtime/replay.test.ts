@@ -99,9 +99,9 @@ describe('dstream lineage', () => {
       expect(shown.stdout).toContain('uploads: 1 (4 B); --uploads lists them');
       expect(shown.stdout).toMatch(/textStream \[(\d+) partitions\] \1 splits of \d+ byte ranges \(4 B\)/);
       expect(shown.stdout).toMatch(/map-r\d+: \d+ tasks, writes shuffle blocks/);
-      expect(shown.stdout).toMatch(/persist-d\d+: .* persists to cache\/interval=000001\/persist\//);
+      expect(shown.stdout).toMatch(/result-\S+: .* persists to cache\/interval=000001\/persist\//);
       expect(shown.stdout).toContain('reads cache/interval=000000/persist/');
-      expect(shown.stdout).toMatch(/out-totals: .* writes output totals \(json\)/);
+      expect(shown.stdout).toMatch(/result-\S+: .* writes output totals \(json\)/);
       const listed = await runCli(['lineage', '1', '--root', root, '--uploads']);
       expect(listed.stdout).toMatch(/uploads: 1 \(4 B\)\n  \S*b\.txt \(4 B\)\n/);
       const json = await runCli(['lineage', '1', '--root', root, '--json']);
