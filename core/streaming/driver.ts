@@ -6,7 +6,6 @@ import type { TaskQueue } from '../ports/task-queue.ts';
 import type { Clock } from '../ports/clock.ts';
 import type { Pipeline } from '../graph/pipeline.ts';
 import { DagScheduler, newRunId, TaskFailedError, type SchedulerOptions, type SchedulerStats } from '../scheduler/dag-scheduler.ts';
-import { stageIds } from '../scheduler/stages.ts';
 import { intervalOf, intervalScope, keys } from '../layout.ts';
 import { sealInterval, uploadId, type IntakeUpload, type UploadCheck } from './intake.ts';
 import { readProgress, rebased, type DriverProgress } from './progress.ts';
