@@ -38,12 +38,12 @@ export function summaryLine(model: Pick<AwsModel, 'idleCostAt10s' | 'keepsUpAt1s
 /** Durations of virtual time per run; `scale` < 1 shortens them (the test's quick model). */
 export async function modelAws(controlPlane: ControlPlane = currentControlPlane, scale = 1): Promise<AwsModel> {
   const run = (pipeline: Pipeline, intervalMs: number, durationMs: number, bytesPerSecond: number) =>
-    runScenario({ pipeline, controlPlane, intervalMs, durationMs: Math.max(12 * intervalMs, Math.round(durationMs * scale)), bytesPerSecond });
+    runScenario({ pipeline, controlPlane, intervalMs, durationMs: Math.max(6 * intervalMs, Math.round(durationMs * scale)), bytesPerSecond });
   const idle = { 1: await run(wordcount, 1 * S, 3 * MIN, 0), 10: await run(wordcount, 10 * S, 16 * MIN, 0), 60: await run(wordcount, 60 * S, 32 * MIN, 0) };
-  const busy = { 1: await run(wordcount, 1 * S, 2 * MIN, BUSY_RATE), 10: await run(wordcount, 10 * S, 4 * MIN, BUSY_RATE), 60: await run(wordcount, 60 * S, 12 * MIN, BUSY_RATE) };
-  const windowedRuns = { 1: await run(windowed, 1 * S, 2 * MIN, BUSY_RATE), 10: await run(windowed, 10 * S, 4 * MIN, BUSY_RATE) };
+  const busy = { 1: await run(wordcount, 1 * S, 90 * S, BUSY_RATE), 10: await run(wordcount, 10 * S, 3 * MIN, BUSY_RATE), 60: await run(wordcount, 60 * S, 6 * MIN, BUSY_RATE) };
+  const windowedRuns = { 1: await run(windowed, 1 * S, 60 * S, BUSY_RATE), 10: await run(windowed, 10 * S, 2 * MIN, BUSY_RATE) };
   const between: ScenarioResult[] = [];
-  for (const seconds of [2, 3, 5]) between.push(await run(wordcount, seconds * S, 90 * S, BUSY_RATE));
+  for (const seconds of [2, 3, 5]) between.push(await run(wordcount, seconds * S, 60 * S, BUSY_RATE));
 
   for (const r of [...Object.values(idle), ...Object.values(busy), ...Object.values(windowedRuns), ...between]) {
     if (r.errors.length > 0) throw new Error(`the AWS model's ${describe(r)} run logged errors, so its figures mean nothing: ${r.errors.slice(0, 3).join('; ')}`);
@@ -138,10 +138,9 @@ function growth(controlPlane: ControlPlane, idle: ScenarioResult, busy: Scenario
       const bytes = (rate * 10 * S) / S;
       const taskMs = (bytes * taskMsPerByte) / tasks;
       const processing = idleDelay + taskMs;
-      // Two stages; each stage's requests fall within half the interval's task time (at least its start latency).
-      const stageMs = Math.max(taskMs / 2, L.SQS_TO_LAMBDA_MS + L.LAMBDA_WARM_START_MS + 100);
-      const putRate = (tasks * putsPerTask) / (stageMs / S);
-      const getRate = (tasks * getsPerTask) / (stageMs / S);
+      // Sustained over the interval: two stages of `tasks` tasks every 10 s.
+      const putRate = (2 * tasks * putsPerTask) / 10;
+      const getRate = (2 * tasks * getsPerTask) / 10;
       const limits = [
         ...(tasks > L.LAMBDA_ACCOUNT_CONCURRENCY ? ['Lambda concurrency'] : []),
         ...(putRate > L.S3_PUT_PER_SECOND_PER_PREFIX ? [`S3 PUT ${Math.round(putRate)}/s`] : []),
