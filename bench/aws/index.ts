@@ -73,7 +73,7 @@ export async function modelAws(controlPlane: ControlPlane = currentControlPlane,
         'S3 PUT/interval': s3.put / n,
         'S3 LIST/interval': s3.list / n,
         '$/GB (marginal)': load === 'idle' ? '' : perGb(seconds).toFixed(4),
-        simulated: `${Math.round(r.options.durationMs / MIN)} min in ${(r.realMs / S).toFixed(1)} s`,
+        simulated: `${(r.options.durationMs / MIN).toFixed(1)} min in ${(r.realMs / S).toFixed(1)} s`,
       });
     }
   }
