@@ -208,7 +208,9 @@ export class StreamingDriver {
     await withdrawUpgrade(this.deps.store, this.upgrade);
     this.claimed = false;
     this.upgrade = undefined;
-    throw this.oldCodeInFlight(record.interval, record.fingerprint);
+    if (!(await this.deps.store.head(keys.committed(record.scope)))) throw this.oldCodeInFlight(record.interval, record.fingerprint);
+    // The old code has committed it already: upgrade at the boundary after it.
+    await this.claimStore();
   }
 
   /**

@@ -191,7 +191,7 @@ describe('an upgrade at an interval boundary', () => {
         words.updateStateByKey<string, number, number>(count, { name: 'totals' }).saveAsJsonFiles('totals');
       });
       await expect(upgradeStream(store, withoutSessions)).rejects.toThrow('the new code has no state named sessions (a mapWithState)');
-      await expect(upgradeStream(store, withoutSessions, { dropState: ['session'] })).rejects.toThrow('--drop-state session: the stream has no state of that name');
+      await expect(upgradeStream(store, withoutSessions, { dropState: ['session'] })).rejects.toThrow('--drop-state session (on AWS, dropState): the stream has no state of that name (it has totals, sessions)');
 
       const totalsAsSessions = definePipeline({ name: 'counts', partitions: 2 }, (ctx) => {
         const words = ctx.textStream().flatMap(wordsOf).map((w) => [w, 1] as [string, number]);

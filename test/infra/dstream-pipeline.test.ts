@@ -491,7 +491,7 @@ describe('props', () => {
     [{ errorRetentionDays: 0 }, 'errorRetentionDays must be a whole number from 1 to 36500 days, got 0'],
     [{ errorRetentionDays: 1.5 }, 'errorRetentionDays must be a whole number from 1 to 36500 days, got 1.5'],
     [{ errorRetentionDays: 36_501 }, 'errorRetentionDays must be a whole number from 1 to 36500 days, got 36501'],
-    [{ dropState: ['sessions', 'a,b'] }, `dropState must list state names, each 1-64 letters, digits, '.', '_' or '-', got "a,b"`],
+    [{ dropState: ['sessions', 'a,b'] as string[] }, `dropState must list state names, each 1-64 letters, digits, '.', '_' or '-', got "a,b"`],
   ] as const)('reject %o', (props, message) => {
     expect(construct(props)).toThrow(message);
   });
