@@ -184,7 +184,7 @@ export async function checkpointBoundary(store: ObjectStore, owner?: StreamOwner
       const partitions = record.persistedHere[entry.id];
       if (partitions === undefined) continue;
       const source = record.persists.find((p) => p.location.endsWith(`/persist/${entry.id}`))!.location;
-      await copyParts(store, source, store, keys.boundaryState(b, entry.name, j), partitions, `state ${entry.name} of interval ${j}`);
+      await copyParts(store, source, store, keys.boundaryState(b, entry.name, j), partitions, `state ${entry.name} of interval ${j}`, RECOMPUTE_WITH_OLD_CODE);
       intervals[String(j)] = partitions;
     }
     states.push({ ...entry, intervals });
@@ -248,7 +248,7 @@ export async function adoptBoundary(store: ObjectStore, state: BoundaryState, pi
   // Set aside before the switch: from then on the checkpoints are the new stream's to collect.
   for (const aside of record.keptAside) {
     for (const [j, partitions] of Object.entries(aside.intervals)) {
-      await copyParts(store, keys.boundaryState(b, aside.name, Number(j)), store, keys.keptAsideState(b, aside.name, Number(j)), partitions, `state ${aside.name}`);
+      await copyParts(store, keys.boundaryState(b, aside.name, Number(j)), store, keys.keptAsideState(b, aside.name, Number(j)), partitions, `state ${aside.name}`, CHECKPOINTED_THEN_LOST);
     }
   }
   await store.put(keys.upgradeRecord(b), JSON.stringify(record, null, 2));
@@ -263,7 +263,7 @@ export async function exportSavepoint(store: ObjectStore, out: ObjectStore): Pro
   const state = await checkpointBoundary(store);
   for (const entry of state.states) {
     for (const [j, partitions] of Object.entries(entry.intervals)) {
-      await copyParts(store, keys.boundaryState(state.boundary, entry.name, Number(j)), out, keys.savepointState(entry.name, Number(j)), partitions, `state ${entry.name}`);
+      await copyParts(store, keys.boundaryState(state.boundary, entry.name, Number(j)), out, keys.savepointState(entry.name, Number(j)), partitions, `state ${entry.name}`, CHECKPOINTED_THEN_LOST);
     }
   }
   await out.put(keys.savepointManifest, JSON.stringify(state, null, 2));
@@ -284,7 +284,7 @@ export async function importSavepoint(store: ObjectStore, from: ObjectStore, pip
   const b = state.boundary;
   for (const entry of state.states) {
     for (const [j, partitions] of Object.entries(entry.intervals)) {
-      await copyParts(from, keys.savepointState(entry.name, Number(j)), store, keys.boundaryState(b, entry.name, Number(j)), partitions, `savepoint state ${entry.name}`);
+      await copyParts(from, keys.savepointState(entry.name, Number(j)), store, keys.boundaryState(b, entry.name, Number(j)), partitions, `savepoint state ${entry.name}`, 'the savepoint is incomplete: export it again');
     }
   }
   const progress: DriverProgress = { next: b, base: b, epoch: now, intervalMs: state.intervalMs };
@@ -329,15 +329,21 @@ function checkCompatible(old: StateEntry, next: StateEntry, b: number): void {
   }
 }
 
-async function copyParts(from: ObjectStore, source: string, to: ObjectStore, target: string, partitions: number, what: string): Promise<void> {
+/**
+ * State the boundary needs that is gone (the cache tier expires, or was deleted): recomputing it
+ * from lineage would take the code that wrote it, which an upgrade does not have (the new code
+ * never computes an interval of the old). The running code recomputes it when it next reads it.
+ */
+const RECOMPUTE_WITH_OLD_CODE =
+  'an upgrade cannot recompute it, which would take the code that wrote it. Run the stream one more interval with that code ' +
+  '(dstream run or replay with its module; on AWS, that code deployed): the interval recomputes from lineage the state it reads, and the upgrade then takes the boundary after it';
+/** Written by this upgrade a moment ago: deleted by something else meanwhile. */
+const CHECKPOINTED_THEN_LOST = 'it was deleted while the upgrade ran: run the upgrade again';
+
+async function copyParts(from: ObjectStore, source: string, to: ObjectStore, target: string, partitions: number, what: string, wayOn: string): Promise<void> {
   for (let p = 0; p < partitions; p++) {
     const bytes = await from.get(keys.persisted(source, p));
-    if (!bytes) {
-      throw new UpgradeRefusedError(
-        `${what} is not in the store (${keys.persisted(source, p)} is gone, as cache may be): run one more interval with the running code, ` +
-          `which recomputes what it reads from lineage, then upgrade`,
-      );
-    }
+    if (!bytes) throw new UpgradeRefusedError(`${what} is gone from the store (${keys.persisted(source, p)} is missing): ${wayOn}`);
     await to.put(keys.persisted(target, p), bytes);
   }
 }
