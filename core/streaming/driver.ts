@@ -179,6 +179,11 @@ export class StreamingDriver {
     const { store } = this.deps;
     const next = (await this.progress()).next;
     const inFlight = await readLineageRecord(store, next);
+    if (inFlight && (await store.head(keys.committed(inFlight.scope)))) {
+      // A driver died between committing the interval and moving the pointer past it.
+      await this.advancePast(next);
+      return this.upgradeTo(owner, options);
+    }
     if (inFlight && inFlight.fingerprint === owner.fingerprint) throw this.oldCodeInFlight(next, owner.fingerprint);
     try {
       await upgradeStream(store, this.pipeline, options);

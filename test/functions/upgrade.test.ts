@@ -227,6 +227,25 @@ describe('deploying changed code on AWS', () => {
     await Promise.all([a.close(), b.close()]);
     await expectUpgradedAt(3);
   });
+
+  it('upgrades after an interval the old code committed without moving the progress pointer past it', async () => {
+    const a = deploy(wordcount);
+    await a.runUntil(2);
+    // The old driver dies between committing interval 2 and moving the pointer past it.
+    const dying: ObjectStore = {
+      ...bound(store),
+      put: async (key, body) => {
+        if (key === keys.driverProgress && (await store.head(keys.committed(intervalScope(2))))) throw new Error('the invocation died');
+        return store.put(key, body);
+      },
+    };
+    await expect(deploy(wordcount, {}, dying).runUntil(3)).rejects.toThrow('the invocation died');
+
+    const b = deploy(wordcountV2);
+    await b.runUntil(lines.length);
+    await Promise.all([a.close(), b.close()]);
+    await expectUpgradedAt(3);
+  });
 });
 
 describe('state the new code would lose', () => {
