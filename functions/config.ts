@@ -4,6 +4,7 @@
  */
 import { defaultSchedulerOptions } from '../core/scheduler/dag-scheduler.ts';
 import type { DriverConfig } from '../core/streaming/driver.ts';
+import { STATE_NAME } from '../core/graph/dstream.ts';
 import { makeS3Client, makeSqsClient } from './aws/clients.ts';
 import { S3ObjectStore } from './aws/s3-object-store.ts';
 import { SqsTaskQueue } from './aws/sqs-task-queue.ts';
@@ -20,6 +21,8 @@ export interface FunctionConfig {
   /** Deliveries of a task message before it is dead-lettered: the task queue's maxReceiveCount. */
   maxTaskAttempts: number;
   driverFunctionName: string | undefined;
+  /** Named states an upgrade (a deploy of changed code) may set aside rather than carry: DSTREAM_DROP_STATE, comma-separated. */
+  dropState: string[];
 }
 
 const MiB = 1024 * 1024;
@@ -34,6 +37,7 @@ export function functionConfig(env: Env = process.env): FunctionConfig {
     // SQS's range for maxReceiveCount; the construct's default.
     maxTaskAttempts: integer(env, 'DSTREAM_MAX_TASK_ATTEMPTS', 5, 1, 1000),
     driverFunctionName: optional(env, 'DSTREAM_DRIVER_FUNCTION_NAME'),
+    dropState: stateNames(env, 'DSTREAM_DROP_STATE'),
   };
 }
 
@@ -60,6 +64,8 @@ export function driverConfig(config: FunctionConfig): DriverConfig {
       unstarted: { ...defaultSchedulerOptions.unstarted, enabled: true, minMs: 2000 },
     },
     retainIntervals: 2,
+    // On AWS, deploying changed code is the upgrade: its driver carries it out at the next boundary.
+    upgrade: { dropState: config.dropState },
   };
 }
 
@@ -113,4 +119,11 @@ function integer(env: Env, variable: string, fallback: number, min: number, max:
     throw new Error(`environment variable ${variable} must be a whole number from ${min} to ${max}, got ${JSON.stringify(env[variable])}`);
   }
   return value;
+}
+
+function stateNames(env: Env, variable: string): string[] {
+  const names = (optional(env, variable) ?? '').split(',').map((n) => n.trim()).filter(Boolean);
+  const bad = names.find((n) => !STATE_NAME.test(n));
+  if (bad !== undefined) throw new Error(`environment variable ${variable} must list state names (1-64 letters, digits, '.', '_' or '-') separated by commas, got ${JSON.stringify(bad)}`);
+  return names;
 }

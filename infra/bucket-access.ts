@@ -64,16 +64,28 @@ export const FUNCTION_BUCKET_ACCESS: Record<HandlerKind, BucketAccess> = {
   },
   // Seals intervals, writes lineage, large task messages and commits, records dead letters and
   // refused uploads, collects the cache's and old checkpoints' garbage, forgets completions whose
-  // data is lost, keeps its lease, progress and the store's owner.
+  // data is lost, keeps its lease, progress and the store's owner; at an upgrade (a deploy of
+  // changed code) copies the stream's state RDDs into boundary checkpoints and records the upgrade.
   driver: {
     // errors/: the dead-letter record it moves aside as history, and its own create-if-absent writes read back.
-    read: ['driver/*', 'intake/*', 'lineage/*', 'cache/interval=*/collect/*', 'output/*/interval=*/_SUCCESS', 'errors/interval=*/dead-letters/*', 'errors/interval=*/uploads/*'],
+    read: [
+      'driver/*',
+      'intake/*',
+      'lineage/*',
+      'cache/interval=*/collect/*',
+      'cache/interval=*/persist/*',
+      'checkpoints/interval=*/persist/*',
+      'output/*/interval=*/_SUCCESS',
+      'errors/interval=*/dead-letters/*',
+      'errors/interval=*/uploads/*',
+    ],
     readVersions: [],
     list: ['cache/interval=*/', 'checkpoints/interval=*/'],
     write: [
       'driver/progress.json',
       'driver/lease.json',
       'driver/pipeline.json',
+      'driver/upgrades/*',
       'intake/interval=*/_SEALING',
       'intake/interval=*/_SEALED',
       'intake/claims/*',
@@ -89,6 +101,7 @@ export const FUNCTION_BUCKET_ACCESS: Record<HandlerKind, BucketAccess> = {
       'errors/interval=*/dead-letters/*',
       'errors/interval=*/uploads/*',
       'errors/unreadable-dead-letters/*',
+      'checkpoints/interval=*/persist/boundary-*',
     ],
     delete: ['driver/lease.json', 'lineage/interval=*/tasks/*', 'cache/interval=*/*', 'checkpoints/interval=*/*'],
   },

@@ -19,6 +19,7 @@ describe('function configuration', () => {
       partitions: 8,
       maxTaskAttempts: 5,
       driverFunctionName: undefined,
+      dropState: [],
     });
   });
 
@@ -31,8 +32,12 @@ describe('function configuration', () => {
       DSTREAM_PARTITIONS: '16',
       DSTREAM_MAX_TASK_ATTEMPTS: '3',
       DSTREAM_DRIVER_FUNCTION_NAME: 'wordcount-driver',
+      DSTREAM_DROP_STATE: 'sessions, recent',
     });
     expect(config).toMatchObject({ intervalMs: 2000, partitions: 16, maxTaskAttempts: 3, driverFunctionName: 'wordcount-driver', deadLetterQueueUrl: 'https://sqs.eu-west-1.amazonaws.com/1/dead' });
+    expect(config.dropState).toEqual(['sessions', 'recent']);
+    // Deploying changed code upgrades the stream, setting aside only the states named here.
+    expect(driverConfig(config).upgrade).toEqual({ dropState: ['sessions', 'recent'] });
   });
 
   it.each([
@@ -44,6 +49,7 @@ describe('function configuration', () => {
     [{ ...bucket, DSTREAM_PARTITIONS: '0' }, 'environment variable DSTREAM_PARTITIONS must be a whole number from 1 to 10000, got "0"'],
     [{ ...bucket, DSTREAM_PARTITIONS: '2.5' }, 'DSTREAM_PARTITIONS must be a whole number from 1 to 10000, got "2.5"'],
     [{ ...bucket, DSTREAM_MAX_TASK_ATTEMPTS: '0' }, 'environment variable DSTREAM_MAX_TASK_ATTEMPTS must be a whole number from 1 to 1000, got "0"'],
+    [{ ...bucket, DSTREAM_DROP_STATE: 'totals,no spaces' }, 'environment variable DSTREAM_DROP_STATE must list state names (1-64 letters, digits, \'.\', \'_\' or \'-\') separated by commas, got "no spaces"'],
   ])('%j is refused: %s', (env, error) => {
     expect(() => functionConfig(env)).toThrow(error);
   });

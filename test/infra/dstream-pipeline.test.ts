@@ -128,12 +128,24 @@ const BUCKET_ACCESS_SPEC = {
   },
   driver: {
     's3:GetObjectVersion': [],
-    's3:GetObject': ['driver/*', 'intake/*', 'lineage/*', 'cache/interval=*/collect/*', 'output/*/interval=*/_SUCCESS', 'errors/interval=*/dead-letters/*', 'errors/interval=*/uploads/*'],
+    's3:GetObject': [
+      'driver/*',
+      'intake/*',
+      'lineage/*',
+      'cache/interval=*/collect/*',
+      // The state RDDs an upgrade (a deploy of changed code) checkpoints at its boundary.
+      'cache/interval=*/persist/*',
+      'checkpoints/interval=*/persist/*',
+      'output/*/interval=*/_SUCCESS',
+      'errors/interval=*/dead-letters/*',
+      'errors/interval=*/uploads/*',
+    ],
     // Never an upload, a task's output part, a quarantined record or the cache's blocks.
     's3:PutObject': [
       'driver/progress.json',
       'driver/lease.json',
       'driver/pipeline.json',
+      'driver/upgrades/*',
       'intake/interval=*/_SEALING',
       'intake/interval=*/_SEALED',
       'intake/claims/*',
@@ -149,6 +161,8 @@ const BUCKET_ACCESS_SPEC = {
       'errors/interval=*/dead-letters/*',
       'errors/interval=*/uploads/*',
       'errors/unreadable-dead-letters/*',
+      // An upgrade's boundary checkpoints, and no other checkpoint: the tasks write those.
+      'checkpoints/interval=*/persist/boundary-*',
     ],
     // Its lease, completions whose data was lost, and garbage: never output, errors, intake or uploads.
     's3:DeleteObject': ['driver/lease.json', 'lineage/interval=*/tasks/*', 'cache/interval=*/*', 'checkpoints/interval=*/*'],
@@ -268,6 +282,8 @@ describe('the functions', () => {
       });
       // Checkpointing is the module's own: the deployment cannot set it otherwise.
       expect(fn.Properties.Environment.Variables).not.toHaveProperty('DSTREAM_CHECKPOINT_EVERY');
+      // No state dropped unless asked: an upgrade that would lose named state is refused.
+      expect(fn.Properties.Environment.Variables).not.toHaveProperty('DSTREAM_DROP_STATE');
     }
   });
 
@@ -475,8 +491,21 @@ describe('props', () => {
     [{ errorRetentionDays: 0 }, 'errorRetentionDays must be a whole number from 1 to 36500 days, got 0'],
     [{ errorRetentionDays: 1.5 }, 'errorRetentionDays must be a whole number from 1 to 36500 days, got 1.5'],
     [{ errorRetentionDays: 36_501 }, 'errorRetentionDays must be a whole number from 1 to 36500 days, got 36501'],
+    [{ dropState: ['sessions', 'a,b'] as string[] }, `dropState must list state names, each 1-64 letters, digits, '.', '_' or '-', got "a,b"`],
   ] as const)('reject %o', (props, message) => {
     expect(construct(props)).toThrow(message);
+  });
+
+  it('tell the driver which named states a deploy of changed code may set aside, as CloudFormation resolves them', () => {
+    const dropping = unbundledStack('Dropping');
+    const list = new CfnParameter(dropping, 'Dropped', { type: 'CommaDelimitedList' });
+    const given = new DStreamPipeline(dropping, 'Given', { pipeline: PIPELINE_MODULE, dropState: ['sessions', 'recent'] });
+    const fromParameter = new DStreamPipeline(dropping, 'FromParameter', { pipeline: PIPELINE_MODULE, dropState: list.valueAsList });
+    const variable = (fn: lambda.IFunction) =>
+      (Template.fromStack(dropping).toJSON().Resources as Record<string, Resource>)[dropping.resolve((fn.node.defaultChild as lambda.CfnFunction).logicalId) as string]!
+        .Properties.Environment.Variables.DSTREAM_DROP_STATE;
+    expect(variable(given.driverFunction)).toBe('sessions,recent');
+    expect(variable(fromParameter.driverFunction)).toEqual({ 'Fn::Join': [',', { Ref: 'Dropped' }] });
   });
 
   it('name the construct by its path in their errors', () => {
