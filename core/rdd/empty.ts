@@ -8,8 +8,8 @@ import type { PlanBuilder } from './rdd.ts';
  * The ids of the RDDs of `builder` known empty: those all of whose inputs are empty, through
  * operators that make nothing from nothing. A source without splits is empty; records given in
  * the program (`values`: count's zero, side inputs, initial states) are empty only when they hold
- * none; a persisted RDD of an earlier scope (`stored`) is empty when `storedEmpty` says so, from
- * what is in the store. A narrow operator keeps emptiness only when it is applied record by record
+ * none; a persisted RDD (`stored`) is empty when the RDD it persists is, if persisted in this
+ * scope, else when `storedEmpty` says so, from what is in the store. A narrow operator keeps emptiness only when it is applied record by record
  * (map, filter, flatMap...): a partition function (mapPartitions, foreachPartition, count's
  * per-partition counts) may make records from an empty partition, so its output is never known empty.
  */
@@ -27,9 +27,11 @@ export function knownEmptyRdds(builder: PlanBuilder, storedEmpty: (location: str
       case 'values':
         known = node.data.every((slice) => slice.length === 0);
         break;
-      case 'stored':
-        known = storedEmpty(node.location);
+      case 'stored': {
+        const here = builder.persists.find((p) => p.location === node.location);
+        known = here ? is(here.rdd.id) : storedEmpty(node.location);
         break;
+      }
       case 'narrow':
         known = rdd.behaviour.keepsEmpty === true && is(node.parent);
         break;

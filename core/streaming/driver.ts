@@ -301,7 +301,8 @@ export class StreamingDriver {
     const skipped = new Set(withoutTasks.map((s) => s.id));
     let stats: SchedulerStats;
     try {
-      stats = await scheduler.run(plan, plan.stages.filter((s) => !skipped.has(s.id)).map((s) => s.id));
+      // The stages that write something; the scheduler adds the map stages they need.
+      stats = await scheduler.run(plan, plan.stages.filter((s) => s.kind !== 'shuffle-map' && !skipped.has(s.id)).map((s) => s.id));
     } catch (error) {
       // Its tasks were sent under the old record; run the interval again under the new one.
       if (error instanceof RecordChanged) return this.runInterval(k, intervalEnd);

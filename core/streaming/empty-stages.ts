@@ -16,10 +16,10 @@ import { mapConcurrently, STORE_CONCURRENCY } from '../util/map-concurrently.ts'
 const EMPTY_PART = new RecordWriter().finish();
 
 /**
- * The stages of `plan` that need no task: their RDD is known empty, and no stage that does run
- * reads what they write within the scope (a shuffle's map outputs are passed to the reading task
- * by the driver, from completion records). foreachPartition outputs always run: the user's
- * function is called on each partition, empty or not, as before.
+ * The persist and output stages of `plan` that need no task: their RDD is known empty, and no
+ * stage that does run reads what they write within the scope. foreachPartition outputs always
+ * run: the user's function is called on each partition, empty or not, as before. (A shuffle's
+ * map stage runs when a stage that runs needs it: the scheduler adds it.)
  *
  * A persisted RDD of an earlier interval counts as empty when every one of its parts is in the
  * store and holds no record: decided from the store, so any driver decides the same, and a part
@@ -30,34 +30,36 @@ export async function stagesWithoutTasks(store: ObjectStore, plan: ScopePlan): P
   const storedEmpty = new Map<string, boolean>();
   for (const rdd of builder.rdds.values()) {
     const node = rdd.node;
-    if (node.kind !== 'stored' || storedEmpty.has(node.location)) continue;
+    if (node.kind !== 'stored' || storedEmpty.has(node.location) || builder.persists.some((p) => p.location === node.location)) continue;
     const parts = new Map((await listAll(store, `${node.location}/`)).map((o) => [o.key, o.size]));
     let empty = true;
     for (let p = 0; p < node.partitions && empty; p++) empty = parts.get(keys.persisted(node.location, p)) === EMPTY_PART.length;
     storedEmpty.set(node.location, empty);
   }
   const empty = knownEmptyRdds(builder, (location) => storedEmpty.get(location) ?? false);
-  const emptyStage = (spec: StageSpec) => {
-    if (spec.output?.format === 'foreach') return false;
-    const node = builder.get(spec.rdd).node;
-    return spec.kind === 'shuffle-map' && node.kind === 'shuffle' ? empty.has(node.parent) : empty.has(spec.rdd);
-  };
+  const emptyStage = (spec: StageSpec) => spec.kind !== 'shuffle-map' && spec.output?.format !== 'foreach' && empty.has(spec.rdd);
   const skipped = new Set(plan.stages.filter(emptyStage).map((s) => s.id));
-  // Children come after their parents: walking back, a stage that runs makes its parents run.
+  // Parents come before their children (planStages): walking back, a stage that runs makes its parents run.
+  const runs = new Set<string>();
   for (const spec of [...plan.stages].reverse()) {
-    if (!skipped.has(spec.id)) for (const parent of spec.parents) skipped.delete(parent);
+    if (spec.kind !== 'shuffle-map' && !skipped.has(spec.id)) runs.add(spec.id);
+    if (!runs.has(spec.id)) continue;
+    for (const parent of spec.parents) {
+      runs.add(parent);
+      skipped.delete(parent);
+    }
   }
   return plan.stages.filter((s) => skipped.has(s.id));
 }
 
-/** Writes what the tasks of `stages` (all known empty) would have written; shuffle map outputs are read only in the scope, by stages that do not run. */
+/** Writes what the tasks of `stages` (persist and output stages, all known empty) would have written. */
 export async function commitEmptyStages(store: ObjectStore, plan: ScopePlan, stages: StageSpec[]): Promise<void> {
   const writes: [string, Uint8Array | string][] = [];
   for (const spec of stages) {
     for (let p = 0; p < spec.tasks; p++) {
       if (spec.kind === 'persist') writes.push([keys.persisted(spec.location!, p), EMPTY_PART]);
       else if (spec.output?.format === 'collect') writes.push([keys.collected(plan.scope, spec.output.name, p), EMPTY_PART]);
-      else if (spec.output) writes.push([keys.output(spec.output.name, plan.scope, p), '']);
+      else writes.push([keys.output(spec.output!.name, plan.scope, p), '']);
     }
   }
   await mapConcurrently(writes, STORE_CONCURRENCY, ([key, body]) => store.put(key, body));
