@@ -15,6 +15,11 @@ import { mapConcurrently, STORE_CONCURRENCY } from '../util/map-concurrently.ts'
 /** What a task writes for a persisted or collected partition with no record. */
 const EMPTY_PART = new RecordWriter().finish();
 
+/** A persisted or collected part of this size holds no record (any record makes it longer). */
+export function isEmptyPart(size: number): boolean {
+  return size === EMPTY_PART.length;
+}
+
 /**
  * The persist and output stages of `plan` that need no task: their RDD is known empty, and no
  * stage that does run reads what they write within the scope. foreachPartition outputs always
@@ -33,7 +38,10 @@ export async function stagesWithoutTasks(store: ObjectStore, plan: ScopePlan): P
     if (node.kind !== 'stored' || storedEmpty.has(node.location) || builder.persists.some((p) => p.location === node.location)) continue;
     const parts = new Map((await listAll(store, `${node.location}/`)).map((o) => [o.key, o.size]));
     let empty = true;
-    for (let p = 0; p < node.partitions && empty; p++) empty = parts.get(keys.persisted(node.location, p)) === EMPTY_PART.length;
+    for (let p = 0; p < node.partitions && empty; p++) {
+      const size = parts.get(keys.persisted(node.location, p));
+      empty = size !== undefined && isEmptyPart(size);
+    }
     storedEmpty.set(node.location, empty);
   }
   const empty = knownEmptyRdds(builder, (location) => storedEmpty.get(location) ?? false);
