@@ -45,6 +45,8 @@ export interface NodeBehaviour {
   withSide?: (side: unknown[]) => NarrowOperator;
   /** For a foreachPartition output: what the task calls with the partition's records. */
   foreach?: PartitionEffect<unknown>;
+  /** The operator is applied record by record, so an empty partition gives an empty one (see knownEmptyRdds). */
+  keepsEmpty?: boolean;
 }
 
 type NodeSpec = PlanNode extends infer N ? (N extends PlanNode ? Omit<N, 'id' | 'label'> & { label: string } : never) : never;
@@ -155,7 +157,8 @@ export class Rdd<T> {
     return this.node.partitions;
   }
 
-  private narrow<U>(label: string, fn: Function, operator: NarrowOperator, keepsPartitioning = false): Rdd<U> {
+  /** `operator` is one of the record-by-record ones (map, flatMap, filter) or a partition function (mapPartitions). */
+  private narrow<U>(label: string, fn: Function, operator: NarrowOperator, keepsPartitioning = false, recordByRecord = true): Rdd<U> {
     return this.builder.add<U>(
       {
         kind: 'narrow',
@@ -165,7 +168,7 @@ export class Rdd<T> {
         hashPartitioned: keepsPartitioning && this.node.hashPartitioned,
         label,
       },
-      { operator },
+      { operator, keepsEmpty: recordByRecord },
     );
   }
 
@@ -207,6 +210,8 @@ export class Rdd<T> {
       'mapPartitions',
       f,
       mapPartitionsOperator('mapPartitions', f as (r: unknown[], p: number) => Iterable<unknown>),
+      false,
+      false,
     );
   }
 
@@ -251,7 +256,7 @@ export class Rdd<T> {
    */
   reduce(f: (a: T, b: T) => T): Rdd<T> {
     const fold = (records: T[]): [number, T][] => (records.length === 0 ? [] : [[0, records.reduce((a, b) => f(a, b))]]);
-    const partial = this.narrow<[number, T]>('mapPartitions', fold, mapPartitionsOperator('mapPartitions', fold as (r: unknown[]) => unknown[]));
+    const partial = this.narrow<[number, T]>('mapPartitions', fold, mapPartitionsOperator('mapPartitions', fold as (r: unknown[]) => unknown[]), false, false);
     return partial.combineByKey((v) => v, f, f, 1).values();
   }
 
@@ -417,7 +422,7 @@ export class Rdd<T> {
     };
     // The fraction and seed are in the label: the plan, and so the fingerprint, tells samples apart.
     const label = `sample(${fraction}, ${seed})`;
-    return this.narrow(label, f, mapPartitionsOperator(label, f), true);
+    return this.narrow(label, f, mapPartitionsOperator(label, f), true, false);
   }
 
   /** Pairs of this dataset whose key is not in `other`. Spark: `RDD.subtractByKey`. A shuffle of both (cogroup). */

@@ -23,6 +23,7 @@ import {
   type UpgradeOptions,
   type UpgradeRecord,
 } from './upgrade.ts';
+import { commitEmptyStages, stagesWithoutTasks } from './empty-stages.ts';
 import { buildLineageRecord, PipelineMismatchError, planFromRecord, readLineageRecord, spillUploads, type LineageRecord } from './lineage.ts';
 
 export interface DriverConfig {
@@ -45,6 +46,12 @@ export interface DriverConfig {
    * on AWS, deploying new code is the upgrade. Absent, such a driver refuses to run.
    */
   upgrade?: UpgradeOptions;
+  /**
+   * Sends tasks for stages known empty too, which are otherwise committed without tasks (see
+   * stagesWithoutTasks): the outputs are the same either way; for tests comparing the two.
+   * @default false
+   */
+  runEmptyStages?: boolean;
 }
 
 /** The steps of an interval, at any of which a driver may die; a new driver resumes after the last durable one. */
@@ -375,9 +382,14 @@ export class StreamingDriver {
         return planFromRecord(this.pipeline, earlier);
       },
     });
+    // Stages known empty (no uploads, empty state and windows) are committed here, without tasks.
+    const withoutTasks = this.config.runEmptyStages ? [] : await stagesWithoutTasks(store, plan);
+    await commitEmptyStages(store, plan, withoutTasks);
+    const skipped = new Set(withoutTasks.map((s) => s.id));
     let stats: SchedulerStats;
     try {
-      stats = await scheduler.run(plan);
+      // The stages that write something; the scheduler adds the map stages they need.
+      stats = await scheduler.run(plan, plan.stages.filter((s) => s.kind !== 'shuffle-map' && !skipped.has(s.id)).map((s) => s.id));
     } catch (error) {
       // Its tasks were sent under the old record; run the interval again under the new one.
       if (error instanceof RecordChanged) return this.runInterval(k, intervalEnd);
@@ -390,10 +402,13 @@ export class StreamingDriver {
     const done = scheduler.completions(scope);
     const outputs: Record<string, number> = {};
     for (const output of record.outputs) {
-      const parts = done.filter((d) => d.stage === stageIds.output(output.name));
+      const stage = stageIds.output(output.name);
+      const parts = done.filter((d) => d.stage === stage);
       outputs[output.name] = parts.reduce((n, d) => n + d.recordsOut, 0);
+      // An output committed without tasks has every part, each empty.
+      const partCount = skipped.has(stage) ? plan.stages.find((s) => s.id === stage)!.tasks : parts.length;
       if (output.format === 'text' || output.format === 'json') {
-        await store.putIfAbsent(keys.outputSuccess(output.name, scope), JSON.stringify({ interval: k, parts: parts.length, records: outputs[output.name] }));
+        await store.putIfAbsent(keys.outputSuccess(output.name, scope), JSON.stringify({ interval: k, parts: partCount, records: outputs[output.name] }));
       }
     }
     // Each source partition once, however many stages read it.
