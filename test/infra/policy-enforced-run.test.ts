@@ -186,7 +186,7 @@ it('ingest, driver and task run a stream past a checkpoint and its garbage colle
     queue,
     clock,
     config,
-    invokeSelf: async () => {},
+    wake: async () => {},
   });
   const mapping = eventSourceMapping(queue, createTaskHandler(wordcount, { store: storeOf('task'), queue }));
   clock.time = T0 + intervals * MINUTE + 5_000;
@@ -222,7 +222,7 @@ it('a task that fails every delivery is dead-lettered and reported by the driver
       throw Object.assign(new Error('SlowDown: Please reduce your request rate.'), { name: 'SlowDown' });
     },
   });
-  const driver = createDriverHandler(wordcount, { store: storeOf('driver'), queue, clock, config, invokeSelf: async () => {} });
+  const driver = createDriverHandler(wordcount, { store: storeOf('driver'), queue, clock, config, wake: async () => {} });
   const mapping = eventSourceMapping(queue, createTaskHandler(wordcount, { store: throttled, queue, maxTaskAttempts: 2 }));
   vi.spyOn(console, 'error').mockImplementation(() => {});
   clock.time = T0 + MINUTE + 5_000;
@@ -247,7 +247,7 @@ it("the driver pins the pipeline's initial state from the object it names, and t
   const ingest = createIngestHandler({ store: storeOf('ingest'), now: () => clock.now(), intervalMs: MINUTE });
   await ingest(s3Event([upload(bucket, 'incoming/words.txt', 'fox\nfox\n', T0 + 1_000)]));
 
-  const driver = createDriverHandler(seeded, { store: storeOf('driver'), queue, clock, config, invokeSelf: async () => {} });
+  const driver = createDriverHandler(seeded, { store: storeOf('driver'), queue, clock, config, wake: async () => {} });
   const mapping = eventSourceMapping(queue, createTaskHandler(seeded, { store: storeOf('task'), queue }));
   clock.time = T0 + MINUTE + 5_000;
   try {
