@@ -12,6 +12,15 @@ import { queueChangeFeed, type ChangeFeed } from '../core/ports/change-feed.ts';
 
 type Env = Record<string, string | undefined>;
 
+/** What a task function sends the driver once a task has settled (its outcome is durable in the store): a hint to look. */
+export interface TaskNotice {
+  scope: string;
+  stage: string;
+  partition: number;
+}
+
+export type TaskNotifier = (notice: TaskNotice) => Promise<void>;
+
 export interface FunctionConfig {
   bucket: string;
   taskQueueUrl: string | undefined;
@@ -150,6 +159,14 @@ export function sqsQueue(config: FunctionConfig): SqsTaskQueue {
 /** The driver events queue, as task functions send to it: notices go out one per settled task. */
 export function eventsQueue(url: string): SqsTaskQueue {
   return new SqsTaskQueue({ client: makeSqsClient(), queueUrl: url });
+}
+
+/** Where a task function tells the driver a task settled: the events queue, when there is one. */
+export function taskNotifier(env: Env = process.env): TaskNotifier | undefined {
+  const url = optional(env, 'DSTREAM_EVENTS_QUEUE_URL');
+  if (!url) return undefined;
+  const queue = eventsQueue(url);
+  return (notice) => queue.send([JSON.stringify(notice)]);
 }
 
 /** What the driver waits on between polls of a stage: the events queue's notices, when there is one. */
