@@ -60,8 +60,8 @@ afterEach(async () => {
   await removeDir(base);
 });
 
-/** `pollMs`: the scheduler's fixed poll, or with a change feed, its fallback wait (then in real ms). */
-const driverConfig = (pollMs = 10): DriverConfig => ({
+/** `pollMs`: with a change feed, the fallback wait (here in real ms). */
+const driverConfig = (pollMs: number): DriverConfig => ({
   intervalMs: INTERVAL,
   inputPartitions: 2,
   maxSplitBytes: 1 << 20,
@@ -71,9 +71,13 @@ const driverConfig = (pollMs = 10): DriverConfig => ({
 
 const recordWake = async (message: WakeMessage, delayMs: number) => void wakes.push({ message, delayMs, at: clock.now() });
 
-/** A driver function container, as deployed: waking itself through the wake queue. */
+/**
+ * A driver function container, as deployed: waking itself through the wake queue, its stages
+ * waiting on the events queue (in real time, so that the fake clock moves only with the driver's
+ * own waits for interval ends; a notice taken by another driver costs a 1 s fallback).
+ */
 const driverFunction = (deps: DriverHandlerDeps = {}) =>
-  createDriverHandler(wordcount, { store, queue, clock, config: driverConfig(), wake: recordWake, leaseGraceMs: GRACE, ...deps });
+  createDriverHandler(wordcount, { store, queue, clock, config: driverConfig(1_000), changes: queueChangeFeed(events), wake: recordWake, leaseGraceMs: GRACE, ...deps });
 
 /** The event the wake queue's event source mapping hands the driver for a wake message. */
 const delivered = (message: WakeMessage) => sqsEvent([{ id: randomUUID(), body: JSON.stringify(message), receipt: randomUUID(), receiveCount: 1 }]);
@@ -82,8 +86,8 @@ const invocation = () => ({ getRemainingTimeInMillis: () => 15 * 60_000 });
 const ingest = (at: number, text = 'a b a\nb c\n') =>
   createIngestHandler({ store, now: () => clock.now(), intervalMs: INTERVAL, wake: recordWake })(s3Event([upload(store, `incoming/${at}.txt`, text, at)]));
 
-const runTasks = (notify?: TaskNotifier) => eventSourceMapping(queue, createTaskHandler(wordcount, { store, queue, ...(notify ? { notify } : {}) }));
 const notifyEvents: TaskNotifier = (notice) => events.send([JSON.stringify(notice)]);
+const runTasks = (notify: TaskNotifier = notifyEvents) => eventSourceMapping(queue, createTaskHandler(wordcount, { store, queue, notify }));
 
 /** The events feed, counting the notices each of the driver's waits ended with (0: it ran out). */
 function countedFeed(): { feed: ChangeFeed; waits: number[] } {
@@ -119,7 +123,7 @@ describe('woken by its timer', () => {
     // Meanwhile the watchdog's tick finds the lease and does nothing, writing nothing.
     clock.time = T0 + 15_000;
     const watched = countingWrites(store);
-    const watchdog = await createDriverHandler(wordcount, { store: watched.store, queue, clock, config: driverConfig(), wake: recordWake })(scheduledEvent, invocation());
+    const watchdog = await createDriverHandler(wordcount, { store: watched.store, queue, clock, config: driverConfig(1_000), wake: recordWake })(scheduledEvent, invocation());
     // The timer fires, rounded down to the second: the driver waits the rest in its invocation.
     clock.time = wakes[0]!.at + Math.floor(wakes[0]!.delayMs / 1000) * 1000;
     const second = await driverFunction()(delivered(wakes[0]!.message), invocation());
@@ -216,7 +220,7 @@ describe('woken by an upload after going dormant', () => {
 
     clock.time = T0 + 60_000;
     const watched = countingWrites(store);
-    const watchdog = await createDriverHandler(wordcount, { store: watched.store, queue, clock, config: driverConfig(), wake: recordWake })(scheduledEvent, invocation());
+    const watchdog = await createDriverHandler(wordcount, { store: watched.store, queue, clock, config: driverConfig(1_000), wake: recordWake })(scheduledEvent, invocation());
 
     // An upload at 1:35, in interval 9.
     clock.time = T0 + 95_000;
