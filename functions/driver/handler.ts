@@ -23,7 +23,7 @@ import { hasAdmittedUploads } from '../../core/streaming/intake.ts';
 import { TaskFailedError } from '../../core/scheduler/dag-scheduler.ts';
 import { keys } from '../../core/layout.ts';
 import { controlPlaneSettings, driverConfig, eventsFeed, functionConfig, logRecords, s3Store, sqsQueue, wakeQueue, type FunctionConfig } from '../config.ts';
-import { publishDeadLetteredTask, publishIntervalMetrics } from '../metrics.ts';
+import { publishDeadLetteredTask, publishDormantTick, publishIntervalMetrics } from '../metrics.ts';
 import { log } from '../log.ts';
 import { intervalAt, intervalEnd, type DriverProgress } from '../../core/streaming/progress.ts';
 import { DriverLease } from './lease.ts';
@@ -135,9 +135,13 @@ export function createDriverHandler(
       throw new Error(`the driver invocation has ${remaining()} ms to run, not more than the ${margin} ms hand-over margin: give the driver function a longer timeout`);
     }
     if (woken.kind === 'watchdog') {
-      // One GET a minute while dormant: the safety net costs next to nothing.
+      // One GET a minute while dormant: the safety net costs next to nothing. The tick tells the
+      // Stalled alarm that no commit is expected.
       const dormant = await readDormant(store);
-      if (dormant) return { intervalsRun: 0, next: dormant.next, continued: false, dormant: true };
+      if (dormant) {
+        publishDormantTick(pipeline.options.name, clock.now());
+        return { intervalsRun: 0, next: dormant.next, continued: false, dormant: true };
+      }
     }
     const lease = new DriverLease(store, clock, randomUUID());
     let renewedAt = clock.now();

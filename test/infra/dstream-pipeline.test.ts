@@ -431,8 +431,18 @@ describe('monitoring', () => {
     dstream('TaskFailures', { Statistic: 'Sum', Threshold: 1, EvaluationPeriods: 3 });
     // Three 5 s intervals are under the 30 s floor.
     dstream('SchedulingDelay', { Statistic: 'Maximum', Threshold: 30_000, ComparisonOperator: 'GreaterThanThreshold' });
-    // Every committed interval publishes a delay, even an empty one: no data means no commits.
-    dstream('SchedulingDelay', { Statistic: 'SampleCount', Threshold: 1, ComparisonOperator: 'LessThanThreshold', TreatMissingData: 'breaching' });
+    // Every committed interval publishes a delay, even an empty one, and every watchdog tick on a
+    // dormant stream a DormantTick: no data of either means no commits where some were due.
+    const stalled = ofType('AWS::CloudWatch::Alarm').filter(([, a]) => String(a.Properties.AlarmDescription).includes('no interval committed'));
+    expect(stalled).toHaveLength(1);
+    const stalledAlarm = stalled[0]![1].Properties;
+    expect(stalledAlarm).toMatchObject({ Threshold: 1, ComparisonOperator: 'LessThanThreshold', TreatMissingData: 'breaching' });
+    const queries = stalledAlarm.Metrics as { Id: string; Expression?: string; MetricStat?: { Metric: { MetricName: string }; Stat: string } }[];
+    expect(queries.find((q) => q.Expression)!.Expression).toBe('FILL(committed, 0) + FILL(dormant, 0)');
+    expect(queries.filter((q) => q.MetricStat).map((q) => [q.Id, q.MetricStat!.Metric.MetricName, q.MetricStat!.Stat])).toEqual([
+      ['committed', 'SchedulingDelay', 'SampleCount'],
+      ['dormant', 'DormantTicks', 'SampleCount'],
+    ]);
     for (const fn of [pipeline.taskFunction, pipeline.driverFunction]) {
       template.hasResourceProperties('AWS::CloudWatch::Alarm', {
         Namespace: 'AWS/Lambda',
@@ -452,7 +462,8 @@ describe('monitoring', () => {
     new DStreamPipeline(slow, 'P', { pipeline: PIPELINE_MODULE, intervalSeconds: 300 });
     const alarms = Object.values(Template.fromStack(slow).toJSON().Resources as Record<string, Resource>).filter((r) => r.Type === 'AWS::CloudWatch::Alarm');
     const delays = alarms.filter((a) => a.Properties.MetricName === 'SchedulingDelay');
-    expect(delays.map((a) => a.Properties.Period)).toEqual([300, 300]);
+    const stalled = alarms.flatMap((a) => (a.Properties.Metrics as { MetricStat?: { Period: number } }[] | undefined) ?? []).filter((q) => q.MetricStat);
+    expect([...delays.map((a) => a.Properties.Period), ...stalled.map((q) => q.MetricStat!.Period)]).toEqual([300, 300, 300]);
   });
 
   it('has a dashboard of the driver\'s metrics, the queues and the functions', () => {
