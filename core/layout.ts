@@ -175,6 +175,11 @@ export const keys = {
   unreadableDeadLetter: (messageId: string) => `errors/unreadable-dead-letters/${messageId.replace(/[^\w.-]/g, '_')}.json`,
   driverProgress: 'driver/progress.json',
   driverLease: 'driver/lease.json',
+  /**
+   * Written by a driver that stopped because no upload came for a while (no timer left to wake it);
+   * removed by the upload that wakes the stream (the ingest function) or by the next driver.
+   */
+  driverDormant: 'driver/dormant.json',
   /** The pipeline (name and fingerprint) whose stream this root holds. */
   pipelineOwner: 'driver/pipeline.json',
   /** What an upgrade at interval `b` did: the old code's state carried to the new, and what was set aside. */

@@ -25,13 +25,14 @@ export interface BucketAccess {
 
 export const FUNCTION_BUCKET_ACCESS: Record<HandlerKind, BucketAccess> = {
   // Admits uploads to intervals: HEADs the notified version, enters it in an interval not yet
-  // sealing, and creates the stream's clock if it comes before the driver.
+  // sealing, and creates the stream's clock if it comes before the driver; wakes a dormant
+  // stream, removing its mark.
   ingest: {
-    read: ['driver/progress.json', 'intake/interval=*/_SEALING', 'intake/interval=*/entries/*'],
+    read: ['driver/progress.json', 'driver/dormant.json', 'intake/interval=*/_SEALING', 'intake/interval=*/entries/*'],
     readVersions: ['incoming/*'],
     list: [],
     write: ['driver/progress.json', 'intake/interval=*/entries/*'],
-    delete: [],
+    delete: ['driver/dormant.json'],
   },
   // Reads its lineage record, message and inputs; writes its own stage's keys: markers, completion,
   // fetch failure and last error under lineage/, its block or part, quarantined records.
@@ -84,6 +85,7 @@ export const FUNCTION_BUCKET_ACCESS: Record<HandlerKind, BucketAccess> = {
     write: [
       'driver/progress.json',
       'driver/lease.json',
+      'driver/dormant.json',
       'driver/pipeline.json',
       'driver/upgrades/*',
       'intake/interval=*/_SEALING',
@@ -103,7 +105,7 @@ export const FUNCTION_BUCKET_ACCESS: Record<HandlerKind, BucketAccess> = {
       'errors/unreadable-dead-letters/*',
       'checkpoints/interval=*/persist/boundary-*',
     ],
-    delete: ['driver/lease.json', 'lineage/interval=*/tasks/*', 'cache/interval=*/*', 'checkpoints/interval=*/*'],
+    delete: ['driver/lease.json', 'driver/dormant.json', 'lineage/interval=*/tasks/*', 'cache/interval=*/*', 'checkpoints/interval=*/*'],
   },
 };
 

@@ -4,7 +4,7 @@
  * commits intervals) and task (computes partitions).
  */
 import { resolve } from 'node:path';
-import { ArnFormat, Aws, CfnOutput, Duration, Fn, Names, RemovalPolicy, Stack, Token, Tokenization, Validations } from 'aws-cdk-lib';
+import { Aws, CfnOutput, Duration, Fn, RemovalPolicy, Stack, Token, Tokenization, Validations } from 'aws-cdk-lib';
 import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
 import * as events from 'aws-cdk-lib/aws-events';
 import * as targets from 'aws-cdk-lib/aws-events-targets';
@@ -101,6 +101,36 @@ export interface DStreamPipelineProps {
   readonly removalPolicy?: RemovalPolicy;
   /** Encrypt the bucket with this key instead of S3-managed keys. @default - SSE-S3 */
   readonly encryptionKey?: kms.IKey;
+  /**
+   * Whether task functions notify the driver, through the driver events queue, as each task
+   * settles, so that a stage boundary costs milliseconds instead of up to a poll. Without, the
+   * driver lists a running stage's completions every second (as before; the cost model's "current").
+   * @default true
+   */
+  readonly completionNotices?: boolean;
+  /**
+   * With `completionNotices`: how long the driver waits for a notice before it lists the stage's
+   * completions anyway, which is what a lost notice costs. From 1 to 20 seconds (SQS's longest
+   * long poll), whole seconds, known at synth time.
+   * @default Duration.seconds(5)
+   */
+  readonly completionFallback?: Duration;
+  /**
+   * The driver waits in its invocation for an interval end nearer than this; for a later one it
+   * sets a timer (a delayed wake message) and returns, so no Lambda runs between intervals. From
+   * 1 second to 15 minutes, whole seconds, known at synth time; `intervalSeconds` or more keeps
+   * the driver running all the time (as before: the cost model's "current").
+   * @default Duration.seconds(2) - a wake-up costs more latency than that
+   */
+  readonly stayAwake?: Duration;
+  /**
+   * Intervals in a row without uploads after which the stream goes dormant: no driver runs and
+   * no interval is processed until the next upload, which wakes the stream; the intervals it slept
+   * through are then caught up, in order, with the results they would have had on time. Never
+   * before every window holding the last upload has passed it. From 1 to 1,000,000; 0 never.
+   * @default - about a minute: 60 / intervalSeconds, rounded up
+   */
+  readonly dormantAfterIntervals?: number;
 }
 
 /** A deployed dstream pipeline, as other constructs see it. */
@@ -115,8 +145,15 @@ export interface IDStreamPipeline extends IConstruct {
   readonly deadLetterQueue: sqs.IQueue;
   /** Admits uploads under `incoming/` to intervals, on the bucket's notifications. */
   readonly ingestFunction: lambda.IFunction;
-  /** Plans, runs and commits intervals, keeping its own clock; a rule every minute starts one if none holds the lease. */
+  /**
+   * Plans, runs and commits intervals, when its wake queue starts it (a timer it set, an upload to
+   * a dormant stream); a rule every minute starts one if none holds the lease and the stream is awake.
+   */
   readonly driverFunction: lambda.IFunction;
+  /** Starts the driver function: the timers it sets itself (delayed messages), its hand-overs, and uploads to a dormant stream. */
+  readonly driverWakeQueue: sqs.IQueue;
+  /** Task functions' notices that a task settled, which the driver long polls while a stage runs; absent without `completionNotices`. */
+  readonly driverEventsQueue?: sqs.IQueue;
   /** Computes one partition of a stage per message of the task queue. */
   readonly taskFunction: lambda.IFunction;
   /** Lets `grantee` upload input under `incoming/<prefix>`. */
@@ -162,6 +199,8 @@ export class DStreamPipeline extends Construct implements IDStreamPipeline {
   readonly ingestFailures: sqs.IQueue;
   readonly ingestFunction: lambda.IFunction;
   readonly driverFunction: lambda.IFunction;
+  readonly driverWakeQueue: sqs.IQueue;
+  readonly driverEventsQueue?: sqs.IQueue;
   readonly taskFunction: lambda.IFunction;
   /** The pipeline's alarms and dashboard. */
   readonly monitoring: PipelineMonitoring;
@@ -207,7 +246,30 @@ export class DStreamPipeline extends Construct implements IDStreamPipeline {
       deadLetterQueue: { queue: this.deadLetterQueue, maxReceiveCount: config.maxTaskAttempts },
     });
 
-    const driverFunctionName = `${Names.uniqueResourceName(this, { maxLength: 57, separator: '-' })}-driver`;
+    // A wake message is a hint to run: one lost or failed is made good by the watchdog.
+    this.driverWakeQueue = new sqs.Queue(this, 'DriverWakeQueue', {
+      encryption: sqs.QueueEncryption.SQS_MANAGED,
+      enforceSSL: true,
+      visibilityTimeout: Duration.seconds(DRIVER_TIMEOUT.toSeconds() * VISIBILITY_PER_TIMEOUT),
+      // Past its delay and a failed delivery, a wake message says nothing the watchdog does not.
+      retentionPeriod: Duration.hours(1),
+    });
+    Validations.of(this.driverWakeQueue).acknowledge({
+      id: 'AwsSolutions-SQS3',
+      reason: 'A wake message only starts the driver, which reads everything from the bucket; the watchdog rule replaces one that failed, so there is nothing to dead-letter.',
+    });
+    if (config.completionNotices) {
+      this.driverEventsQueue = new sqs.Queue(this, 'DriverEventsQueue', {
+        encryption: sqs.QueueEncryption.SQS_MANAGED,
+        enforceSSL: true,
+        // A notice is stale within seconds: SQS's shortest retention keeps a dormant stream's queue empty.
+        retentionPeriod: Duration.seconds(60),
+      });
+      Validations.of(this.driverEventsQueue).acknowledge({
+        id: 'AwsSolutions-SQS3',
+        reason: 'A notice is a hint that the driver looks at the bucket; one lost costs a fallback poll, so there is nothing to dead-letter.',
+      });
+    }
     const environment = {
       DSTREAM_BUCKET: this.bucket.bucketName,
       DSTREAM_TASK_QUEUE_URL: this.taskQueue.queueUrl,
@@ -216,6 +278,10 @@ export class DStreamPipeline extends Construct implements IDStreamPipeline {
       DSTREAM_PARTITIONS: Tokenization.stringifyNumber(config.partitions),
       // The task function dead-letters a task's last failed delivery itself, at once.
       DSTREAM_MAX_TASK_ATTEMPTS: Tokenization.stringifyNumber(config.maxTaskAttempts),
+      DSTREAM_WAKE_QUEUE_URL: this.driverWakeQueue.queueUrl,
+      ...(this.driverEventsQueue ? { DSTREAM_EVENTS_QUEUE_URL: this.driverEventsQueue.queueUrl, DSTREAM_EVENTS_FALLBACK_MS: String(config.completionFallbackMs) } : {}),
+      DSTREAM_STAY_AWAKE_MS: String(config.stayAwakeMs),
+      ...(config.dormantAfterIntervals === undefined ? {} : { DSTREAM_DORMANT_AFTER_INTERVALS: config.dormantAfterIntervals }),
       NODE_OPTIONS: '--enable-source-maps',
       ...(config.dropState === undefined ? {} : { DSTREAM_DROP_STATE: config.dropState }),
     };
@@ -241,20 +307,18 @@ export class DStreamPipeline extends Construct implements IDStreamPipeline {
     });
     this.driverFunction = this.pipelineFunction('driver', common, {
       description: `dstream ${config.pipelineName}: seals, plans and commits intervals`,
-      functionName: driverFunctionName,
       memorySize: 1024,
       timeout: DRIVER_TIMEOUT,
       // No reserved concurrency (it fails deployment on accounts with a low concurrency quota):
       // the lease in S3 lets one driver work, and any other returns at once.
-      // A lost hand-over or watchdog event is not retried: the next watchdog tick, within a
-      // minute, starts a driver if none holds the lease.
+      // A lost watchdog event is not retried: the next watchdog tick, within a minute, starts a
+      // driver if none holds the lease.
       retryAttempts: 0,
       maxEventAge: Duration.minutes(1),
-      // A driver hands over to itself every ~14 minutes, forever; Lambda would otherwise take
-      // that chain for a runaway loop and stop it after 16 hops.
+      // A driver wakes itself through its wake queue (timers, hand-overs), forever; Lambda would
+      // otherwise take that chain for a runaway loop and stop it after 16 hops.
       recursiveLoop: lambda.RecursiveLoop.ALLOW,
-      // Named rather than referenced: a function cannot refer to its own name or ARN.
-      environment: { ...environment, DSTREAM_DRIVER_FUNCTION_NAME: driverFunctionName },
+      environment,
     });
     this.taskFunction = this.pipelineFunction('task', common, {
       description: `dstream ${config.pipelineName}: computes the partitions of an interval`,
@@ -292,16 +356,21 @@ export class DStreamPipeline extends Construct implements IDStreamPipeline {
         resources: [this.deadLetterQueue.queueArn],
       }),
     );
-    this.driverFunction.addToRolePolicy(
-      new iam.PolicyStatement({
-        actions: ['lambda:InvokeFunction'],
-        resources: [Stack.of(this).formatArn({ service: 'lambda', resource: 'function', resourceName: driverFunctionName, arnFormat: ArnFormat.COLON_RESOURCE_NAME })],
-      }),
-    );
+    // Timers and hand-overs; and an upload wakes a dormant stream. Each wake message is one
+    // start (a batch may hold several); two is SQS's least concurrency, and the lease lets one work.
+    this.driverFunction.addEventSource(new SqsEventSource(this.driverWakeQueue, { batchSize: 10, maxConcurrency: 2 }));
+    for (const sender of [this.driverFunction, this.ingestFunction]) {
+      sender.addToRolePolicy(new iam.PolicyStatement({ actions: ['sqs:SendMessage'], resources: [this.driverWakeQueue.queueArn] }));
+    }
+    if (this.driverEventsQueue) {
+      this.taskFunction.addToRolePolicy(new iam.PolicyStatement({ actions: ['sqs:SendMessage'], resources: [this.driverEventsQueue.queueArn] }));
+      this.driverFunction.addToRolePolicy(new iam.PolicyStatement({ actions: ['sqs:ReceiveMessage', 'sqs:DeleteMessage'], resources: [this.driverEventsQueue.queueArn] }));
+    }
 
-    // The watchdog: the driver keeps its own sub-minute clock; this only restarts a missing one.
+    // The watchdog: timers and uploads wake the driver; this only restarts a missing one (a lost
+    // wake message, a crashed driver), returning at once for a live lease or a dormant stream.
     new events.Rule(this, 'DriverWatchdog', {
-      description: `dstream ${config.pipelineName}: starts a driver unless one holds the lease`,
+      description: `dstream ${config.pipelineName}: starts a driver unless one holds the lease or the stream is dormant`,
       schedule: events.Schedule.rate(Duration.minutes(1)),
       targets: [new targets.LambdaFunction(this.driverFunction)],
     });
@@ -495,6 +564,11 @@ interface ResolvedConfig {
   logLevel: lambda.ApplicationLogLevel;
   /** DSTREAM_DROP_STATE, comma-separated; undefined when none is dropped. */
   dropState: string | undefined;
+  completionNotices: boolean;
+  completionFallbackMs: number;
+  stayAwakeMs: number;
+  /** The environment's value; undefined: the functions' default (about a minute). */
+  dormantAfterIntervals: string | undefined;
 }
 
 function resolveProps(props: DStreamPipelineProps): ResolvedConfig {
@@ -539,6 +613,10 @@ function resolveProps(props: DStreamPipelineProps): ResolvedConfig {
     maxTaskAttempts: inRange('maxTaskAttempts', props.maxTaskAttempts ?? 5, 1, 1000),
     logLevel: props.logLevel ?? lambda.ApplicationLogLevel.INFO,
     dropState: dropStateSetting(props.dropState),
+    completionNotices: props.completionNotices ?? true,
+    completionFallbackMs: 1000 * inRange('completionFallback', known('completionFallback', (props.completionFallback ?? Duration.seconds(5)).toSeconds()), 1, 20, 'seconds'),
+    stayAwakeMs: 1000 * inRange('stayAwake', known('stayAwake', (props.stayAwake ?? Duration.seconds(2)).toSeconds()), 1, 900, 'seconds'),
+    dormantAfterIntervals: dormancy(props.dormantAfterIntervals),
   };
 }
 
@@ -549,6 +627,14 @@ function dropStateSetting(names: string[] | undefined): string | undefined {
   const bad = names.find((n) => !Token.isUnresolved(n) && (typeof n !== 'string' || !STATE_NAME.test(n)));
   if (bad !== undefined) throw new Error(`dropState must list state names, each 1-64 letters, digits, '.', '_' or '-', got ${JSON.stringify(bad)}`);
   return names.length === 0 ? undefined : names.join(',');
+}
+
+/** The driver's DSTREAM_DORMANT_AFTER_INTERVALS: 0 is "never"; a token is passed on as it resolves. */
+function dormancy(intervals: number | undefined): string | undefined {
+  if (intervals === undefined) return undefined;
+  if (Token.isUnresolved(intervals)) return Tokenization.stringifyNumber(intervals);
+  if (intervals === 0) return 'never';
+  return String(inRange('dormantAfterIntervals', intervals, 1, 1_000_000));
 }
 
 /**

@@ -13,7 +13,8 @@ const WATCHDOG_MS = 60_000;
 
 export const currentControlPlane: ControlPlane = {
   name: 'current',
-  driverHandler: (pipeline, deps) => createDriverHandler(pipeline, deps),
+  // Waits in its invocation for every interval end and never goes dormant; no events queue, so stages poll by LIST.
+  driverHandler: (pipeline, deps) => createDriverHandler(pipeline, { ...deps, stayAwakeMs: Infinity, dormantAfterIntervals: Infinity }),
   start(deployment) {
     const tick = (at: number) => {
       void deployment.invokeDriver(at, { source: 'aws.events', 'detail-type': 'Scheduled Event' });

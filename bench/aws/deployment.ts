@@ -29,7 +29,7 @@ export type DriverHandler = (event: unknown, context?: InvocationContext) => Pro
  */
 export interface ControlPlane {
   name: string;
-  driverHandler(pipeline: Pipeline, deps: DriverHandlerDeps & Required<Pick<DriverHandlerDeps, 'store' | 'queue' | 'clock' | 'config' | 'invokeSelf'>>): DriverHandler;
+  driverHandler(pipeline: Pipeline, deps: DriverHandlerDeps & Required<Pick<DriverHandlerDeps, 'store' | 'queue' | 'clock' | 'config' | 'wake'>>): DriverHandler;
   start(deployment: Deployment): void;
 }
 
@@ -140,7 +140,9 @@ export class Deployment {
         queue: this.queue,
         clock: sim,
         config: this.config,
-        invokeSelf: async () => void this.invokeDriver(sim.now() + L.LAMBDA_ASYNC_INVOKE_MS, { source: 'dstream.driver', reason: 'hand-over' }),
+        // The driver wake queue: a message delayed as asked, then picked up by the event source mapping.
+        wake: async (message, delayMs) =>
+          void this.invokeDriver(sim.now() + delayMs + L.SQS_TO_LAMBDA_MS, sqsEvent([{ id: 'wake', body: JSON.stringify(message), receipt: 'wake', receiveCount: 1 }])),
       }),
     );
   }

@@ -4,6 +4,7 @@ import type { SplitRef } from '../rdd/plan.ts';
 import { listAll, readJson } from '../ports/object-store.ts';
 import type { TaskQueue } from '../ports/task-queue.ts';
 import type { Clock } from '../ports/clock.ts';
+import type { ChangeFeed } from '../ports/change-feed.ts';
 import type { Pipeline } from '../graph/pipeline.ts';
 import { DagScheduler, newRunId, TaskFailedError, type SchedulerOptions, type SchedulerStats } from '../scheduler/dag-scheduler.ts';
 import { stageIds } from '../scheduler/stages.ts';
@@ -117,7 +118,8 @@ export class StreamingDriver {
 
   constructor(
     readonly pipeline: Pipeline,
-    private readonly deps: { store: ObjectStore; queue: TaskQueue; clock: Clock },
+    /** `changes`: what the stages wait on between polls (default: the clock's sleep, a fixed poll). */
+    private readonly deps: { store: ObjectStore; queue: TaskQueue; clock: Clock; changes?: ChangeFeed },
     readonly config: DriverConfig,
     private readonly hooks: DriverHooks = {},
   ) {}
@@ -339,7 +341,7 @@ export class StreamingDriver {
 
   /** Runs interval k to its commit; a committed interval is not run again. */
   async runInterval(k: number, intervalEnd?: number): Promise<IntervalReport> {
-    const { store, queue, clock } = this.deps;
+    const { store, queue, clock, changes } = this.deps;
     await this.claimStore();
     const scope = intervalScope(k);
     const committed = await readJson<IntervalReport>(store, keys.committed(scope));
@@ -363,7 +365,7 @@ export class StreamingDriver {
       clock: {
         now: () => clock.now(),
         sleep: async (ms) => {
-          await clock.sleep(ms);
+          await (changes ? changes.waitForChange(ms) : clock.sleep(ms));
           await hooks.step?.('mid-stage', k);
           if (clock.now() - recordCheckedAt < RECORD_CHECK_MS) return;
           recordCheckedAt = clock.now();

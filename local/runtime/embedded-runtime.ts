@@ -242,7 +242,7 @@ export class EmbeddedRuntime {
       const chaos = this.chaos;
       const random = this.driverRandom;
       let polls = 0;
-      this.driver = new StreamingDriver(this.pipeline, { store: this.store, queue: this.queue, clock: this.clock }, this.config, {
+      this.driver = new StreamingDriver(this.pipeline, { store: this.store, queue: this.queue, clock: this.clock, changes: this.clock }, this.config, {
         step: (step) => {
           if (!chaos || chaos.driverCrash === 0) return;
           // Mid-stage is a poll, many per stage: one chance in ten polls, so a stage can finish.

@@ -23,16 +23,16 @@ it('an idle stream costs more a day the more intervals it runs, and never nothin
   expect(costOf(every60s).perDay).toBeGreaterThan(1);
 });
 
-it('an idle interval makes requests of the order the README gives: tens of GET, PUT and LIST, a dozen tasks', async () => {
+it('an idle interval commits without tasks, yet the current control plane pays requests for it: GET, PUT and a LIST per poll', async () => {
   const run = await idle(10 * S, 2 * 60 * S);
 
   const intervals = run.intervals.length;
   const { s3 } = run.meter.totals();
   expect(intervals).toBeGreaterThanOrEqual(10);
-  for (const perInterval of [s3.get / intervals, s3.put / intervals]) expect(perInterval).toBeGreaterThan(10), expect(perInterval).toBeLessThan(200);
+  for (const perInterval of [s3.get / intervals, s3.put / intervals]) expect(perInterval).toBeGreaterThan(5), expect(perInterval).toBeLessThan(200);
   expect(s3.list / intervals).toBeGreaterThan(3);
   expect(s3.list / intervals).toBeLessThan(100);
-  expect(run.functions.find((f) => f.role === 'task')!.invocations / intervals).toBeGreaterThanOrEqual(8);
+  expect(run.functions.find((f) => f.role === 'task')!.invocations).toBe(0);
 });
 
 it('uploads come out committed, each with an end-to-end latency after its upload', async () => {

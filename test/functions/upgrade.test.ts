@@ -58,7 +58,7 @@ function deploy(pipeline: Pipeline, env: Record<string, string> = {}, driverStor
   // Polling every 10 ms of the fake clock, so that polls move time on by little next to a minute.
   const config = { ...production, scheduler: { ...production.scheduler, pollMs: 10 } };
   const queue = new FsTaskQueue({ dir: path.join(base, `queue-${Math.random().toString(36).slice(2)}`), maxReceives: 3 });
-  const driver = createDriverHandler(pipeline, { store: driverStore, queue, clock, config, invokeSelf: async () => {} });
+  const driver = createDriverHandler(pipeline, { store: driverStore, queue, clock, config, stayAwakeMs: Infinity, dormantAfterIntervals: Infinity, wake: async () => {} });
   /** Invokes the driver once intervals before `n` are due, with time to run them and not interval `n`. */
   const runUntil = async (n: number) => {
     await ingestUntil(n);

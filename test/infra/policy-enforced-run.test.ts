@@ -188,7 +188,7 @@ it('ingest, driver and task run a stream past a checkpoint and its garbage colle
     queue,
     clock,
     config,
-    invokeSelf: async () => {},
+    wake: async () => {},
   });
   const mapping = eventSourceMapping(queue, createTaskHandler(wordcount, { store: storeOf('task'), queue }));
   clock.time = T0 + intervals * MINUTE + 5_000;
@@ -224,7 +224,7 @@ it('a task that fails every delivery is dead-lettered and reported by the driver
       throw Object.assign(new Error('SlowDown: Please reduce your request rate.'), { name: 'SlowDown' });
     },
   });
-  const driver = createDriverHandler(wordcount, { store: storeOf('driver'), queue, clock, config, invokeSelf: async () => {} });
+  const driver = createDriverHandler(wordcount, { store: storeOf('driver'), queue, clock, config, wake: async () => {} });
   const mapping = eventSourceMapping(queue, createTaskHandler(wordcount, { store: throttled, queue, maxTaskAttempts: 2 }));
   vi.spyOn(console, 'error').mockImplementation(() => {});
   clock.time = T0 + MINUTE + 5_000;
@@ -249,7 +249,7 @@ it("the driver pins the pipeline's initial state from the object it names, and t
   const ingest = createIngestHandler({ store: storeOf('ingest'), now: () => clock.now(), intervalMs: MINUTE });
   await ingest(s3Event([upload(bucket, 'incoming/words.txt', 'fox\nfox\n', T0 + 1_000)]));
 
-  const driver = createDriverHandler(seeded, { store: storeOf('driver'), queue, clock, config, invokeSelf: async () => {} });
+  const driver = createDriverHandler(seeded, { store: storeOf('driver'), queue, clock, config, wake: async () => {} });
   const mapping = eventSourceMapping(queue, createTaskHandler(seeded, { store: storeOf('task'), queue }));
   clock.time = T0 + MINUTE + 5_000;
   try {
@@ -286,7 +286,7 @@ it('a deploy of changed code upgrades the stream, its driver checkpointing the s
   const after = words((pairs) => pairs.updateStateByKey((values: number[], total: number | undefined) => sum(values.map((v) => 10 * v), total), { name: 'totals' }).saveAsJsonFiles('totals'));
 
   const run = async (pipeline: Pipeline, until: number, drop: Partial<typeof config> = {}) => {
-    const driver = createDriverHandler(pipeline, { store: storeOf('driver'), queue, clock, config: { ...config, ...drop }, invokeSelf: async () => {} });
+    const driver = createDriverHandler(pipeline, { store: storeOf('driver'), queue, clock, config: { ...config, ...drop }, stayAwakeMs: Infinity, dormantAfterIntervals: Infinity, wake: async () => {} });
     for (; ingested < until; ingested++) {
       clock.time = Math.max(clock.time, T0 + ingested * MINUTE + 1_500);
       await ingest(s3Event([upload(bucket, `incoming/part-${ingested}.txt`, 'the fox\n', T0 + ingested * MINUTE + 1_000)]));
