@@ -9,6 +9,7 @@ import { benchRequests } from './requests.ts';
 import { benchLiveRate } from './live-rate.ts';
 import { benchCodec } from './codec.ts';
 import { benchSealing } from './sealing.ts';
+import { benchAws } from './aws/index.ts';
 import { cpus } from 'node:os';
 
 const totalMb = Number(process.env.BENCH_MB ?? 100);
@@ -31,3 +32,5 @@ if (want('codec')) printTable('Record codec: encode and decode', await benchCode
 if (want('sealing')) {
   printTable('One interval of many small uploads (replay, WordCount, 2 workers, 4 splits): admission, sealing, lineage size', await benchSealing([1_000, 10_000, 100_000]));
 }
+// Last: its summary is the bench's last line.
+if (want('aws')) await benchAws();

@@ -39,6 +39,17 @@ export function scopeOfKey(key: string): Scope | undefined {
   return m?.[1];
 }
 
+/** Whether a string is a scope as intervalScope and batchScope build them: what a task message may name. */
+export function isScope(value: string): boolean {
+  return /^(?:interval=\d{6,}|batch=[A-Za-z0-9][A-Za-z0-9._-]{0,63}\.run-[0-9A-Za-z]{1,32})$/.test(value);
+}
+
+/** Whose task record a key built by keys.largeTask holds, or undefined for any other key. */
+export function parseLargeTask(key: string): { scope: Scope; stage: string; partition: number; attempt: number } | undefined {
+  const m = /^lineage\/([^/]+)\/task-records\/([^/]+)\/part-(\d+)-attempt-(\d+)\.json$/.exec(key);
+  return m ? { scope: m[1]!, stage: m[2]!, partition: Number(m[3]), attempt: Number(m[4]) } : undefined;
+}
+
 /** The interval number of an interval scope, or undefined for a batch scope. */
 export function intervalOf(scope: Scope): number | undefined {
   const m = /^interval=(\d+)$/.exec(scope);
@@ -47,12 +58,12 @@ export function intervalOf(scope: Scope): number | undefined {
 
 export const INCOMING = 'incoming/';
 
-/** The partition of a completion record's key, or undefined for any other key in that folder. */
 /** The stream a persisted RDD's location (`keys.persistLocation`) holds, or undefined for another key. */
 export function streamOfPersistLocation(location: string): string | undefined {
   return /^(?:cache|checkpoints)\/[^/]+\/persist\/([^/]+)$/.exec(location)?.[1];
 }
 
+/** The partition of a completion record's key, or undefined for any other key in that folder. */
 export function partitionOfTaskDone(key: string): number | undefined {
   const m = /\/part-(\d+)\.json$/.exec(key);
   return m ? Number(m[1]) : undefined;
@@ -164,6 +175,11 @@ export const keys = {
   unreadableDeadLetter: (messageId: string) => `errors/unreadable-dead-letters/${messageId.replace(/[^\w.-]/g, '_')}.json`,
   driverProgress: 'driver/progress.json',
   driverLease: 'driver/lease.json',
+  /**
+   * Written by a driver that stopped because no upload came for a while (no timer left to wake it);
+   * removed by the upload that wakes the stream (the ingest function) or by the next driver.
+   */
+  driverDormant: 'driver/dormant.json',
   /** The pipeline (name and fingerprint) whose stream this root holds. */
   pipelineOwner: 'driver/pipeline.json',
   /** What an upgrade at interval `b` did: the old code's state carried to the new, and what was set aside. */

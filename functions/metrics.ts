@@ -22,6 +22,8 @@ export const METRICS = {
   taskFailures: 'TaskFailures',
   /** Tasks that failed every delivery: their interval cannot commit until the cause is fixed. */
   deadLetteredTasks: 'DeadLetteredTasks',
+  /** Published by each watchdog tick that finds the stream dormant: no interval commits, and none should. */
+  dormantTicks: 'DormantTicks',
 } as const;
 
 /**
@@ -66,6 +68,10 @@ export function publishTaskFailures(pipeline: string, count: number, timestamp: 
 
 export function publishDeadLetteredTask(pipeline: string, timestamp: number, fields: Record<string, unknown>): void {
   writeEmf(emfDocument(pipeline, timestamp, [[METRICS.deadLetteredTasks, 'Count', 1]], fields));
+}
+
+export function publishDormantTick(pipeline: string, timestamp: number): void {
+  writeEmf(emfDocument(pipeline, timestamp, [[METRICS.dormantTicks, 'Count', 1]]));
 }
 
 /** An EMF document: the metrics, under the namespace and the pipeline dimension, and other fields beside them. */

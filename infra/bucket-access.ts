@@ -25,13 +25,14 @@ export interface BucketAccess {
 
 export const FUNCTION_BUCKET_ACCESS: Record<HandlerKind, BucketAccess> = {
   // Admits uploads to intervals: HEADs the notified version, enters it in an interval not yet
-  // sealing, and creates the stream's clock if it comes before the driver.
+  // sealing, and creates the stream's clock if it comes before the driver; wakes a dormant
+  // stream, removing its mark.
   ingest: {
-    read: ['driver/progress.json', 'intake/interval=*/_SEALING', 'intake/interval=*/entries/*'],
+    read: ['driver/progress.json', 'driver/dormant.json', 'intake/interval=*/_SEALING', 'intake/interval=*/entries/*'],
     readVersions: ['incoming/*'],
     list: [],
     write: ['driver/progress.json', 'intake/interval=*/entries/*'],
-    delete: [],
+    delete: ['driver/dormant.json'],
   },
   // Reads its lineage record, message and inputs; writes its own stage's keys: markers, completion,
   // fetch failure and last error under lineage/, its block or part, quarantined records.
@@ -64,16 +65,29 @@ export const FUNCTION_BUCKET_ACCESS: Record<HandlerKind, BucketAccess> = {
   },
   // Seals intervals, writes lineage, large task messages and commits, records dead letters and
   // refused uploads, collects the cache's and old checkpoints' garbage, forgets completions whose
-  // data is lost, keeps its lease, progress and the store's owner.
+  // data is lost, keeps its lease, progress and the store's owner; at an upgrade (a deploy of
+  // changed code) copies the stream's state RDDs into boundary checkpoints and records the upgrade.
   driver: {
     // errors/: the dead-letter record it moves aside as history, and its own create-if-absent writes read back.
-    read: ['driver/*', 'intake/*', 'lineage/*', 'cache/interval=*/collect/*', 'output/*/interval=*/_SUCCESS', 'errors/interval=*/dead-letters/*', 'errors/interval=*/uploads/*'],
+    read: [
+      'driver/*',
+      'intake/*',
+      'lineage/*',
+      'cache/interval=*/collect/*',
+      'cache/interval=*/persist/*',
+      'checkpoints/interval=*/persist/*',
+      'output/*/interval=*/_SUCCESS',
+      'errors/interval=*/dead-letters/*',
+      'errors/interval=*/uploads/*',
+    ],
     readVersions: [],
     list: ['cache/interval=*/', 'checkpoints/interval=*/'],
     write: [
       'driver/progress.json',
       'driver/lease.json',
+      'driver/dormant.json',
       'driver/pipeline.json',
+      'driver/upgrades/*',
       'intake/interval=*/_SEALING',
       'intake/interval=*/_SEALED',
       'intake/claims/*',
@@ -89,8 +103,9 @@ export const FUNCTION_BUCKET_ACCESS: Record<HandlerKind, BucketAccess> = {
       'errors/interval=*/dead-letters/*',
       'errors/interval=*/uploads/*',
       'errors/unreadable-dead-letters/*',
+      'checkpoints/interval=*/persist/boundary-*',
     ],
-    delete: ['driver/lease.json', 'lineage/interval=*/tasks/*', 'cache/interval=*/*', 'checkpoints/interval=*/*'],
+    delete: ['driver/lease.json', 'driver/dormant.json', 'lineage/interval=*/tasks/*', 'cache/interval=*/*', 'checkpoints/interval=*/*'],
   },
 };
 

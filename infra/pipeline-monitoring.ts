@@ -95,11 +95,18 @@ export class PipelineMonitoring extends Construct {
       cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
     );
     // A committed interval publishes its scheduling delay, even when empty: none in three periods
-    // means none committed, whatever the input.
+    // means none committed, whatever the input, unless the watchdog found the stream dormant.
     this.stalledAlarm = alarm(
       'Stalled',
-      'no interval committed for 3 periods: the driver is failing, stuck, or not running',
-      metric(DSTREAM_METRICS.schedulingDelay, 'SampleCount', undefined, period),
+      'no interval committed for 3 periods, and the stream is not dormant: the driver is failing, stuck, or not running',
+      new cloudwatch.MathExpression({
+        expression: 'FILL(committed, 0) + FILL(dormant, 0)',
+        usingMetrics: {
+          committed: metric(DSTREAM_METRICS.schedulingDelay, 'SampleCount', undefined, period),
+          dormant: metric(DSTREAM_METRICS.dormantTicks, 'SampleCount', undefined, period),
+        },
+        period,
+      }),
       1,
       3,
       cloudwatch.ComparisonOperator.LESS_THAN_THRESHOLD,

@@ -121,7 +121,7 @@ type Compute<T> = (gen: Generation, parents: Rdd<any>[]) => Rdd<T> | undefined;
 const partitionsParam = (partitions: number | undefined) => (partitions === undefined ? null : checkPartitions(partitions));
 
 /** What a state's name may be: as a pipeline's name. */
-const STATE_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
+export const STATE_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
 
 const sum = (a: number, b: number) => a + b;
 const minus = (a: number, b: number) => a - b;

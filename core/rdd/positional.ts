@@ -32,7 +32,7 @@ export function zipWithIndex<T>(rdd: Rdd<T>): Rdd<[T, number]> {
       end() {},
     };
   };
-  return narrowWithSide(rdd as Rdd<unknown>, counts, 'zipWithIndex', [], indexing);
+  return narrowWithSide(rdd as Rdd<unknown>, counts, 'zipWithIndex', [], indexing, true);
 }
 
 /**

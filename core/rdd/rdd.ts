@@ -47,6 +47,8 @@ export interface NodeBehaviour {
   fold?: (key: unknown, prior: unknown, values: unknown[]) => Iterable<unknown>;
   /** For a foreachPartition output: what the task calls with the partition's records. */
   foreach?: PartitionEffect<unknown>;
+  /** The operator is applied record by record, so an empty partition gives an empty one (see knownEmptyRdds). */
+  keepsEmpty?: boolean;
 }
 
 type NodeSpec = PlanNode extends infer N ? (N extends PlanNode ? Omit<N, 'id' | 'label'> & { label: string } : never) : never;
@@ -157,7 +159,8 @@ export class Rdd<T> {
     return this.node.partitions;
   }
 
-  private narrow<U>(label: string, fn: Function, operator: NarrowOperator, keepsPartitioning = false): Rdd<U> {
+  /** `operator` is one of the record-by-record ones (map, flatMap, filter) or a partition function (mapPartitions). */
+  private narrow<U>(label: string, fn: Function, operator: NarrowOperator, keepsPartitioning = false, recordByRecord = true): Rdd<U> {
     return this.builder.add<U>(
       {
         kind: 'narrow',
@@ -167,7 +170,7 @@ export class Rdd<T> {
         hashPartitioned: keepsPartitioning && this.node.hashPartitioned,
         label,
       },
-      { operator },
+      { operator, keepsEmpty: recordByRecord },
     );
   }
 
@@ -209,6 +212,8 @@ export class Rdd<T> {
       'mapPartitions',
       f,
       mapPartitionsOperator('mapPartitions', f as (r: unknown[], p: number) => Iterable<unknown>),
+      false,
+      false,
     );
   }
 
@@ -253,7 +258,7 @@ export class Rdd<T> {
    */
   reduce(f: (a: T, b: T) => T): Rdd<T> {
     const fold = (records: T[]): [number, T][] => (records.length === 0 ? [] : [[0, records.reduce((a, b) => f(a, b))]]);
-    const partial = this.narrow<[number, T]>('mapPartitions', fold, mapPartitionsOperator('mapPartitions', fold as (r: unknown[]) => unknown[]));
+    const partial = this.narrow<[number, T]>('mapPartitions', fold, mapPartitionsOperator('mapPartitions', fold as (r: unknown[]) => unknown[]), false, false);
     return partial.combineByKey((v) => v, f, f, 1).values();
   }
 
@@ -419,7 +424,7 @@ export class Rdd<T> {
     };
     // The fraction and seed are in the label: the plan, and so the fingerprint, tells samples apart.
     const label = `sample(${fraction}, ${seed})`;
-    return this.narrow(label, f, mapPartitionsOperator(label, f), true);
+    return this.narrow(label, f, mapPartitionsOperator(label, f), true, false);
   }
 
   /** Pairs of this dataset whose key is not in `other`. Spark: `RDD.subtractByKey`. A shuffle of both (cogroup). */

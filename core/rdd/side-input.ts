@@ -21,9 +21,12 @@ function fnName(label: string, fns: Function[]): string {
   return fns.length === 0 ? label : `${label}:${fns.map(functionHash).join(',')}`;
 }
 
-/** A narrow node over `rdd` computed by `operator`; `fns` are the user functions it runs, which identify it. */
-export function narrowNode<U>(rdd: Rdd<unknown>, label: string, fns: Function[], operator: NarrowOperator): Rdd<U> {
-  return rdd.builder.add<U>({ kind: 'narrow', parent: rdd.id, fn: fnName(label, fns), partitions: rdd.partitions, label }, { operator });
+/**
+ * A narrow node over `rdd` computed by `operator`; `fns` are the user functions it runs, which identify it.
+ * `keepsEmpty`: the operator makes nothing from an empty partition (see NodeBehaviour.keepsEmpty).
+ */
+export function narrowNode<U>(rdd: Rdd<unknown>, label: string, fns: Function[], operator: NarrowOperator, keepsEmpty = false): Rdd<U> {
+  return rdd.builder.add<U>({ kind: 'narrow', parent: rdd.id, fn: fnName(label, fns), partitions: rdd.partitions, label }, { operator, keepsEmpty });
 }
 
 /**
@@ -36,11 +39,12 @@ export function narrowWithSide<U>(
   label: string,
   fns: Function[],
   withSide: (side: unknown[]) => NarrowOperator,
+  keepsEmpty = false,
 ): Rdd<U> {
   if (side.node.kind !== 'shuffle' || side.partitions !== 1) throw new Error(`internal: the side input of ${label} must be gathered into one partition`);
   return rdd.builder.add<U>(
     { kind: 'narrow', parent: rdd.id, side: side.id, fn: fnName(label, fns), partitions: rdd.partitions, label },
-    { withSide },
+    { withSide, keepsEmpty },
   );
 }
 

@@ -61,7 +61,7 @@ export function sortByKey<K, V>(rdd: Rdd<readonly [K, V]>, options: SortOptions 
       end() {},
     });
   };
-  const placed = narrowWithSide(parent, samples, `${label}.place`, [], placing);
+  const placed = narrowWithSide(parent, samples, `${label}.place`, [], placing, true);
   const ranges = rdd.builder.add({ kind: 'shuffle', parent: placed.id, mode: 'direct', partitions, label });
 
   const byKeyThenValue = (a: unknown, b: unknown) => {
@@ -70,7 +70,7 @@ export function sortByKey<K, V>(rdd: Rdd<readonly [K, V]>, options: SortOptions 
     return compareStorable(ka, kb) || compareStorable(va, vb);
   };
   const order = ascending ? byKeyThenValue : (a: unknown, b: unknown) => byKeyThenValue(b, a);
-  return narrowNode(ranges, `${label}.sort`, [], mapPartitionsOperator(label, (records) => records.sort(order)));
+  return narrowNode(ranges, `${label}.sort`, [], mapPartitionsOperator(label, (records) => records.sort(order)), true);
 }
 
 export function sortBy<T, K>(rdd: Rdd<T>, f: (record: T) => K, options: SortOptions = {}): Rdd<T> {

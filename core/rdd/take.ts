@@ -26,9 +26,9 @@ export function take<T>(rdd: Rdd<T>, n: number): Rdd<T> {
       end() {},
     };
   };
-  const candidates = narrowNode<T>(rdd as Rdd<unknown>, label, [], firstN);
+  const candidates = narrowNode<T>(rdd as Rdd<unknown>, label, [], firstN, true);
   // The gather reads map outputs in partition order, so the first n of it are the first n overall.
-  return narrowNode<T>(gather(candidates, label) as Rdd<unknown>, label, [], firstN);
+  return narrowNode<T>(gather(candidates, label) as Rdd<unknown>, label, [], firstN, true);
 }
 
 /**
@@ -49,8 +49,8 @@ function smallest<T>(rdd: Rdd<T>, n: number, order: Comparator<T>, userCompare: 
   checkCount(n, label);
   // Array.prototype.sort is stable: equal records stay in the order they came.
   const keep = mapPartitionsOperator(label, (records) => (records as T[]).sort(order).slice(0, n));
-  const candidates = narrowNode<T>(rdd as Rdd<unknown>, label, [userCompare], keep);
-  return narrowNode<T>(gather(candidates, label) as Rdd<unknown>, label, [userCompare], keep);
+  const candidates = narrowNode<T>(rdd as Rdd<unknown>, label, [userCompare], keep, true);
+  return narrowNode<T>(gather(candidates, label) as Rdd<unknown>, label, [userCompare], keep, true);
 }
 
 function checkComparator<T>(compare: Comparator<T>, label: string): Comparator<T> {

@@ -1,7 +1,7 @@
 import type { ObjectStore } from '../ports/object-store.ts';
 import type { TaskRecord } from '../exec/task.ts';
 import type { BlockRef } from '../exec/compute.ts';
-import { keys } from '../layout.ts';
+import { isScope, keys, parseLargeTask } from '../layout.ts';
 
 /** A message that is no task belongs to no stage and fails none; it is kept where it can be read. */
 export async function keepUnreadableMessage(store: ObjectStore, message: { id: string; body: string; receiveCount: number; reason?: string }, error: unknown): Promise<void> {
@@ -26,13 +26,10 @@ export class InvalidTaskMessageError extends Error {
   }
 }
 
-const SCOPE = /^(?:interval=\d{6,}|batch=[A-Za-z0-9][A-Za-z0-9._-]{0,63}\.run-[0-9A-Za-z]{1,32})$/;
 /** Stage ids are built from operator ids and names (stageIds): letters, digits, '.', '_', '-'. */
 const STAGE = /^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$/;
 /** What a message carries: who the task is, and the shuffle blocks the driver resolved for it. */
 const FIELDS = new Set(['v', 'pipeline', 'fingerprint', 'scope', 'planHash', 'stage', 'partition', 'attempt', 'copy', 'run', 'shuffleInputs']);
-/** A stored record sent by reference: only where the driver stores them (keys.largeTask). */
-const LARGE_TASK = /^lineage\/([^/]+)\/task-records\/([^/]+)\/part-(\d+)-attempt-(\d+)\.json$/;
 
 export async function encodeTaskMessage(store: ObjectStore, task: TaskRecord): Promise<string> {
   const body = JSON.stringify(task);
@@ -50,7 +47,8 @@ export async function decodeTaskMessage(store: ObjectStore, body: string): Promi
   const parsed = parseJson(body, 'task message');
   if (isObject(parsed) && 'ref' in parsed) {
     const ref = parsed.ref;
-    const m = typeof ref === 'string' ? LARGE_TASK.exec(ref) : null;
+    // A stored record is sent by reference only where the driver stores them (keys.largeTask).
+    const m = typeof ref === 'string' ? parseLargeTask(ref) : undefined;
     if (!m || Object.keys(parsed).length !== 1) {
       throw new InvalidTaskMessageError(`a task message by reference must be exactly { "ref": "lineage/<scope>/task-records/..." }, got ${preview(body)}`);
     }
@@ -58,7 +56,7 @@ export async function decodeTaskMessage(store: ObjectStore, body: string): Promi
     if (!stored) throw new InvalidTaskMessageError(`task record ${String(ref)} referenced by a message is missing`);
     const task = validateTaskRecord(parseJson(Buffer.from(stored).toString('utf8'), `task record ${String(ref)}`));
     // The key says whose record it is: a record stored for one task cannot be run as another.
-    if (task.scope !== m[1] || task.stage !== m[2] || task.partition !== Number(m[3]) || task.attempt !== Number(m[4])) {
+    if (task.scope !== m.scope || task.stage !== m.stage || task.partition !== m.partition || task.attempt !== m.attempt) {
       throw new InvalidTaskMessageError(`task record ${String(ref)} is of ${task.scope} ${task.stage} partition ${task.partition} attempt ${task.attempt}, not of the task its key names`);
     }
     return task;
@@ -80,7 +78,7 @@ function validateTaskRecord(value: unknown): TaskRecord {
   for (const field of ['pipeline', 'fingerprint', 'planHash'] as const) {
     if (typeof value[field] !== 'string' || value[field] === '') fail(`${field} must be a non-empty string`);
   }
-  if (typeof value.scope !== 'string' || !SCOPE.test(value.scope)) fail(`scope must be interval=<6+ digits> or batch=<name>.run-<id>, got ${JSON.stringify(value.scope)}`);
+  if (typeof value.scope !== 'string' || !isScope(value.scope)) fail(`scope must be interval=<6+ digits> or batch=<name>.run-<id>, got ${JSON.stringify(value.scope)}`);
   if (typeof value.stage !== 'string' || !STAGE.test(value.stage)) fail(`stage must be a stage id (letters, digits, '.', '_', '-'), got ${JSON.stringify(value.stage)}`);
   for (const field of ['partition', 'attempt', 'copy'] as const) {
     if (!isCount(value[field])) fail(`${field} must be a non-negative integer, got ${JSON.stringify(value[field])}`);

@@ -4,14 +4,27 @@ import type { SplitRef } from '../rdd/plan.ts';
 import { listAll, readJson } from '../ports/object-store.ts';
 import type { TaskQueue } from '../ports/task-queue.ts';
 import type { Clock } from '../ports/clock.ts';
+import type { ChangeFeed } from '../ports/change-feed.ts';
 import type { Pipeline } from '../graph/pipeline.ts';
 import { DagScheduler, newRunId, TaskFailedError, type SchedulerOptions, type SchedulerStats } from '../scheduler/dag-scheduler.ts';
+import { stageOfOutput, stagesRun } from '../scheduler/stages.ts';
 import { intervalOf, intervalScope, keys } from '../layout.ts';
 import { sealInterval, uploadId, type IntakeUpload, type UploadCheck } from './intake.ts';
 import { readProgress, rebased, type DriverProgress } from './progress.ts';
 import { planSplits, spillSplits } from './splits.ts';
 import { lastCheckpoint, type IntervalInputs } from './generator.ts';
-import { beforeBoundaryError, readUpgrade, stateTable, type StreamOwner, type UpgradeRecord } from './upgrade.ts';
+import {
+  beforeBoundaryError,
+  readUpgrade,
+  stateTable,
+  upgradeStream,
+  UpgradeRefusedError,
+  withdrawUpgrade,
+  type StreamOwner,
+  type UpgradeOptions,
+  type UpgradeRecord,
+} from './upgrade.ts';
+import { commitEmptyStages, stagesWithoutTasks } from './empty-stages.ts';
 import { buildLineageRecord, PipelineMismatchError, planFromRecord, readLineageRecord, spillUploads, type LineageRecord } from './lineage.ts';
 
 export interface DriverConfig {
@@ -28,6 +41,18 @@ export interface DriverConfig {
    * promise it alone (the embedded runtime pins by moving a file after entering it).
    */
   checkUpload?: UploadCheck;
+  /**
+   * Given, a driver whose code differs from the stream's (the same pipeline name) upgrades the
+   * stream to it at the boundary after the last committed interval, as `dstream upgrade` does:
+   * on AWS, deploying new code is the upgrade. Absent, such a driver refuses to run.
+   */
+  upgrade?: UpgradeOptions;
+  /**
+   * Sends tasks for stages known empty too, which are otherwise committed without tasks (see
+   * stagesWithoutTasks): the outputs are the same either way; for tests comparing the two.
+   * @default false
+   */
+  runEmptyStages?: boolean;
 }
 
 /** The steps of an interval, at any of which a driver may die; a new driver resumes after the last durable one. */
@@ -93,7 +118,8 @@ export class StreamingDriver {
 
   constructor(
     readonly pipeline: Pipeline,
-    private readonly deps: { store: ObjectStore; queue: TaskQueue; clock: Clock },
+    /** `changes`: what the stages wait on between polls (default: the clock's sleep, a fixed poll). */
+    private readonly deps: { store: ObjectStore; queue: TaskQueue; clock: Clock; changes?: ChangeFeed },
     readonly config: DriverConfig,
     private readonly hooks: DriverHooks = {},
   ) {}
@@ -123,14 +149,18 @@ export class StreamingDriver {
   /**
    * A root (or bucket) holds one pipeline's stream: its state, windows and committed outputs
    * mean nothing to other code, which would silently fold onto them. The first driver claims
-   * the store; a driver of another pipeline, or of changed code, refuses to run on it.
+   * the store; a driver of another pipeline refuses to run on it, and one of changed code upgrades
+   * the stream (config.upgrade) or refuses.
    */
   private async claimStore(): Promise<void> {
     if (this.claimed) return;
     const { store } = this.deps;
     const mine: StreamOwner = { name: this.pipeline.options.name, fingerprint: this.pipeline.fingerprint, states: stateTable(this.pipeline) };
     if (!(await store.putIfAbsent(keys.pipelineOwner, JSON.stringify(mine)))) {
-      const owner = (await readJson<StreamOwner>(store, keys.pipelineOwner))!;
+      let owner = (await readJson<StreamOwner>(store, keys.pipelineOwner))!;
+      if (owner.name === mine.name && owner.fingerprint !== mine.fingerprint && this.config.upgrade) {
+        owner = await this.upgradeTo(owner, this.config.upgrade);
+      }
       if (owner.name !== mine.name || owner.fingerprint !== mine.fingerprint) {
         throw new PipelineMismatchError(
           `this store holds the stream of pipeline ${owner.name} (fingerprint ${owner.fingerprint}), not of ${mine.name} (fingerprint ${mine.fingerprint}): ` +
@@ -142,8 +172,72 @@ export class StreamingDriver {
       // A root claimed by an earlier dstream: its state table is what an upgrade maps from.
       if (!owner.states) await store.put(keys.pipelineOwner, JSON.stringify({ ...owner, states: mine.states }));
       this.upgrade = await readUpgrade(store, owner);
+      // A driver of this code that crashed before it saw the old code win the boundary.
+      if (this.upgrade) await this.checkBoundaryOwner(await readLineageRecord(store, this.boundary));
     }
     this.claimed = true;
+  }
+
+  /**
+   * Upgrades the stream from `owner`'s code to this code at the boundary after its last committed
+   * interval, once no interval of the old code is in flight, and returns the owner record then.
+   * Idempotent: drivers of this code racing each other, or one finishing another's crashed
+   * upgrade, copy the same bytes and write the same records.
+   */
+  private async upgradeTo(owner: StreamOwner, options: UpgradeOptions): Promise<StreamOwner> {
+    const { store } = this.deps;
+    const next = (await this.progress()).next;
+    const inFlight = await readLineageRecord(store, next);
+    if (inFlight && (await store.head(keys.committed(inFlight.scope)))) {
+      // A driver died between committing the interval and moving the pointer past it.
+      await this.advancePast(next);
+      return this.upgradeTo(owner, options);
+    }
+    if (inFlight && inFlight.fingerprint === owner.fingerprint) throw this.oldCodeInFlight(next, owner.fingerprint);
+    try {
+      await upgradeStream(store, this.pipeline, options);
+    } catch (error) {
+      // Another driver of this code finished the upgrade meanwhile, and may be running the boundary.
+      const now = await readJson<StreamOwner>(store, keys.pipelineOwner);
+      if (!(error instanceof UpgradeRefusedError) || now?.fingerprint !== this.pipeline.fingerprint) throw error;
+    }
+    return (await readJson<StreamOwner>(store, keys.pipelineOwner))!;
+  }
+
+  private oldCodeInFlight(k: number, fingerprint: string): UpgradeRefusedError {
+    return new UpgradeRefusedError(
+      `interval ${k} was planned by the code this stream ran before (fingerprint ${fingerprint}) and has not committed: this code ` +
+        `(fingerprint ${this.pipeline.fingerprint}) takes the stream over at the boundary after it. A driver of the old code still running commits it; ` +
+        `if none is (it failed mid-interval), run the old code until interval ${k} commits, then this code again`,
+    );
+  }
+
+  /**
+   * The boundary's lineage record decides which code runs the boundary interval: a driver of the
+   * old code that outlived its lease may have planned it while this code upgraded. Then the upgrade
+   * is withdrawn, the old code commits the interval, and this code upgrades after it.
+   */
+  private async checkBoundaryOwner(record: LineageRecord | undefined): Promise<void> {
+    if (!this.upgrade || !record || record.interval !== this.boundary || record.fingerprint === this.pipeline.fingerprint) return;
+    await withdrawUpgrade(this.deps.store, this.upgrade);
+    this.claimed = false;
+    this.upgrade = undefined;
+    if (!(await this.deps.store.head(keys.committed(record.scope)))) throw this.oldCodeInFlight(record.interval, record.fingerprint);
+    // The old code has committed it already: upgrade at the boundary after it.
+    await this.claimStore();
+  }
+
+  /**
+   * Before this code plans an interval: the stream is still its. A driver of code the stream has
+   * since been upgraded from (on AWS, an invocation of the code deployed before) stops here.
+   */
+  private async checkStillOwner(k: number): Promise<void> {
+    const owner = await readJson<StreamOwner>(this.deps.store, keys.pipelineOwner);
+    if (owner && owner.name === this.pipeline.options.name && owner.fingerprint === this.pipeline.fingerprint) return;
+    throw new PipelineMismatchError(
+      `the stream of pipeline ${this.pipeline.options.name} was upgraded to fingerprint ${owner?.fingerprint} from interval ${owner?.since}: ` +
+        `this code (fingerprint ${this.pipeline.fingerprint}) plans no interval from ${k} on`,
+    );
   }
 
   /** The first interval this code runs: 0, or where an upgrade or savepoint import handed the stream to it. */
@@ -175,10 +269,12 @@ export class StreamingDriver {
     // failed (`dstream quarantine`) since this driver, or this warm container, last ran it.
     const existing = await readLineageRecord(store, k);
     if (existing) {
+      await this.checkBoundaryOwner(existing);
       this.records.set(k, existing);
       return existing;
     }
     await this.claimStore();
+    await this.checkStillOwner(k);
     if (k < this.boundary) throw new Error(`interval ${k} is before interval ${this.boundary}, where this code took the stream over (an upgrade or a savepoint import): it is not this code's to run`);
     // Before the seal: a missing initial state stops the stream before interval 0 (or an upgrade's boundary) takes any upload.
     const objects = k === 0 ? await this.pinStoreObjects() : k === this.boundary && this.upgrade ? await this.pinStoreObjects(this.upgrade.starting) : undefined;
@@ -198,6 +294,7 @@ export class StreamingDriver {
     let record = buildLineageRecord(this.pipeline, k, await spillUploads(store, k, uploads), inputs, clock.now());
     if (!(await store.putIfAbsent(keys.lineageRecord(record.scope), JSON.stringify(record)))) {
       record = (await readLineageRecord(store, k))!;
+      await this.checkBoundaryOwner(record);
     }
     this.records.set(k, record);
     await this.step('lineage-written', k);
@@ -244,7 +341,7 @@ export class StreamingDriver {
 
   /** Runs interval k to its commit; a committed interval is not run again. */
   async runInterval(k: number, intervalEnd?: number): Promise<IntervalReport> {
-    const { store, queue, clock } = this.deps;
+    const { store, queue, clock, changes } = this.deps;
     await this.claimStore();
     const scope = intervalScope(k);
     const committed = await readJson<IntervalReport>(store, keys.committed(scope));
@@ -268,7 +365,7 @@ export class StreamingDriver {
       clock: {
         now: () => clock.now(),
         sleep: async (ms) => {
-          await clock.sleep(ms);
+          await (changes ? changes.waitForChange(ms) : clock.sleep(ms));
           await hooks.step?.('mid-stage', k);
           if (clock.now() - recordCheckedAt < RECORD_CHECK_MS) return;
           recordCheckedAt = clock.now();
@@ -287,9 +384,14 @@ export class StreamingDriver {
         return planFromRecord(this.pipeline, earlier);
       },
     });
+    // Stages known empty (no uploads, empty state and windows) are committed here, without tasks.
+    const withoutTasks = this.config.runEmptyStages ? [] : await stagesWithoutTasks(store, plan);
+    await commitEmptyStages(store, plan, withoutTasks);
+    const skipped = new Set(withoutTasks.map((s) => s.id));
     let stats: SchedulerStats;
     try {
-      stats = await scheduler.run(plan);
+      // The stages that write something; the scheduler adds the map stages they need.
+      stats = await scheduler.run(plan, stagesRun(plan.stages).filter((s) => s.kind !== 'shuffle-map' && !skipped.has(s.id)).map((s) => s.id));
     } catch (error) {
       // Its tasks were sent under the old record; run the interval again under the new one.
       if (error instanceof RecordChanged) return this.runInterval(k, intervalEnd);
@@ -302,10 +404,13 @@ export class StreamingDriver {
     const done = scheduler.completions(scope);
     const outputs: Record<string, number> = {};
     for (const output of record.outputs) {
+      const stage = stageOfOutput(plan.stages, output.name)!;
       const parts = done.flatMap((d) => (d.outputs?.[output.name] === undefined ? [] : [d.outputs[output.name]!]));
       outputs[output.name] = parts.reduce((n, records) => n + records, 0);
+      // An output committed without tasks has every part, each empty.
+      const partCount = skipped.has(stage.id) ? stage.tasks : parts.length;
       if (output.format === 'text' || output.format === 'json') {
-        await store.putIfAbsent(keys.outputSuccess(output.name, scope), JSON.stringify({ interval: k, parts: parts.length, records: outputs[output.name] }));
+        await store.putIfAbsent(keys.outputSuccess(output.name, scope), JSON.stringify({ interval: k, parts: partCount, records: outputs[output.name] }));
       }
     }
     // Each source partition once, however many stages read it.

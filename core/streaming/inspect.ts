@@ -14,6 +14,7 @@ import { stageWriting, type StageSpec } from '../scheduler/stages.ts';
 import type { IntervalReport } from './driver.ts';
 import { readLineageRecord, type LineageRecord } from './lineage.ts';
 import { readIntervalProgress, type IntervalProgress } from './status.ts';
+import { isEmptyPart } from './empty-stages.ts';
 
 /** An RDD of the interval's plan, and the stages whose tasks compute it (a shuffle's read side belongs to the stage reading it). */
 export interface DagNode {
@@ -274,11 +275,13 @@ async function readState(store: ObjectStore, record: LineageRecord, tasks: TaskT
     const parts = await listAll(store, keys.persistedPrefix(p.location));
     const writer = stageWriting(record.stages, p.location);
     const written = writer ? tasks.filter((t) => t.stage === writer.id && t.done?.persisted?.[p.location] !== undefined) : [];
+    // Committed by the driver without tasks (see stagesWithoutTasks): every part there, each with no record.
+    const withoutTasks = writer !== undefined && written.length === 0 && parts.length === writer.tasks && parts.every((o) => isEmptyPart(o.size));
     return {
       rdd: p.rdd,
       tier: p.tier,
       location: p.location,
-      ...(writer && written.length === writer.tasks ? { keys: written.reduce((n, t) => n + t.done!.persisted![p.location]!, 0) } : {}),
+      ...(writer && written.length === writer.tasks ? { keys: written.reduce((n, t) => n + t.done!.persisted![p.location]!, 0) } : withoutTasks ? { keys: 0 } : {}),
       parts: parts.length,
       bytes: parts.reduce((n, o) => n + o.size, 0),
       present: parts.length > 0,

@@ -103,3 +103,15 @@ async function ownedElsewhere(store: ObjectStore, upload: IntakeUpload, k: numbe
 export async function isSealed(store: ObjectStore, k: number): Promise<boolean> {
   return !!(await store.head(sealedKey(k)));
 }
+
+/**
+ * Whether any upload was admitted to an interval from `from` through `through`: what a driver
+ * looks for after it marks the stream dormant, so that an upload that raced the mark is never
+ * left waiting (one LIST per interval looked at, stopping at the first entry).
+ */
+export async function hasAdmittedUploads(store: ObjectStore, from: number, through: number): Promise<boolean> {
+  for (let k = from; k <= through; k++) {
+    for await (const _ of store.list(`${base(k)}/entries/`)) return true;
+  }
+  return false;
+}

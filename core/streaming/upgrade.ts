@@ -75,10 +75,12 @@ export interface UpgradeRecord {
   keptAside: { name: string; kind: string; intervals: Record<string, number> }[];
   /** The boundary state it was made from: code changed again before the boundary ran is mapped from it too. */
   source: BoundaryState;
+  /** The owner record the upgrade replaced (none for a savepoint import): put back if the old code wins the boundary's interval (see withdrawUpgrade). */
+  replaced?: StreamOwner;
 }
 
 export interface UpgradeOptions {
-  /** Named states the new code may lose (set aside, not carried). */
+  /** Named states the new code may lose (set aside, not carried): `--drop-state`, on AWS the construct's `dropState`. */
   dropState?: string[];
 }
 
@@ -116,9 +118,22 @@ export async function upgradeStream(store: ObjectStore, pipeline: Pipeline, opti
   // Upgraded again before the boundary ran (a fix to the new code): from the same boundary state.
   const previous = await readUpgrade(store, owner);
   const next = (await readJson<DriverProgress>(store, keys.driverProgress))?.next ?? 0;
-  if (previous && previous.boundary === next && !(await readLineageRecord(store, next))) return adoptBoundary(store, previous.source, pipeline, options);
-  const state = await checkpointBoundary(store);
-  return adoptBoundary(store, state, pipeline, options);
+  if (previous && previous.boundary === next && !(await readLineageRecord(store, next))) return adoptBoundary(store, previous.source, pipeline, options, previous.replaced);
+  // The owner as read here, not again: another driver may switch it meanwhile (see checkpointBoundary).
+  const state = await checkpointBoundary(store, owner);
+  return adoptBoundary(store, state, pipeline, options, owner);
+}
+
+/**
+ * Undoes an upgrade whose boundary interval was planned by the old code after all (a driver of
+ * the old code, outliving its lease, sealed it while the upgrade ran): the interval's lineage
+ * record decides which code runs it, so the owner goes back to the old code, which commits it;
+ * the new code upgrades at a later boundary. Only while the owner is still this upgrade's.
+ */
+export async function withdrawUpgrade(store: ObjectStore, record: UpgradeRecord): Promise<void> {
+  const owner = await readJson<StreamOwner>(store, keys.pipelineOwner);
+  if (!record.replaced || owner?.fingerprint !== record.to.fingerprint || owner.since !== record.boundary) return;
+  await store.put(keys.pipelineOwner, JSON.stringify(record.replaced));
 }
 
 /** The upgrade record that the owner names, checked to belong to this code: what the driver plans from the boundary on. */
@@ -134,9 +149,11 @@ export async function readUpgrade(store: ObjectStore, owner: StreamOwner): Promi
 /**
  * Checkpoints, under names independent of operator ids, every state RDD and window buffer of the
  * root's stream that its code reads from the boundary on. Reads the root; writes only checkpoints.
+ * `owner` is the owner record the caller read: each interval read must have been planned by that
+ * code, so a driver that read the owner before another switched it copies nothing of other code.
  */
-export async function checkpointBoundary(store: ObjectStore): Promise<BoundaryState> {
-  const owner = await readJson<StreamOwner>(store, keys.pipelineOwner);
+export async function checkpointBoundary(store: ObjectStore, owner?: StreamOwner): Promise<BoundaryState> {
+  owner ??= await readJson<StreamOwner>(store, keys.pipelineOwner);
   if (!owner) throw new UpgradeRefusedError('this root holds no stream');
   if (!owner.states) {
     throw new UpgradeRefusedError(`${keys.pipelineOwner} does not list the stream's state (it was written by an earlier dstream): run the stream once with its current code, then try again`);
@@ -146,6 +163,16 @@ export async function checkpointBoundary(store: ObjectStore): Promise<BoundarySt
   if (await readLineageRecord(store, b)) {
     throw new UpgradeRefusedError(`interval ${b} has been planned by the running code and is not committed: stop the stream after it commits (or let it finish with dstream replay), then try again`);
   }
+  const planned = async (j: number) => {
+    const record = await readLineageRecord(store, j);
+    if (!record) throw new UpgradeRefusedError(`interval ${j}'s lineage record is missing: the stream's state cannot be read there`);
+    if (record.fingerprint !== owner.fingerprint) {
+      throw new UpgradeRefusedError(`interval ${j} was planned by fingerprint ${record.fingerprint}, not by ${owner.fingerprint}, which ${keys.pipelineOwner} named: the stream changed hands during the upgrade; try again`);
+    }
+    return record;
+  };
+  // The last committed interval too, for a pipeline without state: it must be the owner's code's.
+  if (b > (owner.since ?? 0)) await planned(b - 1);
   const states: BoundaryState['states'] = [];
   for (const entry of owner.states) {
     const intervals: Record<string, number> = {};
@@ -153,12 +180,11 @@ export async function checkpointBoundary(store: ObjectStore): Promise<BoundarySt
       if (j < (owner.since ?? 0)) {
         throw new UpgradeRefusedError(`state ${entry.name} reads ${entry.need} intervals back, which reaches before interval ${owner.since}, where the last upgrade or import started: run the stream past interval ${(owner.since ?? 0) + entry.need - 1} first`);
       }
-      const record = await readLineageRecord(store, j);
-      if (!record) throw new UpgradeRefusedError(`interval ${j}'s lineage record is missing: the stream's state cannot be read there`);
+      const record = await planned(j);
       const partitions = record.persistedHere[entry.id];
       if (partitions === undefined) continue;
       const source = record.persists.find((p) => p.location.endsWith(`/persist/${entry.id}`))!.location;
-      await copyParts(store, source, store, keys.boundaryState(b, entry.name, j), partitions, `state ${entry.name} of interval ${j}`);
+      await copyParts(store, source, store, keys.boundaryState(b, entry.name, j), partitions, `state ${entry.name} of interval ${j}`, RECOMPUTE_WITH_OLD_CODE);
       intervals[String(j)] = partitions;
     }
     states.push({ ...entry, intervals });
@@ -170,14 +196,16 @@ export async function checkpointBoundary(store: ObjectStore): Promise<BoundarySt
  * Makes `pipeline` the owner of the root from the boundary on, with the checkpointed state
  * mapped by name; refuses a change that would lose named state it was not told to drop.
  */
-export async function adoptBoundary(store: ObjectStore, state: BoundaryState, pipeline: Pipeline, options: UpgradeOptions): Promise<UpgradeRecord> {
+export async function adoptBoundary(store: ObjectStore, state: BoundaryState, pipeline: Pipeline, options: UpgradeOptions, replaced?: StreamOwner): Promise<UpgradeRecord> {
   checkSameName(state.pipeline, pipeline);
   const b = state.boundary;
   const drop = options.dropState ?? [];
   const dropped = (name: string) => drop.some((d) => name === d || name.startsWith(`${d}.`));
   for (const d of drop) {
     if (!state.states.some((s) => s.name === d || s.name.startsWith(`${d}.`))) {
-      throw new UpgradeRefusedError(`--drop-state ${d}: the stream has no state of that name (it has ${state.states.map((s) => s.name).join(', ') || 'none'})`);
+      throw new UpgradeRefusedError(
+        `--drop-state ${d} (on AWS, dropState): the stream has no state of that name (it has ${state.states.map((s) => s.name).join(', ') || 'none'}); a name dropped by an earlier upgrade is no longer there to drop`,
+      );
     }
   }
   const newStreams = new Map(pipeline.graph.carriedStreams().map((s) => [s.stateKey, s]));
@@ -192,6 +220,7 @@ export async function adoptBoundary(store: ObjectStore, state: BoundaryState, pi
     mapped: [],
     keptAside: [],
     source: state,
+    ...(replaced ? { replaced } : {}),
   };
   const taken = new Set<string>();
   for (const old of state.states) {
@@ -199,7 +228,8 @@ export async function adoptBoundary(store: ObjectStore, state: BoundaryState, pi
     if (!stream || dropped(old.name)) {
       if (old.named && !dropped(old.name)) {
         throw new UpgradeRefusedError(
-          `the new code has no state named ${old.name} (a ${old.kind}): its state would be lost. Name the operator that keeps it ${old.name}, or pass --drop-state ${old.name.split('.')[0]} to set it aside`,
+          `the new code has no state named ${old.name} (a ${old.kind}): its state would be lost. Name the operator that keeps it ${old.name}, ` +
+            `or set it aside with --drop-state ${old.name.split('.')[0]} (on AWS, the DStreamPipeline's dropState: ['${old.name.split('.')[0]}'])`,
         );
       }
       record.keptAside.push({ name: old.name, kind: old.kind, intervals: old.intervals });
@@ -218,7 +248,7 @@ export async function adoptBoundary(store: ObjectStore, state: BoundaryState, pi
   // Set aside before the switch: from then on the checkpoints are the new stream's to collect.
   for (const aside of record.keptAside) {
     for (const [j, partitions] of Object.entries(aside.intervals)) {
-      await copyParts(store, keys.boundaryState(b, aside.name, Number(j)), store, keys.keptAsideState(b, aside.name, Number(j)), partitions, `state ${aside.name}`);
+      await copyParts(store, keys.boundaryState(b, aside.name, Number(j)), store, keys.keptAsideState(b, aside.name, Number(j)), partitions, `state ${aside.name}`, CHECKPOINTED_THEN_LOST);
     }
   }
   await store.put(keys.upgradeRecord(b), JSON.stringify(record, null, 2));
@@ -233,7 +263,7 @@ export async function exportSavepoint(store: ObjectStore, out: ObjectStore): Pro
   const state = await checkpointBoundary(store);
   for (const entry of state.states) {
     for (const [j, partitions] of Object.entries(entry.intervals)) {
-      await copyParts(store, keys.boundaryState(state.boundary, entry.name, Number(j)), out, keys.savepointState(entry.name, Number(j)), partitions, `state ${entry.name}`);
+      await copyParts(store, keys.boundaryState(state.boundary, entry.name, Number(j)), out, keys.savepointState(entry.name, Number(j)), partitions, `state ${entry.name}`, CHECKPOINTED_THEN_LOST);
     }
   }
   await out.put(keys.savepointManifest, JSON.stringify(state, null, 2));
@@ -254,7 +284,7 @@ export async function importSavepoint(store: ObjectStore, from: ObjectStore, pip
   const b = state.boundary;
   for (const entry of state.states) {
     for (const [j, partitions] of Object.entries(entry.intervals)) {
-      await copyParts(from, keys.savepointState(entry.name, Number(j)), store, keys.boundaryState(b, entry.name, Number(j)), partitions, `savepoint state ${entry.name}`);
+      await copyParts(from, keys.savepointState(entry.name, Number(j)), store, keys.boundaryState(b, entry.name, Number(j)), partitions, `savepoint state ${entry.name}`, 'the savepoint is incomplete: export it again');
     }
   }
   const progress: DriverProgress = { next: b, base: b, epoch: now, intervalMs: state.intervalMs };
@@ -299,15 +329,21 @@ function checkCompatible(old: StateEntry, next: StateEntry, b: number): void {
   }
 }
 
-async function copyParts(from: ObjectStore, source: string, to: ObjectStore, target: string, partitions: number, what: string): Promise<void> {
+/**
+ * State the boundary needs that is gone (the cache tier expires, or was deleted): recomputing it
+ * from lineage would take the code that wrote it, which an upgrade does not have (the new code
+ * never computes an interval of the old). The running code recomputes it when it next reads it.
+ */
+const RECOMPUTE_WITH_OLD_CODE =
+  'an upgrade cannot recompute it, which would take the code that wrote it. Run the stream one more interval with that code ' +
+  '(dstream run or replay with its module; on AWS, that code deployed): the interval recomputes from lineage the state it reads, and the upgrade then takes the boundary after it';
+/** Written by this upgrade a moment ago: deleted by something else meanwhile. */
+const CHECKPOINTED_THEN_LOST = 'it was deleted while the upgrade ran: run the upgrade again';
+
+async function copyParts(from: ObjectStore, source: string, to: ObjectStore, target: string, partitions: number, what: string, wayOn: string): Promise<void> {
   for (let p = 0; p < partitions; p++) {
     const bytes = await from.get(keys.persisted(source, p));
-    if (!bytes) {
-      throw new UpgradeRefusedError(
-        `${what} is not in the store (${keys.persisted(source, p)} is gone, as cache may be): run one more interval with the running code, ` +
-          `which recomputes what it reads from lineage, then upgrade`,
-      );
-    }
+    if (!bytes) throw new UpgradeRefusedError(`${what} is gone from the store (${keys.persisted(source, p)} is missing): ${wayOn}`);
     await to.put(keys.persisted(target, p), bytes);
   }
 }

@@ -1,11 +1,17 @@
 /**
- * The driver function: runs the stream interval by interval for as long as one invocation may
- * live, then hands over to a fresh invocation of itself. Everything it knows is in the bucket
- * (progress, lineage, completions), so the hand-over loses nothing, and a driver that dies is
- * replaced by the watchdog, a scheduled invocation every minute that returns at once while a
- * live driver holds the lease.
+ * The driver function runs when there is something to do, and not in between. Something wakes
+ * it: a message on the driver wake queue (a timer it set itself, a hand-over, an upload to a
+ * dormant stream), or the watchdog, a schedule every minute that only restarts a driver that is
+ * missing. It runs every interval whose end has passed, then waits in the invocation for an end
+ * nearer than `stayAwakeMs`, or sets a timer (a delayed wake message) for a later one and
+ * returns; while a stage runs it waits on the task functions' notices (the driver events queue),
+ * polling the store at once on each. After `dormantAfterIntervals` intervals without uploads it
+ * marks the stream dormant and sets no timer: the next upload's ingest wakes it, and it catches
+ * up the intervals it slept through, in order. Everything it knows is in the bucket (progress,
+ * lineage, completions), so a lost, late or duplicated wake-up loses nothing.
  */
 import { randomUUID } from 'node:crypto';
+import type { ChangeFeed } from '../../core/ports/change-feed.ts';
 import type { Clock } from '../../core/ports/clock.ts';
 import { systemClock } from '../../core/ports/clock.ts';
 import type { ObjectStore } from '../../core/ports/object-store.ts';
@@ -13,22 +19,33 @@ import type { TaskQueue } from '../../core/ports/task-queue.ts';
 import type { Pipeline } from '../../core/graph/pipeline.ts';
 import { StreamingDriver, type DriverConfig } from '../../core/streaming/driver.ts';
 import { quarantineInterval } from '../../core/streaming/lineage.ts';
+import { hasAdmittedUploads } from '../../core/streaming/intake.ts';
 import { TaskFailedError } from '../../core/scheduler/dag-scheduler.ts';
-import { driverConfig, functionConfig, logRecords, requireSetting, s3Store, sqsQueue, type FunctionConfig } from '../config.ts';
-import { publishDeadLetteredTask, publishIntervalMetrics } from '../metrics.ts';
+import { keys } from '../../core/layout.ts';
+import { controlPlaneSettings, driverConfig, eventsFeed, functionConfig, logRecords, s3Store, sqsQueue, wakeQueue, type FunctionConfig } from '../config.ts';
+import { publishDeadLetteredTask, publishDormantTick, publishIntervalMetrics } from '../metrics.ts';
 import { log } from '../log.ts';
-import { intervalEnd } from '../../core/streaming/progress.ts';
+import { intervalAt, intervalEnd, type DriverProgress } from '../../core/streaming/progress.ts';
 import { DriverLease } from './lease.ts';
-import { invokeSelf } from './invoke-self.ts';
+import { wakeOf, type WakeSender } from './wake.ts';
 
 export interface DriverHandlerDeps {
   store?: ObjectStore;
   queue?: TaskQueue;
   clock?: Clock;
-  /** Starts a fresh invocation of the driver. Default: an asynchronous invoke of DSTREAM_DRIVER_FUNCTION_NAME. */
-  invokeSelf?: () => Promise<void>;
+  /**
+   * What a stage waits on between polls of its completions. Default: the driver events queue
+   * (DSTREAM_EVENTS_QUEUE_URL) when there is one; else the clock, for the scheduler's pollMs.
+   */
+  changes?: ChangeFeed;
+  /** Sends the driver a wake message, delayed. Default: the driver wake queue (DSTREAM_WAKE_QUEUE_URL). */
+  wake?: WakeSender;
   /** Default: from the environment (functions/config.ts). */
   config?: DriverConfig;
+  /** Default: DSTREAM_STAY_AWAKE_MS, else 2 s. Infinity: wait for every interval in the invocation, handing over near its end. */
+  stayAwakeMs?: number;
+  /** Default: DSTREAM_DORMANT_AFTER_INTERVALS, else about a minute of intervals. Infinity: never dormant. */
+  dormantAfterIntervals?: number;
   /** Hand over once less than this is left of the invocation: room for the tail of one interval. Default 90 s. */
   handoverMarginMs?: number;
   /**
@@ -49,8 +66,17 @@ export interface DriverRun {
   intervalsRun: number;
   /** The first interval not committed when this invocation returned. */
   next: number;
-  /** True when a fresh invocation was started to carry on. */
+  /** True when this invocation sent a wake message (a timer or a hand-over) for a driver to carry on. */
   continued: boolean;
+  /** Present when the stream is dormant: no driver runs until an upload (or an operator) wakes it. */
+  dormant?: true;
+}
+
+/** What the driver writes at keys.driverDormant. */
+export interface DormantRecord {
+  /** The first interval not committed. */
+  next: number;
+  since: number;
 }
 
 const DEFAULT_HANDOVER_MARGIN_MS = 90_000;
@@ -72,23 +98,31 @@ export function createDriverHandler(
   const hooks = { step: (step: string) => (step === 'mid-stage' ? renewLease?.() : undefined) };
   // Built on the first invocation, not when the entry module loads this; kept for the container's
   // later invocations (the driver caches lineage records, which never change).
-  let parts: { driver: StreamingDriver; store: ObjectStore; clock: Clock; handOver: () => Promise<void> } | undefined;
+  let parts: { driver: StreamingDriver; store: ObjectStore; clock: Clock; wake: WakeSender; stayAwakeMs: number; dormantAfter: number } | undefined;
   const setup = () => {
     if (parts) return parts;
     let env: FunctionConfig | undefined;
     const fromEnv = () => (env ??= functionConfig());
     const config = deps.config ?? driverConfig(fromEnv());
+    const settings = controlPlaneSettings(process.env, config.intervalMs);
     const store = deps.store ?? s3Store(fromEnv());
     const queue = deps.queue ?? sqsQueue(fromEnv());
     const clock = deps.clock ?? systemClock;
-    // Checked now, not fourteen minutes in at the first hand-over.
-    const handOver = deps.invokeSelf ?? invokeSelf(requireSetting(fromEnv().driverFunctionName, 'DSTREAM_DRIVER_FUNCTION_NAME'));
-    parts = { driver: new StreamingDriver(pipeline, { store, queue, clock }, config, hooks), store, clock, handOver };
+    const changes = deps.changes ?? eventsFeed(settings);
+    // Checked now, not at the first timer.
+    const wake: WakeSender = deps.wake ?? ((queue) => (message, delayMs) => queue.send(message, delayMs))(wakeQueue(settings));
+    const stayAwakeMs = deps.stayAwakeMs ?? settings.stayAwakeMs;
+    // Never before every window holding the last upload has slid past it: until then an
+    // interval's output depends on what came before, and is wanted on time.
+    const dormantAfter = Math.max(deps.dormantAfterIntervals ?? settings.dormantAfterIntervals, pipeline.graph.lookback());
+    const driver = new StreamingDriver(pipeline, { store, queue, clock, ...(changes ? { changes } : {}) }, config, hooks);
+    parts = { driver, store, clock, wake, stayAwakeMs, dormantAfter };
     return parts;
   };
 
   return async (event, context) => {
-    const { driver, store, clock, handOver } = setup();
+    const { driver, store, clock, wake, stayAwakeMs, dormantAfter } = setup();
+    const woken = wakeOf(event);
     // The operator's way on from an interval failed on a bad record (see the README's runbook).
     const quarantine = (event as { quarantine?: unknown } | null | undefined)?.quarantine;
     if (quarantine !== undefined) {
@@ -100,6 +134,15 @@ export function createDriverHandler(
       // Else every invocation would hand over at once, to another just as short, forever.
       throw new Error(`the driver invocation has ${remaining()} ms to run, not more than the ${margin} ms hand-over margin: give the driver function a longer timeout`);
     }
+    if (woken.kind === 'watchdog') {
+      // One GET a minute while dormant: the safety net costs next to nothing. The tick tells the
+      // Stalled alarm that no commit is expected.
+      const dormant = await readDormant(store);
+      if (dormant) {
+        publishDormantTick(pipeline.options.name, clock.now());
+        return { intervalsRun: 0, next: dormant.next, continued: false, dormant: true };
+      }
+    }
     const lease = new DriverLease(store, clock, randomUUID());
     let renewedAt = clock.now();
     // A long stage keeps the lease with short renewals, so a driver that crashes mid-stage holds
@@ -110,31 +153,50 @@ export function createDriverHandler(
       if (!(await lease.acquire(clock.now() + grace))) throw new LeaseLost();
     };
     let intervalsRun = 0;
+    let quiet = woken.quiet;
     let progress = await driver.progress();
     let k = progress.next;
+    /** Takes (or renews) the lease to wait for interval k and start it; the first time, over from the driver that woke this one. */
+    const hold = async (end: number) => {
+      renewedAt = clock.now();
+      return lease.acquire(Math.max(clock.now(), end) + grace, intervalsRun === 0 ? woken.heirOf : undefined);
+    };
     try {
-      for (;;) {
+      for (let first = true; ; first = false) {
         const end = intervalEnd(progress, k);
         // Taken for the wait for this interval and a grace to start it; its stages renew it as
         // they run. A driver that outlives its lease anyway (a long sink, say) may meet a second
         // one, which costs work, not correctness.
-        renewedAt = clock.now();
-        if (!(await lease.acquire(Math.max(clock.now(), end) + grace))) {
+        if (!(await hold(end))) {
           log.info(intervalsRun === 0 ? 'another driver holds the lease: nothing to do' : 'another driver took the lease: stopping', { next: k });
           return { intervalsRun, next: k, continued: false };
         }
+        // Awake: whatever woke this driver, the stream is not dormant (S3 does not charge DELETEs).
+        if (first) await store.delete(keys.driverDormant);
         const wait = Math.max(0, end - clock.now());
+        if (wait > 0 && quiet >= dormantAfter) {
+          const outcome = await goDormant(store, lease, progress, k, clock, () => hold(end));
+          if (outcome === 'dormant') {
+            log.info(`dormant after ${quiet} intervals without uploads: the next upload wakes the stream`, { next: k, quiet });
+            return { intervalsRun, next: k, continued: false, dormant: true };
+          }
+          if (outcome === 'lease-lost') return { intervalsRun, next: k, continued: false };
+          quiet = 0;
+        }
+        if (wait > stayAwakeMs) {
+          // A timer, and the lease kept until the interval ends (and a grace): the watchdog stays
+          // out, and the invocation the timer starts carries on as this driver's heir.
+          await send(wake, { source: 'dstream.wake', reason: 'timer', owner: lease.owner, quiet }, wait);
+          log.info('set a timer for the next interval end', { intervalsRun, next: k, inMs: wait });
+          return { intervalsRun, next: k, continued: true };
+        }
         if (remaining() - wait < margin) {
           // Not time enough to wait for interval k and run it here. Wait what this invocation can
           // (so that a long interval does not bounce between invocations), then carry on in a
           // fresh one; an interval cut short would be resumed by it from its lineage record.
           await clock.sleep(Math.max(0, Math.min(wait, remaining() - margin)));
           await lease.release();
-          try {
-            await handOver();
-          } catch (error) {
-            throw new Error(`handing over to a fresh driver invocation failed (the watchdog starts one within a minute): ${String(error)}`, { cause: error });
-          }
+          await send(wake, { source: 'dstream.wake', reason: 'hand-over', quiet }, 0);
           log.info('handed over to a fresh invocation', { intervalsRun, next: k });
           return { intervalsRun, next: k, continued: true };
         }
@@ -142,6 +204,7 @@ export function createDriverHandler(
         const report = await driver.runInterval(k, end);
         publishIntervalMetrics(pipeline.options.name, report, clock.now());
         intervalsRun++;
+        quiet = report.uploads === 0 ? quiet + 1 : 0;
         progress = await driver.progress();
         k = progress.next;
       }
@@ -158,6 +221,50 @@ export function createDriverHandler(
       throw error;
     }
   };
+}
+
+async function send(wake: WakeSender, message: Parameters<WakeSender>[0], delayMs: number): Promise<void> {
+  try {
+    await wake(message, delayMs);
+  } catch (error) {
+    throw new Error(`sending the driver a ${message.reason} wake message failed (the watchdog starts a driver within a minute of the lease's expiry): ${String(error)}`, { cause: error });
+  }
+}
+
+/**
+ * Marks the stream dormant, gives the lease up, then looks for uploads admitted since the last
+ * interval: written first, read second, as ingest does the other way round (it admits, then reads
+ * the mark), so that of an upload racing the mark, at least one side sees the other. The lease
+ * goes before the look so that a driver the upload's ingest wakes finds it free. An upload found:
+ * the mark goes and this driver carries on, if it can take the lease back.
+ */
+async function goDormant(
+  store: ObjectStore,
+  lease: DriverLease,
+  progress: DriverProgress,
+  k: number,
+  clock: Clock,
+  retake: () => Promise<boolean>,
+): Promise<'dormant' | 'awake' | 'lease-lost'> {
+  const record: DormantRecord = { next: k, since: clock.now() };
+  await store.put(keys.driverDormant, JSON.stringify(record));
+  await lease.release();
+  // An ingest clock ahead of ours admits to the interval after the current one.
+  if (!(await hasAdmittedUploads(store, k, intervalAt(progress, clock.now()) + 1))) return 'dormant';
+  await store.delete(keys.driverDormant);
+  return (await retake()) ? 'awake' : 'lease-lost';
+}
+
+async function readDormant(store: ObjectStore): Promise<DormantRecord | undefined> {
+  const bytes = await store.get(keys.driverDormant);
+  if (!bytes) return undefined;
+  try {
+    const record = JSON.parse(Buffer.from(bytes).toString('utf8')) as Partial<DormantRecord>;
+    if (typeof record.next === 'number') return { next: record.next, since: Number(record.since) };
+  } catch {
+    // Unreadable: as good as dormant, with the interval unknown.
+  }
+  return { next: -1, since: NaN };
 }
 
 /**

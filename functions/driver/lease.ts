@@ -21,10 +21,15 @@ export class DriverLease {
     readonly owner: string,
   ) {}
 
-  /** Takes or renews the lease until `expiresAt`; false, taking nothing, while another owner's lease is unexpired. */
-  async acquire(expiresAt: number): Promise<boolean> {
+  /**
+   * Takes or renews the lease until `expiresAt`; false, taking nothing, while another owner's
+   * lease is unexpired, unless that owner is one this driver carries on for (`heirOf`: the driver
+   * whose timer woke it). Of two invocations woken by one timer (SQS delivers at least once),
+   * both take it; the one that finds the other's name at its next renewal stops.
+   */
+  async acquire(expiresAt: number, heirOf: ReadonlySet<string> = new Set()): Promise<boolean> {
     const current = await this.read();
-    if (current && current.owner !== this.owner && current.expiresAt > this.clock.now()) return false;
+    if (current && current.owner !== this.owner && !heirOf.has(current.owner) && current.expiresAt > this.clock.now()) return false;
     const lease: LeaseRecord = { owner: this.owner, expiresAt };
     await this.store.put(keys.driverLease, JSON.stringify(lease));
     return true;

@@ -11,16 +11,19 @@
  */
 import type { S3Event } from 'aws-lambda';
 import { validateKey, type ObjectStore } from '../../core/ports/object-store.ts';
-import { INCOMING } from '../../core/layout.ts';
+import { INCOMING, keys } from '../../core/layout.ts';
 import { intervalAt, readProgress } from '../../core/streaming/progress.ts';
 import { admitUpload, type IntakeUpload } from '../../core/streaming/intake.ts';
-import { functionConfig, s3Store, type FunctionConfig } from '../config.ts';
+import { functionConfig, s3Store, wakeQueue, type FunctionConfig } from '../config.ts';
 import { log } from '../log.ts';
+import type { WakeSender } from '../driver/wake.ts';
 
 export interface IngestHandlerDeps {
   store?: ObjectStore;
   now?: () => number;
   intervalMs?: number;
+  /** Wakes a dormant stream's driver. Default: the driver wake queue (DSTREAM_WAKE_QUEUE_URL). */
+  wake?: WakeSender;
 }
 
 /** An upload S3 told us of, and when it arrived. */
@@ -46,6 +49,8 @@ export function createIngestHandler(deps: IngestHandlerDeps = {}): (event: S3Eve
   const env = () => (config ??= functionConfig());
   let store: ObjectStore | undefined;
   const now = deps.now ?? Date.now;
+  let wake: WakeSender | undefined;
+  const wakeSender = () => (wake ??= deps.wake ?? ((queue) => (message, delayMs) => queue.send(message, delayMs))(wakeQueue(env())));
 
   return async (event) => {
     const arrivals = arrivalsOf(event);
@@ -63,6 +68,14 @@ export function createIngestHandler(deps: IngestHandlerDeps = {}): (event: S3Eve
       const { key, version, size, refused } = upload;
       if (refused === undefined) log.info(`admitted ${key} to interval ${interval}`, { key, version, size, interval });
       else log.warn(`refused ${key} in interval ${interval}: ${refused}`, { key, version, size, interval, reason: refused });
+    }
+    // After admitting, as the driver marks dormancy before it looks for uploads: of the two, at
+    // least one sees the other. The mark goes first: should the wake message then be lost, the
+    // watchdog finds a stream that is not dormant and no live lease, and starts a driver.
+    if (await store.get(keys.driverDormant)) {
+      await store.delete(keys.driverDormant);
+      await wakeSender()({ source: 'dstream.wake', reason: 'upload' }, 0);
+      log.info('woke the dormant stream', { uploads: arrivals.length });
     }
   };
 }

@@ -11,7 +11,7 @@ import type { TaskQueue } from '../../core/ports/task-queue.ts';
 import type { TaskRecord } from '../../core/exec/task.ts';
 import { InvalidTaskMessageError } from '../../core/scheduler/task-message.ts';
 import { TaskHandler, settlementOf, type PipelineModule } from '../../core/runtime/task-handler.ts';
-import { SUPERSEDED_CHECK_MS, functionConfig, s3Store, sqsQueue, taskRetryDelayMs } from '../config.ts';
+import { SUPERSEDED_CHECK_MS, functionConfig, s3Store, sqsQueue, taskNotifier, taskRetryDelayMs, type TaskNotifier } from '../config.ts';
 import { publishTaskFailures } from '../metrics.ts';
 import { log } from '../log.ts';
 
@@ -24,6 +24,11 @@ export interface TaskHandlerDeps {
   queue?: Pick<TaskQueue, 'changeVisibility' | 'deadLetter'>;
   /** Deliveries the task queue allows (its redrive policy's maxReceiveCount). Default: DSTREAM_MAX_TASK_ATTEMPTS. */
   maxTaskAttempts?: number;
+  /**
+   * Tells the driver a task settled, so that it looks at once. Default: a message to the driver
+   * events queue (DSTREAM_EVENTS_QUEUE_URL); none without one, the driver then polling.
+   */
+  notify?: TaskNotifier;
 }
 
 /** What Lambda's context offers that the task function uses. */
@@ -39,6 +44,12 @@ const TIMEOUT_NOTICE_MS = 2_000;
  * would meet; see settlementOf), so deleted; back to the queue for a retry; or dead-lettered now.
  */
 type Settlement = { kind: 'done' } | { kind: 'recorded' } | { kind: 'retry' } | { kind: 'dead-letter'; reason: string };
+
+/** How a message ended this delivery, and the task it carried when it could be read. */
+interface Ran {
+  settlement: Settlement;
+  task?: TaskRecord;
+}
 
 const OUTCOME: Record<Exclude<Settlement['kind'], 'done'>, string> = {
   recorded: 'it fails so on every delivery, so its failure is recorded for the driver and the message deleted',
@@ -57,6 +68,18 @@ export function createTaskHandler(
   let queue: Pick<TaskQueue, 'changeVisibility' | 'deadLetter'> | undefined;
   const taskQueue = () => (queue ??= deps.queue ?? sqsQueue(functionConfig()));
   const maxTaskAttempts = () => deps.maxTaskAttempts ?? functionConfig().maxTaskAttempts;
+  let notifier: { notify?: TaskNotifier } | undefined;
+  const notify = async (task: TaskRecord | undefined) => {
+    notifier ??= { notify: deps.notify ?? taskNotifier() };
+    if (!task || !notifier.notify) return;
+    const { scope, stage, partition } = task;
+    try {
+      await notifier.notify({ scope, stage, partition });
+    } catch (error) {
+      // A hint: without it the driver finds the outcome at its next fallback poll.
+      log.warn(`could not notify the driver that task ${scope} ${stage} partition ${partition} settled; it finds out at its next poll`, { scope, stage, partition, error });
+    }
+  };
 
   return async (event, context) => {
     const records = recordsOf(event);
@@ -64,10 +87,18 @@ export function createTaskHandler(
     let failed = 0;
     // One task at a time: each holds a partition in memory, and the batch shares the function's.
     for (const record of records) {
-      const settlement = await runRecord(taskHandler(), record, maxTaskAttempts, context);
-      if (settlement.kind === 'done' || settlement.kind === 'recorded') continue;
+      const { settlement, task } = await runRecord(taskHandler(), record, maxTaskAttempts, context);
+      // Each notice once its task's outcome is durable (a completion, final failure, fetch failure
+      // or dead letter), and at once: the driver may be waiting for just this task.
+      if (settlement.kind === 'done' || settlement.kind === 'recorded') {
+        await notify(task);
+        continue;
+      }
       failed++;
-      if (settlement.kind === 'dead-letter' && (await deadLetterNow(taskQueue, record, settlement.reason))) continue;
+      if (settlement.kind === 'dead-letter' && (await deadLetterNow(taskQueue, record, settlement.reason))) {
+        await notify(task);
+        continue;
+      }
       batchItemFailures.push({ itemIdentifier: record.messageId });
       await retrySoon(taskQueue, record);
     }
@@ -114,7 +145,7 @@ async function retrySoon(queue: () => Pick<TaskQueue, 'changeVisibility'>, recor
 }
 
 /** Runs one message: done with (the task completed, was already complete, or reported lost inputs), or how it failed. */
-async function runRecord(tasks: TaskHandler, record: SQSRecord, maxTaskAttempts: () => number, context?: TaskInvocationContext): Promise<Settlement> {
+async function runRecord(tasks: TaskHandler, record: SQSRecord, maxTaskAttempts: () => number, context?: TaskInvocationContext): Promise<Ran> {
   const receiveCount = receiveCountOf(record);
   const settle = (error: unknown): Settlement => {
     const settlement = settlementOf(error);
@@ -136,7 +167,7 @@ async function runRecord(tasks: TaskHandler, record: SQSRecord, maxTaskAttempts:
       receiveCount,
       error,
     });
-    return settlement;
+    return { settlement };
   }
   // Lambda ends a timed-out invocation without a word to the code: say why while there is time,
   // so that a task that times out on every delivery is dead-lettered with its reason.
@@ -151,14 +182,14 @@ async function runRecord(tasks: TaskHandler, record: SQSRecord, maxTaskAttempts:
   try {
     // A fetch failure is an outcome, not an error: the driver reruns the task with a new attempt.
     await tasks.handle(task, receiveCount);
-    return { kind: 'done' };
+    return { settlement: { kind: 'done' }, task };
   } catch (error) {
     const settlement = settle(error);
     log.error(
       `task ${task.scope} ${task.stage} partition ${task.partition} failed on delivery ${receiveCount}; ${OUTCOME[settlement.kind as Exclude<Settlement['kind'], 'done'>]}`,
       { messageId: record.messageId, receiveCount, scope: task.scope, stage: task.stage, partition: task.partition, attempt: task.attempt, copy: task.copy, error },
     );
-    return settlement;
+    return { settlement, task };
   } finally {
     clearTimeout(notice);
   }

@@ -42,6 +42,8 @@ export interface EmbeddedOptions {
   scheduler?: Partial<SchedulerOptions>;
   maxSplitBytes?: number;
   clock?: Clock;
+  /** Sends tasks for stages known empty too (DriverConfig.runEmptyStages): for tests comparing the two. */
+  runEmptyStages?: boolean;
   /** Wraps the store the driver uses, and with `inProcess` the tasks' (to count requests, say). */
   wrapStore?: (store: ObjectStore, role: 'driver' | 'tasks') => ObjectStore;
 }
@@ -123,6 +125,7 @@ export class EmbeddedRuntime {
       maxSplitBytes: options.maxSplitBytes ?? 64 * 1024 * 1024,
       scheduler: { ...defaultSchedulerOptions, ...options.scheduler },
       retainIntervals: 2,
+      ...(options.runEmptyStages ? { runEmptyStages: true } : {}),
     };
     const runtime = new EmbeddedRuntime(module, { ...options, pipelinePath, workers }, config, new WakeableClock(options.clock ?? systemClock));
     await runtime.queue.ready();
@@ -239,7 +242,7 @@ export class EmbeddedRuntime {
       const chaos = this.chaos;
       const random = this.driverRandom;
       let polls = 0;
-      this.driver = new StreamingDriver(this.pipeline, { store: this.store, queue: this.queue, clock: this.clock }, this.config, {
+      this.driver = new StreamingDriver(this.pipeline, { store: this.store, queue: this.queue, clock: this.clock, changes: this.clock }, this.config, {
         step: (step) => {
           if (!chaos || chaos.driverCrash === 0) return;
           // Mid-stage is a poll, many per stage: one chance in ten polls, so a stage can finish.

@@ -8,7 +8,7 @@ import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import path from 'node:path';
 import { definePipeline, type DStream, type State } from '../../core/index.ts';
-import { bag, removeDir, replayInProcess } from '../support/stream-harness.ts';
+import { bag, removeDir, replayInProcess, type ReplayResult } from '../support/stream-harness.ts';
 import { compareStorable } from '../../core/rdd/order.ts';
 import { reducedWindowSums } from '../support/window-reference.ts';
 
@@ -65,6 +65,8 @@ const steps: Step[] = [
     apply: (s) => s.map(([k]) => k).countByValue(),
     ref: (s) => each(s, (b) => sumByKey(b.map(([k]) => [k, 1]))),
   },
+  // One record from nothing: an interval with no input still counts 0.
+  { name: 'count', apply: (s) => s.count().map((n) => ['count', n] as Rec), ref: (s) => each(s, (b) => [['count', b.length]]) },
   { name: 'repartition', apply: (s) => s.repartition(3), ref: (s) => s },
   { name: 'cache', apply: (s) => s.cache(), ref: (s) => s },
   {
@@ -198,35 +200,74 @@ const scenarioArb = fc.record({
   checkpointEvery: fc.integer({ min: 1, max: 3 }),
 });
 
+type Scenario = Omit<typeof scenarioArb extends fc.Arbitrary<infer S> ? S : never, 'intervals'> & { intervals: Rec[][][] };
+
+/** The pipeline of a scenario: its random chains, and one chain of state over a window, each saved as an output. */
+function scenarioPipeline(sc: Scenario) {
+  const { slide, slides, state, tail } = sc.windowed;
+  const chains = [...sc.chains.map((chain) => chain.map((i) => steps[i]!)), [slidingWindow(slide * slides, slide), steps[state]!, ...tail.map((i) => steps[i]!)]];
+  const pipeline = definePipeline({ name: 'compositions', partitions: sc.partitions, checkpointEvery: sc.checkpointEvery }, (ctx) => {
+    const input = ctx.jsonStream<Rec>();
+    chains.forEach((chain, c) => chain.reduce((s, step) => step.apply(s), input).saveAsJsonFiles(`chain${c}`));
+  });
+  const uploads = sc.intervals.map((files) => Object.fromEntries(files.map((recs, f) => [`f${f}.jsonl`, recs.map((r) => JSON.stringify(r) + '\n').join('')])));
+  const input: RefStream = sc.intervals.map((files) => files.flat() as Rec[]);
+  return { chains, pipeline, uploads, input };
+}
+
+async function expectReference(run: ReplayResult, chains: Step[][], input: RefStream): Promise<void> {
+  for (const [c, chain] of chains.entries()) {
+    const expected = chain.reduce((s, step) => step.ref(s), input);
+    for (let k = 0; k < input.length; k++) {
+      const got = await run.output(`chain${c}`, k);
+      expect(bag(got), `${chain.map((s) => s.name).join(' → ')} at interval ${k}`).toEqual(bag(expected[k]));
+    }
+  }
+}
+
 describe('operators composed at random', () => {
   it('match the same compositions of the reference', async () => {
     await fc.assert(
       fc.asyncProperty(scenarioArb, async (sc) => {
-        const { slide, slides, state, tail } = sc.windowed;
-        const chains = [
-          ...sc.chains.map((chain) => chain.map((i) => steps[i]!)),
-          [slidingWindow(slide * slides, slide), steps[state]!, ...tail.map((i) => steps[i]!)],
-        ];
-        const pipeline = definePipeline({ name: 'compositions', partitions: sc.partitions, checkpointEvery: sc.checkpointEvery }, (ctx) => {
-          const input = ctx.jsonStream<Rec>();
-          chains.forEach((chain, c) => chain.reduce((s, step) => step.apply(s), input).saveAsJsonFiles(`chain${c}`));
-        });
-        const uploads = sc.intervals.map((files) => Object.fromEntries(files.map((recs, f) => [`f${f}.jsonl`, recs.map((r) => JSON.stringify(r) + '\n').join('')])));
-        const input: RefStream = sc.intervals.map((files) => files.flat() as Rec[]);
+        const { chains, pipeline, uploads, input } = scenarioPipeline(sc);
         const run = await replayInProcess(pipeline, uploads, { partitions: sc.inputPartitions });
         try {
-          for (const [c, chain] of chains.entries()) {
-            const expected = chain.reduce((s, step) => step.ref(s), input);
-            for (let k = 0; k < input.length; k++) {
-              const got = await run.output(`chain${c}`, k);
-              expect(bag(got), `${chain.map((s) => s.name).join(' → ')} at interval ${k}`).toEqual(bag(expected[k]));
-            }
-          }
+          await expectReference(run, chains, input);
         } finally {
           await removeDir(path.dirname(run.root));
         }
       }),
       { numRuns: Number(process.env.DSTREAM_PROPERTY_RUNS ?? 12), endOnFailure: true },
+    );
+  }, 300_000);
+
+  it('over intervals with no uploads, commit without tasks what tasks would have written, byte for byte', async () => {
+    // The stream starts before its first upload, and uploads stop and start again.
+    const withGaps = scenarioArb.chain((sc) =>
+      fc.array(fc.integer({ min: 0, max: 3 }), { minLength: sc.intervals.length, maxLength: sc.intervals.length }).map((gaps) => ({
+        ...sc,
+        intervals: [[], ...sc.intervals.flatMap((files, i) => [files, ...Array.from({ length: gaps[i]! }, (): Rec[][] => [])])],
+      })),
+    );
+    await fc.assert(
+      fc.asyncProperty(withGaps, async (sc) => {
+        const { chains, pipeline, uploads, input } = scenarioPipeline(sc);
+
+        const run = await replayInProcess(pipeline, uploads, { partitions: sc.inputPartitions });
+        const everyTask = await replayInProcess(pipeline, uploads, { partitions: sc.inputPartitions, runEmptyStages: true });
+        try {
+          await expectReference(run, chains, input);
+          expect(await run.files()).toEqual(await everyTask.files());
+          // Never more tasks, and fewer in all: before the first upload at least the window's input is empty.
+          const tasks = (r: ReplayResult) => r.reports.map((report) => report.tasks);
+          tasks(run).forEach((n, k) => expect(n, `tasks at interval ${k}`).toBeLessThanOrEqual(tasks(everyTask)[k]!));
+          expect(tasks(run).reduce((a, b) => a + b)).toBeLessThan(tasks(everyTask).reduce((a, b) => a + b));
+        } finally {
+          await removeDir(path.dirname(run.root));
+          await removeDir(path.dirname(everyTask.root));
+        }
+      }),
+      { numRuns: Number(process.env.DSTREAM_PROPERTY_RUNS ?? 4), endOnFailure: true },
     );
   }, 300_000);
 });

@@ -11,7 +11,7 @@ import { definePipeline, type State } from '../../core/index.ts';
 import type { Pipeline } from '../../core/graph/pipeline.ts';
 import type { DStream } from '../../core/graph/dstream.ts';
 import type { ObjectStore } from '../../core/ports/object-store.ts';
-import { readJson } from '../../core/ports/object-store.ts';
+import { listAll, readJson } from '../../core/ports/object-store.ts';
 import { keys } from '../../core/layout.ts';
 import { exportSavepoint, importSavepoint, upgradeStream, type StreamOwner } from '../../core/streaming/upgrade.ts';
 import { EmbeddedRuntime } from '../../local/runtime/embedded-runtime.ts';
@@ -191,7 +191,7 @@ describe('an upgrade at an interval boundary', () => {
         words.updateStateByKey<string, number, number>(count, { name: 'totals' }).saveAsJsonFiles('totals');
       });
       await expect(upgradeStream(store, withoutSessions)).rejects.toThrow('the new code has no state named sessions (a mapWithState)');
-      await expect(upgradeStream(store, withoutSessions, { dropState: ['session'] })).rejects.toThrow('--drop-state session: the stream has no state of that name');
+      await expect(upgradeStream(store, withoutSessions, { dropState: ['session'] })).rejects.toThrow('--drop-state session (on AWS, dropState): the stream has no state of that name (it has totals, sessions)');
 
       const totalsAsSessions = definePipeline({ name: 'counts', partitions: 2 }, (ctx) => {
         const words = ctx.textStream().flatMap(wordsOf).map((w) => [w, 1] as [string, number]);
@@ -213,6 +213,24 @@ describe('an upgrade at an interval boundary', () => {
       await run(v1, root, 2);
       await store.put(keys.lineageRecord('interval=000002'), JSON.stringify({ v: 2 }));
       await expect(upgradeStream(store, v2)).rejects.toThrow('interval 2 has been planned by the running code and is not committed');
+    }));
+
+  it('refuses state gone from the cache, naming it, and takes the next boundary once the old code has run an interval more', () =>
+    withRoot(async (root, store) => {
+      await run(v1, root, 3);
+      // The cache tier expired: interval 2's state lived there, between checkpoints.
+      for (const o of await listAll(store, 'cache/')) await store.delete(o.key);
+      await expect(upgradeStream(store, v2)).rejects.toThrow(
+        /^state (totals|sessions) of interval 2 is gone from the store \(cache\/interval=000002\/persist\/d\d+\/part-\d+ is missing\): an upgrade cannot recompute it, which would take the code that wrote it\. Run the stream one more interval with that code/,
+      );
+      expect((await readJson<StreamOwner>(store, keys.pipelineOwner))?.fingerprint).toBe(v1.fingerprint);
+
+      // The way on the error names: interval 3 recomputes from lineage the state it reads.
+      await run(v1, root, 4);
+      expect((await upgradeStream(store, v2))?.boundary).toBe(4);
+      await run(v2, root, lines.length);
+      const expected = reference(4);
+      for (let k = 0; k < lines.length; k++) expect(bag(await readOutput(root, 'totals', k))).toEqual(bag(expected[k]!.totals));
     }));
 
   it('never recomputes across the boundary with the new code: a lost checkpoint of the boundary is a clear error', () =>

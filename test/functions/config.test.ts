@@ -18,7 +18,13 @@ describe('function configuration', () => {
       intervalMs: 10_000,
       partitions: 8,
       maxTaskAttempts: 5,
-      driverFunctionName: undefined,
+      dropState: [],
+      eventsQueueUrl: undefined,
+      wakeQueueUrl: undefined,
+      eventsFallbackMs: 5_000,
+      stayAwakeMs: 2_000,
+      // About a minute of 10-second intervals.
+      dormantAfterIntervals: 6,
     });
   });
 
@@ -30,9 +36,44 @@ describe('function configuration', () => {
       DSTREAM_INTERVAL_MS: '2000',
       DSTREAM_PARTITIONS: '16',
       DSTREAM_MAX_TASK_ATTEMPTS: '3',
-      DSTREAM_DRIVER_FUNCTION_NAME: 'wordcount-driver',
+      DSTREAM_EVENTS_QUEUE_URL: 'https://sqs.eu-west-1.amazonaws.com/1/events',
+      DSTREAM_WAKE_QUEUE_URL: 'https://sqs.eu-west-1.amazonaws.com/1/wake',
+      DSTREAM_EVENTS_FALLBACK_MS: '3000',
+      DSTREAM_STAY_AWAKE_MS: '5000',
+      DSTREAM_DORMANT_AFTER_INTERVALS: '12',
+      DSTREAM_DROP_STATE: 'sessions, recent',
     });
-    expect(config).toMatchObject({ intervalMs: 2000, partitions: 16, maxTaskAttempts: 3, driverFunctionName: 'wordcount-driver', deadLetterQueueUrl: 'https://sqs.eu-west-1.amazonaws.com/1/dead' });
+    expect(config).toMatchObject({
+      intervalMs: 2000,
+      partitions: 16,
+      maxTaskAttempts: 3,
+      deadLetterQueueUrl: 'https://sqs.eu-west-1.amazonaws.com/1/dead',
+      eventsQueueUrl: 'https://sqs.eu-west-1.amazonaws.com/1/events',
+      wakeQueueUrl: 'https://sqs.eu-west-1.amazonaws.com/1/wake',
+      eventsFallbackMs: 3000,
+      stayAwakeMs: 5000,
+      dormantAfterIntervals: 12,
+    });
+    expect(config.dropState).toEqual(['sessions', 'recent']);
+    // Deploying changed code upgrades the stream, setting aside only the states named here.
+    expect(driverConfig(config).upgrade).toEqual({ dropState: ['sessions', 'recent'] });
+  });
+
+  it('reproduces the control plane from before wake-ups: no events queue, always awake, never dormant', () => {
+    const config = functionConfig({ ...bucket, DSTREAM_STAY_AWAKE_MS: 'always', DSTREAM_DORMANT_AFTER_INTERVALS: 'never' });
+    expect(config).toMatchObject({ eventsQueueUrl: undefined, stayAwakeMs: Infinity, dormantAfterIntervals: Infinity });
+    expect(driverConfig(config).scheduler.pollMs).toBe(1000);
+  });
+
+  it('polls a stage at each notice, and after the fallback wait without one, when there is an events queue', () => {
+    const config = driverConfig(functionConfig({ ...bucket, DSTREAM_EVENTS_QUEUE_URL: 'https://sqs.eu-west-1.amazonaws.com/1/events' }));
+    expect(config.scheduler.pollMs).toBe(5000);
+  });
+
+  it('goes dormant after about a minute of quiet, at least one interval', () => {
+    expect(functionConfig({ ...bucket, DSTREAM_INTERVAL_MS: '1000' }).dormantAfterIntervals).toBe(60);
+    expect(functionConfig({ ...bucket, DSTREAM_INTERVAL_MS: '45000' }).dormantAfterIntervals).toBe(2);
+    expect(functionConfig({ ...bucket, DSTREAM_INTERVAL_MS: '900000' }).dormantAfterIntervals).toBe(1);
   });
 
   it.each([
@@ -44,6 +85,12 @@ describe('function configuration', () => {
     [{ ...bucket, DSTREAM_PARTITIONS: '0' }, 'environment variable DSTREAM_PARTITIONS must be a whole number from 1 to 10000, got "0"'],
     [{ ...bucket, DSTREAM_PARTITIONS: '2.5' }, 'DSTREAM_PARTITIONS must be a whole number from 1 to 10000, got "2.5"'],
     [{ ...bucket, DSTREAM_MAX_TASK_ATTEMPTS: '0' }, 'environment variable DSTREAM_MAX_TASK_ATTEMPTS must be a whole number from 1 to 1000, got "0"'],
+    [{ ...bucket, DSTREAM_DROP_STATE: 'totals,no spaces' }, 'environment variable DSTREAM_DROP_STATE must list state names (1-64 letters, digits, \'.\', \'_\' or \'-\') separated by commas, got "no spaces"'],
+    // SQS delays and long polls are whole seconds.
+    [{ ...bucket, DSTREAM_STAY_AWAKE_MS: '500' }, 'environment variable DSTREAM_STAY_AWAKE_MS must be a whole number from 1000 to 900000 or "always", got "500"'],
+    [{ ...bucket, DSTREAM_STAY_AWAKE_MS: 'never' }, 'DSTREAM_STAY_AWAKE_MS must be a whole number from 1000 to 900000 or "always", got "never"'],
+    [{ ...bucket, DSTREAM_DORMANT_AFTER_INTERVALS: '0' }, 'DSTREAM_DORMANT_AFTER_INTERVALS must be a whole number from 1 to 1000000 or "never", got "0"'],
+    [{ ...bucket, DSTREAM_EVENTS_FALLBACK_MS: '30000' }, 'DSTREAM_EVENTS_FALLBACK_MS must be a whole number from 1000 to 20000, got "30000"'],
   ])('%j is refused: %s', (env, error) => {
     expect(() => functionConfig(env)).toThrow(error);
   });

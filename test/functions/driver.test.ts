@@ -70,7 +70,9 @@ const driverHandler = (queue: TaskQueue = untouchedQueue) =>
     config,
     handoverMarginMs: MARGIN,
     leaseGraceMs: GRACE,
-    invokeSelf: async () => {
+    // As before wake-ups: waiting for every interval in the invocation, handing over near its end.
+    stayAwakeMs: Infinity,
+    wake: async () => {
       handOvers.push(clock.now());
       // The successor must find the lease free.
       expect(await store.get(keys.driverLease)).toBeUndefined();
@@ -108,7 +110,7 @@ describe('driver handler', () => {
   });
 
   it('is left alone by the watchdog while it waits, and the watchdog finds the lease free once it handed over', async () => {
-    const watchdog = createDriverHandler(wordcount, { store, queue: untouchedQueue, clock, config, invokeSelf: () => Promise.reject(new Error('the watchdog must not hand over')) });
+    const watchdog = createDriverHandler(wordcount, { store, queue: untouchedQueue, clock, config, stayAwakeMs: Infinity, wake: () => Promise.reject(new Error('the watchdog must not hand over')) });
     const whileWaiting: unknown[] = [];
     clock.onSleep = async () => void whileWaiting.push(await watchdog(scheduledEvent, until(clock.now() + 15 * 60_000)));
     await driverHandler()(scheduledEvent, until(T0 + 100_000));
@@ -151,7 +153,7 @@ describe('driver handler', () => {
     let pollsAfterLastDelivery = 0;
     clock.onSleep = (ms) => void (ms >= 1_000 && deliveries.length === 1 && pollsAfterLastDelivery++);
     try {
-      const driver = createDriverHandler(poisoned, { store, queue, clock, config: awsPolls, invokeSelf: async () => void handOvers.push(clock.now()) });
+      const driver = createDriverHandler(poisoned, { store, queue, clock, config: awsPolls, wake: async () => void handOvers.push(clock.now()) });
       const failure = driver(scheduledEvent, until(T0 + 15 * 60_000));
       await expect(failure).rejects.toBeInstanceOf(TaskFailedError);
     } finally {
@@ -199,7 +201,7 @@ describe('driver handler', () => {
     const mapping = eventSourceMapping(queue, createTaskHandler(poisoned, { store, queue, maxTaskAttempts: 2 }));
     vi.spyOn(process.stdout, 'write').mockImplementation(() => true);
     clock.time = T0 + INTERVAL + 1_000;
-    const driver = createDriverHandler(poisoned, { store, queue, clock, config, invokeSelf: async () => void handOvers.push(clock.now()) });
+    const driver = createDriverHandler(poisoned, { store, queue, clock, config, wake: async () => void handOvers.push(clock.now()) });
     try {
       await expect(driver(scheduledEvent, until(T0 + 15 * 60_000))).rejects.toBeInstanceOf(TaskFailedError);
       await driver({ quarantine: 0 }, until(clock.now() + 2 * MARGIN));
@@ -222,7 +224,7 @@ describe('driver handler', () => {
     const mapping = eventSourceMapping(queue, createTaskHandler(wordcount, { store, queue, maxTaskAttempts: 1 }));
     clock.time = T0 + INTERVAL + 1_000;
     try {
-      const driver = createDriverHandler(wordcount, { store, queue, clock, config, invokeSelf: async () => void handOvers.push(clock.now()) });
+      const driver = createDriverHandler(wordcount, { store, queue, clock, config, wake: async () => void handOvers.push(clock.now()) });
       await driver(scheduledEvent, until(T0 + INTERVAL + 1_000 + MARGIN + 1));
     } finally {
       await mapping.stop();
@@ -246,7 +248,7 @@ describe('driver handler', () => {
       if (expiries.length === 6) await store.put(keys.driverLease, JSON.stringify({ owner: 'a-usurper', expiresAt: clock.now() + 600_000 }));
     };
     try {
-      const driver = createDriverHandler(wordcount, { store, queue, clock, config: slowPolls, leaseGraceMs: 30_000, leaseRenewMs: 10_000, invokeSelf: async () => {} });
+      const driver = createDriverHandler(wordcount, { store, queue, clock, config: slowPolls, leaseGraceMs: 30_000, leaseRenewMs: 10_000, wake: async () => {} });
       const result = await driver(scheduledEvent, until(T0 + 15 * 60_000));
       expect(result).toEqual({ intervalsRun: 0, next: 0, continued: false });
     } finally {
@@ -261,9 +263,9 @@ describe('driver handler', () => {
   it('checks its environment on the first invocation, naming the variable that is missing', async () => {
     vi.stubEnv('DSTREAM_BUCKET', 'a-bucket');
     vi.stubEnv('DSTREAM_TASK_QUEUE_URL', 'https://sqs.us-east-1.amazonaws.com/123456789012/tasks');
-    vi.stubEnv('DSTREAM_DRIVER_FUNCTION_NAME', '');
+    vi.stubEnv('DSTREAM_WAKE_QUEUE_URL', '');
     // At module load, as the generated entry module does: no error yet.
     const handler = createDriverHandler(wordcount);
-    await expect(handler(scheduledEvent, until(T0 + 15 * 60_000))).rejects.toThrow('environment variable DSTREAM_DRIVER_FUNCTION_NAME is not set');
+    await expect(handler(scheduledEvent, until(T0 + 15 * 60_000))).rejects.toThrow('environment variable DSTREAM_WAKE_QUEUE_URL is not set');
   });
 });

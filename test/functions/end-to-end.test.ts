@@ -63,7 +63,8 @@ it('uploads notified to ingest come out of the driver and task functions as word
     return true;
   });
   const handOvers: number[] = [];
-  const driver = createDriverHandler(wordcount, { store, queue, clock, config, invokeSelf: async () => void handOvers.push(clock.now()) });
+  // As before wake-ups (stayAwakeMs Infinity): waiting in the invocation, handing over near its end.
+  const driver = createDriverHandler(wordcount, { store, queue, clock, config, stayAwakeMs: Infinity, wake: async () => void handOvers.push(clock.now()) });
   const mapping = eventSourceMapping(queue, createTaskHandler(wordcount, { store, queue }));
 
   // Intervals 0 and 1 are due; the invocation ends at 4:00, too soon to wait for interval 2 (which
@@ -109,7 +110,7 @@ it('uploads replaced, written again or deleted after admission are counted as ad
       clock.time = (at += 1_000) + 100;
       await ingest(s3Event([upload(store, key, text, at)]));
     });
-    const driver = createDriverHandler(wordcount, { store, queue, clock, config, invokeSelf: async () => {} });
+    const driver = createDriverHandler(wordcount, { store, queue, clock, config, wake: async () => {} });
     const mapping = eventSourceMapping(queue, createTaskHandler(wordcount, { store, queue }));
     clock.time = T0 + MINUTE + 5_000;
     try {

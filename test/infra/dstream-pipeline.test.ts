@@ -91,9 +91,10 @@ const BUCKET_ACCESS_SPEC = {
   ingest: {
     // HEAD of the notified version at admission; the bytes are never read here.
     's3:GetObjectVersion': ['incoming/*'],
-    's3:GetObject': ['driver/progress.json', 'intake/interval=*/_SEALING', 'intake/interval=*/entries/*'],
+    // The dormant mark: read after admitting, removed by the upload that wakes the stream.
+    's3:GetObject': ['driver/progress.json', 'driver/dormant.json', 'intake/interval=*/_SEALING', 'intake/interval=*/entries/*'],
     's3:PutObject': ['driver/progress.json', 'intake/interval=*/entries/*'],
-    's3:DeleteObject': [],
+    's3:DeleteObject': ['driver/dormant.json'],
     lists: [],
   },
   task: {
@@ -128,12 +129,25 @@ const BUCKET_ACCESS_SPEC = {
   },
   driver: {
     's3:GetObjectVersion': [],
-    's3:GetObject': ['driver/*', 'intake/*', 'lineage/*', 'cache/interval=*/collect/*', 'output/*/interval=*/_SUCCESS', 'errors/interval=*/dead-letters/*', 'errors/interval=*/uploads/*'],
+    's3:GetObject': [
+      'driver/*',
+      'intake/*',
+      'lineage/*',
+      'cache/interval=*/collect/*',
+      // The state RDDs an upgrade (a deploy of changed code) checkpoints at its boundary.
+      'cache/interval=*/persist/*',
+      'checkpoints/interval=*/persist/*',
+      'output/*/interval=*/_SUCCESS',
+      'errors/interval=*/dead-letters/*',
+      'errors/interval=*/uploads/*',
+    ],
     // Never an upload, a task's output part, a quarantined record or the cache's blocks.
     's3:PutObject': [
       'driver/progress.json',
       'driver/lease.json',
+      'driver/dormant.json',
       'driver/pipeline.json',
+      'driver/upgrades/*',
       'intake/interval=*/_SEALING',
       'intake/interval=*/_SEALED',
       'intake/claims/*',
@@ -149,9 +163,11 @@ const BUCKET_ACCESS_SPEC = {
       'errors/interval=*/dead-letters/*',
       'errors/interval=*/uploads/*',
       'errors/unreadable-dead-letters/*',
+      // An upgrade's boundary checkpoints, and no other checkpoint: the tasks write those.
+      'checkpoints/interval=*/persist/boundary-*',
     ],
-    // Its lease, completions whose data was lost, and garbage: never output, errors, intake or uploads.
-    's3:DeleteObject': ['driver/lease.json', 'lineage/interval=*/tasks/*', 'cache/interval=*/*', 'checkpoints/interval=*/*'],
+    // Its lease and dormant mark, completions whose data was lost, and garbage: never output, errors, intake or uploads.
+    's3:DeleteObject': ['driver/lease.json', 'driver/dormant.json', 'lineage/interval=*/tasks/*', 'cache/interval=*/*', 'checkpoints/interval=*/*'],
     // Where it lists what it collects.
     lists: ['cache/interval=*/', 'checkpoints/interval=*/'],
   },
@@ -268,20 +284,45 @@ describe('the functions', () => {
       });
       // Checkpointing is the module's own: the deployment cannot set it otherwise.
       expect(fn.Properties.Environment.Variables).not.toHaveProperty('DSTREAM_CHECKPOINT_EVERY');
+      // No state dropped unless asked: an upgrade that would lose named state is refused.
+      expect(fn.Properties.Environment.Variables).not.toHaveProperty('DSTREAM_DROP_STATE');
     }
   });
 
-  it('let a driver hand over to itself, forever, knowing its own name', () => {
+  it('let a driver wake itself through its wake queue, forever, and ingest wake a dormant one', () => {
     const driver = resources[logicalId(pipeline.driverFunction)]!.Properties;
     // No reserved concurrency, which fails deployment on accounts with a low quota: the lease serialises drivers.
     expect(driver.ReservedConcurrentExecutions).toBeUndefined();
-    // Lambda's loop detection would cut the chain of hand-overs after 16.
+    // Lambda's loop detection would cut the chain of timers and hand-overs (Lambda, SQS, Lambda) after 16.
     expect(driver.RecursiveLoop).toBe('Allow');
     expect(driver.Timeout).toBe(15 * 60);
-    expect(driver.Environment.Variables.DSTREAM_DRIVER_FUNCTION_NAME).toBe(driver.FunctionName);
-    const invoke = statementsOf(pipeline.driverFunction).filter((s) => actions(s).includes('lambda:InvokeFunction'));
-    expect(invoke).toHaveLength(1);
-    expect(JSON.stringify(invoke[0]!.Resource)).toMatch(new RegExp(`:function:${driver.FunctionName}"`));
+    template.hasResourceProperties('AWS::Lambda::EventSourceMapping', {
+      FunctionName: { Ref: logicalId(pipeline.driverFunction) },
+      EventSourceArn: { 'Fn::GetAtt': [logicalId(pipeline.driverWakeQueue), 'Arn'] },
+      ScalingConfig: { MaximumConcurrency: 2 },
+    });
+    // Its messages wait up to a driver's timeout, six times over, as Lambda asks of a queue it reads.
+    expect(resources[logicalId(pipeline.driverWakeQueue)]!.Properties.VisibilityTimeout).toBe(6 * 15 * 60);
+    for (const fn of [pipeline.driverFunction, pipeline.ingestFunction]) {
+      expect(resources[logicalId(fn)]!.Properties.Environment.Variables.DSTREAM_WAKE_QUEUE_URL).toEqual({ Ref: logicalId(pipeline.driverWakeQueue) });
+      const sends = statementsOf(fn).filter((s) => actions(s).includes('sqs:SendMessage') && JSON.stringify(s.Resource).includes(logicalId(pipeline.driverWakeQueue)));
+      expect(sends).toHaveLength(1);
+    }
+    expect(statementsOf(pipeline.driverFunction).filter((s) => actions(s).includes('lambda:InvokeFunction'))).toEqual([]);
+    expect(driver.Environment.Variables).toMatchObject({ DSTREAM_STAY_AWAKE_MS: '2000' });
+  });
+
+  it('let task functions notify the driver through its events queue, which only the driver reads', () => {
+    const events = logicalId(pipeline.driverEventsQueue!);
+    const on = (fn: lambda.IFunction) => statementsOf(fn).filter((s) => JSON.stringify(s.Resource).includes(events)).flatMap(actions).sort();
+    expect(on(pipeline.taskFunction)).toEqual(['sqs:SendMessage']);
+    expect(on(pipeline.driverFunction)).toEqual(['sqs:DeleteMessage', 'sqs:ReceiveMessage']);
+    expect(on(pipeline.ingestFunction)).toEqual([]);
+    // Stale notices do not outlive SQS's shortest retention.
+    expect(resources[events]!.Properties.MessageRetentionPeriod).toBe(60);
+    for (const fn of [pipeline.taskFunction, pipeline.driverFunction]) {
+      expect(resources[logicalId(fn)]!.Properties.Environment.Variables).toMatchObject({ DSTREAM_EVENTS_QUEUE_URL: { Ref: events }, DSTREAM_EVENTS_FALLBACK_MS: '5000' });
+    }
   });
 
   it('feed tasks from the queue one per invocation, reporting failures, at most taskConcurrency at once', () => {
@@ -406,8 +447,18 @@ describe('monitoring', () => {
     dstream('TaskFailures', { Statistic: 'Sum', Threshold: 1, EvaluationPeriods: 3 });
     // Three 5 s intervals are under the 30 s floor.
     dstream('SchedulingDelay', { Statistic: 'Maximum', Threshold: 30_000, ComparisonOperator: 'GreaterThanThreshold' });
-    // Every committed interval publishes a delay, even an empty one: no data means no commits.
-    dstream('SchedulingDelay', { Statistic: 'SampleCount', Threshold: 1, ComparisonOperator: 'LessThanThreshold', TreatMissingData: 'breaching' });
+    // Every committed interval publishes a delay, even an empty one, and every watchdog tick on a
+    // dormant stream a DormantTick: no data of either means no commits where some were due.
+    const stalled = ofType('AWS::CloudWatch::Alarm').filter(([, a]) => String(a.Properties.AlarmDescription).includes('no interval committed'));
+    expect(stalled).toHaveLength(1);
+    const stalledAlarm = stalled[0]![1].Properties;
+    expect(stalledAlarm).toMatchObject({ Threshold: 1, ComparisonOperator: 'LessThanThreshold', TreatMissingData: 'breaching' });
+    const queries = stalledAlarm.Metrics as { Id: string; Expression?: string; MetricStat?: { Metric: { MetricName: string }; Stat: string } }[];
+    expect(queries.find((q) => q.Expression)!.Expression).toBe('FILL(committed, 0) + FILL(dormant, 0)');
+    expect(queries.filter((q) => q.MetricStat).map((q) => [q.Id, q.MetricStat!.Metric.MetricName, q.MetricStat!.Stat])).toEqual([
+      ['committed', 'SchedulingDelay', 'SampleCount'],
+      ['dormant', 'DormantTicks', 'SampleCount'],
+    ]);
     for (const fn of [pipeline.taskFunction, pipeline.driverFunction]) {
       template.hasResourceProperties('AWS::CloudWatch::Alarm', {
         Namespace: 'AWS/Lambda',
@@ -427,7 +478,8 @@ describe('monitoring', () => {
     new DStreamPipeline(slow, 'P', { pipeline: PIPELINE_MODULE, intervalSeconds: 300 });
     const alarms = Object.values(Template.fromStack(slow).toJSON().Resources as Record<string, Resource>).filter((r) => r.Type === 'AWS::CloudWatch::Alarm');
     const delays = alarms.filter((a) => a.Properties.MetricName === 'SchedulingDelay');
-    expect(delays.map((a) => a.Properties.Period)).toEqual([300, 300]);
+    const stalled = alarms.flatMap((a) => (a.Properties.Metrics as { MetricStat?: { Period: number } }[] | undefined) ?? []).filter((q) => q.MetricStat);
+    expect([...delays.map((a) => a.Properties.Period), ...stalled.map((q) => q.MetricStat!.Period)]).toEqual([300, 300, 300]);
   });
 
   it('has a dashboard of the driver\'s metrics, the queues and the functions', () => {
@@ -475,8 +527,35 @@ describe('props', () => {
     [{ errorRetentionDays: 0 }, 'errorRetentionDays must be a whole number from 1 to 36500 days, got 0'],
     [{ errorRetentionDays: 1.5 }, 'errorRetentionDays must be a whole number from 1 to 36500 days, got 1.5'],
     [{ errorRetentionDays: 36_501 }, 'errorRetentionDays must be a whole number from 1 to 36500 days, got 36501'],
+    [{ dropState: ['sessions', 'a,b'] as string[] }, `dropState must list state names, each 1-64 letters, digits, '.', '_' or '-', got "a,b"`],
+    [{ completionFallback: Duration.seconds(21) }, 'completionFallback must be a whole number from 1 to 20 seconds, got 21'],
+    [{ stayAwake: Duration.minutes(16) }, 'stayAwake must be a whole number from 1 to 900 seconds, got 960'],
+    [{ dormantAfterIntervals: 1.5 }, 'dormantAfterIntervals must be a whole number from 1 to 1000000, got 1.5'],
+    [{ dormantAfterIntervals: -1 }, 'dormantAfterIntervals must be a whole number from 1 to 1000000, got -1'],
   ] as const)('reject %o', (props, message) => {
     expect(construct(props)).toThrow(message);
+  });
+
+  it('tell the driver which named states a deploy of changed code may set aside, as CloudFormation resolves them', () => {
+    const dropping = unbundledStack('Dropping');
+    const list = new CfnParameter(dropping, 'Dropped', { type: 'CommaDelimitedList' });
+    const given = new DStreamPipeline(dropping, 'Given', { pipeline: PIPELINE_MODULE, dropState: ['sessions', 'recent'] });
+    const fromParameter = new DStreamPipeline(dropping, 'FromParameter', { pipeline: PIPELINE_MODULE, dropState: list.valueAsList });
+    const variable = (fn: lambda.IFunction) =>
+      (Template.fromStack(dropping).toJSON().Resources as Record<string, Resource>)[dropping.resolve((fn.node.defaultChild as lambda.CfnFunction).logicalId) as string]!
+        .Properties.Environment.Variables.DSTREAM_DROP_STATE;
+    expect(variable(given.driverFunction)).toBe('sessions,recent');
+    expect(variable(fromParameter.driverFunction)).toEqual({ 'Fn::Join': [',', { Ref: 'Dropped' }] });
+  });
+
+  it('reproduce the control plane from before wake-ups: no notices, a driver always awake, never dormant', () => {
+    const current = unbundledStack('Current');
+    const p = new DStreamPipeline(current, 'P', { pipeline: PIPELINE_MODULE, completionNotices: false, stayAwake: Duration.minutes(15), dormantAfterIntervals: 0 });
+    const resources = Template.fromStack(current).toJSON().Resources;
+    const variables = (fn: lambda.IFunction) => resources[current.resolve((fn.node.defaultChild as lambda.CfnFunction).logicalId)].Properties.Environment.Variables;
+    expect(p.driverEventsQueue).toBeUndefined();
+    expect(variables(p.taskFunction)).not.toHaveProperty('DSTREAM_EVENTS_QUEUE_URL');
+    expect(variables(p.driverFunction)).toMatchObject({ DSTREAM_STAY_AWAKE_MS: '900000', DSTREAM_DORMANT_AFTER_INTERVALS: 'never' });
   });
 
   it('name the construct by its path in their errors', () => {

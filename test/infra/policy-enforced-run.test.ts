@@ -15,6 +15,8 @@ import { listAll, type ObjectStore } from '../../core/ports/object-store.ts';
 import { keys } from '../../core/layout.ts';
 import { pad } from '../../core/layout.ts';
 import { definePipeline } from '../../core/index.ts';
+import type { DStream } from '../../core/graph/dstream.ts';
+import type { Pipeline } from '../../core/graph/pipeline.ts';
 import { createDriverHandler } from '../../functions/driver/handler.ts';
 import { createIngestHandler } from '../../functions/ingest/handler.ts';
 import { createTaskHandler } from '../../functions/task/handler.ts';
@@ -186,7 +188,7 @@ it('ingest, driver and task run a stream past a checkpoint and its garbage colle
     queue,
     clock,
     config,
-    invokeSelf: async () => {},
+    wake: async () => {},
   });
   const mapping = eventSourceMapping(queue, createTaskHandler(wordcount, { store: storeOf('task'), queue }));
   clock.time = T0 + intervals * MINUTE + 5_000;
@@ -222,7 +224,7 @@ it('a task that fails every delivery is dead-lettered and reported by the driver
       throw Object.assign(new Error('SlowDown: Please reduce your request rate.'), { name: 'SlowDown' });
     },
   });
-  const driver = createDriverHandler(wordcount, { store: storeOf('driver'), queue, clock, config, invokeSelf: async () => {} });
+  const driver = createDriverHandler(wordcount, { store: storeOf('driver'), queue, clock, config, wake: async () => {} });
   const mapping = eventSourceMapping(queue, createTaskHandler(wordcount, { store: throttled, queue, maxTaskAttempts: 2 }));
   vi.spyOn(console, 'error').mockImplementation(() => {});
   clock.time = T0 + MINUTE + 5_000;
@@ -247,7 +249,7 @@ it("the driver pins the pipeline's initial state from the object it names, and t
   const ingest = createIngestHandler({ store: storeOf('ingest'), now: () => clock.now(), intervalMs: MINUTE });
   await ingest(s3Event([upload(bucket, 'incoming/words.txt', 'fox\nfox\n', T0 + 1_000)]));
 
-  const driver = createDriverHandler(seeded, { store: storeOf('driver'), queue, clock, config, invokeSelf: async () => {} });
+  const driver = createDriverHandler(seeded, { store: storeOf('driver'), queue, clock, config, wake: async () => {} });
   const mapping = eventSourceMapping(queue, createTaskHandler(seeded, { store: storeOf('task'), queue }));
   clock.time = T0 + MINUTE + 5_000;
   try {
@@ -259,4 +261,53 @@ it("the driver pins the pipeline's initial state from the object it names, and t
 
   expect(refused).toEqual([]);
   expect(bag(await readOutput(bucket, 'totals', 0))).toEqual(bag([['fox', 42], ['owl', 2]]));
+}, 120_000);
+
+it('a deploy of changed code upgrades the stream, its driver checkpointing the state at the boundary and setting some aside, within its grants', async () => {
+  const { bucket, queue, clock, refused, config, storeOf, startClock } = enforcedDeployment('EnforcedUpgrade', path.join(import.meta.dirname, 'fixtures', 'pipeline.ts'), { partitions: 2, maxReceives: 3, at: T0 });
+  await startClock();
+  const ingest = createIngestHandler({ store: storeOf('ingest'), now: () => clock.now(), intervalMs: MINUTE });
+  let ingested = 0;
+  const words = (build: (pairs: DStream<[string, number]>) => void) =>
+    definePipeline({ name: 'wordcount', partitions: 2, checkpointEvery: 2 }, (ctx) =>
+      build(
+        ctx
+          .textStream()
+          .flatMap((line) => line.split(' '))
+          .map((w) => [w, 1] as [string, number]),
+      ),
+    );
+  const sum = (values: number[], total: number | undefined) => (total ?? 0) + values.reduce((a, b) => a + b, 0);
+  // The old code keeps totals, and counts kept by a window; the new code keeps the totals only, counting ten a word.
+  const before = words((pairs) => {
+    pairs.updateStateByKey(sum, { name: 'totals' }).saveAsJsonFiles('totals');
+    pairs.reduceByKeyAndWindow((a, b) => a + b, 2, 1).name('recent').saveAsJsonFiles('recent');
+  });
+  const after = words((pairs) => pairs.updateStateByKey((values: number[], total: number | undefined) => sum(values.map((v) => 10 * v), total), { name: 'totals' }).saveAsJsonFiles('totals'));
+
+  const run = async (pipeline: Pipeline, until: number, drop: Partial<typeof config> = {}) => {
+    const driver = createDriverHandler(pipeline, { store: storeOf('driver'), queue, clock, config: { ...config, ...drop }, stayAwakeMs: Infinity, dormantAfterIntervals: Infinity, wake: async () => {} });
+    for (; ingested < until; ingested++) {
+      clock.time = Math.max(clock.time, T0 + ingested * MINUTE + 1_500);
+      await ingest(s3Event([upload(bucket, `incoming/part-${ingested}.txt`, 'the fox\n', T0 + ingested * MINUTE + 1_000)]));
+    }
+    const mapping = eventSourceMapping(queue, createTaskHandler(pipeline, { store: storeOf('task'), queue }));
+    clock.time = Math.max(clock.time, T0 + until * MINUTE + 5_000);
+    const deadline = clock.time + 120_000;
+    try {
+      await driver({ source: 'aws.events' }, { getRemainingTimeInMillis: () => deadline - clock.now() });
+    } finally {
+      await mapping.stop();
+    }
+  };
+  try {
+    await run(before, 2);
+    await run(after, 4, { upgrade: { dropState: ['recent'] } });
+  } finally {
+    await queue.close();
+  }
+
+  expect(refused).toEqual([]);
+  expect(bag(await readOutput(bucket, 'totals', 3))).toEqual(bag([['the', 22], ['fox', 22]]));
+  expect(await listAll(bucket, keys.keptAsidePrefix(2, 'recent'))).not.toEqual([]);
 }, 120_000);

@@ -1,0 +1,32 @@
+/**
+ * Where a driver waits between two looks at the store: until something may have changed (a task
+ * settled, say) or `ms` passed, whichever comes first. Only a hint: the driver learns what changed
+ * from the store, so a wake-up that was lost costs the wait, and one that was duplicated, stale
+ * or meant for another driver costs a look.
+ */
+import type { TaskQueue } from './task-queue.ts';
+
+export interface ChangeFeed {
+  /** Resolves once something may have changed, or after `ms` at most. */
+  waitForChange(ms: number): Promise<void>;
+}
+
+/**
+ * How long a received notice stays hidden if it could not be deleted: it then comes back, and
+ * costs one more look, once this has passed.
+ */
+const NOTICE_VISIBILITY_MS = 30_000;
+
+/**
+ * A feed over a queue that task runners send notices to (on AWS, the "driver events" SQS queue):
+ * a wait is a long poll of the queue, and whatever arrives is deleted, read or not.
+ */
+export function queueChangeFeed(queue: Pick<TaskQueue, 'receive' | 'delete'>): ChangeFeed {
+  return {
+    async waitForChange(ms) {
+      const notices = await queue.receive(10, NOTICE_VISIBILITY_MS, Math.max(0, ms));
+      // Not awaited one by one in the driver's path: a notice left behind costs a look, no more.
+      await Promise.all(notices.map((notice) => queue.delete(notice.receipt).catch(() => undefined)));
+    },
+  };
+}
