@@ -29,7 +29,7 @@ async function upload(root: string, name: string, text: string): Promise<void> {
 }
 
 describe('a live stream down for many intervals', () => {
-  it('catches them up in order, with the outputs of running each on time, and no task for what holds no record', async () => {
+  it('catches them up in order, with the outputs of running each on time, and no more tasks than on time', async () => {
     // A clock the test moves: sleeping moves it on, and the downtime jumps it.
     let now = 1_000_000;
     const clock = { now: () => now, sleep: async (ms: number) => void (now += ms) };
@@ -64,10 +64,11 @@ describe('a live stream down for many intervals', () => {
     );
     try {
       expect(await outputFiles(root)).toEqual(await onTime.files());
-      // The totals still run every interval (update is called for every key, as Spark's); the per-interval counts of nothing run no task.
+      // The state still runs every interval (update is called for every key, as Spark's), in the
+      // one reduce stage that also writes the empty counts and the totals: no more tasks than on time.
       for (const r of caughtUp) {
         expect(r.outputs).toEqual({ counts: 0, totals: 4 });
-        expect(r.tasks).toBeLessThan(onTime.reports[r.interval]!.tasks);
+        expect(r.tasks).toBeLessThanOrEqual(onTime.reports[r.interval]!.tasks);
       }
     } finally {
       await removeDir(path.dirname(onTime.root));
