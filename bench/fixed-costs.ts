@@ -18,9 +18,8 @@ async function wordcountWith(partitions: number): Promise<string> {
   const file = path.join(BENCH_DIR, 'pipelines', `wordcount-${partitions}.ts`);
   await mkdir(path.dirname(file), { recursive: true });
   const source = await readFile('examples/wordcount.ts', 'utf8');
-  const changed = source.replace(/partitions: \d+/, `partitions: ${partitions}`);
-  if (changed === source) throw new Error('bench: examples/wordcount.ts no longer sets its partitions as the fixed-cost bench expects');
-  await writeFile(file, changed);
+  if (!/partitions: \d+/.test(source)) throw new Error('bench: examples/wordcount.ts no longer sets its partitions as the fixed-cost bench expects');
+  await writeFile(file, source.replace(/partitions: \d+/, `partitions: ${partitions}`));
   return file;
 }
 
