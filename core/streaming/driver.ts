@@ -4,6 +4,7 @@ import type { SplitRef } from '../rdd/plan.ts';
 import { listAll, readJson } from '../ports/object-store.ts';
 import type { TaskQueue } from '../ports/task-queue.ts';
 import type { Clock } from '../ports/clock.ts';
+import type { TaskNotices } from '../ports/task-runner.ts';
 import type { Pipeline } from '../graph/pipeline.ts';
 import { DagScheduler, newRunId, TaskFailedError, type SchedulerOptions, type SchedulerStats } from '../scheduler/dag-scheduler.ts';
 import { stageIds } from '../scheduler/stages.ts';
@@ -94,7 +95,8 @@ export class StreamingDriver {
 
   constructor(
     readonly pipeline: Pipeline,
-    private readonly deps: { store: ObjectStore; queue: TaskQueue; clock: Clock },
+    /** `notices`: the runner's word on which tasks moved, where it has one (the embedded runtime's). */
+    private readonly deps: { store: ObjectStore; queue: TaskQueue; clock: Clock; notices?: TaskNotices },
     readonly config: DriverConfig,
     private readonly hooks: DriverHooks = {},
   ) {}
@@ -265,6 +267,7 @@ export class StreamingDriver {
     const scheduler = new DagScheduler({
       store,
       queue,
+      ...(this.deps.notices ? { notices: this.deps.notices } : {}),
       // The driver may die between any two polls; the clock is where the scheduler waits.
       clock: {
         now: () => clock.now(),

@@ -83,13 +83,15 @@ export class EmbeddedRuntime {
   private driver: StreamingDriver | undefined;
   private readonly scanner: IncomingScanner;
   readonly config: DriverConfig;
+  readonly options: EmbeddedOptions;
+  private loaded?: PipelineModule;
 
   private constructor(
-    readonly module: PipelineModule,
-    readonly options: EmbeddedOptions,
+    options: EmbeddedOptions,
     config: DriverConfig,
     readonly clock: WakeableClock,
   ) {
+    this.options = options;
     const fsStore = new FsObjectStore(options.root);
     this.store = options.wrapStore?.(fsStore, 'driver') ?? fsStore;
     this.config = { ...config, checkUpload: pinnedUploadCheck(this.store) };
@@ -112,7 +114,6 @@ export class EmbeddedRuntime {
 
   static async open(options: EmbeddedOptions): Promise<EmbeddedRuntime> {
     const pipelinePath = path.resolve(options.pipelinePath);
-    const module = options.inProcess ?? (await loadPipeline(pipelinePath));
     const workers = options.workers ?? defaultWorkers();
     if (!Number.isInteger(workers) || workers < 1) throw new Error(`--workers must be a whole number >= 1, got ${workers}`);
     const partitions = options.partitions ?? workers * 2;
@@ -124,10 +125,26 @@ export class EmbeddedRuntime {
       scheduler: { ...defaultSchedulerOptions, ...options.scheduler },
       retainIntervals: 2,
     };
-    const runtime = new EmbeddedRuntime(module, { ...options, pipelinePath, workers }, config, new WakeableClock(options.clock ?? systemClock));
-    await runtime.queue.ready();
-    await runtime.pool.start();
+    const runtime = new EmbeddedRuntime({ ...options, pipelinePath, workers }, config, new WakeableClock(options.clock ?? systemClock));
+    // The workers start while this process loads the pipeline: each loads it anyway, and the two
+    // would otherwise happen one after the other.
+    const started = runtime.queue.ready().then(() => runtime.pool.start());
+    started.catch(() => {});
+    try {
+      runtime.loaded = options.inProcess ?? (await loadPipeline(pipelinePath));
+    } catch (error) {
+      // Its workers fail on the same module; the driver's error says why, and they are stopped.
+      await started.catch(() => {});
+      await runtime.close().catch(() => {});
+      throw error;
+    }
+    await started;
     return runtime;
+  }
+
+  /** The pipeline or batch job, as this process loaded it. */
+  get module(): PipelineModule {
+    return this.loaded!;
   }
 
   get pipeline(): Pipeline {
@@ -239,7 +256,7 @@ export class EmbeddedRuntime {
       const chaos = this.chaos;
       const random = this.driverRandom;
       let polls = 0;
-      this.driver = new StreamingDriver(this.pipeline, { store: this.store, queue: this.queue, clock: this.clock }, this.config, {
+      this.driver = new StreamingDriver(this.pipeline, { store: this.store, queue: this.queue, clock: this.clock, notices: this.pool.notices }, this.config, {
         step: (step) => {
           if (!chaos || chaos.driverCrash === 0) return;
           // Mid-stage is a poll, many per stage: one chance in ten polls, so a stage can finish.
