@@ -1,6 +1,6 @@
 import { cpus } from 'node:os';
 import path from 'node:path';
-import { lstat, readdir, readFile, stat } from 'node:fs/promises';
+import { lstat, readdir, stat } from 'node:fs/promises';
 import { pathToFileURL } from 'node:url';
 import type { Clock } from '../../core/ports/clock.ts';
 import { systemClock } from '../../core/ports/clock.ts';
@@ -74,6 +74,8 @@ export interface ChaosReport {
  */
 export class EmbeddedRuntime {
   readonly store: ObjectStore;
+  /** The store itself, unwrapped: what pins files from outside it (replay's staged files, incoming/). */
+  private readonly fsStore: FsObjectStore;
   readonly queue: FsTaskQueue;
   readonly pool: WorkerPool | InProcessRunner;
   readonly chaos?: ChaosSpec;
@@ -93,6 +95,7 @@ export class EmbeddedRuntime {
   ) {
     this.options = options;
     const fsStore = new FsObjectStore(options.root);
+    this.fsStore = fsStore;
     this.store = options.wrapStore?.(fsStore, 'driver') ?? fsStore;
     this.config = { ...config, checkUpload: pinnedUploadCheck(this.store) };
     this.scanner = new IncomingScanner(fsStore, () => this.clock.now());
@@ -163,15 +166,13 @@ export class EmbeddedRuntime {
     for (const { k, files } of intervals) {
       if (k < first && !(await this.store.head(keys.committed(intervalScope(k))))) continue;
       if (!(await isSealed(this.store, k))) {
-        const stageFile = async (file: StagedFile) => {
-          // Staged files are copied to their pinned keys: the staged folder may change afterwards.
+        // Staged files are copied to their pinned keys, not linked: the staged folder may change
+        // afterwards. The copy is a clone or the kernel's, so files go many at a time whatever their size.
+        await mapConcurrently(files, STORE_CONCURRENCY, async (file) => {
           const upload: IntakeUpload = { key: keys.pinnedUpload(`replay-${k}`, file.name), name: file.name, size: file.size, ...(file.refused === undefined ? {} : { refused: file.refused }) };
-          if (file.refused === undefined) await this.store.put(upload.key, await readFile(file.path));
+          if (file.refused === undefined) await this.fsStore.copyIn(file.path, upload.key);
           await admitUpload(this.store, upload, k);
-        };
-        // Many small files at once, large ones one by one: what is held in memory stays bounded.
-        await mapConcurrently(files.filter((f) => f.size <= SMALL_FILE_BYTES), STORE_CONCURRENCY, stageFile);
-        for (const file of files.filter((f) => f.size > SMALL_FILE_BYTES)) await stageFile(file);
+        });
       }
       const report = await this.runInterval(k);
       onInterval?.(report);
@@ -280,9 +281,6 @@ function pinnedUploadCheck(store: ObjectStore): UploadCheck {
     return undefined;
   };
 }
-
-/** Staged files up to this size are copied into the store many at a time. */
-const SMALL_FILE_BYTES = 1024 * 1024;
 
 export function defaultWorkers(): number {
   return Math.max(1, cpus().length);

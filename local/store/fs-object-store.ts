@@ -153,12 +153,16 @@ export class FsObjectStore implements ObjectStore {
     }
   }
 
-  /** Copies a file from outside the store's keys into it under `key`; the original stays. */
+  /**
+   * Copies a file from outside the store's keys into it under `key`; the original stays. A
+   * copy-on-write clone where the filesystem has them (btrfs, XFS, APFS), else a copy made by the
+   * kernel: no bytes pass through this process either way.
+   */
   async copyIn(file: string | Buffer, key: string): Promise<void> {
     const target = this.pathOf(key);
     await this.rootReal();
     const temp = path.join(this.root, TEMP_DIR, `${process.pid}-${++tempCounter}-${randomBytes(4).toString('hex')}`);
-    await copyFile(file, temp);
+    await copyFile(file, temp, constants.COPYFILE_FICLONE);
     try {
       await this.place(key, target, () => rename(temp, target));
     } catch (error) {
