@@ -118,15 +118,14 @@ export interface SchedulerDeps {
    */
   runId?: string;
   /**
-   * The runner's word on which tasks started and settled, where it has one: polls then read
-   * those tasks' records, and list the task folders only every FULL_LISTING_POLLS polls or
-   * FULL_LISTING_MS, so a poll costs what changed rather than every task of every running stage.
+   * The runner's word on which tasks started and settled, where it has one. A poll with notices
+   * reads those tasks' records by key; one with none, or the FULL_LISTING_POLLS-th in a row with
+   * some, lists the running stages' folders as without notices. So the polls a completion wakes
+   * cost what changed rather than every task of every running stage, and a lost notice only delays.
    */
   notices?: TaskNotices;
 }
 
-/** With notices, a poll still lists every running stage's folder this often: a lost notice only delays. */
-const FULL_LISTING_MS = 1000;
 const FULL_LISTING_POLLS = 40;
 
 interface Running {
@@ -192,8 +191,7 @@ export class DagScheduler {
   private readonly recentStartLatencies: number[] = [];
   /** When this scheduler last saw a task start or complete: the workers' last sign of life. */
   private lastProgressAt = 0;
-  /** When, and how many polls ago, the running stages' folders were last listed. */
-  private listedAt = -Infinity;
+  /** How many polls ago the running stages' folders were last listed. */
   private pollsSinceListing = 0;
   /** Noticed starts whose marker was not there yet (the runner may tell before the task writes it). */
   private readonly pendingStarts = new Map<string, TaskNotice>();
@@ -436,17 +434,14 @@ export class DagScheduler {
 
   private async poll(): Promise<void> {
     const active = [...this.stages.values()].filter((s) => s.loaded && !s.complete);
-    const { notices, clock } = this.deps;
-    const now = clock.now();
-    if (!notices || now - this.listedAt >= FULL_LISTING_MS || ++this.pollsSinceListing >= FULL_LISTING_POLLS) {
-      // Taken first: what a listing that starts afterwards sees, they would only repeat.
-      notices?.takeNotices();
+    // Taken before a listing starts: what it sees, they would only repeat.
+    const noticed = this.deps.notices?.takeNotices() ?? [];
+    if (noticed.length === 0 || ++this.pollsSinceListing >= FULL_LISTING_POLLS) {
       this.pendingStarts.clear();
-      this.listedAt = now;
       this.pollsSinceListing = 0;
       await Promise.all(active.map((s) => this.collectDone(s)));
     } else {
-      await this.collectNoticed(active, notices.takeNotices());
+      await this.collectNoticed(active, noticed);
     }
     const scopes = new Set(active.map((s) => s.plan.scope));
     for (const scope of scopes) await this.handleFetchFailures(scope);
