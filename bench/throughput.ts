@@ -7,6 +7,7 @@ import path from 'node:path';
 import { mb, type Row } from './table.ts';
 import { BENCH_DIR, freshRoot, sizeOf, stagedFiles, stagedText, timedReplay } from './workspace.ts';
 import type { PoolStats } from '../local/runtime/worker-pool.ts';
+import { breakdownRow, breakdowns } from './breakdown.ts';
 
 const GREP_PATTERN = 'error';
 
@@ -63,15 +64,17 @@ async function handGrep(intervals: string[][], out: string): Promise<Timed> {
 
 /**
  * `totalMb` of input over four measured intervals, after a first one (a fifth more input) that
- * warms up the JIT of the loop and of the worker processes alike and is not counted.
+ * warms up the JIT of the loop and of the worker processes alike and is not counted. Beside the
+ * throughput rows, where each dstream run's time went (bench/breakdown.ts), from the same runs.
  */
-export async function benchThroughput(totalMb: number): Promise<Row[]> {
+export async function benchThroughput(totalMb: number): Promise<{ rows: Row[]; breakdown: Row[] }> {
   const measured = 4;
   const { dir } = await stagedText('throughput', measured + 1, 4, totalMb / measured);
   const files = await stagedFiles(dir);
   let bytes = 0;
   for (const interval of files.slice(1)) for (const f of interval) bytes += await sizeOf(f);
   const rows: Row[] = [];
+  const breakdown: Row[] = [];
   for (const [name, example, hand] of [
     ['WordCount', 'examples/wordcount.ts', handWordCount],
     ['Grep', 'examples/grep.ts', handGrep],
@@ -79,13 +82,15 @@ export async function benchThroughput(totalMb: number): Promise<Row[]> {
     const timed = await hand(files, path.join(BENCH_DIR, 'hand', name));
     rows.push(row(`${name}: hand-written loop, 1 thread`, timed.records, bytes, sum(timed.ms.slice(1))));
     for (const workers of [1, 2]) {
-      const { reports } = await timedReplay({ pipelinePath: example, root: await freshRoot(`${name}-${workers}`), workers, partitions: 4 * workers }, dir);
+      const { reports, openMs, runtime } = await timedReplay({ pipelinePath: example, root: await freshRoot(`${name}-${workers}`), workers, partitions: 4 * workers }, dir);
       const steady = reports.slice(1);
       const records = steady.reduce((n, r) => n + r.recordsIn, 0);
-      rows.push(row(`${name}: dstream, ${workers} worker${workers > 1 ? 's' : ''}`, records, bytes, sum(steady.map((r) => r.processingMs))));
+      const run = `${name}: dstream, ${workers} worker${workers > 1 ? 's' : ''}`;
+      rows.push(row(run, records, bytes, sum(steady.map((r) => r.processingMs))));
+      breakdown.push(breakdownRow(run, openMs, await breakdowns(runtime.store, reports)));
     }
   }
-  return rows;
+  return { rows, breakdown };
 }
 
 const sum = (xs: number[]) => xs.reduce((a, b) => a + b, 0);

@@ -38,12 +38,17 @@ export async function freshRoot(name: string): Promise<string> {
   return root;
 }
 
-/** Replays a staged directory; the time counted is the intervals' processing, not the staging copy. */
-export async function timedReplay(options: EmbeddedOptions, staged: string): Promise<{ reports: IntervalReport[]; processingMs: number; runtime: EmbeddedRuntime }> {
+/**
+ * Replays a staged directory; the time counted is the intervals' processing, not the staging
+ * copy. `openMs`: the runtime's start-up (pipeline loaded, workers ready).
+ */
+export async function timedReplay(options: EmbeddedOptions, staged: string): Promise<{ reports: IntervalReport[]; processingMs: number; openMs: number; runtime: EmbeddedRuntime }> {
+  const opening = performance.now();
   const runtime = await EmbeddedRuntime.open(options);
+  const openMs = performance.now() - opening;
   try {
     const reports = await runtime.replay(staged);
-    return { reports, processingMs: reports.reduce((n, r) => n + r.processingMs, 0), runtime };
+    return { reports, processingMs: reports.reduce((n, r) => n + r.processingMs, 0), openMs, runtime };
   } finally {
     await runtime.close();
   }

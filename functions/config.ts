@@ -2,6 +2,7 @@
  * What the functions learn from the environment the CDK stack sets, checked once, with errors
  * that name the variable; and the AWS adapters that environment describes.
  */
+import type { TaskNotice as RunnerNotice } from '../core/ports/task-runner.ts';
 import { defaultSchedulerOptions } from '../core/scheduler/dag-scheduler.ts';
 import type { DriverConfig } from '../core/streaming/driver.ts';
 import { STATE_NAME } from '../core/graph/dstream.ts';
@@ -14,11 +15,7 @@ import { queueChangeFeed, type ChangeFeed } from '../core/ports/change-feed.ts';
 type Env = Record<string, string | undefined>;
 
 /** What a task function sends the driver once a task has settled (its outcome is durable in the store): a hint to look. */
-export interface TaskNotice {
-  scope: string;
-  stage: string;
-  partition: number;
-}
+export type TaskNotice = Omit<RunnerNotice, 'event'>;
 
 export type TaskNotifier = (notice: TaskNotice) => Promise<void>;
 

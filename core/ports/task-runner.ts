@@ -8,3 +8,41 @@ export interface TaskRunner {
   /** Stops taking tasks; a task running when it stops may be redelivered to a later runner. */
   stop(): Promise<void>;
 }
+
+/** A task a runner saw start or settle: a hint of what to read, never a record (the store holds those). */
+export interface TaskNotice {
+  scope: string;
+  stage: string;
+  partition: number;
+  event: 'started' | 'settled';
+}
+
+/**
+ * A runner that hands tasks to its workers itself (the embedded runtime's) knows which ones
+ * started and settled: the scheduler reads those tasks' records instead of listing every task
+ * folder on each poll. Hints only: a notice lost or never given delays what the scheduler learns
+ * until its next full listing, and changes nothing else.
+ */
+export interface TaskNotices {
+  /** The notices since the last call, oldest first. */
+  takeNotices(): TaskNotice[];
+}
+
+/** Notices kept for a scheduler that does not ask (a batch run): past this many, the oldest go. */
+const MAX_NOTICES = 10_000;
+
+/** The notices a runner has given and the scheduler not yet taken. */
+export class NoticeBoard implements TaskNotices {
+  private notices: TaskNotice[] = [];
+
+  post(task: { scope: string; stage: string; partition: number }, event: TaskNotice['event']): void {
+    this.notices.push({ scope: task.scope, stage: task.stage, partition: task.partition, event });
+    if (this.notices.length > MAX_NOTICES) this.notices.splice(0, this.notices.length - MAX_NOTICES);
+  }
+
+  takeNotices(): TaskNotice[] {
+    const taken = this.notices;
+    this.notices = [];
+    return taken;
+  }
+}

@@ -2,11 +2,12 @@ import type { ObjectStore } from '../ports/object-store.ts';
 import { listAll, readJson } from '../ports/object-store.ts';
 import type { TaskQueue } from '../ports/task-queue.ts';
 import type { Clock } from '../ports/clock.ts';
+import type { TaskNotice, TaskNotices } from '../ports/task-runner.ts';
 import type { PlanBuilder } from '../rdd/rdd.ts';
 import type { BlockRef } from '../exec/compute.ts';
 import { randomBytes } from 'node:crypto';
 import type { BadRecordPolicy, TaskDone, TaskFailure, TaskRecord } from '../exec/task.ts';
-import { keys, parseTaskStarted, partitionOfTaskDone, scopeOfKey, type Scope } from '../layout.ts';
+import { keys, parseTaskStarted, partitionOfTaskDone, runInKey, scopeOfKey, type Scope } from '../layout.ts';
 import type { StageSpec } from './stages.ts';
 import { decodeTaskMessage, encodeTaskMessage, keepUnreadableMessage } from './task-message.ts';
 import { stageIds, stageOfOutput, stageRecovering, stageShuffleReads, stagesRun, stageWriting, writesLocation } from './stages.ts';
@@ -116,7 +117,16 @@ export interface SchedulerDeps {
    * interval in the store until a failure is reported; default, a fresh one.
    */
   runId?: string;
+  /**
+   * The runner's word on which tasks started and settled, where it has one. A poll with notices
+   * reads those tasks' records by key; one with none, or the FULL_LISTING_POLLS-th in a row with
+   * some, lists the running stages' folders as without notices. So the polls a completion wakes
+   * cost what changed rather than every task of every running stage, and a lost notice only delays.
+   */
+  notices?: TaskNotices;
 }
+
+const FULL_LISTING_POLLS = 40;
 
 interface Running {
   sentAt: number;
@@ -181,6 +191,10 @@ export class DagScheduler {
   private readonly recentStartLatencies: number[] = [];
   /** When this scheduler last saw a task start or complete: the workers' last sign of life. */
   private lastProgressAt = 0;
+  /** How many polls ago the running stages' folders were last listed. */
+  private pollsSinceListing = 0;
+  /** Noticed starts whose marker was not there yet (the runner may tell before the task writes it). */
+  private readonly pendingStarts = new Map<string, TaskNotice>();
   /**
    * This run's mark on the tasks it sends. Tasks are sent afresh by each run, so what an earlier
    * run's copies left (dead letters, final failures) is history that does not fail this one.
@@ -303,33 +317,75 @@ export class DagScheduler {
       const started = parseTaskStarted(o.key);
       // Only this run's copies: a marker an earlier run's copy left says nothing of this run's.
       if (!started || started.run !== this.runId) continue;
-      const p = started.partition;
-      const running = stage.running.get(p);
-      if (running && running.startedAt === undefined && started.attempt === (stage.attempts.get(p) ?? 0)) {
-        running.startedAt = o.lastModified;
-        this.lastProgressAt = this.deps.clock.now();
-        // Markers dated to the second may precede the send by less than that.
-        const latency = Math.max(0, o.lastModified - running.sentAt);
-        stage.maxStartLatency = Math.max(stage.maxStartLatency ?? 0, latency);
-        this.recentStartLatencies.push(latency);
-        if (this.recentStartLatencies.length > RECENT_START_LATENCIES) this.recentStartLatencies.shift();
-      }
+      if (started.attempt === (stage.attempts.get(started.partition) ?? 0)) this.noteStart(stage, started.partition, o.lastModified);
     }
     const fresh = listed.filter((o) => {
       const p = partitionOfTaskDone(o.key);
       return p !== undefined && stage.needed.has(p) && !stage.done.has(p);
     });
-    const records = await mapConcurrently(fresh, STORE_CONCURRENCY, (o) => store.get(o.key));
+    await this.readDone(stage, fresh.map((o) => o.key));
+    // Only this run's: an earlier run's final failures were reported by that run, and this run sent the tasks afresh.
+    const failedSuffix = `.failed-${this.runId}.json`;
+    for (const o of listed) if (o.key.endsWith(failedSuffix)) await this.handleFinalFailure(stage, o.key);
+  }
+
+  /** A running task's first copy started at `at` (its marker's date). */
+  private noteStart(stage: StageRun, p: number, at: number): void {
+    const running = stage.running.get(p);
+    if (!running || running.startedAt !== undefined) return;
+    running.startedAt = at;
+    this.lastProgressAt = this.deps.clock.now();
+    // Markers dated to the second may precede the send by less than that.
+    const latency = Math.max(0, at - running.sentAt);
+    stage.maxStartLatency = Math.max(stage.maxStartLatency ?? 0, latency);
+    this.recentStartLatencies.push(latency);
+    if (this.recentStartLatencies.length > RECENT_START_LATENCIES) this.recentStartLatencies.shift();
+  }
+
+  /** Reads completion records (absent ones are skipped) into their stage. */
+  private async readDone(stage: StageRun, doneKeys: string[]): Promise<void> {
+    const records = await mapConcurrently(doneKeys, STORE_CONCURRENCY, (key) => this.deps.store.get(key));
     for (const bytes of records) {
       if (!bytes) continue;
       const done = JSON.parse(Buffer.from(bytes).toString('utf8')) as TaskDone;
+      if (!stage.needed.has(done.partition) || stage.done.has(done.partition)) continue;
       stage.done.set(done.partition, done);
       stage.running.delete(done.partition);
       this.lastProgressAt = this.deps.clock.now();
     }
-    // Only this run's: an earlier run's final failures were reported by that run, and this run sent the tasks afresh.
-    const failedSuffix = `.failed-${this.runId}.json`;
-    for (const o of listed) if (o.key.endsWith(failedSuffix)) await this.handleFinalFailure(stage, o.key);
+  }
+
+  /**
+   * What the noticed tasks of running stages left: a settled task's completion record or final
+   * failure, a started one's marker, each read by key.
+   */
+  private async collectNoticed(active: StageRun[], notices: TaskNotice[]): Promise<void> {
+    const { store } = this.deps;
+    const running = new Set(active);
+    const settled = new Map<StageRun, Set<number>>();
+    const starts = [...this.pendingStarts.values(), ...notices.filter((n) => n.event === 'started')];
+    this.pendingStarts.clear();
+    for (const n of notices) {
+      const stage = this.stages.get(`${n.scope}/${n.stage}`);
+      if (n.event !== 'settled' || !stage || !running.has(stage) || !stage.needed.has(n.partition) || stage.done.has(n.partition)) continue;
+      settled.set(stage, (settled.get(stage) ?? new Set()).add(n.partition));
+    }
+    await mapConcurrently(starts, STORE_CONCURRENCY, async (n) => {
+      const stage = this.stages.get(`${n.scope}/${n.stage}`);
+      if (!stage || !running.has(stage) || stage.running.get(n.partition)?.startedAt !== undefined || !stage.running.has(n.partition)) return;
+      const info = await store.head(keys.taskStarted(stage.plan.scope, stage.spec.id, n.partition, stage.attempts.get(n.partition) ?? 0, runInKey(this.runId)));
+      if (info) this.noteStart(stage, n.partition, info.lastModified);
+      else this.pendingStarts.set(`${n.scope}/${n.stage}#${n.partition}`, n);
+    });
+    for (const [stage, partitions] of settled) {
+      const { scope } = stage.plan;
+      await this.readDone(stage, [...partitions].map((p) => keys.taskDone(scope, stage.spec.id, p)));
+      for (const p of partitions) {
+        if (stage.done.has(p)) continue;
+        const failed = keys.taskFailed(scope, stage.spec.id, p, runInKey(this.runId));
+        if (await store.head(failed)) await this.handleFinalFailure(stage, failed);
+      }
+    }
   }
 
   private async submitPending(stage: StageRun): Promise<void> {
@@ -381,7 +437,15 @@ export class DagScheduler {
 
   private async poll(): Promise<void> {
     const active = [...this.stages.values()].filter((s) => s.loaded && !s.complete);
-    await Promise.all(active.map((s) => this.collectDone(s)));
+    // Taken before a listing starts: what it sees, they would only repeat.
+    const noticed = this.deps.notices?.takeNotices() ?? [];
+    if (noticed.length === 0 || ++this.pollsSinceListing >= FULL_LISTING_POLLS) {
+      this.pendingStarts.clear();
+      this.pollsSinceListing = 0;
+      await Promise.all(active.map((s) => this.collectDone(s)));
+    } else {
+      await this.collectNoticed(active, noticed);
+    }
     const scopes = new Set(active.map((s) => s.plan.scope));
     for (const scope of scopes) await this.handleFetchFailures(scope);
     await this.handleDeadLetters();

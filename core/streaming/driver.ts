@@ -5,6 +5,7 @@ import { listAll, readJson } from '../ports/object-store.ts';
 import type { TaskQueue } from '../ports/task-queue.ts';
 import type { Clock } from '../ports/clock.ts';
 import type { ChangeFeed } from '../ports/change-feed.ts';
+import type { TaskNotices } from '../ports/task-runner.ts';
 import type { Pipeline } from '../graph/pipeline.ts';
 import { DagScheduler, newRunId, TaskFailedError, type SchedulerOptions, type SchedulerStats } from '../scheduler/dag-scheduler.ts';
 import { stageOfOutput, stagesRun } from '../scheduler/stages.ts';
@@ -118,8 +119,11 @@ export class StreamingDriver {
 
   constructor(
     readonly pipeline: Pipeline,
-    /** `changes`: what the stages wait on between polls (default: the clock's sleep, a fixed poll). */
-    private readonly deps: { store: ObjectStore; queue: TaskQueue; clock: Clock; changes?: ChangeFeed },
+    /**
+     * `changes`: what the stages wait on between polls (default: the clock's sleep, a fixed poll);
+     * `notices`: which tasks moved, where the runtime knows, so that a poll reads only those.
+     */
+    private readonly deps: { store: ObjectStore; queue: TaskQueue; clock: Clock; changes?: ChangeFeed; notices?: TaskNotices },
     readonly config: DriverConfig,
     private readonly hooks: DriverHooks = {},
   ) {}
@@ -361,6 +365,7 @@ export class StreamingDriver {
     const scheduler = new DagScheduler({
       store,
       queue,
+      ...(this.deps.notices ? { notices: this.deps.notices } : {}),
       // The driver may die between any two polls; the clock is where the scheduler waits.
       clock: {
         now: () => clock.now(),

@@ -15,6 +15,7 @@ import type { IntervalReport } from './driver.ts';
 import { readLineageRecord, type LineageRecord } from './lineage.ts';
 import { readIntervalProgress, type IntervalProgress } from './status.ts';
 import { isEmptyPart } from './empty-stages.ts';
+import { readIntervalBreakdown, type IntervalBreakdown } from './breakdown.ts';
 
 /** An RDD of the interval's plan, and the stages whose tasks compute it (a shuffle's read side belongs to the stage reading it). */
 export interface DagNode {
@@ -106,6 +107,8 @@ export interface IntervalDetail {
   progress?: IntervalProgress;
   dag: { nodes: DagNode[]; edges: DagEdge[]; stages: StageSpec[] };
   tasks: TaskTimeline[];
+  /** Where its time went: seal, plan, each stage, dispatch, commit, and how busy the executors were. */
+  breakdown?: IntervalBreakdown;
   outputs: OutputView[];
   state: StateView[];
   errors: ErrorsView;
@@ -124,7 +127,7 @@ export async function readIntervalDetail(store: ObjectStore, k: number): Promise
   if (!record) return undefined;
   const [report, tasks, errors] = await Promise.all([readJson<IntervalReport>(store, keys.committed(scope)), readTasks(store, scope), readErrors(store, scope)]);
   const progress = report ? undefined : await readIntervalProgress(store, k);
-  const [outputs, state] = await Promise.all([readOutputs(store, record, report), readState(store, record, tasks)]);
+  const [outputs, state, breakdown] = await Promise.all([readOutputs(store, record, report), readState(store, record, tasks), readIntervalBreakdown(store, k, tasks)]);
   return {
     interval: k,
     scope,
@@ -136,6 +139,7 @@ export async function readIntervalDetail(store: ObjectStore, k: number): Promise
     ...(progress ? { progress } : {}),
     dag: lineageDag(record),
     tasks,
+    ...(breakdown ? { breakdown } : {}),
     outputs,
     state,
     errors,
@@ -198,7 +202,7 @@ function inputs(node: PlanNode): DagEdge[] {
 }
 
 /** One listing of the interval's tasks/ folder: start markers, completion records (read) and failure records (read). */
-async function readTasks(store: ObjectStore, scope: string): Promise<TaskTimeline[]> {
+export async function readTasks(store: ObjectStore, scope: string): Promise<TaskTimeline[]> {
   const byTask = new Map<string, TaskTimeline>();
   const task = (stage: string, partition: number) => {
     const id = `${stage}/${partition}`;

@@ -21,6 +21,9 @@ const base = (k: number) => `intake/${intervalScope(k)}`;
 const entryKey = (k: number, id: string) => `${base(k)}/entries/${id}.json`;
 const sealingKey = (k: number) => `${base(k)}/_SEALING`;
 const sealedKey = (k: number) => `${base(k)}/_SEALED`;
+
+/** The markers a seal writes, first as it starts and then with its final list: their dates time the seal. */
+export const sealMarkerKeys = (k: number) => ({ sealing: sealingKey(k), sealed: sealedKey(k) });
 const claimKey = (id: string) => `intake/claims/${id}.json`;
 
 export function uploadId(upload: IntakeUpload): string {

@@ -1,6 +1,6 @@
 import { cpus } from 'node:os';
 import path from 'node:path';
-import { lstat, readdir, readFile, stat } from 'node:fs/promises';
+import { lstat, readdir, stat } from 'node:fs/promises';
 import { pathToFileURL } from 'node:url';
 import type { Clock } from '../../core/ports/clock.ts';
 import { systemClock } from '../../core/ports/clock.ts';
@@ -76,6 +76,8 @@ export interface ChaosReport {
  */
 export class EmbeddedRuntime {
   readonly store: ObjectStore;
+  /** The store itself, unwrapped: what pins files from outside it (replay's staged files, incoming/). */
+  private readonly fsStore: FsObjectStore;
   readonly queue: FsTaskQueue;
   readonly pool: WorkerPool | InProcessRunner;
   readonly chaos?: ChaosSpec;
@@ -85,14 +87,17 @@ export class EmbeddedRuntime {
   private driver: StreamingDriver | undefined;
   private readonly scanner: IncomingScanner;
   readonly config: DriverConfig;
+  readonly options: EmbeddedOptions;
+  private loaded?: PipelineModule;
 
   private constructor(
-    readonly module: PipelineModule,
-    readonly options: EmbeddedOptions,
+    options: EmbeddedOptions,
     config: DriverConfig,
     readonly clock: WakeableClock,
   ) {
+    this.options = options;
     const fsStore = new FsObjectStore(options.root);
+    this.fsStore = fsStore;
     this.store = options.wrapStore?.(fsStore, 'driver') ?? fsStore;
     this.config = { ...config, checkUpload: pinnedUploadCheck(this.store) };
     this.scanner = new IncomingScanner(fsStore, () => this.clock.now());
@@ -114,7 +119,6 @@ export class EmbeddedRuntime {
 
   static async open(options: EmbeddedOptions): Promise<EmbeddedRuntime> {
     const pipelinePath = path.resolve(options.pipelinePath);
-    const module = options.inProcess ?? (await loadPipeline(pipelinePath));
     const workers = options.workers ?? defaultWorkers();
     if (!Number.isInteger(workers) || workers < 1) throw new Error(`--workers must be a whole number >= 1, got ${workers}`);
     const partitions = options.partitions ?? workers * 2;
@@ -127,10 +131,26 @@ export class EmbeddedRuntime {
       retainIntervals: 2,
       ...(options.runEmptyStages ? { runEmptyStages: true } : {}),
     };
-    const runtime = new EmbeddedRuntime(module, { ...options, pipelinePath, workers }, config, new WakeableClock(options.clock ?? systemClock));
-    await runtime.queue.ready();
-    await runtime.pool.start();
+    const runtime = new EmbeddedRuntime({ ...options, pipelinePath, workers }, config, new WakeableClock(options.clock ?? systemClock));
+    // The workers start while this process loads the pipeline: each loads it anyway, and the two
+    // would otherwise happen one after the other.
+    const started = runtime.queue.ready().then(() => runtime.pool.start());
+    started.catch(() => {});
+    try {
+      runtime.loaded = options.inProcess ?? (await loadPipeline(pipelinePath));
+    } catch (error) {
+      // Its workers fail on the same module; the driver's error says why, and they are stopped.
+      await started.catch(() => {});
+      await runtime.close().catch(() => {});
+      throw error;
+    }
+    await started;
     return runtime;
+  }
+
+  /** The pipeline or batch job, as this process loaded it. */
+  get module(): PipelineModule {
+    return this.loaded!;
   }
 
   get pipeline(): Pipeline {
@@ -149,15 +169,13 @@ export class EmbeddedRuntime {
     for (const { k, files } of intervals) {
       if (k < first && !(await this.store.head(keys.committed(intervalScope(k))))) continue;
       if (!(await isSealed(this.store, k))) {
-        const stageFile = async (file: StagedFile) => {
-          // Staged files are copied to their pinned keys: the staged folder may change afterwards.
+        // Staged files are copied to their pinned keys, not linked: the staged folder may change
+        // afterwards. The copy is a clone or the kernel's, so files go many at a time whatever their size.
+        await mapConcurrently(files, STORE_CONCURRENCY, async (file) => {
           const upload: IntakeUpload = { key: keys.pinnedUpload(`replay-${k}`, file.name), name: file.name, size: file.size, ...(file.refused === undefined ? {} : { refused: file.refused }) };
-          if (file.refused === undefined) await this.store.put(upload.key, await readFile(file.path));
+          if (file.refused === undefined) await this.fsStore.copyIn(file.path, upload.key);
           await admitUpload(this.store, upload, k);
-        };
-        // Many small files at once, large ones one by one: what is held in memory stays bounded.
-        await mapConcurrently(files.filter((f) => f.size <= SMALL_FILE_BYTES), STORE_CONCURRENCY, stageFile);
-        for (const file of files.filter((f) => f.size > SMALL_FILE_BYTES)) await stageFile(file);
+        });
       }
       const report = await this.runInterval(k);
       onInterval?.(report);
@@ -242,7 +260,7 @@ export class EmbeddedRuntime {
       const chaos = this.chaos;
       const random = this.driverRandom;
       let polls = 0;
-      this.driver = new StreamingDriver(this.pipeline, { store: this.store, queue: this.queue, clock: this.clock, changes: this.clock }, this.config, {
+      this.driver = new StreamingDriver(this.pipeline, { store: this.store, queue: this.queue, clock: this.clock, changes: this.clock, notices: this.pool.notices }, this.config, {
         step: (step) => {
           if (!chaos || chaos.driverCrash === 0) return;
           // Mid-stage is a poll, many per stage: one chance in ten polls, so a stage can finish.
@@ -266,9 +284,6 @@ function pinnedUploadCheck(store: ObjectStore): UploadCheck {
     return undefined;
   };
 }
-
-/** Staged files up to this size are copied into the store many at a time. */
-const SMALL_FILE_BYTES = 1024 * 1024;
 
 export function defaultWorkers(): number {
   return Math.max(1, cpus().length);

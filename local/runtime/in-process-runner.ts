@@ -1,8 +1,9 @@
 import type { TaskQueue } from '../../core/ports/task-queue.ts';
-import type { TaskRunner } from '../../core/ports/task-runner.ts';
+import { NoticeBoard, type TaskRunner } from '../../core/ports/task-runner.ts';
 import type { ObjectStore } from '../../core/ports/object-store.ts';
 import { TaskHandler, settlementOf, type PipelineModule } from '../../core/runtime/task-handler.ts';
 import { settle } from './settle.ts';
+import type { TaskRecord } from '../../core/exec/task.ts';
 
 /**
  * Runs tasks inside this process, `concurrency` at a time, with the queue semantics of the worker
@@ -13,6 +14,8 @@ export class InProcessRunner implements TaskRunner {
   private running = false;
   private loop?: Promise<void>;
   readonly errors: string[] = [];
+  /** Which tasks started and settled, for the scheduler's polls. */
+  readonly notices = new NoticeBoard();
 
   constructor(
     private readonly queue: TaskQueue,
@@ -40,14 +43,17 @@ export class InProcessRunner implements TaskRunner {
     while (this.running) {
       const [message] = await this.queue.receive(1, 60_000, 20);
       if (!message) continue;
+      let task: TaskRecord | undefined;
       try {
-        const task = await this.handler.decode(message.body);
+        task = await this.handler.decode(message.body);
+        this.notices.post(task, 'started');
         await this.handler.handle(task, message.receiveCount);
         await this.queue.delete(message.receipt);
       } catch (error) {
         this.errors.push(error instanceof Error ? error.message : String(error));
         await settle(this.queue, message, settlementOf(error), error instanceof Error ? `${error.name}: ${error.message}` : String(error), this.retryDelayMs);
       }
+      if (task) this.notices.post(task, 'settled');
       this.onTaskSettled();
     }
   }

@@ -1,6 +1,6 @@
 import { fork, type ChildProcess } from 'node:child_process';
 import { siblingModule } from '../package-files.ts';
-import type { TaskRunner } from '../../core/ports/task-runner.ts';
+import { NoticeBoard, type TaskRunner } from '../../core/ports/task-runner.ts';
 import type { QueueMessage, TaskQueue } from '../../core/ports/task-queue.ts';
 import type { ChaosSpec, FaultKind } from '../chaos/chaos-spec.ts';
 import { seededRandom } from '../../core/util/seeded-random.ts';
@@ -45,6 +45,15 @@ export interface PoolStats {
 
 const WORKER_MAIN = siblingModule(import.meta.url, 'worker-main');
 const TSX = import.meta.resolve('tsx');
+const TYPESCRIPT = /\.(ts|mts|cts|tsx)$/;
+
+/**
+ * Built JavaScript runs as it is: a worker loads TypeScript support (tsx, a third of a second
+ * per worker) only when it runs from sources or its pipeline is TypeScript.
+ */
+function workerExecArgv(pipelinePath: string): string[] {
+  return TYPESCRIPT.test(WORKER_MAIN) || TYPESCRIPT.test(pipelinePath) ? ['--import', TSX] : [];
+}
 
 interface Worker {
   index: number;
@@ -73,6 +82,8 @@ export class WorkerPool implements TaskRunner {
     usage: [],
     lastErrors: [],
   };
+  /** Which tasks started and settled, for the scheduler's polls. */
+  readonly notices = new NoticeBoard();
   private readonly workers: Worker[] = [];
   private running = false;
   private loop?: Promise<void>;
@@ -119,7 +130,7 @@ export class WorkerPool implements TaskRunner {
 
   private spawn(index: number): Worker {
     const child = fork(WORKER_MAIN, [], {
-      execArgv: ['--import', TSX],
+      execArgv: workerExecArgv(this.options.pipelinePath),
       serialization: 'advanced',
       stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
     });
@@ -191,10 +202,12 @@ export class WorkerPool implements TaskRunner {
     if (!busy || busy.message.id !== message.id) return;
     if (message.type === 'started') {
       busy.task = message.task;
+      this.notices.post(message.task, 'started');
       return;
     }
     clearTimeout(busy.timer);
     worker.busy = undefined;
+    if (busy.task) this.notices.post(busy.task, 'settled');
     for (const kind of message.injected) this.stats.injected[kind]++;
     if (message.type === 'done') {
       this.stats.completed++;
@@ -224,7 +237,10 @@ export class WorkerPool implements TaskRunner {
         ? `the task ran longer than its timeout of ${this.options.taskTimeoutMs} ms and its worker was killed`
         : `its worker process died (${signal ? `signal ${signal}` : `exit code ${code}`}${code === 134 || signal === 'SIGABRT' ? ', perhaps out of memory' : ''})`;
       worker.busy = undefined;
-      if (busy.task) await recordTaskFailure(this.store, busy.task, busy.message.receiveCount, new WorkerDied(why));
+      if (busy.task) {
+        await recordTaskFailure(this.store, busy.task, busy.message.receiveCount, new WorkerDied(why));
+        this.notices.post(busy.task, 'settled');
+      }
       await this.queue.changeVisibility(busy.message.receipt, this.options.retryDelayMs);
     }
     const replacement = this.spawn(worker.index);

@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
-import type { Dirent } from 'node:fs';
-import { copyFile, link, lstat, mkdir, open, readdir, readFile, realpath, rename, rmdir, stat, unlink, writeFile } from 'node:fs/promises';
+import { constants, type Dirent } from 'node:fs';
+import { copyFile, link, lstat, mkdir, open, readdir, realpath, rename, rmdir, stat, unlink, writeFile, type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
 import { InvalidKeyError, ObjectNotFoundError, validateKey, VersionsUnsupportedError } from '../../core/ports/object-store.ts';
 import type { ObjectInfo, ObjectStore, ReadOptions } from '../../core/ports/object-store.ts';
@@ -20,8 +20,14 @@ let tempCounter = 0;
  * An object store over one directory, laid out as the bucket is: key `a/b/c` is the file `<root>/a/b/c`.
  *
  * Safe to share between processes (the embedded runtime's workers write to it concurrently): puts
- * are a temp file renamed into place, putIfAbsent is a hard link (which fails if the key exists).
- * Writes are atomic against process crashes but not fsynced, so not against power loss.
+ * are a temp file renamed into place, putIfAbsent is a hard link (which fails if the key exists),
+ * or for an empty body an exclusive create, which has no partial state to hide. Writes are atomic
+ * against process crashes but not fsynced, so not against power loss.
+ *
+ * A directory the store has once found to resolve inside the root (created it, or checked its
+ * real path) is trusted for the life of the store object: its objects are opened without
+ * following a link in their last segment, and without resolving the real path of every read and
+ * write again. Only something other than dstream could turn such a directory into a link later.
  *
  * Differences from S3 that a directory cannot avoid: an object cannot also be a prefix of other keys
  * (`a` and `a/b` cannot coexist; the second write gets InvalidKeyError), a key segment is limited
@@ -31,6 +37,8 @@ let tempCounter = 0;
 export class FsObjectStore implements ObjectStore {
   readonly root: string;
   private opened?: Promise<string>;
+  /** Directories (as keys name them, under the root) known to resolve inside it. */
+  private readonly trusted = new Set<string>();
 
   constructor(root: string) {
     this.root = path.resolve(root);
@@ -38,33 +46,33 @@ export class FsObjectStore implements ObjectStore {
 
   async get(key: string, options?: ReadOptions): Promise<Uint8Array | undefined> {
     refuseVersion(key, options);
-    const real = await this.resolveForRead(key);
-    if (real === undefined) return undefined;
+    const handle = await this.openForRead(key);
+    if (handle === undefined) return undefined;
     try {
-      return await readFile(real);
+      return await handle.readFile();
     } catch (error) {
       if (isAbsent(error)) return undefined;
       throw error;
+    } finally {
+      await handle.close();
     }
   }
 
   async *getRange(key: string, start: number, end?: number, options?: ReadOptions): AsyncIterable<Uint8Array> {
     checkRange(key, start, end);
     refuseVersion(key, options);
-    const real = await this.resolveForRead(key);
-    if (real === undefined) throw new ObjectNotFoundError(key);
-    let handle;
-    try {
-      handle = await open(real, 'r');
-    } catch (error) {
-      if (isAbsent(error)) throw new ObjectNotFoundError(key);
-      throw error;
-    }
+    const handle = await this.openForRead(key);
+    if (handle === undefined) throw new ObjectNotFoundError(key);
     try {
       const info = await handle.stat();
       if (!info.isFile()) throw new ObjectNotFoundError(key);
       const stop = Math.min(end ?? info.size, info.size);
       if (start >= stop) return;
+      if (stop - start <= READ_CHUNK_BYTES) {
+        // A shuffle block or a small object: one read, no stream to set up.
+        yield await readExactly(handle, start, stop - start);
+        return;
+      }
       const stream = handle.createReadStream({ start, end: stop - 1, highWaterMark: READ_CHUNK_BYTES, autoClose: false });
       for await (const chunk of stream) yield chunk as Buffer;
     } finally {
@@ -74,6 +82,16 @@ export class FsObjectStore implements ObjectStore {
 
   async head(key: string, options?: ReadOptions): Promise<ObjectInfo | undefined> {
     refuseVersion(key, options);
+    const file = this.pathOf(key);
+    if (this.trusted.has(path.dirname(file))) {
+      try {
+        const info = await lstat(file);
+        if (!info.isSymbolicLink()) return info.isFile() ? { key, size: info.size, lastModified: Math.floor(info.mtimeMs) } : undefined;
+      } catch (error) {
+        if (isAbsent(error)) return undefined;
+        throw error;
+      }
+    }
     const real = await this.resolveForRead(key);
     if (real === undefined) return undefined;
     return statObject(real, key);
@@ -92,6 +110,16 @@ export class FsObjectStore implements ObjectStore {
 
   async putIfAbsent(key: string, body: Uint8Array | string): Promise<boolean> {
     const target = this.pathOf(key);
+    if (body === '' || (body instanceof Uint8Array && body.length === 0)) {
+      // Nothing to write, so nothing half-written to hide: an exclusive create is create-if-absent.
+      try {
+        await this.place(key, target, async () => (await open(target, constants.O_CREAT | constants.O_EXCL | constants.O_WRONLY | constants.O_NOFOLLOW)).close());
+        return true;
+      } catch (error) {
+        if (errorCode(error) === 'EEXIST' && !(await isDirectory(target))) return false;
+        throw error;
+      }
+    }
     const temp = await this.writeTemp(body);
     try {
       // Unlike rename, link fails when the target exists: create-if-absent that holds across processes.
@@ -125,12 +153,16 @@ export class FsObjectStore implements ObjectStore {
     }
   }
 
-  /** Copies a file from outside the store's keys into it under `key`; the original stays. */
+  /**
+   * Copies a file from outside the store's keys into it under `key`; the original stays. A
+   * copy-on-write clone where the filesystem has them (btrfs, XFS, APFS), else a copy made by the
+   * kernel: no bytes pass through this process either way.
+   */
   async copyIn(file: string | Buffer, key: string): Promise<void> {
     const target = this.pathOf(key);
     await this.rootReal();
     const temp = path.join(this.root, TEMP_DIR, `${process.pid}-${++tempCounter}-${randomBytes(4).toString('hex')}`);
-    await copyFile(file, temp);
+    await copyFile(file, temp, constants.COPYFILE_FICLONE);
     try {
       await this.place(key, target, () => rename(temp, target));
     } catch (error) {
@@ -224,7 +256,33 @@ export class FsObjectStore implements ObjectStore {
       throw error;
     }
     if (!isInside(real, rootReal)) throw outsideRoot(key);
+    // No link on the way to its directory: the directory is what its name says.
+    if (path.dirname(real) === path.join(rootReal, path.relative(this.root, path.dirname(file)))) this.trusted.add(path.dirname(file));
     return real;
+  }
+
+  /**
+   * The key's file opened for reading, undefined when absent. In a trusted directory the file is
+   * opened without following a link; a link found there is resolved and checked as any other.
+   */
+  private async openForRead(key: string): Promise<FileHandle | undefined> {
+    const file = this.pathOf(key);
+    if (this.trusted.has(path.dirname(file))) {
+      try {
+        return await open(file, constants.O_RDONLY | constants.O_NOFOLLOW);
+      } catch (error) {
+        if (isAbsent(error)) return undefined;
+        if (errorCode(error) !== 'ELOOP') throw error;
+      }
+    }
+    const real = await this.resolveForRead(key);
+    if (real === undefined) return undefined;
+    try {
+      return await open(real, 'r');
+    } catch (error) {
+      if (isAbsent(error)) return undefined;
+      throw error;
+    }
   }
 
   private async writeTemp(body: Uint8Array | string): Promise<string> {
@@ -246,7 +304,11 @@ export class FsObjectStore implements ObjectStore {
         return;
       } catch (error) {
         const code = errorCode(error);
-        if (code === 'ENOENT' && attempt < PLACE_ATTEMPTS) continue;
+        if (code === 'ENOENT' && attempt < PLACE_ATTEMPTS) {
+          // A delete pruned the directory: check and create it afresh.
+          this.trusted.delete(path.dirname(target));
+          continue;
+        }
         if (code === 'ENOTDIR') throw await this.underObjectError(key);
         if (code === 'EISDIR' || (code === 'EEXIST' && (await isDirectory(target)))) {
           // An empty directory left by an interrupted prune is no object: clear it and try again.
@@ -266,6 +328,7 @@ export class FsObjectStore implements ObjectStore {
   private async prepareParent(key: string, target: string): Promise<void> {
     const rootReal = await this.rootReal();
     const parent = path.dirname(target);
+    if (this.trusted.has(parent)) return;
     let existing = parent;
     for (;;) {
       try {
@@ -280,7 +343,10 @@ export class FsObjectStore implements ObjectStore {
         existing = path.dirname(existing);
       }
     }
-    if (existing === parent) return;
+    if (existing === parent) {
+      this.trusted.add(parent);
+      return;
+    }
     try {
       await mkdir(parent, { recursive: true });
     } catch (error) {
@@ -290,6 +356,7 @@ export class FsObjectStore implements ObjectStore {
       throw error;
     }
     if (!isInside(await realpath(parent), rootReal)) throw outsideRoot(key);
+    this.trusted.add(parent);
   }
 
   /** The error for a key below an existing object, naming that object. */
@@ -338,9 +405,22 @@ export class FsObjectStore implements ObjectStore {
   private async pruneEmptyParents(dir: string): Promise<void> {
     while (dir !== this.root && dir.startsWith(this.root + path.sep)) {
       if (!(await removeEmptyDir(dir))) return;
+      this.trusted.delete(dir);
       dir = path.dirname(dir);
     }
   }
+}
+
+/** `length` bytes from `position`, or fewer where the file ends first. */
+async function readExactly(handle: FileHandle, position: number, length: number): Promise<Buffer> {
+  const buffer = Buffer.allocUnsafe(length);
+  let filled = 0;
+  while (filled < length) {
+    const { bytesRead } = await handle.read(buffer, filled, length - filled, position + filled);
+    if (bytesRead === 0) break;
+    filled += bytesRead;
+  }
+  return filled === length ? buffer : buffer.subarray(0, filled);
 }
 
 /** A directory keeps no versions: the embedded runtime pins an upload by moving it to a key of its own. */

@@ -106,6 +106,10 @@ describe('dstream ui: JSON endpoints', () => {
     const words = new Set(INPUT.slice(0, 2).flatMap((i) => i.join(' ').split(' ')));
     expect(detail.state).toEqual([expect.objectContaining({ tier: expect.any(String), keys: words.size, present: true })]);
     expect(detail.errors.counts).toEqual({ deadLetters: 0, quarantined: 0, refusedUploads: 0 });
+    // Where its time went, from the seal markers, the record, the tasks' records and the commit.
+    const { at, stages } = detail.breakdown!;
+    expect(stages.map((s) => s.stage).sort()).toEqual(record.stages.map((s) => s.id).sort());
+    expect([at.sealing!, at.sealed!, at.planned, at.lastTaskEnd!, at.committed!]).toEqual([at.sealing!, at.sealed!, at.planned, at.lastTaskEnd!, at.committed!].sort((a, b) => a - b));
   });
 
   it('a failed interval is named with what failed and the runbook\'s next step, and its page shows the failed task', async () => {

@@ -1,0 +1,56 @@
+/**
+ * What an interval costs with almost no data: WordCount's four stages (the map side, `counts`,
+ * the state, `totals`) over a few lines per split, with `partitions` reduce partitions and as
+ * many input splits, so 4 x partitions tasks. Seal to commit is all fixed cost: sealing,
+ * planning, dispatch and each task's protocol with the store.
+ */
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { sampleLines } from '../local/sample/generate.ts';
+import type { Row } from './table.ts';
+import { BENCH_DIR, freshRoot, timedReplay } from './workspace.ts';
+import { breakdowns } from './breakdown.ts';
+
+const INTERVALS = 4;
+
+/** examples/wordcount.ts with another number of reduce partitions. */
+async function wordcountWith(partitions: number): Promise<string> {
+  const file = path.join(BENCH_DIR, 'pipelines', `wordcount-${partitions}.ts`);
+  await mkdir(path.dirname(file), { recursive: true });
+  const source = await readFile('examples/wordcount.ts', 'utf8');
+  if (!/partitions: \d+/.test(source)) throw new Error('bench: examples/wordcount.ts no longer sets its partitions as the fixed-cost bench expects');
+  await writeFile(file, source.replace(/partitions: \d+/, `partitions: ${partitions}`));
+  return file;
+}
+
+export async function benchFixedCosts(partitionCounts: number[]): Promise<Row[]> {
+  const rows: Row[] = [];
+  for (const partitions of partitionCounts) {
+    const staged = path.join(BENCH_DIR, 'staged', `fixed-${partitions}`);
+    for (let k = 0; k < INTERVALS; k++) {
+      await mkdir(path.join(staged, String(k)), { recursive: true });
+      for (let f = 0; f < partitions; f++) await writeFile(path.join(staged, String(k), `part-${f}.txt`), sampleLines(20, k * 1000 + f + 1));
+    }
+    const { reports, runtime } = await timedReplay(
+      { pipelinePath: await wordcountWith(partitions), root: await freshRoot(`fixed-${partitions}`), workers: 2, partitions },
+      staged,
+    );
+    // The first interval warms up the JIT and the plan caches.
+    const measured = (await breakdowns(runtime.store, reports)).slice(1);
+    const median = (xs: number[]) => xs.sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+    const tasks = measured[0]!.stages.reduce((n, s) => n + s.tasks, 0);
+    const taskMs = median(measured.map((b) => b.stages.reduce((n, s) => n + s.taskMs, 0))) / tasks;
+    rows.push({
+      tasks,
+      'seal to commit ms': median(measured.map((b) => b.at.committed! - b.at.sealing!)),
+      'seal ms': median(measured.map((b) => b.sealMs!)),
+      'plan ms': median(measured.map((b) => b.planMs!)),
+      'no task running ms': median(measured.map((b) => b.dispatchMs)),
+      'commit ms': median(measured.map((b) => b.commitMs!)),
+      'task ms (marker to record)': taskMs,
+      'turnaround ms/task': median(measured.map((b) => b.turnaroundMs ?? 0)),
+      'two busy %': 100 * median(measured.map((b) => b.busyShare[1] ?? 0)),
+    });
+  }
+  return rows;
+}
