@@ -222,9 +222,9 @@ async function computeTaskOutput(task: TaskRecord, stage: StageSpec, plan: PlanB
 }
 
 /**
- * One sink's partition. Outputs are created if absent: a task rerun to rebuild a lost persisted
- * partition it also writes computes the same bytes for its outputs (determinism), and a reader
- * never sees a committed part change.
+ * One sink's partition. Outputs are plain puts, as before fusion: a copy or rerun of the task
+ * writes the same bytes (determinism), and a lost persisted partition is rebuilt by its recovery
+ * stage, which writes no output. (A conditional write would also need the task to read outputs.)
  */
 async function writeSink(task: TaskRecord, sink: Sink, rdd: Rdd<unknown>, env: ComputeEnv, store: ObjectStore): Promise<{ records: number; bytes: number }> {
   if (sink.kind === 'persist') {
@@ -262,7 +262,7 @@ async function writeSink(task: TaskRecord, sink: Sink, rdd: Rdd<unknown>, env: C
     lines.push(format(r));
   });
   const body = lines.length > 0 ? lines.join('\n') + '\n' : '';
-  await store.putIfAbsent(keys.output(output.name, task.scope, task.partition), body);
+  await store.put(keys.output(output.name, task.scope, task.partition), body);
   return { records: lines.length, bytes: Buffer.byteLength(body) };
 }
 
