@@ -26,8 +26,8 @@ export function costOf(run: ScenarioResult): Cost {
   }
   const { s3, sqs } = run.meter.totals();
   const s3Cost = (s3.put + s3.list) * P.S3_PUT_LIST_PER_REQUEST + s3.get * P.S3_GET_PER_REQUEST + s3.delete * P.S3_DELETE_PER_REQUEST;
-  // The event source mapping's long polls while the queue is empty, billed whether or not a message comes.
-  const idlePolls = (L.ESM_IDLE_POLLERS * run.options.durationMs) / L.SQS_LONG_POLL_MS;
+  // The event source mappings' long polls while their queues are empty, billed whether or not a message comes.
+  const idlePolls = (run.eventSourceMappings * L.ESM_IDLE_POLLERS * run.options.durationMs) / L.SQS_LONG_POLL_MS;
   const sqsCost = (sqs.send + sqs.receive + sqs.delete + sqs.visibility + idlePolls) * P.SQS_PER_REQUEST;
   const total = lambda + s3Cost + sqsCost;
   const scale = DAY / run.options.durationMs;

@@ -39,6 +39,8 @@ export interface ScenarioResult {
   /** Upload to committed output, ms, of each upload whose interval committed within the run. */
   endToEnd: number[];
   uploadedBytes: number;
+  /** Event source mappings on SQS queues, each long-polling its queue all day (cost.ts). */
+  eventSourceMappings: number;
   /** Error records the handlers logged: a model run that fails is not a figure. */
   errors: string[];
   realMs: number;
@@ -96,6 +98,7 @@ export async function runScenario(options: ScenarioOptions): Promise<ScenarioRes
     intervals,
     endToEnd,
     uploadedBytes,
+    eventSourceMappings: deployment.mappings.length,
     errors,
     realMs: performance.now() - realStart,
   };
