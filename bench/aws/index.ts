@@ -42,7 +42,8 @@ export function summaryLine(model: Pick<AwsModel, 'idleCostAt10s' | 'keepsUpAt1s
 export async function modelAws(controlPlane: ControlPlane = currentControlPlane, scale = 1): Promise<AwsModel> {
   const run = (pipeline: Pipeline, intervalMs: number, durationMs: number, bytesPerSecond: number) =>
     runScenario({ pipeline, controlPlane, intervalMs, durationMs: Math.max(6 * intervalMs, Math.round(durationMs * scale)), bytesPerSecond });
-  const idle = { 1: await run(wordcount, 1 * S, 3 * MIN, 0), 10: await run(wordcount, 10 * S, 16 * MIN, 0), 60: await run(wordcount, 60 * S, 32 * MIN, 0) };
+  // Long enough that the minute a stream runs before it goes dormant weighs little in a day of it.
+  const idle = { 1: await run(wordcount, 1 * S, 20 * MIN, 0), 10: await run(wordcount, 10 * S, 120 * MIN, 0), 60: await run(wordcount, 60 * S, 360 * MIN, 0) };
   const busy = { 1: await run(wordcount, 1 * S, 90 * S, BUSY_RATE), 10: await run(wordcount, 10 * S, 3 * MIN, BUSY_RATE), 60: await run(wordcount, 60 * S, 6 * MIN, BUSY_RATE) };
   const busier10 = await run(wordcount, 10 * S, 3 * MIN, BUSIER_RATE);
   const windowedRuns = { 1: await run(windowed, 1 * S, 60 * S, BUSY_RATE), 10: await run(windowed, 10 * S, 2 * MIN, BUSY_RATE) };
