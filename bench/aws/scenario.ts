@@ -110,7 +110,7 @@ type LogRecord = Record<string, unknown>;
  * Takes the handlers' console records and stdout metric lines (EMF) for the run, so that they
  * feed the model rather than the bench's output. Returns the function that puts things back.
  */
-function captureOutput(sinks: { log: (r: LogRecord) => void; error: (r: LogRecord) => void; metrics: (line: LogRecord) => void }): () => void {
+export function captureOutput(sinks: { log: (r: LogRecord) => void; error: (r: LogRecord) => void; metrics: (line: LogRecord) => void }): () => void {
   const saved = { debug: console.debug, info: console.info, warn: console.warn, error: console.error, write: process.stdout.write };
   const asRecord = (value: unknown): LogRecord => (typeof value === 'object' && value !== null ? (value as LogRecord) : { msg: String(value) });
   console.debug = () => {};
