@@ -97,8 +97,8 @@ export async function modelAws(controlPlane: ControlPlane = currentControlPlane,
       { title: `AWS model: cost per day (us-east-1, ARM64; WordCount, 4 splits; idle and ${BUSY_RATE / KB} KB/s of input)`, rows: costRows },
       { title: 'AWS model: processing time (interval end to commit) and end-to-end latency (upload to committed output), p50 over the run', rows: latencyRows },
       {
-        title: `AWS model: growth with tasks per stage and input rate at 10 s intervals (extrapolated, not simulated: from the 10 s runs idle, at ${BUSY_RATE / KB} and at ${BUSIER_RATE / KB} KB/s with 4 splits)`,
-        rows: growth(controlPlane, idle[10], busy[10], busier10),
+        title: `AWS model: growth with tasks per stage and input rate at 10 s intervals (extrapolated, not simulated: from the 10 s runs at ${BUSY_RATE / KB} and ${BUSIER_RATE / KB} KB/s with 4 splits)`,
+        rows: growth(controlPlane, busy[10], busier10),
       },
     ],
     idleCostAt10s: costOf(idle[10]).perDay,
@@ -122,21 +122,22 @@ function latencyRow(controlPlane: ControlPlane, pipeline: string, r: ScenarioRes
 
 /**
  * Beyond what runs in process in seconds. A day at T tasks per stage and R bytes a second costs
- * the control plane's own idle day, plus each task's fixed cost (invocation, requests, start-up)
- * and each byte's (task time): both fitted to the two busy 10 s runs, which run the same tasks
- * over different bytes. An interval takes the busy run's commit delay less its bytes' task time
- * over its splits, plus the new bytes' task time over T tasks running at once (the construct's
- * taskConcurrency raised to T). Limits: T concurrent task Lambdas against the account's 1,000,
- * and the tasks' requests per second against S3's per-prefix rates.
+ * what the busy 10 s run's driver, ingest and the rest pay (the control plane's own cost, which
+ * does not grow with the tasks), plus the task function's and its queue's cost, fitted to the two
+ * busy 10 s runs (the same tasks over different bytes) as a cost per task plus a cost per GB. An
+ * interval takes the busy run's commit delay less its bytes' task time over its splits, plus the
+ * new bytes' task time over T tasks running at once (the construct's taskConcurrency raised to T).
+ * Limits: T concurrent task Lambdas against the account's 1,000, and the tasks' requests per second
+ * against S3's per-prefix rates.
  */
-function growth(controlPlane: ControlPlane, idle: ScenarioResult, busy: ScenarioResult, busier: ScenarioResult): Row[] {
+function growth(controlPlane: ControlPlane, busy: ScenarioResult, busier: ScenarioResult): Row[] {
   const task = (r: ScenarioResult) => r.functions.find((f) => f.role === 'task')!;
   const perDay = (r: ScenarioResult) => 86_400_000 / r.options.durationMs;
   const gbPerDay = (r: ScenarioResult) => (r.uploadedBytes * perDay(r)) / 1024 ** 3;
-  const idleDay = costOf(idle).perDay;
-  const perGb = (costOf(busier).perDay - costOf(busy).perDay) / (gbPerDay(busier) - gbPerDay(busy));
-  const tasksPerDay = task(busy).invocations * perDay(busy);
-  const perTask = (costOf(busy).perDay - idleDay - perGb * gbPerDay(busy)) / tasksPerDay;
+  const tasksDay = (r: ScenarioResult) => { const by = costOf(r).perDayByRole; return (by.get('task') ?? 0) + (by.get('esm') ?? 0); };
+  const planeDay = costOf(busy).perDay - tasksDay(busy);
+  const perGb = (tasksDay(busier) - tasksDay(busy)) / (gbPerDay(busier) - gbPerDay(busy));
+  const perTask = (tasksDay(busy) - perGb * gbPerDay(busy)) / (task(busy).invocations * perDay(busy));
   const intervals = (r: ScenarioResult) => Math.max(1, r.intervals.length);
   const bytesPerInterval = (r: ScenarioResult) => r.uploadedBytes / intervals(r);
   const taskMsPerByte = Math.max(0, (task(busier).billedMs / intervals(busier) - task(busy).billedMs / intervals(busy)) / (bytesPerInterval(busier) - bytesPerInterval(busy)));
@@ -165,7 +166,7 @@ function growth(controlPlane: ControlPlane, idle: ScenarioResult, busy: Scenario
         'input MB/s': rate / MB,
         'processing ms': processing,
         'keeps up at 10 s': processing <= 10 * S && limits.length === 0 ? 'yes' : 'no',
-        '$/day': idleDay + perTask * stages * tasks * 8640 + (perGb * rate * 86_400) / 1024 ** 3,
+        '$/day': planeDay + perTask * stages * tasks * 8640 + (perGb * rate * 86_400) / 1024 ** 3,
         limit: limits.join(', ') || (processing > 10 * S ? 'task time' : ''),
       });
     }
