@@ -1,25 +1,57 @@
 /**
- * Control planes: what invokes the driver, when, and how long it lives. The current one is
- * functions/driver/handler.ts as deployed by infra/dstream-pipeline.ts: an always-on driver that
- * sleeps to each interval's end, polls completions by LIST every second (functions/config.ts),
- * hands over to a fresh invocation of itself ~90 s before its 15-minute timeout, and an
- * EventBridge rule that invokes it every minute as a watchdog (returning at once while a live
- * driver holds the lease).
+ * Control planes: what invokes the driver, when, how long it lives, and how it learns that a
+ * stage's tasks settled. Both are functions/driver/handler.ts as infra/dstream-pipeline.ts deploys
+ * it, with an EventBridge rule invoking it every minute as a watchdog (returning at once while a
+ * live driver holds the lease, or after one GET while the stream is dormant).
  */
-import { createDriverHandler } from '../../functions/driver/handler.ts';
-import type { ControlPlane } from './deployment.ts';
+import { queueChangeFeed } from '../../core/ports/change-feed.ts';
+import { DEFAULT_EVENTS_FALLBACK_MS } from '../../functions/config.ts';
+import type { ControlPlane, Deployment } from './deployment.ts';
 
 const WATCHDOG_MS = 60_000;
 
+/** The watchdog rule: rate(1 minute), from the stream's start. */
+function startWatchdog(deployment: Deployment): void {
+  const tick = (at: number) => {
+    void deployment.invokeDriver(at, { source: 'aws.events', 'detail-type': 'Scheduled Event' });
+    deployment.sim.at(at + WATCHDOG_MS, () => tick(at + WATCHDOG_MS));
+  };
+  tick(deployment.epoch);
+}
+
+/**
+ * As deployed before the driver woke on events (stayAwake 'always', no completion notices): an
+ * always-on driver that sleeps to each interval's end in its invocation, never goes dormant, polls
+ * completions by LIST every second, and hands over to a fresh invocation (a wake message) ~90 s
+ * before its 15-minute timeout.
+ */
 export const currentControlPlane: ControlPlane = {
   name: 'current',
-  // Waits in its invocation for every interval end and never goes dormant; no events queue, so stages poll by LIST.
-  driverHandler: (pipeline, deps) => createDriverHandler(pipeline, { ...deps, stayAwakeMs: Infinity, dormantAfterIntervals: Infinity }),
-  start(deployment) {
-    const tick = (at: number) => {
-      void deployment.invokeDriver(at, { source: 'aws.events', 'detail-type': 'Scheduled Event' });
-      deployment.sim.at(at + WATCHDOG_MS, () => tick(at + WATCHDOG_MS));
-    };
-    tick(deployment.epoch);
-  },
+  env: {},
+  deps: (deployment) => ({
+    driver: { wake: deployment.wake, stayAwakeMs: Infinity, dormantAfterIntervals: Infinity },
+    task: {},
+    ingest: { wake: deployment.wake },
+  }),
+  start: startWatchdog,
+};
+
+/**
+ * The event-driven control plane, the construct's defaults: the driver waits in its invocation
+ * only for an interval end within 2 s (stayAwakeMs), else sets a timer (a delayed wake message)
+ * and returns; after about a minute of intervals without uploads it goes dormant, and ingest's
+ * wake message for the next upload starts it again. While a stage runs it long-polls the events
+ * queue, which the task function notifies as each task settles, listing completions at each
+ * notice and after 5 s without one (DSTREAM_EVENTS_FALLBACK_MS).
+ */
+export const eventDrivenControlPlane: ControlPlane = {
+  name: 'new',
+  // Only their presence matters to functionConfig (the scheduler polls at the fallback): the deps carry the queues.
+  env: { DSTREAM_EVENTS_QUEUE_URL: 'modelled:events', DSTREAM_WAKE_QUEUE_URL: 'modelled:wake', DSTREAM_EVENTS_FALLBACK_MS: String(DEFAULT_EVENTS_FALLBACK_MS) },
+  deps: (deployment) => ({
+    driver: { wake: deployment.wake, changes: queueChangeFeed(deployment.eventsQueue) },
+    task: { notify: (notice) => deployment.eventsQueue.send([JSON.stringify(notice)]) },
+    ingest: { wake: deployment.wake },
+  }),
+  start: startWatchdog,
 };

@@ -12,26 +12,34 @@ export interface Cost {
   perDay: number;
   /** Billed GB-seconds of the driver function, per day. */
   driverGbSecondsPerDay: number;
+  /**
+   * `perDay` by who pays it: each function (its Lambda bill and the requests it makes), 'esm'
+   * (the event source mappings' receives and deletes) and 'idle long polls' (theirs on empty queues).
+   */
+  perDayByRole: Map<string, number>;
 }
 
 const DAY = 86_400_000;
 
 export function costOf(run: ScenarioResult): Cost {
-  let lambda = 0;
+  const scale = DAY / run.options.durationMs;
+  const byRole = new Map<string, { lambda: number; s3: number; sqs: number }>();
+  const of = (role: string) => byRole.get(role) ?? (byRole.set(role, { lambda: 0, s3: 0, sqs: 0 }), byRole.get(role)!);
   let driverGbSeconds = 0;
   for (const f of run.functions) {
     const gbSeconds = (f.billedMs / 1000) * (f.memoryMb / 1024);
-    lambda += f.invocations * P.LAMBDA_PER_REQUEST + gbSeconds * P.LAMBDA_ARM_PER_GB_SECOND;
+    of(f.role).lambda += f.invocations * P.LAMBDA_PER_REQUEST + gbSeconds * P.LAMBDA_ARM_PER_GB_SECOND;
     if (f.role === 'driver') driverGbSeconds += gbSeconds;
   }
-  const { s3, sqs } = run.meter.totals();
-  const s3Cost = (s3.put + s3.list) * P.S3_PUT_LIST_PER_REQUEST + s3.get * P.S3_GET_PER_REQUEST + s3.delete * P.S3_DELETE_PER_REQUEST;
-  // The event source mapping's long polls while the queue is empty, billed whether or not a message comes.
-  const idlePolls = (L.ESM_IDLE_POLLERS * run.options.durationMs) / L.SQS_LONG_POLL_MS;
-  const sqsCost = (sqs.send + sqs.receive + sqs.delete + sqs.visibility + idlePolls) * P.SQS_PER_REQUEST;
-  const total = lambda + s3Cost + sqsCost;
-  const scale = DAY / run.options.durationMs;
-  return { lambda, s3: s3Cost, sqs: sqsCost, total, perDay: total * scale, driverGbSecondsPerDay: driverGbSeconds * scale };
+  for (const [role, c] of run.meter.s3) of(role).s3 += (c.put + c.list) * P.S3_PUT_LIST_PER_REQUEST + c.get * P.S3_GET_PER_REQUEST + c.delete * P.S3_DELETE_PER_REQUEST;
+  for (const [role, c] of run.meter.sqs) of(role).sqs += (c.send + c.receive + c.delete + c.visibility) * P.SQS_PER_REQUEST;
+  // The event source mappings' long polls while their queues are empty, billed whether or not a message comes.
+  of('idle long polls').sqs += ((run.eventSourceMappings * L.ESM_IDLE_POLLERS * run.options.durationMs) / L.SQS_LONG_POLL_MS) * P.SQS_PER_REQUEST;
+  const sum = (part: 'lambda' | 's3' | 'sqs') => [...byRole.values()].reduce((total, c) => total + c[part], 0);
+  const [lambda, s3, sqs] = [sum('lambda'), sum('s3'), sum('sqs')];
+  const total = lambda + s3 + sqs;
+  const perDayByRole = new Map([...byRole].map(([role, c]) => [role, (c.lambda + c.s3 + c.sqs) * scale]));
+  return { lambda, s3, sqs, total, perDay: total * scale, driverGbSecondsPerDay: driverGbSeconds * scale, perDayByRole };
 }
 
 export function median(values: number[]): number {

@@ -1,16 +1,18 @@
 /**
  * The AWS deployment played in this process on the virtual clock: the real ingest, driver and task
  * handlers (functions/), each invocation an actor with Lambda's start latency, memory and billed
- * duration; S3 notifications to ingest; the SQS event source mapping feeding the task function
- * (batch size 1, maxConcurrency); and a control plane that decides what invokes the driver, when.
+ * duration; S3 notifications to ingest; the task queue's event source mapping feeding the task
+ * function (batch size 1, maxConcurrency) and the wake queue's feeding the driver; the events
+ * queue; and a control plane that decides how the handlers use them.
  */
 import type { S3Event, SQSBatchResponse, SQSEvent } from 'aws-lambda';
 import type { Pipeline } from '../../core/graph/pipeline.ts';
 import type { DriverConfig } from '../../core/streaming/driver.ts';
 import { keys } from '../../core/layout.ts';
 import { createDriverHandler, type DriverHandlerDeps, type DriverRun, type InvocationContext } from '../../functions/driver/handler.ts';
-import { createIngestHandler } from '../../functions/ingest/handler.ts';
-import { createTaskHandler } from '../../functions/task/handler.ts';
+import type { WakeSender } from '../../functions/driver/wake.ts';
+import { createIngestHandler, type IngestHandlerDeps } from '../../functions/ingest/handler.ts';
+import { createTaskHandler, type TaskHandlerDeps } from '../../functions/task/handler.ts';
 import { driverConfig, functionConfig } from '../../functions/config.ts';
 import { VersionedMemoryStore } from '../../test/support/versioned-store.ts';
 import { s3Event, sqsEvent } from '../../test/functions/support.ts';
@@ -21,15 +23,24 @@ import { Meter, ModelledQueue, ModelledStore } from './services.ts';
 /** A driver handler as a control plane builds it (one per execution environment). */
 export type DriverHandler = (event: unknown, context?: InvocationContext) => Promise<DriverRun | unknown>;
 
+/** The handlers' deps a control plane decides, over the deployment's store, task queue, clock and config. */
+export interface ControlPlaneDeps {
+  driver: Pick<DriverHandlerDeps, 'changes' | 'wake' | 'stayAwakeMs' | 'dormantAfterIntervals'>;
+  task: Pick<TaskHandlerDeps, 'notify'>;
+  ingest: Pick<IngestHandlerDeps, 'wake'>;
+}
+
 /**
- * What invokes the driver, when, and how long one invocation lives: the part of the deployment
- * the current and the event-driven designs differ in. `start` arranges the invocations (timers on
- * the simulation, `deployment.invokeDriver`); `driverHandler` builds the handler for one
- * execution environment.
+ * What invokes the driver, when, how long one invocation lives, and how it learns that a stage's
+ * tasks settled: the part of the deployment the current and the event-driven designs differ in.
+ * `env` is what the construct sets for it (read by functionConfig: the scheduler's poll);
+ * `deps` wires the handlers to the deployment's modelled queues; `start` arranges the
+ * invocations that nothing in the deployment sends (the watchdog's schedule).
  */
 export interface ControlPlane {
   name: string;
-  driverHandler(pipeline: Pipeline, deps: DriverHandlerDeps & Required<Pick<DriverHandlerDeps, 'store' | 'queue' | 'clock' | 'config' | 'wake'>>): DriverHandler;
+  env: Record<string, string>;
+  deps(deployment: Deployment): ControlPlaneDeps;
   start(deployment: Deployment): void;
 }
 
@@ -111,41 +122,50 @@ export class Deployment {
   readonly bucket: VersionedMemoryStore;
   readonly store: ModelledStore;
   readonly queue: ModelledQueue;
+  /** The driver wake queue: timers, hand-overs, uploads to a dormant stream. */
+  readonly wakeQueue: ModelledQueue;
+  /** The driver events queue: task functions' notices, long-polled by a driver while a stage runs. */
+  readonly eventsQueue: ModelledQueue;
+  /** The task queue's and the wake queue's event source mappings. */
+  readonly mappings: EventSourceMapping[];
   readonly ingest: LambdaFunction<(event: S3Event) => Promise<void>>;
   readonly driver: LambdaFunction<DriverHandler>;
   readonly task: LambdaFunction<(event: SQSEvent) => Promise<SQSBatchResponse>>;
   readonly epoch: number;
   readonly config: DriverConfig;
-  private readonly taskConcurrency: number;
-  private pumpAt = -1;
 
   constructor(readonly options: DeploymentOptions) {
     this.epoch = options.start ?? Date.parse('2025-01-01T00:00:00.000Z');
     const sim = (this.sim = new Simulation(this.epoch));
     this.bucket = new VersionedMemoryStore(() => sim.now());
     this.store = new ModelledStore(this.bucket, sim, this.meter);
-    const env = { DSTREAM_BUCKET: 'bucket', DSTREAM_INTERVAL_MS: String(options.intervalMs), DSTREAM_PARTITIONS: String(options.partitions) };
+    const env = { DSTREAM_BUCKET: 'bucket', DSTREAM_INTERVAL_MS: String(options.intervalMs), DSTREAM_PARTITIONS: String(options.partitions), ...options.controlPlane.env };
     const fnConfig = functionConfig(env);
     this.config = driverConfig(fnConfig);
     this.queue = new ModelledQueue(sim, this.meter, fnConfig.maxTaskAttempts);
-    this.queue.onVisible = (at) => this.schedulePump(at);
-    this.taskConcurrency = Math.min(options.taskConcurrency ?? 20, L.LAMBDA_ACCOUNT_CONCURRENCY);
     const { pipeline, controlPlane } = options;
+    // As infra/dstream-pipeline.ts deploys them: the wake queue (batch 10, maxConcurrency 2; its
+    // visibility six driver timeouts) and the events queue (retention 60 s), read by the driver itself.
+    this.wakeQueue = new ModelledQueue(sim, this.meter, Infinity);
+    this.eventsQueue = new ModelledQueue(sim, this.meter, Infinity, 60_000);
+    const deps = controlPlane.deps(this);
     // Memory and timeouts as infra/dstream-pipeline.ts deploys them (task memory: its default).
-    this.ingest = new LambdaFunction(sim, 'ingest', 256, 30_000, () => createIngestHandler({ store: this.store, now: () => sim.now(), intervalMs: options.intervalMs }));
-    this.task = new LambdaFunction(sim, 'task', 1024, 60_000, () => createTaskHandler(pipeline, { store: this.store, queue: this.queue, maxTaskAttempts: fnConfig.maxTaskAttempts }));
-    this.driver = new LambdaFunction(sim, 'driver', 1024, 15 * 60_000, () =>
-      controlPlane.driverHandler(pipeline, {
-        store: this.store,
-        queue: this.queue,
-        clock: sim,
-        config: this.config,
-        // The driver wake queue: a message delayed as asked, then picked up by the event source mapping.
-        wake: async (message, delayMs) =>
-          void this.invokeDriver(sim.now() + delayMs + L.SQS_TO_LAMBDA_MS, sqsEvent([{ id: 'wake', body: JSON.stringify(message), receipt: 'wake', receiveCount: 1 }])),
-      }),
+    this.ingest = new LambdaFunction(sim, 'ingest', 256, 30_000, () => createIngestHandler({ store: this.store, now: () => sim.now(), intervalMs: options.intervalMs, ...deps.ingest }));
+    this.task = new LambdaFunction(sim, 'task', 1024, 60_000, () =>
+      createTaskHandler(pipeline, { store: this.store, queue: this.queue, maxTaskAttempts: fnConfig.maxTaskAttempts, ...deps.task }),
     );
+    this.driver = new LambdaFunction(sim, 'driver', 1024, 15 * 60_000, () =>
+      createDriverHandler(pipeline, { store: this.store, queue: this.queue, clock: sim, config: this.config, ...deps.driver }),
+    );
+    const taskConcurrency = Math.min(options.taskConcurrency ?? 20, L.LAMBDA_ACCOUNT_CONCURRENCY);
+    this.mappings = [
+      new EventSourceMapping(sim, this.meter, this.queue, (at, event) => this.task.invoke(at, (handler) => handler(event)), 1, taskConcurrency, TASK_VISIBILITY_MS),
+      new EventSourceMapping(sim, this.meter, this.wakeQueue, (at, event) => this.invokeDriver(at, event), 10, 2, WAKE_VISIBILITY_MS),
+    ];
   }
+
+  /** Sends the driver a wake message through the wake queue, delayed in whole seconds as SqsWakeQueue asks. */
+  readonly wake: WakeSender = (message, delayMs) => this.wakeQueue.send([JSON.stringify(message)], Math.floor(Math.min(delayMs, 900_000) / 1000) * 1000);
 
   /** Starts the stream (its progress pointer, as the tests do) and the control plane. */
   async begin(): Promise<void> {
@@ -169,28 +189,59 @@ export class Deployment {
     });
   }
 
-  /** The event source mapping: one message per invocation (batchSize 1) up to maxConcurrency. */
-  private schedulePump(at: number): void {
+}
+
+/**
+ * A Lambda event source mapping on a modelled queue: up to `batchSize` visible messages per
+ * invocation, up to `maxConcurrency` invocations at once, each picked up SQS_TO_LAMBDA_MS after
+ * its message is visible; the messages of an invocation that returns are deleted, but those it
+ * reports failed (ReportBatchItemFailures); those of one that throws come back after the
+ * visibility timeout. Its receives and deletes are billed requests; its idle long polls are
+ * priced in cost.ts.
+ */
+class EventSourceMapping {
+  private inFlight = 0;
+  private pumpAt = -1;
+
+  constructor(
+    private readonly sim: Simulation,
+    private readonly meter: Meter,
+    private readonly queue: ModelledQueue,
+    private readonly invoke: (at: number, event: SQSEvent) => Promise<unknown>,
+    private readonly batchSize: number,
+    private readonly maxConcurrency: number,
+    private readonly visibilityMs: number,
+  ) {
+    queue.onVisible = (at) => this.schedule(at);
+  }
+
+  private schedule(at: number): void {
     if (at === this.pumpAt) return;
     this.pumpAt = at;
     this.sim.at(at, () => this.pump());
   }
 
   private pump(): void {
-    while (this.task.running < this.taskConcurrency) {
-      const [message] = this.queue.take(1, VISIBILITY_MS);
-      if (!message) return;
+    while (this.inFlight < this.maxConcurrency) {
+      const messages = this.queue.take(this.batchSize, this.visibilityMs);
+      if (messages.length === 0) return;
       this.meter.sqsRequest('esm', 'receive');
-      void this.task.invoke(this.sim.now() + L.SQS_TO_LAMBDA_MS, (handler) => handler(sqsEvent([message]))).then((response) => {
-        if (response && !response.batchItemFailures.some((f) => f.itemIdentifier === message.id)) {
-          this.meter.sqsRequest('esm', 'delete');
-          this.queue.forget(message.receipt);
+      this.inFlight++;
+      void this.invoke(this.sim.now() + L.SQS_TO_LAMBDA_MS, sqsEvent(messages)).then((response) => {
+        this.inFlight--;
+        if (response !== undefined) {
+          const failed = new Set(((response as Partial<SQSBatchResponse>).batchItemFailures ?? []).map((f) => f.itemIdentifier));
+          const done = messages.filter((m) => !failed.has(m.id));
+          if (done.length > 0) this.meter.sqsRequest('esm', 'delete');
+          for (const m of done) this.queue.forget(m.receipt);
         }
-        this.schedulePump(this.sim.now());
+        this.schedule(this.sim.now());
       });
     }
   }
 }
 
 /** The task queue's visibility timeout: six times the task function's timeout (infra/dstream-pipeline.ts). */
-const VISIBILITY_MS = 6 * 60_000;
+const TASK_VISIBILITY_MS = 6 * 60_000;
+/** The wake queue's: six times the driver function's 15-minute timeout (infra/dstream-pipeline.ts). */
+const WAKE_VISIBILITY_MS = 6 * 15 * 60_000;

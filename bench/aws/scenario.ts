@@ -39,6 +39,8 @@ export interface ScenarioResult {
   /** Upload to committed output, ms, of each upload whose interval committed within the run. */
   endToEnd: number[];
   uploadedBytes: number;
+  /** Event source mappings on SQS queues, each long-polling its queue all day (cost.ts). */
+  eventSourceMappings: number;
   /** Error records the handlers logged: a model run that fails is not a figure. */
   errors: string[];
   realMs: number;
@@ -96,6 +98,7 @@ export async function runScenario(options: ScenarioOptions): Promise<ScenarioRes
     intervals,
     endToEnd,
     uploadedBytes,
+    eventSourceMappings: deployment.mappings.length,
     errors,
     realMs: performance.now() - realStart,
   };
@@ -107,7 +110,7 @@ type LogRecord = Record<string, unknown>;
  * Takes the handlers' console records and stdout metric lines (EMF) for the run, so that they
  * feed the model rather than the bench's output. Returns the function that puts things back.
  */
-function captureOutput(sinks: { log: (r: LogRecord) => void; error: (r: LogRecord) => void; metrics: (line: LogRecord) => void }): () => void {
+export function captureOutput(sinks: { log: (r: LogRecord) => void; error: (r: LogRecord) => void; metrics: (line: LogRecord) => void }): () => void {
   const saved = { debug: console.debug, info: console.info, warn: console.warn, error: console.error, write: process.stdout.write };
   const asRecord = (value: unknown): LogRecord => (typeof value === 'object' && value !== null ? (value as LogRecord) : { msg: String(value) });
   console.debug = () => {};

@@ -110,6 +110,7 @@ interface Message {
   receiveCount: number;
   visibleAt: number;
   receipt: string | undefined;
+  sentAt: number;
 }
 
 /**
@@ -123,12 +124,16 @@ export class ModelledQueue implements TaskQueue {
   onVisible?: (at: number) => void;
   private readonly messages = new Map<string, Message>();
   private readonly dead: DeadLetter[] = [];
+  /** Long polls waiting for a message. */
+  private readonly pollers = new Set<() => void>();
   private ids = 0;
 
   constructor(
     private readonly sim: Simulation,
     private readonly meter: Meter,
     private readonly maxReceives: number,
+    /** The queue's retention period: older messages are gone, received or not. */
+    private readonly retentionMs = Infinity,
   ) {}
 
   private async request(kind: SqsKind, n = 1): Promise<void> {
@@ -136,14 +141,17 @@ export class ModelledQueue implements TaskQueue {
     await this.sim.sleep(L.SQS_REQUEST_MS);
   }
 
-  async send(bodies: string[]): Promise<void> {
+  /** `delayMs`: SQS's DelaySeconds, the message hidden that long after it is sent. */
+  async send(bodies: string[], delayMs = 0): Promise<void> {
     if (bodies.length === 0) return;
     await this.request('send', Math.ceil(bodies.length / L.SQS_BATCH));
+    const visibleAt = this.sim.now() + delayMs;
     for (const body of bodies) {
       const id = `m${++this.ids}`;
-      this.messages.set(id, { id, body, receiveCount: 0, visibleAt: this.sim.now(), receipt: undefined });
+      this.messages.set(id, { id, body, receiveCount: 0, visibleAt, receipt: undefined, sentAt: this.sim.now() });
     }
-    this.onVisible?.(this.sim.now());
+    this.onVisible?.(visibleAt);
+    this.sim.at(visibleAt, () => this.wakePollers());
   }
 
   /** Receives without a request of its own: the event source mapping's receives are counted by it. */
@@ -152,6 +160,10 @@ export class ModelledQueue implements TaskQueue {
     const out: QueueMessage[] = [];
     for (const m of this.messages.values()) {
       if (out.length >= max) break;
+      if (m.sentAt + this.retentionMs <= now) {
+        this.messages.delete(m.id);
+        continue;
+      }
       if (m.visibleAt > now) continue;
       if (m.receiveCount >= this.maxReceives) {
         this.messages.delete(m.id);
@@ -167,9 +179,24 @@ export class ModelledQueue implements TaskQueue {
     return out;
   }
 
-  async receive(max: number, visibilityTimeoutMs: number): Promise<QueueMessage[]> {
+  /**
+   * One ReceiveMessage, billed as one request whether or not a message comes. With `waitMs`, a long
+   * poll: WaitTimeSeconds rounded up to whole seconds, 20 at most (as SqsTaskQueue asks), answered
+   * as soon as a message is visible.
+   */
+  async receive(max: number, visibilityTimeoutMs: number, waitMs = 0): Promise<QueueMessage[]> {
     await this.request('receive');
+    const found = this.take(max, visibilityTimeoutMs);
+    if (found.length > 0 || waitMs <= 0) return found;
+    const poll = this.sim.interruptibleSleep(Math.min(L.SQS_LONG_POLL_MS, Math.ceil(waitMs / 1000) * 1000));
+    this.pollers.add(poll.wake);
+    await poll.done;
+    this.pollers.delete(poll.wake);
     return this.take(max, visibilityTimeoutMs);
+  }
+
+  private wakePollers(): void {
+    for (const wake of this.pollers) wake();
   }
 
   async delete(receipt: string): Promise<void> {

@@ -56,6 +56,26 @@ export class Simulation implements Clock {
     );
   }
 
+  /**
+   * Waits `ms` of virtual time like `sleep`, or less: until `wake` is called (by anyone, any
+   * number of times). A long poll's wait for a message.
+   */
+  interruptibleSleep(ms: number): { done: Promise<void>; wake: () => void } {
+    const busy = this.charge();
+    const actor = this.actor();
+    let resolve!: () => void;
+    const done = new Promise<void>((r) => (resolve = r));
+    let settled = false;
+    const finish = () => {
+      if (settled) return;
+      settled = true;
+      if (actor) actor.mark = performance.now();
+      resolve();
+    };
+    this.push(this.time + busy + Math.max(0, ms), finish);
+    return { done, wake: () => this.push(this.time, finish) };
+  }
+
   /** Runs `fn` as `actor` at virtual time `at`. The promise settles with it. */
   spawn<T>(actor: Actor, at: number, fn: () => Promise<T>): Promise<T> {
     return new Promise<T>((resolve, reject) => {
