@@ -1,7 +1,7 @@
 /**
- * What an interval costs with almost no data: WordCount's four stages (the map side, `counts`,
- * the state, `totals`) over a few lines per split, with `partitions` reduce partitions and as
- * many input splits, so 4 x partitions tasks. Seal to commit is all fixed cost: sealing,
+ * What an interval costs with almost no data: WordCount's two stages (the map side, and the
+ * reduce side writing `counts`, the state and `totals`) over a few lines per split, with
+ * `partitions` reduce partitions and as many input splits, so 2 x partitions tasks. Seal to commit is all fixed cost: sealing,
  * planning, dispatch and each task's protocol with the store.
  */
 import { mkdir, readFile, writeFile } from 'node:fs/promises';

@@ -23,7 +23,7 @@ if (want('throughput')) {
   printTable(`Throughput: WordCount and Grep over ${totalMb} MB in 4 intervals, after a warm-up interval counted for neither (lineage, shuffle and partition files on)`, rows);
   printTable('Where the time went, same runs (4 measured intervals added up; start-up once)', breakdown);
 }
-if (want('fixed')) printTable('Fixed costs: an interval of almost no data, seal to commit (WordCount, 2 workers; 4 stages)', await benchFixedCosts([4, 16, 32]));
+if (want('fixed')) printTable('Fixed costs: an interval of almost no data, seal to commit (WordCount, 2 workers; 2 stages)', await benchFixedCosts([4, 16, 32]));
 if (want('memory')) printTable('Worker memory against the split it read (WordCount, 1 worker, 1 split)', await benchMemory());
 if (want('live')) printTable('Live runtime, 1-second intervals: highest input rate that keeps up', await benchLiveRate());
 if (want('recovery')) printTable('Recovery of a lost state chain of 8 intervals against serial replay', await benchRecovery(8, 4));
