@@ -9,9 +9,8 @@ import { rm } from 'node:fs/promises';
 import { expect, it } from 'vitest';
 import type { Pipeline } from '../../core/graph/pipeline.ts';
 import { upgradeStream } from '../../core/streaming/upgrade.ts';
-import { EmbeddedRuntime } from '../../local/runtime/embedded-runtime.ts';
 import { FsObjectStore } from '../../local/store/fs-object-store.ts';
-import { bag, readOutput, readTextOutput, removeDir, stage, tempDir } from '../support/stream-harness.ts';
+import { bag, readOutput, readTextOutput, removeDir, replayInto, stage, tempDir } from '../support/stream-harness.ts';
 import wordcount from '../../examples/wordcount.ts';
 import grep from '../../examples/grep.ts';
 import windowedCounts from '../../examples/windowed-counts.ts';
@@ -32,17 +31,9 @@ async function upgradedMidStream(before: Pipeline, after: Pipeline, lines: strin
   const root = path.join(base, 'root');
   const runTo = async (pipeline: Pipeline, to: number) => {
     const staged = await stage(path.join(base, `staged-${to}`), lines.slice(0, to).map((text) => ({ 'u.txt': `${text}\n` })));
-    const runtime = await EmbeddedRuntime.open({
-      pipelinePath: 'in-process',
-      inProcess: pipeline,
-      root,
-      workers: 2,
-      scheduler: { pollMs: 2, speculation: { enabled: false, quantile: 0.5, multiplier: 2, minMs: 200 }, maxFetchFailures: 8 },
-    });
     try {
-      await runtime.replay(staged);
+      await replayInto(pipeline, root, staged);
     } finally {
-      await runtime.close();
       await rm(staged, { recursive: true, force: true });
     }
   };

@@ -14,9 +14,8 @@ import type { ObjectStore } from '../../core/ports/object-store.ts';
 import { listAll, readJson } from '../../core/ports/object-store.ts';
 import { keys } from '../../core/layout.ts';
 import { exportSavepoint, importSavepoint, upgradeStream, type StreamOwner } from '../../core/streaming/upgrade.ts';
-import { EmbeddedRuntime } from '../../local/runtime/embedded-runtime.ts';
 import { FsObjectStore } from '../../local/store/fs-object-store.ts';
-import { bag, readOutput, removeDir, stage, tempDir } from '../support/stream-harness.ts';
+import { bag, readOutput, removeDir, replayInto, stage, tempDir } from '../support/stream-harness.ts';
 
 const lines = ['a b a', 'b c', 'a', 'c c d', 'a d', 'b', 'd a', 'c'];
 const uploads = lines.map((line) => ({ 'u.txt': `${line}\n` }));
@@ -25,18 +24,9 @@ const wordsOf = (line: string) => line.split(' ').filter(Boolean);
 /** Runs the staged intervals `from`..`to` - 1 (those before are committed already, or another root's). */
 async function run(pipeline: Pipeline, root: string, to: number): Promise<void> {
   const staged = await stage(path.join(root, '..', `staged-${to}-${Math.random().toString(36).slice(2)}`), uploads.slice(0, to));
-  const runtime = await EmbeddedRuntime.open({
-    pipelinePath: 'in-process',
-    inProcess: pipeline,
-    root,
-    workers: 2,
-    partitions: 2,
-    scheduler: { pollMs: 2, speculation: { enabled: false, quantile: 0.5, multiplier: 2, minMs: 200 }, maxFetchFailures: 8 },
-  });
   try {
-    await runtime.replay(staged);
+    await replayInto(pipeline, root, staged, { partitions: 2 });
   } finally {
-    await runtime.close();
     await rm(staged, { recursive: true, force: true });
   }
 }

@@ -67,6 +67,15 @@ export async function replayInProcess(
   const base = await tempDir();
   const staged = await stage(path.join(base, 'staged'), files);
   const root = path.join(base, 'root');
+  const reports = await replayInto(pipeline, root, staged, options);
+  return { root, reports, output: (name, k) => readOutput(root, name, k), files: () => outputFiles(root) };
+}
+
+/**
+ * Replays staged intervals into `root` with the in-process runtime, 2 workers, polling fast, no
+ * speculation; intervals committed there already are kept. What restarts and upgrades run.
+ */
+export async function replayInto(pipeline: Pipeline, root: string, staged: string, options: Partial<EmbeddedOptions> = {}): Promise<IntervalReport[]> {
   const runtime = await EmbeddedRuntime.open({
     pipelinePath: 'in-process',
     inProcess: pipeline,
@@ -75,13 +84,11 @@ export async function replayInProcess(
     scheduler: { pollMs: 2, speculation: { enabled: false, quantile: 0.5, multiplier: 2, minMs: 200 }, maxFetchFailures: 8 },
     ...options,
   });
-  let reports: IntervalReport[];
   try {
-    reports = await runtime.replay(staged);
+    return await runtime.replay(staged);
   } finally {
     await runtime.close();
   }
-  return { root, reports, output: (name, k) => readOutput(root, name, k), files: () => outputFiles(root) };
 }
 
 export async function readOutput(root: string | ObjectStore, name: string, k: number): Promise<unknown[] | undefined> {
