@@ -9,6 +9,7 @@ import { StreamingDriver } from '../../core/streaming/driver.ts';
 import { admitUpload } from '../../core/streaming/intake.ts';
 import { definePipeline } from '../../core/index.ts';
 import { keys } from '../../core/layout.ts';
+import { systemClock } from '../../core/ports/clock.ts';
 import type { TaskNotices } from '../../core/ports/task-runner.ts';
 import { FsObjectStore } from '../../local/store/fs-object-store.ts';
 import { FsTaskQueue } from '../../local/queue/fs-task-queue.ts';
@@ -37,8 +38,7 @@ async function runWith(lines: string[], notices?: (runner: InProcessRunner) => T
       await store.put(key, text + '\n');
       await admitUpload(store, { key, name: `in-${i}.txt`, size: Buffer.byteLength(text + '\n') }, 0);
     }
-    const clock = { now: () => Date.now(), sleep: (ms: number) => new Promise<void>((r) => setTimeout(r, ms)) };
-    const driver = new StreamingDriver(wordcount, { store, queue, clock, notices: notices?.(runner) ?? runner.notices }, testDriverConfig());
+    const driver = new StreamingDriver(wordcount, { store, queue, clock: systemClock, notices: notices?.(runner) ?? runner.notices }, testDriverConfig());
     const report = await driver.runInterval(0);
     return { report, counts: bag(await readOutput(store, 'counts', 0)) };
   } finally {
