@@ -196,6 +196,8 @@ export const keys = {
   /** In a savepoint folder: its description (written last), and each state's RDD at interval j. */
   savepointManifest: 'savepoint.json',
   savepointState: (name: string, j: number) => `state/${name}/${intervalScope(j)}`,
+  /** A query's spec, by its fingerprint, in the query's scratch: where the workers of a shell session find what a task of it runs. */
+  querySpec: (fingerprint: string) => `query/specs/${fingerprint}.json`,
   largeTask: (scope: Scope, stage: string, p: number, attempt: number) =>
     `lineage/${scope}/task-records/${stage}/part-${pad(p)}-attempt-${attempt}.json`,
 };

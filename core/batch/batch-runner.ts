@@ -9,7 +9,7 @@ import { PlanBuilder } from '../rdd/rdd.ts';
 import type { SplitRef } from '../rdd/plan.ts';
 import { DagScheduler, type SchedulerOptions, type ScopePlan } from '../scheduler/dag-scheduler.ts';
 import { planStages } from '../scheduler/stages.ts';
-import { batchScope, keys } from '../layout.ts';
+import { batchScope, keys, type Scope } from '../layout.ts';
 import { hashPlan, PipelineMismatchError } from '../streaming/lineage.ts';
 import { planSplits, spillSplits } from '../streaming/splits.ts';
 
@@ -65,11 +65,13 @@ export function batchPlanFromRecord(job: BatchJob, record: BatchRecord): ScopePl
  * Runs a batch job over objects already in the store, on the same scheduler and tasks as a
  * stream's interval. Each run is a run of its own, as a Spark job is: it reads the store as it is
  * when the run starts, writes under its own output folders, and may be changed code. `resume`
- * names a run that stopped, to finish it (its completed tasks are kept).
+ * names a run that stopped, to finish it (its completed tasks are kept). A run that reads stored RDDs
+ * of other scopes (a query's stream state) recomputes those lost from the scopes' lineage, with
+ * `loadScope` to rebuild their plans; without it, such a loss fails the run.
  */
 export async function runBatch(
   job: BatchJob,
-  deps: { store: ObjectStore; queue: TaskQueue; clock: Clock },
+  deps: { store: ObjectStore; queue: TaskQueue; clock: Clock; loadScope?: (scope: Scope) => Promise<ScopePlan> },
   config: { inputPartitions: number; maxSplitBytes: number; scheduler: SchedulerOptions },
   resume?: string,
 ): Promise<BatchResult> {
@@ -99,7 +101,11 @@ export async function runBatch(
   const scheduler = new DagScheduler({
     ...deps,
     options: config.scheduler,
-    loadScope: async () => plan,
+    loadScope: async (s) => {
+      if (s === plan.scope) return plan;
+      if (!deps.loadScope) throw new Error(`${plan.scope} reads data of ${s} that is gone, and has no way to recompute it from ${s}'s lineage`);
+      return deps.loadScope(s);
+    },
   });
   await scheduler.run(plan);
 

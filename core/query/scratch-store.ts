@@ -4,8 +4,26 @@ import { validateKey } from '../ports/object-store.ts';
 /** Where queries keep their scratch: `queries/<session>/`, never under a prefix the stream writes. */
 export const QUERIES_PREFIX = 'queries/';
 
-/** A key of a batch run's own (its lineage, cache, outputs, errors): what a query may write. */
-const BATCH_SCOPED = /^(?:lineage|cache|checkpoints|errors|output\/[^/]+)\/batch=[^/]+\//;
+/**
+ * How the scratch store treats a key, by its form:
+ * - `own`: the query's own (its batch run's lineage, cache, outputs, errors; `query/`, its specs):
+ *   read and written in the scratch only.
+ * - `recomputed`: an interval's task records and errors, as a recomputation of stream data lost
+ *   from the cache writes them (the scheduler's recovery, core/scheduler/dag-scheduler.ts): the
+ *   scratch only, the stream's own records of those tasks unseen, so the recomputation runs afresh.
+ * - `overlaid`: an interval's cache and checkpoints: written in the scratch, read from it first and
+ *   then from the stream, so a recomputation reads what the stream still has and adds what is gone.
+ * - `stream`: every other key, the stream's, read as it is and never written.
+ */
+type KeyClass = 'own' | 'recomputed' | 'overlaid' | 'stream';
+
+const OWN = /^(?:(?:lineage|cache|checkpoints|errors|output\/[^/]+)\/batch=[^/]+\/|query\/)/;
+const RECOMPUTED = /^(?:lineage\/interval=[^/]+\/(?:tasks|task-records|task-errors|fetch-failed)\/|errors\/interval=[^/]+\/)/;
+const OVERLAID = /^(?:cache|checkpoints)\/interval=[^/]+\//;
+
+function classOf(key: string): KeyClass {
+  return OWN.test(key) ? 'own' : RECOMPUTED.test(key) ? 'recomputed' : OVERLAID.test(key) ? 'overlaid' : 'stream';
+}
 
 export class QueryWriteRefusedError extends Error {
   constructor(readonly key: string) {
@@ -16,9 +34,12 @@ export class QueryWriteRefusedError extends Error {
 
 /**
  * The store a query runs on. A query is a batch run; every key of its own run (`lineage/batch=…/`,
- * `cache/batch=…/`, …) is moved under `queries/<session>/`, which is deleted when the query ends;
- * every other key is the stream's, read as it is and never written: a write there is refused.
- * So a query cannot disturb the stream it reads, whatever the runner's code does.
+ * `cache/batch=…/`, …) is moved under `queries/<session>/`, which is deleted when the query ends.
+ * A query that reads stream data the cache no longer holds recomputes it from the interval's
+ * lineage, as the driver would, but into the scratch: the interval's task records there, and its
+ * recomputed cache partitions over the stream's (see KeyClass). Every other key is the stream's,
+ * read as it is and never written: a write there is refused. So a query cannot disturb the
+ * stream it reads, whatever the runner's code does.
  */
 export class ScratchStore implements ObjectStore {
   readonly prefix: string;
@@ -31,27 +52,32 @@ export class ScratchStore implements ObjectStore {
     this.prefix = `${QUERIES_PREFIX}${session}/`;
   }
 
-  /** The key in the base store: scratch keys moved under the prefix, the stream's as they are. */
-  private read(key: string): string {
-    return BATCH_SCOPED.test(key) ? this.prefix + key : key;
-  }
-
   private write(key: string): string {
     validateKey(key);
-    if (!BATCH_SCOPED.test(key)) throw new QueryWriteRefusedError(key);
+    if (classOf(key) === 'stream') throw new QueryWriteRefusedError(key);
     return this.prefix + key;
   }
 
-  get(key: string, options?: ReadOptions): Promise<Uint8Array | undefined> {
-    return this.base.get(this.read(key), options);
+  /** Reads the scratch's copy where the key is the query's, and for an overlaid key where it has one; else the stream's. */
+  private async readThrough<T>(key: string, read: (key: string) => Promise<T | undefined>): Promise<T | undefined> {
+    const kind = classOf(key);
+    if (kind === 'stream') return read(key);
+    const scratch = await read(this.prefix + key);
+    return scratch !== undefined || kind !== 'overlaid' ? scratch : read(key);
   }
 
-  getRange(key: string, start: number, end?: number, options?: ReadOptions): AsyncIterable<Uint8Array> {
-    return this.base.getRange(this.read(key), start, end, options);
+  get(key: string, options?: ReadOptions): Promise<Uint8Array | undefined> {
+    return this.readThrough(key, (k) => this.base.get(k, options));
+  }
+
+  async *getRange(key: string, start: number, end?: number, options?: ReadOptions): AsyncIterable<Uint8Array> {
+    const kind = classOf(key);
+    const inScratch = kind !== 'stream' && (kind !== 'overlaid' || (await this.base.head(this.prefix + key, options)) !== undefined);
+    yield* this.base.getRange(inScratch ? this.prefix + key : key, start, end, options);
   }
 
   async head(key: string, options?: ReadOptions): Promise<ObjectInfo | undefined> {
-    const info = await this.base.head(this.read(key), options);
+    const info = await this.readThrough(key, (k) => this.base.head(k, options));
     return info && { ...info, key };
   }
 
@@ -60,16 +86,26 @@ export class ScratchStore implements ObjectStore {
   }
 
   async putIfAbsent(key: string, body: Uint8Array | string): Promise<boolean> {
-    return this.base.putIfAbsent(this.write(key), body);
+    const moved = this.write(key);
+    // An overlaid key the stream holds is present: the recomputation would write the same bytes.
+    if (classOf(key) === 'overlaid' && (await this.base.head(key))) return false;
+    return this.base.putIfAbsent(moved, body);
   }
 
+  /** The listing under `prefix` as a query sees it; a prefix that does not tell its class (`cache/`, ``) lists the stream's. */
   async *list(prefix: string): AsyncIterable<ObjectInfo> {
-    const moved = this.read(prefix);
-    for await (const info of this.base.list(moved)) {
-      yield moved === prefix ? info : { ...info, key: info.key.slice(this.prefix.length) };
+    const kind = classOf(prefix);
+    if (kind === 'stream') {
+      yield* this.base.list(prefix);
+      return;
     }
+    const merged = new Map<string, ObjectInfo>();
+    if (kind === 'overlaid') for await (const info of this.base.list(prefix)) merged.set(info.key, info);
+    for await (const info of this.base.list(this.prefix + prefix)) merged.set(info.key.slice(this.prefix.length), { ...info, key: info.key.slice(this.prefix.length) });
+    yield* [...merged.values()].sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
   }
 
+  /** Deletes the scratch's copy; an overlaid key the stream holds stays as the stream has it. */
   async delete(key: string): Promise<void> {
     return this.base.delete(this.write(key));
   }

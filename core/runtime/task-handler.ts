@@ -12,6 +12,19 @@ import { batchPlanFromRecord, type BatchRecord } from '../batch/batch-runner.ts'
 export type PipelineModule = Pipeline | BatchJob;
 
 /**
+ * Modules chosen per task, for a runner whose tasks are not all of one module: a shell session's
+ * workers run each query's job and, to recompute lost stream data, the stream's pipeline
+ * (core/query/query-modules.ts). A module's default export may be one instead of a pipeline.
+ */
+export interface ModuleSource {
+  kind: 'modules';
+  /** The module `task` names; throws InvalidTaskMessageError when it names none this source has. */
+  moduleFor(task: TaskRecord, store: ObjectStore): Promise<PipelineModule>;
+}
+
+const isModuleSource = (v: unknown): v is ModuleSource => typeof v === 'object' && v !== null && (v as ModuleSource).kind === 'modules';
+
+/**
  * The one policy for a delivery that threw. An error that the same task meets again on every
  * delivery is settled at once, never retried: a bad record under badRecords 'fail', an unstorable
  * value, code that is not the driver's, a message that names no task. A valid task's final failure
@@ -67,7 +80,7 @@ export class TaskHandler {
   private readonly executor: string | undefined;
 
   constructor(
-    private readonly module: PipelineModule,
+    private readonly module: PipelineModule | ModuleSource,
     private readonly store: ObjectStore,
     options: TaskHandlerOptions = {},
   ) {
@@ -89,8 +102,9 @@ export class TaskHandler {
    */
   async handle(task: TaskRecord, receiveCount: number, cancel = new AbortController()): Promise<TaskOutcome> {
     let resolved: ResolvedTask;
+    let module: PipelineModule;
     try {
-      resolved = await this.resolve(task);
+      ({ resolved, module } = await this.resolveWithModule(task));
     } catch (error) {
       // Sent before its interval's record was rewritten: the driver sends the task anew.
       if (error instanceof SupersededTaskError) return { status: 'superseded' };
@@ -103,7 +117,7 @@ export class TaskHandler {
     try {
       return await runTask(resolved, {
         store: this.store,
-        maxLineBytes: this.module.options.maxLineBytes,
+        maxLineBytes: module.options.maxLineBytes,
         now: this.now,
         inputName: uploadNameOfKey,
         signal: cancel.signal,
@@ -153,16 +167,21 @@ export class TaskHandler {
    * does not read.
    */
   async resolve(task: TaskRecord): Promise<ResolvedTask> {
+    return (await this.resolveWithModule(task)).resolved;
+  }
+
+  private async resolveWithModule(task: TaskRecord): Promise<{ resolved: ResolvedTask; module: PipelineModule }> {
+    const module = isModuleSource(this.module) ? await this.module.moduleFor(task, this.store) : this.module;
     const invalid = (why: string): never => {
       throw new InvalidTaskMessageError(`task message for ${task.scope} stage ${task.stage} partition ${task.partition}: ${why}`);
     };
-    if (task.pipeline !== this.module.options.name || task.fingerprint !== this.module.fingerprint) {
+    if (task.pipeline !== module.options.name || task.fingerprint !== module.fingerprint) {
       invalid(
-        `it is for pipeline ${task.pipeline} (fingerprint ${task.fingerprint}), but this worker runs ${this.module.options.name} ` +
-          `(fingerprint ${this.module.fingerprint}): the driver and the tasks must load the same pipeline module`,
+        `it is for pipeline ${task.pipeline} (fingerprint ${task.fingerprint}), but this worker runs ${module.options.name} ` +
+          `(fingerprint ${module.fingerprint}): the driver and the tasks must load the same pipeline module`,
       );
     }
-    const plan = await this.scopePlan(task, invalid);
+    const plan = await this.scopePlan(task, module, invalid);
     if (plan.planHash !== task.planHash) throw new SupersededTaskError(task, plan.planHash);
     const stage = plan.stages.find((s) => s.id === task.stage);
     if (!stage) return invalid(`the lineage record has no such stage (its stages: ${plan.stages.map((s) => s.id).join(', ')})`);
@@ -185,25 +204,25 @@ export class TaskHandler {
         if (key !== expected) invalid(`block ${i} of shuffle ${shuffle} must be read from ${expected}, not ${JSON.stringify(key)}`);
       });
     }
-    return { task, stage, plan: plan.builder, badRecords: plan.badRecords };
+    return { resolved: { task, stage, plan: plan.builder, badRecords: plan.badRecords }, module };
   }
 
-  private async scopePlan(task: TaskRecord, invalid: (why: string) => never): Promise<ScopePlan> {
+  private async scopePlan(task: TaskRecord, module: PipelineModule, invalid: (why: string) => never): Promise<ScopePlan> {
     const cacheKey = `${task.scope}#${task.planHash}`;
     const cached = this.plans.get(cacheKey);
     if (cached) return cached;
     let plan: ScopePlan;
     const k = intervalOf(task.scope);
-    if (this.module.kind === 'stream') {
+    if (module.kind === 'stream') {
       if (k === undefined) invalid('a streaming pipeline runs tasks of intervals only');
       const record = await readLineageRecord(this.store, k!);
       if (!record) return invalid('its scope has no lineage record');
-      plan = planFromRecord(this.module, record);
+      plan = planFromRecord(module, record);
     } else {
-      if (batchJobOf(task.scope) !== this.module.options.name) invalid(`batch job ${this.module.options.name} runs tasks of its own runs only`);
+      if (batchJobOf(task.scope) !== module.options.name) invalid(`batch job ${module.options.name} runs tasks of its own runs only`);
       const bytes = await this.store.get(keys.lineageRecord(task.scope));
       if (!bytes) return invalid('its scope has no lineage record');
-      plan = batchPlanFromRecord(this.module, JSON.parse(Buffer.from(bytes).toString('utf8')) as BatchRecord);
+      plan = batchPlanFromRecord(module, JSON.parse(Buffer.from(bytes).toString('utf8')) as BatchRecord);
     }
     // Only plans that match: a stale or forged hash must not evict the plans in use.
     if (plan.planHash === task.planHash) {
@@ -233,6 +252,12 @@ export async function recordTaskFailure(
 function failureOf(error: unknown): Pick<TaskFailure, 'error' | 'record'> {
   const described = error instanceof Error ? `${error.name}: ${error.message}` : String(error);
   return error instanceof BadRecordError && error.record !== undefined ? { error: described, record: error.record } : { error: described };
+}
+
+/** What a worker runs from a module: its default export, a pipeline or a ModuleSource. */
+export function taskModulesFromModule(loaded: unknown, path: string): PipelineModule | ModuleSource {
+  const candidate = (loaded as { default?: unknown })?.default;
+  return isModuleSource(candidate) ? candidate : pipelineFromModule(loaded, path);
 }
 
 /** Loads a pipeline module's default export and checks it is one. */

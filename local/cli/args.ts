@@ -39,6 +39,12 @@ const partitions: OptionSpec = {
 const json: OptionSpec = { type: 'boolean', help: 'one JSON object per interval report, one per line, for scripts (other messages go to stderr)' };
 const maxAttempts: OptionSpec = { type: 'string', value: '<N>', help: 'deliveries of a task before it is dead-lettered and the interval fails (default 4)' };
 
+const queryPipeline: OptionSpec = {
+  type: 'string',
+  value: '<file>',
+  help: 'the stream\'s pipeline module, to recompute from lineage the state sc.state asks for that the cache no longer holds (the code that ran those intervals)',
+};
+
 /** A stream's store: a local root, or a deployed stream's bucket, as status reads it. */
 function storeOptions(bucketNote = ''): Record<string, OptionSpec> {
   return {
@@ -99,14 +105,15 @@ export const COMMANDS: Record<string, CommandSpec> = {
       'sc.jsonFile(prefix), await sc.state(name, k), await sc.intervals(). Actions (collect, take, count,\n' +
       'countByKey, top) run as a query on worker processes and print a table; Ctrl-C cancels one. Queries\n' +
       'read committed data only and write nothing but their scratch, under queries/, removed when they end.\n' +
+      'The workers start with the shell and serve every query until it exits.\n' +
       'History is kept in DSTREAM_HISTORY (default ~/.dstream_history).',
-    options: { ...storeOptions('; tasks run in this process'), workers, partitions },
+    options: { ...storeOptions('; tasks run in this process'), workers, partitions, pipeline: queryPipeline },
   },
   query: {
     args: ['<file>'],
     summary: 'run a query script with the shell\'s `sc`, printing its answer as a table',
     details: 'The script runs as if typed at the shell\'s prompt (TypeScript, top-level await); its last expression\nis the answer, an RDD being collected.',
-    options: { ...storeOptions('; tasks run in this process'), workers, partitions, json: { type: 'boolean', help: 'the answer as JSON' } },
+    options: { ...storeOptions('; tasks run in this process'), workers, partitions, pipeline: queryPipeline, json: { type: 'boolean', help: 'the answer as JSON' } },
   },
   ui: {
     args: [],

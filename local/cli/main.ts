@@ -186,7 +186,16 @@ export async function main(argv: string[], term = new Terminal(processIo())): Pr
     case 'shell':
     case 'query': {
       const { store, where, root } = await streamStore(command, opt('root'), opt('bucket'), opt('prefix'));
-      const session = { store, ...(root ? { root } : {}), workers: parseCount('workers', values.workers), partitions: parseCount('partitions', values.partitions) };
+      const pipelinePath = opt('pipeline') === undefined ? undefined : path.resolve(opt('pipeline')!);
+      const pipeline = pipelinePath === undefined ? undefined : await loadPipeline(pipelinePath);
+      if (pipeline && pipeline.kind !== 'stream') throw new Error(`--pipeline ${opt('pipeline')} defines a batch job; recomputing a stream's state needs the stream's pipeline`);
+      const session = {
+        store,
+        ...(root ? { root } : {}),
+        workers: parseCount('workers', values.workers),
+        partitions: parseCount('partitions', values.partitions),
+        ...(pipeline && pipelinePath ? { pipeline, pipelinePath } : {}),
+      };
       const { startShell, runQueryScript, formatResult } = await import('../shell/repl.ts');
       if (command === 'shell') {
         await startShell(session, where);

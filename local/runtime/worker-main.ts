@@ -6,7 +6,7 @@ import { pathToFileURL } from 'node:url';
 import { FsObjectStore } from '../store/fs-object-store.ts';
 import { ScratchStore } from '../../core/query/scratch-store.ts';
 import type { ObjectStore } from '../../core/ports/object-store.ts';
-import { TaskHandler, pipelineFromModule, settlementOf } from '../../core/runtime/task-handler.ts';
+import { TaskHandler, settlementOf, taskModulesFromModule } from '../../core/runtime/task-handler.ts';
 import type { TaskRecord } from '../../core/exec/task.ts';
 import { ChaosStore } from '../chaos/chaos-store.ts';
 import { InjectedFault, type FaultKind } from '../chaos/chaos-spec.ts';
@@ -29,7 +29,7 @@ process.on('disconnect', () => process.exit(0));
 
 async function init(message: Extract<ToWorker, { type: 'init' }>): Promise<void> {
   try {
-    const module = pipelineFromModule(await import(pathToFileURL(message.pipelinePath).href), message.pipelinePath);
+    const module = taskModulesFromModule(await import(pathToFileURL(message.pipelinePath).href), message.pipelinePath);
     let store: ObjectStore = new FsObjectStore(message.root);
     if (message.scratch !== undefined) store = new ScratchStore(store, message.scratch);
     spec = message.chaos;

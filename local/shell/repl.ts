@@ -92,10 +92,16 @@ export async function startShell(options: Omit<SessionOptions, 'lookup'>, where:
       `  sc.output('name', { from, to }), sc.textFile(prefix), sc.jsonFile(prefix), await sc.state('name', k), await sc.intervals()\n` +
       `  actions: collect() take(n) first() count() countByKey() countByValue() top(n, compare) takeOrdered(n, compare); Ctrl-C cancels one\n`,
   );
-  const { server } = queryRepl(options, { prompt: 'dstream> ', input: process.stdin, output: process.stdout });
-  const history = process.env.DSTREAM_HISTORY || path.join(homedir(), '.dstream_history');
-  await new Promise<void>((resolve) => server.setupHistory(history, () => resolve()));
-  await new Promise<void>((resolve) => server.once('exit', resolve));
+  const { server, session } = queryRepl(options, { prompt: 'dstream> ', input: process.stdin, output: process.stdout });
+  // The workers start while the first question is typed; a failure to start is that query's error.
+  session.warm().catch(() => {});
+  try {
+    const history = process.env.DSTREAM_HISTORY || path.join(homedir(), '.dstream_history');
+    await new Promise<void>((resolve) => server.setupHistory(history, () => resolve()));
+    await new Promise<void>((resolve) => server.once('exit', resolve));
+  } finally {
+    await session.close();
+  }
 }
 
 /**
@@ -114,6 +120,7 @@ export async function runQueryScript(options: Omit<SessionOptions, 'lookup'>, so
     },
   });
   const { server, session } = queryRepl(options, { prompt: '', input: new PassThrough(), output: sink, terminal: false });
+  session.warm().catch(() => {});
   try {
     const js = stripTypes(source);
     const value = await new Promise<unknown>((resolve, reject) => {
@@ -124,6 +131,7 @@ export async function runQueryScript(options: Omit<SessionOptions, 'lookup'>, so
     return session.isRdd(answer) ? await (answer as { collect(): Promise<unknown[]> }).collect() : answer;
   } finally {
     server.close();
+    await session.close();
   }
 }
 

@@ -7,13 +7,15 @@ import { inspect } from 'node:util';
 import type { ObjectStore } from '../../core/ports/object-store.ts';
 import { readJson } from '../../core/ports/object-store.ts';
 import type { Clock } from '../../core/ports/clock.ts';
-import { BatchContext } from '../../core/graph/pipeline.ts';
+import { BatchContext, type Pipeline } from '../../core/graph/pipeline.ts';
 import { PlanBuilder, Rdd } from '../../core/rdd/rdd.ts';
-import { intervalScope, keys, streamOfPersistLocation } from '../../core/layout.ts';
-import { readLineageRecord, type LineageRecord } from '../../core/streaming/lineage.ts';
-import { defaultSchedulerOptions } from '../../core/scheduler/dag-scheduler.ts';
+import { intervalOf, intervalScope, keys, streamOfPersistLocation, type Scope } from '../../core/layout.ts';
+import { planFromRecord, readLineageRecord, type LineageRecord } from '../../core/streaming/lineage.ts';
+import { defaultSchedulerOptions, type ScopePlan } from '../../core/scheduler/dag-scheduler.ts';
 import { runBatch } from '../../core/batch/batch-runner.ts';
 import { ScratchStore } from '../../core/query/scratch-store.ts';
+import { queryModules } from '../../core/query/query-modules.ts';
+import { TaskHandler } from '../../core/runtime/task-handler.ts';
 import { isRddRef, queryJob, type QueryNode, type QuerySpec, type ShippedFunction } from '../../core/query/query-job.ts';
 import { siblingModule } from '../package-files.ts';
 import { FsTaskQueue } from '../queue/fs-task-queue.ts';
@@ -32,6 +34,13 @@ export interface SessionOptions {
   workers?: number;
   /** Input splits of a query's sources; default twice the workers. */
   partitions?: number;
+  /**
+   * The stream's pipeline, to recompute from lineage the state the cache no longer holds
+   * (`sc.state`); only the code that planned an interval may recompute it. With a root, also
+   * `pipelinePath`, the module the worker processes load it from.
+   */
+  pipeline?: Pipeline;
+  pipelinePath?: string;
   /**
    * The value of a session variable a shipped function uses, by name, or undefined when the
    * session has none of that name (the REPL's context).
@@ -81,6 +90,16 @@ const ACTIONS: Record<string, { call?: string; answer: (records: unknown[]) => u
   count: { call: 'count', answer: (r) => r[0] ?? 0 },
 };
 
+/** What the session runs queries on, started at its first query and kept until it closes. */
+interface Runner {
+  runner: WorkerPool | InProcessRunner;
+  queue: FsTaskQueue;
+  dir: string;
+}
+
+/** How the option that gives the session its pipeline is named where the session is made (the CLI's). */
+export const PIPELINE_OPTION = '--pipeline <file>';
+
 /** What a query may not do: it writes nothing, and runs nothing on the workers but to answer. */
 const REFUSED = new Set(['saveAsTextFile', 'saveAsJsonFile', 'foreachPartition']);
 
@@ -89,7 +108,9 @@ const INDEX = Symbol('query node');
 /**
  * An interactive session over a stream's store: `sc` builds RDDs over its committed outputs, its
  * uploads and its operators' persisted state, and each action runs as a batch run of its own on
- * the workers, its scratch under `queries/<session>/`, deleted when it ends. One query runs at a time.
+ * the workers, its scratch under `queries/<session>/`, deleted when it ends. One query runs at a
+ * time. The workers start with the session's first query (or `warm()`) and serve every query
+ * until `close()`: a cancelled query's workers are stopped, and the next query starts new ones.
  */
 export class QuerySession {
   readonly sc: ShellContext;
@@ -99,9 +120,17 @@ export class QuerySession {
   private readonly builder = new PlanBuilder(4);
   private readonly context = new BatchContext(this.builder, () => []);
   private running?: AbortController;
+  private started?: Promise<Runner>;
+  /** Where every query of the session keeps its scratch, one query at a time. */
+  private readonly scratch: ScratchStore;
 
   constructor(readonly options: SessionOptions) {
+    if (options.pipeline && options.root !== undefined && options.pipelinePath === undefined) {
+      throw new Error('a session over a root that is given a pipeline needs its module path too (pipelinePath), for the worker processes');
+    }
+    if (options.pipeline && options.pipeline.kind !== 'stream') throw new Error(`${options.pipeline.options.name} is a batch job; recomputing a stream's state needs the stream's pipeline`);
     this.id = `${Date.now().toString(36)}-${randomBytes(4).toString('hex')}`;
+    this.scratch = new ScratchStore(options.store, this.id);
     this.sc = new ShellContext(this);
   }
 
@@ -224,33 +253,102 @@ export class QuerySession {
 
   private async runSpec(spec: QuerySpec, signal: AbortSignal): Promise<unknown[]> {
     const job = queryJob(spec);
+    const { queue } = await this.warm();
+    const store = this.scratch;
+    try {
+      // Where the workers find the query's code: they serve the session, not one query.
+      await store.put(keys.querySpec(job.fingerprint), JSON.stringify(spec));
+      const workers = this.options.workers ?? defaultWorkers();
+      const config = { inputPartitions: this.options.partitions ?? workers * 2, maxSplitBytes: 64 * 1024 * 1024, scheduler: defaultSchedulerOptions };
+      const result = await runBatch(job, { store, queue, clock: cancellable(signal), loadScope: (scope) => this.loadScope(scope) }, config);
+      return result.collected.result ?? [];
+    } finally {
+      // A cancelled query's tasks may still be running: its workers go with them, before its scratch.
+      if (signal.aborted) await this.stopRunner();
+      await store.clear();
+    }
+  }
+
+  /** An interval's plan, rebuilt from its lineage record, to recompute what its cache lost. */
+  private async loadScope(scope: Scope): Promise<ScopePlan> {
+    const k = intervalOf(scope);
+    const record = k === undefined ? undefined : await readLineageRecord(this.store, k);
+    if (!record) throw new Error(`a query needs data of ${scope} that is gone, and ${scope} has no lineage record to recompute it from`);
+    if (!this.options.pipeline) throw new Error(`a query needs data of ${scope} that is gone: give the stream's pipeline (${PIPELINE_OPTION}) to recompute it from lineage`);
+    return planFromRecord(this.options.pipeline, record);
+  }
+
+  /**
+   * The session's workers and queue, started at the first call: worker processes over a root
+   * (each loads the session's modules once), tasks in this process over a bucket.
+   */
+  warm(): Promise<Runner> {
+    if (!this.started) {
+      const started = this.startRunner();
+      this.started = started;
+      // A failed start is reported to the query that awaits it, and the next query tries again.
+      started.catch(() => {
+        if (this.started === started) this.started = undefined;
+      });
+    }
+    return this.started;
+  }
+
+  private async startRunner(): Promise<Runner> {
     const dir = await mkdtemp(path.join(tmpdir(), 'dstream-query-'));
-    const scratchId = `${this.id}-${randomBytes(3).toString('hex')}`;
-    const store = new ScratchStore(this.store, scratchId);
     const workers = this.options.workers ?? defaultWorkers();
     const queue = new FsTaskQueue({ dir: path.join(dir, 'queue'), maxReceives: 4 });
     let runner: WorkerPool | InProcessRunner | undefined;
     try {
       await queue.ready();
       if (this.options.root !== undefined) {
-        // Workers load the query as a module: the same job, rebuilt from the same spec.
-        const modulePath = path.join(dir, 'query.mjs');
-        const jobModule = pathToFileURL(siblingModule(import.meta.url, '../../core/query/query-job')).href;
-        await writeFile(modulePath, `import { queryJob } from ${JSON.stringify(jobModule)};\nexport default queryJob(${JSON.stringify(spec)});\n`);
-        runner = new WorkerPool(queue, { workers, pipelinePath: modulePath, root: this.options.root, taskTimeoutMs: 120_000, retryDelayMs: 20, scratch: scratchId });
+        const modulePath = await this.writeModules(dir);
+        runner = new WorkerPool(queue, { workers, pipelinePath: modulePath, root: this.options.root, taskTimeoutMs: 120_000, retryDelayMs: 20, scratch: this.id });
       } else {
-        runner = InProcessRunner.for(job, store, queue, workers);
+        runner = new InProcessRunner(queue, new TaskHandler(queryModules(this.options.pipeline), this.scratch, { executor: 'in-process' }), workers);
       }
       await runner.start();
-      const config = { inputPartitions: this.options.partitions ?? workers * 2, maxSplitBytes: 64 * 1024 * 1024, scheduler: defaultSchedulerOptions };
-      const result = await runBatch(job, { store, queue, clock: cancellable(signal) }, config);
-      return result.collected.result ?? [];
-    } finally {
-      await runner?.stop();
+      return { runner, queue, dir };
+    } catch (error) {
+      await runner?.stop().catch(() => {});
       await queue.close();
-      await store.clear();
       await rm(dir, { recursive: true, force: true });
+      throw error;
     }
+  }
+
+  /** The module the worker processes load: the session's queryModules, with the stream's pipeline if given. */
+  private async writeModules(dir: string): Promise<string> {
+    const modules = pathToFileURL(siblingModule(import.meta.url, '../../core/query/query-modules')).href;
+    const pipelinePath = this.options.pipeline ? this.options.pipelinePath : undefined;
+    const lines = [`import { queryModules } from ${JSON.stringify(modules)};`];
+    if (pipelinePath === undefined) {
+      lines.push('export default queryModules();');
+    } else {
+      const url = pathToFileURL(path.resolve(pipelinePath)).href;
+      lines.push(`import pipeline from ${JSON.stringify(url)};`, 'export default queryModules(pipeline);');
+    }
+    // Named .mts when the pipeline is TypeScript: the pool loads TypeScript support by the module's name.
+    const modulePath = path.join(dir, `session.${pipelinePath !== undefined && /\.(ts|mts|cts|tsx)$/.test(pipelinePath) ? 'mts' : 'mjs'}`);
+    await writeFile(modulePath, lines.join('\n') + '\n');
+    return modulePath;
+  }
+
+  private async stopRunner(): Promise<void> {
+    const started = this.started;
+    this.started = undefined;
+    const warm = await started?.catch(() => undefined);
+    if (!warm) return;
+    await warm.runner.stop();
+    await warm.queue.close();
+    await rm(warm.dir, { recursive: true, force: true });
+  }
+
+  /** Stops the session's workers and removes its scratch: the end of the shell, or of a query script. */
+  async close(): Promise<void> {
+    this.cancel();
+    await this.stopRunner();
+    await this.scratch.clear();
   }
 
   /** An argument as the workers get it: functions with the values they use, RDDs by node. */
@@ -341,7 +439,9 @@ export class ShellContext {
    * (`updateStateByKey`, `mapWithState`, a window's), or a `cache()`d stream. Named by the output
    * it feeds (`'totals'` for `….updateStateByKey(…).saveAsJsonFiles('totals')`) or by its stream
    * id (`s7`, as `dstream lineage` shows). Read from the checkpoint, or from the cache while the
-   * driver keeps it; state the cache no longer holds is refused, not recomputed.
+   * driver keeps it; partitions the cache no longer holds are recomputed from the interval's
+   * lineage when the query runs, in the query's scratch, with the session's pipeline, which
+   * must be the code that planned interval `k`.
    */
   async state<T = any>(name: string, k: number): Promise<QueryRdd<T>> {
     const store = this.session.store;
@@ -352,11 +452,19 @@ export class ShellContext {
     const persist = record.persists.find((p) => p.location.endsWith(`/persist/${stream}`));
     const partitions = record.persistedHere[stream];
     if (!persist || partitions === undefined) throw new Error(`state of ${name}: stream ${stream} has no RDD at interval ${k} (a window's state exists at its slides only)`);
-    for (let p = 0; p < partitions; p++) {
-      if (!(await store.head(keys.persisted(persist.location, p)))) {
+    const lost = [];
+    for (let p = 0; p < partitions; p++) if (!(await store.head(keys.persisted(persist.location, p)))) lost.push(p);
+    if (lost.length > 0) {
+      const { pipeline } = this.session.options;
+      const gone =
+        `state of ${name} at interval ${k}: ${lost.length} of ${partitions} partitions of ${persist.location} are gone (the driver drops the cache ` +
+        `of intervals recovery no longer needs, and checkpoints every checkpointEvery intervals)`;
+      if (!pipeline) throw new Error(`${gone}; give the stream's pipeline (${PIPELINE_OPTION}) to recompute them from lineage`);
+      // After an upgrade, an interval before it is recomputed by the code that ran it, not today's.
+      if (pipeline.options.name !== record.pipeline || pipeline.fingerprint !== record.fingerprint) {
         throw new Error(
-          `state of ${name} at interval ${k}: ${persist.location} is gone (the driver drops the cache of intervals recovery no longer needs, ` +
-            `and checkpoints every checkpointEvery intervals); queries read state from checkpoints and the cache, they do not recompute it`,
+          `${gone}, and ${PIPELINE_OPTION} is not the code that ran it: interval ${k} was planned by ${record.pipeline} (fingerprint ${record.fingerprint}), ` +
+            `the given pipeline is ${pipeline.options.name} (fingerprint ${pipeline.fingerprint}); give the pipeline the stream ran then`,
         );
       }
     }

@@ -41,7 +41,10 @@ beforeAll(async () => {
   // sources vitest runs; test/query/shell-cli.test.ts runs queries on worker processes.
   session = new QuerySession({ store: new FsObjectStore(root), workers: 2 });
 }, 60_000);
-afterAll(() => removeDir(path.dirname(root)));
+afterAll(async () => {
+  await session.close();
+  await removeDir(path.dirname(root));
+});
 
 describe('a query session over a replayed root', () => {
   it('answers from committed outputs, as the pipeline computes in memory', async () => {
