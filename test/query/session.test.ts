@@ -4,6 +4,7 @@
  * query leaves the store as it found it, and cannot write under the stream's prefixes.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { rm } from 'node:fs/promises';
 import path from 'node:path';
 import { definePipeline, type State } from '../../core/index.ts';
 import { FsObjectStore } from '../../local/store/fs-object-store.ts';
@@ -71,9 +72,13 @@ describe('a query session over a replayed root', () => {
   it('ships the session variables a function uses by value, and refuses what cannot be shipped', async () => {
     const vars: Record<string, unknown> = { threshold: 2, label: (w: string) => `word ${w}`, when: new Date(0) };
     const shipping = new QuerySession({ store: new FsObjectStore(root), workers: 1, lookup: (n) => (n in vars ? { value: vars[n] } : undefined) });
-    const rdd = shipping.sc.output<Pair>('totals', { from: 3, to: 3 }).filter(([, n]: Pair) => n >= (threshold as number)).map(([w]: Pair) => (label as (w: string) => string)(w));
-    expect((await rdd.collect()).sort()).toEqual(['word a', 'word b', 'word d', 'word e']);
-    expect(() => shipping.sc.output('totals').filter(() => when !== null)).toThrow(/variable when, a Date, which cannot be sent to the workers/);
+    try {
+      const rdd = shipping.sc.output<Pair>('totals', { from: 3, to: 3 }).filter(([, n]: Pair) => n >= (threshold as number)).map(([w]: Pair) => (label as (w: string) => string)(w));
+      expect((await rdd.collect()).sort()).toEqual(['word a', 'word b', 'word d', 'word e']);
+      expect(() => shipping.sc.output('totals').filter(() => when !== null)).toThrow(/variable when, a Date, which cannot be sent to the workers/);
+    } finally {
+      await shipping.close();
+    }
   }, 60_000);
 
   it('leaves the store as it found it, and cannot write under the stream\'s prefixes', async () => {
@@ -102,13 +107,70 @@ it("names mapWithState's state by either output it writes: what it emits, or its
     emitted.stateSnapshots().saveAsJsonFiles('open');
   });
   const run = await replayInProcess(sessions, [{ 'u.txt': 'a\nb\na\n' }]);
+  const opened = new QuerySession({ store: new FsObjectStore(run.root), workers: 1 });
   try {
-    const { sc } = new QuerySession({ store: new FsObjectStore(run.root), workers: 1 });
+    const { sc } = opened;
 
     const [byEmitted, bySnapshots] = [await (await sc.state('emitted', 0)).count(), await (await sc.state('open', 0)).count()];
 
     expect([byEmitted, bySnapshots]).toEqual([2, 2]);
   } finally {
+    await opened.close();
     await removeDir(path.dirname(run.root));
   }
 }, 60_000);
+
+describe('state the cache no longer holds', () => {
+  /** Every object of the root and its bytes: what "the stream's prefixes did not change" is checked on. */
+  const contents = async (store: FsObjectStore) => {
+    const all = new Map<string, string>();
+    for (const { key } of await listAll(store, '')) all.set(key, Buffer.from((await store.get(key))!).toString('base64'));
+    return all;
+  };
+
+  it('is recomputed from lineage with the stream\'s pipeline, in the query\'s scratch, the same bytes as the cache held', async () => {
+    const run = await replayInProcess(pipeline, batches.map((lines) => ({ 'u.txt': lines.join('\n') + '\n' })));
+    const store = new FsObjectStore(run.root);
+    const recomputing = new QuerySession({ store, workers: 2, pipeline });
+    try {
+      // checkpointEvery 2: the state of intervals 1 and 3 is checkpointed, of 0 and 2 cached.
+      const fromCache = JSON.stringify(await (await recomputing.sc.state('totals', 2)).collect());
+      // Interval 2's cache dropped as the driver's GC drops it (its state and shuffle blocks), and
+      // interval 1's checkpoint by hand: 2's state is recomputed from 1's, recomputed from 0's cache.
+      await rm(path.join(run.root, 'cache/interval=000002'), { recursive: true });
+      await rm(path.join(run.root, 'checkpoints/interval=000001'), { recursive: true });
+      const before = await contents(store);
+      expect([...before.keys()].filter((k) => /^(cache\/interval=000002|checkpoints\/interval=000001)\//.test(k))).toEqual([]);
+
+      const recomputed = await (await recomputing.sc.state('totals', 2)).collect();
+
+      expect(JSON.stringify(recomputed)).toBe(fromCache);
+      expect(bag(recomputed)).toEqual(bag(totalsAt(2)));
+      expect(await contents(store)).toEqual(before);
+    } finally {
+      await recomputing.close();
+      await removeDir(path.dirname(run.root));
+    }
+  }, 60_000);
+
+  it('is refused without the pipeline, naming the option that gives it, and with code other than the code that ran the interval', async () => {
+    const run = await replayInProcess(pipeline, batches.slice(0, 2).map((lines) => ({ 'u.txt': lines.join('\n') + '\n' })));
+    const store = new FsObjectStore(run.root);
+    await rm(path.join(run.root, 'cache/interval=000000'), { recursive: true });
+    // The same pipeline, upgraded: its state is now cut into 4 partitions.
+    const upgraded = definePipeline({ name: 'queried', partitions: 4, checkpointEvery: 2 }, (ctx) => {
+      const counts = ctx.textStream().flatMap((l) => l.split(' ').filter((w) => w.length > 0)).map((w) => [w, 1] as const).reduceByKey((a, b) => a + b);
+      counts.saveAsJsonFiles('counts');
+      counts.updateStateByKey((vs, total: number | undefined) => (total ?? 0) + vs.reduce((a, b) => a + b, 0)).saveAsJsonFiles('totals');
+    });
+    const [bare, other] = [new QuerySession({ store, workers: 1 }), new QuerySession({ store, workers: 1, pipeline: upgraded })];
+    try {
+      await expect(bare.sc.state('totals', 0)).rejects.toThrow(/interval 0: 3 of 3 partitions of cache\/interval=000000\/persist\/\w+ are gone .*give the stream's pipeline \(--pipeline <file>\)/);
+      await expect(other.sc.state('totals', 0)).rejects.toThrow(/--pipeline <file> is not the code that ran it: interval 0 was planned by queried \(fingerprint \w+\), the given pipeline is queried \(fingerprint \w+\)/);
+    } finally {
+      await bare.close();
+      await other.close();
+      await removeDir(path.dirname(run.root));
+    }
+  }, 60_000);
+});
