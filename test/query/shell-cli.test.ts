@@ -6,10 +6,12 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { spawn, spawnSync } from 'node:child_process';
-import { readdir, readFile, writeFile } from 'node:fs/promises';
+import { readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { definePipeline } from '../../core/index.ts';
-import { removeDir, replayInProcess, runCli, tempDir } from '../support/stream-harness.ts';
+import { listAll } from '../../core/ports/object-store.ts';
+import { FsObjectStore } from '../../local/store/fs-object-store.ts';
+import { bag, removeDir, replayInProcess, runCli, stage, tempDir } from '../support/stream-harness.ts';
 
 type Pair = [string, number];
 
@@ -65,6 +67,38 @@ describe('dstream query', () => {
     expect([thrown.code, rejected.code]).toEqual([1, 1]);
     expect(thrown.stderr).toMatch(/^dstream: query .*throws\.ts failed: Error: boom/);
     expect(rejected.stderr).toMatch(/^dstream: query .*rejects\.ts failed: Error: boom later/);
+  }, 60_000);
+});
+
+describe('dstream query --pipeline', () => {
+  it('recomputes on the workers the state a query asks for that the cache lost, leaving the root as it was; without it, names the option', async () => {
+    const lines = ['to be or not', 'to be', 'not to be'];
+    // Replayed by the CLI: a pipeline's fingerprint covers its functions' source, which vitest's transform changes.
+    const dir = await tempDir();
+    const root = path.join(dir, 'root');
+    const replayed = await runCli(['replay', 'examples/wordcount.ts', '--root', root, '--staged', await stage(path.join(dir, 'staged'), lines.map((l) => ({ 'u.txt': `${l}\n` }))), '--workers', '1']);
+    expect(replayed.stderr).toBe('');
+    try {
+      await rm(path.join(root, 'cache/interval=000002'), { recursive: true });
+      const script = path.join(base, 'state.ts');
+      await writeFile(script, `(await sc.state('totals', 2)).collect()\n`);
+      const listing = async () => (await listAll(new FsObjectStore(root), '')).map((o) => `${o.key} ${o.size}`);
+      const before = await listing();
+
+      const [without, recomputed] = [
+        await runCli(['query', script, '--root', root, '--workers', '1', '--json']),
+        await runCli(['query', script, '--root', root, '--workers', '2', '--json', '--pipeline', 'examples/wordcount.ts']),
+      ];
+
+      expect(without.code).toBe(1);
+      expect(without.stderr).toMatch(/partitions of cache\/interval=000002\/persist\/\w+ are gone .*give the stream's pipeline \(--pipeline <file>\)/);
+      expect(recomputed.stderr).toBe('');
+      const words = lines.join(' ').split(' ');
+      expect(bag(JSON.parse(recomputed.stdout) as Pair[])).toEqual(bag([...new Set(words)].map((w) => [w, words.filter((x) => x === w).length])));
+      expect(await listing()).toEqual(before);
+    } finally {
+      await removeDir(dir);
+    }
   }, 60_000);
 });
 
