@@ -115,7 +115,9 @@ export async function runQueryScript(options: Omit<SessionOptions, 'lookup'>, so
   const sink = new Writable({
     write: (chunk, _encoding, done) => {
       const text = String(chunk);
-      if (text.startsWith('Uncaught')) failed?.(new Error(`query ${file} failed: ${text.replace(/^Uncaught:?\s*/, '').trim()}`));
+      // The error as the REPL prints it, its stack cut to the script's own lines: dstream's say nothing to the script's author.
+      const ownLines = (stack: string) => stack.replace(/^\s+at .*\n?/gm, (frame) => (frame.includes(file) ? frame : ''));
+      if (text.startsWith('Uncaught')) failed?.(new Error(`query ${file} failed: ${ownLines(text.replace(/^Uncaught:?\s*/, '')).trim()}`));
       done();
     },
   });
