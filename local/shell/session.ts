@@ -274,8 +274,21 @@ export class QuerySession {
     const k = intervalOf(scope);
     const record = k === undefined ? undefined : await readLineageRecord(this.store, k);
     if (!record) throw new Error(`a query needs data of ${scope} that is gone, and ${scope} has no lineage record to recompute it from`);
-    if (!this.options.pipeline) throw new Error(`a query needs data of ${scope} that is gone: give the stream's pipeline (${PIPELINE_OPTION}) to recompute it from lineage`);
+    const gone = `a query needs data of ${scope} that is gone`;
+    if (!this.options.pipeline) throw new Error(`${gone}: give the stream's pipeline (${PIPELINE_OPTION}) to recompute it from lineage`);
+    this.checkRan(record, gone);
     return planFromRecord(this.options.pipeline, record);
+  }
+
+  /** Refuses to recompute an interval with code other than the code that planned it: after an upgrade, its intervals before need the code before. */
+  checkRan(record: LineageRecord, gone: string): void {
+    const { pipeline } = this.options;
+    if (pipeline && (pipeline.options.name !== record.pipeline || pipeline.fingerprint !== record.fingerprint)) {
+      throw new Error(
+        `${gone}, and ${PIPELINE_OPTION} is not the code that ran it: interval ${record.interval} was planned by ${record.pipeline} (fingerprint ${record.fingerprint}), ` +
+          `the given pipeline is ${pipeline.options.name} (fingerprint ${pipeline.fingerprint}); give the pipeline the stream ran then`,
+      );
+    }
   }
 
   /**
@@ -460,13 +473,7 @@ export class ShellContext {
         `state of ${name} at interval ${k}: ${lost.length} of ${partitions} partitions of ${persist.location} are gone (the driver drops the cache ` +
         `of intervals recovery no longer needs, and checkpoints every checkpointEvery intervals)`;
       if (!pipeline) throw new Error(`${gone}; give the stream's pipeline (${PIPELINE_OPTION}) to recompute them from lineage`);
-      // After an upgrade, an interval before it is recomputed by the code that ran it, not today's.
-      if (pipeline.options.name !== record.pipeline || pipeline.fingerprint !== record.fingerprint) {
-        throw new Error(
-          `${gone}, and ${PIPELINE_OPTION} is not the code that ran it: interval ${k} was planned by ${record.pipeline} (fingerprint ${record.fingerprint}), ` +
-            `the given pipeline is ${pipeline.options.name} (fingerprint ${pipeline.fingerprint}); give the pipeline the stream ran then`,
-        );
-      }
+      this.session.checkRan(record, gone);
     }
     const node = record.plan.find((n) => n.kind === 'stored' && (n as { location: string }).location === persist.location) as { hashPartitioned?: boolean } | undefined;
     return this.session.source({

@@ -112,6 +112,25 @@ describe('a query session over a replayed root', () => {
 
 declare const threshold: unknown, label: unknown, when: unknown;
 
+it("keeps a recomputation's writes in the scratch: an interval's cache over the stream's, its task records apart from the stream's", async () => {
+  const base = new FsObjectStore(path.join(path.dirname(root), 'overlay'));
+  await base.put('cache/interval=000001/persist/d4/part-00000', 'stream 0');
+  await base.put('lineage/interval=000001/tasks/s1/part-00000.json', '{}');
+  const scratch = new ScratchStore(base, 'overlay');
+
+  await scratch.put('cache/interval=000001/persist/d4/part-00001', 'recomputed 1');
+  await scratch.put('lineage/interval=000001/tasks/s1/part-00001.json', '{}');
+
+  const text = async (key: string) => Buffer.from((await scratch.get(key)) ?? []).toString();
+  expect([await text('cache/interval=000001/persist/d4/part-00000'), await text('cache/interval=000001/persist/d4/part-00001')]).toEqual(['stream 0', 'recomputed 1']);
+  expect((await listAll(scratch, 'cache/interval=000001/persist/d4/')).map((o) => o.key)).toEqual(['cache/interval=000001/persist/d4/part-00000', 'cache/interval=000001/persist/d4/part-00001']);
+  expect((await listAll(scratch, 'lineage/interval=000001/tasks/s1/')).map((o) => o.key)).toEqual(['lineage/interval=000001/tasks/s1/part-00001.json']);
+  expect(await scratch.putIfAbsent('cache/interval=000001/persist/d4/part-00000', 'again')).toBe(false);
+  expect((await listAll(base, 'cache/')).map((o) => o.key)).toEqual(['cache/interval=000001/persist/d4/part-00000']);
+  await scratch.clear();
+  expect((await listAll(base, '')).map((o) => o.key)).toEqual(['cache/interval=000001/persist/d4/part-00000', 'lineage/interval=000001/tasks/s1/part-00000.json']);
+});
+
 it("names mapWithState's state by either output it writes: what it emits, or its snapshots", async () => {
   const sessions = definePipeline({ name: 'queried-sessions' }, (ctx) => {
     const emitted = ctx.textStream().map((w) => [w, 1] as const).mapWithState({
