@@ -63,6 +63,18 @@ export function streamOfPersistLocation(location: string): string | undefined {
   return /^(?:cache|checkpoints)\/[^/]+\/persist\/([^/]+)$/.exec(location)?.[1];
 }
 
+/** The scope, shuffle and map partition of a shuffle block's key (keys.shuffleMap), or undefined for any other key. */
+export function parseShuffleMap(key: string): { scope: Scope; rdd: string; map: number } | undefined {
+  const m = /^cache\/([^/]+)\/shuffle\/([^/]+)\/map-(\d+)$/.exec(key);
+  return m ? { scope: m[1]!, rdd: m[2]!, map: Number(m[3]) } : undefined;
+}
+
+/** The location and partition of a persisted part's key (keys.persisted), or undefined for a key that is no part. */
+export function parsePersisted(key: string): { location: string; partition: number } | undefined {
+  const m = /^(.*)\/part-(\d+)$/.exec(key);
+  return m ? { location: m[1]!, partition: Number(m[2]) } : undefined;
+}
+
 /** The partition of a completion record's key, or undefined for any other key in that folder. */
 export function partitionOfTaskDone(key: string): number | undefined {
   const m = /\/part-(\d+)\.json$/.exec(key);
