@@ -194,6 +194,8 @@ export const keys = {
   driverDormant: 'driver/dormant.json',
   /** The pipeline (name and fingerprint) whose stream this root holds. */
   pipelineOwner: 'driver/pipeline.json',
+  /** Written when a replay of staged intervals has committed them all: which, and when (status reads it). */
+  finishedReplay: 'driver/replay.json',
   /** What an upgrade at interval `b` did: the old code's state carried to the new, and what was set aside. */
   upgradeRecord: (b: number) => `driver/upgrades/${intervalScope(b)}.json`,
   /**

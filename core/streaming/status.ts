@@ -63,6 +63,16 @@ export interface Failure {
   key: string;
 }
 
+/** What `dstream replay` records once the staged intervals it was given are all committed (keys.finishedReplay). */
+export interface FinishedReplay {
+  /** The first and last staged intervals, and how many there were. */
+  first: number;
+  last: number;
+  intervals: number;
+  /** When the replay ended, by its clock. */
+  at: number;
+}
+
 export interface StreamStatus {
   /** When this was read, by the reader's clock. */
   at: number;
@@ -77,9 +87,14 @@ export interface StreamStatus {
     next: number;
     /** The interval the clock is in: an upload arriving now lands in it. */
     current: number;
-    /** Intervals whose time has ended but that are not committed: the driver's backlog. */
+    /** Intervals whose time has ended but that are not committed: the driver's backlog. 0 for a finished replay, which has none. */
     behind: number;
   };
+  /**
+   * Present when the stream's intervals were staged and a replay committed them all, and nothing
+   * ran after it: the clock has run on since, but no interval is waiting for a driver.
+   */
+  replay?: FinishedReplay;
   /** The interval after the last committed one, when its uploads are sealed: running, or stopped mid-run. */
   running?: IntervalProgress;
   /** Intervals not sealed yet that hold uploads, from `next` on (the first few only). */
@@ -109,10 +124,11 @@ export async function readStreamStatus(store: ObjectStore, options: StatusOption
   const at = options.now ?? Date.now();
   const count = options.intervals ?? 10;
   if (!Number.isInteger(count) || count < 0) throw new RangeError(`intervals must be a whole number >= 0, got ${count}`);
-  const [progress, pipeline, errors] = await Promise.all([
+  const [progress, pipeline, errors, replay] = await Promise.all([
     readJson<Omit<DriverProgress, 'base'> & { base?: number }>(store, keys.driverProgress),
     readJson<{ name: string; fingerprint: string }>(store, keys.pipelineOwner),
     readErrors(store),
+    readJson<FinishedReplay>(store, keys.finishedReplay),
   ]);
   const status: StreamStatus = { at, open: [], recent: [], failures: [], errors, ...(pipeline ? { pipeline: { name: pipeline.name, fingerprint: pipeline.fingerprint } } : {}) };
   if (!progress) return status;
@@ -129,6 +145,11 @@ export async function readStreamStatus(store: ObjectStore, options: StatusOption
   const tasks = await readTasks(store, next);
   const running = tasks?.progress;
   if (running) status.running = running;
+  // A live run on the same root afterwards moves `next` past the replay's last interval, or is running one.
+  if (replay && replay.last === next - 1 && !running) {
+    status.replay = replay;
+    status.position.behind = 0;
+  }
   for (let k = running ? next + 1 : next; k <= Math.min(current, next + OPEN_INTERVALS_SHOWN); k++) {
     const uploads = (await listAll(store, `intake/${intervalScope(k)}/entries/`)).length;
     if (uploads > 0) status.open.push({ interval: k, uploads });

@@ -82,6 +82,10 @@ export function formatStatus(status: StreamStatus, where: string, style: Style =
       `clock: intervals of ${ms(clock.intervalMs)}; interval ${clock.base} started ${new Date(clock.epoch).toISOString()}`,
       `position: ${position.lastCommitted === null ? 'no interval committed yet' : `last committed interval ${position.lastCommitted}`}; next to run ${position.next}; the clock is in interval ${position.current}`,
     );
+    if (status.replay) {
+      const { intervals, first, last, at } = status.replay;
+      lines.push(style.green(`finished replay: ${num(intervals)} staged interval${intervals === 1 ? '' : 's'} committed (${first === last ? `interval ${first}` : `${first} to ${last}`}), the last at ${new Date(at).toISOString()}; nothing waits to run`));
+    }
     if (position.behind > 0) lines.push(style.yellow(`behind: ${num(position.behind)} intervals have ended and are not committed (is a driver running?)`));
     if (status.running) {
       const r = status.running;

@@ -7,7 +7,7 @@ import type { ObjectStore } from '../../core/ports/object-store.ts';
 import { readJson } from '../../core/ports/object-store.ts';
 import { keys } from '../../core/layout.ts';
 import type { IntervalReport } from '../../core/streaming/driver.ts';
-import { readStreamStatus } from '../../core/streaming/status.ts';
+import { readStreamStatus, type FinishedReplay } from '../../core/streaming/status.ts';
 import { FsObjectStore } from '../store/fs-object-store.ts';
 import { quarantineInterval, readLineageRecord, readLineageUploads } from '../../core/streaming/lineage.ts';
 import { EmbeddedRuntime, loadPipeline } from '../runtime/embedded-runtime.ts';
@@ -75,7 +75,7 @@ export async function main(argv: string[], term = new Terminal(processIo())): Pr
         term.line(formatInterval(report, term.style));
       });
       flushAlready();
-      return { ran: reports.filter((r) => r.interval >= before).length, already: reports.filter((r) => r.interval < before).length };
+      return { reports, ran: reports.filter((r) => r.interval >= before).length, already: reports.filter((r) => r.interval < before).length };
     } finally {
       stopProgress();
     }
@@ -106,7 +106,12 @@ export async function main(argv: string[], term = new Terminal(processIo())): Pr
         ...(opt('chaos') ? { chaos: opt('chaos')! } : {}),
       });
       try {
-        const { ran, already } = await runIntervals(runtime, (onInterval) => runtime.replay(staged, onInterval));
+        const { reports, ran, already } = await runIntervals(runtime, (onInterval) => runtime.replay(staged, onInterval));
+        // So that status tells a finished replay from a stream whose driver stopped: the clock ran on, no interval waits.
+        if (reports.length && (ran > 0 || !(await runtime.store.head(keys.finishedReplay)))) {
+          const replay: FinishedReplay = { first: reports[0]!.interval, last: reports.at(-1)!.interval, intervals: reports.length, at: Date.now() };
+          await runtime.store.put(keys.finishedReplay, JSON.stringify(replay));
+        }
         const outputs = path.join(runtime.options.root, 'output');
         note(ran === 0 ? `nothing to run: all ${already} staged intervals were already committed under ${outputs}` : `${ran} intervals committed under ${outputs}`);
         if (runtime.chaos) note(formatChaos(runtime.chaosReport()));
