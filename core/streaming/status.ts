@@ -111,8 +111,11 @@ export interface StreamStatus {
   };
 }
 
+/** How many of the last committed intervals a status summarises unless told. */
+export const RECENT_INTERVALS = 10;
+
 export interface StatusOptions {
-  /** How many of the last committed intervals to summarise. Default 10. */
+  /** How many of the last committed intervals to summarise. Default RECENT_INTERVALS. */
   intervals?: number;
   now?: number;
 }
@@ -122,7 +125,7 @@ const OPEN_INTERVALS_SHOWN = 5;
 
 export async function readStreamStatus(store: ObjectStore, options: StatusOptions = {}): Promise<StreamStatus> {
   const at = options.now ?? Date.now();
-  const count = options.intervals ?? 10;
+  const count = options.intervals ?? RECENT_INTERVALS;
   if (!Number.isInteger(count) || count < 0) throw new RangeError(`intervals must be a whole number >= 0, got ${count}`);
   const [progress, pipeline, errors, replay] = await Promise.all([
     readJson<Omit<DriverProgress, 'base'> & { base?: number }>(store, keys.driverProgress),

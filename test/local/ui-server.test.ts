@@ -13,6 +13,7 @@ import lines from '../fixtures/lines.ts';
 import { intervalScope, keys } from '../../core/layout.ts';
 import type { ObjectInfo, ObjectStore } from '../../core/ports/object-store.ts';
 import { readLineageRecord } from '../../core/streaming/lineage.ts';
+import { readStreamStatus, type IntervalSummary } from '../../core/streaming/status.ts';
 import type { IntervalDetail } from '../../core/streaming/inspect.ts';
 import type { IntervalReport } from '../../core/streaming/driver.ts';
 import type { PlanNode } from '../../core/rdd/plan.ts';
@@ -65,6 +66,19 @@ describe('dstream ui: JSON endpoints', () => {
     expect(rest.body.older).toBeNull();
     const { tasks, speculative, recomputed, fetchFailures } = run.intervals[2]!.report;
     expect(all.body.intervals[0]).toMatchObject({ tasks, speculative, recomputed, fetchFailures, inputRate: 1 / 2 });
+  });
+
+  it('the status lists the last intervals, oldest first, as dstream status does', async () => {
+    const root = path.join(base, 'root');
+    await replay(wordcount, INPUT, { root });
+    const store = new FsObjectStore(root);
+    const get = await serve(store);
+
+    const { body } = await get('/api/status');
+
+    const expected = await readStreamStatus(store);
+    expect(body.status.recent.map((r: IntervalSummary) => r.interval)).toEqual([0, 1, 2]);
+    expect(body.status.recent).toEqual(expected.recent);
   });
 
   it("an interval's page: its DAG of RDDs and stages, a timed record per task, outputs with a preview, state, and no errors", async () => {
