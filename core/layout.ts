@@ -162,6 +162,7 @@ export const keys = {
   cachePrefix: (scope: Scope) => `cache/${scope}/`,
   shuffleMap: (scope: Scope, rdd: string, m: number) => `cache/${scope}/shuffle/${rdd}/map-${pad(m)}`,
   collected: (scope: Scope, name: string, p: number) => `cache/${scope}/collect/${name}/part-${pad(p)}`,
+  collectedPrefix: (scope: Scope, name: string) => `cache/${scope}/collect/${name}/part-`,
   persistLocation: (tier: 'cache' | 'checkpoint', scope: Scope, stream: string) =>
     `${tier === 'cache' ? 'cache' : 'checkpoints'}/${scope}/persist/${stream}`,
   persisted: (location: string, p: number) => `${location}/part-${pad(p)}`,

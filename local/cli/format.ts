@@ -60,6 +60,7 @@ export function formatAlreadyCommitted(intervals: number[]): string {
 /** The live line while an interval runs: tasks done of each stage's tasks. */
 export function formatProgress(p: IntervalProgress, style: Style = plain): string {
   const stages = p.stages.map((s) => {
+    if (s.withoutTasks) return style.green(`${s.id} empty, no task`);
     const text = `${s.id} ${s.done}/${s.tasks}${s.failed ? ` (${s.failed} failed)` : ''}`;
     return s.failed ? style.red(text) : s.done === s.tasks ? style.green(text) : text;
   });

@@ -158,7 +158,7 @@ function overview(before) {
       card(pos ? num(pos.next) : '–', 'intervals committed'),
       card(pos ? pos.behind : '–', 'behind (ended, not committed)'),
       card(st.running ? 'interval ' + st.running.interval : 'none', 'running'));
-    var running = st.running ? h('p', null, 'Running interval ' + st.running.interval + ': ' + st.running.stages.map(function (g) { return g.id + ' ' + g.done + '/' + g.tasks + (g.failed ? ' (' + g.failed + ' failed)' : ''); }).join(', ')) : null;
+    var running = st.running ? h('p', null, 'Running interval ' + st.running.interval + ': ' + st.running.stages.map(function (g) { return g.id + (g.withoutTasks ? ' empty, no task' : ' ' + g.done + '/' + g.tasks + (g.failed ? ' (' + g.failed + ' failed)' : '')); }).join(', ')) : null;
     show(failedBox(r[0].failed), cards, running,
       h('h2', { text: 'The last ' + recent.intervals.length + ' intervals' }), charts(recent),
       h('h2', { text: 'Intervals, newest first' }), intervalTable(page, st),

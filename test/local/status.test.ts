@@ -9,6 +9,8 @@ import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from
 import type { Pipeline } from '../../core/graph/pipeline.ts';
 import { listAll, type ObjectStore } from '../../core/ports/object-store.ts';
 import { keys } from '../../core/layout.ts';
+import { definePipeline } from '../../core/index.ts';
+import { formatProgress } from '../../local/cli/format.ts';
 import { readStreamStatus, type StreamStatus } from '../../core/streaming/status.ts';
 import { EmbeddedRuntime } from '../../local/runtime/embedded-runtime.ts';
 import { FsObjectStore } from '../../local/store/fs-object-store.ts';
@@ -85,6 +87,27 @@ describe('readStreamStatus', () => {
     expect(status.failures).toEqual([
       { interval: 1, stage: 'out-lines', partition: expect.any(Number), error: expect.stringMatching(/bad\.txt at byte 5: not valid UTF-8/), key: expect.stringMatching(/^lineage\/interval=000001\/tasks\/out-lines\/part-\d+\.failed-\w+\.json$/) },
     ]);
+  });
+
+  it('a stage the driver committed without tasks (no upload under its prefix) shows as done without tasks while the interval runs, a stage with tasks as before', async () => {
+    const twoPrefixes = definePipeline({ name: 'two-prefixes', partitions: 2 }, (ctx) => {
+      ctx.textStream({ prefix: 'a/' }).saveAsTextFiles('a');
+      ctx.textStream({ prefix: 'b/' }).map((line) => [line, 1] as const).reduceByKey((x, y) => x + y).saveAsJsonFiles('b');
+    });
+    // Interval 0 stops at the bad record under a/; nothing came under b/, so its stages have nothing to do.
+    const { root, error } = await replay(twoPrefixes, [{ 'a/bad.txt': BAD }]);
+    expect(String(error)).toMatch(/not valid UTF-8/);
+
+    const status = await readStreamStatus(new FsObjectStore(root));
+
+    const stages = status.running!.stages;
+    expect(stages.find((s) => s.id === 'out-a')).toMatchObject({ failed: 1 });
+    expect(stages.find((s) => s.id === 'out-a')!.withoutTasks).toBeUndefined();
+    expect(stages.filter((s) => s.id !== 'out-a').map((s) => [s.kind, s.done, s.withoutTasks])).toEqual([
+      ['shuffle-map', 0, true],
+      ['result', 0, true],
+    ]);
+    expect(formatProgress(status.running!)).toMatch(/^interval 0 running: (.*, )?map-\S+ empty, no task, out-b empty, no task/);
   });
 
   it('an empty store: no stream yet, and nothing written to it', async () => {
