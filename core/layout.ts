@@ -63,6 +63,18 @@ export function streamOfPersistLocation(location: string): string | undefined {
   return /^(?:cache|checkpoints)\/[^/]+\/persist\/([^/]+)$/.exec(location)?.[1];
 }
 
+/** The scope, shuffle and map partition of a shuffle block's key (keys.shuffleMap), or undefined for any other key. */
+export function parseShuffleMap(key: string): { scope: Scope; rdd: string; map: number } | undefined {
+  const m = /^cache\/([^/]+)\/shuffle\/([^/]+)\/map-(\d+)$/.exec(key);
+  return m ? { scope: m[1]!, rdd: m[2]!, map: Number(m[3]) } : undefined;
+}
+
+/** The location and partition of a persisted part's key (keys.persisted), or undefined for a key that is no part. */
+export function parsePersisted(key: string): { location: string; partition: number } | undefined {
+  const m = /^(.*)\/part-(\d+)$/.exec(key);
+  return m ? { location: m[1]!, partition: Number(m[2]) } : undefined;
+}
+
 /** The partition of a completion record's key, or undefined for any other key in that folder. */
 export function partitionOfTaskDone(key: string): number | undefined {
   const m = /\/part-(\d+)\.json$/.exec(key);
@@ -150,6 +162,7 @@ export const keys = {
   cachePrefix: (scope: Scope) => `cache/${scope}/`,
   shuffleMap: (scope: Scope, rdd: string, m: number) => `cache/${scope}/shuffle/${rdd}/map-${pad(m)}`,
   collected: (scope: Scope, name: string, p: number) => `cache/${scope}/collect/${name}/part-${pad(p)}`,
+  collectedPrefix: (scope: Scope, name: string) => `cache/${scope}/collect/${name}/part-`,
   persistLocation: (tier: 'cache' | 'checkpoint', scope: Scope, stream: string) =>
     `${tier === 'cache' ? 'cache' : 'checkpoints'}/${scope}/persist/${stream}`,
   persisted: (location: string, p: number) => `${location}/part-${pad(p)}`,
@@ -182,6 +195,8 @@ export const keys = {
   driverDormant: 'driver/dormant.json',
   /** The pipeline (name and fingerprint) whose stream this root holds. */
   pipelineOwner: 'driver/pipeline.json',
+  /** Written when a replay of staged intervals has committed them all: which, and when (status reads it). */
+  finishedReplay: 'driver/replay.json',
   /** What an upgrade at interval `b` did: the old code's state carried to the new, and what was set aside. */
   upgradeRecord: (b: number) => `driver/upgrades/${intervalScope(b)}.json`,
   /**

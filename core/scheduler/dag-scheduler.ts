@@ -7,7 +7,7 @@ import type { PlanBuilder } from '../rdd/rdd.ts';
 import type { BlockRef } from '../exec/compute.ts';
 import { randomBytes } from 'node:crypto';
 import type { BadRecordPolicy, TaskDone, TaskFailure, TaskRecord } from '../exec/task.ts';
-import { keys, parseTaskStarted, partitionOfTaskDone, runInKey, scopeOfKey, type Scope } from '../layout.ts';
+import { keys, parsePersisted, parseShuffleMap, parseTaskStarted, partitionOfTaskDone, runInKey, scopeOfKey, type Scope } from '../layout.ts';
 import type { StageSpec } from './stages.ts';
 import { decodeTaskMessage, encodeTaskMessage, keepUnreadableMessage } from './task-message.ts';
 import { stageIds, stageOfOutput, stageRecovering, stageShuffleReads, stagesRun, stageWriting, writesLocation } from './stages.ts';
@@ -502,22 +502,21 @@ export class DagScheduler {
   }
 
   private async rerunProducer(key: string): Promise<StageRun> {
-    const shuffle = /^cache\/([^/]+)\/shuffle\/([^/]+)\/map-(\d+)$/.exec(key);
+    const shuffle = parseShuffleMap(key);
     if (shuffle) {
-      const stage = this.stages.get(`${shuffle[1]}/map-${shuffle[2]}`);
+      const stage = this.stages.get(`${shuffle.scope}/map-${shuffle.rdd}`);
       if (!stage) throw new Error(`internal: no map stage wrote ${key}`);
-      await this.invalidate(stage, Number(shuffle[3]));
+      await this.invalidate(stage, shuffle.map);
       return stage;
     }
-    const stored = /^(.*)\/part-(\d+)$/.exec(key);
+    const stored = parsePersisted(key);
     if (!stored) throw new Error(`internal: cannot tell what wrote ${key}`);
-    const [, location, part] = stored;
-    const here = [...this.stages.values()].find((s) => writesLocation(s.spec, location!));
+    const here = [...this.stages.values()].find((s) => writesLocation(s.spec, stored.location));
     if (here) {
-      await this.invalidate(here, Number(part));
+      await this.invalidate(here, stored.partition);
       return here;
     }
-    return this.recover(location!, [Number(part)]);
+    return this.recover(stored.location, [stored.partition]);
   }
 
   private async invalidate(stage: StageRun, partition: number): Promise<void> {

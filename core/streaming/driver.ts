@@ -524,6 +524,6 @@ function summarise(stats: SchedulerStats) {
     unstartedResent: stats.unstartedResent,
     fetchFailures: stats.fetchFailures,
     recomputed: stats.tasksRecomputed,
-    recoveredIntervals: [...stats.scopesRecovered].map((s) => Number(/\d+/.exec(s)?.[0])).filter((n) => !Number.isNaN(n)),
+    recoveredIntervals: [...stats.scopesRecovered].flatMap((s) => intervalOf(s) ?? []),
   };
 }

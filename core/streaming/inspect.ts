@@ -10,7 +10,7 @@ import { intervalScope, keys, parseErrorKey, parseTaskFailed, parseTaskStarted, 
 import { mapConcurrently, STORE_CONCURRENCY } from '../util/map-concurrently.ts';
 import type { TaskDone, TaskFailure } from '../exec/task.ts';
 import type { PlanNode } from '../rdd/plan.ts';
-import { stageWriting, type StageSpec } from '../scheduler/stages.ts';
+import { stageIds, stageWriting, type StageSpec } from '../scheduler/stages.ts';
 import type { IntervalReport } from './driver.ts';
 import { readLineageRecord, type LineageRecord } from './lineage.ts';
 import { readIntervalProgress, type IntervalProgress } from './status.ts';
@@ -107,6 +107,12 @@ export interface IntervalDetail {
   progress?: IntervalProgress;
   dag: { nodes: DagNode[]; edges: DagEdge[]; stages: StageSpec[] };
   tasks: TaskTimeline[];
+  /**
+   * The recovery stages whose tasks ran in this interval: stages that rebuild a lost part of a
+   * persisted RDD for a later interval (not among the record's stages, which are those it runs),
+   * each with what it rebuilds and the stage that wrote that first.
+   */
+  recovery: { id: string; location: string; writer: string }[];
   /** Where its time went: seal, plan, each stage, dispatch, commit, and how busy the executors were. */
   breakdown?: IntervalBreakdown;
   outputs: OutputView[];
@@ -139,11 +145,22 @@ export async function readIntervalDetail(store: ObjectStore, k: number): Promise
     ...(progress ? { progress } : {}),
     dag: lineageDag(record),
     tasks,
+    recovery: recoveryStagesRun(record.stages, tasks),
     ...(breakdown ? { breakdown } : {}),
     outputs,
     state,
     errors,
   };
+}
+
+/** The recovery stages of persisted RDDs written by `stages` that have a task in `tasks`. */
+function recoveryStagesRun(stages: StageSpec[], tasks: TaskTimeline[]): IntervalDetail['recovery'] {
+  const ran = new Set(tasks.map((t) => t.stage));
+  return stages.flatMap((writer) =>
+    writer.kind === 'result'
+      ? writer.sinks.flatMap((sink) => (sink.kind === 'persist' && ran.has(stageIds.recover(sink.location)) ? [{ id: stageIds.recover(sink.location), location: sink.location, writer: writer.id }] : []))
+      : [],
+  );
 }
 
 /** The record's plan as a graph, each RDD with the stages that compute it. */

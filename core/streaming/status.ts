@@ -10,7 +10,8 @@ import { intervalAt, type DriverProgress } from './progress.ts';
 import type { IntervalReport } from './driver.ts';
 import { readLineageRecord } from './lineage.ts';
 import type { TaskFailure } from '../exec/task.ts';
-import type { StageSpec } from '../scheduler/stages.ts';
+import { stagesRun, type StageSpec } from '../scheduler/stages.ts';
+import { isEmptyPart } from './empty-stages.ts';
 
 /** One stage of an interval being run: tasks whose completion is recorded, of all its tasks. */
 export interface StageProgress {
@@ -20,6 +21,11 @@ export interface StageProgress {
   done: number;
   /** Tasks that failed with an error every delivery would meet (recorded beside the completions). */
   failed: number;
+  /**
+   * Done without tasks: the driver committed the stage's empty outputs and persisted parts itself
+   * (its RDDs are known empty, see stagesWithoutTasks), or, a map stage, no stage that runs reads it.
+   */
+  withoutTasks?: true;
 }
 
 /** An interval planned but not committed: its stages as far as they got. */
@@ -63,6 +69,16 @@ export interface Failure {
   key: string;
 }
 
+/** What `dstream replay` records once the staged intervals it was given are all committed (keys.finishedReplay). */
+export interface FinishedReplay {
+  /** The first and last staged intervals, and how many there were. */
+  first: number;
+  last: number;
+  intervals: number;
+  /** When the replay ended, by its clock. */
+  at: number;
+}
+
 export interface StreamStatus {
   /** When this was read, by the reader's clock. */
   at: number;
@@ -77,9 +93,14 @@ export interface StreamStatus {
     next: number;
     /** The interval the clock is in: an upload arriving now lands in it. */
     current: number;
-    /** Intervals whose time has ended but that are not committed: the driver's backlog. */
+    /** Intervals whose time has ended but that are not committed: the driver's backlog. 0 for a finished replay, which has none. */
     behind: number;
   };
+  /**
+   * Present when the stream's intervals were staged and a replay committed them all, and nothing
+   * ran after it: the clock has run on since, but no interval is waiting for a driver.
+   */
+  replay?: FinishedReplay;
   /** The interval after the last committed one, when its uploads are sealed: running, or stopped mid-run. */
   running?: IntervalProgress;
   /** Intervals not sealed yet that hold uploads, from `next` on (the first few only). */
@@ -96,8 +117,11 @@ export interface StreamStatus {
   };
 }
 
+/** How many of the last committed intervals a status summarises unless told. */
+export const RECENT_INTERVALS = 10;
+
 export interface StatusOptions {
-  /** How many of the last committed intervals to summarise. Default 10. */
+  /** How many of the last committed intervals to summarise. Default RECENT_INTERVALS. */
   intervals?: number;
   now?: number;
 }
@@ -107,12 +131,13 @@ const OPEN_INTERVALS_SHOWN = 5;
 
 export async function readStreamStatus(store: ObjectStore, options: StatusOptions = {}): Promise<StreamStatus> {
   const at = options.now ?? Date.now();
-  const count = options.intervals ?? 10;
+  const count = options.intervals ?? RECENT_INTERVALS;
   if (!Number.isInteger(count) || count < 0) throw new RangeError(`intervals must be a whole number >= 0, got ${count}`);
-  const [progress, pipeline, errors] = await Promise.all([
+  const [progress, pipeline, errors, replay] = await Promise.all([
     readJson<Omit<DriverProgress, 'base'> & { base?: number }>(store, keys.driverProgress),
     readJson<{ name: string; fingerprint: string }>(store, keys.pipelineOwner),
     readErrors(store),
+    readJson<FinishedReplay>(store, keys.finishedReplay),
   ]);
   const status: StreamStatus = { at, open: [], recent: [], failures: [], errors, ...(pipeline ? { pipeline: { name: pipeline.name, fingerprint: pipeline.fingerprint } } : {}) };
   if (!progress) return status;
@@ -129,6 +154,11 @@ export async function readStreamStatus(store: ObjectStore, options: StatusOption
   const tasks = await readTasks(store, next);
   const running = tasks?.progress;
   if (running) status.running = running;
+  // A live run on the same root afterwards moves `next` past the replay's last interval, or is running one.
+  if (replay && replay.last === next - 1 && !running) {
+    status.replay = replay;
+    status.position.behind = 0;
+  }
   for (let k = running ? next + 1 : next; k <= Math.min(current, next + OPEN_INTERVALS_SHOWN); k++) {
     const uploads = (await listAll(store, `intake/${intervalScope(k)}/entries/`)).length;
     if (uploads > 0) status.open.push({ interval: k, uploads });
@@ -176,20 +206,50 @@ async function readTasks(store: ObjectStore, k: number): Promise<{ progress: Int
   // A partition that failed in one run and was done in a later one (after `dstream quarantine`, say) no longer stops anything.
   const failed = failedKeys.filter((f) => !done.has(`${f.stage}/${f.partition}`));
   const count = (stage: string, of: Iterable<string>) => [...of].filter((id) => id.startsWith(`${stage}/`)).length;
-  const progress: IntervalProgress = {
-    interval: k,
-    sealedAt: record.sealedAt,
-    uploads: record.uploads.count,
-    inputBytes: record.uploads.bytes,
-    stages: record.stages.map((s) => ({
-      id: s.id,
-      kind: s.kind,
-      tasks: s.tasks,
-      done: count(s.id, done),
-      failed: count(s.id, new Set(failed.map((f) => `${f.stage}/${f.partition}`))),
-    })),
-  };
+  const stages = record.stages.map((s): StageProgress => ({
+    id: s.id,
+    kind: s.kind,
+    tasks: s.tasks,
+    done: count(s.id, done),
+    failed: count(s.id, new Set(failed.map((f) => `${f.stage}/${f.partition}`))),
+  }));
+  const withoutTasks = await stagesDoneWithoutTasks(store, scope, stagesRun(record.stages), new Set(stages.filter((s) => s.done > 0 || s.failed > 0).map((s) => s.id)));
+  for (const s of stages) if (withoutTasks.has(s.id)) s.withoutTasks = true;
+  const progress: IntervalProgress = { interval: k, sealedAt: record.sealedAt, uploads: record.uploads.count, inputBytes: record.uploads.bytes, stages };
   return { progress, failed };
+}
+
+/**
+ * The stages of a scope that the driver committed without tasks, read from the store: a result
+ * stage with no task recorded whose every sink holds all its parts, each empty (what
+ * commitEmptyStages writes); then each map stage read only by such stages. `started` are the
+ * stages with a task recorded.
+ */
+async function stagesDoneWithoutTasks(store: ObjectStore, scope: string, stages: StageSpec[], started: Set<string>): Promise<Set<string>> {
+  const emptyParts = async (prefix: string, tasks: number, empty: (size: number) => boolean) => {
+    const parts = await listAll(store, prefix);
+    return parts.length === tasks && parts.every((o) => empty(o.size));
+  };
+  const committedEmpty = async (spec: StageSpec): Promise<boolean> => {
+    if (spec.kind !== 'result' || started.has(spec.id)) return false;
+    for (const sink of spec.sinks) {
+      const empty =
+        sink.kind === 'persist' ? await emptyParts(keys.persistedPrefix(sink.location), spec.tasks, isEmptyPart)
+        : sink.output.format === 'collect' ? await emptyParts(keys.collectedPrefix(scope, sink.output.name), spec.tasks, isEmptyPart)
+        : sink.output.format === 'foreach' ? false
+        : await emptyParts(keys.outputPartsPrefix(sink.output.name, scope), spec.tasks, (size) => size === 0);
+      if (!empty) return false;
+    }
+    return true;
+  };
+  const without = new Set((await mapConcurrently(stages, STORE_CONCURRENCY, async (s) => ((await committedEmpty(s)) ? [s.id] : []))).flat());
+  // Children come after their parents (planStages): walking back, a map stage's readers are decided before it.
+  for (const spec of [...stages].reverse()) {
+    if (spec.kind !== 'shuffle-map' || started.has(spec.id)) continue;
+    const readers = stages.filter((s) => s.parents.includes(spec.id));
+    if (readers.length > 0 && readers.every((s) => without.has(s.id))) without.add(spec.id);
+  }
+  return without;
 }
 
 function summarise(r: IntervalReport, clock: { base: number; intervalMs: number }): IntervalSummary {

@@ -1,5 +1,6 @@
 import type { ObjectInfo, ObjectStore, ReadOptions } from '../../core/ports/object-store.ts';
 import type { ChaosSpec, FaultKind } from './chaos-spec.ts';
+import { parseTaskFailed, partitionOfTaskDone, stageOfTaskKey } from '../../core/layout.ts';
 
 /**
  * The worker's view of the store under a fault schedule: cache-tier objects vanish after being
@@ -46,7 +47,7 @@ export class ChaosStore implements ObjectStore {
   }
 
   async putIfAbsent(key: string, body: Uint8Array | string): Promise<boolean> {
-    if (/^lineage\/[^/]+\/tasks\/.*\.json$/.test(key)) {
+    if (stageOfTaskKey(key) !== undefined && (partitionOfTaskDone(key) !== undefined || parseTaskFailed(key))) {
       // A straggler takes `slowdown` times as long as the task did: a slow machine, not slow data.
       // Tiny tasks count as 30 ms, so a straggler among them is still noticeably late.
       const stallMs = (this.pending.slowdown - 1) * Math.max(30, Date.now() - this.pending.startedAt);

@@ -60,6 +60,7 @@ export function formatAlreadyCommitted(intervals: number[]): string {
 /** The live line while an interval runs: tasks done of each stage's tasks. */
 export function formatProgress(p: IntervalProgress, style: Style = plain): string {
   const stages = p.stages.map((s) => {
+    if (s.withoutTasks) return style.green(`${s.id} empty, no task`);
     const text = `${s.id} ${s.done}/${s.tasks}${s.failed ? ` (${s.failed} failed)` : ''}`;
     return s.failed ? style.red(text) : s.done === s.tasks ? style.green(text) : text;
   });
@@ -82,6 +83,10 @@ export function formatStatus(status: StreamStatus, where: string, style: Style =
       `clock: intervals of ${ms(clock.intervalMs)}; interval ${clock.base} started ${new Date(clock.epoch).toISOString()}`,
       `position: ${position.lastCommitted === null ? 'no interval committed yet' : `last committed interval ${position.lastCommitted}`}; next to run ${position.next}; the clock is in interval ${position.current}`,
     );
+    if (status.replay) {
+      const { intervals, first, last, at } = status.replay;
+      lines.push(style.green(`finished replay: ${num(intervals)} staged interval${intervals === 1 ? '' : 's'} committed (${first === last ? `interval ${first}` : `${first} to ${last}`}), the last at ${new Date(at).toISOString()}; nothing waits to run`));
+    }
     if (position.behind > 0) lines.push(style.yellow(`behind: ${num(position.behind)} intervals have ended and are not committed (is a driver running?)`));
     if (status.running) {
       const r = status.running;

@@ -1,13 +1,14 @@
 import { existsSync } from 'node:fs';
 import { mkdir, readFile, stat } from 'node:fs/promises';
 import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { packageRoot } from '../package-files.ts';
 import type { ObjectStore } from '../../core/ports/object-store.ts';
 import { readJson } from '../../core/ports/object-store.ts';
 import { keys } from '../../core/layout.ts';
 import type { IntervalReport } from '../../core/streaming/driver.ts';
-import { readStreamStatus } from '../../core/streaming/status.ts';
+import { readStreamStatus, type FinishedReplay } from '../../core/streaming/status.ts';
 import { FsObjectStore } from '../store/fs-object-store.ts';
 import { quarantineInterval, readLineageRecord, readLineageUploads } from '../../core/streaming/lineage.ts';
 import { EmbeddedRuntime, loadPipeline } from '../runtime/embedded-runtime.ts';
@@ -75,7 +76,7 @@ export async function main(argv: string[], term = new Terminal(processIo())): Pr
         term.line(formatInterval(report, term.style));
       });
       flushAlready();
-      return { ran: reports.filter((r) => r.interval >= before).length, already: reports.filter((r) => r.interval < before).length };
+      return { reports, ran: reports.filter((r) => r.interval >= before).length, already: reports.filter((r) => r.interval < before).length };
     } finally {
       stopProgress();
     }
@@ -106,7 +107,12 @@ export async function main(argv: string[], term = new Terminal(processIo())): Pr
         ...(opt('chaos') ? { chaos: opt('chaos')! } : {}),
       });
       try {
-        const { ran, already } = await runIntervals(runtime, (onInterval) => runtime.replay(staged, onInterval));
+        const { reports, ran, already } = await runIntervals(runtime, (onInterval) => runtime.replay(staged, onInterval));
+        // So that status tells a finished replay from a stream whose driver stopped: the clock ran on, no interval waits.
+        if (reports.length && (ran > 0 || !(await runtime.store.head(keys.finishedReplay)))) {
+          const replay: FinishedReplay = { first: reports[0]!.interval, last: reports.at(-1)!.interval, intervals: reports.length, at: Date.now() };
+          await runtime.store.put(keys.finishedReplay, JSON.stringify(replay));
+        }
         const outputs = path.join(runtime.options.root, 'output');
         note(ran === 0 ? `nothing to run: all ${already} staged intervals were already committed under ${outputs}` : `${ran} intervals committed under ${outputs}`);
         if (runtime.chaos) note(formatChaos(runtime.chaosReport()));
@@ -328,6 +334,8 @@ export async function runCli(argv: string[]): Promise<void> {
       process.exitCode = 2;
     } else {
       fail(error instanceof Error ? error.message : String(error));
+      // Where the user's code threw (a pipeline module at import, say): the message alone would not say.
+      for (const frame of userFrames(error)) term.error(`  at ${frame}`);
       // Kept out of error messages, which logs carry; this terminal is the data owner's own.
       if (error instanceof TaskFailedError && error.record !== undefined) fail(`the record: ${error.record}`);
       // Errors meant for users name what is wrong; these are dstream's own bugs, worth a stack.
@@ -337,4 +345,28 @@ export async function runCli(argv: string[]): Promise<void> {
       process.exitCode = 1;
     }
   }
+}
+
+/** Stack frames shown of an error from the user's code. */
+const USER_FRAMES_SHOWN = 5;
+
+/**
+ * The frames of the user's own code in the stack of `error` or of its first cause that has some:
+ * not dstream's (its dist/), a dependency's (node_modules/) or Node's. A frame reads file:line:col,
+ * with the function's name when it has one.
+ */
+function userFrames(error: unknown): string[] {
+  const ours = path.join(packageRoot(), 'dist') + path.sep;
+  for (let e = error; e instanceof Error; e = e.cause) {
+    const frames = (e.stack ?? '').split('\n').flatMap((line) => {
+      const m = /^\s+at (?:(.+?) \()?(.+?):(\d+):(\d+)\)?$/.exec(line);
+      if (!m) return [];
+      const [, fn, where, row, col] = m as unknown as [string, string | undefined, string, string, string];
+      const file = where.startsWith('file://') ? fileURLToPath(where) : where;
+      if (!path.isAbsolute(file) || file.startsWith(ours) || file.includes(`${path.sep}node_modules${path.sep}`)) return [];
+      return [`${file}:${row}:${col}${fn && !fn.includes('<anonymous>') ? ` (${fn})` : ''}`];
+    });
+    if (frames.length) return frames.slice(0, USER_FRAMES_SHOWN);
+  }
+  return [];
 }

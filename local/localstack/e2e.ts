@@ -18,13 +18,14 @@ import { dirname, join, relative, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { PutObjectCommand } from '@aws-sdk/client-s3';
 import { INCOMING, keys } from '../../core/layout.ts';
-import { listAll } from '../../core/ports/object-store.ts';
+import { listAll, type ObjectStore } from '../../core/ports/object-store.ts';
 import { readLineageRecord, readLineageUploads, type LineageRecord } from '../../core/streaming/lineage.ts';
 import type { IntakeUpload } from '../../core/streaming/intake.ts';
 import { mapConcurrently, STORE_CONCURRENCY } from '../../core/util/map-concurrently.ts';
 import { makeS3Client } from '../../functions/aws/clients.ts';
 import { S3ObjectStore } from '../../functions/aws/s3-object-store.ts';
 import { EmbeddedRuntime, loadPipeline } from '../runtime/embedded-runtime.ts';
+import { FsObjectStore } from '../store/fs-object-store.ts';
 import { sampleLines } from '../sample/generate.ts';
 
 const POLL_MS = 2_000;
@@ -98,7 +99,7 @@ async function main(): Promise<void> {
   let lines = 0;
   for (const record of records) {
     for (const output of record.outputs.filter((o) => o.format === 'text' || o.format === 'json')) {
-      const [cloud, local] = await Promise.all([cloudOutput(store, output.name, record.scope), localOutput(outRoot, output.name, record.scope)]);
+      const [cloud, local] = await Promise.all([committedOutput(store, output.name, record.scope), committedOutput(new FsObjectStore(outRoot), output.name, record.scope)]);
       compared++;
       lines += cloud?.length ?? 0;
       const difference = describeDifference(cloud, local);
@@ -197,18 +198,12 @@ async function stage(store: S3ObjectStore, records: LineageRecord[], dir: string
 /** An output of one interval: its records sorted, or undefined when it was not committed. */
 type Output = string[] | undefined;
 
-async function cloudOutput(store: S3ObjectStore, name: string, scope: string): Promise<Output> {
+/** Interval `scope`'s records of output `name` in a store (S3 or a local root), or undefined when it was not committed. */
+async function committedOutput(store: ObjectStore, name: string, scope: string): Promise<Output> {
   if (!(await store.head(keys.outputSuccess(name, scope)))) return undefined;
-  const parts = (await listAll(store, keys.outputPrefix(name, scope))).filter((o) => /\/part-\d+$/.test(o.key));
+  const parts = await listAll(store, keys.outputPartsPrefix(name, scope));
   const bodies = await mapConcurrently(parts, STORE_CONCURRENCY, (p) => store.get(p.key));
   return recordsOf(bodies.map((b) => Buffer.from(b ?? new Uint8Array()).toString('utf8')));
-}
-
-async function localOutput(root: string, name: string, scope: string): Promise<Output> {
-  const dir = join(root, keys.outputPrefix(name, scope));
-  if (!existsSync(join(root, keys.outputSuccess(name, scope)))) return undefined;
-  const parts = (await readdir(dir)).filter((f) => /^part-\d+$/.test(f));
-  return recordsOf(await mapConcurrently(parts, STORE_CONCURRENCY, (p) => readFile(join(dir, p), 'utf8')));
 }
 
 /** Partitioning may differ between the runs; the records may not. */

@@ -299,7 +299,7 @@ export async function loadPipeline(pipelinePath: string): Promise<PipelineModule
   try {
     loaded = await import(pathToFileURL(pipelinePath).href);
   } catch (error) {
-    throw new Error(`pipeline module ${pipelinePath} failed to load: ${error instanceof Error ? error.message : String(error)}`);
+    throw new Error(`pipeline module ${pipelinePath} failed to load: ${error instanceof Error ? error.message : String(error)}`, { cause: error });
   }
   return pipelineFromModule(loaded, pipelinePath);
 }

@@ -158,7 +158,7 @@ function overview(before) {
       card(pos ? num(pos.next) : '–', 'intervals committed'),
       card(pos ? pos.behind : '–', 'behind (ended, not committed)'),
       card(st.running ? 'interval ' + st.running.interval : 'none', 'running'));
-    var running = st.running ? h('p', null, 'Running interval ' + st.running.interval + ': ' + st.running.stages.map(function (g) { return g.id + ' ' + g.done + '/' + g.tasks + (g.failed ? ' (' + g.failed + ' failed)' : ''); }).join(', ')) : null;
+    var running = st.running ? h('p', null, 'Running interval ' + st.running.interval + ': ' + st.running.stages.map(function (g) { return g.id + (g.withoutTasks ? ' empty, no task' : ' ' + g.done + '/' + g.tasks + (g.failed ? ' (' + g.failed + ' failed)' : '')); }).join(', ')) : null;
     show(failedBox(r[0].failed), cards, running,
       h('h2', { text: 'The last ' + recent.intervals.length + ' intervals' }), charts(recent),
       h('h2', { text: 'Intervals, newest first' }), intervalTable(page, st),
@@ -359,16 +359,32 @@ function taskTimeline(d) {
   var tasks = d.tasks;
   if (!tasks.length) return h('p', { class: 'muted', text: 'No task has started.' });
   var colors = stageColors(d.dag.stages);
-  var order = {};
-  d.dag.stages.forEach(function (st, i) { order[st.id] = i; });
-  tasks = tasks.slice().sort(function (a, b) { return (order[a.stage] - order[b.stage]) || a.partition - b.partition; });
+  // One lane per stage in the plan's order; a recovery stage's lane right after the stage that wrote what it rebuilt.
+  var lanes = [];
+  d.dag.stages.forEach(function (st) {
+    lanes.push({ id: st.id, label: st.id + ' (' + st.kind + ')' });
+    d.recovery.filter(function (r) { return r.writer === st.id; }).forEach(function (r) {
+      colors[r.id] = colors[st.id];
+      lanes.push({ id: r.id, recovery: true, label: r.id + ': rebuilt ' + r.location + ' for a later interval', title: 'A recovery stage: run after this interval committed, when a later interval found part of ' + r.location + ' lost; it rebuilds only that RDD, from its own lineage.' });
+    });
+  });
+  tasks.forEach(function (t) {
+    if (!lanes.some(function (l) { return l.id === t.stage; })) lanes.push({ id: t.stage, label: t.stage });
+  });
+  var rows = [];
+  lanes.forEach(function (lane) {
+    var mine = tasks.filter(function (t) { return t.stage === lane.id; }).sort(function (a, b) { return a.partition - b.partition; });
+    if (!mine.length) return;
+    rows.push({ lane: lane });
+    mine.forEach(function (t) { rows.push({ task: t }); });
+  });
   var t0 = Infinity, t1 = -Infinity;
   tasks.forEach(function (t) {
     t.starts.forEach(function (x) { t0 = Math.min(t0, x.at); t1 = Math.max(t1, x.at); });
     if (t.done) { t0 = Math.min(t0, t.done.startedAt); t1 = Math.max(t1, t.done.endedAt); }
   });
   if (t1 <= t0) t1 = t0 + 1;
-  var ROW = 16, L = 220, W = 1000, H = 30 + tasks.length * ROW;
+  var ROW = 16, L = 220, W = 1000, H = 30 + rows.length * ROW;
   var svg = s('svg', { id: 'timeline', width: '100%', viewBox: '0 0 ' + W + ' ' + H, style: 'min-width:700px' });
   var x = function (t) { return L + ((t - t0) / (t1 - t0)) * (W - L - 10); };
   for (var i = 0; i <= 4; i++) {
@@ -376,9 +392,15 @@ function taskTimeline(d) {
     s('line', { x1: tx, x2: tx, y1: 14, y2: H, stroke: '#eee' }, svg);
     s('text', { x: tx, y: 11, 'text-anchor': i === 0 ? 'start' : i === 4 ? 'end' : 'middle', text: '+' + ms((i * (t1 - t0)) / 4) }, svg);
   }
-  tasks.forEach(function (t, r) {
+  rows.forEach(function (row, r) {
     var y = 20 + r * ROW;
-    s('text', { x: L - 6, y: y + 11, 'text-anchor': 'end', text: t.stage + ' #' + t.partition + (t.done && t.done.executor ? ' · ' + t.done.executor : '') }, svg);
+    if (row.lane) {
+      var label = s('text', { class: 'lane' + (row.lane.recovery ? ' recovery' : ''), x: 4, y: y + 12, 'data-lane': row.lane.id, style: 'font-weight:bold' + (row.lane.recovery ? ';font-style:italic' : ''), text: row.lane.label }, svg);
+      if (row.lane.title) title(label, row.lane.title);
+      return;
+    }
+    var t = row.task;
+    s('text', { x: L - 6, y: y + 11, 'text-anchor': 'end', text: '#' + t.partition + (t.done && t.done.executor ? ' · ' + t.done.executor : '') }, svg);
     if (t.done) {
       var bar = s('rect', { class: 'bar task', x: x(t.done.startedAt), y: y + 2, width: Math.max(2, x(t.done.endedAt) - x(t.done.startedAt)), height: ROW - 4, rx: 2,
         fill: colors[t.stage] || '#888', stroke: t.done.copy > 0 ? '#d97706' : 'none', 'stroke-width': 2, 'data-task': t.stage + '/' + t.partition }, svg);

@@ -3,7 +3,7 @@
  * local root or a deployed stream's bucket), read only. It binds to 127.0.0.1 by default and
  * sends nothing anywhere else: the page and its script are served from here (./page.ts).
  *
- *   GET /api/status                       readStreamStatus, and the failed interval with the runbook's next step
+ *   GET /api/status                       readStreamStatus (its last intervals too), and the failed interval with the runbook's next step
  *   GET /api/intervals?before=<k>&limit=<n>  committed intervals below k (default: all), newest first, at most n
  *   GET /api/intervals/<k>                readIntervalDetail: DAG, tasks, outputs, state, errors
  */
@@ -12,7 +12,7 @@ import type { AddressInfo } from 'node:net';
 import { readJson, type ObjectStore } from '../../core/ports/object-store.ts';
 import { intervalScope, keys, parseErrorKey, parseTaskFailed } from '../../core/layout.ts';
 import type { DriverProgress } from '../../core/streaming/progress.ts';
-import { readIntervalSummaries, readStreamStatus, type Failure, type IntervalSummary, type StreamStatus } from '../../core/streaming/status.ts';
+import { readIntervalSummaries, readStreamStatus, RECENT_INTERVALS, type Failure, type IntervalSummary, type StreamStatus } from '../../core/streaming/status.ts';
 import { readIntervalDetail } from '../../core/streaming/inspect.ts';
 import { APP_JS, PAGE_HTML, STYLE_CSS } from './page.ts';
 
@@ -52,7 +52,7 @@ export async function startUi(options: UiOptions): Promise<RunningUi> {
     [/^\/$/, async () => ({ type: 'text/html; charset=utf-8', body: PAGE_HTML })],
     [/^\/app\.js$/, async () => ({ type: 'text/javascript; charset=utf-8', body: APP_JS })],
     [/^\/style\.css$/, async () => ({ type: 'text/css; charset=utf-8', body: STYLE_CSS })],
-    [/^\/api\/status$/, async () => json(await statusView(store, options))],
+    [/^\/api\/status$/, async () => json(await statusView(store, options, summaries))],
     [/^\/api\/intervals$/, async (_, url) => json(await summaries.page(url.searchParams))],
     [
       /^\/api\/intervals\/(\d+)$/,
@@ -106,9 +106,15 @@ class BadRequest extends Error {}
 
 const json = (value: unknown, status = 200): Answer => ({ type: 'application/json; charset=utf-8', body: JSON.stringify(value), status });
 
-/** The stream's status (no interval summaries: those are paged) and the interval that stops it, if one does. */
-async function statusView(store: ObjectStore, options: UiOptions): Promise<{ where: string; status: StreamStatus; failed: { interval: number; failures: FailureView[] } | null }> {
-  const status = await readStreamStatus(store, { intervals: 0 });
+/** The stream's status, its recent intervals as `dstream status` lists them, and the interval that stops it, if one does. */
+async function statusView(
+  store: ObjectStore,
+  options: UiOptions,
+  summaries: SummaryCache,
+): Promise<{ where: string; status: StreamStatus; failed: { interval: number; failures: FailureView[] } | null }> {
+  // The recent intervals come from the pages' cache: a poll reads only the reports committed since the last.
+  const [status, recent] = await Promise.all([readStreamStatus(store, { intervals: 0 }), summaries.page(new URLSearchParams({ limit: String(RECENT_INTERVALS) }))]);
+  status.recent = recent.intervals.filter((r) => status.position && r.interval < status.position.next).reverse();
   const first = status.failures.length ? Math.min(...status.failures.map((f) => f.interval)) : undefined;
   const failures = status.failures.filter((f) => f.interval === first).map((f) => withNextStep(f, options));
   return { where: options.where, status, failed: first === undefined ? null : { interval: first, failures } };

@@ -117,6 +117,18 @@ describe('help, version and usage errors', () => {
     expect(usage.code).toBe(2);
     expect(usage.stderr).toMatch(/^dstream: name a command\n/);
   });
+
+  it("a pipeline module that throws as it loads: the error, then where in the user's file it was thrown", async () => {
+    // A project of the user's, as the README makes one.
+    await writeFile(path.join(base, 'package.json'), JSON.stringify({ name: 'clicks', type: 'module' }));
+    const pipeline = path.join(base, 'clicks.ts');
+    await writeFile(pipeline, ['// Reads its settings before it defines the pipeline.', 'function readConfig(): never {', "  throw new Error('no config for clicks');", '}', 'readConfig();', ''].join('\n'));
+
+    const result = await runCli(replayArgs(pipeline, await stage(path.join(base, 'staged'), [{}]), path.join(base, 'root')));
+
+    expect(result.code).toBe(1);
+    expect(result.stderr).toBe(`dstream: pipeline module ${pipeline} failed to load: no config for clicks\n  at ${pipeline}:3:9 (readConfig)\n  at ${pipeline}:5:1\n`);
+  });
 });
 
 describe('pipes and terminals', () => {

@@ -8,6 +8,9 @@ import path from 'node:path';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import type { Pipeline } from '../../core/graph/pipeline.ts';
 import { listAll, type ObjectStore } from '../../core/ports/object-store.ts';
+import { keys } from '../../core/layout.ts';
+import { definePipeline } from '../../core/index.ts';
+import { formatProgress } from '../../local/cli/format.ts';
 import { readStreamStatus, type StreamStatus } from '../../core/streaming/status.ts';
 import { EmbeddedRuntime } from '../../local/runtime/embedded-runtime.ts';
 import { FsObjectStore } from '../../local/store/fs-object-store.ts';
@@ -86,6 +89,27 @@ describe('readStreamStatus', () => {
     ]);
   });
 
+  it('a stage the driver committed without tasks (no upload under its prefix) shows as done without tasks while the interval runs, a stage with tasks as before', async () => {
+    const twoPrefixes = definePipeline({ name: 'two-prefixes', partitions: 2 }, (ctx) => {
+      ctx.textStream({ prefix: 'a/' }).saveAsTextFiles('a');
+      ctx.textStream({ prefix: 'b/' }).map((line) => [line, 1] as const).reduceByKey((x, y) => x + y).saveAsJsonFiles('b');
+    });
+    // Interval 0 stops at the bad record under a/; nothing came under b/, so its stages have nothing to do.
+    const { root, error } = await replay(twoPrefixes, [{ 'a/bad.txt': BAD }]);
+    expect(String(error)).toMatch(/not valid UTF-8/);
+
+    const status = await readStreamStatus(new FsObjectStore(root));
+
+    const stages = status.running!.stages;
+    expect(stages.find((s) => s.id === 'out-a')).toMatchObject({ failed: 1 });
+    expect(stages.find((s) => s.id === 'out-a')!.withoutTasks).toBeUndefined();
+    expect(stages.filter((s) => s.id !== 'out-a').map((s) => [s.kind, s.done, s.withoutTasks])).toEqual([
+      ['shuffle-map', 0, true],
+      ['result', 0, true],
+    ]);
+    expect(formatProgress(status.running!)).toMatch(/^interval 0 running: (.*, )?map-\S+ empty, no task, out-b empty, no task/);
+  });
+
   it('an empty store: no stream yet, and nothing written to it', async () => {
     const store = new FsObjectStore(base);
     const status = await readStreamStatus(store);
@@ -143,6 +167,52 @@ describe('dstream status', () => {
     expect(await exited).toBe(0);
     expect(reads[1]!.at - reads[0]!.at).toBeGreaterThanOrEqual(2000);
     expect(timeless(reads[1]!)).toEqual(timeless(reads[0]!));
+  }, 60_000);
+
+  /** The clock of the stream under `root` started an hour earlier: an hour has passed since its intervals ran. */
+  async function anHourLater(root: string): Promise<void> {
+    const store = new FsObjectStore(root);
+    const progress = JSON.parse(Buffer.from((await store.get(keys.driverProgress))!).toString('utf8'));
+    await store.put(keys.driverProgress, JSON.stringify({ ...progress, epoch: progress.epoch - 3_600_000 }));
+  }
+
+  it('a root whose staged intervals a replay committed is a finished replay, not behind, however long ago it ran', async () => {
+    const staged = await stage(path.join(base, 'staged'), [{ 'a.txt': 'a\n' }, {}]);
+    const root = path.join(base, 'root');
+    const replayed = await runCli(['replay', 'test/fixtures/lines.ts', '--staged', staged, '--root', root]);
+    expect(replayed.code, replayed.stderr).toBe(0);
+    await anHourLater(root);
+
+    const text = await runCli(['status', '--root', root]);
+    const json = await runCli(['status', '--root', root, '--json']);
+
+    expect(text.code, text.stderr).toBe(0);
+    expect(text.stdout).toMatch(/finished replay: 2 staged intervals committed \(0 to 1\), the last at \d{4}-\d\d-\d\dT/);
+    expect(text.stdout).not.toContain('behind');
+    const status: StreamStatus = JSON.parse(json.stdout);
+    expect(status.position).toMatchObject({ lastCommitted: 1, next: 2, behind: 0 });
+    expect(status.position!.current).toBeGreaterThan(1000);
+    expect(status.replay).toMatchObject({ first: 0, last: 1, intervals: 2 });
+  }, 60_000);
+
+  it('a root that ran on after its replay, then stopped, is behind again', async () => {
+    const root = path.join(base, 'root');
+    const replayed = await runCli(['replay', 'test/fixtures/lines.ts', '--staged', await stage(path.join(base, 'staged'), [{ 'a.txt': 'a\n' }]), '--root', root]);
+    expect(replayed.code, replayed.stderr).toBe(0);
+    // Interval 1 committed by a driver after the replay's (the test kit's replay, as a live run would): the replay's record no longer says where the stream is.
+    const runtime = await EmbeddedRuntime.open({ pipelinePath: 'in-process', inProcess: lines, root, workers: 1, partitions: 2, scheduler: { pollMs: 2 } });
+    try {
+      await runtime.replay(await stage(path.join(base, 'more'), [{ 'a.txt': 'a\n' }, { 'b.txt': 'b\n' }]));
+    } finally {
+      await runtime.close();
+    }
+    await anHourLater(root);
+
+    const text = await runCli(['status', '--root', root]);
+
+    expect(text.code, text.stderr).toBe(0);
+    expect(text.stdout).toMatch(/behind: [\d,]+ intervals have ended and are not committed/);
+    expect(text.stdout).not.toContain('finished replay');
   }, 60_000);
 
   it('one store: --root or --bucket, not both nor neither; a root that does not exist is an error', async () => {

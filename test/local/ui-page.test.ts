@@ -10,9 +10,10 @@ import { chromium, type Browser } from 'playwright-core';
 import { replay } from 'dstream/testing';
 import wordcount from '../../examples/wordcount.ts';
 import { readLineageRecord } from '../../core/streaming/lineage.ts';
+import { readIntervalDetail } from '../../core/streaming/inspect.ts';
 import { FsObjectStore } from '../../local/store/fs-object-store.ts';
 import { startUi, type RunningUi } from '../../local/ui/server.ts';
-import { removeDir, tempDir } from '../support/stream-harness.ts';
+import { removeDir, replayLosingPersisted, tempDir } from '../support/stream-harness.ts';
 
 const executable = [process.env.CHROMIUM_PATH, '/usr/bin/chromium', '/usr/bin/chromium-browser'].find((p): p is string => !!p && existsSync(p));
 if (!executable) console.log('test/local/ui-page.test.ts skipped: no Chromium installed (apt-get install chromium, or set CHROMIUM_PATH)');
@@ -68,5 +69,26 @@ describe.skipIf(!executable)('dstream ui in a browser', () => {
     expect(tasks).toBe(record.stages.reduce((n, s) => n + s.tasks, 0));
     expect(preview).toMatch(/\["(cat|and|dog)",1\]/);
     expect(errors).toEqual([]);
+  }, 60_000);
+
+  it("an interval's task timeline has a lane per stage, and a recovery stage's lane, labelled, right after the stage whose RDD it rebuilt", async () => {
+    const root = path.join(base, 'recovered', 'root');
+    await replayLosingPersisted(wordcount, root, [{ 'a.txt': 'the cat\n' }, { 'a.txt': 'a cat\n' }, { 'a.txt': 'cat\n' }], 1);
+    const detail = (await readIntervalDetail(new FsObjectStore(root), 1))!;
+    const recovered = await startUi({ store: new FsObjectStore(root), where: root, runtime: 'local', port: 0 });
+    const page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
+    try {
+      await page.goto(new URL('#/interval/1', recovered.url).href);
+      await page.locator('#timeline text.lane').first().waitFor();
+      const lanes = await page.locator('#timeline text.lane').evaluateAll((ts) => ts.map((t) => [t.getAttribute('data-lane'), t.firstChild?.textContent]));
+
+      const { id, location, writer } = detail.recovery[0]!;
+      expect(lanes.map(([lane]) => lane)).toEqual(detail.dag.stages.map((s) => s.id).flatMap((s) => (s === writer ? [s, id] : [s])));
+      // Its text; its title (the tooltip) says what a recovery stage is.
+      expect(lanes.find(([lane]) => lane === id)![1]).toBe(`${id}: rebuilt ${location} for a later interval`);
+    } finally {
+      await page.close();
+      await recovered.close();
+    }
   }, 60_000);
 });

@@ -13,13 +13,14 @@ import lines from '../fixtures/lines.ts';
 import { intervalScope, keys } from '../../core/layout.ts';
 import type { ObjectInfo, ObjectStore } from '../../core/ports/object-store.ts';
 import { readLineageRecord } from '../../core/streaming/lineage.ts';
+import { readStreamStatus, type IntervalSummary } from '../../core/streaming/status.ts';
 import type { IntervalDetail } from '../../core/streaming/inspect.ts';
 import type { IntervalReport } from '../../core/streaming/driver.ts';
 import type { PlanNode } from '../../core/rdd/plan.ts';
 import { FsObjectStore } from '../../local/store/fs-object-store.ts';
 import { startUi, type RunningUi } from '../../local/ui/server.ts';
 import { APP_JS } from '../../local/ui/page.ts';
-import { removeDir, runCli, tempDir } from '../support/stream-harness.ts';
+import { removeDir, replayLosingPersisted, runCli, tempDir } from '../support/stream-harness.ts';
 
 let base: string;
 let ui: RunningUi | undefined;
@@ -67,6 +68,19 @@ describe('dstream ui: JSON endpoints', () => {
     expect(all.body.intervals[0]).toMatchObject({ tasks, speculative, recomputed, fetchFailures, inputRate: 1 / 2 });
   });
 
+  it('the status lists the last intervals, oldest first, as dstream status does', async () => {
+    const root = path.join(base, 'root');
+    await replay(wordcount, INPUT, { root });
+    const store = new FsObjectStore(root);
+    const get = await serve(store);
+
+    const { body } = await get('/api/status');
+
+    const expected = await readStreamStatus(store);
+    expect(body.status.recent.map((r: IntervalSummary) => r.interval)).toEqual([0, 1, 2]);
+    expect(body.status.recent).toEqual(expected.recent);
+  });
+
   it("an interval's page: its DAG of RDDs and stages, a timed record per task, outputs with a preview, state, and no errors", async () => {
     const root = path.join(base, 'root');
     const run = await replay(wordcount, INPUT, { root });
@@ -110,6 +124,24 @@ describe('dstream ui: JSON endpoints', () => {
     const { at, stages } = detail.breakdown!;
     expect(stages.map((s) => s.stage).sort()).toEqual(record.stages.map((s) => s.id).sort());
     expect([at.sealing!, at.sealed!, at.planned, at.lastTaskEnd!, at.committed!]).toEqual([at.sealing!, at.sealed!, at.planned, at.lastTaskEnd!, at.committed!].sort((a, b) => a - b));
+  });
+
+  it("an interval whose persisted state a later interval found lost: its page names the recovery stage that rebuilt it, and the stage that wrote it", async () => {
+    const root = path.join(base, 'root');
+    await replayLosingPersisted(wordcount, root, INPUT.map((lines) => ({ 'in.txt': lines.join('\n') + '\n' })), 1);
+    const store = new FsObjectStore(root);
+    const record = (await readLineageRecord(store, 1))!;
+    const [state] = record.persists;
+    const writer = record.stages.find((s) => s.kind === 'result' && s.sinks.some((k) => k.kind === 'persist' && k.location === state!.location))!;
+    const get = await serve(store);
+
+    const detail = (await get('/api/intervals/1')).body as IntervalDetail;
+
+    const recover = detail.recovery[0]!.id;
+    expect(detail.recovery).toEqual([{ id: recover, location: state!.location, writer: writer.id }]);
+    expect(record.stages.map((s) => s.id)).not.toContain(recover);
+    expect(detail.tasks.filter((t) => t.stage === recover).map((t) => t.partition)).toEqual([0]);
+    expect(((await get('/api/intervals/0')).body as IntervalDetail).recovery).toEqual([]);
   });
 
   it('a failed interval is named with what failed and the runbook\'s next step, and its page shows the failed task', async () => {

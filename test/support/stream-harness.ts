@@ -7,6 +7,9 @@ import path from 'node:path';
 import { spawn } from 'node:child_process';
 import type { Pipeline } from '../../core/graph/pipeline.ts';
 import { EmbeddedRuntime, type EmbeddedOptions } from '../../local/runtime/embedded-runtime.ts';
+import { FsObjectStore } from '../../local/store/fs-object-store.ts';
+import { readLineageRecord } from '../../core/streaming/lineage.ts';
+import { keys } from '../../core/layout.ts';
 import type { IntervalReport } from '../../core/streaming/driver.ts';
 
 export interface CliResult {
@@ -169,4 +172,16 @@ async function readStoredTextOutput(store: ObjectStore, name: string, k: number)
 /** A driver configuration for tests that run intervals directly: small splits, polls every 2 ms. */
 export function testDriverConfig(overrides: Partial<DriverConfig> = {}): DriverConfig {
   return { intervalMs: 1000, inputPartitions: 2, maxSplitBytes: 1 << 20, scheduler: { ...defaultSchedulerOptions, pollMs: 2 }, retainIntervals: 1, ...overrides };
+}
+
+/**
+ * Replays `files` into `root` with the in-process runtime, losing part 0 of each RDD interval
+ * `lost` persisted once it has committed: the next interval finds it gone, and recovery rebuilds
+ * it under interval `lost`.
+ */
+export async function replayLosingPersisted(pipeline: Pipeline, root: string, files: Record<string, string | Uint8Array>[], lost: number): Promise<void> {
+  await replayInto(pipeline, root, await stage(path.join(root, '..', 'staged-to-lost'), files.slice(0, lost + 1)));
+  const store = new FsObjectStore(root);
+  for (const { location } of (await readLineageRecord(store, lost))!.persists) await store.delete(keys.persisted(location, 0));
+  await replayInto(pipeline, root, await stage(path.join(root, '..', 'staged'), files));
 }
