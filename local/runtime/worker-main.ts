@@ -30,7 +30,8 @@ process.on('disconnect', () => process.exit(0));
 async function init(message: Extract<ToWorker, { type: 'init' }>): Promise<void> {
   try {
     const module = pipelineFromModule(await import(pathToFileURL(message.pipelinePath).href), message.pipelinePath);
-    let store: ObjectStore = new FsObjectStore(message.root);
+    // One task at a time: nothing else waits on this process while it reads a small file.
+    let store: ObjectStore = new FsObjectStore(message.root, { blockingSmallReads: true });
     if (message.scratch !== undefined) store = new ScratchStore(store, message.scratch);
     spec = message.chaos;
     if (spec) {
