@@ -237,7 +237,7 @@ export class QuerySession {
         const modulePath = path.join(dir, 'query.mjs');
         const jobModule = pathToFileURL(siblingModule(import.meta.url, '../../core/query/query-job')).href;
         await writeFile(modulePath, `import { queryJob } from ${JSON.stringify(jobModule)};\nexport default queryJob(${JSON.stringify(spec)});\n`);
-        runner = new WorkerPool(queue, { workers, pipelinePath: modulePath, root: this.options.root, taskTimeoutMs: 120_000, retryDelayMs: 20, scratch: scratchId });
+        runner = new WorkerPool(queue, { workers, pipelinePath: modulePath, pipeline: { file: modulePath, typescript: false }, root: this.options.root, taskTimeoutMs: 120_000, retryDelayMs: 20, scratch: scratchId });
       } else {
         runner = InProcessRunner.for(job, store, queue, workers);
       }
