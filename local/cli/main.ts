@@ -10,7 +10,8 @@ import type { IntervalReport } from '../../core/streaming/driver.ts';
 import { readStreamStatus } from '../../core/streaming/status.ts';
 import { FsObjectStore } from '../store/fs-object-store.ts';
 import { quarantineInterval, readLineageRecord, readLineageUploads } from '../../core/streaming/lineage.ts';
-import { EmbeddedRuntime, loadPipeline } from '../runtime/embedded-runtime.ts';
+import { EmbeddedRuntime } from '../runtime/embedded-runtime.ts';
+import { compilePipeline, loadCompiledPipeline } from '../runtime/pipeline-bundle.ts';
 import { describeUpgrade, exportSavepoint, importSavepoint, upgradeStream } from '../../core/streaming/upgrade.ts';
 import { TaskFailedError } from '../../core/scheduler/dag-scheduler.ts';
 import { COMMANDS, commandUsage, generalUsage, parseCommandLine, parseCount, parseDuration, UsageError } from './args.ts';
@@ -224,7 +225,9 @@ async function upgradeCommand(command: string, positionals: string[], opt: (name
   const pipeline = async (at: number) => {
     const file = positionals[at];
     if (!file) throw new UsageError(`${command} needs the pipeline module, e.g. examples/wordcount.ts`, command);
-    const module = await loadPipeline(path.resolve(file));
+    // Compiled as the runtime compiles it, into the root it upgrades: the fingerprint hashes the operators' compiled code.
+    const pipelinePath = path.resolve(file);
+    const module = await loadCompiledPipeline(pipelinePath, await compilePipeline(pipelinePath, path.resolve(opt('root') ?? '')));
     if (module.kind !== 'stream') throw new Error(`${file} defines a batch job, which has no state to carry`);
     return module;
   };
