@@ -36,7 +36,7 @@ export interface CompiledPipeline {
  * answers that file. Installed packages and dstream itself stay imports, by absolute URL, so every
  * process holds one copy of dstream whoever imports it; a TypeScript file among them is bundled.
  * The bundle maps back to the user's files (an inline source map), so the frames of an error name
- * their file and line once source maps are on (`loadCompiled` turns them on).
+ * their file and line once source maps are on (`loadCompiledPipeline` turns them on).
  */
 export async function compilePipeline(pipelinePath: string, root: string): Promise<CompiledPipeline> {
   try {
