@@ -285,23 +285,36 @@ export function refusedRecord(ctx: OperatorContext, operator: string, record: un
   ctx.badRecord(operator, record, new UnstorableValueError(path, error.message.replace(error.path, path)));
 }
 
+/**
+ * Shuffle blocks one reduce task reads at once: enough to hide a store's latency (n blocks one
+ * after another cost n round trips), few enough to bound the blocks held ahead of decoding.
+ */
+const BLOCK_READS_IN_FLIGHT = 8;
+
+/** Reads ahead, decodes in block order: the records come out as a serial read would give them. */
 async function readBlocks(env: ComputeEnv, rdd: string, p: number, emit: Emit): Promise<void> {
-  const blocks = env.shuffleBlocks(rdd, p);
+  const blocks = env.shuffleBlocks(rdd, p).filter(([, start, end]) => end > start);
   const missing: string[] = [];
-  for (const [key, start, end] of blocks) {
+  const reads: Promise<Uint8Array | undefined>[] = [];
+  const startRead = (): void => {
     env.signal?.throwIfAborted();
-    if (end <= start) continue;
-    let bytes: Uint8Array;
-    try {
-      bytes = await readRange(env.store, key, start, end);
-    } catch (error) {
-      if (error instanceof ObjectNotFoundError) {
-        missing.push(key);
-        continue;
-      }
+    const [key, start, end] = blocks[reads.length]!;
+    const read = readRange(env.store, key, start, end).catch((error: unknown) => {
+      if (error instanceof ObjectNotFoundError) return undefined;
       throw error;
-    }
-    if (missing.length === 0) decodeRecords(bytes, emit);
+    });
+    // Awaited in order below; one that fails while an earlier one is awaited is not unhandled.
+    read.catch(() => {});
+    reads.push(read);
+  };
+  while (reads.length < Math.min(blocks.length, BLOCK_READS_IN_FLIGHT)) startRead();
+  for (let i = 0; i < blocks.length; i++) {
+    const bytes = await reads[i]!;
+    // Decoded once: the bytes need not be held.
+    reads[i] = Promise.resolve(undefined);
+    if (reads.length < blocks.length) startRead();
+    if (bytes === undefined) missing.push(blocks[i]![0]);
+    else if (missing.length === 0) decodeRecords(bytes, emit);
   }
   if (missing.length > 0) throw new MissingInputError(missing);
 }

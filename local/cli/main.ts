@@ -1,6 +1,7 @@
 import { existsSync } from 'node:fs';
 import { mkdir, readFile, stat } from 'node:fs/promises';
 import path from 'node:path';
+import { tmpdir } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { packageRoot } from '../package-files.ts';
@@ -11,7 +12,8 @@ import type { IntervalReport } from '../../core/streaming/driver.ts';
 import { readStreamStatus, type FinishedReplay } from '../../core/streaming/status.ts';
 import { FsObjectStore } from '../store/fs-object-store.ts';
 import { quarantineInterval, readLineageRecord, readLineageUploads } from '../../core/streaming/lineage.ts';
-import { EmbeddedRuntime, loadPipeline } from '../runtime/embedded-runtime.ts';
+import { EmbeddedRuntime } from '../runtime/embedded-runtime.ts';
+import { compilePipeline, loadCompiledPipeline } from '../runtime/pipeline-bundle.ts';
 import { describeUpgrade, exportSavepoint, importSavepoint, upgradeStream } from '../../core/streaming/upgrade.ts';
 import { TaskFailedError } from '../../core/scheduler/dag-scheduler.ts';
 import { COMMANDS, commandUsage, generalUsage, parseCommandLine, parseCount, parseDuration, UsageError } from './args.ts';
@@ -193,14 +195,16 @@ export async function main(argv: string[], term = new Terminal(processIo())): Pr
     case 'query': {
       const { store, where, root } = await streamStore(command, opt('root'), opt('bucket'), opt('prefix'));
       const pipelinePath = opt('pipeline') === undefined ? undefined : path.resolve(opt('pipeline')!);
-      const pipeline = pipelinePath === undefined ? undefined : await loadPipeline(pipelinePath);
+      // Compiled as the runtime compiles it: the fingerprint that must match the stream's hashes the operators' compiled code.
+      const compiled = pipelinePath === undefined ? undefined : await compilePipeline(pipelinePath, root ?? path.join(tmpdir(), 'dstream-shell'));
+      const pipeline = pipelinePath === undefined || !compiled ? undefined : await loadCompiledPipeline(pipelinePath, compiled);
       if (pipeline && pipeline.kind !== 'stream') throw new Error(`--pipeline ${opt('pipeline')} defines a batch job; recomputing a stream's state needs the stream's pipeline`);
       const session = {
         store,
         ...(root ? { root } : {}),
         workers: parseCount('workers', values.workers),
         partitions: parseCount('partitions', values.partitions),
-        ...(pipeline && pipelinePath ? { pipeline, pipelinePath } : {}),
+        ...(pipeline && compiled ? { pipeline, compiled } : {}),
       };
       const { startShell, runQueryScript, formatResult } = await import('../shell/repl.ts');
       if (command === 'shell') {
@@ -239,7 +243,9 @@ async function upgradeCommand(command: string, positionals: string[], opt: (name
   const pipeline = async (at: number) => {
     const file = positionals[at];
     if (!file) throw new UsageError(`${command} needs the pipeline module, e.g. examples/wordcount.ts`, command);
-    const module = await loadPipeline(path.resolve(file));
+    // Compiled as the runtime compiles it, into the root it upgrades: the fingerprint hashes the operators' compiled code.
+    const pipelinePath = path.resolve(file);
+    const module = await loadCompiledPipeline(pipelinePath, await compilePipeline(pipelinePath, path.resolve(opt('root') ?? '')));
     if (module.kind !== 'stream') throw new Error(`${file} defines a batch job, which has no state to carry`);
     return module;
   };

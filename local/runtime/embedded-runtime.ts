@@ -16,6 +16,7 @@ import { intervalScope, keys } from '../../core/layout.ts';
 import { FsObjectStore } from '../store/fs-object-store.ts';
 import { FsTaskQueue } from '../queue/fs-task-queue.ts';
 import { WorkerPool, type PoolStats } from './worker-pool.ts';
+import { compilePipeline, loadCompiledPipeline, type CompiledPipeline } from './pipeline-bundle.ts';
 import { InProcessRunner } from './in-process-runner.ts';
 import { WakeableClock } from './wakeable-clock.ts';
 import { displayName, IncomingScanner, uploadRefusal } from './incoming-scanner.ts';
@@ -94,6 +95,7 @@ export class EmbeddedRuntime {
     options: EmbeddedOptions,
     config: DriverConfig,
     readonly clock: WakeableClock,
+    pipeline: Promise<CompiledPipeline> | undefined,
   ) {
     this.options = options;
     const fsStore = new FsObjectStore(options.root);
@@ -109,6 +111,7 @@ export class EmbeddedRuntime {
       : new WorkerPool(this.queue, {
       workers: options.workers ?? defaultWorkers(),
       pipelinePath: options.pipelinePath,
+      pipeline: pipeline!,
       root: options.root,
       taskTimeoutMs: options.taskTimeoutMs ?? 120_000,
       retryDelayMs: 20,
@@ -131,13 +134,14 @@ export class EmbeddedRuntime {
       retainIntervals: 2,
       ...(options.runEmptyStages ? { runEmptyStages: true } : {}),
     };
-    const runtime = new EmbeddedRuntime({ ...options, pipelinePath, workers }, config, new WakeableClock(options.clock ?? systemClock));
-    // The workers start while this process loads the pipeline: each loads it anyway, and the two
-    // would otherwise happen one after the other.
+    // Compiled once, for this process and every worker; the workers are forked meanwhile.
+    const compiled = options.inProcess ? undefined : compilePipeline(pipelinePath, path.resolve(options.root));
+    compiled?.catch(() => {});
+    const runtime = new EmbeddedRuntime({ ...options, pipelinePath, workers }, config, new WakeableClock(options.clock ?? systemClock), compiled);
     const started = runtime.queue.ready().then(() => runtime.pool.start());
     started.catch(() => {});
     try {
-      runtime.loaded = options.inProcess ?? (await loadPipeline(pipelinePath));
+      runtime.loaded = options.inProcess ?? (await loadCompiledPipeline(pipelinePath, await compiled!));
     } catch (error) {
       // Its workers fail on the same module; the driver's error says why, and they are stopped.
       await started.catch(() => {});

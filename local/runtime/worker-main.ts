@@ -2,11 +2,11 @@
  * A worker process of the embedded runtime: the same task code a task Lambda runs, fed by the
  * pool over IPC instead of by SQS.
  */
-import { pathToFileURL } from 'node:url';
 import { FsObjectStore } from '../store/fs-object-store.ts';
 import { ScratchStore } from '../../core/query/scratch-store.ts';
 import type { ObjectStore } from '../../core/ports/object-store.ts';
 import { TaskHandler, settlementOf, taskModulesFromModule } from '../../core/runtime/task-handler.ts';
+import { importCompiled } from './pipeline-bundle.ts';
 import type { TaskRecord } from '../../core/exec/task.ts';
 import { ChaosStore } from '../chaos/chaos-store.ts';
 import { InjectedFault, type FaultKind } from '../chaos/chaos-spec.ts';
@@ -29,8 +29,9 @@ process.on('disconnect', () => process.exit(0));
 
 async function init(message: Extract<ToWorker, { type: 'init' }>): Promise<void> {
   try {
-    const module = taskModulesFromModule(await import(pathToFileURL(message.pipelinePath).href), message.pipelinePath);
-    let store: ObjectStore = new FsObjectStore(message.root);
+    const module = taskModulesFromModule(await importCompiled(message.pipelinePath, message.pipeline), message.pipelinePath);
+    // One task at a time: nothing else waits on this process while it reads a small file.
+    let store: ObjectStore = new FsObjectStore(message.root, { blockingSmallReads: true });
     if (message.scratch !== undefined) store = new ScratchStore(store, message.scratch);
     spec = message.chaos;
     if (spec) {

@@ -10,10 +10,17 @@ import { recordTaskFailure } from '../../core/runtime/task-handler.ts';
 import { FsObjectStore } from '../store/fs-object-store.ts';
 import { ScratchStore } from '../../core/query/scratch-store.ts';
 import { settle } from './settle.ts';
+import type { CompiledPipeline } from './pipeline-bundle.ts';
 
 export interface WorkerPoolOptions {
   workers: number;
+  /** The user's module, named in errors. */
   pipelinePath: string;
+  /**
+   * What workers load: the module compiled once for all (local/runtime/pipeline-bundle.ts). While
+   * it compiles the workers start, and each is given it when it is ready.
+   */
+  pipeline: CompiledPipeline | Promise<CompiledPipeline>;
   root: string;
   /** A task running longer is killed and its message redelivered. */
   taskTimeoutMs: number;
@@ -48,12 +55,10 @@ const TSX = import.meta.resolve('tsx');
 const TYPESCRIPT = /\.(ts|mts|cts|tsx)$/;
 
 /**
- * Built JavaScript runs as it is: a worker loads TypeScript support (tsx, a third of a second
- * per worker) only when it runs from sources or its pipeline is TypeScript.
+ * Built JavaScript runs as it is: a worker loads TypeScript support (tsx, a third of a second per
+ * worker) up front only when it runs from sources; its pipeline is JavaScript, compiled once.
  */
-function workerExecArgv(pipelinePath: string): string[] {
-  return TYPESCRIPT.test(WORKER_MAIN) || TYPESCRIPT.test(pipelinePath) ? ['--import', TSX] : [];
-}
+const WORKER_EXEC_ARGV = TYPESCRIPT.test(WORKER_MAIN) ? ['--import', TSX] : [];
 
 interface Worker {
   index: number;
@@ -130,12 +135,14 @@ export class WorkerPool implements TaskRunner {
 
   private spawn(index: number): Worker {
     const child = fork(WORKER_MAIN, [], {
-      execArgv: workerExecArgv(this.options.pipelinePath),
+      execArgv: WORKER_EXEC_ARGV,
       serialization: 'advanced',
       stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
     });
     const worker: Worker = { index, child, ready: Promise.resolve() };
+    let refuse: (error: unknown) => void = () => {};
     worker.ready = new Promise<void>((resolve, reject) => {
+      refuse = reject;
       const onFirst = (message: FromWorker) => {
         if (message.type === 'ready') resolve();
         else if (message.type === 'init-error') reject(new Error(`worker could not load the pipeline: ${message.message}`));
@@ -146,15 +153,20 @@ export class WorkerPool implements TaskRunner {
     worker.ready.catch(() => {});
     child.on('message', (message: FromWorker) => this.track(this.onMessage(worker, message)));
     child.on('exit', (code, signal) => this.track(this.onExit(worker, code, signal)));
-    const init: ToWorker = {
-      type: 'init',
-      pipelinePath: this.options.pipelinePath,
-      root: this.options.root,
-      workerIndex: this.spawned++,
-      ...(this.options.chaos ? { chaos: this.options.chaos } : {}),
-      ...(this.options.scratch === undefined ? {} : { scratch: this.options.scratch }),
-    };
-    child.send(init);
+    const workerIndex = this.spawned++;
+    // Forked before the pipeline is compiled: the process starts up meanwhile.
+    Promise.resolve(this.options.pipeline).then((pipeline) => {
+      const init: ToWorker = {
+        type: 'init',
+        pipeline,
+        pipelinePath: this.options.pipelinePath,
+        root: this.options.root,
+        workerIndex,
+        ...(this.options.chaos ? { chaos: this.options.chaos } : {}),
+        ...(this.options.scratch === undefined ? {} : { scratch: this.options.scratch }),
+      };
+      if (child.connected) child.send(init);
+    }, refuse);
     return worker;
   }
 

@@ -21,6 +21,7 @@ import { siblingModule } from '../package-files.ts';
 import { FsTaskQueue } from '../queue/fs-task-queue.ts';
 import { WorkerPool } from '../runtime/worker-pool.ts';
 import { InProcessRunner } from '../runtime/in-process-runner.ts';
+import type { CompiledPipeline } from '../runtime/pipeline-bundle.ts';
 import { defaultWorkers } from '../runtime/embedded-runtime.ts';
 
 export interface SessionOptions {
@@ -37,10 +38,11 @@ export interface SessionOptions {
   /**
    * The stream's pipeline, to recompute from lineage the state the cache no longer holds
    * (`sc.state`); only the code that planned an interval may recompute it. With a root, also
-   * `pipelinePath`, the module the worker processes load it from.
+   * `compiled`, the same code compiled as the runtime compiles it (compilePipeline), which the
+   * worker processes load: the fingerprint hashes the operators' compiled code.
    */
   pipeline?: Pipeline;
-  pipelinePath?: string;
+  compiled?: CompiledPipeline;
   /**
    * The value of a session variable a shipped function uses, by name, or undefined when the
    * session has none of that name (the REPL's context).
@@ -125,8 +127,8 @@ export class QuerySession {
   private readonly scratch: ScratchStore;
 
   constructor(readonly options: SessionOptions) {
-    if (options.pipeline && options.root !== undefined && options.pipelinePath === undefined) {
-      throw new Error('a session over a root that is given a pipeline needs its module path too (pipelinePath), for the worker processes');
+    if (options.pipeline && options.root !== undefined && options.compiled === undefined) {
+      throw new Error('a session over a root that is given a pipeline needs it compiled too (compiled), for the worker processes');
     }
     if (options.pipeline && options.pipeline.kind !== 'stream') throw new Error(`${options.pipeline.options.name} is a batch job; recomputing a stream's state needs the stream's pipeline`);
     this.id = `${Date.now().toString(36)}-${randomBytes(4).toString('hex')}`;
@@ -316,7 +318,7 @@ export class QuerySession {
       await queue.ready();
       if (this.options.root !== undefined) {
         const modulePath = await this.writeModules(dir);
-        runner = new WorkerPool(queue, { workers, pipelinePath: modulePath, root: this.options.root, taskTimeoutMs: 120_000, retryDelayMs: 20, scratch: this.id });
+        runner = new WorkerPool(queue, { workers, pipelinePath: modulePath, pipeline: { file: modulePath, typescript: this.options.compiled?.typescript ?? false }, root: this.options.root, taskTimeoutMs: 120_000, retryDelayMs: 20, scratch: this.id });
       } else {
         runner = new InProcessRunner(queue, new TaskHandler(queryModules(this.options.pipeline), this.scratch, { executor: 'in-process' }), workers);
       }
@@ -333,16 +335,14 @@ export class QuerySession {
   /** The module the worker processes load: the session's queryModules, with the stream's pipeline if given. */
   private async writeModules(dir: string): Promise<string> {
     const modules = pathToFileURL(siblingModule(import.meta.url, '../../core/query/query-modules')).href;
-    const pipelinePath = this.options.pipeline ? this.options.pipelinePath : undefined;
+    const compiled = this.options.pipeline ? this.options.compiled : undefined;
     const lines = [`import { queryModules } from ${JSON.stringify(modules)};`];
-    if (pipelinePath === undefined) {
+    if (compiled === undefined) {
       lines.push('export default queryModules();');
     } else {
-      const url = pathToFileURL(path.resolve(pipelinePath)).href;
-      lines.push(`import pipeline from ${JSON.stringify(url)};`, 'export default queryModules(pipeline);');
+      lines.push(`import pipeline from ${JSON.stringify(pathToFileURL(compiled.file).href)};`, 'export default queryModules(pipeline);');
     }
-    // Named .mts when the pipeline is TypeScript: the pool loads TypeScript support by the module's name.
-    const modulePath = path.join(dir, `session.${pipelinePath !== undefined && /\.(ts|mts|cts|tsx)$/.test(pipelinePath) ? 'mts' : 'mjs'}`);
+    const modulePath = path.join(dir, 'session.mjs');
     await writeFile(modulePath, lines.join('\n') + '\n');
     return modulePath;
   }

@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { constants, type Dirent } from 'node:fs';
+import { closeSync, constants, fstatSync, openSync, readSync, type Dirent } from 'node:fs';
 import { copyFile, link, lstat, mkdir, open, readdir, realpath, rename, rmdir, stat, unlink, writeFile, type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
 import { InvalidKeyError, ObjectNotFoundError, validateKey, VersionsUnsupportedError } from '../../core/ports/object-store.ts';
@@ -15,6 +15,16 @@ const LIST_STAT_BATCH = 32;
 const PLACE_ATTEMPTS = 5;
 
 let tempCounter = 0;
+
+export interface FsObjectStoreOptions {
+  /**
+   * Read objects of up to 1 MiB with blocking system calls. On a local disk an open, stat, read
+   * and close that way take about a tenth of the time of the same calls through the thread pool
+   * (a reduce task reads one such block per map task), but the event loop waits meanwhile: for a
+   * process that runs one task at a time (a worker), not for one that serves others. Default false.
+   */
+  blockingSmallReads?: boolean;
+}
 
 /**
  * An object store over one directory, laid out as the bucket is: key `a/b/c` is the file `<root>/a/b/c`.
@@ -40,12 +50,17 @@ export class FsObjectStore implements ObjectStore {
   /** Directories (as keys name them, under the root) known to resolve inside it. */
   private readonly trusted = new Set<string>();
 
-  constructor(root: string) {
+  private readonly blockingSmallReads: boolean;
+
+  constructor(root: string, options: FsObjectStoreOptions = {}) {
     this.root = path.resolve(root);
+    this.blockingSmallReads = options.blockingSmallReads ?? false;
   }
 
   async get(key: string, options?: ReadOptions): Promise<Uint8Array | undefined> {
     refuseVersion(key, options);
+    const small = this.readSmall(key, 0);
+    if (small !== undefined) return small === ABSENT ? undefined : small;
     const handle = await this.openForRead(key);
     if (handle === undefined) return undefined;
     try {
@@ -61,6 +76,12 @@ export class FsObjectStore implements ObjectStore {
   async *getRange(key: string, start: number, end?: number, options?: ReadOptions): AsyncIterable<Uint8Array> {
     checkRange(key, start, end);
     refuseVersion(key, options);
+    const small = this.readSmall(key, start, end);
+    if (small === ABSENT) throw new ObjectNotFoundError(key);
+    if (small !== undefined) {
+      if (small.length > 0) yield small;
+      return;
+    }
     const handle = await this.openForRead(key);
     if (handle === undefined) throw new ObjectNotFoundError(key);
     try {
@@ -285,6 +306,41 @@ export class FsObjectStore implements ObjectStore {
     }
   }
 
+  /**
+   * With blockingSmallReads, bytes `start` to `end` of a key's file in a trusted directory, read
+   * with blocking calls; ABSENT when it is no object. Undefined leaves the read to the usual path:
+   * the option is off, the directory not yet trusted, the file a link, or more than 1 MiB to read.
+   */
+  private readSmall(key: string, start: number, end?: number): Buffer | typeof ABSENT | undefined {
+    if (!this.blockingSmallReads) return undefined;
+    const file = this.pathOf(key);
+    if (!this.trusted.has(path.dirname(file))) return undefined;
+    let fd: number;
+    try {
+      fd = openSync(file, constants.O_RDONLY | constants.O_NOFOLLOW);
+    } catch (error) {
+      if (isAbsent(error)) return ABSENT;
+      if (errorCode(error) === 'ELOOP') return undefined;
+      throw error;
+    }
+    try {
+      const info = fstatSync(fd);
+      if (!info.isFile()) return ABSENT;
+      const stop = Math.min(end ?? info.size, info.size);
+      if (stop - start > READ_CHUNK_BYTES) return undefined;
+      const buffer = Buffer.allocUnsafe(Math.max(0, stop - start));
+      let filled = 0;
+      while (filled < buffer.length) {
+        const read = readSync(fd, buffer, filled, buffer.length - filled, start + filled);
+        if (read === 0) break;
+        filled += read;
+      }
+      return filled === buffer.length ? buffer : buffer.subarray(0, filled);
+    } finally {
+      closeSync(fd);
+    }
+  }
+
   private async writeTemp(body: Uint8Array | string): Promise<string> {
     if (typeof body !== 'string' && !(body instanceof Uint8Array)) {
       throw new TypeError(`object body must be a string or Uint8Array, got ${body === null ? 'null' : typeof body}`);
@@ -410,6 +466,8 @@ export class FsObjectStore implements ObjectStore {
     }
   }
 }
+
+const ABSENT = Symbol('absent');
 
 /** `length` bytes from `position`, or fewer where the file ends first. */
 async function readExactly(handle: FileHandle, position: number, length: number): Promise<Buffer> {

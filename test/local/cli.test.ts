@@ -182,6 +182,15 @@ describe('run, replay and demo', () => {
     expect(more.stdout).toMatch(/^intervals 0 to 1 were already committed\ninterval 2: 1 uploads .*\n1 intervals committed under /);
   }, 60_000);
 
+  it('a JavaScript pipeline importing a TypeScript module runs in the workers too, compiled once under the root', async () => {
+    const staged = await stage(path.join(base, 'staged'), [{ 'a.txt': 'a\nb\n' }]);
+    const root = path.join(base, 'root');
+    const result = await runCli(replayArgs('test/fixtures/js-over-ts.js', staged, root, '--json'));
+    expect(result.code, result.stderr).toBe(0);
+    expect(JSON.parse(result.stdout.trim())).toMatchObject({ interval: 0, recordsIn: 2, outputs: { lines: 2 } });
+    expect((await readdir(path.join(root, '.dstream', 'pipelines'))).filter((f) => f.endsWith('.mjs'))).toHaveLength(1);
+  }, 60_000);
+
   it('--json prints one interval report per line on stdout, marking those committed before', async () => {
     const staged = await stage(path.join(base, 'staged'), [{ 'a.txt': 'a\nb\n' }, {}]);
     const root = path.join(base, 'root');

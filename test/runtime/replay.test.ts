@@ -140,7 +140,7 @@ describe('bad input gets a clear error and loses nothing', () => {
     const root = await tempDir();
     try {
       await expect(EmbeddedRuntime.open({ pipelinePath: fixture('nope.ts'), root })).rejects.toThrow(/nope\.ts does not exist/);
-      await expect(EmbeddedRuntime.open({ pipelinePath: fixture('throws-on-load.ts'), root })).rejects.toThrow(/failed to load: boom while loading/);
+      await expect(EmbeddedRuntime.open({ pipelinePath: fixture('throws-on-load.ts'), root })).rejects.toThrow(/failed to load: boom while loading \(at .*throws-on-load\.ts:1:7\)/);
       await expect(EmbeddedRuntime.open({ pipelinePath: fixture('no-pipeline.ts'), root })).rejects.toThrow(/exports no pipeline.*no default export/);
     } finally {
       await removeDir(root);
