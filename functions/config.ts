@@ -70,7 +70,7 @@ export function functionConfig(env: Env = process.env): FunctionConfig {
 /** A re-invocation (SQS pickup, a cold start at worst) costs more latency than this: nearer ends are waited for in the invocation. */
 export const DEFAULT_STAY_AWAKE_MS = 2_000;
 /**
- * Below this a stage runs in the driver: a few MB take a task tens of milliseconds to read and
+ * The construct's runInDriverBelow. Below this a stage runs in the driver: a few MB take a task tens of milliseconds to read and
  * compute, less than the hops through SQS and a task Lambda, and fit the driver's memory many
  * times over (DRIVER_TASK_CONCURRENCY at once, each holding its input and output).
  */
@@ -107,7 +107,8 @@ export function controlPlaneSettings(
     // SQS delays are whole seconds, so a nearer end than 1 s is always waited for in the invocation; 900 s is SQS's longest delay.
     stayAwakeMs: integerOr(env, 'DSTREAM_STAY_AWAKE_MS', 'always', DEFAULT_STAY_AWAKE_MS, 1_000, 900_000),
     dormantAfterIntervals: integerOr(env, 'DSTREAM_DORMANT_AFTER_INTERVALS', 'never', defaultDormantAfterIntervals(intervalMs), 1, 1_000_000),
-    runInDriverBelowBytes: integer(env, 'DSTREAM_RUN_IN_DRIVER_BELOW_BYTES', DEFAULT_RUN_IN_DRIVER_BELOW_BYTES, 0, MAX_RUN_IN_DRIVER_BELOW_BYTES),
+    // Unset: every stage goes to the task queue, as before; the construct sets its runInDriverBelow.
+    runInDriverBelowBytes: integer(env, 'DSTREAM_RUN_IN_DRIVER_BELOW_BYTES', 0, 0, MAX_RUN_IN_DRIVER_BELOW_BYTES),
   };
 }
 

@@ -44,7 +44,7 @@ export interface DriverHandlerDeps {
   changes?: ChangeFeed | (ChangeFeed & TaskNotices);
   /**
    * A stage whose pending tasks read fewer bytes than this runs in the driver (functions/driver/in-driver.ts); 0: every
-   * stage goes to the task queue. Default: DSTREAM_RUN_IN_DRIVER_BELOW_BYTES, else 8 MiB.
+   * stage goes to the task queue. Default: DSTREAM_RUN_IN_DRIVER_BELOW_BYTES, else 0.
    */
   runInDriverBelowBytes?: number;
   /** Sends the driver a wake message, delayed. Default: the driver wake queue (DSTREAM_WAKE_QUEUE_URL). */
