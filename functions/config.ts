@@ -2,7 +2,7 @@
  * What the functions learn from the environment the CDK stack sets, checked once, with errors
  * that name the variable; and the AWS adapters that environment describes.
  */
-import type { TaskNotice as RunnerNotice } from '../core/ports/task-runner.ts';
+import type { TaskNotice as RunnerNotice, TaskNotices } from '../core/ports/task-runner.ts';
 import { defaultSchedulerOptions } from '../core/scheduler/dag-scheduler.ts';
 import type { DriverConfig } from '../core/streaming/driver.ts';
 import { STATE_NAME } from '../core/graph/dstream.ts';
@@ -46,6 +46,8 @@ export interface FunctionConfig {
   stayAwakeMs: number;
   /** Intervals in a row without uploads after which the stream goes dormant. Infinity: never. */
   dormantAfterIntervals: number;
+  /** A stage whose pending tasks read fewer bytes than this runs in the driver's process (functions/driver/in-driver.ts); 0: none does. */
+  runInDriverBelowBytes: number;
 }
 
 const MiB = 1024 * 1024;
@@ -67,6 +69,17 @@ export function functionConfig(env: Env = process.env): FunctionConfig {
 
 /** A re-invocation (SQS pickup, a cold start at worst) costs more latency than this: nearer ends are waited for in the invocation. */
 export const DEFAULT_STAY_AWAKE_MS = 2_000;
+/**
+ * The construct's runInDriverBelow. Below this a stage runs in the driver: a few MB take a task tens of milliseconds to read and
+ * compute, less than the hops through SQS and a task Lambda, and fit the driver's memory many
+ * times over (DRIVER_TASK_CONCURRENCY at once, each holding its input and output).
+ */
+export const DEFAULT_RUN_IN_DRIVER_BELOW_BYTES = 8 * 1024 * 1024;
+/** The largest bound the driver takes: an eighth of its 1,024 MB, so that its tasks at once (below) and its own work fit. */
+export const MAX_RUN_IN_DRIVER_BELOW_BYTES = 128 * 1024 * 1024;
+/** Tasks the driver runs at once: a stage's tasks are mostly waiting on S3, and the bound caps what they hold together. */
+export const DRIVER_TASK_CONCURRENCY = 8;
+
 /** A lost notice costs at most this; a LIST per stage every 5 s is a fifth of polling every second. */
 export const DEFAULT_EVENTS_FALLBACK_MS = 5_000;
 
@@ -85,7 +98,7 @@ export function defaultDormantAfterIntervals(intervalMs: number): number {
 export function controlPlaneSettings(
   env: Env,
   intervalMs: number,
-): Pick<FunctionConfig, 'eventsQueueUrl' | 'wakeQueueUrl' | 'eventsFallbackMs' | 'stayAwakeMs' | 'dormantAfterIntervals'> {
+): Pick<FunctionConfig, 'eventsQueueUrl' | 'wakeQueueUrl' | 'eventsFallbackMs' | 'stayAwakeMs' | 'dormantAfterIntervals' | 'runInDriverBelowBytes'> {
   return {
     eventsQueueUrl: optional(env, 'DSTREAM_EVENTS_QUEUE_URL'),
     wakeQueueUrl: optional(env, 'DSTREAM_WAKE_QUEUE_URL'),
@@ -94,6 +107,8 @@ export function controlPlaneSettings(
     // SQS delays are whole seconds, so a nearer end than 1 s is always waited for in the invocation; 900 s is SQS's longest delay.
     stayAwakeMs: integerOr(env, 'DSTREAM_STAY_AWAKE_MS', 'always', DEFAULT_STAY_AWAKE_MS, 1_000, 900_000),
     dormantAfterIntervals: integerOr(env, 'DSTREAM_DORMANT_AFTER_INTERVALS', 'never', defaultDormantAfterIntervals(intervalMs), 1, 1_000_000),
+    // Unset: every stage goes to the task queue, as before; the construct sets its runInDriverBelow.
+    runInDriverBelowBytes: integer(env, 'DSTREAM_RUN_IN_DRIVER_BELOW_BYTES', 0, 0, MAX_RUN_IN_DRIVER_BELOW_BYTES),
   };
 }
 
@@ -172,8 +187,8 @@ export function taskNotifier(env: Env = process.env): TaskNotifier | undefined {
   return (notice) => queue.send([JSON.stringify(notice)]);
 }
 
-/** What the driver waits on between polls of a stage: the events queue's notices, when there is one. */
-export function eventsFeed(config: Pick<FunctionConfig, 'eventsQueueUrl'>): ChangeFeed | undefined {
+/** What the driver waits on between polls of a stage: the events queue's notices, when there is one; they name the tasks settled. */
+export function eventsFeed(config: Pick<FunctionConfig, 'eventsQueueUrl'>): (ChangeFeed & TaskNotices) | undefined {
   return config.eventsQueueUrl ? queueChangeFeed(eventsQueue(config.eventsQueueUrl)) : undefined;
 }
 

@@ -110,6 +110,22 @@ export const FUNCTION_BUCKET_ACCESS: Record<HandlerKind, BucketAccess> = {
 };
 
 /**
+ * `access` (the driver's) that also does what the task function does to the bucket: for a driver
+ * that runs small stages itself (runInDriverBelow).
+ */
+export function withTaskAccess(access: BucketAccess): BucketAccess {
+  const task = FUNCTION_BUCKET_ACCESS.task;
+  const union = (a: readonly string[], b: readonly string[]) => [...new Set([...a, ...b])];
+  return {
+    read: union(access.read, task.read),
+    readVersions: union(access.readVersions, task.readVersions),
+    list: union(access.list, task.list),
+    write: union(access.write, task.write),
+    delete: union(access.delete, task.delete),
+  };
+}
+
+/**
  * `access` that also reads `keys`, named by the pipeline itself (its initial state's objects,
  * `ctx.jsonFile`): exact keys, so a key IAM would read as a pattern is refused.
  */

@@ -4,7 +4,7 @@
  * commits intervals) and task (computes partitions).
  */
 import { resolve } from 'node:path';
-import { Aws, CfnOutput, Duration, Fn, RemovalPolicy, Stack, Token, Tokenization, Validations } from 'aws-cdk-lib';
+import { Aws, CfnOutput, Duration, Fn, RemovalPolicy, Size, Stack, Token, Tokenization, Validations } from 'aws-cdk-lib';
 import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
 import * as events from 'aws-cdk-lib/aws-events';
 import * as targets from 'aws-cdk-lib/aws-events-targets';
@@ -22,7 +22,8 @@ import { INCOMING } from '../core/layout.ts';
 import { validateKey } from '../core/ports/object-store.ts';
 import { validateOutputName } from '../core/rdd/rdd.ts';
 import { STATE_NAME } from '../core/graph/dstream.ts';
-import { bucketAccessStatements, enginePrefixes, FUNCTION_BUCKET_ACCESS, wildcardPatterns, withObjectReads, type BucketAccess } from './bucket-access.ts';
+import { bucketAccessStatements, enginePrefixes, FUNCTION_BUCKET_ACCESS, wildcardPatterns, withObjectReads, withTaskAccess, type BucketAccess } from './bucket-access.ts';
+import { MAX_RUN_IN_DRIVER_BELOW_BYTES } from '../functions/config.ts';
 import { PipelineFunction, userProject, type HandlerKind, type UserProject } from './pipeline-function.ts';
 import { describePipeline } from './pipeline-module.ts';
 import { DSTREAM_METRICS, PipelineMonitoring } from './pipeline-monitoring.ts';
@@ -131,6 +132,15 @@ export interface DStreamPipelineProps {
    * @default - about a minute: 60 / intervalSeconds, rounded up
    */
   readonly dormantAfterIntervals?: number;
+  /**
+   * A stage whose tasks read less than this in all (its input splits, shuffle blocks and stored
+   * state) runs in the driver function, with the task function's code and records, instead of
+   * going through the task queue: for small intervals the hops through SQS and a task Lambda cost
+   * more than the work. The driver's role is then granted what the task role reads and writes.
+   * From 0 (every stage goes to the task queue) to 128 MiB, an eighth of the driver's memory.
+   * @default Size.mebibytes(8)
+   */
+  readonly runInDriverBelow?: Size;
 }
 
 /** A deployed dstream pipeline, as other constructs see it. */
@@ -281,6 +291,7 @@ export class DStreamPipeline extends Construct implements IDStreamPipeline {
       DSTREAM_WAKE_QUEUE_URL: this.driverWakeQueue.queueUrl,
       ...(this.driverEventsQueue ? { DSTREAM_EVENTS_QUEUE_URL: this.driverEventsQueue.queueUrl, DSTREAM_EVENTS_FALLBACK_MS: String(config.completionFallbackMs) } : {}),
       DSTREAM_STAY_AWAKE_MS: String(config.stayAwakeMs),
+      DSTREAM_RUN_IN_DRIVER_BELOW_BYTES: Tokenization.stringifyNumber(config.runInDriverBelowBytes),
       ...(config.dormantAfterIntervals === undefined ? {} : { DSTREAM_DORMANT_AFTER_INTERVALS: config.dormantAfterIntervals }),
       NODE_OPTIONS: '--enable-source-maps',
       ...(config.dropState === undefined ? {} : { DSTREAM_DROP_STATE: config.dropState }),
@@ -569,6 +580,7 @@ interface ResolvedConfig {
   stayAwakeMs: number;
   /** The environment's value; undefined: the functions' default (about a minute). */
   dormantAfterIntervals: string | undefined;
+  runInDriverBelowBytes: number;
 }
 
 function resolveProps(props: DStreamPipelineProps): ResolvedConfig {
@@ -590,11 +602,15 @@ function resolveProps(props: DStreamPipelineProps): ResolvedConfig {
     }
     return days;
   };
+  const runInDriverBelowBytes = inRange('runInDriverBelow', (props.runInDriverBelow ?? Size.mebibytes(8)).toBytes(), 0, MAX_RUN_IN_DRIVER_BELOW_BYTES, 'bytes');
+  // A token may be anything in range: the driver may then run tasks.
+  const driverRunsTasks = Token.isUnresolved(runInDriverBelowBytes) || runInDriverBelowBytes > 0;
   return {
     pipelineModule,
     pipelineName,
     // The driver pins the pipeline's own store objects into interval 0's lineage.
-    driverAccess: withObjectReads(FUNCTION_BUCKET_ACCESS.driver, storeObjects),
+    driverAccess: withObjectReads(driverRunsTasks ? withTaskAccess(FUNCTION_BUCKET_ACCESS.driver) : FUNCTION_BUCKET_ACCESS.driver, storeObjects),
+    runInDriverBelowBytes,
     project: userProject(props.depsLockFilePath),
     intervalMs: Math.round(intervalSeconds * 1000),
     partitions: inRange('partitions', props.partitions ?? 8, 1, 10_000),

@@ -5,7 +5,7 @@
  * live driver holds the lease, or after one GET while the stream is dormant).
  */
 import { queueChangeFeed } from '../../core/ports/change-feed.ts';
-import { DEFAULT_EVENTS_FALLBACK_MS } from '../../functions/config.ts';
+import { DEFAULT_EVENTS_FALLBACK_MS, DEFAULT_RUN_IN_DRIVER_BELOW_BYTES } from '../../functions/config.ts';
 import type { ControlPlane, Deployment } from './deployment.ts';
 
 const WATCHDOG_MS = 60_000;
@@ -41,15 +41,16 @@ export const currentControlPlane: ControlPlane = {
  * only for an interval end within 2 s (stayAwakeMs), else sets a timer (a delayed wake message)
  * and returns; after about a minute of intervals without uploads it goes dormant, and ingest's
  * wake message for the next upload starts it again. While a stage runs it long-polls the events
- * queue, which the task function notifies as each task settles, listing completions at each
- * notice and after 5 s without one (DSTREAM_EVENTS_FALLBACK_MS).
+ * queue, which the task function notifies as each task settles, reading the tasks each notice
+ * names, and listing completions after 5 s without one (DSTREAM_EVENTS_FALLBACK_MS). A stage whose
+ * tasks read under 8 MiB runs in the driver (DSTREAM_RUN_IN_DRIVER_BELOW_BYTES).
  */
 export const eventDrivenControlPlane: ControlPlane = {
   name: 'new',
   // Only their presence matters to functionConfig (the scheduler polls at the fallback): the deps carry the queues.
   env: { DSTREAM_EVENTS_QUEUE_URL: 'modelled:events', DSTREAM_WAKE_QUEUE_URL: 'modelled:wake', DSTREAM_EVENTS_FALLBACK_MS: String(DEFAULT_EVENTS_FALLBACK_MS) },
   deps: (deployment) => ({
-    driver: { wake: deployment.wake, changes: queueChangeFeed(deployment.eventsQueue) },
+    driver: { wake: deployment.wake, changes: queueChangeFeed(deployment.eventsQueue), runInDriverBelowBytes: DEFAULT_RUN_IN_DRIVER_BELOW_BYTES },
     task: { notify: (notice) => deployment.eventsQueue.send([JSON.stringify(notice)]) },
     ingest: { wake: deployment.wake },
   }),

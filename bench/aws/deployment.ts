@@ -25,7 +25,7 @@ export type DriverHandler = (event: unknown, context?: InvocationContext) => Pro
 
 /** The handlers' deps a control plane decides, over the deployment's store, task queue, clock and config. */
 export interface ControlPlaneDeps {
-  driver: Pick<DriverHandlerDeps, 'changes' | 'wake' | 'stayAwakeMs' | 'dormantAfterIntervals'>;
+  driver: Pick<DriverHandlerDeps, 'changes' | 'wake' | 'stayAwakeMs' | 'dormantAfterIntervals' | 'runInDriverBelowBytes'>;
   task: Pick<TaskHandlerDeps, 'notify'>;
   ingest: Pick<IngestHandlerDeps, 'wake'>;
 }

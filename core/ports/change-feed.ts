@@ -5,6 +5,7 @@
  * or meant for another driver costs a look.
  */
 import type { TaskQueue } from './task-queue.ts';
+import { NoticeBoard, type TaskNotice, type TaskNotices } from './task-runner.ts';
 
 export interface ChangeFeed {
   /** Resolves once something may have changed, or after `ms` at most. */
@@ -19,14 +20,34 @@ const NOTICE_VISIBILITY_MS = 30_000;
 
 /**
  * A feed over a queue that task runners send notices to (on AWS, the "driver events" SQS queue):
- * a wait is a long poll of the queue, and whatever arrives is deleted, read or not.
+ * a wait is a long poll of the queue, and whatever arrives is deleted, read or not. Each notice
+ * names a settled task (`{scope, stage, partition}`); the feed keeps those as the scheduler's
+ * notices, so that its poll reads the tasks named rather than listing every running stage. A body
+ * that names no task only ends the wait.
  */
-export function queueChangeFeed(queue: Pick<TaskQueue, 'receive' | 'delete'>): ChangeFeed {
+export function queueChangeFeed(queue: Pick<TaskQueue, 'receive' | 'delete'>): ChangeFeed & TaskNotices {
+  const board = new NoticeBoard();
   return {
     async waitForChange(ms) {
       const notices = await queue.receive(10, NOTICE_VISIBILITY_MS, Math.max(0, ms));
+      for (const notice of notices) {
+        const task = settledTask(notice.body);
+        if (task) board.post(task, 'settled');
+      }
       // Not awaited one by one in the driver's path: a notice left behind costs a look, no more.
       await Promise.all(notices.map((notice) => queue.delete(notice.receipt).catch(() => undefined)));
     },
+    takeNotices: () => board.takeNotices(),
   };
+}
+
+/** The task a notice names, if it names one. */
+function settledTask(body: string): Omit<TaskNotice, 'event'> | undefined {
+  try {
+    const { scope, stage, partition } = JSON.parse(body) as Partial<TaskNotice>;
+    if (typeof scope === 'string' && typeof stage === 'string' && Number.isSafeInteger(partition)) return { scope, stage, partition: partition! };
+  } catch {
+    // Not JSON: a wake-up all the same.
+  }
+  return undefined;
 }

@@ -446,9 +446,11 @@ export class DagScheduler {
     } else {
       await this.collectNoticed(active, noticed);
     }
-    const scopes = new Set(active.map((s) => s.plan.scope));
-    for (const scope of scopes) await this.handleFetchFailures(scope);
-    await this.handleDeadLetters();
+    // Independent looks, at once; a failure of either is thrown once both have settled, so that
+    // every dead letter drained is recorded.
+    const scopes = [...new Set(active.map((s) => s.plan.scope))];
+    const looks = await Promise.allSettled([(async () => { for (const scope of scopes) await this.handleFetchFailures(scope); })(), this.handleDeadLetters()]);
+    for (const look of looks) if (look.status === 'rejected') throw look.reason;
     if (this.deps.options.speculation.enabled) await this.speculate(active);
     if (this.deps.options.unstarted.enabled) await this.resendUnstarted(active);
   }

@@ -26,6 +26,7 @@ import {
   type UpgradeRecord,
 } from './upgrade.ts';
 import { commitEmptyStages, stagesWithoutTasks } from './empty-stages.ts';
+import { mapConcurrently, STORE_CONCURRENCY } from '../util/map-concurrently.ts';
 import { buildLineageRecord, PipelineMismatchError, planFromRecord, readLineageRecord, spillUploads, type LineageRecord } from './lineage.ts';
 
 export interface DriverConfig {
@@ -278,7 +279,10 @@ export class StreamingDriver {
       return existing;
     }
     await this.claimStore();
-    await this.checkStillOwner(k);
+    // Looked at during the seal (which any code may do: its list is the same for all), and
+    // awaited before this code plans anything.
+    const stillOwner = this.checkStillOwner(k);
+    stillOwner.catch(() => undefined);
     if (k < this.boundary) throw new Error(`interval ${k} is before interval ${this.boundary}, where this code took the stream over (an upgrade or a savepoint import): it is not this code's to run`);
     // Before the seal: a missing initial state stops the stream before interval 0 (or an upgrade's boundary) takes any upload.
     const objects = k === 0 ? await this.pinStoreObjects() : k === this.boundary && this.upgrade ? await this.pinStoreObjects(this.upgrade.starting) : undefined;
@@ -287,15 +291,16 @@ export class StreamingDriver {
     await this.recordRefused(k, uploads);
     await this.step('sealed', k);
     const { inputPartitions, maxSplitBytes } = this.config;
-    // The upload list and the splits go to objects of their own first, so the record only names them.
+    // The upload list and the splits go to objects of their own first (all at once), so the record only names them.
     const readable = uploads.filter((u) => u.refused === undefined);
-    const sources = [];
-    for (const spec of this.pipeline.sources) {
-      const splits = planSplits(readable.filter((u) => u.name.startsWith(spec.prefix)), inputPartitions, maxSplitBytes);
-      sources.push(await spillSplits(store, intervalScope(k), splits));
-    }
-    const inputs: IntervalInputs = { sources, persisted: await this.persistedBefore(k), ...(objects === undefined ? {} : { objects }), ...this.carriedInto(k) };
-    let record = buildLineageRecord(this.pipeline, k, await spillUploads(store, k, uploads), inputs, clock.now());
+    const [uploadsRef, persisted, ...sources] = await Promise.all([
+      spillUploads(store, k, uploads),
+      this.persistedBefore(k),
+      ...this.pipeline.sources.map((spec) => spillSplits(store, intervalScope(k), planSplits(readable.filter((u) => u.name.startsWith(spec.prefix)), inputPartitions, maxSplitBytes))),
+    ]);
+    await stillOwner;
+    const inputs: IntervalInputs = { sources, persisted, ...(objects === undefined ? {} : { objects }), ...this.carriedInto(k) };
+    let record = buildLineageRecord(this.pipeline, k, uploadsRef, inputs, clock.now());
     if (!(await store.putIfAbsent(keys.lineageRecord(record.scope), JSON.stringify(record)))) {
       record = (await readLineageRecord(store, k))!;
       await this.checkBoundaryOwner(record);
@@ -408,6 +413,7 @@ export class StreamingDriver {
 
     const done = scheduler.completions(scope);
     const outputs: Record<string, number> = {};
+    const successes: Promise<boolean>[] = [];
     for (const output of record.outputs) {
       const stage = stageOfOutput(plan.stages, output.name)!;
       const parts = done.flatMap((d) => (d.outputs?.[output.name] === undefined ? [] : [d.outputs[output.name]!]));
@@ -415,9 +421,11 @@ export class StreamingDriver {
       // An output committed without tasks has every part, each empty.
       const partCount = skipped.has(stage.id) ? stage.tasks : parts.length;
       if (output.format === 'text' || output.format === 'json') {
-        await store.putIfAbsent(keys.outputSuccess(output.name, scope), JSON.stringify({ interval: k, parts: partCount, records: outputs[output.name] }));
+        successes.push(store.putIfAbsent(keys.outputSuccess(output.name, scope), JSON.stringify({ interval: k, parts: partCount, records: outputs[output.name] })));
       }
     }
+    // Each output's marker is its own; all of them come before the interval's commit.
+    await Promise.all(successes);
     // Each source partition once, however many stages read it.
     const sourceRecords: Record<string, number> = {};
     for (const d of done) Object.assign(sourceRecords, d.sourceRecords);
@@ -470,7 +478,9 @@ export class StreamingDriver {
    */
   private async currentRun(scope: string): Promise<string> {
     const key = keys.intervalRun(scope);
-    await this.deps.store.putIfAbsent(key, JSON.stringify({ id: newRunId() }));
+    const id = newRunId();
+    // Created: the run is the one just written.
+    if (await this.deps.store.putIfAbsent(key, JSON.stringify({ id }))) return id;
     return (await readJson<{ id: string }>(this.deps.store, key))!.id;
   }
 
@@ -496,9 +506,10 @@ export class StreamingDriver {
   private async collectGarbage(k: number): Promise<void> {
     const from = Math.max(0, this.keepFrom(k - 1));
     const to = this.keepFrom(k);
+    const { store } = this.deps;
     for (let j = from; j < to; j++) {
-      const doomed = [...(await listAll(this.deps.store, keys.cachePrefix(intervalScope(j)))), ...(await listAll(this.deps.store, `checkpoints/${intervalScope(j)}/`))];
-      for (const o of doomed) await this.deps.store.delete(o.key);
+      const doomed = (await Promise.all([listAll(store, keys.cachePrefix(intervalScope(j))), listAll(store, `checkpoints/${intervalScope(j)}/`)])).flat();
+      await mapConcurrently(doomed, STORE_CONCURRENCY, (o) => store.delete(o.key));
       this.records.delete(j - this.pipeline.graph.lookback());
     }
   }

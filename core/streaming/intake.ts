@@ -25,6 +25,7 @@ const sealedKey = (k: number) => `${base(k)}/_SEALED`;
 /** The markers a seal writes, first as it starts and then with its final list: their dates time the seal. */
 export const sealMarkerKeys = (k: number) => ({ sealing: sealingKey(k), sealed: sealedKey(k) });
 const claimKey = (id: string) => `intake/claims/${id}.json`;
+const idOfEntry = (key: string) => key.slice(key.lastIndexOf('/') + 1, -'.json'.length);
 
 export function uploadId(upload: IntakeUpload): string {
   return shortHash(`${upload.key}\n${upload.version ?? ''}\n${upload.sequencer ?? ''}`, 24);
@@ -56,15 +57,19 @@ export async function admitUpload(store: ObjectStore, upload: IntakeUpload, inte
  * An upload that `check` finds unreadable is sealed as refused, with the reason.
  */
 export async function sealInterval(store: ObjectStore, k: number, check?: UploadCheck): Promise<IntakeUpload[]> {
-  const sealed = await readJson<IntakeUpload[]>(store, sealedKey(k));
+  // At once: marking an interval sealed already changes nothing for ingest, which admits to the next either way.
+  const [sealed] = await Promise.all([readJson<IntakeUpload[]>(store, sealedKey(k)), store.put(sealingKey(k), '')]);
   if (sealed) return sealed;
-  await store.put(sealingKey(k), '');
   const entries = await listAll(store, `${base(k)}/entries/`);
-  const candidates = (await mapConcurrently(entries, STORE_CONCURRENCY, (e) => readJson<IntakeUpload>(store, e.key))).filter((u): u is IntakeUpload => !!u);
+  // An entry is named by its upload's id: its claim is read beside it, not after it.
   const finalLists = new Map<number, Promise<Set<string> | undefined>>();
-  const elsewhere = await mapConcurrently(candidates, STORE_CONCURRENCY, (upload) => ownedElsewhere(store, upload, k, finalLists));
+  const read = await mapConcurrently(entries, STORE_CONCURRENCY, async (e) => {
+    const [upload, claim] = await Promise.all([readJson<IntakeUpload>(store, e.key), store.get(claimKey(idOfEntry(e.key)))]);
+    return upload && { upload, elsewhere: await ownedElsewhere(store, upload, k, finalLists, claim) };
+  });
+  const candidates = read.filter((r): r is { upload: IntakeUpload; elsewhere: boolean } => !!r);
   const taken = await mapConcurrently(
-    candidates.filter((_, i) => !elsewhere[i]),
+    candidates.filter((c) => !c.elsewhere).map((c) => c.upload),
     STORE_CONCURRENCY,
     async (upload): Promise<IntakeUpload> => {
       const refused = upload.refused ?? (await check?.(upload));
@@ -83,9 +88,14 @@ export async function sealInterval(store: ObjectStore, k: number, check?: Upload
  * changes once written, so each one found is kept in `finalLists` for the rest of the seal; a list
  * not written yet is looked for again, after the claim was read, as when checks ran one by one.
  */
-async function ownedElsewhere(store: ObjectStore, upload: IntakeUpload, k: number, finalLists: Map<number, Promise<Set<string> | undefined>>): Promise<boolean> {
+async function ownedElsewhere(
+  store: ObjectStore,
+  upload: IntakeUpload,
+  k: number,
+  finalLists: Map<number, Promise<Set<string> | undefined>>,
+  claim: Uint8Array | undefined,
+): Promise<boolean> {
   const id = uploadId(upload);
-  const claim = await store.get(claimKey(id));
   if (!claim) return false;
   const owner = Number(Buffer.from(claim).toString('utf8'));
   if (owner === k) return false;

@@ -16,17 +16,20 @@ import type { Clock } from '../../core/ports/clock.ts';
 import { systemClock } from '../../core/ports/clock.ts';
 import type { ObjectStore } from '../../core/ports/object-store.ts';
 import type { TaskQueue } from '../../core/ports/task-queue.ts';
+import { NoticeBoard, type TaskNotices } from '../../core/ports/task-runner.ts';
+import { TaskHandler } from '../../core/runtime/task-handler.ts';
 import type { Pipeline } from '../../core/graph/pipeline.ts';
 import { StreamingDriver, type DriverConfig } from '../../core/streaming/driver.ts';
 import { quarantineInterval } from '../../core/streaming/lineage.ts';
 import { hasAdmittedUploads } from '../../core/streaming/intake.ts';
 import { TaskFailedError } from '../../core/scheduler/dag-scheduler.ts';
 import { keys } from '../../core/layout.ts';
-import { controlPlaneSettings, driverConfig, eventsFeed, functionConfig, logRecords, s3Store, sqsQueue, wakeQueue, type FunctionConfig } from '../config.ts';
+import { controlPlaneSettings, DRIVER_TASK_CONCURRENCY, driverConfig, eventsFeed, functionConfig, logRecords, s3Store, sqsQueue, wakeQueue, type FunctionConfig } from '../config.ts';
 import { publishDeadLetteredTask, publishDormantTick, publishIntervalMetrics } from '../metrics.ts';
 import { log } from '../log.ts';
 import { intervalAt, intervalEnd, type DriverProgress } from '../../core/streaming/progress.ts';
 import { DriverLease } from './lease.ts';
+import { InDriverTaskQueue } from './in-driver.ts';
 import { wakeOf, type WakeSender } from './wake.ts';
 
 export interface DriverHandlerDeps {
@@ -34,10 +37,16 @@ export interface DriverHandlerDeps {
   queue?: TaskQueue;
   clock?: Clock;
   /**
-   * What a stage waits on between polls of its completions. Default: the driver events queue
-   * (DSTREAM_EVENTS_QUEUE_URL) when there is one; else the clock, for the scheduler's pollMs.
+   * What a stage waits on between polls of its completions; if it also names the tasks that
+   * settled (TaskNotices), the scheduler reads those rather than listing. Default: the driver
+   * events queue (DSTREAM_EVENTS_QUEUE_URL) when there is one; else the clock, for the scheduler's pollMs.
    */
-  changes?: ChangeFeed;
+  changes?: ChangeFeed | (ChangeFeed & TaskNotices);
+  /**
+   * A stage whose pending tasks read fewer bytes than this runs in the driver (functions/driver/in-driver.ts); 0: every
+   * stage goes to the task queue. Default: DSTREAM_RUN_IN_DRIVER_BELOW_BYTES, else 0.
+   */
+  runInDriverBelowBytes?: number;
   /** Sends the driver a wake message, delayed. Default: the driver wake queue (DSTREAM_WAKE_QUEUE_URL). */
   wake?: WakeSender;
   /** Default: from the environment (functions/config.ts). */
@@ -106,16 +115,26 @@ export function createDriverHandler(
     const config = deps.config ?? driverConfig(fromEnv());
     const settings = controlPlaneSettings(process.env, config.intervalMs);
     const store = deps.store ?? s3Store(fromEnv());
-    const queue = deps.queue ?? sqsQueue(fromEnv());
+    const taskQueue = deps.queue ?? sqsQueue(fromEnv());
     const clock = deps.clock ?? systemClock;
-    const changes = deps.changes ?? eventsFeed(settings);
+    const remote = deps.changes ?? eventsFeed(settings);
+    // Small stages run here, with the task function's code; their notices join the events queue's.
+    const board = new NoticeBoard();
+    const inDriver = new InDriverTaskQueue(taskQueue, store, new TaskHandler(pipeline, store, { now: () => clock.now(), executor: 'driver' }), board, clock, {
+      belowBytes: deps.runInDriverBelowBytes ?? settings.runInDriverBelowBytes,
+      concurrency: DRIVER_TASK_CONCURRENCY,
+    });
+    const queue: TaskQueue = inDriver;
+    const changes = inDriver.changes(remote);
+    const named = remote && namesTasks(remote) ? remote : undefined;
+    const notices: TaskNotices = { takeNotices: () => [...board.takeNotices(), ...(named?.takeNotices() ?? [])] };
     // Checked now, not at the first timer.
     const wake: WakeSender = deps.wake ?? ((queue) => (message, delayMs) => queue.send(message, delayMs))(wakeQueue(settings));
     const stayAwakeMs = deps.stayAwakeMs ?? settings.stayAwakeMs;
     // Never before every window holding the last upload has slid past it: until then an
     // interval's output depends on what came before, and is wanted on time.
     const dormantAfter = Math.max(deps.dormantAfterIntervals ?? settings.dormantAfterIntervals, pipeline.graph.lookback());
-    const driver = new StreamingDriver(pipeline, { store, queue, clock, ...(changes ? { changes } : {}) }, config, hooks);
+    const driver = new StreamingDriver(pipeline, { store, queue, clock, changes, notices }, config, hooks);
     parts = { driver, store, clock, wake, stayAwakeMs, dormantAfter };
     return parts;
   };
@@ -222,6 +241,8 @@ export function createDriverHandler(
     }
   };
 }
+
+const namesTasks = (feed: ChangeFeed): feed is ChangeFeed & TaskNotices => typeof (feed as Partial<TaskNotices>).takeNotices === 'function';
 
 async function send(wake: WakeSender, message: Parameters<WakeSender>[0], delayMs: number): Promise<void> {
   try {

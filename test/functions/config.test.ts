@@ -25,6 +25,8 @@ describe('function configuration', () => {
       stayAwakeMs: 2_000,
       // About a minute of 10-second intervals.
       dormantAfterIntervals: 6,
+      // Every stage to the task queue: the construct sets the bound.
+      runInDriverBelowBytes: 0,
     });
   });
 
@@ -41,6 +43,7 @@ describe('function configuration', () => {
       DSTREAM_EVENTS_FALLBACK_MS: '3000',
       DSTREAM_STAY_AWAKE_MS: '5000',
       DSTREAM_DORMANT_AFTER_INTERVALS: '12',
+      DSTREAM_RUN_IN_DRIVER_BELOW_BYTES: '8388608',
       DSTREAM_DROP_STATE: 'sessions, recent',
     });
     expect(config).toMatchObject({
@@ -53,6 +56,7 @@ describe('function configuration', () => {
       eventsFallbackMs: 3000,
       stayAwakeMs: 5000,
       dormantAfterIntervals: 12,
+      runInDriverBelowBytes: 8 * 1024 * 1024,
     });
     expect(config.dropState).toEqual(['sessions', 'recent']);
     // Deploying changed code upgrades the stream, setting aside only the states named here.
@@ -91,6 +95,8 @@ describe('function configuration', () => {
     [{ ...bucket, DSTREAM_STAY_AWAKE_MS: 'never' }, 'DSTREAM_STAY_AWAKE_MS must be a whole number from 1000 to 900000 or "always", got "never"'],
     [{ ...bucket, DSTREAM_DORMANT_AFTER_INTERVALS: '0' }, 'DSTREAM_DORMANT_AFTER_INTERVALS must be a whole number from 1 to 1000000 or "never", got "0"'],
     [{ ...bucket, DSTREAM_EVENTS_FALLBACK_MS: '30000' }, 'DSTREAM_EVENTS_FALLBACK_MS must be a whole number from 1000 to 20000, got "30000"'],
+    // At most an eighth of the driver's memory.
+    [{ ...bucket, DSTREAM_RUN_IN_DRIVER_BELOW_BYTES: '134217729' }, 'DSTREAM_RUN_IN_DRIVER_BELOW_BYTES must be a whole number from 0 to 134217728, got "134217729"'],
   ])('%j is refused: %s', (env, error) => {
     expect(() => functionConfig(env)).toThrow(error);
   });

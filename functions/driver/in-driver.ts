@@ -1,0 +1,213 @@
+/**
+ * Small stages run in the driver's own process, as Spark runs a small `take()` on its driver: the
+ * hops of a task through SQS and a task Lambda (a send, the event source mapping's pickup, the
+ * notice back) cost more than a task over a few kilobytes. The driver's scheduler is unchanged: it
+ * sends its tasks to this queue, which runs a batch whose input is under a bound here, with the
+ * task function's code (TaskHandler), so each leaves the same records (start marker, outputs,
+ * completion record) a task Lambda would. Everything else goes to the task queue. A driver that
+ * dies mid-task leaves what any dead task leaves: the next driver resends what has no completion
+ * record, and the task, deterministic and idempotent, writes the same bytes again.
+ */
+import type { Clock } from '../../core/ports/clock.ts';
+import type { ChangeFeed } from '../../core/ports/change-feed.ts';
+import type { ObjectStore } from '../../core/ports/object-store.ts';
+import type { DeadLetter, QueueMessage, TaskQueue } from '../../core/ports/task-queue.ts';
+import type { NoticeBoard } from '../../core/ports/task-runner.ts';
+import type { ResolvedTask, TaskRecord } from '../../core/exec/task.ts';
+import { TaskHandler, settlementOf } from '../../core/runtime/task-handler.ts';
+import { decodeTaskMessage } from '../../core/scheduler/task-message.ts';
+import { stageInMemory } from '../../core/scheduler/stages.ts';
+import { partitionsRead } from '../../core/rdd/plan.ts';
+import { keys } from '../../core/layout.ts';
+import { mapConcurrently, STORE_CONCURRENCY } from '../../core/util/map-concurrently.ts';
+import { log } from '../log.ts';
+
+export interface InDriverOptions {
+  /** A batch of tasks (a stage's pending tasks, as the scheduler sends them) whose input totals fewer bytes runs in the driver; 0: none does. */
+  belowBytes: number;
+  /** Tasks the driver runs at once. */
+  concurrency: number;
+}
+
+/**
+ * The task queue as the driver's scheduler sees it: a batch of first copies whose input is under
+ * `belowBytes` runs in this process; the rest, and every copy the scheduler sends of a slow or
+ * unstarted task, goes to `queue` (the task function). A task that fails here with an error a
+ * retry could cure is sent to `queue` too, where the task function's retries and dead-lettering
+ * take it over; one that fails with an error every delivery would meet has recorded its final
+ * failure, as in the task function. Each task settled here is posted on `board`, which the
+ * scheduler reads (its notices), and ends a wait on `changes`.
+ */
+export class InDriverTaskQueue implements TaskQueue {
+  private running = 0;
+  private readonly waiting: (() => void)[] = [];
+  /** Set by a task settling here; cleared by the next wait, which it ends at once. */
+  private settled = false;
+  /** Ends a wait once no task runs here. */
+  private allSettled?: () => void;
+
+  constructor(
+    private readonly queue: TaskQueue,
+    private readonly store: ObjectStore,
+    private readonly tasks: TaskHandler,
+    private readonly board: NoticeBoard,
+    private readonly clock: Clock,
+    private readonly options: InDriverOptions,
+  ) {}
+
+  /** Tasks running in this process now. */
+  get inFlight(): number {
+    return this.running;
+  }
+
+  async send(bodies: string[]): Promise<void> {
+    if (this.options.belowBytes <= 0 || bodies.length === 0) return this.queue.send(bodies);
+    const decoded = await mapConcurrently(bodies, STORE_CONCURRENCY, (body) => decodeTaskMessage(this.store, body));
+    const local = decoded.every((t) => t.copy === 0) ? await this.resolveUnder(decoded) : undefined;
+    if (!local) return this.queue.send(bodies);
+    local.forEach((resolved, i) => void this.run(resolved, bodies[i]!));
+  }
+
+  /**
+   * The batch resolved against its lineage record, when its input totals fewer than `belowBytes`;
+   * undefined otherwise, or when a task does not resolve (the task function then says why).
+   */
+  private async resolveUnder(tasks: TaskRecord[]): Promise<ResolvedTask[] | undefined> {
+    let resolved: ResolvedTask[];
+    try {
+      // The first reads the scope's lineage record (once: the handler keeps its plan), the rest use it.
+      const first = await this.tasks.resolve(tasks[0]!);
+      resolved = [first, ...(await Promise.all(tasks.slice(1).map((t) => this.tasks.resolve(t))))];
+    } catch {
+      return undefined;
+    }
+    let bytes = 0;
+    const stored: string[] = [];
+    for (const r of resolved) {
+      const input = taskInput(r);
+      bytes += input.bytes;
+      stored.push(...input.stored);
+    }
+    if (bytes >= this.options.belowBytes) return undefined;
+    const sizes = await mapConcurrently(stored, STORE_CONCURRENCY, (key) => this.store.head(key));
+    bytes += sizes.reduce((n, info) => n + (info?.size ?? 0), 0);
+    return bytes < this.options.belowBytes ? resolved : undefined;
+  }
+
+  private async run(resolved: ResolvedTask, body: string): Promise<void> {
+    const { task } = resolved;
+    await this.slot();
+    try {
+      await this.tasks.handle(task, 1);
+      this.board.post(task, 'settled');
+    } catch (error) {
+      if (settlementOf(error) === 'recorded') {
+        this.board.post(task, 'settled');
+      } else {
+        log.warn(`task ${task.scope} ${task.stage} partition ${task.partition} failed in the driver; sent to the task function, which retries it`, {
+          scope: task.scope,
+          stage: task.stage,
+          partition: task.partition,
+          error,
+        });
+        // If this fails too, the scheduler's deadline for unstarted tasks sends a copy.
+        await this.queue.send([body]).catch(() => undefined);
+      }
+    } finally {
+      this.release();
+    }
+  }
+
+  private async slot(): Promise<void> {
+    if (this.running >= this.options.concurrency) await new Promise<void>((resolve) => this.waiting.push(resolve));
+    this.running++;
+  }
+
+  private release(): void {
+    this.running--;
+    this.waiting.shift()?.();
+    this.settled = true;
+    if (this.running === 0) this.allSettled?.();
+  }
+
+  /**
+   * What the driver's stages wait on: while tasks run here, until none does (or `ms`): the
+   * scheduler has nothing to do with part of a small stage, and one look then reads them all;
+   * else `remote`, the task functions' notices. A remote task's notice that comes while the driver
+   * waits here stays in its queue and ends the next wait at once: it is late by the local tasks'
+   * time at most, which the bound keeps short.
+   */
+  changes(remote: ChangeFeed | undefined): ChangeFeed {
+    return {
+      waitForChange: async (ms) => {
+        if (!this.settled && this.running === 0) return remote ? remote.waitForChange(ms) : this.clock.sleep(ms);
+        if (this.running > 0) {
+          await Promise.race([new Promise<void>((resolve) => (this.allSettled = resolve)), this.clock.sleep(ms)]);
+          this.allSettled = undefined;
+        }
+        this.settled = false;
+      },
+    };
+  }
+
+  receive(max: number, visibilityTimeoutMs: number, waitMs?: number): Promise<QueueMessage[]> {
+    return this.queue.receive(max, visibilityTimeoutMs, waitMs);
+  }
+
+  delete(receipt: string): Promise<void> {
+    return this.queue.delete(receipt);
+  }
+
+  changeVisibility(receipt: string, visibilityTimeoutMs: number): Promise<void> {
+    return this.queue.changeVisibility(receipt, visibilityTimeoutMs);
+  }
+
+  deadLetter(message: QueueMessage, reason: string): Promise<void> {
+    return this.queue.deadLetter(message, reason);
+  }
+
+  drainDeadLetters(max: number): Promise<DeadLetter[]> {
+    return this.queue.drainDeadLetters(max);
+  }
+}
+
+/**
+ * What a task reads: the bytes of its source splits and shuffle blocks, known from its plan and
+ * message, and the keys of the persisted partitions it reads from the store, whose size only the
+ * store knows. The walk is computePartition's (through narrow dependencies, cogroups, side inputs,
+ * and persisted RDDs its stage computes in memory).
+ */
+export function taskInput({ task, stage, plan }: ResolvedTask): { bytes: number; stored: string[] } {
+  const inMemory = stageInMemory(stage);
+  const seen = new Set<string>();
+  const stored: string[] = [];
+  let bytes = 0;
+  for (const blocks of Object.values(task.shuffleInputs ?? {})) for (const [, start, end] of blocks) bytes += end - start;
+  const visit = (id: string, q: number): void => {
+    if (seen.has(`${id}/${q}`)) return;
+    seen.add(`${id}/${q}`);
+    const node = plan.get(id).node;
+    switch (node.kind) {
+      case 'source':
+        bytes += node.splits[q]?.bytes ?? 0;
+        return;
+      case 'shuffle':
+        return;
+      case 'stored': {
+        const producer = inMemory.get(node.location);
+        if (producer !== undefined) visit(producer, q);
+        else stored.push(keys.persisted(node.location, q));
+        return;
+      }
+      case 'cogroup':
+        return node.parents.forEach((parent) => visit(parent, q));
+      case 'narrow':
+        if (node.side) visit(node.side, 0);
+        break;
+    }
+    for (const [parent, r] of partitionsRead(node, q, (p) => plan.get(p).partitions)) visit(parent, r);
+  };
+  const roots = stage.kind === 'shuffle-map' ? [(plan.get(stage.rdd).node as { parent: string }).parent] : stage.sinks.map((s) => s.rdd);
+  for (const root of roots) visit(root, task.partition);
+  return { bytes, stored };
+}
