@@ -58,6 +58,22 @@ export function intervalOf(scope: Scope): number | undefined {
 
 export const INCOMING = 'incoming/';
 
+/**
+ * What a key holds, as far as a query's scratch (core/query/scratch-store.ts) tells keys apart:
+ * - `batch-run`: a batch run's lineage, cache, checkpoints, outputs or errors, or a query's own `query/` keys;
+ * - `interval-task-record`: an interval's task records and errors (what a recomputation of it writes);
+ * - `interval-data`: an interval's cache or checkpoints;
+ * - `other`: every other key (outputs and lineage records of intervals, intake, driver, incoming).
+ */
+export type KeyKind = 'batch-run' | 'interval-task-record' | 'interval-data' | 'other';
+
+export function kindOfKey(key: string): KeyKind {
+  if (/^(?:(?:lineage|cache|checkpoints|errors|output\/[^/]+)\/batch=[^/]+\/|query\/)/.test(key)) return 'batch-run';
+  if (/^(?:lineage\/interval=[^/]+\/(?:tasks|task-records|task-errors|fetch-failed)\/|errors\/interval=[^/]+\/)/.test(key)) return 'interval-task-record';
+  if (/^(?:cache|checkpoints)\/interval=[^/]+\//.test(key)) return 'interval-data';
+  return 'other';
+}
+
 /** The stream a persisted RDD's location (`keys.persistLocation`) holds, or undefined for another key. */
 export function streamOfPersistLocation(location: string): string | undefined {
   return /^(?:cache|checkpoints)\/[^/]+\/persist\/([^/]+)$/.exec(location)?.[1];

@@ -54,6 +54,10 @@ export interface DeploymentOptions {
   taskConcurrency?: number;
   /** When the stream starts (its epoch), virtual ms since the Unix epoch. */
   start?: number;
+  /** S3's delay from an upload to its notification reaching ingest. @default S3_NOTIFICATION_MS */
+  notificationMs?: number;
+  /** Every stage's tasks go to the task function, none run in the driver: what the growth table fits a cost per task to. @default false */
+  fanOutAll?: boolean;
 }
 
 /** One Lambda function: its memory, timeout, warm execution environments, and what it was billed. */
@@ -148,7 +152,8 @@ export class Deployment {
     // visibility six driver timeouts) and the events queue (retention 60 s), read by the driver itself.
     this.wakeQueue = new ModelledQueue(sim, this.meter, Infinity);
     this.eventsQueue = new ModelledQueue(sim, this.meter, Infinity, 60_000);
-    const deps = controlPlane.deps(this);
+    const planeDeps = controlPlane.deps(this);
+    const deps = options.fanOutAll ? { ...planeDeps, driver: { ...planeDeps.driver, runInDriverBelowBytes: 0 } } : planeDeps;
     // Memory and timeouts as infra/dstream-pipeline.ts deploys them (task memory: its default).
     this.ingest = new LambdaFunction(sim, 'ingest', 256, 30_000, () => createIngestHandler({ store: this.store, now: () => sim.now(), intervalMs: options.intervalMs, ...deps.ingest }));
     this.task = new LambdaFunction(sim, 'task', 1024, 60_000, () =>
@@ -185,7 +190,7 @@ export class Deployment {
     this.sim.at(at, () => {
       const versionId = this.bucket.write(key, text);
       const event = s3Event([{ key, size: Buffer.byteLength(text), at, versionId }]);
-      void this.ingest.invoke(at + L.S3_NOTIFICATION_MS, (handler) => handler(event));
+      void this.ingest.invoke(at + (this.options.notificationMs ?? L.S3_NOTIFICATION_MS), (handler) => handler(event));
     });
   }
 

@@ -18,6 +18,9 @@ export interface ScenarioOptions {
   bytesPerSecond: number;
   partitions?: number;
   taskConcurrency?: number;
+  /** See DeploymentOptions. */
+  notificationMs?: number;
+  fanOutAll?: boolean;
 }
 
 export interface FunctionUse {

@@ -1,5 +1,6 @@
 import type { ObjectInfo, ObjectStore, ReadOptions } from '../ports/object-store.ts';
 import { validateKey } from '../ports/object-store.ts';
+import { kindOfKey, type KeyKind } from '../layout.ts';
 
 /** Where queries keep their scratch: `queries/<session>/`, never under a prefix the stream writes. */
 export const QUERIES_PREFIX = 'queries/';
@@ -17,12 +18,10 @@ export const QUERIES_PREFIX = 'queries/';
  */
 type KeyClass = 'own' | 'recomputed' | 'overlaid' | 'stream';
 
-const OWN = /^(?:(?:lineage|cache|checkpoints|errors|output\/[^/]+)\/batch=[^/]+\/|query\/)/;
-const RECOMPUTED = /^(?:lineage\/interval=[^/]+\/(?:tasks|task-records|task-errors|fetch-failed)\/|errors\/interval=[^/]+\/)/;
-const OVERLAID = /^(?:cache|checkpoints)\/interval=[^/]+\//;
+const CLASS_OF_KIND: Record<KeyKind, KeyClass> = { 'batch-run': 'own', 'interval-task-record': 'recomputed', 'interval-data': 'overlaid', other: 'stream' };
 
 function classOf(key: string): KeyClass {
-  return OWN.test(key) ? 'own' : RECOMPUTED.test(key) ? 'recomputed' : OVERLAID.test(key) ? 'overlaid' : 'stream';
+  return CLASS_OF_KIND[kindOfKey(key)];
 }
 
 export class QueryWriteRefusedError extends Error {

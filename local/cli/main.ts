@@ -2,7 +2,6 @@ import { existsSync } from 'node:fs';
 import { mkdir, readFile, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { tmpdir } from 'node:os';
-import { fileURLToPath } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { packageRoot } from '../package-files.ts';
 import type { ObjectStore } from '../../core/ports/object-store.ts';
@@ -14,6 +13,7 @@ import { FsObjectStore } from '../store/fs-object-store.ts';
 import { quarantineInterval, readLineageRecord, readLineageUploads } from '../../core/streaming/lineage.ts';
 import { EmbeddedRuntime } from '../runtime/embedded-runtime.ts';
 import { compilePipeline, loadCompiledPipeline } from '../runtime/pipeline-bundle.ts';
+import { formatFrame, userFrames } from '../runtime/user-frames.ts';
 import { describeUpgrade, exportSavepoint, importSavepoint, upgradeStream } from '../../core/streaming/upgrade.ts';
 import { TaskFailedError } from '../../core/scheduler/dag-scheduler.ts';
 import { COMMANDS, commandUsage, generalUsage, parseCommandLine, parseCount, parseDuration, UsageError } from './args.ts';
@@ -341,7 +341,8 @@ export async function runCli(argv: string[]): Promise<void> {
     } else {
       fail(error instanceof Error ? error.message : String(error));
       // Where the user's code threw (a pipeline module at import, say): the message alone would not say.
-      for (const frame of userFrames(error)) term.error(`  at ${frame}`);
+      const message = error instanceof Error ? error.message : '';
+      for (const frame of userFrames(error, USER_FRAMES_SHOWN)) if (!message.includes(`(at ${frame.location})`)) term.error(`  at ${formatFrame(frame)}`);
       // Kept out of error messages, which logs carry; this terminal is the data owner's own.
       if (error instanceof TaskFailedError && error.record !== undefined) fail(`the record: ${error.record}`);
       // Errors meant for users name what is wrong; these are dstream's own bugs, worth a stack.
@@ -355,24 +356,3 @@ export async function runCli(argv: string[]): Promise<void> {
 
 /** Stack frames shown of an error from the user's code. */
 const USER_FRAMES_SHOWN = 5;
-
-/**
- * The frames of the user's own code in the stack of `error` or of its first cause that has some:
- * not dstream's (its dist/), a dependency's (node_modules/) or Node's. A frame reads file:line:col,
- * with the function's name when it has one.
- */
-function userFrames(error: unknown): string[] {
-  const ours = path.join(packageRoot(), 'dist') + path.sep;
-  for (let e = error; e instanceof Error; e = e.cause) {
-    const frames = (e.stack ?? '').split('\n').flatMap((line) => {
-      const m = /^\s+at (?:(.+?) \()?(.+?):(\d+):(\d+)\)?$/.exec(line);
-      if (!m) return [];
-      const [, fn, where, row, col] = m as unknown as [string, string | undefined, string, string, string];
-      const file = where.startsWith('file://') ? fileURLToPath(where) : where;
-      if (!path.isAbsolute(file) || file.startsWith(ours) || file.includes(`${path.sep}node_modules${path.sep}`)) return [];
-      return [`${file}:${row}:${col}${fn && !fn.includes('<anonymous>') ? ` (${fn})` : ''}`];
-    });
-    if (frames.length) return frames.slice(0, USER_FRAMES_SHOWN);
-  }
-  return [];
-}

@@ -13,6 +13,7 @@ import { pathToFileURL } from 'node:url';
 import type { Plugin } from 'esbuild';
 import { packageRoot } from '../package-files.ts';
 import { pipelineFromModule, type PipelineModule } from '../../core/runtime/task-handler.ts';
+import { userFrames } from './user-frames.ts';
 
 type Esbuild = typeof import('esbuild');
 /** esbuild as tsx, a dependency, has it. */
@@ -107,12 +108,8 @@ export async function loadCompiledPipeline(pipelinePath: string, compiled: Compi
 /** `message (at file:line:column)` for an error thrown while a module loaded: its first frame in a file of the user's. */
 export function describeLoadError(error: unknown): string {
   if (!(error instanceof Error)) return String(error);
-  const frame = error.stack
-    ?.split('\n')
-    .map((line) => /^\s+at (?:.* \()?(.+?:\d+:\d+)\)?$/.exec(line)?.[1])
-    .find((where) => where !== undefined && !where.startsWith('node:') && !where.includes(`${path.sep}node_modules${path.sep}`) && !where.includes(`${path.sep}.dstream${path.sep}pipelines${path.sep}`));
-  const where = frame?.startsWith('file://') ? new URL(frame.slice(0, frame.search(/:\d+:\d+$/))).pathname + frame.slice(frame.search(/:\d+:\d+$/)) : frame;
-  return where ? `${error.message} (at ${where})` : error.message;
+  const [first] = userFrames(error, 1);
+  return first ? `${error.message} (at ${first.location})` : error.message;
 }
 
 /** Installed packages and dstream's own modules as imports by absolute URL; the user's files, and any TypeScript, bundled. */

@@ -25,12 +25,6 @@ it('each parser reads back the parts its builder put in a key', () => {
 /** Words that only a key's pattern would hold: the store's top folders and the parts of their keys. */
 const KEY_WORDS = /interval=|batch=|part-|map-|lineage|cache|checkpoints|output\\\/|errors\\\/|intake|tasks\\\//;
 
-/**
- * Left to its owners, who were editing core/query/ when this spec came: the query store's test of
- * which keys belong to a batch run, to become a parser in core/layout.ts.
- */
-const NOT_YET_MOVED = [path.join('core', 'query', 'scratch-store.ts')];
-
 it('no source file outside core/layout.ts holds a regular expression for a key', async () => {
   const root = path.resolve(import.meta.dirname, '../..');
   const sources: string[] = [];
@@ -40,7 +34,7 @@ it('no source file outside core/layout.ts holds a regular expression for a key',
     }
   }
   const found: string[] = [];
-  for (const file of sources.filter((f) => f !== path.join('core', 'layout.ts') && !NOT_YET_MOVED.includes(f))) {
+  for (const file of sources.filter((f) => f !== path.join('core', 'layout.ts'))) {
     const source = ts.createSourceFile(file, await readFile(path.join(root, file), 'utf8'), ts.ScriptTarget.Latest);
     const visit = (node: ts.Node): void => {
       if (ts.isRegularExpressionLiteral(node) && KEY_WORDS.test(node.text)) found.push(`${file}: ${node.text}`);

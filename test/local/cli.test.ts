@@ -127,7 +127,7 @@ describe('help, version and usage errors', () => {
     const result = await runCli(replayArgs(pipeline, await stage(path.join(base, 'staged'), [{}]), path.join(base, 'root')));
 
     expect(result.code).toBe(1);
-    expect(result.stderr).toBe(`dstream: pipeline module ${pipeline} failed to load: no config for clicks\n  at ${pipeline}:3:9 (readConfig)\n  at ${pipeline}:5:1\n`);
+    expect(result.stderr).toBe(`dstream: pipeline module ${pipeline} failed to load: no config for clicks (at ${pipeline}:3:9)\n  at ${pipeline}:5:1\n`);
   });
 });
 
