@@ -189,9 +189,15 @@ export async function main(argv: string[], term = new Terminal(processIo())): Pr
       const pipelinePath = opt('pipeline') === undefined ? undefined : path.resolve(opt('pipeline')!);
       const pipeline = pipelinePath === undefined ? undefined : await loadPipeline(pipelinePath);
       if (pipeline && pipeline.kind !== 'stream') throw new Error(`--pipeline ${opt('pipeline')} defines a batch job; recomputing a stream's state needs the stream's pipeline`);
+      const queueUrl = opt('on-lambda');
+      if (queueUrl !== undefined && (opt('bucket') === undefined || opt('prefix') !== undefined)) {
+        throw new UsageError('--on-lambda goes with --bucket, without --prefix: the query function reads the bucket from its top', command);
+      }
+      const onLambda = queueUrl === undefined ? undefined : { queue: await (await import('../shell/query-queue.ts')).queryQueue(queueUrl) };
       const session = {
         store,
         ...(root ? { root } : {}),
+        ...(onLambda ? { onLambda } : {}),
         workers: parseCount('workers', values.workers),
         partitions: parseCount('partitions', values.partitions),
         ...(pipeline && pipelinePath ? { pipeline, pipelinePath } : {}),
