@@ -49,7 +49,7 @@ const onLambda: OptionSpec = {
   type: 'string',
   value: '<queue-url>',
   help:
-    "with --bucket: run the query's tasks on the deployment's query function (DstreamPipeline's interactiveQueries), through its query queue " +
+    "with --bucket: run the query's tasks on the deployment's query function (DStreamPipeline's interactiveQueries), through its query queue " +
     '(queryQueue.queueUrl); a --pipeline is bundled with esbuild and sent to it',
 };
 

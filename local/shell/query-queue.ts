@@ -1,5 +1,5 @@
 /**
- * The query queue of a deployment (`DstreamPipeline`'s `interactiveQueries`), as a shell session
+ * The query queue of a deployment (`DStreamPipeline`'s `interactiveQueries`), as a shell session
  * sends to it (`--on-lambda <url>`): its dead-letter queue found from its redrive policy, and only
  * the session's dead letters drained from it, since every session of the bucket shares it.
  */
@@ -13,7 +13,7 @@ import { SqsTaskQueue } from '../../functions/aws/sqs-task-queue.ts';
 export async function queryQueue(queueUrl: string): Promise<(session: string) => TaskQueue> {
   const client = makeSqsClient();
   const missing = (why: string) =>
-    new Error(`--on-lambda ${queueUrl}: ${why}; give the query queue (queryQueue) of a DstreamPipeline deployed with interactiveQueries: true, and credentials its grantQuery allows`);
+    new Error(`--on-lambda ${queueUrl}: ${why}; give the query queue (queryQueue) of a DStreamPipeline deployed with interactiveQueries: true, and credentials its grantQuery allows`);
   let policy: string | undefined;
   try {
     policy = (await client.send(new GetQueueAttributesCommand({ QueueUrl: queueUrl, AttributeNames: ['RedrivePolicy'] }))).Attributes?.RedrivePolicy;

@@ -532,6 +532,7 @@ describe('props', () => {
     [{ stayAwake: Duration.minutes(16) }, 'stayAwake must be a whole number from 1 to 900 seconds, got 960'],
     [{ dormantAfterIntervals: 1.5 }, 'dormantAfterIntervals must be a whole number from 1 to 1000000, got 1.5'],
     [{ dormantAfterIntervals: -1 }, 'dormantAfterIntervals must be a whole number from 1 to 1000000, got -1'],
+    [{ interactiveQueries: 'yes' as unknown as boolean }, 'interactiveQueries must be true or false, got "yes"'],
   ] as const)('reject %o', (props, message) => {
     expect(construct(props)).toThrow(message);
   });
