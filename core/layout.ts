@@ -74,6 +74,16 @@ export function kindOfKey(key: string): KeyKind {
   return 'other';
 }
 
+/** Where queries keep their scratch (`queries/<session>/`) and code (`queries/code/`): never under a prefix the stream writes. */
+export const QUERIES_PREFIX = 'queries/';
+/** Where a shell leaves code for the query function (`keys.queryCode`); no session is named `code`. */
+export const QUERY_CODE_PREFIX = `${QUERIES_PREFIX}code/`;
+
+/** Whether a string is a query session's id, as the scratch takes it: 1-64 letters, digits or '-', and not the code's folder. */
+export function isQuerySession(value: string): boolean {
+  return /^[0-9A-Za-z-]{1,64}$/.test(value) && value !== 'code';
+}
+
 /** The stream a persisted RDD's location (`keys.persistLocation`) holds, or undefined for another key. */
 export function streamOfPersistLocation(location: string): string | undefined {
   return /^(?:cache|checkpoints)\/[^/]+\/persist\/([^/]+)$/.exec(location)?.[1];
@@ -229,6 +239,13 @@ export const keys = {
   savepointState: (name: string, j: number) => `state/${name}/${intervalScope(j)}`,
   /** A query's spec, by its fingerprint, in the query's scratch: where the workers of a shell session find what a task of it runs. */
   querySpec: (fingerprint: string) => `query/specs/${fingerprint}.json`,
+  /** Every key of a query session: its scratch, deleted when the session ends. */
+  queryScratch: (session: string) => `${QUERIES_PREFIX}${session}/`,
+  /**
+   * Code a shell session sends the query function (the stream's pipeline, bundled, to recompute
+   * lost state), named by the SHA-256 of its bytes, which the function checks before it loads it.
+   */
+  queryCode: (session: string, sha256: string) => `${QUERY_CODE_PREFIX}${session}/${sha256}.mjs`,
   largeTask: (scope: Scope, stage: string, p: number, attempt: number) =>
     `lineage/${scope}/task-records/${stage}/part-${pad(p)}-attempt-${attempt}.json`,
 };

@@ -4,6 +4,7 @@
  *
  *   npx cdk synth                                  examples/wordcount.ts, 10 s intervals
  *   npx cdk deploy -c pipeline=examples/grep.ts -c intervalSeconds=5 -c partitions=4
+ *   npx cdk deploy -c interactiveQueries=true      with the query function of `dstream shell --on-lambda`
  */
 import { App, Stack, Validations } from 'aws-cdk-lib';
 import { AwsSolutionsChecks } from 'cdk-nag';
@@ -21,12 +22,21 @@ function contextNumber(name: string): number | undefined {
   return value;
 }
 
+/** A switch given with `-c name=true`, false when not given. */
+function contextFlag(name: string): boolean {
+  const raw: unknown = app.node.tryGetContext(name);
+  if (raw === undefined || raw === false || raw === 'false') return false;
+  if (raw === true || raw === 'true') return true;
+  throw new Error(`-c ${name} must be true or false, got ${JSON.stringify(raw)}`);
+}
+
 const stack = new Stack(app, 'DStreamStack');
 // The construct loads the module: its name and checkpointing come from there.
 const pipeline = new DStreamPipeline(stack, 'Pipeline', {
   pipeline: String(app.node.tryGetContext('pipeline') ?? 'examples/wordcount.ts'),
   intervalSeconds: contextNumber('intervalSeconds'),
   partitions: contextNumber('partitions'),
+  interactiveQueries: contextFlag('interactiveQueries'),
 });
 stack.templateOptions.description = `dstream pipeline ${pipeline.pipelineName}`;
 

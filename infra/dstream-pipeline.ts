@@ -27,6 +27,7 @@ import { MAX_RUN_IN_DRIVER_BELOW_BYTES } from '../functions/config.ts';
 import { PipelineFunction, userProject, type HandlerKind, type UserProject } from './pipeline-function.ts';
 import { describePipeline } from './pipeline-module.ts';
 import { DSTREAM_METRICS, PipelineMonitoring } from './pipeline-monitoring.ts';
+import { addQueryFunction, grantQueryAccess } from './query-function.ts';
 
 /** Properties of a DStreamPipeline: only `pipeline` is required. */
 export interface DStreamPipelineProps {
@@ -141,6 +142,15 @@ export interface DStreamPipelineProps {
    * @default Size.mebibytes(8)
    */
   readonly runInDriverBelow?: Size;
+  /**
+   * Whether shell sessions may run their queries' tasks on Lambda (`dstream shell --bucket <b>
+   * --on-lambda <queryQueue url>`): a query function (the task function's code, as many at once as
+   * `taskConcurrency` allows, beside the stream's tasks) fed by a query queue of its own, with a
+   * role that reads the bucket and writes only the sessions' scratch under `queries/`. Let a shell
+   * use it with `grantQuery`.
+   * @default false
+   */
+  readonly interactiveQueries?: boolean;
 }
 
 /** A deployed dstream pipeline, as other constructs see it. */
@@ -166,6 +176,14 @@ export interface IDStreamPipeline extends IConstruct {
   readonly driverEventsQueue?: sqs.IQueue;
   /** Computes one partition of a stage per message of the task queue. */
   readonly taskFunction: lambda.IFunction;
+  /** Where shell sessions send their queries' tasks (`--on-lambda <url>`); absent without `interactiveQueries`. */
+  readonly queryQueue?: sqs.IQueue;
+  /** Query tasks that failed every delivery, which their sessions drain; absent without `interactiveQueries`. */
+  readonly queryDeadLetterQueue?: sqs.IQueue;
+  /** Runs each query task on its session's scratch under `queries/`; absent without `interactiveQueries`. */
+  readonly queryFunction?: lambda.IFunction;
+  /** Lets `grantee` run shell sessions on the query function (needs `interactiveQueries`). */
+  grantQuery(grantee: iam.IGrantable): iam.Grant;
   /** Lets `grantee` upload input under `incoming/<prefix>`. */
   grantUpload(grantee: iam.IGrantable, prefix?: string): iam.Grant;
   /** Lets `grantee` read committed outputs, all or one. */
@@ -212,6 +230,9 @@ export class DStreamPipeline extends Construct implements IDStreamPipeline {
   readonly driverWakeQueue: sqs.IQueue;
   readonly driverEventsQueue?: sqs.IQueue;
   readonly taskFunction: lambda.IFunction;
+  readonly queryQueue?: sqs.IQueue;
+  readonly queryDeadLetterQueue?: sqs.IQueue;
+  readonly queryFunction?: lambda.IFunction;
   /** The pipeline's alarms and dashboard. */
   readonly monitoring: PipelineMonitoring;
 
@@ -386,6 +407,28 @@ export class DStreamPipeline extends Construct implements IDStreamPipeline {
       targets: [new targets.LambdaFunction(this.driverFunction)],
     });
 
+    if (config.interactiveQueries) {
+      const queries = addQueryFunction(this, {
+        bucket: this.bucket,
+        maxTaskAttempts: config.maxTaskAttempts,
+        visibilityTimeout: Duration.seconds(config.taskTimeout.toSeconds() * VISIBILITY_PER_TIMEOUT),
+        concurrency: config.taskConcurrency,
+        // What a query task needs of the stream's settings: no events queue (it tells no driver), no interval.
+        environment: { DSTREAM_BUCKET: environment.DSTREAM_BUCKET, DSTREAM_MAX_TASK_ATTEMPTS: environment.DSTREAM_MAX_TASK_ATTEMPTS, NODE_OPTIONS: environment.NODE_OPTIONS },
+        makeFunction: (access, queryEnvironment) =>
+          this.pipelineFunction('task', common, {
+            description: `dstream ${config.pipelineName}: runs the tasks of shell sessions' queries`,
+            memorySize: config.taskMemoryMiB,
+            timeout: config.taskTimeout,
+            environment: queryEnvironment,
+          }, { name: 'Query', access }),
+      });
+      this.queryQueue = queries.queue;
+      this.queryDeadLetterQueue = queries.deadLetterQueue;
+      this.queryFunction = queries.function;
+      new CfnOutput(this, 'QueryQueueUrl', { description: 'Give it to dstream shell --on-lambda', value: queries.queue.queueUrl });
+    }
+
     this.monitoring = new PipelineMonitoring(this, 'Monitoring', { pipeline: this, intervalMs: config.intervalMs, ingestFailures: this.ingestFailures });
 
     new CfnOutput(this, 'BucketName', { description: 'The pipeline\'s bucket', value: this.bucket.bucketName });
@@ -485,6 +528,21 @@ export class DStreamPipeline extends Construct implements IDStreamPipeline {
     return this.withKey(read.combine(list), grantee, 'kms:Decrypt');
   }
 
+  /**
+   * Lets `grantee` run shell sessions on the query function (`dstream shell --bucket <b>
+   * --on-lambda <queryQueue url>`): read the bucket, write and delete under `queries/` (the
+   * sessions' scratch and the code they send), send to the query queue and read its redrive
+   * policy, find its dead-letter queue and drain it, plus the bucket's key if it has one. Needs
+   * `interactiveQueries`.
+   */
+  grantQuery(grantee: iam.IGrantable): iam.Grant {
+    const { queryQueue, queryDeadLetterQueue } = this;
+    if (!queryQueue || !queryDeadLetterQueue) {
+      throw new Error(`DStreamPipeline ${this.node.path}: grantQuery: the pipeline has no query function; construct it with interactiveQueries: true`);
+    }
+    return this.withKey(grantQueryAccess(grantee, this.bucket, { queue: queryQueue, deadLetterQueue: queryDeadLetterQueue }), grantee, 'kms:Decrypt', 'kms:GenerateDataKey');
+  }
+
   private checkedUploadPrefix(prefix: string): string {
     if (Token.isUnresolved(prefix) || prefix === '') return prefix;
     return this.checked('grantUpload', () => {
@@ -514,27 +572,31 @@ export class DStreamPipeline extends Construct implements IDStreamPipeline {
     return this.bucket.encryptionKey ? grant.combine(this.bucket.encryptionKey.grant(grantee, ...actions)) : grant;
   }
 
-  /** A function with its own role (granted exactly its share of the bucket) and log group. */
+  /**
+   * A function with its own role (granted exactly its share of the bucket) and log group: its
+   * kind's, or, for another function of a kind's code (the query function), `as` says which.
+   */
   private pipelineFunction(
     kind: HandlerKind,
     common: { pipelineModule: string; driverAccess: BucketAccess; project: UserProject; removalPolicy: RemovalPolicy; logLevel: lambda.ApplicationLogLevel; key?: kms.IKey },
     options: lambda.FunctionOptions,
+    as?: { name: string; access: BucketAccess },
   ): lambda.Function {
-    const name = kind[0]!.toUpperCase() + kind.slice(1);
+    const name = as?.name ?? kind[0]!.toUpperCase() + kind.slice(1);
     const role = new iam.Role(this, `${name}Role`, {
       assumedBy: new iam.ServicePrincipal('lambda.amazonaws.com'),
-      description: `dstream ${kind} function`,
+      description: `dstream ${as ? name.toLowerCase() : kind} function`,
     });
     const logGroup = new logs.LogGroup(this, `${name}Logs`, { retention: LOG_RETENTION, removalPolicy: common.removalPolicy });
     // Instead of AWSLambdaBasicExecutionRole, which may write to every log group.
     logGroup.grantWrite(role);
-    const access = kind === 'driver' ? common.driverAccess : FUNCTION_BUCKET_ACCESS[kind];
+    const access = as?.access ?? (kind === 'driver' ? common.driverAccess : FUNCTION_BUCKET_ACCESS[kind]);
     for (const statement of bucketAccessStatements(this.bucket, access, common.key)) role.addToPolicy(statement);
     const bucketArn = `<${Stack.of(this).resolve((this.bucket.node.defaultChild as s3.CfnBucket).logicalId)}.Arn>`;
     for (const pattern of wildcardPatterns(access)) {
       Validations.of(role).acknowledge({
         id: `AwsSolutions-IAM5[Resource::${bucketArn}/${pattern}]`,
-        reason: `The ${kind} function's access is limited to named S3 actions on the objects matching ${pattern}, keys of the pipeline's layout (core/layout.ts) that its code reads or writes.`,
+        reason: `The ${name.toLowerCase()} function's access is limited to named S3 actions on the objects matching ${pattern}, keys of the pipeline's layout (core/layout.ts) that its code reads or writes.`,
       });
     }
     const fn = new PipelineFunction(this, `${name}Function`, {
@@ -581,6 +643,7 @@ interface ResolvedConfig {
   /** The environment's value; undefined: the functions' default (about a minute). */
   dormantAfterIntervals: string | undefined;
   runInDriverBelowBytes: number;
+  interactiveQueries: boolean;
 }
 
 function resolveProps(props: DStreamPipelineProps): ResolvedConfig {
@@ -633,6 +696,7 @@ function resolveProps(props: DStreamPipelineProps): ResolvedConfig {
     completionFallbackMs: 1000 * inRange('completionFallback', known('completionFallback', (props.completionFallback ?? Duration.seconds(5)).toSeconds()), 1, 20, 'seconds'),
     stayAwakeMs: 1000 * inRange('stayAwake', known('stayAwake', (props.stayAwake ?? Duration.seconds(2)).toSeconds()), 1, 900, 'seconds'),
     dormantAfterIntervals: dormancy(props.dormantAfterIntervals),
+    interactiveQueries: flag('interactiveQueries', props.interactiveQueries ?? false),
   };
 }
 
@@ -698,6 +762,13 @@ function inRange(name: string, value: number, min: number, max: number, unit = '
   if (typeof value !== 'number' || !Number.isFinite(value) || (whole && !Number.isInteger(value)) || value < min || value > max) {
     throw new Error(`${name} must be ${kind} from ${min} to ${max}${unit ? ` ${unit}` : ''}, got ${value}`);
   }
+  return value;
+}
+
+/** A switch the construct decides by, which a token cannot be. */
+function flag(name: string, value: boolean): boolean {
+  if (Token.isUnresolved(value)) throw new Error(`${name} must be known at synth time, not a token: it decides which resources exist`);
+  if (typeof value !== 'boolean') throw new Error(`${name} must be true or false, got ${JSON.stringify(value)}`);
   return value;
 }
 

@@ -10,6 +10,7 @@ import { dirname, join, resolve } from 'node:path';
 import type { Construct } from 'constructs';
 import * as lambda from 'aws-cdk-lib/aws-lambda';
 import { NodejsFunction, OutputFormat } from 'aws-cdk-lib/aws-lambda-nodejs';
+import { REQUIRE_IN_ESM } from './esm-banner.ts';
 
 export type HandlerKind = 'ingest' | 'driver' | 'task';
 
@@ -32,8 +33,6 @@ const LOCK_FILES = ['pnpm-lock.yaml', 'yarn.lock', 'bun.lockb', 'bun.lock', 'pac
  */
 const BUNDLE_EVERYTHING: string[] = [];
 
-/** Bundled ESM still meets CommonJS code that calls `require` for Node built-ins. */
-const REQUIRE_IN_ESM = "import { createRequire as __dstreamCreateRequire } from 'node:module'; const require = __dstreamCreateRequire(import.meta.url);";
 
 /** The user's project: where esbuild runs and where generated entries are written. */
 export interface UserProject {

@@ -1,9 +1,8 @@
 import type { ObjectInfo, ObjectStore, ReadOptions } from '../ports/object-store.ts';
 import { validateKey } from '../ports/object-store.ts';
-import { kindOfKey, type KeyKind } from '../layout.ts';
+import { isQuerySession, keys, kindOfKey, QUERIES_PREFIX, type KeyKind } from '../layout.ts';
 
-/** Where queries keep their scratch: `queries/<session>/`, never under a prefix the stream writes. */
-export const QUERIES_PREFIX = 'queries/';
+export { QUERIES_PREFIX };
 
 /**
  * How the scratch store treats a key, by its form:
@@ -47,8 +46,8 @@ export class ScratchStore implements ObjectStore {
     private readonly base: ObjectStore,
     session: string,
   ) {
-    if (!/^[0-9A-Za-z-]{1,64}$/.test(session)) throw new Error(`query session ${JSON.stringify(session)} must be 1-64 letters, digits or '-'`);
-    this.prefix = `${QUERIES_PREFIX}${session}/`;
+    if (!isQuerySession(session)) throw new Error(`query session ${JSON.stringify(session)} must be 1-64 letters, digits or '-', and not "code" (the folder of queries' code)`);
+    this.prefix = keys.queryScratch(session);
   }
 
   private write(key: string): string {

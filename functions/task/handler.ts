@@ -13,6 +13,10 @@ import { InvalidTaskMessageError } from '../../core/scheduler/task-message.ts';
 import { TaskHandler, settlementOf, type PipelineModule } from '../../core/runtime/task-handler.ts';
 import { SUPERSEDED_CHECK_MS, functionConfig, s3Store, sqsQueue, taskNotifier, taskRetryDelayMs, type TaskNotifier } from '../config.ts';
 import { publishTaskFailures } from '../metrics.ts';
+import { decodeQueryTask } from '../../core/query/query-message.ts';
+import { queryModules } from '../../core/query/query-modules.ts';
+import { ScratchStore } from '../../core/query/scratch-store.ts';
+import { loadQueryCode } from './query-code.ts';
 import { log } from '../log.ts';
 
 export interface TaskHandlerDeps {
@@ -61,16 +65,61 @@ export function createTaskHandler(
   pipeline: PipelineModule,
   deps: TaskHandlerDeps = {},
 ): (event: SQSEvent, context?: TaskInvocationContext) => Promise<SQSBatchResponse> {
+  // The query function (the construct's interactiveQueries) is this asset with DSTREAM_ROLE=query:
+  // it runs shell sessions' tasks, never the stream's, with a role that writes only their scratch.
+  if (process.env.DSTREAM_ROLE === 'query') return createQueryTaskHandler(deps);
   // Built on the first event, not when the entry module loads it: one per container, so that its
   // cache of rebuilt plans serves every batch the container runs.
   let tasks: TaskHandler | undefined;
   const taskHandler = () => (tasks ??= new TaskHandler(pipeline, deps.store ?? s3Store(functionConfig()), { supersededCheckMs: SUPERSEDED_CHECK_MS, ...executionEnvironment() }));
+  return sqsTaskFunction(pipeline.options.name, async (body) => ({ tasks: taskHandler(), body }), deps, () => deps.notify ?? taskNotifier());
+}
+
+/** Sessions whose task handlers a query function keeps: a container serves a few shells at a time. */
+const KEPT_SESSIONS = 8;
+
+/**
+ * The query function: each message is a task of a shell session (core/query/query-message.ts),
+ * run on the ScratchStore of that session over the bucket, so whatever the query's code does
+ * through the store lands in the session's scratch or is refused; its modules are the session's
+ * queries, rebuilt from the specs in its scratch, and, to recompute lost stream data, the code the
+ * session sent (loadQueryCode). The role the construct gives it is the other half: it may write
+ * nothing but the scratch, whatever the code does around the store. It tells no driver anything.
+ */
+export function createQueryTaskHandler(deps: TaskHandlerDeps = {}): (event: SQSEvent, context?: TaskInvocationContext) => Promise<SQSBatchResponse> {
+  let base: ObjectStore | undefined;
+  const bucket = () => (base ??= deps.store ?? s3Store(functionConfig()));
+  const sessions = new Map<string, TaskHandler>();
+  const route = async (body: string) => {
+    const message = decodeQueryTask(body);
+    const id = `${message.session}/${message.code ?? ''}`;
+    let tasks = sessions.get(id);
+    if (!tasks) {
+      const pipeline = message.code === undefined ? undefined : await loadQueryCode(bucket(), message.session, message.code);
+      tasks = new TaskHandler(queryModules(pipeline), new ScratchStore(bucket(), message.session), { supersededCheckMs: SUPERSEDED_CHECK_MS, ...executionEnvironment() });
+      sessions.set(id, tasks);
+      if (sessions.size > KEPT_SESSIONS) sessions.delete(sessions.keys().next().value!);
+    }
+    return { tasks, body: message.task };
+  };
+  return sqsTaskFunction('queries', route, deps, () => undefined);
+}
+
+/** The task handler a message's task runs on, and the task message itself. */
+type Route = (body: string) => Promise<{ tasks: TaskHandler; body: string }>;
+
+function sqsTaskFunction(
+  metricsName: string,
+  route: Route,
+  deps: TaskHandlerDeps,
+  notifierOf: () => TaskNotifier | undefined,
+): (event: SQSEvent, context?: TaskInvocationContext) => Promise<SQSBatchResponse> {
   let queue: Pick<TaskQueue, 'changeVisibility' | 'deadLetter'> | undefined;
   const taskQueue = () => (queue ??= deps.queue ?? sqsQueue(functionConfig()));
   const maxTaskAttempts = () => deps.maxTaskAttempts ?? functionConfig().maxTaskAttempts;
   let notifier: { notify?: TaskNotifier } | undefined;
   const notify = async (task: TaskRecord | undefined) => {
-    notifier ??= { notify: deps.notify ?? taskNotifier() };
+    notifier ??= { notify: notifierOf() };
     if (!task || !notifier.notify) return;
     const { scope, stage, partition } = task;
     try {
@@ -87,7 +136,7 @@ export function createTaskHandler(
     let failed = 0;
     // One task at a time: each holds a partition in memory, and the batch shares the function's.
     for (const record of records) {
-      const { settlement, task } = await runRecord(taskHandler(), record, maxTaskAttempts, context);
+      const { settlement, task } = await runRecord(route, record, maxTaskAttempts, context);
       // Each notice once its task's outcome is durable (a completion, final failure, fetch failure
       // or dead letter), and at once: the driver may be waiting for just this task.
       if (settlement.kind === 'done' || settlement.kind === 'recorded') {
@@ -102,7 +151,7 @@ export function createTaskHandler(
       batchItemFailures.push({ itemIdentifier: record.messageId });
       await retrySoon(taskQueue, record);
     }
-    if (failed > 0) publishTaskFailures(pipeline.options.name, failed, Date.now());
+    if (failed > 0) publishTaskFailures(metricsName, failed, Date.now());
     return { batchItemFailures };
   };
 }
@@ -145,7 +194,7 @@ async function retrySoon(queue: () => Pick<TaskQueue, 'changeVisibility'>, recor
 }
 
 /** Runs one message: done with (the task completed, was already complete, or reported lost inputs), or how it failed. */
-async function runRecord(tasks: TaskHandler, record: SQSRecord, maxTaskAttempts: () => number, context?: TaskInvocationContext): Promise<Ran> {
+async function runRecord(route: Route, record: SQSRecord, maxTaskAttempts: () => number, context?: TaskInvocationContext): Promise<Ran> {
   const receiveCount = receiveCountOf(record);
   const settle = (error: unknown): Settlement => {
     const settlement = settlementOf(error);
@@ -157,9 +206,12 @@ async function runRecord(tasks: TaskHandler, record: SQSRecord, maxTaskAttempts:
     return { kind: 'dead-letter', reason: `failed its last allowed delivery (${receiveCount} of ${allowed}): ${describeError(error)}` };
   };
   let task: TaskRecord;
+  let tasks: TaskHandler;
   try {
     if (typeof record.body !== 'string') throw new InvalidTaskMessageError(`the message body is a ${typeof record.body}, not a string`);
-    task = await tasks.decode(record.body);
+    const routed = await route(record.body);
+    tasks = routed.tasks;
+    task = await tasks.decode(routed.body);
   } catch (error) {
     const settlement = settle(error);
     log.error(`message ${record.messageId} is not a dstream task; ${OUTCOME[settlement.kind as Exclude<Settlement['kind'], 'done'>]}`, {

@@ -45,6 +45,14 @@ const queryPipeline: OptionSpec = {
   help: 'the stream\'s pipeline module, to recompute from lineage the state sc.state asks for that the cache no longer holds (the code that ran those intervals)',
 };
 
+const onLambda: OptionSpec = {
+  type: 'string',
+  value: '<queue-url>',
+  help:
+    "with --bucket: run the query's tasks on the deployment's query function (DStreamPipeline's interactiveQueries), through its query queue " +
+    '(queryQueue.queueUrl); a --pipeline is bundled with esbuild and sent to it',
+};
+
 /** A stream's store: a local root, or a deployed stream's bucket, as status reads it. */
 function storeOptions(bucketNote = ''): Record<string, OptionSpec> {
   return {
@@ -107,13 +115,13 @@ export const COMMANDS: Record<string, CommandSpec> = {
       'read committed data only and write nothing but their scratch, under queries/, removed when they end.\n' +
       'The workers start with the shell and serve every query until it exits.\n' +
       'History is kept in DSTREAM_HISTORY (default ~/.dstream_history).',
-    options: { ...storeOptions('; tasks run in this process'), workers, partitions, pipeline: queryPipeline },
+    options: { ...storeOptions('; tasks run in this process, or on Lambda with --on-lambda'), workers, partitions, pipeline: queryPipeline, 'on-lambda': onLambda },
   },
   query: {
     args: ['<file>'],
     summary: 'run a query script with the shell\'s `sc`, printing its answer as a table',
     details: 'The script runs as if typed at the shell\'s prompt (TypeScript, top-level await); its last expression\nis the answer, an RDD being collected.',
-    options: { ...storeOptions('; tasks run in this process'), workers, partitions, pipeline: queryPipeline, json: { type: 'boolean', help: 'the answer as JSON' } },
+    options: { ...storeOptions('; tasks run in this process, or on Lambda with --on-lambda'), workers, partitions, pipeline: queryPipeline, 'on-lambda': onLambda, json: { type: 'boolean', help: 'the answer as JSON' } },
   },
   ui: {
     args: [],

@@ -199,12 +199,18 @@ export async function main(argv: string[], term = new Terminal(processIo())): Pr
       const compiled = pipelinePath === undefined ? undefined : await compilePipeline(pipelinePath, root ?? path.join(tmpdir(), 'dstream-shell'));
       const pipeline = pipelinePath === undefined || !compiled ? undefined : await loadCompiledPipeline(pipelinePath, compiled);
       if (pipeline && pipeline.kind !== 'stream') throw new Error(`--pipeline ${opt('pipeline')} defines a batch job; recomputing a stream's state needs the stream's pipeline`);
+      const queueUrl = opt('on-lambda');
+      if (queueUrl !== undefined && (opt('bucket') === undefined || opt('prefix') !== undefined)) {
+        throw new UsageError('--on-lambda goes with --bucket, without --prefix: the query function reads the bucket from its top', command);
+      }
+      const onLambda = queueUrl === undefined ? undefined : { queue: await (await import('../shell/query-queue.ts')).queryQueue(queueUrl) };
       const session = {
         store,
         ...(root ? { root } : {}),
+        ...(onLambda ? { onLambda } : {}),
         workers: parseCount('workers', values.workers),
         partitions: parseCount('partitions', values.partitions),
-        ...(pipeline && compiled ? { pipeline, compiled } : {}),
+        ...(pipeline && compiled && pipelinePath ? { pipeline, compiled, pipelinePath } : {}),
       };
       const { startShell, runQueryScript, formatResult } = await import('../shell/repl.ts');
       if (command === 'shell') {

@@ -19,6 +19,9 @@ import { TaskHandler } from '../../core/runtime/task-handler.ts';
 import { isRddRef, queryJob, type QueryNode, type QuerySpec, type ShippedFunction } from '../../core/query/query-job.ts';
 import { siblingModule } from '../package-files.ts';
 import { FsTaskQueue } from '../queue/fs-task-queue.ts';
+import type { TaskQueue } from '../../core/ports/task-queue.ts';
+import { sessionTaskQueue } from '../../core/query/query-message.ts';
+import { bundlePipeline, uploadQueryCode } from './query-code.ts';
 import { WorkerPool } from '../runtime/worker-pool.ts';
 import { InProcessRunner } from '../runtime/in-process-runner.ts';
 import type { CompiledPipeline } from '../runtime/pipeline-bundle.ts';
@@ -39,15 +42,24 @@ export interface SessionOptions {
    * The stream's pipeline, to recompute from lineage the state the cache no longer holds
    * (`sc.state`); only the code that planned an interval may recompute it. With a root, also
    * `compiled`, the same code compiled as the runtime compiles it (compilePipeline), which the
-   * worker processes load: the fingerprint hashes the operators' compiled code.
+   * worker processes load: the fingerprint hashes the operators' compiled code. On Lambda, also
+   * `pipelinePath`, its module, which is bundled for the query function.
    */
   pipeline?: Pipeline;
   compiled?: CompiledPipeline;
+  pipelinePath?: string;
   /**
    * The value of a session variable a shipped function uses, by name, or undefined when the
    * session has none of that name (the REPL's context).
    */
   lookup?: (name: string) => { value: unknown } | undefined;
+  /**
+   * Run tasks on the query function of the bucket's deployment (the construct's
+   * `interactiveQueries`), not in this process: `queue(session)` is its query queue, draining only
+   * the session's dead letters. A pipeline (with `pipelinePath`) is bundled and sent to it; the
+   * store must be the bucket from its top, as the function reads it.
+   */
+  onLambda?: { queue: (session: string) => TaskQueue };
 }
 
 /** A range of intervals: both ends included; an end left out is the first, or the last committed when the query runs. */
@@ -92,11 +104,13 @@ const ACTIONS: Record<string, { call?: string; answer: (records: unknown[]) => u
   count: { call: 'count', answer: (r) => r[0] ?? 0 },
 };
 
-/** What the session runs queries on, started at its first query and kept until it closes. */
+/**
+ * What the session runs queries on, started at its first query and kept until it closes: its
+ * workers and their queue in a temporary folder, or the query function's queue and the code sent it.
+ */
 interface Runner {
-  runner: WorkerPool | InProcessRunner;
-  queue: FsTaskQueue;
-  dir: string;
+  queue: TaskQueue;
+  stop(): Promise<void>;
 }
 
 /** How the option that gives the session its pipeline is named where the session is made (the CLI's). */
@@ -130,6 +144,10 @@ export class QuerySession {
     if (options.pipeline && options.root !== undefined && options.compiled === undefined) {
       throw new Error('a session over a root that is given a pipeline needs it compiled too (compiled), for the worker processes');
     }
+    if (options.pipeline && options.onLambda && options.pipelinePath === undefined) {
+      throw new Error('a session on Lambda that is given a pipeline needs its module path too (pipelinePath), to bundle it for the query function');
+    }
+    if (options.root !== undefined && options.onLambda) throw new Error('a session runs on worker processes over a root, or on the query function of a bucket: not both');
     if (options.pipeline && options.pipeline.kind !== 'stream') throw new Error(`${options.pipeline.options.name} is a batch job; recomputing a stream's state needs the stream's pipeline`);
     this.id = `${Date.now().toString(36)}-${randomBytes(4).toString('hex')}`;
     this.scratch = new ScratchStore(options.store, this.id);
@@ -310,6 +328,7 @@ export class QuerySession {
   }
 
   private async startRunner(): Promise<Runner> {
+    if (this.options.onLambda) return this.startOnLambda(this.options.onLambda.queue(this.id));
     const dir = await mkdtemp(path.join(tmpdir(), 'dstream-query-'));
     const workers = this.options.workers ?? defaultWorkers();
     const queue = new FsTaskQueue({ dir: path.join(dir, 'queue'), maxReceives: 4 });
@@ -323,13 +342,34 @@ export class QuerySession {
         runner = new InProcessRunner(queue, new TaskHandler(queryModules(this.options.pipeline), this.scratch, { executor: 'in-process' }), workers);
       }
       await runner.start();
-      return { runner, queue, dir };
+      const started = runner;
+      return {
+        queue,
+        stop: async () => {
+          await started.stop();
+          await queue.close();
+          await rm(dir, { recursive: true, force: true });
+        },
+      };
     } catch (error) {
       await runner?.stop().catch(() => {});
       await queue.close();
       await rm(dir, { recursive: true, force: true });
       throw error;
     }
+  }
+
+  /**
+   * The query function runs the tasks (the harness of test/query/on-lambda.test.ts stands in for
+   * Lambda there): each message names the session, and the code sent for the pipeline, if any,
+   * which is removed when the session stops.
+   */
+  private async startOnLambda(queue: TaskQueue): Promise<Runner> {
+    const { pipelinePath, pipeline } = this.options;
+    let code: string | undefined;
+    if (pipeline && pipelinePath !== undefined) code = await uploadQueryCode(this.store, this.id, await bundlePipeline(pipelinePath));
+    const codeKey = code === undefined ? undefined : keys.queryCode(this.id, code);
+    return { queue: sessionTaskQueue(queue, this.id, code), stop: async () => void (codeKey !== undefined && (await this.store.delete(codeKey))) };
   }
 
   /** The module the worker processes load: the session's queryModules, with the stream's pipeline if given. */
@@ -351,10 +391,7 @@ export class QuerySession {
     const started = this.started;
     this.started = undefined;
     const warm = await started?.catch(() => undefined);
-    if (!warm) return;
-    await warm.runner.stop();
-    await warm.queue.close();
-    await rm(warm.dir, { recursive: true, force: true });
+    await warm?.stop();
   }
 
   /** Stops the session's workers and removes its scratch: the end of the shell, or of a query script. */

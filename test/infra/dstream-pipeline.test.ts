@@ -576,6 +576,7 @@ describe('props', () => {
     [{ stayAwake: Duration.minutes(16) }, 'stayAwake must be a whole number from 1 to 900 seconds, got 960'],
     [{ dormantAfterIntervals: 1.5 }, 'dormantAfterIntervals must be a whole number from 1 to 1000000, got 1.5'],
     [{ dormantAfterIntervals: -1 }, 'dormantAfterIntervals must be a whole number from 1 to 1000000, got -1'],
+    [{ interactiveQueries: 'yes' as unknown as boolean }, 'interactiveQueries must be true or false, got "yes"'],
   ] as const)('reject %o', (props, message) => {
     expect(construct(props)).toThrow(message);
   });
@@ -821,4 +822,127 @@ it('encrypts the bucket with a customer key when given one, and lets the functio
     .filter((p) => p.Type === 'AWS::IAM::Policy' && JSON.stringify(p.Properties.Roles).includes(`"${taskRole}"`))
     .flatMap((p) => p.Properties.PolicyDocument.Statement as Statement[]);
   expect(taskStatements).toContainEqual(expect.objectContaining({ Action: ['kms:Decrypt', 'kms:GenerateDataKey'], Resource: keyArn }));
+});
+
+describe('interactive queries', () => {
+  it('are off by default: no query function, queue or output, and grantQuery says which prop to set', () => {
+    expect([pipeline.queryQueue, pipeline.queryDeadLetterQueue, pipeline.queryFunction]).toEqual([undefined, undefined, undefined]);
+    expect(Object.keys(resources).filter((id) => /Query/.test(id))).toEqual([]);
+    expect(() => pipeline.grantQuery(new iam.Role(stack, 'NoQueries', { assumedBy: new iam.AccountRootPrincipal() }))).toThrow(
+      'DStreamPipeline Test/Wordcount: grantQuery: the pipeline has no query function; construct it with interactiveQueries: true',
+    );
+  });
+
+  /** A pipeline with interactiveQueries, bundled (its bundles are the main stack's, cached), and a shell's role granted grantQuery. */
+  let q: { stack: Stack; p: DStreamPipeline; shell: iam.Role; resources: Record<string, Resource>; id: (c: { node: { defaultChild?: unknown } }) => string };
+  beforeAll(() => {
+    const other = new Stack(new App({ context: CONTEXT }), 'Queries');
+    const p = new DStreamPipeline(other, 'Wordcount', { pipeline: PIPELINE_MODULE, intervalSeconds: 5, interactiveQueries: true });
+    const shell = new iam.Role(other, 'Shell', { assumedBy: new iam.AccountRootPrincipal() });
+    p.grantQuery(shell);
+    const id = (c: { node: { defaultChild?: unknown } }) => other.resolve((c.node.defaultChild as { logicalId: string }).logicalId) as string;
+    q = { stack: other, p, shell, resources: Template.fromStack(other).toJSON().Resources, id };
+  }, 240_000);
+  const statementsOfRole = (role: iam.IRole) =>
+    Object.values(q.resources)
+      .filter((r) => r.Type === 'AWS::IAM::Policy' && JSON.stringify(r.Properties.Roles).includes(`"${q.id(role as unknown as { node: { defaultChild: unknown } })}"`))
+      .flatMap((r) => r.Properties.PolicyDocument.Statement as Statement[]);
+  /** Statements as `<Effect> <action>` to what it is on (and when): CDK merges and orders statements as it likes. */
+  const byAction = (statements: Statement[]) => {
+    const all: Record<string, unknown[]> = {};
+    for (const s of statements) for (const a of actions(s)) (all[`${s.Effect} ${a}`] ??= []).push(s.Condition ? { on: s.Resource, when: s.Condition } : s.Resource);
+    return all;
+  };
+  const objects = (pattern: string) => ({ 'Fn::Join': ['', [{ 'Fn::GetAtt': [q.id(q.p.bucket), 'Arn'] }, `/${pattern}`]] });
+  const arn = (c: { node: { defaultChild?: unknown } }) => ({ 'Fn::GetAtt': [q.id(c), 'Arn'] });
+
+  it("run the task function's code as a function of its own, told its role and its own queues, none of the stream's", () => {
+    const fn = q.resources[q.id(q.p.queryFunction!)]!.Properties;
+    const task = q.resources[q.id(q.p.taskFunction)]!.Properties;
+    // The same bundle (the ingest function's differs): one asset, two roles.
+    expect(fn.Code).toEqual(task.Code);
+    expect(fn.Code).not.toEqual(q.resources[q.id(q.p.ingestFunction)]!.Properties.Code);
+    expect(fn.Role).not.toEqual(task.Role);
+    expect([fn.MemorySize, fn.Timeout]).toEqual([task.MemorySize, task.Timeout]);
+    expect(fn.Environment.Variables).toEqual({
+      DSTREAM_ROLE: 'query',
+      DSTREAM_BUCKET: { Ref: q.id(q.p.bucket) },
+      DSTREAM_TASK_QUEUE_URL: { Ref: q.id(q.p.queryQueue!) },
+      DSTREAM_DEAD_LETTER_QUEUE_URL: { Ref: q.id(q.p.queryDeadLetterQueue!) },
+      DSTREAM_MAX_TASK_ATTEMPTS: '5',
+      NODE_OPTIONS: '--enable-source-maps',
+    });
+    Template.fromStack(q.stack).hasResourceProperties('AWS::Lambda::EventSourceMapping', {
+      FunctionName: { Ref: q.id(q.p.queryFunction!) },
+      EventSourceArn: arn(q.p.queryQueue!),
+      BatchSize: 1,
+      FunctionResponseTypes: ['ReportBatchItemFailures'],
+      ScalingConfig: { MaximumConcurrency: 20 },
+    });
+    const queue = q.resources[q.id(q.p.queryQueue!)]!.Properties;
+    expect(queue.RedrivePolicy).toEqual({ deadLetterTargetArn: arn(q.p.queryDeadLetterQueue!), maxReceiveCount: 5 });
+    expect(queue.VisibilityTimeout).toBe(6 * 5 * 60);
+    // Nothing of the stream's queues: its tasks, dead letters, driver.
+    const stream = [q.p.taskQueue, q.p.deadLetterQueue, q.p.driverWakeQueue, q.p.driverEventsQueue!].map(q.id);
+    expect(stream.filter((queueId) => JSON.stringify(statementsOfRole(q.p.queryFunction!.role!)).includes(`"${queueId}"`))).toEqual([]);
+    expect(Template.fromStack(q.stack).toJSON().Outputs).toMatchObject({ [Object.keys(Template.fromStack(q.stack).toJSON().Outputs).find((k) => k.includes('QueryQueueUrl'))!]: { Value: { Ref: q.id(q.p.queryQueue!) } } });
+  });
+
+  it("let the query function read the bucket and write only the sessions' scratch, never the code objects", () => {
+    const s3 = statementsOfRole(q.p.queryFunction!.role!).filter((s) => actions(s).some((a) => a.startsWith('s3:')));
+    expect(byAction(s3)).toEqual({
+      'Allow s3:GetObject': [objects('*')],
+      'Allow s3:GetObjectVersion': [objects('incoming/*')],
+      'Allow s3:ListBucket': [{ on: arn(q.p.bucket), when: { StringLike: { 's3:prefix': ['*', 'incoming/*'] } } }],
+      // Nothing of output/, cache/, lineage/, checkpoints/, driver/, intake/, errors/ or incoming/.
+      'Allow s3:PutObject': [objects('queries/*')],
+      'Allow s3:AbortMultipartUpload': [objects('queries/*')],
+      'Allow s3:DeleteObject': [objects('queries/*')],
+      'Deny s3:PutObject': [objects('queries/code/*')],
+      'Deny s3:AbortMultipartUpload': [objects('queries/code/*')],
+      'Deny s3:DeleteObject': [objects('queries/code/*')],
+    });
+    // Its queue it consumes, its dead-letter queue it sends a task's last failed delivery to.
+    const sqsActions = (queue: { node: { defaultChild?: unknown } }) =>
+      statementsOfRole(q.p.queryFunction!.role!).filter((s) => JSON.stringify(s.Resource) === JSON.stringify(arn(queue))).flatMap(actions).sort();
+    expect(sqsActions(q.p.queryQueue!)).toEqual(['sqs:ChangeMessageVisibility', 'sqs:DeleteMessage', 'sqs:GetQueueAttributes', 'sqs:GetQueueUrl', 'sqs:ReceiveMessage']);
+    expect(sqsActions(q.p.queryDeadLetterQueue!)).toEqual(['sqs:SendMessage']);
+  });
+
+  it("grantQuery lets a shell read the bucket, write its scratch and code, send tasks and drain its dead letters: what --on-lambda calls", () => {
+    expect(byAction(statementsOfRole(q.shell))).toEqual({
+      'Allow s3:GetObject': [objects('*')],
+      'Allow s3:ListBucket': [{ on: arn(q.p.bucket), when: { StringLike: { 's3:prefix': ['*'] } } }],
+      'Allow s3:PutObject': [objects('queries/*')],
+      'Allow s3:AbortMultipartUpload': [objects('queries/*')],
+      'Allow s3:DeleteObject': [objects('queries/*')],
+      // local/shell/query-queue.ts: the redrive policy read, then SqsTaskQueue's send and dead-letter drain.
+      'Allow sqs:GetQueueAttributes': [arn(q.p.queryQueue!)],
+      'Allow sqs:SendMessage': [arn(q.p.queryQueue!)],
+      'Allow sqs:GetQueueUrl': [arn(q.p.queryDeadLetterQueue!)],
+      'Allow sqs:ReceiveMessage': [arn(q.p.queryDeadLetterQueue!)],
+      'Allow sqs:DeleteMessage': [arn(q.p.queryDeadLetterQueue!)],
+    });
+  });
+
+  it('grantQuery adds the bucket\'s key when it has one', () => {
+    const other = unbundledStack('QueriesKms');
+    const key = new kms.Key(other, 'Key', { enableKeyRotation: true });
+    const p = new DStreamPipeline(other, 'P', { pipeline: PIPELINE_MODULE, encryptionKey: key, interactiveQueries: true });
+    const shell = new iam.Role(other, 'Shell', { assumedBy: new iam.AccountRootPrincipal() });
+    p.grantQuery(shell);
+    const keyArn = { 'Fn::GetAtt': [other.resolve((key.node.defaultChild as kms.CfnKey).logicalId), 'Arn'] };
+    const of = (role: iam.IRole) =>
+      Object.values(Template.fromStack(other).toJSON().Resources as Record<string, Resource>)
+        .filter((r) => r.Type === 'AWS::IAM::Policy' && JSON.stringify(r.Properties.Roles).includes(`"${other.resolve((role.node.defaultChild as iam.CfnRole).logicalId)}"`))
+        .flatMap((r) => r.Properties.PolicyDocument.Statement as Statement[]);
+    expect(of(shell)).toContainEqual({ Effect: 'Allow', Action: ['kms:Decrypt', 'kms:GenerateDataKey'], Resource: keyArn });
+    expect(of(p.queryFunction!.role!)).toContainEqual({ Effect: 'Allow', Action: ['kms:Decrypt', 'kms:GenerateDataKey'], Resource: keyArn });
+  });
+
+  it('pass the cdk-nag AwsSolutions checks, every exception acknowledged with a reason', () => {
+    // The pipeline's own resources: the shell's role, and its wildcards, are the user's to review (as grantUpload's).
+    const report = new AwsSolutionsChecks().validateScope(q.p);
+    expect(report.violations.map((v) => `${v.ruleName} at ${v.violatingResources.map((r) => r.constructPath).join(', ')}`)).toEqual([]);
+  });
 });

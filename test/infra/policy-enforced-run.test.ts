@@ -2,14 +2,16 @@
  * The grants are not narrower than the code: the three functions run a stream through their real
  * handlers (as test/functions/end-to-end.test.ts wires them) on a store that holds each one to the
  * S3 actions and keys its role is granted in the synthesized template, as S3 would. No emulator
- * here enforces IAM, so the policy is evaluated in the test: Allow statements, `*` and `?` in key
- * patterns, StringLike on s3:prefix for listings.
+ * here enforces IAM, so the policy is evaluated in the test: Allow and Deny statements, `*` and `?`
+ * in key patterns, StringLike on s3:prefix for listings. A shell session on the query function
+ * (interactiveQueries) runs likewise, the shell within grantQuery's grants.
  */
 import path from 'node:path';
 import { App, Stack } from 'aws-cdk-lib';
 import { Template } from 'aws-cdk-lib/assertions';
 import type * as iam from 'aws-cdk-lib/aws-iam';
 import type * as s3 from 'aws-cdk-lib/aws-s3';
+import * as iamLib from 'aws-cdk-lib/aws-iam';
 import { afterEach, beforeEach, expect, it, vi } from 'vitest';
 import { listAll, type ObjectStore } from '../../core/ports/object-store.ts';
 import { keys } from '../../core/layout.ts';
@@ -19,7 +21,8 @@ import type { DStream } from '../../core/graph/dstream.ts';
 import type { Pipeline } from '../../core/graph/pipeline.ts';
 import { createDriverHandler } from '../../functions/driver/handler.ts';
 import { createIngestHandler } from '../../functions/ingest/handler.ts';
-import { createTaskHandler } from '../../functions/task/handler.ts';
+import { createQueryTaskHandler, createTaskHandler } from '../../functions/task/handler.ts';
+import { QuerySession } from '../../local/shell/session.ts';
 import { driverConfig, functionConfig } from '../../functions/config.ts';
 import { DStreamPipeline } from '../../infra/dstream-pipeline.ts';
 import { VersionedMemoryStore } from '../support/versioned-store.ts';
@@ -32,9 +35,10 @@ const MINUTE = 60_000;
 
 type Statement = { Effect: string; Action: string | string[]; Resource: unknown; Condition?: Record<string, Record<string, string | string[]>> };
 
-/** What a role may do to the bucket: its object actions by key pattern, and the prefixes it may list under. */
+/** What a role may do to the bucket: its object actions by key pattern, those it is denied, and the prefixes it may list under. */
 interface Grants {
   objects: Map<string, RegExp[]>;
+  denied: Map<string, RegExp[]>;
   listing: RegExp[];
 }
 
@@ -47,19 +51,20 @@ function grantsOf(stack: Stack, template: Record<string, { Type: string; Propert
   const roleId = stack.resolve((fn.role!.node.defaultChild as iam.CfnRole).logicalId) as string;
   const statements = Object.values(template)
     .filter((r) => r.Type === 'AWS::IAM::Policy' && JSON.stringify(r.Properties.Roles).includes(`"${roleId}"`))
-    .flatMap((r) => r.Properties.PolicyDocument.Statement as Statement[])
-    .filter((s) => s.Effect === 'Allow');
-  const grants: Grants = { objects: new Map(), listing: [] };
+    .flatMap((r) => r.Properties.PolicyDocument.Statement as Statement[]);
+  const grants: Grants = { objects: new Map(), denied: new Map(), listing: [] };
   for (const s of statements) {
+    const byAction = s.Effect === 'Allow' ? grants.objects : grants.denied;
     for (const action of asList(s.Action).filter((a) => a.startsWith('s3:'))) {
       if (action === 's3:ListBucket') {
+        expect(s.Effect).toBe('Allow');
         grants.listing.push(...asList(s.Condition!.StringLike!['s3:prefix']!).map(wildcard));
         continue;
       }
       for (const resource of asList(s.Resource) as { 'Fn::Join': [string, [{ 'Fn::GetAtt': string[] }, string]] }[]) {
         const [, [arn, suffix]] = resource['Fn::Join'];
         expect(arn['Fn::GetAtt'][0]).toBe(bucketId);
-        grants.objects.set(action, [...(grants.objects.get(action) ?? []), wildcard(suffix.replace(/^\//, ''))]);
+        byAction.set(action, [...(byAction.get(action) ?? []), wildcard(suffix.replace(/^\//, ''))]);
       }
     }
   }
@@ -74,7 +79,8 @@ function grantsOf(stack: Stack, template: Record<string, { Type: string; Propert
 function enforced(store: ObjectStore, who: string, grants: Grants, refused: string[]): ObjectStore {
   const check = (action: string, key: string) => {
     const allowed = action === 's3:ListBucket' ? grants.listing : (grants.objects.get(action) ?? []);
-    if (allowed.some((pattern) => pattern.test(key))) return;
+    const denied = grants.denied.get(action) ?? [];
+    if (allowed.some((pattern) => pattern.test(key)) && !denied.some((pattern) => pattern.test(key))) return;
     refused.push(`${who} ${action} ${key}`);
     throw Object.assign(new Error(`AccessDenied: ${who} may not ${action} ${key}`), { name: 'AccessDenied' });
   };
@@ -137,12 +143,15 @@ const wordcount = definePipeline({ name: 'wordcount', partitions: 2, checkpointE
  */
 function enforcedDeployment(stackId: string, module: string, options: { partitions: number; maxReceives: number; at: number }) {
   const stack = new Stack(new App({ context: { 'aws:cdk:bundling-stacks': [] } }), stackId);
-  const deployed = new DStreamPipeline(stack, 'P', { pipeline: module });
+  const deployed = new DStreamPipeline(stack, 'P', { pipeline: module, interactiveQueries: true });
+  // Whoever runs `dstream shell --on-lambda`, as grantQuery lets them.
+  const shell = new iamLib.Role(stack, 'Shell', { assumedBy: new iamLib.AccountRootPrincipal() });
+  deployed.grantQuery(shell);
   const resources = Template.fromStack(stack).toJSON().Resources;
   const bucket = new VersionedMemoryStore();
   const refused: string[] = [];
   const production = driverConfig(functionConfig({ DSTREAM_BUCKET: 'bucket', DSTREAM_INTERVAL_MS: String(MINUTE), DSTREAM_PARTITIONS: String(options.partitions) }));
-  const functions = { ingest: deployed.ingestFunction, driver: deployed.driverFunction, task: deployed.taskFunction };
+  const functions = { ingest: deployed.ingestFunction, driver: deployed.driverFunction, task: deployed.taskFunction, query: deployed.queryFunction!, shell: { role: shell } };
   return {
     bucket,
     refused,
@@ -310,4 +319,52 @@ it('a deploy of changed code upgrades the stream, its driver checkpointing the s
   expect(refused).toEqual([]);
   expect(bag(await readOutput(bucket, 'totals', 3))).toEqual(bag([['the', 22], ['fox', 22]]));
   expect(await listAll(bucket, keys.keptAsidePrefix(2, 'recent'))).not.toEqual([]);
+}, 120_000);
+
+it('a shell session runs its query on the query function, each within its grants, and the function may write nothing of the stream', async () => {
+  const { bucket, queue, clock, refused, config, storeOf, startClock } = enforcedDeployment('EnforcedQueries', path.join(import.meta.dirname, 'fixtures', 'pipeline.ts'), { partitions: 2, maxReceives: 3, at: T0 });
+  await startClock();
+  const ingest = createIngestHandler({ store: storeOf('ingest'), now: () => clock.now(), intervalMs: MINUTE });
+  for (const k of [0, 1, 2]) {
+    clock.time = T0 + k * MINUTE + 1_500;
+    await ingest(s3Event([upload(bucket, `incoming/part-${k}.txt`, `the fox ${k}\nthe dog\n`, T0 + k * MINUTE + 1_000)]));
+  }
+  const driver = createDriverHandler(wordcount, { store: storeOf('driver'), queue, clock, config, wake: async () => {} });
+  const tasks = eventSourceMapping(queue, createTaskHandler(wordcount, { store: storeOf('task'), queue }));
+  clock.time = T0 + 3 * MINUTE + 5_000;
+  try {
+    await driver({ source: 'aws.events' }, { getRemainingTimeInMillis: () => T0 + 5 * MINUTE - clock.now() });
+  } finally {
+    await tasks.stop();
+    await queue.close();
+  }
+  const before = (await listAll(bucket, '')).map((o) => o.key);
+
+  // The query queue, and the query function behind it with its own role.
+  const queryQueue = new FsTaskQueue({ dir: path.join(base, 'query-queue'), maxReceives: 2 });
+  await queryQueue.ready();
+  const queryFunction = eventSourceMapping(queryQueue, createQueryTaskHandler({ store: storeOf('query'), queue: queryQueue, maxTaskAttempts: 2 }));
+  const session = new QuerySession({ store: storeOf('shell'), workers: 2, onLambda: { queue: () => queryQueue } });
+  let answer;
+  try {
+    answer = await session.sc.output<[string, number]>('totals').reduceByKey((a: number, b: number) => Math.max(a, b)).collect();
+  } finally {
+    await session.close();
+    await queryFunction.stop();
+    await queryQueue.close();
+  }
+
+  expect(refused).toEqual([]);
+  expect(queryFunction.invocations).toBeGreaterThan(0);
+  expect(bag(answer)).toEqual(bag([['the', 6], ['dog', 3], ['fox', 3], ['0', 1], ['1', 1], ['2', 1]]));
+  expect((await listAll(bucket, '')).map((o) => o.key)).toEqual(before);
+  // Code that goes around the scratch store (a session's bundle may hold any) meets the role:
+  // nothing of the stream, nor the code objects other sessions' tasks load.
+  const query = storeOf('query');
+  for (const key of ['output/totals/interval=000001/part-00000', 'cache/interval=000001/shuffle/x', 'lineage/interval=000001/_COMMITTED', 'checkpoints/interval=000001/persist/x', 'driver/progress.json', 'queries/code/s1/0.mjs']) {
+    await expect(query.put(key, 'forged'), key).rejects.toThrow('AccessDenied');
+  }
+  await expect(query.delete('queries/code/s1/0.mjs')).rejects.toThrow('AccessDenied');
+  await query.put('queries/s1/cache/batch=q/x', 'scratch');
+  expect(refused.map((r) => r.split(' ')[2])).toEqual(['output/totals/interval=000001/part-00000', 'cache/interval=000001/shuffle/x', 'lineage/interval=000001/_COMMITTED', 'checkpoints/interval=000001/persist/x', 'driver/progress.json', 'queries/code/s1/0.mjs', 'queries/code/s1/0.mjs']);
 }, 120_000);
