@@ -19,14 +19,27 @@ const NOTICE_VISIBILITY_MS = 30_000;
 
 /**
  * A feed over a queue that task runners send notices to (on AWS, the "driver events" SQS queue):
- * a wait is a long poll of the queue, and whatever arrives is deleted, read or not.
+ * a wait is a long poll of the queue, and whatever arrives is deleted, read or not. Waits at once
+ * (the schedulers of a driver's intervals in flight) share one long poll, and all wake when it
+ * returns: the queue gives each notice to one receiver only, which may not be the scheduler whose
+ * task it tells of. A wait that joins a poll under way ends when that poll does, which is no later
+ * than its own `ms` when, as in a driver, every waiter asks the same.
  */
 export function queueChangeFeed(queue: Pick<TaskQueue, 'receive' | 'delete'>): ChangeFeed {
-  return {
-    async waitForChange(ms) {
+  let polling: Promise<void> | undefined;
+  const poll = async (ms: number) => {
+    try {
       const notices = await queue.receive(10, NOTICE_VISIBILITY_MS, Math.max(0, ms));
       // Not awaited one by one in the driver's path: a notice left behind costs a look, no more.
       await Promise.all(notices.map((notice) => queue.delete(notice.receipt).catch(() => undefined)));
+    } finally {
+      polling = undefined;
+    }
+  };
+  return {
+    waitForChange(ms) {
+      polling ??= poll(ms);
+      return polling;
     },
   };
 }

@@ -48,6 +48,7 @@ export async function main(argv: string[], term = new Terminal(processIo())): Pr
     open(positionals[0], required('root'), {
       workers: parseCount('workers', values.workers),
       partitions: parseCount('partitions', values.partitions),
+      maxIntervalsInFlight: parseCount('intervals-in-flight', values['intervals-in-flight']),
       ...extra,
     });
   const intervalArgument = () => {
@@ -252,7 +253,7 @@ async function upgradeCommand(command: string, positionals: string[], opt: (name
 async function open(
   pipeline: string | undefined,
   root: string,
-  options: { workers?: number; partitions?: number; intervalMs?: number; chaos?: string; maxAttempts?: number },
+  options: { workers?: number; partitions?: number; maxIntervalsInFlight?: number; intervalMs?: number; chaos?: string; maxAttempts?: number },
 ) {
   if (!pipeline) throw new UsageError('name the pipeline module, e.g. examples/wordcount.ts');
   return EmbeddedRuntime.open({
@@ -260,6 +261,7 @@ async function open(
     root: path.resolve(root),
     ...(options.workers ? { workers: options.workers } : {}),
     ...(options.partitions ? { partitions: options.partitions } : {}),
+    ...(options.maxIntervalsInFlight ? { maxIntervalsInFlight: options.maxIntervalsInFlight } : {}),
     ...(options.intervalMs ? { intervalMs: options.intervalMs } : {}),
     ...(options.chaos ? { chaos: options.chaos } : {}),
     ...(options.maxAttempts ? { maxAttempts: options.maxAttempts } : {}),
