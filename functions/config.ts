@@ -5,6 +5,7 @@
 import type { TaskNotice as RunnerNotice } from '../core/ports/task-runner.ts';
 import { defaultSchedulerOptions } from '../core/scheduler/dag-scheduler.ts';
 import type { DriverConfig } from '../core/streaming/driver.ts';
+import { DEFAULT_MAX_INTERVALS_IN_FLIGHT, MAX_INTERVALS_IN_FLIGHT } from '../core/streaming/interval-pipeline.ts';
 import { STATE_NAME } from '../core/graph/dstream.ts';
 import { makeS3Client, makeSqsClient } from './aws/clients.ts';
 import { S3ObjectStore } from './aws/s3-object-store.ts';
@@ -46,6 +47,8 @@ export interface FunctionConfig {
   stayAwakeMs: number;
   /** Intervals in a row without uploads after which the stream goes dormant. Infinity: never. */
   dormantAfterIntervals: number;
+  /** Intervals the driver runs at once (DriverConfig.maxIntervalsInFlight): DSTREAM_MAX_INTERVALS_IN_FLIGHT. */
+  maxIntervalsInFlight: number;
 }
 
 const MiB = 1024 * 1024;
@@ -61,6 +64,7 @@ export function functionConfig(env: Env = process.env): FunctionConfig {
     // SQS's range for maxReceiveCount; the construct's default.
     maxTaskAttempts: integer(env, 'DSTREAM_MAX_TASK_ATTEMPTS', 5, 1, 1000),
     dropState: stateNames(env, 'DSTREAM_DROP_STATE'),
+    maxIntervalsInFlight: integer(env, 'DSTREAM_MAX_INTERVALS_IN_FLIGHT', DEFAULT_MAX_INTERVALS_IN_FLIGHT, 1, MAX_INTERVALS_IN_FLIGHT),
     ...controlPlaneSettings(env, intervalMs),
   };
 }
@@ -121,6 +125,7 @@ export function driverConfig(config: FunctionConfig): DriverConfig {
       unstarted: { ...defaultSchedulerOptions.unstarted, enabled: true, minMs: 2000 },
     },
     retainIntervals: 2,
+    maxIntervalsInFlight: config.maxIntervalsInFlight,
     // On AWS, deploying changed code is the upgrade: its driver carries it out at the next boundary.
     upgrade: { dropState: config.dropState },
   };

@@ -22,6 +22,7 @@ import { INCOMING } from '../core/layout.ts';
 import { validateKey } from '../core/ports/object-store.ts';
 import { validateOutputName } from '../core/rdd/rdd.ts';
 import { STATE_NAME } from '../core/graph/dstream.ts';
+import { DEFAULT_MAX_INTERVALS_IN_FLIGHT, MAX_INTERVALS_IN_FLIGHT } from '../core/streaming/interval-pipeline.ts';
 import { bucketAccessStatements, enginePrefixes, FUNCTION_BUCKET_ACCESS, wildcardPatterns, withObjectReads, type BucketAccess } from './bucket-access.ts';
 import { PipelineFunction, userProject, type HandlerKind, type UserProject } from './pipeline-function.ts';
 import { describePipeline } from './pipeline-module.ts';
@@ -131,6 +132,14 @@ export interface DStreamPipelineProps {
    * @default - about a minute: 60 / intervalSeconds, rounded up
    */
   readonly dormantAfterIntervals?: number;
+  /**
+   * Intervals the driver runs at once: once interval k+1 has ended, its stages over its own
+   * uploads run while interval k's later stages finish; stages that read state or windows wait for
+   * the interval that writes them, and outputs commit in interval order. 1 runs one interval after
+   * another. From 1 to 16.
+   * @default 2
+   */
+  readonly maxIntervalsInFlight?: number;
 }
 
 /** A deployed dstream pipeline, as other constructs see it. */
@@ -282,6 +291,7 @@ export class DStreamPipeline extends Construct implements IDStreamPipeline {
       ...(this.driverEventsQueue ? { DSTREAM_EVENTS_QUEUE_URL: this.driverEventsQueue.queueUrl, DSTREAM_EVENTS_FALLBACK_MS: String(config.completionFallbackMs) } : {}),
       DSTREAM_STAY_AWAKE_MS: String(config.stayAwakeMs),
       ...(config.dormantAfterIntervals === undefined ? {} : { DSTREAM_DORMANT_AFTER_INTERVALS: config.dormantAfterIntervals }),
+      DSTREAM_MAX_INTERVALS_IN_FLIGHT: Tokenization.stringifyNumber(config.maxIntervalsInFlight),
       NODE_OPTIONS: '--enable-source-maps',
       ...(config.dropState === undefined ? {} : { DSTREAM_DROP_STATE: config.dropState }),
     };
@@ -569,6 +579,7 @@ interface ResolvedConfig {
   stayAwakeMs: number;
   /** The environment's value; undefined: the functions' default (about a minute). */
   dormantAfterIntervals: string | undefined;
+  maxIntervalsInFlight: number;
 }
 
 function resolveProps(props: DStreamPipelineProps): ResolvedConfig {
@@ -617,6 +628,7 @@ function resolveProps(props: DStreamPipelineProps): ResolvedConfig {
     completionFallbackMs: 1000 * inRange('completionFallback', known('completionFallback', (props.completionFallback ?? Duration.seconds(5)).toSeconds()), 1, 20, 'seconds'),
     stayAwakeMs: 1000 * inRange('stayAwake', known('stayAwake', (props.stayAwake ?? Duration.seconds(2)).toSeconds()), 1, 900, 'seconds'),
     dormantAfterIntervals: dormancy(props.dormantAfterIntervals),
+    maxIntervalsInFlight: inRange('maxIntervalsInFlight', props.maxIntervalsInFlight ?? DEFAULT_MAX_INTERVALS_IN_FLIGHT, 1, MAX_INTERVALS_IN_FLIGHT),
   };
 }
 

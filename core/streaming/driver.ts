@@ -66,9 +66,6 @@ export interface DriverConfig {
   maxIntervalsInFlight?: number;
 }
 
-/** DriverConfig.maxIntervalsInFlight's default. */
-export const DEFAULT_MAX_INTERVALS_IN_FLIGHT = 2;
-
 /**
  * Where interval k stands among intervals run at once (IntervalPipeline): what it waits for and
  * what it tells. An interval run alone waits for nothing.

@@ -14,9 +14,11 @@ import type { ScopePlan } from '../scheduler/dag-scheduler.ts';
 import { stagesRun } from '../scheduler/stages.ts';
 import { scopeOfKey } from '../layout.ts';
 import { stagesWithoutTasks } from './empty-stages.ts';
-import { DEFAULT_MAX_INTERVALS_IN_FLIGHT, type IntervalOrder, type IntervalReport, type StreamingDriver } from './driver.ts';
+import type { IntervalOrder, IntervalReport, StreamingDriver } from './driver.ts';
 
-/** Intervals in flight at most: each holds a scheduler and its tasks' place in the queue. */
+/** DriverConfig.maxIntervalsInFlight's default: an interval's map stages overlap the previous one's reduce side. */
+export const DEFAULT_MAX_INTERVALS_IN_FLIGHT = 2;
+/** Its largest value: each interval in flight holds a scheduler polling the store. */
 export const MAX_INTERVALS_IN_FLIGHT = 16;
 
 /** An interval stopped because one before it failed: it must not commit before that one does. */
@@ -163,13 +165,13 @@ export class IntervalPipeline {
     if (this.failure) await this.drain();
   }
 
-  /** Waits for every interval in flight; throws the failure of the first that failed, if one did. */
+  /**
+   * Waits for every interval in flight; throws the failure of the first that failed, if one did.
+   * A pipeline that failed starts nothing more: a driver resumes from the failed interval.
+   */
   async drain(): Promise<void> {
     while (this.flights.length > 0) await Promise.all(this.flights.map((f) => f.settled));
-    if (!this.failure) return;
-    const { error } = this.failure;
-    this.failure = undefined;
-    throw error;
+    if (this.failure) throw this.failure.error;
   }
 
   /** Stops every interval in flight at its next wait and waits for them, their durable work kept (another driver took the stream over). */
