@@ -25,6 +25,8 @@ describe('function configuration', () => {
       stayAwakeMs: 2_000,
       // About a minute of 10-second intervals.
       dormantAfterIntervals: 6,
+      // Interval k+1's map stages overlap k's reduce side.
+      maxIntervalsInFlight: 2,
     });
   });
 
@@ -42,6 +44,7 @@ describe('function configuration', () => {
       DSTREAM_STAY_AWAKE_MS: '5000',
       DSTREAM_DORMANT_AFTER_INTERVALS: '12',
       DSTREAM_DROP_STATE: 'sessions, recent',
+      DSTREAM_MAX_INTERVALS_IN_FLIGHT: '4',
     });
     expect(config).toMatchObject({
       intervalMs: 2000,
@@ -53,7 +56,9 @@ describe('function configuration', () => {
       eventsFallbackMs: 3000,
       stayAwakeMs: 5000,
       dormantAfterIntervals: 12,
+      maxIntervalsInFlight: 4,
     });
+    expect(driverConfig(config).maxIntervalsInFlight).toBe(4);
     expect(config.dropState).toEqual(['sessions', 'recent']);
     // Deploying changed code upgrades the stream, setting aside only the states named here.
     expect(driverConfig(config).upgrade).toEqual({ dropState: ['sessions', 'recent'] });
@@ -91,6 +96,8 @@ describe('function configuration', () => {
     [{ ...bucket, DSTREAM_STAY_AWAKE_MS: 'never' }, 'DSTREAM_STAY_AWAKE_MS must be a whole number from 1000 to 900000 or "always", got "never"'],
     [{ ...bucket, DSTREAM_DORMANT_AFTER_INTERVALS: '0' }, 'DSTREAM_DORMANT_AFTER_INTERVALS must be a whole number from 1 to 1000000 or "never", got "0"'],
     [{ ...bucket, DSTREAM_EVENTS_FALLBACK_MS: '30000' }, 'DSTREAM_EVENTS_FALLBACK_MS must be a whole number from 1000 to 20000, got "30000"'],
+    [{ ...bucket, DSTREAM_MAX_INTERVALS_IN_FLIGHT: '0' }, 'DSTREAM_MAX_INTERVALS_IN_FLIGHT must be a whole number from 1 to 16, got "0"'],
+    [{ ...bucket, DSTREAM_MAX_INTERVALS_IN_FLIGHT: '17' }, 'DSTREAM_MAX_INTERVALS_IN_FLIGHT must be a whole number from 1 to 16, got "17"'],
   ])('%j is refused: %s', (env, error) => {
     expect(() => functionConfig(env)).toThrow(error);
   });
