@@ -477,6 +477,7 @@ export class StreamingDriver {
         if (early.length > 0) await scheduler.run(plan, early, () => earlierDone);
       }
       await order.earlierStagesDone;
+      order.signal.throwIfAborted();
       // Stages known empty (no uploads, empty state and windows) are committed here, without tasks.
       const withoutTasks = this.config.runEmptyStages ? [] : await stagesWithoutTasks(store, plan);
       await commitEmptyStages(store, plan, withoutTasks);
@@ -494,6 +495,7 @@ export class StreamingDriver {
     await this.step('stages-done', k);
     // Outputs, sinks and the pointer move in interval order.
     await order.earlierCommitted;
+    order.signal.throwIfAborted();
 
     const done = scheduler.completions(scope);
     const outputs: Record<string, number> = {};

@@ -32,6 +32,14 @@ export class EarlierIntervalFailed extends Error {
   }
 }
 
+/** An interval stopped before its commit because its driver stops (IntervalPipeline.stop): not a failure. */
+export class IntervalStopped extends Error {
+  constructor() {
+    super('stopped before its commit: the driver that resumes the stream resumes it');
+    this.name = 'IntervalStopped';
+  }
+}
+
 /** A bound on intervals in flight, checked where it is configured: the error names `what`. */
 export function checkMaxIntervalsInFlight(value: number, what: string): number {
   if (!Number.isInteger(value) || value < 1 || value > MAX_INTERVALS_IN_FLIGHT) {
@@ -108,6 +116,7 @@ interface Flight {
 export class IntervalPipeline {
   private readonly flights: Flight[] = [];
   private failure?: { k: number; error: unknown };
+  private stopped = false;
   readonly max: number;
 
   constructor(
@@ -129,11 +138,14 @@ export class IntervalPipeline {
 
   /**
    * Starts interval k (which has ended; the interval after the last one started) once fewer than
-   * the bound are in flight, and returns once it is planned, when k+1 may be started.
+   * the bound are in flight, and returns once it is planned, when k+1 may be started. After stop,
+   * starts nothing.
    */
   async start(k: number, intervalEnd?: number): Promise<void> {
     while (this.flights.length >= this.max && !this.failure) await this.flights[0]!.settled;
-    if (this.failure) return this.drain().then(() => undefined);
+    if (this.failure) return this.drain();
+    // Stopped meanwhile: k is not started; the driver that resumes the stream starts it.
+    if (this.stopped) return;
     const before = this.flights.at(-1);
     const flight: Flight = { k, planned: deferred(), stagesDone: deferred(), committed: deferred(), abort: new AbortController(), settled: Promise.resolve() };
     const order: IntervalOrder = {
@@ -154,10 +166,12 @@ export class IntervalPipeline {
       },
       (error: unknown) => {
         this.flights.splice(this.flights.indexOf(flight), 1);
-        if (!this.failure || k < this.failure.k) this.failure = { k, error };
-        const stopped = new EarlierIntervalFailed(k + 1, k);
-        for (const d of [flight.planned, flight.stagesDone, flight.committed]) d.reject(stopped);
-        for (const later of this.flights) if (later.k > k) later.abort.abort(new EarlierIntervalFailed(later.k, k));
+        // Stopped, or stopped waiting for an interval that was: left for the driver that resumes the stream.
+        const benign = error instanceof IntervalStopped || (this.stopped && error instanceof EarlierIntervalFailed);
+        if (!benign && (!this.failure || k < this.failure.k)) this.failure = { k, error };
+        const reason = benign ? new IntervalStopped() : new EarlierIntervalFailed(k + 1, k);
+        for (const d of [flight.planned, flight.stagesDone, flight.committed]) d.reject(reason);
+        for (const later of this.flights) if (later.k > k) later.abort.abort(benign ? new IntervalStopped() : new EarlierIntervalFailed(later.k, k));
       },
     );
     this.flights.push(flight);
@@ -174,10 +188,14 @@ export class IntervalPipeline {
     if (this.failure) throw this.failure.error;
   }
 
-  /** Stops every interval in flight at its next wait and waits for them, their durable work kept (another driver took the stream over). */
-  async abandon(reason: Error): Promise<void> {
-    for (const flight of this.flights) flight.abort.abort(reason);
-    await this.drain().catch(() => undefined);
+  /**
+   * Stops every interval in flight that has not committed, at its next wait (a stage's poll, or
+   * before its commit), their durable work kept for the driver that resumes the stream: when the
+   * runtime stops, or another driver took the stream over. Drain to wait for them.
+   */
+  stop(): void {
+    this.stopped = true;
+    for (const flight of this.flights) flight.abort.abort(new IntervalStopped());
   }
 }
 

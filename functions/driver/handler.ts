@@ -193,7 +193,8 @@ export function createDriverHandler(
         // one, which costs work, not correctness.
         if (!(await hold(end, first))) {
           // The intervals in flight stop; the driver holding the lease resumes them from their lineage.
-          await intervals.abandon(new LeaseLost());
+          intervals.stop();
+          await intervals.drain();
           log.info(first ? 'another driver holds the lease: nothing to do' : 'another driver took the lease: stopping', { next: k });
           return { intervalsRun, next: k, continued: false };
         }

@@ -221,7 +221,7 @@ export class EmbeddedRuntime {
         // Starting an interval may have moved the clock to a new interval length.
         progress = await driver.progress();
       }
-    });
+    }, options.signal);
     return this.reports;
   }
 
@@ -263,6 +263,7 @@ export class EmbeddedRuntime {
   private async runIntervals(
     onInterval: ((report: IntervalReport) => void) | undefined,
     loop: (from: number, start: (k: number, intervalEnd?: number) => Promise<void>) => Promise<void>,
+    signal?: AbortSignal,
   ): Promise<void> {
     let from = 0;
     for (;;) {
@@ -271,16 +272,23 @@ export class EmbeddedRuntime {
         from = report.interval + 1;
         onInterval?.(report);
       });
+      // Stopping stops what has not committed: the next run resumes it.
+      const stop = () => intervals.stop();
+      signal?.addEventListener('abort', stop, { once: true });
       try {
+        if (signal?.aborted) return;
         await loop(from, (k, end) => intervals.start(k, end));
         await intervals.drain();
         return;
       } catch (error) {
         // The loop's own failure (staging, say) stops what is in flight too.
-        await intervals.abandon(error instanceof Error ? error : new Error(String(error)));
+        intervals.stop();
+        await intervals.drain().catch(() => undefined);
         if (!(error instanceof DriverCrash)) throw error;
         this.driverRestarts++;
         this.driver = undefined;
+      } finally {
+        signal?.removeEventListener('abort', stop);
       }
     }
   }
