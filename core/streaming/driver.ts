@@ -472,10 +472,9 @@ export class StreamingDriver {
       // when it finds it missing, which it is, not lost, until that interval's stage has written it.
       let earlierDone = false;
       void order.earlierStagesDone.then(() => (earlierDone = true), () => undefined);
-      if (!earlierDone) {
-        const early = await stagesBeforeGate(store, plan, this.config.runEmptyStages === true);
-        if (early.length > 0) await scheduler.run(plan, early, () => earlierDone);
-      }
+      // Decided from the plan alone; by then an interval run alone knows it waits for nothing.
+      const early = await stagesBeforeGate(store, plan, this.config.runEmptyStages === true);
+      if (!earlierDone && early.length > 0) await scheduler.run(plan, early, () => earlierDone);
       await order.earlierStagesDone;
       order.signal.throwIfAborted();
       // Stages known empty (no uploads, empty state and windows) are committed here, without tasks.
