@@ -13,6 +13,7 @@ import { quarantineInterval, readLineageRecord, readLineageUploads } from '../..
 import { EmbeddedRuntime, loadPipeline } from '../runtime/embedded-runtime.ts';
 import { describeUpgrade, exportSavepoint, importSavepoint, upgradeStream } from '../../core/streaming/upgrade.ts';
 import { TaskFailedError } from '../../core/scheduler/dag-scheduler.ts';
+import { MAX_INTERVALS_IN_FLIGHT } from '../../core/streaming/interval-pipeline.ts';
 import { COMMANDS, commandUsage, generalUsage, parseCommandLine, parseCount, parseDuration, UsageError } from './args.ts';
 import { formatAlreadyCommitted, formatChaos, formatInterval, formatLineage, formatStatus } from './format.ts';
 import { processIo, Terminal } from './terminal.ts';
@@ -48,9 +49,14 @@ export async function main(argv: string[], term = new Terminal(processIo())): Pr
     open(positionals[0], required('root'), {
       workers: parseCount('workers', values.workers),
       partitions: parseCount('partitions', values.partitions),
-      maxIntervalsInFlight: parseCount('intervals-in-flight', values['intervals-in-flight']),
+      maxIntervalsInFlight: intervalsInFlight(),
       ...extra,
     });
+  const intervalsInFlight = () => {
+    const n = parseCount('intervals-in-flight', values['intervals-in-flight']);
+    if (n !== undefined && n > MAX_INTERVALS_IN_FLIGHT) throw new UsageError(`--intervals-in-flight must be a whole number from 1 to ${MAX_INTERVALS_IN_FLIGHT}, got ${n}`, command);
+    return n;
+  };
   const intervalArgument = () => {
     const k = Number(positionals[0]);
     if (positionals[0] === undefined) throw new UsageError(`${command} needs an interval number, e.g. dstream ${command} 3 --root <dir>`, command);
