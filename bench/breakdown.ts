@@ -21,7 +21,8 @@ export async function breakdowns(store: ObjectStore, reports: IntervalReport[]):
 
 /**
  * One row for a run: its start-up, then the measured intervals' phases added up. Staging is the
- * time from an interval's commit to the next one's seal (the replay pinning its files); the
+ * time from an interval's commit to the next one's seal (the replay pinning its files), when the
+ * seal comes after the commit; the
  * map side and the reduce side are the shuffle-map stages and the stages after them.
  */
 export function breakdownRow(run: string, openMs: number, all: IntervalBreakdown[], measuredFrom = 1): Row {
@@ -30,7 +31,8 @@ export function breakdownRow(run: string, openMs: number, all: IntervalBreakdown
   const stages = (map: boolean, f: (s: IntervalBreakdown['stages'][number]) => number) => total((b) => b.stages.filter((s) => s.stage.startsWith('map-') === map).reduce((n, s) => n + f(s), 0));
   const staging = measured.reduce((n, b, i) => {
     const before = all[measuredFrom + i - 1]?.at.committed;
-    return before === undefined || b.at.sealing === undefined ? n : n + (b.at.sealing - before);
+    // With intervals in flight the next is staged while the last runs: only a wait counts.
+    return before === undefined || b.at.sealing === undefined ? n : n + Math.max(0, b.at.sealing - before);
   }, 0);
   const wall = total((b) => (b.at.committed ?? b.at.planned) - b.at.planned);
   const turnarounds = measured.flatMap((b) => (b.turnaroundMs === undefined ? [] : [b.turnaroundMs])).sort((a, b) => a - b);

@@ -5,6 +5,7 @@
 import type { TaskNotice as RunnerNotice, TaskNotices } from '../core/ports/task-runner.ts';
 import { defaultSchedulerOptions } from '../core/scheduler/dag-scheduler.ts';
 import type { DriverConfig } from '../core/streaming/driver.ts';
+import { DEFAULT_MAX_INTERVALS_IN_FLIGHT, MAX_INTERVALS_IN_FLIGHT } from '../core/streaming/interval-pipeline.ts';
 import { STATE_NAME } from '../core/graph/dstream.ts';
 import { makeS3Client, makeSqsClient } from './aws/clients.ts';
 import { S3ObjectStore } from './aws/s3-object-store.ts';
@@ -48,6 +49,8 @@ export interface FunctionConfig {
   dormantAfterIntervals: number;
   /** A stage whose pending tasks read fewer bytes than this runs in the driver's process (functions/driver/in-driver.ts); 0: none does. */
   runInDriverBelowBytes: number;
+  /** Intervals the driver runs at once (DriverConfig.maxIntervalsInFlight): DSTREAM_MAX_INTERVALS_IN_FLIGHT. */
+  maxIntervalsInFlight: number;
 }
 
 const MiB = 1024 * 1024;
@@ -63,6 +66,7 @@ export function functionConfig(env: Env = process.env): FunctionConfig {
     // SQS's range for maxReceiveCount; the construct's default.
     maxTaskAttempts: integer(env, 'DSTREAM_MAX_TASK_ATTEMPTS', 5, 1, 1000),
     dropState: stateNames(env, 'DSTREAM_DROP_STATE'),
+    maxIntervalsInFlight: integer(env, 'DSTREAM_MAX_INTERVALS_IN_FLIGHT', DEFAULT_MAX_INTERVALS_IN_FLIGHT, 1, MAX_INTERVALS_IN_FLIGHT),
     ...controlPlaneSettings(env, intervalMs),
   };
 }
@@ -136,6 +140,7 @@ export function driverConfig(config: FunctionConfig): DriverConfig {
       unstarted: { ...defaultSchedulerOptions.unstarted, enabled: true, minMs: 2000 },
     },
     retainIntervals: 2,
+    maxIntervalsInFlight: config.maxIntervalsInFlight,
     // On AWS, deploying changed code is the upgrade: its driver carries it out at the next boundary.
     upgrade: { dropState: config.dropState },
   };

@@ -24,6 +24,7 @@ import { validateOutputName } from '../core/rdd/rdd.ts';
 import { STATE_NAME } from '../core/graph/dstream.ts';
 import { bucketAccessStatements, enginePrefixes, FUNCTION_BUCKET_ACCESS, wildcardPatterns, withObjectReads, withTaskAccess, type BucketAccess } from './bucket-access.ts';
 import { MAX_RUN_IN_DRIVER_BELOW_BYTES } from '../functions/config.ts';
+import { DEFAULT_MAX_INTERVALS_IN_FLIGHT, MAX_INTERVALS_IN_FLIGHT } from '../core/streaming/interval-pipeline.ts';
 import { PipelineFunction, userProject, type HandlerKind, type UserProject } from './pipeline-function.ts';
 import { describePipeline } from './pipeline-module.ts';
 import { DSTREAM_METRICS, PipelineMonitoring } from './pipeline-monitoring.ts';
@@ -151,6 +152,14 @@ export interface DStreamPipelineProps {
    * @default false
    */
   readonly interactiveQueries?: boolean;
+  /**
+   * Intervals the driver runs at once: once interval k+1 has ended, its stages over its own
+   * uploads run while interval k's later stages finish; stages that read state or windows wait for
+   * the interval that writes them, and outputs commit in interval order. 1 runs one interval after
+   * another. From 1 to 16.
+   * @default 2
+   */
+  readonly maxIntervalsInFlight?: number;
 }
 
 /** A deployed dstream pipeline, as other constructs see it. */
@@ -314,6 +323,7 @@ export class DStreamPipeline extends Construct implements IDStreamPipeline {
       DSTREAM_STAY_AWAKE_MS: String(config.stayAwakeMs),
       DSTREAM_RUN_IN_DRIVER_BELOW_BYTES: Tokenization.stringifyNumber(config.runInDriverBelowBytes),
       ...(config.dormantAfterIntervals === undefined ? {} : { DSTREAM_DORMANT_AFTER_INTERVALS: config.dormantAfterIntervals }),
+      DSTREAM_MAX_INTERVALS_IN_FLIGHT: Tokenization.stringifyNumber(config.maxIntervalsInFlight),
       NODE_OPTIONS: '--enable-source-maps',
       ...(config.dropState === undefined ? {} : { DSTREAM_DROP_STATE: config.dropState }),
     };
@@ -644,6 +654,7 @@ interface ResolvedConfig {
   dormantAfterIntervals: string | undefined;
   runInDriverBelowBytes: number;
   interactiveQueries: boolean;
+  maxIntervalsInFlight: number;
 }
 
 function resolveProps(props: DStreamPipelineProps): ResolvedConfig {
@@ -697,6 +708,7 @@ function resolveProps(props: DStreamPipelineProps): ResolvedConfig {
     stayAwakeMs: 1000 * inRange('stayAwake', known('stayAwake', (props.stayAwake ?? Duration.seconds(2)).toSeconds()), 1, 900, 'seconds'),
     dormantAfterIntervals: dormancy(props.dormantAfterIntervals),
     interactiveQueries: flag('interactiveQueries', props.interactiveQueries ?? false),
+    maxIntervalsInFlight: inRange('maxIntervalsInFlight', props.maxIntervalsInFlight ?? DEFAULT_MAX_INTERVALS_IN_FLIGHT, 1, MAX_INTERVALS_IN_FLIGHT),
   };
 }
 

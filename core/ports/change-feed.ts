@@ -23,12 +23,17 @@ const NOTICE_VISIBILITY_MS = 30_000;
  * a wait is a long poll of the queue, and whatever arrives is deleted, read or not. Each notice
  * names a settled task (`{scope, stage, partition}`); the feed keeps those as the scheduler's
  * notices, so that its poll reads the tasks named rather than listing every running stage. A body
- * that names no task only ends the wait.
+ * that names no task only ends the wait. Waits at once (the schedulers of a driver's intervals in
+ * flight) share one long poll, and all wake when it returns: the queue gives each notice to one
+ * receiver only, which may not be the scheduler whose task it tells of. A wait that joins a poll
+ * under way ends when that poll does, which is no later than its own `ms` when, as in a driver,
+ * every waiter asks the same.
  */
 export function queueChangeFeed(queue: Pick<TaskQueue, 'receive' | 'delete'>): ChangeFeed & TaskNotices {
   const board = new NoticeBoard();
-  return {
-    async waitForChange(ms) {
+  let polling: Promise<void> | undefined;
+  const poll = async (ms: number) => {
+    try {
       const notices = await queue.receive(10, NOTICE_VISIBILITY_MS, Math.max(0, ms));
       for (const notice of notices) {
         const task = settledTask(notice.body);
@@ -36,6 +41,14 @@ export function queueChangeFeed(queue: Pick<TaskQueue, 'receive' | 'delete'>): C
       }
       // Not awaited one by one in the driver's path: a notice left behind costs a look, no more.
       await Promise.all(notices.map((notice) => queue.delete(notice.receipt).catch(() => undefined)));
+    } finally {
+      polling = undefined;
+    }
+  };
+  return {
+    waitForChange(ms) {
+      polling ??= poll(ms);
+      return polling;
     },
     takeNotices: () => board.takeNotices(),
   };

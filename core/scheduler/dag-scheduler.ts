@@ -124,6 +124,12 @@ export interface SchedulerDeps {
    * cost what changed rather than every task of every running stage, and a lost notice only delays.
    */
   notices?: TaskNotices;
+  /**
+   * Whether another scheduler draining the same dead letters runs this stage (a driver with
+   * intervals in flight gives each of its schedulers every letter): its letters are that
+   * scheduler's to fail on, not this one's to file as history.
+   */
+  elsewhere?(scope: Scope, stage: string, planHash: string): boolean;
 }
 
 const FULL_LISTING_POLLS = 40;
@@ -205,8 +211,12 @@ export class DagScheduler {
     this.runId = deps.runId ?? newRunId();
   }
 
-  /** Runs the given stages of a plan (by default all it runs, recovery stages aside) and everything they need. */
-  async run(plan: ScopePlan, stageIds?: string[]): Promise<SchedulerStats> {
+  /**
+   * Runs the given stages of a plan (by default all it runs, recovery stages aside) and everything
+   * they need; or until `until` says to stop sooner, leaving what runs running, for a later call to
+   * carry on with more stages.
+   */
+  async run(plan: ScopePlan, stageIds?: string[], until?: () => boolean): Promise<SchedulerStats> {
     this.plans.set(plan.scope, plan);
     const targets: StageRun[] = [];
     for (const spec of stageIds ? plan.stages : stagesRun(plan.stages)) {
@@ -214,13 +224,18 @@ export class DagScheduler {
     }
     const { clock, options } = this.deps;
     for (;;) {
-      if (targets.every((t) => this.isSettled(t))) return this.stats;
+      if (targets.every((t) => this.isSettled(t)) || until?.()) return this.stats;
       for (const stage of this.stages.values()) {
         if (!stage.complete && [...stage.deps].every((d) => this.isSettled(d))) await this.submitPending(stage);
       }
       await clock.sleep(options.pollMs);
       await this.poll();
     }
+  }
+
+  /** Whether this scheduler runs (or ran) this stage under this plan. */
+  runs(scope: Scope, stage: string, planHash: string): boolean {
+    return this.stages.get(`${scope}/${stage}`)?.plan.planHash === planHash;
   }
 
   /** The completion records of a scope's stages that this scheduler has seen done. */
@@ -555,6 +570,7 @@ export class DagScheduler {
       const found = this.stages.get(`${task.scope}/${task.stage}`);
       // A letter of another plan of the scope (a stale run's message) fails nothing of this one.
       const stage = found?.plan.planHash === task.planHash ? found : undefined;
+      if (!stage && this.deps.elsewhere?.(task.scope, task.stage, task.planHash)) continue;
       if (stage?.done.has(task.partition)) continue;
       // The task's own record of its last error, else why it was refused (a message no delivery could run).
       const recorded = await readJson<Pick<TaskFailure, 'error' | 'record'>>(store, keys.taskError(task.scope, task.stage, task.partition));

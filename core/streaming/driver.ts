@@ -27,6 +27,7 @@ import {
 } from './upgrade.ts';
 import { commitEmptyStages, stagesWithoutTasks } from './empty-stages.ts';
 import { mapConcurrently, STORE_CONCURRENCY } from '../util/map-concurrently.ts';
+import { SharedDeadLetters, SharedNotices, stagesBeforeGate } from './interval-pipeline.ts';
 import { buildLineageRecord, PipelineMismatchError, planFromRecord, readLineageRecord, spillUploads, type LineageRecord } from './lineage.ts';
 
 export interface DriverConfig {
@@ -55,7 +56,41 @@ export interface DriverConfig {
    * @default false
    */
   runEmptyStages?: boolean;
+  /**
+   * How many intervals a driver runs at once (see IntervalPipeline): once interval k+1 has ended
+   * it is sealed and planned, and its stages that read nothing of an earlier interval (the map
+   * stages over its uploads) run while k's later stages finish; its stages that read state or
+   * windows wait for the intervals that write them, and commits stay in interval order. 1: one
+   * interval after another. A whole number from 1 to 16.
+   * @default 2
+   */
+  maxIntervalsInFlight?: number;
 }
+
+/**
+ * Where interval k stands among intervals run at once (IntervalPipeline): what it waits for and
+ * what it tells. An interval run alone waits for nothing.
+ */
+export interface IntervalOrder {
+  /** Settles once the intervals before k have run their stages: what they persist (state, windows) is complete. Rejects if one failed. */
+  earlierStagesDone: Promise<void>;
+  /** Settles once the intervals before k have committed. Rejects if one failed. */
+  earlierCommitted: Promise<void>;
+  /** Aborted when an interval before k failed: k stops at its next wait, its durable work kept for the driver that resumes it. */
+  signal: AbortSignal;
+  /** k's lineage record is written: the next interval may be planned. */
+  planned(): void;
+  /** k's stages are done: what it persists is complete. */
+  stagesDone(): void;
+}
+
+const ALONE: IntervalOrder = {
+  earlierStagesDone: Promise.resolve(),
+  earlierCommitted: Promise.resolve(),
+  signal: new AbortController().signal,
+  planned() {},
+  stagesDone() {},
+};
 
 /** The steps of an interval, at any of which a driver may die; a new driver resumes after the last durable one. */
 export type DriverStep = 'seal' | 'sealed' | 'lineage-written' | 'mid-stage' | 'stages-done' | 'outputs-committed' | 'sinks-done' | 'committed';
@@ -114,6 +149,11 @@ export interface IntervalReport {
  */
 export class StreamingDriver {
   private readonly records = new Map<number, LineageRecord>();
+  /** The runner's notices and the queue's dead letters, each given to the schedulers of every interval in flight. */
+  private readonly notices?: SharedNotices;
+  private readonly deadLetters: SharedDeadLetters;
+  /** The schedulers of the intervals in flight. */
+  private readonly schedulers = new Set<DagScheduler>();
   private claimed = false;
   /** The upgrade (or savepoint import) that brought this code to the stream, if one did. */
   private upgrade?: UpgradeRecord;
@@ -127,7 +167,10 @@ export class StreamingDriver {
     private readonly deps: { store: ObjectStore; queue: TaskQueue; clock: Clock; changes?: ChangeFeed; notices?: TaskNotices },
     readonly config: DriverConfig,
     private readonly hooks: DriverHooks = {},
-  ) {}
+  ) {
+    if (deps.notices) this.notices = new SharedNotices(deps.notices);
+    this.deadLetters = new SharedDeadLetters(deps.queue);
+  }
 
   /** The stream's clock and position (set once, by whichever driver or ingest comes first). */
   async progress(): Promise<DriverProgress> {
@@ -348,9 +391,31 @@ export class StreamingDriver {
     }
   }
 
-  /** Runs interval k to its commit; a committed interval is not run again. */
-  async runInterval(k: number, intervalEnd?: number): Promise<IntervalReport> {
-    const { store, queue, clock, changes } = this.deps;
+  /**
+   * Runs interval k to its commit; a committed interval is not run again. With `order`, k runs
+   * while earlier intervals are in flight (IntervalPipeline does this).
+   */
+  async runInterval(k: number, intervalEnd?: number, order: IntervalOrder = ALONE): Promise<IntervalReport> {
+    const notices = this.notices?.reader();
+    const queue = this.deadLetters.reader();
+    const scheduled: DagScheduler[] = [];
+    try {
+      return await this.runInOrder(k, intervalEnd, order, { queue, scheduled, ...(notices ? { notices } : {}) });
+    } finally {
+      notices?.close();
+      queue.close();
+      for (const scheduler of scheduled) this.schedulers.delete(scheduler);
+    }
+  }
+
+  private async runInOrder(
+    k: number,
+    intervalEnd: number | undefined,
+    order: IntervalOrder,
+    shared: { queue: TaskQueue; notices?: TaskNotices; scheduled: DagScheduler[] },
+  ): Promise<IntervalReport> {
+    const { store, clock, changes } = this.deps;
+    const { queue, notices } = shared;
     await this.claimStore();
     const scope = intervalScope(k);
     const committed = await readJson<IntervalReport>(store, keys.committed(scope));
@@ -362,20 +427,24 @@ export class StreamingDriver {
     await this.adoptIntervalLength(k);
 
     const record = await this.planInterval(k);
+    order.planned();
     // From the seal: a driver resuming the interval after another died counts the time lost too.
     const started = record.sealedAt;
     const plan = planFromRecord(this.pipeline, record);
     const hooks = this.hooks;
     let recordCheckedAt = clock.now();
-    const scheduler = new DagScheduler({
+    const scheduler: DagScheduler = new DagScheduler({
       store,
       queue,
-      ...(this.deps.notices ? { notices: this.deps.notices } : {}),
+      ...(notices ? { notices } : {}),
       // The driver may die between any two polls; the clock is where the scheduler waits.
       clock: {
         now: () => clock.now(),
         sleep: async (ms) => {
           await (changes ? changes.waitForChange(ms) : clock.sleep(ms));
+          // An earlier interval failed: this one must not commit, and stops here; what its tasks
+          // wrote stays, for the driver that resumes it.
+          order.signal.throwIfAborted();
           await hooks.step?.('mid-stage', k);
           if (clock.now() - recordCheckedAt < RECORD_CHECK_MS) return;
           recordCheckedAt = clock.now();
@@ -393,23 +462,44 @@ export class StreamingDriver {
         if (!earlier) throw new Error(`cannot recompute data of ${s}: its lineage record is gone`);
         return planFromRecord(this.pipeline, earlier);
       },
+      elsewhere: (s, stage, planHash): boolean => [...this.schedulers].some((other) => other !== scheduler && other.runs(s, stage, planHash)),
     });
-    // Stages known empty (no uploads, empty state and windows) are committed here, without tasks.
-    const withoutTasks = this.config.runEmptyStages ? [] : await stagesWithoutTasks(store, plan);
-    await commitEmptyStages(store, plan, withoutTasks);
-    const skipped = new Set(withoutTasks.map((s) => s.id));
+    this.schedulers.add(scheduler);
+    shared.scheduled.push(scheduler);
     let stats: SchedulerStats;
+    let skipped: Set<string>;
     try {
+      // While earlier intervals run, the stages that read nothing of theirs; the rest wait until
+      // what the earlier intervals persist (state, windows) is complete. Waiting for their stages,
+      // not their commits, is enough: a stage reads persisted RDDs, never commit records, and an
+      // earlier interval that fails aborts this one before it commits (order.signal). Waiting here
+      // also keeps recovery honest: the scheduler recomputes a persisted part of an earlier interval
+      // when it finds it missing, which it is, not lost, until that interval's stage has written it.
+      let earlierDone = false;
+      void order.earlierStagesDone.then(() => (earlierDone = true), () => undefined);
+      // Decided from the plan alone; by then an interval run alone knows it waits for nothing.
+      const early = await stagesBeforeGate(store, plan, this.config.runEmptyStages === true);
+      if (!earlierDone && early.length > 0) await scheduler.run(plan, early, () => earlierDone);
+      await order.earlierStagesDone;
+      order.signal.throwIfAborted();
+      // Stages known empty (no uploads, empty state and windows) are committed here, without tasks.
+      const withoutTasks = this.config.runEmptyStages ? [] : await stagesWithoutTasks(store, plan);
+      await commitEmptyStages(store, plan, withoutTasks);
+      skipped = new Set(withoutTasks.map((s) => s.id));
       // The stages that write something; the scheduler adds the map stages they need.
       stats = await scheduler.run(plan, stagesRun(plan.stages).filter((s) => s.kind !== 'shuffle-map' && !skipped.has(s.id)).map((s) => s.id));
     } catch (error) {
       // Its tasks were sent under the old record; run the interval again under the new one.
-      if (error instanceof RecordChanged) return this.runInterval(k, intervalEnd);
+      if (error instanceof RecordChanged) return this.runInOrder(k, intervalEnd, order, shared);
       // Reported: the next run, once the cause is fixed, sends every unfinished task afresh.
       if (error instanceof TaskFailedError) await store.put(keys.intervalRun(scope), JSON.stringify({ id: newRunId() }));
       throw error;
     }
+    order.stagesDone();
     await this.step('stages-done', k);
+    // Outputs, sinks and the pointer move in interval order.
+    await order.earlierCommitted;
+    order.signal.throwIfAborted();
 
     const done = scheduler.completions(scope);
     const outputs: Record<string, number> = {};
@@ -501,7 +591,9 @@ export class StreamingDriver {
   /**
    * After interval k commits, the intervals that fell behind what recovery may need (the lookback
    * of windows and state, and every stateful stream's last checkpoint, less a margin) lose their
-   * cache and their checkpoints: each stateful stream keeps a newer checkpoint.
+   * cache and their checkpoints: each stateful stream keeps a newer checkpoint. Intervals after k
+   * in flight lose nothing they read: keepFrom grows with k, so what k+1 may read or recover from
+   * is at or after keepFrom(k), and commits (hence collections) run in interval order.
    */
   private async collectGarbage(k: number): Promise<void> {
     const from = Math.max(0, this.keepFrom(k - 1));

@@ -29,13 +29,20 @@ export function isEmptyPart(size: number): boolean {
  * A persisted RDD of an earlier interval counts as empty when every one of its parts is in the
  * store and holds no record: decided from the store, so any driver decides the same, and a part
  * lost to garbage collection or a fault only makes the stage run (and recover it) as before.
+ * `earlierEmpty` assumes every persisted RDD of an earlier interval empty without reading it: the
+ * stages that run then are among those that run whatever they hold.
  */
-export async function stagesWithoutTasks(store: ObjectStore, plan: ScopePlan): Promise<StageSpec[]> {
+export async function stagesWithoutTasks(store: ObjectStore, plan: ScopePlan, options: { earlierEmpty?: boolean } = {}): Promise<StageSpec[]> {
   const { builder } = plan;
   const storedEmpty = new Map<string, boolean>();
   for (const rdd of builder.rdds.values()) {
     const node = rdd.node;
     if (node.kind !== 'stored' || storedEmpty.has(node.location) || builder.persists.some((p) => p.location === node.location)) continue;
+    // Assumed, not looked at: what runs then runs whatever they hold (see stagesBeforeGate).
+    if (options.earlierEmpty) {
+      storedEmpty.set(node.location, true);
+      continue;
+    }
     const parts = new Map((await listAll(store, `${node.location}/`)).map((o) => [o.key, o.size]));
     let empty = true;
     for (let p = 0; p < node.partitions && empty; p++) {

@@ -20,6 +20,7 @@ import { NoticeBoard, type TaskNotices } from '../../core/ports/task-runner.ts';
 import { TaskHandler } from '../../core/runtime/task-handler.ts';
 import type { Pipeline } from '../../core/graph/pipeline.ts';
 import { StreamingDriver, type DriverConfig } from '../../core/streaming/driver.ts';
+import { IntervalPipeline } from '../../core/streaming/interval-pipeline.ts';
 import { quarantineInterval } from '../../core/streaming/lineage.ts';
 import { hasAdmittedUploads } from '../../core/streaming/intake.ts';
 import { TaskFailedError } from '../../core/scheduler/dag-scheduler.ts';
@@ -164,37 +165,63 @@ export function createDriverHandler(
     }
     const lease = new DriverLease(store, clock, randomUUID());
     let renewedAt = clock.now();
+    let leaseLost = false;
     // A long stage keeps the lease with short renewals, so a driver that crashes mid-stage holds
-    // the stream up for one grace at most, not for the whole stage.
+    // the stream up for one grace at most, not for the whole stage. Once lost, every interval in
+    // flight stops at its next renewal, not only the one that found it lost.
     renewLease = async () => {
+      if (leaseLost) throw new LeaseLost();
       if (clock.now() - renewedAt < renewEvery) return;
       renewedAt = clock.now();
-      if (!(await lease.acquire(clock.now() + grace))) throw new LeaseLost();
+      if (!(await lease.acquire(clock.now() + grace))) {
+        leaseLost = true;
+        throw new LeaseLost();
+      }
     };
     let intervalsRun = 0;
     let quiet = woken.quiet;
+    // Up to maxIntervalsInFlight at once; reports come as each commits, in interval order.
+    const intervals = new IntervalPipeline(driver, (report) => {
+      publishIntervalMetrics(pipeline.options.name, report, clock.now());
+      intervalsRun++;
+      quiet = report.uploads === 0 ? quiet + 1 : 0;
+    });
     let progress = await driver.progress();
+    /** The next interval to start: those before it have committed or are in flight. */
     let k = progress.next;
     /** Takes (or renews) the lease to wait for interval k and start it; the first time, over from the driver that woke this one. */
-    const hold = async (end: number) => {
+    const hold = async (end: number, first: boolean) => {
       renewedAt = clock.now();
-      return lease.acquire(Math.max(clock.now(), end) + grace, intervalsRun === 0 ? woken.heirOf : undefined);
+      return lease.acquire(Math.max(clock.now(), end) + grace, first ? woken.heirOf : undefined);
     };
     try {
       for (let first = true; ; first = false) {
         const end = intervalEnd(progress, k);
+        const ahead = Math.max(0, end - clock.now());
+        // This invocation returns (a timer, a hand-over, dormancy) only with nothing in flight, so
+        // the driver it hands to resumes from the pointer and every interval before it has
+        // committed; and the quiet count is exact only then. So when one of those may come next,
+        // the intervals in flight commit first, then it is decided afresh.
+        if (intervals.inFlight > 0 && (ahead > stayAwakeMs || remaining() - ahead < margin || (ahead > 0 && quiet + intervals.inFlight >= dormantAfter))) {
+          await intervals.drain();
+          progress = await driver.progress();
+          continue;
+        }
         // Taken for the wait for this interval and a grace to start it; its stages renew it as
         // they run. A driver that outlives its lease anyway (a long sink, say) may meet a second
         // one, which costs work, not correctness.
-        if (!(await hold(end))) {
-          log.info(intervalsRun === 0 ? 'another driver holds the lease: nothing to do' : 'another driver took the lease: stopping', { next: k });
+        if (!(await hold(end, first))) {
+          // The intervals in flight stop; the driver holding the lease resumes them from their lineage.
+          intervals.stop();
+          await intervals.drain();
+          log.info(first ? 'another driver holds the lease: nothing to do' : 'another driver took the lease: stopping', { next: k });
           return { intervalsRun, next: k, continued: false };
         }
         // Awake: whatever woke this driver, the stream is not dormant (S3 does not charge DELETEs).
         if (first) await store.delete(keys.driverDormant);
         const wait = Math.max(0, end - clock.now());
         if (wait > 0 && quiet >= dormantAfter) {
-          const outcome = await goDormant(store, lease, progress, k, clock, () => hold(end));
+          const outcome = await goDormant(store, lease, progress, k, clock, () => hold(end, first));
           if (outcome === 'dormant') {
             log.info(`dormant after ${quiet} intervals without uploads: the next upload wakes the stream`, { next: k, quiet });
             return { intervalsRun, next: k, continued: false, dormant: true };
@@ -220,21 +247,22 @@ export function createDriverHandler(
           return { intervalsRun, next: k, continued: true };
         }
         await clock.sleep(wait);
-        const report = await driver.runInterval(k, end);
-        publishIntervalMetrics(pipeline.options.name, report, clock.now());
-        intervalsRun++;
-        quiet = report.uploads === 0 ? quiet + 1 : 0;
+        // Returns once k is planned; its stages run while this loop waits for k+1.
+        await intervals.start(k, end);
+        k++;
+        // Starting an interval may have moved the clock to a new interval length.
         progress = await driver.progress();
-        k = progress.next;
       }
     } catch (error) {
+      // Whatever failed, nothing is in flight any more (start and drain throw only then).
+      const failed = intervals.failedInterval ?? k;
       if (error instanceof LeaseLost) {
-        log.info('another driver took the lease during a stage: stopping', { intervalsRun, next: k });
-        return { intervalsRun, next: k, continued: false };
+        log.info('another driver took the lease during a stage: stopping', { intervalsRun, next: failed });
+        return { intervalsRun, next: failed, continued: false };
       }
-      logFailure(k, error);
+      logFailure(failed, error);
       if (error instanceof TaskFailedError) {
-        publishDeadLetteredTask(pipeline.options.name, clock.now(), { interval: k, stage: error.stage, partition: error.partition });
+        publishDeadLetteredTask(pipeline.options.name, clock.now(), { interval: failed, stage: error.stage, partition: error.partition });
       }
       await lease.release().catch(() => {});
       throw error;

@@ -43,8 +43,8 @@ export class InDriverTaskQueue implements TaskQueue {
   private readonly waiting: (() => void)[] = [];
   /** Set by a task settling here; cleared by the next wait, which it ends at once. */
   private settled = false;
-  /** Ends a wait once no task runs here. */
-  private allSettled?: () => void;
+  /** End the waits (of every interval in flight) once no task runs here. */
+  private allSettled: (() => void)[] = [];
 
   constructor(
     private readonly queue: TaskQueue,
@@ -127,7 +127,7 @@ export class InDriverTaskQueue implements TaskQueue {
     this.running--;
     this.waiting.shift()?.();
     this.settled = true;
-    if (this.running === 0) this.allSettled?.();
+    if (this.running === 0) for (const end of this.allSettled.splice(0)) end();
   }
 
   /**
@@ -142,8 +142,7 @@ export class InDriverTaskQueue implements TaskQueue {
       waitForChange: async (ms) => {
         if (!this.settled && this.running === 0) return remote ? remote.waitForChange(ms) : this.clock.sleep(ms);
         if (this.running > 0) {
-          await Promise.race([new Promise<void>((resolve) => (this.allSettled = resolve)), this.clock.sleep(ms)]);
-          this.allSettled = undefined;
+          await Promise.race([new Promise<void>((resolve) => this.allSettled.push(resolve)), this.clock.sleep(ms)]);
         }
         this.settled = false;
       },

@@ -36,6 +36,11 @@ const partitions: OptionSpec = {
   value: '<P>',
   help: 'input splits: how many tasks read an interval\'s uploads (default: twice the workers). Not the pipeline\'s `partitions` option, which is the number of shuffle partitions of keyed operators',
 };
+const intervalsInFlight: OptionSpec = {
+  type: 'string',
+  value: '<N>',
+  help: 'intervals run at once: interval k+1\'s stages over its own uploads start while k finishes; state, windows and outputs stay in interval order (1 to 16; default 2; 1: one after another)',
+};
 const json: OptionSpec = { type: 'boolean', help: 'one JSON object per interval report, one per line, for scripts (other messages go to stderr)' };
 const maxAttempts: OptionSpec = { type: 'string', value: '<N>', help: 'deliveries of a task before it is dead-lettered and the interval fails (default 4)' };
 
@@ -69,7 +74,7 @@ export const COMMANDS: Record<string, CommandSpec> = {
     details:
       'Every --interval the files that arrived in <root>/incoming/ become an interval\'s input; write a file\n' +
       'elsewhere (or as .name) and rename it in, for an atomic upload. Runs until Ctrl-C.',
-    options: { root, interval: { type: 'string', value: '<duration>', help: 'the interval length: 500ms, 2s, 1m (a unit is required; 100ms to 15m; default 2s)' }, workers, partitions, json },
+    options: { root, interval: { type: 'string', value: '<duration>', help: 'the interval length: 500ms, 2s, 1m (a unit is required; 100ms to 15m; default 2s)' }, workers, partitions, 'intervals-in-flight': intervalsInFlight, json },
   },
   replay: {
     args: ['<pipeline>'],
@@ -80,6 +85,7 @@ export const COMMANDS: Record<string, CommandSpec> = {
       root,
       workers,
       partitions,
+      'intervals-in-flight': intervalsInFlight,
       'max-attempts': maxAttempts,
       chaos: {
         type: 'string',

@@ -16,6 +16,7 @@ import { compilePipeline, loadCompiledPipeline } from '../runtime/pipeline-bundl
 import { formatFrame, userFrames } from '../runtime/user-frames.ts';
 import { describeUpgrade, exportSavepoint, importSavepoint, upgradeStream } from '../../core/streaming/upgrade.ts';
 import { TaskFailedError } from '../../core/scheduler/dag-scheduler.ts';
+import { MAX_INTERVALS_IN_FLIGHT } from '../../core/streaming/interval-pipeline.ts';
 import { COMMANDS, commandUsage, generalUsage, parseCommandLine, parseCount, parseDuration, UsageError } from './args.ts';
 import { formatAlreadyCommitted, formatChaos, formatInterval, formatLineage, formatStatus } from './format.ts';
 import { processIo, Terminal } from './terminal.ts';
@@ -51,8 +52,14 @@ export async function main(argv: string[], term = new Terminal(processIo())): Pr
     open(positionals[0], required('root'), {
       workers: parseCount('workers', values.workers),
       partitions: parseCount('partitions', values.partitions),
+      maxIntervalsInFlight: intervalsInFlight(),
       ...extra,
     });
+  const intervalsInFlight = () => {
+    const n = parseCount('intervals-in-flight', values['intervals-in-flight']);
+    if (n !== undefined && n > MAX_INTERVALS_IN_FLIGHT) throw new UsageError(`--intervals-in-flight must be a whole number from 1 to ${MAX_INTERVALS_IN_FLIGHT}, got ${n}`, command);
+    return n;
+  };
   const intervalArgument = () => {
     const k = Number(positionals[0]);
     if (positionals[0] === undefined) throw new UsageError(`${command} needs an interval number, e.g. dstream ${command} 3 --root <dir>`, command);
@@ -279,7 +286,7 @@ async function upgradeCommand(command: string, positionals: string[], opt: (name
 async function open(
   pipeline: string | undefined,
   root: string,
-  options: { workers?: number; partitions?: number; intervalMs?: number; chaos?: string; maxAttempts?: number },
+  options: { workers?: number; partitions?: number; maxIntervalsInFlight?: number; intervalMs?: number; chaos?: string; maxAttempts?: number },
 ) {
   if (!pipeline) throw new UsageError('name the pipeline module, e.g. examples/wordcount.ts');
   return EmbeddedRuntime.open({
@@ -287,6 +294,7 @@ async function open(
     root: path.resolve(root),
     ...(options.workers ? { workers: options.workers } : {}),
     ...(options.partitions ? { partitions: options.partitions } : {}),
+    ...(options.maxIntervalsInFlight ? { maxIntervalsInFlight: options.maxIntervalsInFlight } : {}),
     ...(options.intervalMs ? { intervalMs: options.intervalMs } : {}),
     ...(options.chaos ? { chaos: options.chaos } : {}),
     ...(options.maxAttempts ? { maxAttempts: options.maxAttempts } : {}),

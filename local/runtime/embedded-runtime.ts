@@ -7,6 +7,7 @@ import { systemClock } from '../../core/ports/clock.ts';
 import type { ObjectStore } from '../../core/ports/object-store.ts';
 import { pipelineFromModule, type PipelineModule } from '../../core/runtime/task-handler.ts';
 import { StreamingDriver, type DriverConfig, type IntervalReport } from '../../core/streaming/driver.ts';
+import { checkMaxIntervalsInFlight, DEFAULT_MAX_INTERVALS_IN_FLIGHT, IntervalPipeline } from '../../core/streaming/interval-pipeline.ts';
 import { admitUpload, isSealed, type IntakeUpload, type UploadCheck } from '../../core/streaming/intake.ts';
 import { intervalEnd } from '../../core/streaming/progress.ts';
 import { defaultSchedulerOptions, type SchedulerOptions } from '../../core/scheduler/dag-scheduler.ts';
@@ -45,6 +46,11 @@ export interface EmbeddedOptions {
   clock?: Clock;
   /** Sends tasks for stages known empty too (DriverConfig.runEmptyStages): for tests comparing the two. */
   runEmptyStages?: boolean;
+  /**
+   * Intervals run at once (DriverConfig.maxIntervalsInFlight): interval k+1's stages over its own
+   * uploads start while k finishes; state, windows and commits stay in order. 1 to 16; default 2.
+   */
+  maxIntervalsInFlight?: number;
   /** Wraps the store the driver uses, and with `inProcess` the tasks' (to count requests, say). */
   wrapStore?: (store: ObjectStore, role: 'driver' | 'tasks') => ObjectStore;
 }
@@ -126,7 +132,9 @@ export class EmbeddedRuntime {
     if (!Number.isInteger(workers) || workers < 1) throw new Error(`--workers must be a whole number >= 1, got ${workers}`);
     const partitions = options.partitions ?? workers * 2;
     if (!Number.isInteger(partitions) || partitions < 1) throw new Error(`--partitions must be a whole number >= 1, got ${partitions}`);
+    const maxIntervalsInFlight = checkMaxIntervalsInFlight(options.maxIntervalsInFlight ?? DEFAULT_MAX_INTERVALS_IN_FLIGHT, '--intervals-in-flight');
     const config: DriverConfig = {
+      maxIntervalsInFlight,
       intervalMs: options.intervalMs ?? 2000,
       inputPartitions: partitions,
       maxSplitBytes: options.maxSplitBytes ?? 64 * 1024 * 1024,
@@ -170,21 +178,27 @@ export class EmbeddedRuntime {
     const intervals = await readStaged(stagedDir);
     // A root started from a savepoint holds no interval before its boundary: those are another root's.
     const first = await this.driverInstance().firstInterval();
-    for (const { k, files } of intervals) {
-      if (k < first && !(await this.store.head(keys.committed(intervalScope(k))))) continue;
-      if (!(await isSealed(this.store, k))) {
-        // Staged files are copied to their pinned keys, not linked: the staged folder may change
-        // afterwards. The copy is a clone or the kernel's, so files go many at a time whatever their size.
-        await mapConcurrently(files, STORE_CONCURRENCY, async (file) => {
-          const upload: IntakeUpload = { key: keys.pinnedUpload(`replay-${k}`, file.name), name: file.name, size: file.size, ...(file.refused === undefined ? {} : { refused: file.refused }) };
-          if (file.refused === undefined) await this.fsStore.copyIn(file.path, upload.key);
-          await admitUpload(this.store, upload, k);
-        });
+    await this.runIntervals(onInterval, async (from, start) => {
+      // Staging interval k+1 overlaps with the run of k.
+      for (const { k, files } of intervals.slice(from)) {
+        if (k < first && !(await this.store.head(keys.committed(intervalScope(k))))) continue;
+        await this.stage(k, files);
+        await start(k);
       }
-      const report = await this.runInterval(k);
-      onInterval?.(report);
-    }
+    });
     return this.reports;
+  }
+
+  /** Copies interval k's staged files into the store and admits them, unless it is sealed. */
+  private async stage(k: number, files: StagedFile[]): Promise<void> {
+    if (await isSealed(this.store, k)) return;
+    // Staged files are copied to their pinned keys, not linked: the staged folder may change
+    // afterwards. The copy is a clone or the kernel's, so files go many at a time whatever their size.
+    await mapConcurrently(files, STORE_CONCURRENCY, async (file) => {
+      const upload: IntakeUpload = { key: keys.pinnedUpload(`replay-${k}`, file.name), name: file.name, size: file.size, ...(file.refused === undefined ? {} : { refused: file.refused }) };
+      if (file.refused === undefined) await this.fsStore.copyIn(file.path, upload.key);
+      await admitUpload(this.store, upload, k);
+    });
   }
 
   /**
@@ -192,25 +206,26 @@ export class EmbeddedRuntime {
    * interval's input. Copy files in with a rename for atomic uploads (write elsewhere, then move).
    */
   async live(options: { signal?: AbortSignal; intervals?: number; onInterval?: (report: IntervalReport) => void } = {}): Promise<IntervalReport[]> {
-    const driver = this.driverInstance();
     await this.scanner.prepare();
-    let progress = await driver.progress();
-    let k = progress.next;
-    const stopAt = options.intervals === undefined ? Infinity : k + options.intervals;
-    while (!options.signal?.aborted && k < stopAt) {
-      const end = intervalEnd(progress, k);
-      while (this.clock.now() < end && !options.signal?.aborted) {
+    const first = (await this.driverInstance().progress()).next;
+    const stopAt = options.intervals === undefined ? Infinity : first + options.intervals;
+    await this.runIntervals(options.onInterval, async (from, start) => {
+      const driver = this.driverInstance();
+      let progress = await driver.progress();
+      // The files of interval k+1 are taken while k runs.
+      for (let k = Math.max(from, first); !options.signal?.aborted && k < stopAt; k++) {
+        const end = intervalEnd(progress, k);
+        while (this.clock.now() < end && !options.signal?.aborted) {
+          await this.scanner.scan(progress, k);
+          await this.clock.sleep(Math.min(100, Math.max(1, end - this.clock.now())));
+        }
+        if (options.signal?.aborted) break;
         await this.scanner.scan(progress, k);
-        await this.clock.sleep(Math.min(100, Math.max(1, end - this.clock.now())));
+        await start(k, end);
+        // Starting an interval may have moved the clock to a new interval length.
+        progress = await driver.progress();
       }
-      if (options.signal?.aborted) break;
-      await this.scanner.scan(progress, k);
-      const report = await this.runInterval(k, end);
-      options.onInterval?.(report);
-      k++;
-      // Running an interval may have moved the clock to a new interval length.
-      progress = await driver.progress();
-    }
+    }, options.signal);
     return this.reports;
   }
 
@@ -244,17 +259,40 @@ export class EmbeddedRuntime {
     await this.queue.close();
   }
 
-  /** One interval, with the driver replaced whenever the fault schedule kills it. */
-  private async runInterval(k: number, intervalEnd?: number): Promise<IntervalReport> {
+  /**
+   * Runs the intervals `loop` starts, up to maxIntervalsInFlight at once, reporting each as it
+   * commits, in order. Whenever the fault schedule kills the driver, a new one carries on with the
+   * loop from the first interval not reported: it resumes those that were in flight.
+   */
+  private async runIntervals(
+    onInterval: ((report: IntervalReport) => void) | undefined,
+    loop: (from: number, start: (k: number, intervalEnd?: number) => Promise<void>) => Promise<void>,
+    signal?: AbortSignal,
+  ): Promise<void> {
+    let from = 0;
     for (;;) {
-      try {
-        const report = await this.driverInstance().runInterval(k, intervalEnd);
+      const intervals = new IntervalPipeline(this.driverInstance(), (report) => {
         this.reports.push(report);
-        return report;
+        from = report.interval + 1;
+        onInterval?.(report);
+      });
+      // Stopping stops what has not committed: the next run resumes it.
+      const stop = () => intervals.stop();
+      signal?.addEventListener('abort', stop, { once: true });
+      try {
+        if (signal?.aborted) return;
+        await loop(from, (k, end) => intervals.start(k, end));
+        await intervals.drain();
+        return;
       } catch (error) {
+        // The loop's own failure (staging, say) stops what is in flight too.
+        intervals.stop();
+        await intervals.drain().catch(() => undefined);
         if (!(error instanceof DriverCrash)) throw error;
         this.driverRestarts++;
         this.driver = undefined;
+      } finally {
+        signal?.removeEventListener('abort', stop);
       }
     }
   }
@@ -264,12 +302,15 @@ export class EmbeddedRuntime {
       const chaos = this.chaos;
       const random = this.driverRandom;
       let polls = 0;
+      // A crash kills the driver's every interval in flight, each at its next step, as it would the process.
+      let crashed: DriverCrash | undefined;
       this.driver = new StreamingDriver(this.pipeline, { store: this.store, queue: this.queue, clock: this.clock, changes: this.clock, notices: this.pool.notices }, this.config, {
         step: (step) => {
+          if (crashed) throw crashed;
           if (!chaos || chaos.driverCrash === 0) return;
           // Mid-stage is a poll, many per stage: one chance in ten polls, so a stage can finish.
           if (step === 'mid-stage' && ++polls % 10 !== 0) return;
-          if (random() < chaos.driverCrash) throw new DriverCrash(step);
+          if (random() < chaos.driverCrash) throw (crashed = new DriverCrash(step));
         },
       });
     }

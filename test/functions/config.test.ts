@@ -27,6 +27,8 @@ describe('function configuration', () => {
       dormantAfterIntervals: 6,
       // Every stage to the task queue: the construct sets the bound.
       runInDriverBelowBytes: 0,
+      // Interval k+1's map stages overlap k's reduce side.
+      maxIntervalsInFlight: 2,
     });
   });
 
@@ -45,6 +47,7 @@ describe('function configuration', () => {
       DSTREAM_DORMANT_AFTER_INTERVALS: '12',
       DSTREAM_RUN_IN_DRIVER_BELOW_BYTES: '8388608',
       DSTREAM_DROP_STATE: 'sessions, recent',
+      DSTREAM_MAX_INTERVALS_IN_FLIGHT: '4',
     });
     expect(config).toMatchObject({
       intervalMs: 2000,
@@ -57,7 +60,9 @@ describe('function configuration', () => {
       stayAwakeMs: 5000,
       dormantAfterIntervals: 12,
       runInDriverBelowBytes: 8 * 1024 * 1024,
+      maxIntervalsInFlight: 4,
     });
+    expect(driverConfig(config).maxIntervalsInFlight).toBe(4);
     expect(config.dropState).toEqual(['sessions', 'recent']);
     // Deploying changed code upgrades the stream, setting aside only the states named here.
     expect(driverConfig(config).upgrade).toEqual({ dropState: ['sessions', 'recent'] });
@@ -97,6 +102,8 @@ describe('function configuration', () => {
     [{ ...bucket, DSTREAM_EVENTS_FALLBACK_MS: '30000' }, 'DSTREAM_EVENTS_FALLBACK_MS must be a whole number from 1000 to 20000, got "30000"'],
     // At most an eighth of the driver's memory.
     [{ ...bucket, DSTREAM_RUN_IN_DRIVER_BELOW_BYTES: '134217729' }, 'DSTREAM_RUN_IN_DRIVER_BELOW_BYTES must be a whole number from 0 to 134217728, got "134217729"'],
+    [{ ...bucket, DSTREAM_MAX_INTERVALS_IN_FLIGHT: '0' }, 'DSTREAM_MAX_INTERVALS_IN_FLIGHT must be a whole number from 1 to 16, got "0"'],
+    [{ ...bucket, DSTREAM_MAX_INTERVALS_IN_FLIGHT: '17' }, 'DSTREAM_MAX_INTERVALS_IN_FLIGHT must be a whole number from 1 to 16, got "17"'],
   ])('%j is refused: %s', (env, error) => {
     expect(() => functionConfig(env)).toThrow(error);
   });

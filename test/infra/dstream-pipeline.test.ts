@@ -577,6 +577,9 @@ describe('props', () => {
     [{ dormantAfterIntervals: 1.5 }, 'dormantAfterIntervals must be a whole number from 1 to 1000000, got 1.5'],
     [{ dormantAfterIntervals: -1 }, 'dormantAfterIntervals must be a whole number from 1 to 1000000, got -1'],
     [{ interactiveQueries: 'yes' as unknown as boolean }, 'interactiveQueries must be true or false, got "yes"'],
+    [{ maxIntervalsInFlight: 0 }, 'maxIntervalsInFlight must be a whole number from 1 to 16, got 0'],
+    [{ maxIntervalsInFlight: 17 }, 'maxIntervalsInFlight must be a whole number from 1 to 16, got 17'],
+    [{ maxIntervalsInFlight: 1.5 }, 'maxIntervalsInFlight must be a whole number from 1 to 16, got 1.5'],
   ] as const)('reject %o', (props, message) => {
     expect(construct(props)).toThrow(message);
   });
@@ -591,6 +594,20 @@ describe('props', () => {
         .Properties.Environment.Variables.DSTREAM_DROP_STATE;
     expect(variable(given.driverFunction)).toBe('sessions,recent');
     expect(variable(fromParameter.driverFunction)).toEqual({ 'Fn::Join': [',', { Ref: 'Dropped' }] });
+  });
+
+  it('tell the driver how many intervals it may run at once: 2 unless said, a parameter as CloudFormation resolves it', () => {
+    const stack = unbundledStack('InFlight');
+    const bound = new CfnParameter(stack, 'InFlight', { type: 'Number' });
+    const variable = (p: DStreamPipeline) =>
+      (Template.fromStack(stack).toJSON().Resources as Record<string, Resource>)[stack.resolve((p.driverFunction.node.defaultChild as lambda.CfnFunction).logicalId) as string]!
+        .Properties.Environment.Variables.DSTREAM_MAX_INTERVALS_IN_FLIGHT;
+    const defaulted = new DStreamPipeline(stack, 'Defaulted', { pipeline: PIPELINE_MODULE });
+    const sequential = new DStreamPipeline(stack, 'Sequential', { pipeline: PIPELINE_MODULE, maxIntervalsInFlight: 1 });
+    const fromParameter = new DStreamPipeline(stack, 'FromParameter', { pipeline: PIPELINE_MODULE, maxIntervalsInFlight: bound.valueAsNumber });
+    expect(variable(defaulted)).toBe('2');
+    expect(variable(sequential)).toBe('1');
+    expect(variable(fromParameter)).toEqual({ Ref: 'InFlight' });
   });
 
   it('reproduce the control plane from before wake-ups: no notices, a driver always awake, never dormant', () => {

@@ -109,6 +109,16 @@ describe('help, version and usage errors', () => {
     expect(result.stderr).toMatch(/^dstream: --intervals must be a whole number >= 0, got abc\n\nUsage: dstream status/);
   });
 
+  it('--intervals-in-flight is offered by run and replay, and beyond 16 is a usage error', async () => {
+    for (const command of ['run', 'replay']) {
+      const { stdout } = await inProcess([command, '--help']);
+      expect(stdout.replace(/\s+/g, ' ')).toContain('--intervals-in-flight <N> intervals run at once');
+    }
+    const result = await runCli(['replay', 'examples/wordcount.ts', '--staged', base, '--root', base, '--intervals-in-flight', '17']);
+    expect(result.code).toBe(2);
+    expect(result.stderr).toMatch(/^dstream: --intervals-in-flight must be a whole number from 1 to 16, got 17\n\nUsage: dstream replay/);
+  });
+
   it('every failure, usage or not, is prefixed dstream: on stderr', async () => {
     const missing = await runCli(['lineage', '7', '--root', base]);
     expect(missing.code).toBe(1);

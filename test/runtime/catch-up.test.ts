@@ -63,7 +63,10 @@ describe('a live stream down for many intervals', () => {
       { partitions: 2, runEmptyStages: true },
     );
     try {
-      expect(await outputFiles(root)).toEqual(await onTime.files());
+      // The interval after b's was in flight when the run stopped: stopped before its commit, its
+      // part files (no _SUCCESS) stay for the run that resumes it, as after a crash.
+      const upToB = (files: Map<string, string>) => new Map([...files].filter(([key]) => Number(/interval=(\d+)/.exec(key)?.[1]) <= withB));
+      expect(upToB(await outputFiles(root))).toEqual(await onTime.files());
       // The state still runs every interval (update is called for every key, as Spark's), in the
       // one reduce stage that also writes the empty counts and the totals: no more tasks than on time.
       for (const r of caughtUp) {
