@@ -83,11 +83,13 @@ export async function benchThroughput(totalMb: number): Promise<{ rows: Row[]; b
   ] as const) {
     const timed = await hand(files, path.join(BENCH_DIR, 'hand', name));
     rows.push(row(`${name}: hand-written loop, 1 thread`, timed.records, bytes, sum(timed.ms.slice(1))));
-    for (const workers of [1, 2]) {
-      const { reports, openMs, runtime } = await timedReplay({ pipelinePath: example, root: await freshRoot(`${name}-${workers}`), workers, partitions: 4 * workers }, dir);
+    // One interval at a time, and with 2 workers also two in flight (the next one's map stage under this one's reduce side).
+    for (const [workers, inFlight] of [[1, 1], [2, 1], [2, 2]] as const) {
+      const root = await freshRoot(`${name}-${workers}-${inFlight}`);
+      const { reports, openMs, runtime } = await timedReplay({ pipelinePath: example, root, workers, partitions: 4 * workers, maxIntervalsInFlight: inFlight }, dir);
       const steady = reports.slice(1);
       const records = steady.reduce((n, r) => n + r.recordsIn, 0);
-      const run = `${name}: dstream, ${workers} worker${workers > 1 ? 's' : ''}`;
+      const run = `${name}: dstream, ${workers} worker${workers > 1 ? 's' : ''}, ${inFlight} in flight`;
       const all = await breakdowns(runtime.store, reports);
       rows.push(row(run, records, bytes, processingWallMs(steady, all.slice(1))));
       breakdown.push(breakdownRow(run, openMs, all));

@@ -39,7 +39,7 @@ const partitions: OptionSpec = {
 const intervalsInFlight: OptionSpec = {
   type: 'string',
   value: '<N>',
-  help: 'intervals run at once: interval k+1\'s stages over its own uploads start while k finishes; state, windows and outputs stay in interval order (1 to 16; default 2; 1: one after another)',
+  help: 'intervals run at once: interval k+1\'s stages over its own uploads start while k finishes; state, windows and outputs stay in interval order (1 to 16; default 1, one after another)',
 };
 const json: OptionSpec = { type: 'boolean', help: 'one JSON object per interval report, one per line, for scripts (other messages go to stderr)' };
 const maxAttempts: OptionSpec = { type: 'string', value: '<N>', help: 'deliveries of a task before it is dead-lettered and the interval fails (default 4)' };

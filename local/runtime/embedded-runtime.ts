@@ -7,7 +7,7 @@ import { systemClock } from '../../core/ports/clock.ts';
 import type { ObjectStore } from '../../core/ports/object-store.ts';
 import { pipelineFromModule, type PipelineModule } from '../../core/runtime/task-handler.ts';
 import { StreamingDriver, type DriverConfig, type IntervalReport } from '../../core/streaming/driver.ts';
-import { checkMaxIntervalsInFlight, DEFAULT_MAX_INTERVALS_IN_FLIGHT, IntervalPipeline } from '../../core/streaming/interval-pipeline.ts';
+import { checkMaxIntervalsInFlight, DEFAULT_EMBEDDED_INTERVALS_IN_FLIGHT, IntervalPipeline } from '../../core/streaming/interval-pipeline.ts';
 import { admitUpload, isSealed, type IntakeUpload, type UploadCheck } from '../../core/streaming/intake.ts';
 import { intervalEnd } from '../../core/streaming/progress.ts';
 import { defaultSchedulerOptions, type SchedulerOptions } from '../../core/scheduler/dag-scheduler.ts';
@@ -48,7 +48,8 @@ export interface EmbeddedOptions {
   runEmptyStages?: boolean;
   /**
    * Intervals run at once (DriverConfig.maxIntervalsInFlight): interval k+1's stages over its own
-   * uploads start while k finishes; state, windows and commits stay in order. 1 to 16; default 2.
+   * uploads start while k finishes; state, windows and commits stay in order. 1 to 16; default 1
+   * (DEFAULT_EMBEDDED_INTERVALS_IN_FLIGHT).
    */
   maxIntervalsInFlight?: number;
   /** Wraps the store the driver uses, and with `inProcess` the tasks' (to count requests, say). */
@@ -132,7 +133,7 @@ export class EmbeddedRuntime {
     if (!Number.isInteger(workers) || workers < 1) throw new Error(`--workers must be a whole number >= 1, got ${workers}`);
     const partitions = options.partitions ?? workers * 2;
     if (!Number.isInteger(partitions) || partitions < 1) throw new Error(`--partitions must be a whole number >= 1, got ${partitions}`);
-    const maxIntervalsInFlight = checkMaxIntervalsInFlight(options.maxIntervalsInFlight ?? DEFAULT_MAX_INTERVALS_IN_FLIGHT, '--intervals-in-flight');
+    const maxIntervalsInFlight = checkMaxIntervalsInFlight(options.maxIntervalsInFlight ?? DEFAULT_EMBEDDED_INTERVALS_IN_FLIGHT, '--intervals-in-flight');
     const config: DriverConfig = {
       maxIntervalsInFlight,
       intervalMs: options.intervalMs ?? 2000,
