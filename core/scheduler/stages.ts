@@ -225,28 +225,46 @@ export function planStages(builder: PlanBuilder): StageSpec[] {
   return [...stages.values()];
 }
 
+/** What a task reads from outside its stage: source splits, shuffle partitions, persisted partitions in the store. */
+export interface StageReads {
+  /** Source RDD and split, each once. */
+  sources: [rdd: string, split: number][];
+  /** Shuffle RDD to the partitions of it read, ascending. */
+  shuffles: Map<string, number[]>;
+  /** Persisted location and partition, each once. */
+  stored: [location: string, partition: number][];
+}
+
 /**
- * Which partitions of each shuffle partition `p` of `roots` reads, within its stage, ascending: the
- * path computePartition takes, through narrow dependencies (partitionsRead), cogroups (the same
- * partition of each parent), side inputs (a one-partition shuffle, read whole) and persisted RDDs
- * the stage computes in memory (`inMemory`: location to producer). A coalesce or a cartesian
- * product may read several partitions of one shuffle.
+ * What partition `p` of `roots` reads, within its stage: the path computePartition takes, through
+ * narrow dependencies (partitionsRead), cogroups (the same partition of each parent), side inputs
+ * (a one-partition shuffle, read whole) and persisted RDDs the stage computes in memory
+ * (`inMemory`: location to producer). A coalesce or a cartesian product may read several partitions
+ * of one shuffle.
  */
-export function shufflePartitionsRead(builder: PlanBuilder, roots: string[], p: number, inMemory: ReadonlyMap<string, string> = new Map()): Map<string, number[]> {
-  const read = new Map<string, Set<number>>();
+export function partitionReads(builder: PlanBuilder, roots: string[], p: number, inMemory: ReadonlyMap<string, string> = new Map()): StageReads {
+  const seen = new Set<string>();
+  const reads: StageReads = { sources: [], shuffles: new Map(), stored: [] };
+  const shuffles = new Map<string, Set<number>>();
   const partitionsOf = (id: string) => builder.get(id).partitions;
   const visit = (id: string, q: number): void => {
+    if (seen.has(`${id}/${q}`)) return;
+    seen.add(`${id}/${q}`);
     const node = builder.get(id).node;
     switch (node.kind) {
+      case 'source':
+        reads.sources.push([id, q]);
+        return;
       case 'shuffle': {
-        let parts = read.get(node.id);
-        if (!parts) read.set(node.id, (parts = new Set()));
+        let parts = shuffles.get(node.id);
+        if (!parts) shuffles.set(node.id, (parts = new Set()));
         parts.add(q);
         return;
       }
       case 'stored': {
         const producer = inMemory.get(node.location);
         if (producer !== undefined) visit(producer, q);
+        else reads.stored.push([node.location, q]);
         return;
       }
       case 'cogroup':
@@ -258,7 +276,8 @@ export function shufflePartitionsRead(builder: PlanBuilder, roots: string[], p: 
     for (const [parent, r] of partitionsRead(node, q, partitionsOf)) visit(parent, r);
   };
   for (const root of roots) visit(root, p);
-  return new Map([...read].map(([id, parts]) => [id, [...parts].sort((a, b) => a - b)]));
+  reads.shuffles = new Map([...shuffles].map(([id, parts]) => [id, [...parts].sort((a, b) => a - b)]));
+  return reads;
 }
 
 /** The persisted RDDs a result stage writes, by location, each to the RDD that computes it in memory. */
@@ -267,10 +286,15 @@ export function stageInMemory(spec: StageSpec): Map<string, string> {
 }
 
 /**
- * The shuffles task `p` of a stage reads, each with the reduce partitions it reads. A shuffle-map
- * stage computes the shuffle's parent; the shuffle itself is read on the other side.
+ * What task `p` of a stage reads (see partitionReads). A shuffle-map stage computes the shuffle's
+ * parent; the shuffle itself is read on the other side.
  */
+export function stageReads(builder: PlanBuilder, spec: StageSpec, p: number): StageReads {
+  if (spec.kind === 'shuffle-map') return partitionReads(builder, [(builder.get(spec.rdd).node as { parent: string }).parent], p);
+  return partitionReads(builder, spec.sinks.map((s) => s.rdd), p, stageInMemory(spec));
+}
+
+/** The shuffles task `p` of a stage reads, each with the reduce partitions it reads. */
 export function stageShuffleReads(builder: PlanBuilder, spec: StageSpec, p: number): Map<string, number[]> {
-  if (spec.kind === 'shuffle-map') return shufflePartitionsRead(builder, [(builder.get(spec.rdd).node as { parent: string }).parent], p);
-  return shufflePartitionsRead(builder, spec.sinks.map((s) => s.rdd), p, stageInMemory(spec));
+  return stageReads(builder, spec, p).shuffles;
 }

@@ -16,8 +16,7 @@ import type { NoticeBoard } from '../../core/ports/task-runner.ts';
 import type { ResolvedTask, TaskRecord } from '../../core/exec/task.ts';
 import { TaskHandler, settlementOf } from '../../core/runtime/task-handler.ts';
 import { decodeTaskMessage } from '../../core/scheduler/task-message.ts';
-import { stageInMemory } from '../../core/scheduler/stages.ts';
-import { partitionsRead } from '../../core/rdd/plan.ts';
+import { stageReads } from '../../core/scheduler/stages.ts';
 import { keys } from '../../core/layout.ts';
 import { mapConcurrently, STORE_CONCURRENCY } from '../../core/util/map-concurrently.ts';
 import { log } from '../log.ts';
@@ -173,40 +172,15 @@ export class InDriverTaskQueue implements TaskQueue {
 /**
  * What a task reads: the bytes of its source splits and shuffle blocks, known from its plan and
  * message, and the keys of the persisted partitions it reads from the store, whose size only the
- * store knows. The walk is computePartition's (through narrow dependencies, cogroups, side inputs,
- * and persisted RDDs its stage computes in memory).
+ * store knows (the walk is the scheduler's, stageReads).
  */
 export function taskInput({ task, stage, plan }: ResolvedTask): { bytes: number; stored: string[] } {
-  const inMemory = stageInMemory(stage);
-  const seen = new Set<string>();
-  const stored: string[] = [];
+  const reads = stageReads(plan, stage, task.partition);
   let bytes = 0;
   for (const blocks of Object.values(task.shuffleInputs ?? {})) for (const [, start, end] of blocks) bytes += end - start;
-  const visit = (id: string, q: number): void => {
-    if (seen.has(`${id}/${q}`)) return;
-    seen.add(`${id}/${q}`);
-    const node = plan.get(id).node;
-    switch (node.kind) {
-      case 'source':
-        bytes += node.splits[q]?.bytes ?? 0;
-        return;
-      case 'shuffle':
-        return;
-      case 'stored': {
-        const producer = inMemory.get(node.location);
-        if (producer !== undefined) visit(producer, q);
-        else stored.push(keys.persisted(node.location, q));
-        return;
-      }
-      case 'cogroup':
-        return node.parents.forEach((parent) => visit(parent, q));
-      case 'narrow':
-        if (node.side) visit(node.side, 0);
-        break;
-    }
-    for (const [parent, r] of partitionsRead(node, q, (p) => plan.get(p).partitions)) visit(parent, r);
-  };
-  const roots = stage.kind === 'shuffle-map' ? [(plan.get(stage.rdd).node as { parent: string }).parent] : stage.sinks.map((s) => s.rdd);
-  for (const root of roots) visit(root, task.partition);
-  return { bytes, stored };
+  for (const [rdd, split] of reads.sources) {
+    const node = plan.get(rdd).node;
+    if (node.kind === 'source') bytes += node.splits[split]?.bytes ?? 0;
+  }
+  return { bytes, stored: reads.stored.map(([location, q]) => keys.persisted(location, q)) };
 }
