@@ -141,7 +141,10 @@ export class InDriverTaskQueue implements TaskQueue {
       waitForChange: async (ms) => {
         if (!this.settled && this.running === 0) return remote ? remote.waitForChange(ms) : this.clock.sleep(ms);
         if (this.running > 0) {
-          await Promise.race([new Promise<void>((resolve) => this.allSettled.push(resolve)), this.clock.sleep(ms)]);
+          let end!: () => void;
+          await Promise.race([new Promise<void>((resolve) => this.allSettled.push((end = resolve))), this.clock.sleep(ms)]);
+          // A wait its time ended leaves no waker behind.
+          this.allSettled = this.allSettled.filter((waker) => waker !== end);
         }
         this.settled = false;
       },

@@ -24,7 +24,8 @@ import type { IntakeUpload } from '../../core/streaming/intake.ts';
 import { mapConcurrently, STORE_CONCURRENCY } from '../../core/util/map-concurrently.ts';
 import { makeS3Client } from '../../functions/aws/clients.ts';
 import { S3ObjectStore } from '../../functions/aws/s3-object-store.ts';
-import { EmbeddedRuntime, loadPipeline } from '../runtime/embedded-runtime.ts';
+import { EmbeddedRuntime } from '../runtime/embedded-runtime.ts';
+import { compilePipeline, loadCompiledPipeline } from '../runtime/pipeline-bundle.ts';
 import { FsObjectStore } from '../store/fs-object-store.ts';
 import { sampleLines } from '../sample/generate.ts';
 
@@ -68,12 +69,13 @@ async function main(): Promise<void> {
   const timeoutMs = Number(args.timeout) * 1000;
   if (!(timeoutMs > 0)) throw new Error(`--timeout must be a number of seconds > 0, got ${JSON.stringify(args.timeout)}`);
   const pipelineModule = resolve(args.pipeline);
-  const pipeline = await loadPipeline(pipelineModule);
-  if (pipeline.kind !== 'stream') throw new Error(`${pipelineModule} is a batch job, not a streaming pipeline`);
   const bucket = args.bucket ?? (await bucketFromOutputs(resolve(args.outputs)));
   const store = new S3ObjectStore({ client, bucket });
 
   const work = await mkdtemp(join(tmpdir(), 'dstream-e2e-'));
+  // Loaded as the embedded runtime loads it, for the reference run below.
+  const pipeline = await loadCompiledPipeline(pipelineModule, await compilePipeline(pipelineModule, work));
+  if (pipeline.kind !== 'stream') throw new Error(`${pipelineModule} is a batch job, not a streaming pipeline`);
   const samples = args.samples ? resolve(args.samples) : await generateSamples(join(work, 'samples'));
   const uploads = await uploadSamples(bucket, samples);
   console.log(`uploaded ${uploads.size} files from ${samples} to s3://${bucket}/${INCOMING} on ${endpoint}`);

@@ -1,11 +1,10 @@
 import { cpus } from 'node:os';
 import path from 'node:path';
-import { lstat, readdir, stat } from 'node:fs/promises';
-import { pathToFileURL } from 'node:url';
+import { lstat, readdir } from 'node:fs/promises';
 import type { Clock } from '../../core/ports/clock.ts';
 import { systemClock } from '../../core/ports/clock.ts';
 import type { ObjectStore } from '../../core/ports/object-store.ts';
-import { pipelineFromModule, type PipelineModule } from '../../core/runtime/task-handler.ts';
+import type { PipelineModule } from '../../core/runtime/task-handler.ts';
 import { StreamingDriver, type DriverConfig, type IntervalReport } from '../../core/streaming/driver.ts';
 import { checkMaxIntervalsInFlight, DEFAULT_EMBEDDED_INTERVALS_IN_FLIGHT, IntervalPipeline } from '../../core/streaming/interval-pipeline.ts';
 import { admitUpload, isSealed, type IntakeUpload, type UploadCheck } from '../../core/streaming/intake.ts';
@@ -333,21 +332,6 @@ function pinnedUploadCheck(store: ObjectStore): UploadCheck {
 
 export function defaultWorkers(): number {
   return Math.max(1, cpus().length);
-}
-
-export async function loadPipeline(pipelinePath: string): Promise<PipelineModule> {
-  try {
-    await stat(pipelinePath);
-  } catch {
-    throw new Error(`pipeline module ${pipelinePath} does not exist`);
-  }
-  let loaded: unknown;
-  try {
-    loaded = await import(pathToFileURL(pipelinePath).href);
-  } catch (error) {
-    throw new Error(`pipeline module ${pipelinePath} failed to load: ${error instanceof Error ? error.message : String(error)}`, { cause: error });
-  }
-  return pipelineFromModule(loaded, pipelinePath);
 }
 
 interface StagedFile {
