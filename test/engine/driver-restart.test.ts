@@ -4,40 +4,15 @@
  * land in exactly one interval.
  */
 import { describe, expect, it } from 'vitest';
-import path from 'node:path';
 import { FsObjectStore } from '../../local/store/fs-object-store.ts';
-import { FsTaskQueue } from '../../local/queue/fs-task-queue.ts';
-import { InProcessRunner } from '../../local/runtime/in-process-runner.ts';
-import { StreamingDriver, type DriverStep } from '../../core/streaming/driver.ts';
+import type { DriverStep } from '../../core/streaming/driver.ts';
 import { admitUpload, sealInterval, type IntakeUpload } from '../../core/streaming/intake.ts';
-import { systemClock } from '../../core/ports/clock.ts';
 import { listAll } from '../../core/ports/object-store.ts';
-import wordcount from '../../examples/wordcount.ts';
-import { sampleLines } from '../../local/sample/generate.ts';
-import { outputFiles, removeDir, tempDir, testDriverConfig } from '../support/stream-harness.ts';
+import { outputFiles, removeDir, tempDir, testDriverConfig, wordcountRoot } from '../support/stream-harness.ts';
 
 const config = testDriverConfig({ inputPartitions: 3 });
 
-/** A root with uploads for `intervals` intervals, a queue, and tasks running in this process. */
-async function setup(intervals: number) {
-  const root = await tempDir();
-  const store = new FsObjectStore(root);
-  const queue = new FsTaskQueue({ dir: path.join(root, '.dstream', 'queue'), maxReceives: 4 });
-  const runner = InProcessRunner.for(wordcount, store, queue, 2);
-  await runner.start();
-  for (let k = 0; k < intervals; k++) {
-    const key = `incoming/${k}.txt`;
-    const text = sampleLines(200, 40 + k);
-    await store.put(key, text);
-    await admitUpload(store, { key, name: `${k}.txt`, size: Buffer.byteLength(text) }, k);
-  }
-  const driver = (hooks = {}) => new StreamingDriver(wordcount, { store, queue, clock: systemClock }, config, hooks);
-  const close = async () => {
-    await runner.stop();
-    await queue.close();
-  };
-  return { root, store, driver, close };
-}
+const setup = (intervals: number) => wordcountRoot(intervals, config);
 
 async function cleanOutputs(intervals: number) {
   const env = await setup(intervals);

@@ -7,13 +7,9 @@
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { FsObjectStore } from '../../local/store/fs-object-store.ts';
-import { FsTaskQueue } from '../../local/queue/fs-task-queue.ts';
-import { InProcessRunner } from '../../local/runtime/in-process-runner.ts';
-import { StreamingDriver, type DriverHooks, type IntervalReport } from '../../core/streaming/driver.ts';
+import { StreamingDriver, type IntervalReport } from '../../core/streaming/driver.ts';
 import { IntervalPipeline, SharedDeadLetters } from '../../core/streaming/interval-pipeline.ts';
-import { admitUpload } from '../../core/streaming/intake.ts';
 import { queueChangeFeed } from '../../core/ports/change-feed.ts';
-import { systemClock } from '../../core/ports/clock.ts';
 import { listAll } from '../../core/ports/object-store.ts';
 import type { Pipeline } from '../../core/graph/pipeline.ts';
 import { intervalScope, keys, partitionOfTaskDone } from '../../core/layout.ts';
@@ -24,7 +20,7 @@ import grep from '../../examples/grep.ts';
 import windowedCounts from '../../examples/windowed-counts.ts';
 import typedSessions from '../../examples/typed-sessions.ts';
 import { sampleLines } from '../../local/sample/generate.ts';
-import { outputFiles, removeDir, replayInProcess, tempDir, testDriverConfig } from '../support/stream-harness.ts';
+import { outputFiles, removeDir, replayInProcess, testDriverConfig, wordcountRoot } from '../support/stream-harness.ts';
 
 const examples: [string, Pipeline, (k: number) => string][] = [
   ['wordcount', wordcount, (k) => sampleLines(300, 7 + k)],
@@ -57,20 +53,9 @@ describe('intervals in flight', () => {
   });
 });
 
-/** A root with wordcount uploads for `intervals` intervals, tasks run in this process. */
+/** A root with wordcount uploads for `intervals` intervals, tasks run in this process, two intervals in flight. */
 async function setup(intervals: number) {
-  const root = await tempDir();
-  const store = new FsObjectStore(root);
-  const queue = new FsTaskQueue({ dir: path.join(root, '.dstream', 'queue'), maxReceives: 4 });
-  const runner = InProcessRunner.for(wordcount, store, queue, 2);
-  await runner.start();
-  for (let k = 0; k < intervals; k++) {
-    const text = sampleLines(200, 40 + k);
-    await store.put(`incoming/${k}.txt`, text);
-    await admitUpload(store, { key: `incoming/${k}.txt`, name: `${k}.txt`, size: Buffer.byteLength(text) }, k);
-  }
-  const config = testDriverConfig({ inputPartitions: 3, maxIntervalsInFlight: 2 });
-  const driver = (hooks: DriverHooks = {}) => new StreamingDriver(wordcount, { store, queue, clock: systemClock }, config, hooks);
+  const env = await wordcountRoot(intervals, testDriverConfig({ inputPartitions: 3, maxIntervalsInFlight: 2 }));
   /** Runs intervals from..to-1 through a pipeline, as the runtimes' loops do; the reports in commit order. */
   const run = async (d: StreamingDriver, from: number, to: number) => {
     const reports: IntervalReport[] = [];
@@ -79,11 +64,7 @@ async function setup(intervals: number) {
     await intervals.drain();
     return reports;
   };
-  const close = async () => {
-    await runner.stop();
-    await queue.close();
-  };
-  return { root, store, driver, run, close };
+  return { ...env, run };
 }
 
 /** The ids of interval k's stages that read its state of k-1 (the stateful reduce side), and of the rest. */

@@ -1,4 +1,10 @@
-import type { DriverConfig } from '../../core/streaming/driver.ts';
+import { StreamingDriver, type DriverConfig, type DriverHooks } from '../../core/streaming/driver.ts';
+import { admitUpload } from '../../core/streaming/intake.ts';
+import { systemClock } from '../../core/ports/clock.ts';
+import { FsTaskQueue } from '../../local/queue/fs-task-queue.ts';
+import { InProcessRunner } from '../../local/runtime/in-process-runner.ts';
+import { sampleLines } from '../../local/sample/generate.ts';
+import wordcount from '../../examples/wordcount.ts';
 import { defaultSchedulerOptions } from '../../core/scheduler/dag-scheduler.ts';
 import type { ObjectStore } from '../../core/ports/object-store.ts';
 import { mkdtemp, mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
@@ -184,4 +190,28 @@ export async function replayLosingPersisted(pipeline: Pipeline, root: string, fi
   const store = new FsObjectStore(root);
   for (const { location } of (await readLineageRecord(store, lost))!.persists) await store.delete(keys.persisted(location, 0));
   await replayInto(pipeline, root, await stage(path.join(root, '..', 'staged'), files));
+}
+
+/**
+ * A root with WordCount uploads admitted to intervals 0 to `intervals` - 1, a queue, and tasks run
+ * in this process: `driver(hooks)` makes a driver over them (as many as a spec restarts).
+ */
+export async function wordcountRoot(intervals: number, config: DriverConfig) {
+  const root = await tempDir();
+  const store = new FsObjectStore(root);
+  const queue = new FsTaskQueue({ dir: path.join(root, '.dstream', 'queue'), maxReceives: 4 });
+  const runner = InProcessRunner.for(wordcount, store, queue, 2);
+  await runner.start();
+  for (let k = 0; k < intervals; k++) {
+    const key = `incoming/${k}.txt`;
+    const text = sampleLines(200, 40 + k);
+    await store.put(key, text);
+    await admitUpload(store, { key, name: `${k}.txt`, size: Buffer.byteLength(text) }, k);
+  }
+  const driver = (hooks: DriverHooks = {}) => new StreamingDriver(wordcount, { store, queue, clock: systemClock }, config, hooks);
+  const close = async () => {
+    await runner.stop();
+    await queue.close();
+  };
+  return { root, store, queue, driver, close };
 }
