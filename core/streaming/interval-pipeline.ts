@@ -210,25 +210,35 @@ export class IntervalPipeline {
 }
 
 /**
- * One runner's notices shared by the schedulers of the intervals in flight: each reader gets every
- * notice given while it is open, once, whichever reader takes first.
+ * What one source yields, given to every reader open when it came, whichever reader fetched it:
+ * the schedulers of the intervals in flight share a runner's notices and a queue's dead letters.
  */
+class Broadcast<T> {
+  private readonly readers = new Set<T[]>();
+
+  /** A reader: `take(fresh)` hands what it just fetched to every reader, then answers its own (up to `max`). */
+  open(): { take(fresh: T[], max?: number): T[]; close(): void } {
+    const mine: T[] = [];
+    this.readers.add(mine);
+    return {
+      take: (fresh, max) => {
+        for (const reader of this.readers) reader.push(...fresh);
+        return mine.splice(0, max ?? mine.length);
+      },
+      close: () => void this.readers.delete(mine),
+    };
+  }
+}
+
+/** One runner's notices shared by the schedulers of the intervals in flight: each reader gets every notice given while it is open, once. */
 export class SharedNotices {
-  private readonly readers = new Set<TaskNotice[]>();
+  private readonly broadcast = new Broadcast<TaskNotice>();
 
   constructor(private readonly source: TaskNotices) {}
 
   reader(): TaskNotices & { close(): void } {
-    const mine: TaskNotice[] = [];
-    this.readers.add(mine);
-    return {
-      takeNotices: () => {
-        const fresh = this.source.takeNotices();
-        for (const reader of this.readers) reader.push(...fresh);
-        return mine.splice(0);
-      },
-      close: () => void this.readers.delete(mine),
-    };
+    const reader = this.broadcast.open();
+    return { takeNotices: () => reader.take(this.source.takeNotices()), close: reader.close };
   }
 }
 
@@ -238,13 +248,12 @@ export class SharedNotices {
  * scheduler leaves the letters of another's stages to that one: SchedulerDeps.elsewhere).
  */
 export class SharedDeadLetters {
-  private readonly readers = new Set<DeadLetter[]>();
+  private readonly broadcast = new Broadcast<DeadLetter>();
 
   constructor(private readonly queue: TaskQueue) {}
 
   reader(): TaskQueue & { close(): void } {
-    const mine: DeadLetter[] = [];
-    this.readers.add(mine);
+    const reader = this.broadcast.open();
     const queue = this.queue;
     return {
       send: (bodies) => queue.send(bodies),
@@ -252,12 +261,8 @@ export class SharedDeadLetters {
       delete: (receipt) => queue.delete(receipt),
       changeVisibility: (receipt, ms) => queue.changeVisibility(receipt, ms),
       deadLetter: (message, reason) => queue.deadLetter(message, reason),
-      drainDeadLetters: async (max) => {
-        const fresh = await queue.drainDeadLetters(max);
-        for (const reader of this.readers) reader.push(...fresh);
-        return mine.splice(0, max);
-      },
-      close: () => void this.readers.delete(mine),
+      drainDeadLetters: async (max) => reader.take(await queue.drainDeadLetters(max), max),
+      close: reader.close,
     };
   }
 }
