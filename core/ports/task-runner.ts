@@ -9,12 +9,20 @@ export interface TaskRunner {
   stop(): Promise<void>;
 }
 
+import type { TaskDone } from '../exec/task.ts';
+
 /** A task a runner saw start or settle: a hint of what to read, never a record (the store holds those). */
 export interface TaskNotice {
   scope: string;
   stage: string;
   partition: number;
   event: 'started' | 'settled';
+  /**
+   * A settled task's completion record, as the store holds it, where the runner has it (it wrote
+   * the record, or read it, a moment ago): the scheduler takes it rather than reading it back.
+   * Absent when the runner has none to give (a fetch failure, a final failure, a copy that lost).
+   */
+  done?: TaskDone;
 }
 
 /**
@@ -35,8 +43,8 @@ const MAX_NOTICES = 10_000;
 export class NoticeBoard implements TaskNotices {
   private notices: TaskNotice[] = [];
 
-  post(task: { scope: string; stage: string; partition: number }, event: TaskNotice['event']): void {
-    this.notices.push({ scope: task.scope, stage: task.stage, partition: task.partition, event });
+  post(task: { scope: string; stage: string; partition: number }, event: TaskNotice['event'], done?: TaskDone): void {
+    this.notices.push({ scope: task.scope, stage: task.stage, partition: task.partition, event, ...(done ? { done } : {}) });
     if (this.notices.length > MAX_NOTICES) this.notices.splice(0, this.notices.length - MAX_NOTICES);
   }
 

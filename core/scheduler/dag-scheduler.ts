@@ -24,6 +24,14 @@ export interface ScopePlan {
   stages: StageSpec[];
   /** What the scope's tasks do with a bad record: the pipeline's policy, unless the scope overrides it. */
   badRecords: BadRecordPolicy;
+  /**
+   * The caller created the scope's lineage record a moment ago, so no task of the scope has run
+   * before this scheduler sends one: its stages' task folders are not listed before their first
+   * tasks go out. Safe with a stale driver running the scope at the same time: a task that driver
+   * completed is sent again, and the copy finds the completion record and stops there (runTask);
+   * one it failed for good fails this run's copy the same way.
+   */
+  fresh?: boolean;
 }
 
 export interface SpeculationOptions {
@@ -134,6 +142,17 @@ export interface SchedulerDeps {
 
 const FULL_LISTING_POLLS = 40;
 
+/**
+ * How often a scheduler drains the queue's dead letters: at most this often, while it waits for
+ * tasks (so a drain costs no time while they run), and at once when a noticed task settled
+ * without a record (a runner that dead-letters a task on its last delivery says so). A letter
+ * comes only after a task's deliveries have run out, each returned to the queue after a retry
+ * delay or visibility timeout of seconds: a drain on every poll, a request on the critical path
+ * of each stage, would almost always find nothing. A scheduler drains on its first wait, so that
+ * each files what an earlier run left, however short its life.
+ */
+const DEAD_LETTER_DRAIN_MS = 1_000;
+
 interface Running {
   sentAt: number;
   /** When the last copy was sent. */
@@ -199,6 +218,8 @@ export class DagScheduler {
   private lastProgressAt = 0;
   /** How many polls ago the running stages' folders were last listed. */
   private pollsSinceListing = 0;
+  /** When the dead letters were last drained (DEAD_LETTER_DRAIN_MS). */
+  private lastDrainAt = -Infinity;
   /** Noticed starts whose marker was not there yet (the runner may tell before the task writes it). */
   private readonly pendingStarts = new Map<string, TaskNotice>();
   /**
@@ -222,15 +243,25 @@ export class DagScheduler {
     for (const spec of stageIds ? plan.stages : stagesRun(plan.stages)) {
       if (!stageIds || stageIds.includes(spec.id)) targets.push(await this.addStage(plan, spec.id));
     }
-    const { clock, options } = this.deps;
     for (;;) {
       if (targets.every((t) => this.isSettled(t)) || until?.()) return this.stats;
       for (const stage of this.stages.values()) {
         if (!stage.complete && [...stage.deps].every((d) => this.isSettled(d))) await this.submitPending(stage);
       }
-      await clock.sleep(options.pollMs);
+      await this.wait();
       await this.poll();
     }
+  }
+
+  /** Waits for a change (or the poll interval), draining the dead letters meanwhile when a drain is due (DEAD_LETTER_DRAIN_MS). */
+  private async wait(): Promise<void> {
+    const { clock, options } = this.deps;
+    if (clock.now() - this.lastDrainAt < DEAD_LETTER_DRAIN_MS) return clock.sleep(options.pollMs);
+    this.lastDrainAt = clock.now();
+    // Both settle before either's failure is thrown, so that every dead letter drained is recorded.
+    const [slept, drained] = await Promise.allSettled([clock.sleep(options.pollMs), this.handleDeadLetters()]);
+    if (slept.status === 'rejected') throw slept.reason;
+    if (drained.status === 'rejected') throw drained.reason;
   }
 
   /** Whether this scheduler runs (or ran) this stage under this plan. */
@@ -321,6 +352,8 @@ export class DagScheduler {
   private async loadDone(stage: StageRun): Promise<void> {
     if (stage.loaded) return;
     stage.loaded = true;
+    // A scope planned a moment ago has nothing in its task folders for this run to find (ScopePlan.fresh).
+    if (stage.plan.fresh) return;
     await this.collectDone(stage);
     this.stats.tasksSkipped += stage.done.size;
   }
@@ -360,21 +393,23 @@ export class DagScheduler {
   /** Reads completion records (absent ones are skipped) into their stage. */
   private async readDone(stage: StageRun, doneKeys: string[]): Promise<void> {
     const records = await mapConcurrently(doneKeys, STORE_CONCURRENCY, (key) => this.deps.store.get(key));
-    for (const bytes of records) {
-      if (!bytes) continue;
-      const done = JSON.parse(Buffer.from(bytes).toString('utf8')) as TaskDone;
-      if (!stage.needed.has(done.partition) || stage.done.has(done.partition)) continue;
-      stage.done.set(done.partition, done);
-      stage.running.delete(done.partition);
-      this.lastProgressAt = this.deps.clock.now();
-    }
+    for (const bytes of records) if (bytes) this.noteDone(stage, JSON.parse(Buffer.from(bytes).toString('utf8')) as TaskDone);
+  }
+
+  private noteDone(stage: StageRun, done: TaskDone): void {
+    if (!stage.needed.has(done.partition) || stage.done.has(done.partition)) return;
+    stage.done.set(done.partition, done);
+    stage.running.delete(done.partition);
+    this.lastProgressAt = this.deps.clock.now();
   }
 
   /**
-   * What the noticed tasks of running stages left: a settled task's completion record or final
-   * failure, a started one's marker, each read by key.
+   * What the noticed tasks of running stages left: a settled task's completion record (given with
+   * its notice, or read) or final failure, a started one's marker, each read by key. True when a
+   * settled task left neither: it lost an input (a fetch failure) or failed a delivery, perhaps
+   * its last (a dead letter).
    */
-  private async collectNoticed(active: StageRun[], notices: TaskNotice[]): Promise<void> {
+  private async collectNoticed(active: StageRun[], notices: TaskNotice[]): Promise<boolean> {
     const { store } = this.deps;
     const running = new Set(active);
     const settled = new Map<StageRun, Set<number>>();
@@ -383,7 +418,8 @@ export class DagScheduler {
     for (const n of notices) {
       const stage = this.stages.get(`${n.scope}/${n.stage}`);
       if (n.event !== 'settled' || !stage || !running.has(stage) || !stage.needed.has(n.partition) || stage.done.has(n.partition)) continue;
-      settled.set(stage, (settled.get(stage) ?? new Set()).add(n.partition));
+      if (n.done?.stage === n.stage && n.done.partition === n.partition) this.noteDone(stage, n.done);
+      else settled.set(stage, (settled.get(stage) ?? new Set()).add(n.partition));
     }
     await mapConcurrently(starts, STORE_CONCURRENCY, async (n) => {
       const stage = this.stages.get(`${n.scope}/${n.stage}`);
@@ -392,6 +428,7 @@ export class DagScheduler {
       if (info) this.noteStart(stage, n.partition, info.lastModified);
       else this.pendingStarts.set(`${n.scope}/${n.stage}#${n.partition}`, n);
     });
+    let unexplained = false;
     for (const [stage, partitions] of settled) {
       const { scope } = stage.plan;
       await this.readDone(stage, [...partitions].map((p) => keys.taskDone(scope, stage.spec.id, p)));
@@ -399,8 +436,10 @@ export class DagScheduler {
         if (stage.done.has(p)) continue;
         const failed = keys.taskFailed(scope, stage.spec.id, p, runInKey(this.runId));
         if (await store.head(failed)) await this.handleFinalFailure(stage, failed);
+        else unexplained = true;
       }
     }
+    return unexplained;
   }
 
   private async submitPending(stage: StageRun): Promise<void> {
@@ -454,17 +493,29 @@ export class DagScheduler {
     const active = [...this.stages.values()].filter((s) => s.loaded && !s.complete);
     // Taken before a listing starts: what it sees, they would only repeat.
     const noticed = this.deps.notices?.takeNotices() ?? [];
-    if (noticed.length === 0 || ++this.pollsSinceListing >= FULL_LISTING_POLLS) {
+    const listing = noticed.length === 0 || ++this.pollsSinceListing >= FULL_LISTING_POLLS;
+    let unexplained = false;
+    if (listing) {
       this.pendingStarts.clear();
       this.pollsSinceListing = 0;
       await Promise.all(active.map((s) => this.collectDone(s)));
     } else {
-      await this.collectNoticed(active, noticed);
+      unexplained = await this.collectNoticed(active, noticed);
     }
+    // A task that lost an input leaves its fetch failure and settles without a completion record
+    // (runTask), and its runner says so like any other: so a poll that read only the noticed tasks
+    // looks for fetch failures when one of them left no record, and a listing poll always does.
+    // Such a task may also have failed its last delivery: the dead letters are drained now too.
+    if (unexplained) this.lastDrainAt = this.deps.clock.now();
+    const scopes = listing || unexplained ? [...new Set(active.map((s) => s.plan.scope))] : [];
     // Independent looks, at once; a failure of either is thrown once both have settled, so that
     // every dead letter drained is recorded.
-    const scopes = [...new Set(active.map((s) => s.plan.scope))];
-    const looks = await Promise.allSettled([(async () => { for (const scope of scopes) await this.handleFetchFailures(scope); })(), this.handleDeadLetters()]);
+    const looks = await Promise.allSettled([
+      (async () => {
+        for (const scope of scopes) await this.handleFetchFailures(scope);
+      })(),
+      unexplained ? this.handleDeadLetters() : undefined,
+    ]);
     for (const look of looks) if (look.status === 'rejected') throw look.reason;
     if (this.deps.options.speculation.enabled) await this.speculate(active);
     if (this.deps.options.unstarted.enabled) await this.resendUnstarted(active);

@@ -310,8 +310,8 @@ export class StreamingDriver {
     };
   }
 
-  /** Seals interval k and writes its lineage record, unless a driver already did. */
-  async planInterval(k: number): Promise<LineageRecord> {
+  /** Seals interval k and writes its lineage record, unless a driver already did; `created` when this call wrote it. */
+  async planInterval(k: number): Promise<{ record: LineageRecord; created: boolean }> {
     const { store, clock } = this.deps;
     // Read afresh, not from memory: an operator may have rewritten the record of an interval that
     // failed (`dstream quarantine`) since this driver, or this warm container, last ran it.
@@ -319,7 +319,7 @@ export class StreamingDriver {
     if (existing) {
       await this.checkBoundaryOwner(existing);
       this.records.set(k, existing);
-      return existing;
+      return { record: existing, created: false };
     }
     await this.claimStore();
     // Looked at during the seal (which any code may do: its list is the same for all), and
@@ -344,13 +344,14 @@ export class StreamingDriver {
     await stillOwner;
     const inputs: IntervalInputs = { sources, persisted, ...(objects === undefined ? {} : { objects }), ...this.carriedInto(k) };
     let record = buildLineageRecord(this.pipeline, k, uploadsRef, inputs, clock.now());
-    if (!(await store.putIfAbsent(keys.lineageRecord(record.scope), JSON.stringify(record)))) {
+    const created = await store.putIfAbsent(keys.lineageRecord(record.scope), JSON.stringify(record));
+    if (!created) {
       record = (await readLineageRecord(store, k))!;
       await this.checkBoundaryOwner(record);
     }
     this.records.set(k, record);
     await this.step('lineage-written', k);
-    return record;
+    return { record, created };
   }
 
   /**
@@ -426,11 +427,11 @@ export class StreamingDriver {
     }
     await this.adoptIntervalLength(k);
 
-    const record = await this.planInterval(k);
+    const { record, created } = await this.planInterval(k);
     order.planned();
     // From the seal: a driver resuming the interval after another died counts the time lost too.
     const started = record.sealedAt;
-    const plan = planFromRecord(this.pipeline, record);
+    const plan = { ...planFromRecord(this.pipeline, record), fresh: created };
     const hooks = this.hooks;
     let recordCheckedAt = clock.now();
     const scheduler: DagScheduler = new DagScheduler({

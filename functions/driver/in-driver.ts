@@ -13,7 +13,7 @@ import type { ChangeFeed } from '../../core/ports/change-feed.ts';
 import type { ObjectStore } from '../../core/ports/object-store.ts';
 import type { DeadLetter, QueueMessage, TaskQueue } from '../../core/ports/task-queue.ts';
 import type { NoticeBoard } from '../../core/ports/task-runner.ts';
-import type { ResolvedTask, TaskRecord } from '../../core/exec/task.ts';
+import type { ResolvedTask, TaskDone, TaskRecord } from '../../core/exec/task.ts';
 import { TaskHandler, settlementOf } from '../../core/runtime/task-handler.ts';
 import { decodeTaskMessage } from '../../core/scheduler/task-message.ts';
 import { stageReads } from '../../core/scheduler/stages.ts';
@@ -97,8 +97,11 @@ export class InDriverTaskQueue implements TaskQueue {
     const { task } = resolved;
     await this.slot();
     try {
-      await this.tasks.handle(task, 1);
-      this.board.post(task, 'settled');
+      const outcome = await this.tasks.handle(task, 1);
+      // The completion record as the store holds it (written or found by this copy), so that the
+      // scheduler need not read it back; a copy that wrote none (it lost an input, or another copy
+      // won) gives none, and the scheduler reads the store as for a remote task.
+      this.board.post(task, 'settled', outcome.status === 'done' ? (JSON.parse(JSON.stringify(outcome.done)) as TaskDone) : undefined);
     } catch (error) {
       if (settlementOf(error) === 'recorded') {
         this.board.post(task, 'settled');
