@@ -64,6 +64,12 @@ export interface TaskHandlerOptions {
   supersededCheckMs?: number;
   /** Who runs these tasks (a worker process, a Lambda execution environment): kept in each completion record, for the UI's task timeline. */
   executor?: string;
+  /**
+   * The plan of a scope that the caller holds, built from the lineage record it names (the
+   * driver's, for the tasks it runs itself): a task whose plan hash it matches is resolved from it,
+   * with the same checks, rather than from the record read back. Any other task reads the record.
+   */
+  knownPlan?(scope: string, planHash: string): ScopePlan | undefined;
 }
 
 /**
@@ -78,6 +84,7 @@ export class TaskHandler {
   private readonly now: () => number;
   private readonly supersededCheckMs: number;
   private readonly executor: string | undefined;
+  private readonly knownPlan: TaskHandlerOptions['knownPlan'];
 
   constructor(
     private readonly module: PipelineModule | ModuleSource,
@@ -87,6 +94,7 @@ export class TaskHandler {
     this.now = options.now ?? Date.now;
     this.supersededCheckMs = options.supersededCheckMs ?? 0;
     this.executor = options.executor;
+    this.knownPlan = options.knownPlan;
   }
 
   decode(body: string): Promise<TaskRecord> {
@@ -208,6 +216,8 @@ export class TaskHandler {
   }
 
   private async scopePlan(task: TaskRecord, module: PipelineModule, invalid: (why: string) => never): Promise<ScopePlan> {
+    const known = this.knownPlan?.(task.scope, task.planHash);
+    if (known) return known;
     const cacheKey = `${task.scope}#${task.planHash}`;
     const cached = this.plans.get(cacheKey);
     if (cached) return cached;

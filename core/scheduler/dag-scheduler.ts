@@ -269,6 +269,12 @@ export class DagScheduler {
     return this.stages.get(`${scope}/${stage}`)?.plan.planHash === planHash;
   }
 
+  /** The plan this scheduler holds of a scope, if it is the one `planHash` names. */
+  plan(scope: Scope, planHash: string): ScopePlan | undefined {
+    const plan = this.plans.get(scope);
+    return plan?.planHash === planHash ? plan : undefined;
+  }
+
   /** The completion records of a scope's stages that this scheduler has seen done. */
   completions(scope: Scope): TaskDone[] {
     return [...this.stages.values()].filter((s) => s.plan.scope === scope).flatMap((s) => [...s.done.values()]);

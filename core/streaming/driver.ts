@@ -7,7 +7,7 @@ import type { Clock } from '../ports/clock.ts';
 import type { ChangeFeed } from '../ports/change-feed.ts';
 import type { TaskNotices } from '../ports/task-runner.ts';
 import type { Pipeline } from '../graph/pipeline.ts';
-import { DagScheduler, newRunId, TaskFailedError, type SchedulerOptions, type SchedulerStats } from '../scheduler/dag-scheduler.ts';
+import { DagScheduler, newRunId, TaskFailedError, type SchedulerOptions, type SchedulerStats, type ScopePlan } from '../scheduler/dag-scheduler.ts';
 import { stageOfOutput, stagesRun } from '../scheduler/stages.ts';
 import { intervalOf, intervalScope, keys } from '../layout.ts';
 import { sealInterval, uploadId, type IntakeUpload, type UploadCheck } from './intake.ts';
@@ -390,6 +390,15 @@ export class StreamingDriver {
         JSON.stringify({ interval: k, name, key, ...(version === undefined ? {} : { version }), size, reason: refused }, null, 2),
       );
     }
+  }
+
+  /** The plan of a scope an interval in flight runs under, if it is the one `planHash` names: for the tasks the driver runs itself. */
+  scopePlan(scope: string, planHash: string): ScopePlan | undefined {
+    for (const scheduler of this.schedulers) {
+      const plan = scheduler.plan(scope, planHash);
+      if (plan) return plan;
+    }
+    return undefined;
   }
 
   /**

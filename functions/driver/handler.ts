@@ -23,7 +23,7 @@ import { StreamingDriver, type DriverConfig } from '../../core/streaming/driver.
 import { IntervalPipeline } from '../../core/streaming/interval-pipeline.ts';
 import { quarantineInterval } from '../../core/streaming/lineage.ts';
 import { hasAdmittedUploads } from '../../core/streaming/intake.ts';
-import { TaskFailedError } from '../../core/scheduler/dag-scheduler.ts';
+import { TaskFailedError, type ScopePlan } from '../../core/scheduler/dag-scheduler.ts';
 import { keys } from '../../core/layout.ts';
 import { controlPlaneSettings, DRIVER_TASK_CONCURRENCY, driverConfig, eventsFeed, functionConfig, logRecords, s3Store, sqsQueue, wakeQueue, type FunctionConfig } from '../config.ts';
 import { publishDeadLetteredTask, publishDormantTick, publishIntervalMetrics } from '../metrics.ts';
@@ -121,7 +121,13 @@ export function createDriverHandler(
     const remote = deps.changes ?? eventsFeed(settings);
     // Small stages run here, with the task function's code; their notices join the events queue's.
     const board = new NoticeBoard();
-    const inDriver = new InDriverTaskQueue(taskQueue, store, new TaskHandler(pipeline, store, { now: () => clock.now(), executor: 'driver' }), board, clock, {
+    // They take their plan from the interval the driver runs rather than read its lineage record
+    // back: the record it was built from, the one the task was sent under. Should an operator
+    // rewrite the record meanwhile (`dstream quarantine`), the task runs as one that read it just
+    // before would: its result, had it met no bad record, is what the new record gives, and a
+    // final failure is the old run's; the driver sees the new record at its next check.
+    const tasks = new TaskHandler(pipeline, store, { now: () => clock.now(), executor: 'driver', knownPlan: (scope, planHash): ScopePlan | undefined => driver.scopePlan(scope, planHash) });
+    const inDriver = new InDriverTaskQueue(taskQueue, store, tasks, board, clock, {
       belowBytes: deps.runInDriverBelowBytes ?? settings.runInDriverBelowBytes,
       concurrency: DRIVER_TASK_CONCURRENCY,
     });
