@@ -101,6 +101,43 @@ it('runs a stage under the bound in the driver, leaving the records and outputs 
   expect(done.some((o) => o.key.endsWith('.started'))).toBe(true);
 });
 
+it('reads back no completion or lineage record it wrote, and lists no task folder nor fetch failures, for stages it runs itself', async () => {
+  const { store, clock } = await uploaded();
+  const requests: string[] = [];
+  // Records each request, then makes it: a recorder around the real store, not a stand-in.
+  const recorded: ObjectStore = new Proxy(store, {
+    get(target, name, receiver) {
+      const value = Reflect.get(target, name, receiver);
+      if (typeof value !== 'function') return value;
+      return (...args: unknown[]) => {
+        requests.push(`${String(name)} ${String(args[0])}`);
+        return value.apply(target, args);
+      };
+    },
+  });
+  let drains = 0;
+  const queue: TaskQueue = new Proxy(untouchedQueue, { get: (target, name) => (name === 'drainDeadLetters' ? async () => (drains++, []) : Reflect.get(target, name)) });
+
+  const run = await createDriverHandler(wordcount, { store: recorded, queue, clock, config, runInDriverBelowBytes: MIB, wake: async () => {}, stayAwakeMs: 1_000 })(
+    scheduledEvent,
+    until(T0 + 10 * INTERVAL, clock),
+  );
+
+  expect(run.intervalsRun).toBe(2);
+  const written = new Set<string>();
+  const readBack: string[] = [];
+  for (const request of requests) {
+    const [method, key] = request.split(' ') as [string, string];
+    if (method === 'put' || method === 'putIfAbsent') written.add(key);
+    else if ((method === 'get' || method === 'head') && written.has(key) && /(\/tasks\/.*part-\d+\.json|\/record\.json)$/.test(key)) readBack.push(request);
+  }
+  expect(readBack).toEqual([]);
+  expect(requests.filter((r) => /^list lineage\/interval=\d+\/(tasks|fetch-failed)\//.test(r))).toEqual([]);
+  // Drained while a stage ran, not at each of its polls.
+  expect(drains).toBeGreaterThan(0);
+  expect(drains).toBeLessThanOrEqual(run.intervalsRun);
+});
+
 it('sends a stage whose input is not under the bound to the task queue', async () => {
   const { store, clock } = await uploaded();
   const queue = new FsTaskQueue({ dir: path.join(base, 'queue'), maxReceives: 3 });

@@ -1,0 +1,169 @@
+/**
+ * What the scheduler asks the store and the queue for, stage by stage: a stage of an interval
+ * planned a moment ago is sent without listing its empty task folder first, while a resumed
+ * interval's stages are listed, so that what an earlier driver completed is not sent again; and
+ * the looks for lost inputs and dead letters that no longer come on every poll still find them.
+ */
+import { describe, expect, it } from 'vitest';
+import path from 'node:path';
+import { StreamingDriver, type DriverStep } from '../../core/streaming/driver.ts';
+import { admitUpload } from '../../core/streaming/intake.ts';
+import { TaskFailedError } from '../../core/scheduler/dag-scheduler.ts';
+import { systemClock } from '../../core/ports/clock.ts';
+import type { ObjectStore } from '../../core/ports/object-store.ts';
+import type { TaskQueue } from '../../core/ports/task-queue.ts';
+import { FsObjectStore } from '../../local/store/fs-object-store.ts';
+import { FsTaskQueue } from '../../local/queue/fs-task-queue.ts';
+import { InProcessRunner } from '../../local/runtime/in-process-runner.ts';
+import wordcount from '../../examples/wordcount.ts';
+import { outputFiles, removeDir, tempDir, testDriverConfig, wordcountRoot } from '../support/stream-harness.ts';
+
+const config = testDriverConfig({ inputPartitions: 3 });
+
+/** `store`, writing each request made through it to `requests` as `<method> <key or prefix>`: a recorder, not a stand-in. */
+function recorded(store: ObjectStore, requests: string[]): ObjectStore {
+  return new Proxy(store, {
+    get(target, name, receiver) {
+      const value = Reflect.get(target, name, receiver);
+      if (typeof value !== 'function') return value;
+      return (...args: unknown[]) => {
+        requests.push(`${String(name)} ${String(args[0])}`);
+        return value.apply(target, args);
+      };
+    },
+  });
+}
+
+/** `queue`, writing each batch sent to `requests` as `send <stage>`, and each drain of dead letters as `drain`. */
+function recordedQueue(queue: TaskQueue, requests: string[]): TaskQueue {
+  return new Proxy(queue, {
+    get(target, name, receiver) {
+      const value = Reflect.get(target, name, receiver);
+      if (typeof value !== 'function') return value;
+      return (...args: unknown[]) => {
+        if (name === 'send') for (const stage of new Set((args[0] as string[]).map((body) => (JSON.parse(body) as { stage: string }).stage))) requests.push(`send ${stage}`);
+        if (name === 'drainDeadLetters') requests.push('drain');
+        return value.apply(target, args);
+      };
+    },
+  });
+}
+
+const tasksFolder = (stage: string) => `list lineage/interval=000000/tasks/${stage}/`;
+
+/**
+ * Runs interval 0 of WordCount over one upload with tasks in this process, the scheduler told by
+ * the runner which tasks settled; with `lose`, the first read of a shuffle block finds it gone, so
+ * the reading task records a fetch failure and settles without a completion record.
+ */
+async function runTold(lose: boolean) {
+  const root = await tempDir();
+  const store = new FsObjectStore(root);
+  const queue = new FsTaskQueue({ dir: path.join(root, '.dstream', 'queue'), maxReceives: 4 });
+  let lost: string | undefined;
+  const tasks: ObjectStore = Object.create(store);
+  tasks.getRange = (key, start, end, options) =>
+    (async function* () {
+      if (lose && lost === undefined && key.includes('/shuffle/')) {
+        lost = key;
+        await store.delete(key);
+      }
+      yield* store.getRange(key, start, end, options);
+    })();
+  const runner = InProcessRunner.for(wordcount, tasks, queue, 2);
+  await runner.start();
+  try {
+    const text = 'the fox and the dog\nthe end of the fox\na dog again\n';
+    await store.put('incoming/a.txt', text);
+    await admitUpload(store, { key: 'incoming/a.txt', name: 'a.txt', size: Buffer.byteLength(text) }, 0);
+    const report = await new StreamingDriver(wordcount, { store, queue, clock: systemClock, notices: runner.notices }, config).runInterval(0);
+    return { report, lost, outputs: await outputFiles(root) };
+  } finally {
+    await runner.stop();
+    await queue.close();
+    await removeDir(root);
+  }
+}
+
+describe('the scheduler, stage by stage', () => {
+  it('sends the tasks of a stage of an interval planned now without listing its task folder first', async () => {
+    const env = await wordcountRoot(1, config);
+    try {
+      const requests: string[] = [];
+      const driver = new StreamingDriver(wordcount, { store: recorded(env.store, requests), queue: recordedQueue(env.queue, requests), clock: systemClock }, config);
+
+      await driver.runInterval(0);
+
+      const sent = requests.filter((r) => r.startsWith('send ')).map((r) => r.slice('send '.length));
+      expect(sent.length).toBeGreaterThanOrEqual(2);
+      for (const stage of sent) {
+        const firstSend = requests.indexOf(`send ${stage}`);
+        expect(requests.slice(0, firstSend)).not.toContain(tasksFolder(stage));
+      }
+    } finally {
+      await env.close();
+      await removeDir(env.root);
+    }
+  });
+
+  it('lists the task folders of an interval it resumes, and sends nothing an earlier driver completed', async () => {
+    const env = await wordcountRoot(1, config);
+    try {
+      // The first driver dies once every stage is done, before its commit.
+      const died = new Error('the driver died');
+      await expect(env.driver({ step: (step: DriverStep) => { if (step === 'stages-done') throw died; } }).runInterval(0)).rejects.toBe(died);
+      const requests: string[] = [];
+      const driver = new StreamingDriver(wordcount, { store: recorded(env.store, requests), queue: recordedQueue(env.queue, requests), clock: systemClock }, config);
+
+      const report = await driver.runInterval(0);
+
+      expect(requests.filter((r) => r.startsWith('list lineage/interval=000000/tasks/')).length).toBeGreaterThanOrEqual(2);
+      expect(requests.filter((r) => r.startsWith('send '))).toEqual([]);
+      expect(report.interval).toBe(0);
+    } finally {
+      await env.close();
+      await removeDir(env.root);
+    }
+  });
+
+  it('with the runner telling which tasks settled, still reruns what wrote an input a task found gone, and commits the clean output', async () => {
+    const clean = await runTold(false);
+
+    const lossy = await runTold(true);
+
+    expect(lossy.lost).toMatch(/\/shuffle\//);
+    // Every reduce task reads a block of the lost map output: each records its fetch failure.
+    expect(lossy.report.fetchFailures).toBeGreaterThan(0);
+    expect(lossy.report.recomputed).toBeGreaterThan(0);
+    expect(lossy.outputs).toEqual(clean.outputs);
+  });
+
+  it('with the runner telling which tasks settled, fails the interval on a task dead-lettered on its last delivery', async () => {
+    const root = await tempDir();
+    const store = new FsObjectStore(root);
+    const queue = new FsTaskQueue({ dir: path.join(root, '.dstream', 'queue'), maxReceives: 1 });
+    // Every read of the upload fails: its task fails its one allowed delivery and is dead-lettered.
+    const tasks: ObjectStore = Object.create(store);
+    tasks.getRange = (key) =>
+      (async function* () {
+        throw new Error(`the disk holding ${key} is unavailable`);
+      })();
+    const runner = InProcessRunner.for(wordcount, tasks, queue, 2);
+    await runner.start();
+    try {
+      await store.put('incoming/a.txt', 'to be or not to be\n');
+      await admitUpload(store, { key: 'incoming/a.txt', name: 'a.txt', size: 19 }, 0);
+      const driver = new StreamingDriver(wordcount, { store, queue, clock: systemClock, notices: runner.notices }, config);
+
+      const failure = await driver.runInterval(0).catch((error: unknown) => error);
+
+      expect(failure).toBeInstanceOf(TaskFailedError);
+      expect((failure as TaskFailedError).settled).toBe(false);
+      expect((failure as TaskFailedError).lastError).toContain('is unavailable');
+    } finally {
+      await runner.stop();
+      await queue.close();
+      await removeDir(root);
+    }
+  });
+});
