@@ -212,6 +212,13 @@ export class DagScheduler {
   };
   private readonly stages = new Map<string, StageRun>();
   private readonly plans = new Map<Scope, ScopePlan>();
+  /**
+   * Looks for lost persisted inputs under way, by the stage that reads them (addStage): it is not
+   * submitted before its look is done, which may give it recovery stages to wait for.
+   */
+  private readonly inputChecks = new Map<StageRun, Promise<void>>();
+  /** The last look begun, settled: looks run one after another, as their recoveries did before. */
+  private lastInputCheck: Promise<void> = Promise.resolve();
   private readonly seenFailures = new Set<string>();
   private readonly recentStartLatencies: number[] = [];
   /** When this scheduler last saw a task start or complete: the workers' last sign of life. */
@@ -246,11 +253,23 @@ export class DagScheduler {
     for (;;) {
       if (targets.every((t) => this.isSettled(t)) || until?.()) return this.stats;
       for (const stage of this.stages.values()) {
-        if (!stage.complete && [...stage.deps].every((d) => this.isSettled(d))) await this.submitPending(stage);
+        if (!stage.complete && !this.inputChecks.has(stage) && [...stage.deps].every((d) => this.isSettled(d))) await this.submitPending(stage);
       }
-      await this.wait();
-      await this.poll();
+      // The stages sent run while the looks for lost inputs finish; then those that waited on them go.
+      if (this.inputChecks.size > 0) await this.finishInputChecks();
+      else {
+        await this.wait();
+        await this.poll();
+      }
     }
+  }
+
+  /** Waits for the looks for lost inputs under way; a failure of one is thrown once all have settled. */
+  private async finishInputChecks(): Promise<void> {
+    const checks = [...this.inputChecks];
+    const looks = await Promise.allSettled(checks.map(([, check]) => check));
+    for (const [stage] of checks) this.inputChecks.delete(stage);
+    for (const look of looks) if (look.status === 'rejected') throw look.reason;
   }
 
   /** Waits for a change (or the poll interval), draining the dead letters meanwhile when a drain is due (DEAD_LETTER_DRAIN_MS). */
@@ -322,15 +341,27 @@ export class DagScheduler {
 
     for (const parent of stage.spec.parents) stage.deps.add(await this.addStage(plan, parent));
     // Persisted RDDs not written by a parent stage (of earlier scopes, or of this one for a
-    // recovery stage): recompute the partitions that are gone, from lineage.
-    for (const read of stage.spec.storedReads) {
+    // recovery stage): recompute the partitions that are gone, from lineage. Looked at while the
+    // stages that do not wait for this one run (run() sends no task of it before the look is done).
+    const reads = stage.spec.storedReads.filter((read) => {
       const writer = stageWriting(plan.stages, read.location);
-      if (writer && stage.spec.parents.includes(writer.id)) continue;
+      return !(writer && stage.spec.parents.includes(writer.id));
+    });
+    if (reads.length > 0) {
+      const check = this.lastInputCheck.then(() => this.checkInputs(stage, reads));
+      // Thrown where run() awaits it (finishInputChecks), not left unhandled meanwhile.
+      this.lastInputCheck = check.catch(() => undefined);
+      this.inputChecks.set(stage, check);
+    }
+    return stage;
+  }
+
+  private async checkInputs(stage: StageRun, reads: StageSpec['storedReads']): Promise<void> {
+    for (const read of reads) {
       const present = new Set((await listAll(this.deps.store, `${read.location}/`)).map((o) => o.key));
       const missing = range(read.partitions).filter((p) => !present.has(keys.persisted(read.location, p)));
       if (missing.length > 0) stage.deps.add(await this.recover(read.location, missing));
     }
-    return stage;
   }
 
   /** Adds the stage of an earlier scope that writes `location`, for the partitions that are lost. */

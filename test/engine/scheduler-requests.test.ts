@@ -126,6 +126,43 @@ describe('the scheduler, stage by stage', () => {
     }
   });
 
+  it("sends a stage that waits for nothing while it looks whether the earlier interval's state it reads later is all there", async () => {
+    // Empty stages run as any other, so the scheduler alone lists the state of interval 0.
+    const runAll = testDriverConfig({ inputPartitions: 3, runEmptyStages: true });
+    const env = await wordcountRoot(2, runAll);
+    try {
+      await env.driver().runInterval(0);
+      const requests: string[] = [];
+      let mapSent!: () => void;
+      const sent = new Promise<void>((resolve) => (mapSent = resolve));
+      const queue = recordedQueue(env.queue, requests);
+      const sending: TaskQueue = Object.create(queue);
+      sending.send = async (bodies) => {
+        await queue.send(bodies);
+        if (bodies.some((body) => (JSON.parse(body) as { stage: string }).stage.startsWith('map-'))) mapSent();
+      };
+      // The listing of interval 0's state answers once the map stage is sent, or after 2 s (the order then shows it was not).
+      const store: ObjectStore = Object.create(env.store);
+      store.list = (prefix) =>
+        (async function* () {
+          if (prefix.startsWith('cache/interval=000000/persist/')) await Promise.race([sent, new Promise((resolve) => setTimeout(resolve, 2_000))]);
+          yield* env.store.list(prefix);
+          requests.push(`listed ${prefix}`);
+        })();
+
+      await new StreamingDriver(wordcount, { store, queue: sending, clock: systemClock }, runAll).runInterval(1);
+
+      const listed = requests.findIndex((r) => r.startsWith('listed cache/interval=000000/persist/'));
+      const mapSend = requests.findIndex((r) => r.startsWith('send map-'));
+      expect(listed).toBeGreaterThan(-1);
+      expect(mapSend).toBeGreaterThan(-1);
+      expect(mapSend).toBeLessThan(listed);
+    } finally {
+      await env.close();
+      await removeDir(env.root);
+    }
+  });
+
   it('with the runner telling which tasks settled, still reruns what wrote an input a task found gone, and commits the clean output', async () => {
     const clean = await runTold(false);
 
