@@ -35,7 +35,8 @@ export interface InDriverOptions {
  * retry could cure is sent to `queue` too, where the task function's retries and dead-lettering
  * take it over; one that fails with an error every delivery would meet has recorded its final
  * failure, as in the task function. Each task settled here is posted on `board`, which the
- * scheduler reads (its notices), and ends a wait on `changes`.
+ * scheduler reads (its notices), with its completion record when it left one, and ends a wait
+ * on `changes`.
  */
 export class InDriverTaskQueue implements TaskQueue {
   private running = 0;
