@@ -101,7 +101,7 @@ it('runs a stage under the bound in the driver, leaving the records and outputs 
   expect(done.some((o) => o.key.endsWith('.started'))).toBe(true);
 });
 
-it('reads back no completion or lineage record it wrote, and lists no task folder nor fetch failures, for stages it runs itself', async () => {
+it('reads back no completion or lineage record it wrote, nor the size of state it persisted, and lists no task folder nor fetch failures, for stages it runs itself', async () => {
   const { store, clock } = await uploaded();
   const requests: string[] = [];
   // Records each request, then makes it: a recorder around the real store, not a stand-in.
@@ -130,7 +130,10 @@ it('reads back no completion or lineage record it wrote, and lists no task folde
     const [method, key] = request.split(' ') as [string, string];
     if (method === 'put' || method === 'putIfAbsent') written.add(key);
     else if ((method === 'get' || method === 'head') && written.has(key) && /(\/tasks\/.*part-\d+\.json|\/record\.json)$/.test(key)) readBack.push(request);
+    // Interval 1 reads the state interval 0 persisted: its size decides where interval 1's tasks run, known without a HEAD.
+    else if (method === 'head' && written.has(key) && key.includes('/persist/')) readBack.push(request);
   }
+  expect([...written].some((key) => key.startsWith('cache/interval=000000/persist/'))).toBe(true);
   expect(readBack).toEqual([]);
   expect(requests.filter((r) => /^list lineage\/interval=\d+\/(tasks|fetch-failed)\//.test(r))).toEqual([]);
   // Drained while a stage ran, not at each of its polls.
