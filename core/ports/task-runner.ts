@@ -1,3 +1,5 @@
+import type { TaskDone } from '../exec/task.ts';
+
 /**
  * What consumes the task queue and runs each task with the task code (core/runtime/task-handler):
  * locally a pool of worker processes or a loop in this process; on AWS, Lambda's SQS event source
@@ -8,8 +10,6 @@ export interface TaskRunner {
   /** Stops taking tasks; a task running when it stops may be redelivered to a later runner. */
   stop(): Promise<void>;
 }
-
-import type { TaskDone } from '../exec/task.ts';
 
 /** A task a runner saw start or settle: a hint of what to read, never a record (the store holds those). */
 export interface TaskNotice {
