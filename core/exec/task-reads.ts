@@ -15,7 +15,7 @@ export interface PlannedRead {
  * Reads started ahead of the compute and not yet taken by it: as many as a reduce task kept in
  * flight of its shuffle blocks before, enough to hide a store's latency, few enough to bound what
  * is held. Each is an object the compute holds whole anyway (a block, a stored partition, a split
- * descriptor) or a short input range (see splitInputReads).
+ * descriptor) or a short input range (see plannedSplitReads).
  */
 export const READS_AHEAD = 8;
 
