@@ -144,21 +144,23 @@ export async function runTask({ task, stage, plan, badRecords }: ResolvedTask, e
     const maps = blocks.length / partitions!.length;
     return blocks.slice(i * maps, (i + 1) * maps);
   };
-  // The inputs start on their way with the task's first requests: reads change nothing, so a
-  // copy that finds the task done has only spent them.
+  const planned = plannedReads(task, plan, reads, shuffleBlocks);
+  const doneKey = keys.taskDone(task.scope, task.stage, task.partition);
+  // One round trip for both. A copy that finds the task done has then left a start marker too,
+  // which is harmless: a marker says only that a copy of that attempt started (which it did),
+  // the scheduler notes it only for a task of its own run still running (its start time, for
+  // speculation and the deadline for unstarted tasks) and then reads the completion record, and
+  // a marker of a copy already delivered in the same run has the same key (create-if-absent).
+  const admitted = Promise.all([
+    env.store.get(doneKey, { absentIfRefused: true }),
+    env.store.putIfAbsent(keys.taskStarted(task.scope, task.stage, task.partition, task.attempt, runInKey(task.run)), ''),
+  ]);
+  // The inputs start on their way meanwhile (after the two: a store may read small objects with
+  // blocking calls): reads change nothing, so a copy that finds the task done has only spent them.
   const inputs = new TaskReads(env.store);
   try {
-    inputs.plan(plannedReads(task, plan, reads, shuffleBlocks));
-    const doneKey = keys.taskDone(task.scope, task.stage, task.partition);
-    // One round trip for both. A copy that finds the task done has then left a start marker too,
-    // which is harmless: a marker says only that a copy of that attempt started (which it did),
-    // the scheduler notes it only for a task of its own run still running (its start time, for
-    // speculation and the deadline for unstarted tasks) and then reads the completion record, and
-    // a marker of a copy already delivered in the same run has the same key (create-if-absent).
-    const [existing] = await Promise.all([
-      env.store.get(doneKey, { absentIfRefused: true }),
-      env.store.putIfAbsent(keys.taskStarted(task.scope, task.stage, task.partition, task.attempt, runInKey(task.run)), ''),
-    ]);
+    inputs.plan(planned);
+    const [existing] = await admitted;
     if (existing) return { status: 'done', done: JSON.parse(Buffer.from(existing).toString('utf8')), skipped: true };
 
     const quarantine: string[] = [];

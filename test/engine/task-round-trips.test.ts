@@ -125,7 +125,14 @@ describe("a task's round trips", () => {
       let gone = true;
       return new Proxy(store, {
         get(target, name, receiver) {
-          if (name === 'putIfAbsent') return (key: string, body: Uint8Array | string) => (requests.push(`put ${key}`), target.putIfAbsent(key, body));
+          if (name === 'putIfAbsent') {
+            return async (key: string, body: Uint8Array | string) => {
+              requests.push(`put ${key}`);
+              const created = await target.putIfAbsent(key, body);
+              requests.push(`written ${key}`);
+              return created;
+            };
+          }
           if (name === 'get') {
             return (key: string, options?: ReadOptions) => {
               requests.push(`get ${key}`);
@@ -152,12 +159,14 @@ describe("a task's round trips", () => {
     const clean = await replayInProcess(wordcount, FILES);
     const lossy = await replayInProcess(wordcount, FILES, { wrapStore: (store, role) => (role === 'tasks' ? missingOnce(store) : store) });
     try {
-      // Read before its task left its start marker (the next write after it): ahead of the compute.
+      // Read with its task's start marker (the write asked for just before it), before the marker
+      // was written: ahead of the compute, which waits for it.
       const read = requests.findIndex((r) => r.startsWith('get ') && lost(r.slice(4)));
       expect(read).toBeGreaterThanOrEqual(0);
-      const next = requests.slice(read).find((r) => r.startsWith('put '));
-      expect(next).toMatch(/^put lineage\/interval=000002\/tasks\/result-[^/]+\/part-\d+\.attempt-0\.run-\w+\.started$/);
-      expect(next).toMatch(reader);
+      const marker = requests.slice(0, read).findLast((r) => r.startsWith('put '))!;
+      expect(marker).toMatch(/^put lineage\/interval=000002\/tasks\/result-[^/]+\/part-\d+\.attempt-0\.run-\w+\.started$/);
+      expect(marker).toMatch(reader);
+      expect(requests.indexOf(marker.replace(/^put /, 'written '))).toBeGreaterThan(read);
       expect(lossy.reports[2]!.fetchFailures).toBe(1);
       expect(await listAll(new FsObjectStore(lossy.root), keys.fetchFailedPrefix('interval=000002'))).toHaveLength(1);
       expect(await lossy.files()).toEqual(await clean.files());
