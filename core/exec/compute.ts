@@ -21,6 +21,7 @@ export class MissingInputError extends Error {
 
 /** What computing a partition may use, besides the plan. */
 export interface ComputeEnv {
+  /** Where the compute reads: a task's TaskReads, which has the reads it plans on their way. */
   store: ObjectStore;
   /** The scope whose plan is computed: where its source splits are kept. */
   scope: Scope;
@@ -286,35 +287,24 @@ export function refusedRecord(ctx: OperatorContext, operator: string, record: un
 }
 
 /**
- * Shuffle blocks one reduce task reads at once: enough to hide a store's latency (n blocks one
- * after another cost n round trips), few enough to bound the blocks held ahead of decoding.
+ * Reads the blocks in map-partition order and decodes each as it comes. They are read ahead, several
+ * at once, by the task's store (TaskReads, which runTask plans with every block the task reads).
  */
-const BLOCK_READS_IN_FLIGHT = 8;
-
-/** Reads ahead, decodes in block order: the records come out as a serial read would give them. */
 async function readBlocks(env: ComputeEnv, rdd: string, p: number, emit: Emit): Promise<void> {
-  const blocks = env.shuffleBlocks(rdd, p).filter(([, start, end]) => end > start);
   const missing: string[] = [];
-  const reads: Promise<Uint8Array | undefined>[] = [];
-  const startRead = (): void => {
+  for (const [key, start, end] of env.shuffleBlocks(rdd, p)) {
+    if (end <= start) continue;
     env.signal?.throwIfAborted();
-    const [key, start, end] = blocks[reads.length]!;
-    const read = readRange(env.store, key, start, end).catch((error: unknown) => {
-      if (error instanceof ObjectNotFoundError) return undefined;
-      throw error;
-    });
-    // Awaited in order below; one that fails while an earlier one is awaited is not unhandled.
-    read.catch(() => {});
-    reads.push(read);
-  };
-  while (reads.length < Math.min(blocks.length, BLOCK_READS_IN_FLIGHT)) startRead();
-  for (let i = 0; i < blocks.length; i++) {
-    const bytes = await reads[i]!;
-    // Decoded once: the bytes need not be held.
-    reads[i] = Promise.resolve(undefined);
-    if (reads.length < blocks.length) startRead();
-    if (bytes === undefined) missing.push(blocks[i]![0]);
-    else if (missing.length === 0) decodeRecords(bytes, emit);
+    let bytes: Uint8Array;
+    try {
+      bytes = await readRange(env.store, key, start, end);
+    } catch (error) {
+      if (!(error instanceof ObjectNotFoundError)) throw error;
+      // Read on: the driver recomputes every missing map output at once.
+      missing.push(key);
+      continue;
+    }
+    if (missing.length === 0) decodeRecords(bytes, emit);
   }
   if (missing.length > 0) throw new MissingInputError(missing);
 }

@@ -2,6 +2,7 @@ import { isUtf8 } from 'node:buffer';
 import { ObjectNotFoundError, readContentAddressed, type ObjectStore } from '../ports/object-store.ts';
 import type { InputRange, Split, SplitRef } from '../rdd/plan.ts';
 import { keys, type Scope } from '../layout.ts';
+import type { PlannedRead } from './task-reads.ts';
 
 export interface LineSink {
   line(text: string): void;
@@ -70,6 +71,29 @@ export function loadSplit(store: ObjectStore, scope: Scope, ref: SplitRef): Prom
   return readContentAddressed<Split>(store, keys.lineageSplit(scope, ref.hash), ref.hash);
 }
 
+/**
+ * Input ranges read whole ahead of the compute (TaskReads) when no longer than this; a longer one
+ * is streamed as it is read, so that a split's bytes are never all held at once.
+ */
+const INPUT_AHEAD_BYTES = 1 << 20;
+
+/** A split's descriptor as the compute reads it, and then the first read of each of its short input ranges. */
+export function plannedSplitReads(scope: Scope, ref: SplitRef): PlannedRead {
+  return {
+    key: keys.lineageSplit(scope, ref.hash),
+    then: (bytes) =>
+      (JSON.parse(Buffer.from(bytes).toString('utf8')) as Split).ranges.flatMap((range) => {
+        const [start, end] = firstRead(range);
+        return end - start <= INPUT_AHEAD_BYTES ? [{ key: range.key, range: { start, end, ...(range.version === undefined ? {} : { version: range.version }) } }] : [];
+      }),
+  };
+}
+
+/** The bytes first read of a range: from the byte before it (to tell whether it starts a line) to its end. */
+function firstRead(range: InputRange): [start: number, end: number] {
+  return [range.start > 0 ? range.start - 1 : 0, range.end];
+}
+
 /** Reads every line of a split, streaming; see `readRangeLines` for which lines a range owns. */
 export async function readSplitLines(store: ObjectStore, split: Split, options: SplitReaderOptions, sink: LineSink): Promise<void> {
   for (const range of split.ranges) await readRangeLines(store, range, options, sink);
@@ -98,8 +122,7 @@ export async function readRangeLines(store: ObjectStore, range: InputRange, opti
 
 async function readPinnedRangeLines(store: ObjectStore, range: InputRange, options: SplitReaderOptions, sink: LineSink, progress: { read: boolean }): Promise<void> {
   const reader = new RangeLineReader(range, options, sink);
-  let pos = range.start > 0 ? range.start - 1 : 0;
-  let readTo = range.end;
+  let [pos, readTo] = firstRead(range);
   let step = EXTEND_STEP;
   while (!reader.done) {
     const before = pos;

@@ -4,9 +4,10 @@ import { checkStorable } from '../codec/storable.ts';
 import type { PlanBuilder, Rdd } from '../rdd/rdd.ts';
 import { preview, type OperatorContext } from '../rdd/operators.ts';
 import { intervalOf, keys, runInKey, type Scope } from '../layout.ts';
-import { stageInMemory, stageShuffleReads, type Sink, type StageSpec } from '../scheduler/stages.ts';
+import { stageInMemory, stageReads, type Sink, type StageReads, type StageSpec } from '../scheduler/stages.ts';
 import { computePartition, MissingInputError, refusedRecord, sharedNodes, type BlockRef, type ComputeEnv } from './compute.ts';
-import { LinePosition } from './split-reader.ts';
+import { LinePosition, plannedSplitReads } from './split-reader.ts';
+import { TaskReads, type PlannedRead } from './task-reads.ts';
 import { writeShuffleMap } from './shuffle-writer.ts';
 
 /**
@@ -133,77 +134,128 @@ export type TaskOutcome =
 
 /** Runs a task to its completion record; safe to run any number of times, at once or later. */
 export async function runTask({ task, stage, plan, badRecords }: ResolvedTask, env: TaskEnvironment): Promise<TaskOutcome> {
-  const doneKey = keys.taskDone(task.scope, task.stage, task.partition);
-  const existing = await env.store.get(doneKey, { absentIfRefused: true });
-  if (existing) return { status: 'done', done: JSON.parse(Buffer.from(existing).toString('utf8')), skipped: true };
-
   const started = env.now();
-  await env.store.putIfAbsent(keys.taskStarted(task.scope, task.stage, task.partition, task.attempt, runInKey(task.run)), '');
-  const reads = stageShuffleReads(plan, stage, task.partition);
-  const quarantine: string[] = [];
-  const position = new LinePosition();
-  const source: SourceOf = () => (position.key === undefined ? undefined : { input: env.inputName?.(position.key) ?? position.key, offset: position.offset });
-  const computeEnv: ComputeEnv = {
-    store: env.store,
-    scope: task.scope,
-    maxLineBytes: env.maxLineBytes,
-    ...(env.signal ? { signal: env.signal } : {}),
-    input: { records: 0, bytes: 0, sources: {} },
-    shuffleBlocks: (id, p) => {
-      const blocks = task.shuffleInputs?.[id];
-      const i = reads.get(id)?.indexOf(p) ?? -1;
-      if (!blocks || i < 0) throw new Error(`task ${task.stage}/${task.partition} has no block list for partition ${p} of shuffle ${id}`);
-      const maps = blocks.length / reads.get(id)!.length;
-      return blocks.slice(i * maps, (i + 1) * maps);
-    },
-    position,
-    operatorContext: (p, label) => badRecordContext(task, p, label, badRecords, quarantine, source),
+  const reads = stageReads(plan, stage, task.partition);
+  const shuffleBlocks = (id: string, p: number): BlockRef[] => {
+    const blocks = task.shuffleInputs?.[id];
+    const partitions = reads.shuffles.get(id);
+    const i = partitions?.indexOf(p) ?? -1;
+    if (!blocks || i < 0) throw new Error(`task ${task.stage}/${task.partition} has no block list for partition ${p} of shuffle ${id}`);
+    const maps = blocks.length / partitions!.length;
+    return blocks.slice(i * maps, (i + 1) * maps);
   };
-
-  let result: TaskOutput;
+  const planned = plannedReads(task, plan, reads, shuffleBlocks);
+  const doneKey = keys.taskDone(task.scope, task.stage, task.partition);
+  // One round trip for both. A copy that finds the task done has then left a start marker too,
+  // which is harmless: a marker says only that a copy of that attempt started (which it did),
+  // the scheduler notes it only for a task of its own run still running (its start time, for
+  // speculation and the deadline for unstarted tasks) and then reads the completion record, and
+  // a marker of a copy already delivered in the same run has the same key (create-if-absent).
+  const admitted = Promise.all([
+    env.store.get(doneKey, { absentIfRefused: true }),
+    env.store.putIfAbsent(keys.taskStarted(task.scope, task.stage, task.partition, task.attempt, runInKey(task.run)), ''),
+  ]);
+  // The inputs start on their way meanwhile (after the two: a store may read small objects with
+  // blocking calls): reads change nothing, so a copy that finds the task done has only spent them.
+  const inputs = new TaskReads(env.store);
   try {
-    result = await computeTaskOutput(task, stage, plan, computeEnv, env.store);
-  } catch (error) {
-    if (env.signal?.aborted) return { status: 'superseded' };
-    if (error instanceof MissingInputError) {
-      await env.store.putIfAbsent(
-        keys.fetchFailed(task.scope, task.stage, task.partition, task.attempt),
-        JSON.stringify({ stage: task.stage, partition: task.partition, attempt: task.attempt, missing: error.missing }),
-      );
-      return { status: 'fetch-failed', missing: error.missing };
-    }
-    throw error;
-  }
+    inputs.plan(planned);
+    const [existing] = await admitted;
+    if (existing) return { status: 'done', done: JSON.parse(Buffer.from(existing).toString('utf8')), skipped: true };
 
-  if (env.signal?.aborted) return { status: 'superseded' };
-  if (quarantine.length > 0) {
-    await env.store.put(keys.quarantine(task.scope, task.stage, task.partition), quarantine.join('\n') + '\n');
+    const quarantine: string[] = [];
+    const position = new LinePosition();
+    const source: SourceOf = () => (position.key === undefined ? undefined : { input: env.inputName?.(position.key) ?? position.key, offset: position.offset });
+    const computeEnv: ComputeEnv = {
+      store: inputs,
+      scope: task.scope,
+      maxLineBytes: env.maxLineBytes,
+      ...(env.signal ? { signal: env.signal } : {}),
+      input: { records: 0, bytes: 0, sources: {} },
+      shuffleBlocks,
+      position,
+      operatorContext: (p, label) => badRecordContext(task, p, label, badRecords, quarantine, source),
+    };
+
+    // The task's writes go at once, each as soon as its bytes are computed; the completion record
+    // waits for every one of them, so it never names output that is not durable. A copy killed
+    // before its record leaves some of them written: plain puts of the bytes any copy writes.
+    const writes: Promise<void>[] = [];
+    const write: Write = (key, body) => {
+      const written = env.store.put(key, body);
+      // Awaited below, with the rest; one that fails while the compute goes on is not unhandled.
+      written.catch(() => {});
+      writes.push(written);
+    };
+    let result: TaskOutput;
+    try {
+      result = await computeTaskOutput(task, stage, plan, computeEnv, write);
+      if (quarantine.length > 0 && !env.signal?.aborted) write(keys.quarantine(task.scope, task.stage, task.partition), quarantine.join('\n') + '\n');
+      await Promise.all(writes);
+    } catch (error) {
+      // None of its writes outlives the task.
+      await Promise.allSettled(writes);
+      if (env.signal?.aborted) return { status: 'superseded' };
+      if (error instanceof MissingInputError) {
+        await env.store.putIfAbsent(
+          keys.fetchFailed(task.scope, task.stage, task.partition, task.attempt),
+          JSON.stringify({ stage: task.stage, partition: task.partition, attempt: task.attempt, missing: error.missing }),
+        );
+        return { status: 'fetch-failed', missing: error.missing };
+      }
+      throw error;
+    }
+
+    if (env.signal?.aborted) return { status: 'superseded' };
+    const done: TaskDone = {
+      stage: task.stage,
+      partition: task.partition,
+      attempt: task.attempt,
+      copy: task.copy,
+      recordsIn: computeEnv.input.records,
+      bytesIn: computeEnv.input.bytes,
+      sourceRecords: computeEnv.input.sources,
+      durationMs: env.now() - started,
+      quarantined: quarantine.length,
+      ...(env.executor === undefined ? {} : { executor: env.executor }),
+      ...result,
+    };
+    if (!(await env.store.putIfAbsent(doneKey, JSON.stringify(done)))) return { status: 'superseded' };
+    return { status: 'done', done, skipped: false };
+  } finally {
+    inputs.close();
   }
-  const done: TaskDone = {
-    stage: task.stage,
-    partition: task.partition,
-    attempt: task.attempt,
-    copy: task.copy,
-    recordsIn: computeEnv.input.records,
-    bytesIn: computeEnv.input.bytes,
-    sourceRecords: computeEnv.input.sources,
-    durationMs: env.now() - started,
-    quarantined: quarantine.length,
-    ...(env.executor === undefined ? {} : { executor: env.executor }),
-    ...result,
-  };
-  if (!(await env.store.putIfAbsent(doneKey, JSON.stringify(done)))) return { status: 'superseded' };
-  return { status: 'done', done, skipped: false };
+}
+
+/** Starts a write of the task's; runTask awaits them all before the completion record. */
+type Write = (key: string, body: Uint8Array | string) => void;
+
+/**
+ * What the task will read, in about the order its compute reads it (a fold reads its state before
+ * the interval's values): each source's split and its input, stored partitions, shuffle blocks.
+ */
+function plannedReads(task: TaskRecord, plan: PlanBuilder, reads: StageReads, shuffleBlocks: ComputeEnv['shuffleBlocks']): PlannedRead[] {
+  const planned: PlannedRead[] = [];
+  for (const [rdd, split] of reads.sources) {
+    const node = plan.get(rdd).node;
+    const ref = node.kind === 'source' ? node.splits[split] : undefined;
+    if (ref) planned.push(plannedSplitReads(task.scope, ref));
+  }
+  for (const [location, q] of reads.stored) planned.push({ key: keys.persisted(location, q) });
+  for (const [id, partitions] of reads.shuffles) {
+    for (const q of partitions) for (const [key, start, end] of shuffleBlocks(id, q)) if (end > start) planned.push({ key, range: { start, end } });
+  }
+  return planned;
 }
 
 /** What a task wrote: totals, and for a result stage, records by output and by persisted location. */
 type TaskOutput = Pick<TaskDone, 'recordsOut' | 'bytesOut' | 'mapOutput' | 'outputs' | 'persisted'>;
 
-async function computeTaskOutput(task: TaskRecord, stage: StageSpec, plan: PlanBuilder, env: ComputeEnv, store: ObjectStore): Promise<TaskOutput> {
+async function computeTaskOutput(task: TaskRecord, stage: StageSpec, plan: PlanBuilder, env: ComputeEnv, write: Write): Promise<TaskOutput> {
   if (stage.kind === 'shuffle-map') {
     const out = await writeShuffleMap(plan.get(stage.rdd), task.partition, env);
     const key = keys.shuffleMap(task.scope, stage.rdd, task.partition);
-    await store.put(key, out.bytes);
+    write(key, out.bytes);
     return { recordsOut: out.records, bytesOut: out.bytes.length, mapOutput: { key, blocks: out.blocks } };
   }
   // Every sink's partition in one pass: what two sinks read is computed once (memoised) and a
@@ -212,7 +264,7 @@ async function computeTaskOutput(task: TaskRecord, stage: StageSpec, plan: PlanB
   const computeEnv: ComputeEnv = { ...env, inMemory, memo: { shared: sharedNodes(plan, stage.sinks.map((s) => s.rdd), inMemory), records: new Map() } };
   const result: TaskOutput & { outputs: Record<string, number>; persisted: Record<string, number> } = { recordsOut: 0, bytesOut: 0, outputs: {}, persisted: {} };
   for (const sink of stage.sinks) {
-    const written = await writeSink(task, sink, plan.get(sink.rdd), computeEnv, store);
+    const written = await writeSink(task, sink, plan.get(sink.rdd), computeEnv, write);
     result.recordsOut += written.records;
     result.bytesOut += written.bytes;
     if (sink.kind === 'persist') result.persisted[sink.location] = written.records;
@@ -226,12 +278,12 @@ async function computeTaskOutput(task: TaskRecord, stage: StageSpec, plan: PlanB
  * writes the same bytes (determinism), and a lost persisted partition is rebuilt by its recovery
  * stage, which writes no output. (A conditional write would also need the task to read outputs.)
  */
-async function writeSink(task: TaskRecord, sink: Sink, rdd: Rdd<unknown>, env: ComputeEnv, store: ObjectStore): Promise<{ records: number; bytes: number }> {
+async function writeSink(task: TaskRecord, sink: Sink, rdd: Rdd<unknown>, env: ComputeEnv, write: Write): Promise<{ records: number; bytes: number }> {
   if (sink.kind === 'persist') {
     const writer = new RecordWriter();
     await computePartition(rdd, task.partition, env, storing(rdd, task.partition, env, writer));
     const bytes = writer.finish();
-    await store.put(keys.persisted(sink.location, task.partition), bytes);
+    write(keys.persisted(sink.location, task.partition), bytes);
     return { records: writer.count, bytes: bytes.length };
   }
   const output = sink.output;
@@ -246,7 +298,7 @@ async function writeSink(task: TaskRecord, sink: Sink, rdd: Rdd<unknown>, env: C
     const writer = new RecordWriter();
     await computePartition(rdd, task.partition, env, storing(rdd, task.partition, env, writer));
     const bytes = writer.finish();
-    await store.put(keys.collected(task.scope, output.name, task.partition), bytes);
+    write(keys.collected(task.scope, output.name, task.partition), bytes);
     return { records: writer.count, bytes: bytes.length };
   }
   const lines: string[] = [];
@@ -262,7 +314,7 @@ async function writeSink(task: TaskRecord, sink: Sink, rdd: Rdd<unknown>, env: C
     lines.push(format(r));
   });
   const body = lines.length > 0 ? lines.join('\n') + '\n' : '';
-  await store.put(keys.output(output.name, task.scope, task.partition), body);
+  write(keys.output(output.name, task.scope, task.partition), body);
   return { records: lines.length, bytes: Buffer.byteLength(body) };
 }
 
