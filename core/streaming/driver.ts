@@ -28,7 +28,7 @@ import {
 import { commitEmptyStages, stagesWithoutTasks } from './empty-stages.ts';
 import { mapConcurrently, STORE_CONCURRENCY } from '../util/map-concurrently.ts';
 import { SharedDeadLetters, SharedNotices, stagesBeforeGate } from './interval-pipeline.ts';
-import { buildLineageRecord, PipelineMismatchError, planFromRecord, readLineageRecord, spillUploads, type LineageRecord } from './lineage.ts';
+import { buildLineageRecord, PipelineMismatchError, planFromRecord, readLineageRecord, spillUploads, type LineageRecord, type UploadsRef } from './lineage.ts';
 
 export interface DriverConfig {
   intervalMs: number;
@@ -97,6 +97,9 @@ export type DriverStep = 'seal' | 'sealed' | 'lineage-written' | 'mid-stage' | '
 
 /** How often a driver running an interval looks whether its lineage record was rewritten. */
 const RECORD_CHECK_MS = 10_000;
+
+/** An interval's upload list and splits, written to objects of their own: what its record names. */
+type Spilled = { uploadsRef: UploadsRef; sources: SplitRef[][] };
 
 /** The lineage record of the interval being run was rewritten (by `dstream quarantine`). */
 class RecordChanged extends Error {}
@@ -182,8 +185,7 @@ export class StreamingDriver {
    * is about to run when that is the next one. Only a driver running intervals does this (on AWS,
    * one holding the lease), so a driver merely looking never rewrites the clock.
    */
-  private async adoptIntervalLength(k: number): Promise<void> {
-    const progress = await this.progress();
+  private async adoptIntervalLength(k: number, progress: DriverProgress): Promise<void> {
     if (progress.intervalMs === this.config.intervalMs || progress.next !== k) return;
     await this.deps.store.put(keys.driverProgress, JSON.stringify(rebased(progress, this.config.intervalMs)));
   }
@@ -310,16 +312,19 @@ export class StreamingDriver {
     };
   }
 
-  /** Seals interval k and writes its lineage record, unless a driver already did. */
-  async planInterval(k: number): Promise<LineageRecord> {
+  /**
+   * Seals interval k and writes its lineage record, unless a driver already did. `existing`: the
+   * record as read (afresh) at the interval's start, when the caller read it there.
+   */
+  async planInterval(k: number, existing: Promise<LineageRecord | undefined> = readLineageRecord(this.deps.store, k)): Promise<LineageRecord> {
     const { store, clock } = this.deps;
     // Read afresh, not from memory: an operator may have rewritten the record of an interval that
     // failed (`dstream quarantine`) since this driver, or this warm container, last ran it.
-    const existing = await readLineageRecord(store, k);
-    if (existing) {
-      await this.checkBoundaryOwner(existing);
-      this.records.set(k, existing);
-      return existing;
+    const found = await existing;
+    if (found) {
+      await this.checkBoundaryOwner(found);
+      this.records.set(k, found);
+      return found;
     }
     await this.claimStore();
     // Looked at during the seal (which any code may do: its list is the same for all), and
@@ -329,20 +334,20 @@ export class StreamingDriver {
     if (k < this.boundary) throw new Error(`interval ${k} is before interval ${this.boundary}, where this code took the stream over (an upgrade or a savepoint import): it is not this code's to run`);
     // Before the seal: a missing initial state stops the stream before interval 0 (or an upgrade's boundary) takes any upload.
     const objects = k === 0 ? await this.pinStoreObjects() : k === this.boundary && this.upgrade ? await this.pinStoreObjects(this.upgrade.starting) : undefined;
+    const persisted = this.persistedBefore(k);
+    persisted.catch(() => undefined);
     await this.step('seal', k);
-    const uploads = await sealInterval(store, k, this.config.checkUpload);
+    // The upload list and the splits go to objects of their own (all at once), so the record only
+    // names them; those of the list this seal proposes are written while the list is made final.
+    // Written early, they are harmless: content-addressed, they mean nothing until a record names
+    // them, and the record comes after the final list. A racing seal's list that won gets its own.
+    let proposed: { uploads: IntakeUpload[]; spilled: Promise<Spilled> } | undefined;
+    const uploads = await sealInterval(store, k, this.config.checkUpload, (list) => (proposed = { uploads: list, spilled: this.spill(k, list) }).spilled);
+    const { uploadsRef, sources } = await (proposed?.uploads === uploads ? proposed.spilled : this.spill(k, uploads));
     await this.recordRefused(k, uploads);
     await this.step('sealed', k);
-    const { inputPartitions, maxSplitBytes } = this.config;
-    // The upload list and the splits go to objects of their own first (all at once), so the record only names them.
-    const readable = uploads.filter((u) => u.refused === undefined);
-    const [uploadsRef, persisted, ...sources] = await Promise.all([
-      spillUploads(store, k, uploads),
-      this.persistedBefore(k),
-      ...this.pipeline.sources.map((spec) => spillSplits(store, intervalScope(k), planSplits(readable.filter((u) => u.name.startsWith(spec.prefix)), inputPartitions, maxSplitBytes))),
-    ]);
+    const inputs: IntervalInputs = { sources, persisted: await persisted, ...(objects === undefined ? {} : { objects }), ...this.carriedInto(k) };
     await stillOwner;
-    const inputs: IntervalInputs = { sources, persisted, ...(objects === undefined ? {} : { objects }), ...this.carriedInto(k) };
     let record = buildLineageRecord(this.pipeline, k, uploadsRef, inputs, clock.now());
     if (!(await store.putIfAbsent(keys.lineageRecord(record.scope), JSON.stringify(record)))) {
       record = (await readLineageRecord(store, k))!;
@@ -351,6 +356,17 @@ export class StreamingDriver {
     this.records.set(k, record);
     await this.step('lineage-written', k);
     return record;
+  }
+
+  /** Writes interval k's upload list and each source's splits to objects of their own, at once. */
+  private async spill(k: number, uploads: IntakeUpload[]): Promise<Spilled> {
+    const { inputPartitions, maxSplitBytes } = this.config;
+    const readable = uploads.filter((u) => u.refused === undefined);
+    const [uploadsRef, ...sources] = await Promise.all([
+      spillUploads(this.deps.store, k, uploads),
+      ...this.pipeline.sources.map((spec) => spillSplits(this.deps.store, intervalScope(k), planSplits(readable.filter((u) => u.name.startsWith(spec.prefix)), inputPartitions, maxSplitBytes))),
+    ]);
+    return { uploadsRef, sources };
   }
 
   /**
@@ -379,16 +395,15 @@ export class StreamingDriver {
     return pinned;
   }
 
-  /** Each refused upload of interval k gets a record under errors/ saying what and why. */
+  /** Each refused upload of interval k gets a record under errors/ saying what and why (all at once). */
   private async recordRefused(k: number, uploads: IntakeUpload[]): Promise<void> {
-    for (const upload of uploads) {
-      if (upload.refused === undefined) continue;
+    await mapConcurrently(uploads.filter((u) => u.refused !== undefined), STORE_CONCURRENCY, async (upload) => {
       const { key, name, size, version, refused } = upload;
       await this.deps.store.putIfAbsent(
         keys.refusedUpload(intervalScope(k), uploadId(upload)),
         JSON.stringify({ interval: k, name, key, ...(version === undefined ? {} : { version }), size, reason: refused }, null, 2),
       );
-    }
+    });
   }
 
   /**
@@ -418,15 +433,22 @@ export class StreamingDriver {
     const { queue, notices } = shared;
     await this.claimStore();
     const scope = intervalScope(k);
-    const committed = await readJson<IntervalReport>(store, keys.committed(scope));
+    // At once: each is a read, and what one answers changes nothing the others read. The record is
+    // looked at only for an interval not committed (a committed one may hold a form not read now).
+    const existing = readLineageRecord(store, k);
+    existing.catch(() => undefined);
+    const [committed, progress] = await Promise.all([readJson<IntervalReport>(store, keys.committed(scope)), this.progress()]);
     if (committed) {
       // A driver that died between the commit and moving the pointer left this to do.
       await this.advancePast(k);
       return committed;
     }
-    await this.adoptIntervalLength(k);
+    // Created with the planning, not after it: a run names the tasks sent, and none is sent before the record.
+    const run = this.currentRun(scope);
+    run.catch(() => undefined);
+    await this.adoptIntervalLength(k, progress);
 
-    const record = await this.planInterval(k);
+    const record = await this.planInterval(k, existing);
     order.planned();
     // From the seal: a driver resuming the interval after another died counts the time lost too.
     const started = record.sealedAt;
@@ -453,7 +475,7 @@ export class StreamingDriver {
         },
       },
       options: this.config.scheduler,
-      runId: await this.currentRun(scope),
+      runId: await run,
       // Recovery only reads lineage: an earlier interval is never sealed or planned anew.
       loadScope: async (s) => {
         const j = intervalOf(s);
