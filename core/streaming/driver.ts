@@ -26,6 +26,7 @@ import {
   type UpgradeRecord,
 } from './upgrade.ts';
 import { commitEmptyStages, stagesWithoutTasks } from './empty-stages.ts';
+import { StoredListings } from './stored-listings.ts';
 import { mapConcurrently, STORE_CONCURRENCY } from '../util/map-concurrently.ts';
 import { SharedDeadLetters, SharedNotices, stagesBeforeGate } from './interval-pipeline.ts';
 import { buildLineageRecord, PipelineMismatchError, planFromRecord, readLineageRecord, spillUploads, type LineageRecord, type UploadsRef } from './lineage.ts';
@@ -157,6 +158,8 @@ export class StreamingDriver {
   private readonly deadLetters: SharedDeadLetters;
   /** The schedulers of the intervals in flight. */
   private readonly schedulers = new Set<DagScheduler>();
+  /** The listings of the intervals in flight (StoredListings). */
+  private readonly listings = new Set<StoredListings>();
   private claimed = false;
   /** The upgrade (or savepoint import) that brought this code to the stream, if one did. */
   private upgrade?: UpgradeRecord;
@@ -188,6 +191,18 @@ export class StreamingDriver {
   private async adoptIntervalLength(k: number, progress: DriverProgress): Promise<void> {
     if (progress.intervalMs === this.config.intervalMs || progress.next !== k) return;
     await this.deps.store.put(keys.driverProgress, JSON.stringify(rebased(progress, this.config.intervalMs)));
+  }
+
+  /**
+   * A persisted part's size as an interval in flight listed it (0: not found), when one listed its
+   * location; undefined otherwise. What the in-driver bound weighs a stage's input with.
+   */
+  storedPartSize(key: string): Promise<number> | undefined {
+    for (const stored of this.listings) {
+      const size = stored.sizeOf(key);
+      if (size) return size;
+    }
+    return undefined;
   }
 
   /** Moves the progress pointer past interval k; never back. */
@@ -314,14 +329,16 @@ export class StreamingDriver {
 
   /**
    * Seals interval k and writes its lineage record, unless a driver already did. `existing`: the
-   * record as read (afresh) at the interval's start, when the caller read it there.
+   * record as read (afresh) at the interval's start, when the caller read it there; `stored`: the
+   * interval's listings of what it reads from earlier intervals, started as soon as its plan is known.
    */
-  async planInterval(k: number, existing: Promise<LineageRecord | undefined> = readLineageRecord(this.deps.store, k)): Promise<LineageRecord> {
+  async planInterval(k: number, options: { existing?: Promise<LineageRecord | undefined>; stored?: StoredListings } = {}): Promise<LineageRecord> {
     const { store, clock } = this.deps;
     // Read afresh, not from memory: an operator may have rewritten the record of an interval that
     // failed (`dstream quarantine`) since this driver, or this warm container, last ran it.
-    const found = await existing;
+    const found = await (options.existing ?? readLineageRecord(store, k));
     if (found) {
+      options.stored?.prefetch(found);
       await this.checkBoundaryOwner(found);
       this.records.set(k, found);
       return found;
@@ -349,6 +366,8 @@ export class StreamingDriver {
     const inputs: IntervalInputs = { sources, persisted: await persisted, ...(objects === undefined ? {} : { objects }), ...this.carriedInto(k) };
     await stillOwner;
     let record = buildLineageRecord(this.pipeline, k, uploadsRef, inputs, clock.now());
+    // Listings are reads: started beside the record, they mean nothing to a driver that dies before it.
+    options.stored?.prefetch(record);
     if (!(await store.putIfAbsent(keys.lineageRecord(record.scope), JSON.stringify(record)))) {
       record = (await readLineageRecord(store, k))!;
       await this.checkBoundaryOwner(record);
@@ -414,12 +433,16 @@ export class StreamingDriver {
     const notices = this.notices?.reader();
     const queue = this.deadLetters.reader();
     const scheduled: DagScheduler[] = [];
+    // Listed once the intervals before k have run their stages: what they persist is complete then.
+    const stored = new StoredListings(this.deps.store, order.earlierStagesDone);
+    this.listings.add(stored);
     try {
-      return await this.runInOrder(k, intervalEnd, order, { queue, scheduled, ...(notices ? { notices } : {}) });
+      return await this.runInOrder(k, intervalEnd, order, { queue, scheduled, stored, ...(notices ? { notices } : {}) });
     } finally {
       notices?.close();
       queue.close();
       for (const scheduler of scheduled) this.schedulers.delete(scheduler);
+      this.listings.delete(stored);
     }
   }
 
@@ -427,10 +450,10 @@ export class StreamingDriver {
     k: number,
     intervalEnd: number | undefined,
     order: IntervalOrder,
-    shared: { queue: TaskQueue; notices?: TaskNotices; scheduled: DagScheduler[] },
+    shared: { queue: TaskQueue; notices?: TaskNotices; scheduled: DagScheduler[]; stored: StoredListings },
   ): Promise<IntervalReport> {
     const { store, clock, changes } = this.deps;
-    const { queue, notices } = shared;
+    const { queue, notices, stored } = shared;
     await this.claimStore();
     const scope = intervalScope(k);
     // At once: each is a read, and what one answers changes nothing the others read. The record is
@@ -448,7 +471,7 @@ export class StreamingDriver {
     run.catch(() => undefined);
     await this.adoptIntervalLength(k, progress);
 
-    const record = await this.planInterval(k, existing);
+    const record = await this.planInterval(k, { existing, stored });
     order.planned();
     // From the seal: a driver resuming the interval after another died counts the time lost too.
     const started = record.sealedAt;
@@ -485,6 +508,7 @@ export class StreamingDriver {
         return planFromRecord(this.pipeline, earlier);
       },
       elsewhere: (s, stage, planHash): boolean => [...this.schedulers].some((other) => other !== scheduler && other.runs(s, stage, planHash)),
+      storedParts: stored.parts,
     });
     this.schedulers.add(scheduler);
     shared.scheduled.push(scheduler);
@@ -505,7 +529,7 @@ export class StreamingDriver {
       await order.earlierStagesDone;
       order.signal.throwIfAborted();
       // Stages known empty (no uploads, empty state and windows) are committed here, without tasks.
-      const withoutTasks = this.config.runEmptyStages ? [] : await stagesWithoutTasks(store, plan);
+      const withoutTasks = this.config.runEmptyStages ? [] : await stagesWithoutTasks(store, plan, { parts: stored.parts });
       await commitEmptyStages(store, plan, withoutTasks);
       skipped = new Set(withoutTasks.map((s) => s.id));
       // The stages that write something; the scheduler adds the map stages they need.

@@ -124,6 +124,8 @@ export function createDriverHandler(
     const inDriver = new InDriverTaskQueue(taskQueue, store, new TaskHandler(pipeline, store, { now: () => clock.now(), executor: 'driver' }), board, clock, {
       belowBytes: deps.runInDriverBelowBytes ?? settings.runInDriverBelowBytes,
       concurrency: DRIVER_TASK_CONCURRENCY,
+      // The sizes of persisted parts from the listings the driver already made: no HEAD per part.
+      storedSize: (key: string): Promise<number> | undefined => driver.storedPartSize(key),
     });
     const queue: TaskQueue = inDriver;
     const changes = inDriver.changes(remote);

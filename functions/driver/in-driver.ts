@@ -26,6 +26,8 @@ export interface InDriverOptions {
   belowBytes: number;
   /** Tasks the driver runs at once. */
   concurrency: number;
+  /** A persisted part's size where the driver already listed its location (StreamingDriver.storedPartSize); undefined: HEAD it. */
+  storedSize?(key: string): Promise<number> | undefined;
 }
 
 /**
@@ -88,8 +90,8 @@ export class InDriverTaskQueue implements TaskQueue {
       stored.push(...input.stored);
     }
     if (bytes >= this.options.belowBytes) return undefined;
-    const sizes = await mapConcurrently(stored, STORE_CONCURRENCY, (key) => this.store.head(key));
-    bytes += sizes.reduce((n, info) => n + (info?.size ?? 0), 0);
+    const sizes = await mapConcurrently(stored, STORE_CONCURRENCY, async (key) => (await (this.options.storedSize?.(key) ?? this.store.head(key).then((info) => info?.size))) ?? 0);
+    bytes += sizes.reduce((n, size) => n + size, 0);
     return bytes < this.options.belowBytes ? resolved : undefined;
   }
 
