@@ -10,7 +10,7 @@ import type { Pipeline } from '../graph/pipeline.ts';
 import { DagScheduler, newRunId, TaskFailedError, type SchedulerOptions, type SchedulerStats } from '../scheduler/dag-scheduler.ts';
 import { stageOfOutput, stagesRun } from '../scheduler/stages.ts';
 import { intervalOf, intervalScope, keys } from '../layout.ts';
-import { sealInterval, uploadId, type IntakeUpload, type UploadCheck } from './intake.ts';
+import { markSealing, sealInterval, uploadId, type IntakeUpload, type UploadCheck } from './intake.ts';
 import { readProgress, rebased, type DriverProgress } from './progress.ts';
 import { planSplits, spillSplits } from './splits.ts';
 import { lastCheckpoint, type IntervalInputs } from './generator.ts';
@@ -330,9 +330,13 @@ export class StreamingDriver {
   /**
    * Seals interval k and writes its lineage record, unless a driver already did. `existing`: the
    * record as read (afresh) at the interval's start, when the caller read it there; `stored`: the
-   * interval's listings of what it reads from earlier intervals, started as soon as its plan is known.
+   * interval's listings of what it reads from earlier intervals, started as soon as its plan is known;
+   * `marked`: the seal's first step (markSealing), when the caller took it already.
    */
-  async planInterval(k: number, options: { existing?: Promise<LineageRecord | undefined>; stored?: StoredListings } = {}): Promise<LineageRecord> {
+  async planInterval(
+    k: number,
+    options: { existing?: Promise<LineageRecord | undefined>; stored?: StoredListings; marked?: Promise<IntakeUpload[] | undefined> } = {},
+  ): Promise<LineageRecord> {
     const { store, clock } = this.deps;
     // Read afresh, not from memory: an operator may have rewritten the record of an interval that
     // failed (`dstream quarantine`) since this driver, or this warm container, last ran it.
@@ -350,7 +354,7 @@ export class StreamingDriver {
     stillOwner.catch(() => undefined);
     if (k < this.boundary) throw new Error(`interval ${k} is before interval ${this.boundary}, where this code took the stream over (an upgrade or a savepoint import): it is not this code's to run`);
     // Before the seal: a missing initial state stops the stream before interval 0 (or an upgrade's boundary) takes any upload.
-    const objects = k === 0 ? await this.pinStoreObjects() : k === this.boundary && this.upgrade ? await this.pinStoreObjects(this.upgrade.starting) : undefined;
+    const objects = this.pinsStoreObjects(k) ? await this.pinStoreObjects(k === 0 ? undefined : this.upgrade!.starting) : undefined;
     const persisted = this.persistedBefore(k);
     persisted.catch(() => undefined);
     await this.step('seal', k);
@@ -359,7 +363,11 @@ export class StreamingDriver {
     // Written early, they are harmless: content-addressed, they mean nothing until a record names
     // them, and the record comes after the final list. A racing seal's list that won gets its own.
     let proposed: { uploads: IntakeUpload[]; spilled: Promise<Spilled> } | undefined;
-    const uploads = await sealInterval(store, k, this.config.checkUpload, (list) => (proposed = { uploads: list, spilled: this.spill(k, list) }).spilled);
+    const uploads = await sealInterval(store, k, {
+      ...(this.config.checkUpload ? { check: this.config.checkUpload } : {}),
+      ...(options.marked ? { marked: options.marked } : {}),
+      beside: (list) => (proposed = { uploads: list, spilled: this.spill(k, list) }).spilled,
+    });
     const { uploadsRef, sources } = await (proposed?.uploads === uploads ? proposed.spilled : this.spill(k, uploads));
     await this.recordRefused(k, uploads);
     await this.step('sealed', k);
@@ -414,6 +422,11 @@ export class StreamingDriver {
     return pinned;
   }
 
+  /** Whether interval k starts from store objects, pinned before its seal: interval 0, or an upgrade's boundary. */
+  private pinsStoreObjects(k: number): boolean {
+    return k === 0 || (k === this.boundary && this.upgrade !== undefined);
+  }
+
   /** Each refused upload of interval k gets a record under errors/ saying what and why (all at once). */
   private async recordRefused(k: number, uploads: IntakeUpload[]): Promise<void> {
     await mapConcurrently(uploads.filter((u) => u.refused !== undefined), STORE_CONCURRENCY, async (upload) => {
@@ -460,6 +473,10 @@ export class StreamingDriver {
     // looked at only for an interval not committed (a committed one may hold a form not read now).
     const existing = readLineageRecord(store, k);
     existing.catch(() => undefined);
+    // The seal's first step with them (see markSealing: harmless if k needs no seal); not where the
+    // seal waits for the initial state to be pinned, so a missing one stops the stream first.
+    const marked = this.pinsStoreObjects(k) ? undefined : markSealing(store, k);
+    marked?.catch(() => undefined);
     const [committed, progress] = await Promise.all([readJson<IntervalReport>(store, keys.committed(scope)), this.progress()]);
     if (committed) {
       // A driver that died between the commit and moving the pointer left this to do.
@@ -471,7 +488,7 @@ export class StreamingDriver {
     run.catch(() => undefined);
     await this.adoptIntervalLength(k, progress);
 
-    const record = await this.planInterval(k, { existing, stored });
+    const record = await this.planInterval(k, { existing, stored, ...(marked ? { marked } : {}) });
     order.planned();
     // From the seal: a driver resuming the interval after another died counts the time lost too.
     const started = record.sealedAt;

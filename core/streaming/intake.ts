@@ -52,23 +52,38 @@ export async function admitUpload(store: ObjectStore, upload: IntakeUpload, inte
 }
 
 /**
+ * The seal's first step: marks interval k sealing and reads its final list, if one was written.
+ * At once: marking an interval sealed already changes nothing for ingest, which admits to the next
+ * either way. The mark is create-if-absent, so its date is the first seal's start, and a driver may
+ * take this step before it knows whether k still needs sealing: an interval sealed or planned
+ * is marked already, and one marked early only has more uploads entered in the next interval too.
+ */
+export async function markSealing(store: ObjectStore, k: number): Promise<IntakeUpload[] | undefined> {
+  const [sealed] = await Promise.all([readJson<IntakeUpload[]>(store, sealedKey(k)), store.putIfAbsent(sealingKey(k), '')]);
+  return sealed;
+}
+
+export interface SealOptions {
+  /** Checks each upload can still be read; one found unreadable is sealed as refused, with the reason. */
+  check?: UploadCheck;
+  /**
+   * Given the list this seal proposes, runs while the list is made final: work derived from it that
+   * may be written early because it means nothing until a record names it (the lineage's
+   * content-addressed upload list and splits). The list sealInterval returns is the proposed
+   * array itself when this seal's list won, another array when a racing seal's did.
+   */
+  beside?: (proposed: IntakeUpload[]) => Promise<unknown>;
+  /** The seal's first step (markSealing), when the caller took it already. */
+  marked?: Promise<IntakeUpload[] | undefined>;
+}
+
+/**
  * Closes interval k to new uploads and returns its uploads, the same list to every caller: a
  * driver restarted mid-seal, or two racing, agree through create-if-absent of the sealed list.
- * An upload that `check` finds unreadable is sealed as refused, with the reason.
- *
- * `beside` is given the list this seal proposes and runs while the list is made final: work
- * derived from it that can be written early because it means nothing until a record names it
- * (the lineage's content-addressed upload list and splits). The list returned is the proposed
- * array itself when this seal's list won, another array when a racing seal's did.
  */
-export async function sealInterval(
-  store: ObjectStore,
-  k: number,
-  check?: UploadCheck,
-  beside?: (proposed: IntakeUpload[]) => Promise<unknown>,
-): Promise<IntakeUpload[]> {
-  // At once: marking an interval sealed already changes nothing for ingest, which admits to the next either way.
-  const [sealed] = await Promise.all([readJson<IntakeUpload[]>(store, sealedKey(k)), store.put(sealingKey(k), '')]);
+export async function sealInterval(store: ObjectStore, k: number, options: SealOptions = {}): Promise<IntakeUpload[]> {
+  const { check, beside } = options;
+  const sealed = await (options.marked ?? markSealing(store, k));
   if (sealed) return sealed;
   const entries = await listAll(store, `${base(k)}/entries/`);
   // Each upload is claimed for k as it is read, create-if-absent: created, no seal claimed it before,

@@ -173,8 +173,10 @@ describe('interval boundaries', () => {
       // before the upload was entered, wrote the final list without it. Ingest saw 0 sealing, so
       // it entered the upload in 1 too.
       await admitUpload(store, u, 0);
-      await sealInterval(store, 0, undefined, async () => {
-        throw new Died('as it writes the final list');
+      await sealInterval(store, 0, {
+        beside: async () => {
+          throw new Died('as it writes the final list');
+        },
       }).catch((error: unknown) => expect(error).toBeInstanceOf(Died));
       await store.delete('intake/interval=000000/_SEALED');
       await store.put('intake/interval=000000/_SEALED', '[]');
@@ -185,8 +187,10 @@ describe('interval boundaries', () => {
       // interval the upload was entered in too does not.
       const y: IntakeUpload = { key: 'incoming/y', name: 'y', size: 1 };
       await admitUpload(store, y, 2);
-      await sealInterval(store, 2, undefined, async () => {
-        throw new Died('as it writes the final list');
+      await sealInterval(store, 2, {
+        beside: async () => {
+          throw new Died('as it writes the final list');
+        },
       }).catch((error: unknown) => expect(error).toBeInstanceOf(Died));
       await store.delete('intake/interval=000002/_SEALED');
       expect(await sealInterval(store, 2)).toEqual([y]);
