@@ -618,9 +618,13 @@ export class StreamingDriver {
       ...summarise(stats),
     };
     await store.putIfAbsent(keys.committed(scope), JSON.stringify(report));
+    // At once: each follows from the commit alone. A driver starting from a pointer not yet moved
+    // finds k committed and moves it; what recovery may still need is decided by k's commit.
+    const garbage = this.collectGarbage(k);
+    garbage.catch(() => undefined);
     await this.advancePast(k);
     await this.step('committed', k);
-    await this.collectGarbage(k);
+    await garbage;
     return report;
   }
 
@@ -662,11 +666,14 @@ export class StreamingDriver {
     const from = Math.max(0, this.keepFrom(k - 1));
     const to = this.keepFrom(k);
     const { store } = this.deps;
-    for (let j = from; j < to; j++) {
-      const doomed = (await Promise.all([listAll(store, keys.cachePrefix(intervalScope(j))), listAll(store, `checkpoints/${intervalScope(j)}/`)])).flat();
-      await mapConcurrently(doomed, STORE_CONCURRENCY, (o) => store.delete(o.key));
-      this.records.delete(j - this.pipeline.graph.lookback());
-    }
+    // Every interval at once: the first collection of a stream may have many behind it.
+    const doomed = (
+      await mapConcurrently(Array.from({ length: Math.max(0, to - from) }, (_, i) => from + i), STORE_CONCURRENCY, async (j) =>
+        (await Promise.all([listAll(store, keys.cachePrefix(intervalScope(j))), listAll(store, `checkpoints/${intervalScope(j)}/`)])).flat(),
+      )
+    ).flat();
+    await mapConcurrently(doomed, STORE_CONCURRENCY, (o) => store.delete(o.key));
+    for (let j = from; j < to; j++) this.records.delete(j - this.pipeline.graph.lookback());
   }
 
   /** The first interval whose cache and checkpoints recovery may still need once k has committed. */
