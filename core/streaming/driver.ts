@@ -447,7 +447,7 @@ export class StreamingDriver {
     const queue = this.deadLetters.reader();
     const scheduled: DagScheduler[] = [];
     // Listed once the intervals before k have run their stages: what they persist is complete then.
-    const stored = new StoredListings(this.deps.store, order.earlierStagesDone);
+    const stored = new StoredListings(this.deps.store, intervalScope(k), order.earlierStagesDone);
     this.listings.add(stored);
     try {
       return await this.runInOrder(k, intervalEnd, order, { queue, scheduled, stored, ...(notices ? { notices } : {}) });

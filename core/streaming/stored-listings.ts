@@ -1,5 +1,5 @@
 import { listAll, type ObjectStore } from '../ports/object-store.ts';
-import { parsePersisted } from '../layout.ts';
+import { parsePersisted, scopeOfKey, type Scope } from '../layout.ts';
 import type { LineageRecord } from './lineage.ts';
 
 /** The parts present at a persisted RDD's location, by key, with their sizes. */
@@ -17,18 +17,22 @@ export async function listStoredParts(store: ObjectStore, location: string): Pro
  * in-driver bound ask of them. Nothing is listed before `ready` settles (the earlier intervals'
  * stages are done, so what they persist is complete): no caller finds missing a part that is only
  * not written yet. A listing is a snapshot, as each caller's own LIST was: a part lost after it
- * is found by the task that reads it (a fetch failure) and recomputed, as before.
+ * is found by the task that reads it (a fetch failure) and recomputed, as before. What the interval
+ * persists itself is being written while it runs: a location of its own scope is listed afresh
+ * each time it is asked for, at once, as before.
  */
 export class StoredListings {
   private readonly listings = new Map<string, Promise<ReadonlyMap<string, number>>>();
 
   constructor(
     private readonly store: ObjectStore,
+    private readonly scope: Scope,
     private readonly ready: Promise<void>,
   ) {}
 
-  /** The parts present at `location`, listed once (after `ready`). */
+  /** The parts present at `location`: of an earlier interval, listed once (after `ready`). */
   readonly parts: StoredParts = (location) => {
+    if (scopeOfKey(`${location}/`) === this.scope) return listStoredParts(this.store, location);
     let listing = this.listings.get(location);
     if (!listing) {
       listing = this.ready.then(() => listStoredParts(this.store, location));
@@ -39,10 +43,10 @@ export class StoredListings {
     return listing;
   };
 
-  /** Starts listing each location `record`'s plan reads from earlier intervals (those it does not persist itself). */
-  prefetch(record: Pick<LineageRecord, 'plan' | 'persists'>): void {
+  /** Starts listing each location `record`'s plan reads from earlier intervals. */
+  prefetch(record: Pick<LineageRecord, 'plan'>): void {
     for (const node of record.plan) {
-      if (node.kind === 'stored' && !record.persists.some((p) => p.location === node.location)) void this.parts(node.location);
+      if (node.kind === 'stored' && scopeOfKey(`${node.location}/`) !== this.scope) void this.parts(node.location);
     }
   }
 

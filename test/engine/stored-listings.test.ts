@@ -55,7 +55,7 @@ describe('the listings of what an interval reads of earlier intervals', () => {
       const location = keys.persistLocation('cache', 'interval=000004', 'd4');
       await store.put(keys.persisted(location, 0), 'abc');
       let ready!: () => void;
-      const stored = new StoredListings(store, new Promise<void>((resolve) => (ready = resolve)));
+      const stored = new StoredListings(store, 'interval=000005', new Promise<void>((resolve) => (ready = resolve)));
       const parts = stored.parts(location);
       await new Promise((resolve) => setTimeout(resolve, 20));
       expect(listed).toEqual([]);
@@ -71,6 +71,13 @@ describe('the listings of what an interval reads of earlier intervals', () => {
       expect(await stored.sizeOf(keys.persisted(location, 1))).toBe(2);
       expect(await stored.sizeOf(keys.persisted(location, 2))).toBe(0);
       expect(stored.sizeOf(keys.persisted(keys.persistLocation('cache', 'interval=000003', 'd4'), 0))).toBeUndefined();
+      // The interval's own, which it writes as it runs: listed afresh each time, without waiting.
+      const waiting = new StoredListings(store, 'interval=000005', new Promise<void>(() => undefined));
+      const own = keys.persistLocation('cache', 'interval=000005', 'd4');
+      await store.put(keys.persisted(own, 0), 'x');
+      expect([...(await waiting.parts(own)).keys()]).toEqual([keys.persisted(own, 0)]);
+      await store.put(keys.persisted(own, 1), 'y');
+      expect([...(await waiting.parts(own)).keys()]).toEqual([keys.persisted(own, 0), keys.persisted(own, 1)]);
     } finally {
       await removeDir(root);
     }
