@@ -138,6 +138,8 @@ export interface SchedulerDeps {
    * scheduler's to fail on, not this one's to file as history.
    */
   elsewhere?(scope: Scope, stage: string, planHash: string): boolean;
+  /** The parts present at a persisted RDD's location, by key (a LIST of it by default): the streaming driver shares one listing per location per interval. */
+  storedParts?(location: string): Promise<ReadonlyMap<string, number>>;
 }
 
 const FULL_LISTING_POLLS = 40;
@@ -358,7 +360,7 @@ export class DagScheduler {
 
   private async checkInputs(stage: StageRun, reads: StageSpec['storedReads']): Promise<void> {
     for (const read of reads) {
-      const present = new Set((await listAll(this.deps.store, `${read.location}/`)).map((o) => o.key));
+      const present = this.deps.storedParts ? await this.deps.storedParts(read.location) : new Set((await listAll(this.deps.store, `${read.location}/`)).map((o) => o.key));
       const missing = range(read.partitions).filter((p) => !present.has(keys.persisted(read.location, p)));
       if (missing.length > 0) stage.deps.add(await this.recover(read.location, missing));
     }

@@ -10,7 +10,7 @@ import type { Pipeline } from '../graph/pipeline.ts';
 import { DagScheduler, newRunId, TaskFailedError, type SchedulerOptions, type SchedulerStats, type ScopePlan } from '../scheduler/dag-scheduler.ts';
 import { stageOfOutput, stagesRun } from '../scheduler/stages.ts';
 import { intervalOf, intervalScope, keys } from '../layout.ts';
-import { sealInterval, uploadId, type IntakeUpload, type UploadCheck } from './intake.ts';
+import { markSealing, sealInterval, uploadId, type IntakeUpload, type UploadCheck } from './intake.ts';
 import { readProgress, rebased, type DriverProgress } from './progress.ts';
 import { planSplits, spillSplits } from './splits.ts';
 import { lastCheckpoint, type IntervalInputs } from './generator.ts';
@@ -26,9 +26,10 @@ import {
   type UpgradeRecord,
 } from './upgrade.ts';
 import { commitEmptyStages, stagesWithoutTasks } from './empty-stages.ts';
+import { StoredListings } from './stored-listings.ts';
 import { mapConcurrently, STORE_CONCURRENCY } from '../util/map-concurrently.ts';
 import { SharedDeadLetters, SharedNotices, stagesBeforeGate } from './interval-pipeline.ts';
-import { buildLineageRecord, PipelineMismatchError, planFromRecord, readLineageRecord, spillUploads, type LineageRecord } from './lineage.ts';
+import { buildLineageRecord, PipelineMismatchError, planFromRecord, readLineageRecord, spillUploads, type LineageRecord, type UploadsRef } from './lineage.ts';
 
 export interface DriverConfig {
   intervalMs: number;
@@ -98,6 +99,9 @@ export type DriverStep = 'seal' | 'sealed' | 'lineage-written' | 'mid-stage' | '
 /** How often a driver running an interval looks whether its lineage record was rewritten. */
 const RECORD_CHECK_MS = 10_000;
 
+/** An interval's upload list and splits, written to objects of their own: what its record names. */
+type Spilled = { uploadsRef: UploadsRef; sources: SplitRef[][] };
+
 /** The lineage record of the interval being run was rewritten (by `dstream quarantine`). */
 class RecordChanged extends Error {}
 
@@ -154,6 +158,8 @@ export class StreamingDriver {
   private readonly deadLetters: SharedDeadLetters;
   /** The schedulers of the intervals in flight. */
   private readonly schedulers = new Set<DagScheduler>();
+  /** The listings of the intervals in flight (StoredListings). */
+  private readonly listings = new Set<StoredListings>();
   private claimed = false;
   /** The upgrade (or savepoint import) that brought this code to the stream, if one did. */
   private upgrade?: UpgradeRecord;
@@ -182,10 +188,21 @@ export class StreamingDriver {
    * is about to run when that is the next one. Only a driver running intervals does this (on AWS,
    * one holding the lease), so a driver merely looking never rewrites the clock.
    */
-  private async adoptIntervalLength(k: number): Promise<void> {
-    const progress = await this.progress();
+  private async adoptIntervalLength(k: number, progress: DriverProgress): Promise<void> {
     if (progress.intervalMs === this.config.intervalMs || progress.next !== k) return;
     await this.deps.store.put(keys.driverProgress, JSON.stringify(rebased(progress, this.config.intervalMs)));
+  }
+
+  /**
+   * A persisted part's size as an interval in flight listed it (0: not found), when one listed its
+   * location; undefined otherwise. What the in-driver bound weighs a stage's input with.
+   */
+  storedPartSize(key: string): Promise<number> | undefined {
+    for (const stored of this.listings) {
+      const size = stored.sizeOf(key);
+      if (size) return size;
+    }
+    return undefined;
   }
 
   /** Moves the progress pointer past interval k; never back. */
@@ -310,16 +327,26 @@ export class StreamingDriver {
     };
   }
 
-  /** Seals interval k and writes its lineage record, unless a driver already did; `created` when this call wrote it. */
-  async planInterval(k: number): Promise<{ record: LineageRecord; created: boolean }> {
+  /**
+   * Seals interval k and writes its lineage record, unless a driver already did. `existing`: the
+   * record as read (afresh) at the interval's start, when the caller read it there; `stored`: the
+   * interval's listings of what it reads from earlier intervals, started as soon as its plan is known;
+   * `marked`: the seal's first step (markSealing), when the caller took it already. `created` when
+   * this call wrote the record.
+   */
+  async planInterval(
+    k: number,
+    options: { existing?: Promise<LineageRecord | undefined>; stored?: StoredListings; marked?: Promise<IntakeUpload[] | undefined> } = {},
+  ): Promise<{ record: LineageRecord; created: boolean }> {
     const { store, clock } = this.deps;
     // Read afresh, not from memory: an operator may have rewritten the record of an interval that
     // failed (`dstream quarantine`) since this driver, or this warm container, last ran it.
-    const existing = await readLineageRecord(store, k);
-    if (existing) {
-      await this.checkBoundaryOwner(existing);
-      this.records.set(k, existing);
-      return { record: existing, created: false };
+    const found = await (options.existing ?? readLineageRecord(store, k));
+    if (found) {
+      options.stored?.prefetch(found);
+      await this.checkBoundaryOwner(found);
+      this.records.set(k, found);
+      return { record: found, created: false };
     }
     await this.claimStore();
     // Looked at during the seal (which any code may do: its list is the same for all), and
@@ -328,22 +355,28 @@ export class StreamingDriver {
     stillOwner.catch(() => undefined);
     if (k < this.boundary) throw new Error(`interval ${k} is before interval ${this.boundary}, where this code took the stream over (an upgrade or a savepoint import): it is not this code's to run`);
     // Before the seal: a missing initial state stops the stream before interval 0 (or an upgrade's boundary) takes any upload.
-    const objects = k === 0 ? await this.pinStoreObjects() : k === this.boundary && this.upgrade ? await this.pinStoreObjects(this.upgrade.starting) : undefined;
+    const objects = this.pinsStoreObjects(k) ? await this.pinStoreObjects(k === 0 ? undefined : this.upgrade!.starting) : undefined;
+    const persisted = this.persistedBefore(k);
+    persisted.catch(() => undefined);
     await this.step('seal', k);
-    const uploads = await sealInterval(store, k, this.config.checkUpload);
+    // The upload list and the splits go to objects of their own (all at once), so the record only
+    // names them; those of the list this seal proposes are written while the list is made final.
+    // Written early, they are harmless: content-addressed, they mean nothing until a record names
+    // them, and the record comes after the final list. A racing seal's list that won gets its own.
+    let proposed: { uploads: IntakeUpload[]; spilled: Promise<Spilled> } | undefined;
+    const uploads = await sealInterval(store, k, {
+      ...(this.config.checkUpload ? { check: this.config.checkUpload } : {}),
+      ...(options.marked ? { marked: options.marked } : {}),
+      beside: (list) => (proposed = { uploads: list, spilled: this.spill(k, list) }).spilled,
+    });
+    const { uploadsRef, sources } = await (proposed?.uploads === uploads ? proposed.spilled : this.spill(k, uploads));
     await this.recordRefused(k, uploads);
     await this.step('sealed', k);
-    const { inputPartitions, maxSplitBytes } = this.config;
-    // The upload list and the splits go to objects of their own first (all at once), so the record only names them.
-    const readable = uploads.filter((u) => u.refused === undefined);
-    const [uploadsRef, persisted, ...sources] = await Promise.all([
-      spillUploads(store, k, uploads),
-      this.persistedBefore(k),
-      ...this.pipeline.sources.map((spec) => spillSplits(store, intervalScope(k), planSplits(readable.filter((u) => u.name.startsWith(spec.prefix)), inputPartitions, maxSplitBytes))),
-    ]);
+    const inputs: IntervalInputs = { sources, persisted: await persisted, ...(objects === undefined ? {} : { objects }), ...this.carriedInto(k) };
     await stillOwner;
-    const inputs: IntervalInputs = { sources, persisted, ...(objects === undefined ? {} : { objects }), ...this.carriedInto(k) };
     let record = buildLineageRecord(this.pipeline, k, uploadsRef, inputs, clock.now());
+    // Listings are reads: started beside the record, they mean nothing to a driver that dies before it.
+    options.stored?.prefetch(record);
     const created = await store.putIfAbsent(keys.lineageRecord(record.scope), JSON.stringify(record));
     if (!created) {
       record = (await readLineageRecord(store, k))!;
@@ -352,6 +385,17 @@ export class StreamingDriver {
     this.records.set(k, record);
     await this.step('lineage-written', k);
     return { record, created };
+  }
+
+  /** Writes interval k's upload list and each source's splits to objects of their own, at once. */
+  private async spill(k: number, uploads: IntakeUpload[]): Promise<Spilled> {
+    const { inputPartitions, maxSplitBytes } = this.config;
+    const readable = uploads.filter((u) => u.refused === undefined);
+    const [uploadsRef, ...sources] = await Promise.all([
+      spillUploads(this.deps.store, k, uploads),
+      ...this.pipeline.sources.map((spec) => spillSplits(this.deps.store, intervalScope(k), planSplits(readable.filter((u) => u.name.startsWith(spec.prefix)), inputPartitions, maxSplitBytes))),
+    ]);
+    return { uploadsRef, sources };
   }
 
   /**
@@ -380,16 +424,20 @@ export class StreamingDriver {
     return pinned;
   }
 
-  /** Each refused upload of interval k gets a record under errors/ saying what and why. */
+  /** Whether interval k starts from store objects, pinned before its seal: interval 0, or an upgrade's boundary. */
+  private pinsStoreObjects(k: number): boolean {
+    return k === 0 || (k === this.boundary && this.upgrade !== undefined);
+  }
+
+  /** Each refused upload of interval k gets a record under errors/ saying what and why (all at once). */
   private async recordRefused(k: number, uploads: IntakeUpload[]): Promise<void> {
-    for (const upload of uploads) {
-      if (upload.refused === undefined) continue;
+    await mapConcurrently(uploads.filter((u) => u.refused !== undefined), STORE_CONCURRENCY, async (upload) => {
       const { key, name, size, version, refused } = upload;
       await this.deps.store.putIfAbsent(
         keys.refusedUpload(intervalScope(k), uploadId(upload)),
         JSON.stringify({ interval: k, name, key, ...(version === undefined ? {} : { version }), size, reason: refused }, null, 2),
       );
-    }
+    });
   }
 
   /** The plan of a scope an interval in flight runs under, if it is the one `planHash` names: for the tasks the driver runs itself. */
@@ -409,12 +457,16 @@ export class StreamingDriver {
     const notices = this.notices?.reader();
     const queue = this.deadLetters.reader();
     const scheduled: DagScheduler[] = [];
+    // Listed once the intervals before k have run their stages: what they persist is complete then.
+    const stored = new StoredListings(this.deps.store, intervalScope(k), order.earlierStagesDone);
+    this.listings.add(stored);
     try {
-      return await this.runInOrder(k, intervalEnd, order, { queue, scheduled, ...(notices ? { notices } : {}) });
+      return await this.runInOrder(k, intervalEnd, order, { queue, scheduled, stored, ...(notices ? { notices } : {}) });
     } finally {
       notices?.close();
       queue.close();
       for (const scheduler of scheduled) this.schedulers.delete(scheduler);
+      this.listings.delete(stored);
     }
   }
 
@@ -422,21 +474,32 @@ export class StreamingDriver {
     k: number,
     intervalEnd: number | undefined,
     order: IntervalOrder,
-    shared: { queue: TaskQueue; notices?: TaskNotices; scheduled: DagScheduler[] },
+    shared: { queue: TaskQueue; notices?: TaskNotices; scheduled: DagScheduler[]; stored: StoredListings },
   ): Promise<IntervalReport> {
     const { store, clock, changes } = this.deps;
-    const { queue, notices } = shared;
+    const { queue, notices, stored } = shared;
     await this.claimStore();
     const scope = intervalScope(k);
-    const committed = await readJson<IntervalReport>(store, keys.committed(scope));
+    // At once: each is a read, and what one answers changes nothing the others read. The record is
+    // looked at only for an interval not committed (a committed one may hold a form not read now).
+    const existing = readLineageRecord(store, k);
+    existing.catch(() => undefined);
+    // The seal's first step with them (see markSealing: harmless if k needs no seal); not where the
+    // seal waits for the initial state to be pinned, so a missing one stops the stream first.
+    const marked = this.pinsStoreObjects(k) ? undefined : markSealing(store, k);
+    marked?.catch(() => undefined);
+    const [committed, progress] = await Promise.all([readJson<IntervalReport>(store, keys.committed(scope)), this.progress()]);
     if (committed) {
       // A driver that died between the commit and moving the pointer left this to do.
       await this.advancePast(k);
       return committed;
     }
-    await this.adoptIntervalLength(k);
+    // Created with the planning, not after it: a run names the tasks sent, and none is sent before the record.
+    const run = this.currentRun(scope);
+    run.catch(() => undefined);
+    await this.adoptIntervalLength(k, progress);
 
-    const { record, created } = await this.planInterval(k);
+    const { record, created } = await this.planInterval(k, { existing, stored, ...(marked ? { marked } : {}) });
     order.planned();
     // From the seal: a driver resuming the interval after another died counts the time lost too.
     const started = record.sealedAt;
@@ -463,7 +526,7 @@ export class StreamingDriver {
         },
       },
       options: this.config.scheduler,
-      runId: await this.currentRun(scope),
+      runId: await run,
       // Recovery only reads lineage: an earlier interval is never sealed or planned anew.
       loadScope: async (s) => {
         const j = intervalOf(s);
@@ -473,6 +536,7 @@ export class StreamingDriver {
         return planFromRecord(this.pipeline, earlier);
       },
       elsewhere: (s, stage, planHash): boolean => [...this.schedulers].some((other) => other !== scheduler && other.runs(s, stage, planHash)),
+      storedParts: stored.parts,
     });
     this.schedulers.add(scheduler);
     shared.scheduled.push(scheduler);
@@ -493,7 +557,7 @@ export class StreamingDriver {
       await order.earlierStagesDone;
       order.signal.throwIfAborted();
       // Stages known empty (no uploads, empty state and windows) are committed here, without tasks.
-      const withoutTasks = this.config.runEmptyStages ? [] : await stagesWithoutTasks(store, plan);
+      const withoutTasks = this.config.runEmptyStages ? [] : await stagesWithoutTasks(store, plan, { parts: stored.parts });
       await commitEmptyStages(store, plan, withoutTasks);
       skipped = new Set(withoutTasks.map((s) => s.id));
       // The stages that write something; the scheduler adds the map stages they need.
@@ -565,9 +629,13 @@ export class StreamingDriver {
       ...summarise(stats),
     };
     await store.putIfAbsent(keys.committed(scope), JSON.stringify(report));
+    // At once: each follows from the commit alone. A driver starting from a pointer not yet moved
+    // finds k committed and moves it; what recovery may still need is decided by k's commit.
+    const garbage = this.collectGarbage(k);
+    garbage.catch(() => undefined);
     await this.advancePast(k);
     await this.step('committed', k);
-    await this.collectGarbage(k);
+    await garbage;
     return report;
   }
 
@@ -609,11 +677,14 @@ export class StreamingDriver {
     const from = Math.max(0, this.keepFrom(k - 1));
     const to = this.keepFrom(k);
     const { store } = this.deps;
-    for (let j = from; j < to; j++) {
-      const doomed = (await Promise.all([listAll(store, keys.cachePrefix(intervalScope(j))), listAll(store, `checkpoints/${intervalScope(j)}/`)])).flat();
-      await mapConcurrently(doomed, STORE_CONCURRENCY, (o) => store.delete(o.key));
-      this.records.delete(j - this.pipeline.graph.lookback());
-    }
+    // Every interval at once: the first collection of a stream may have many behind it.
+    const doomed = (
+      await mapConcurrently(Array.from({ length: Math.max(0, to - from) }, (_, i) => from + i), STORE_CONCURRENCY, async (j) =>
+        (await Promise.all([listAll(store, keys.cachePrefix(intervalScope(j))), listAll(store, `checkpoints/${intervalScope(j)}/`)])).flat(),
+      )
+    ).flat();
+    await mapConcurrently(doomed, STORE_CONCURRENCY, (o) => store.delete(o.key));
+    for (let j = from; j < to; j++) this.records.delete(j - this.pipeline.graph.lookback());
   }
 
   /** The first interval whose cache and checkpoints recovery may still need once k has committed. */

@@ -4,13 +4,13 @@
  * every reader (later intervals, _SUCCESS, sinks, the shell, the test kit) sees no difference.
  */
 import type { ObjectStore } from '../ports/object-store.ts';
-import { listAll } from '../ports/object-store.ts';
 import { RecordWriter } from '../codec/record-codec.ts';
 import { knownEmptyRdds } from '../rdd/empty.ts';
 import { keys } from '../layout.ts';
 import type { ScopePlan } from '../scheduler/dag-scheduler.ts';
 import { stagesRun, type StageSpec } from '../scheduler/stages.ts';
 import { mapConcurrently, STORE_CONCURRENCY } from '../util/map-concurrently.ts';
+import { listStoredParts, type StoredParts } from './stored-listings.ts';
 
 /** What a task writes for a persisted or collected partition with no record. */
 const EMPTY_PART = new RecordWriter().finish();
@@ -30,27 +30,38 @@ export function isEmptyPart(size: number): boolean {
  * store and holds no record: decided from the store, so any driver decides the same, and a part
  * lost to garbage collection or a fault only makes the stage run (and recover it) as before.
  * `earlierEmpty` assumes every persisted RDD of an earlier interval empty without reading it: the
- * stages that run then are among those that run whatever they hold.
+ * stages that run then are among those that run whatever they hold. `parts` lists a location
+ * (default: a LIST of its own; the driver shares the interval's, StoredListings).
  */
-export async function stagesWithoutTasks(store: ObjectStore, plan: ScopePlan, options: { earlierEmpty?: boolean } = {}): Promise<StageSpec[]> {
+export async function stagesWithoutTasks(
+  store: ObjectStore,
+  plan: ScopePlan,
+  options: { earlierEmpty?: boolean; parts?: StoredParts } = {},
+): Promise<StageSpec[]> {
   const { builder } = plan;
-  const storedEmpty = new Map<string, boolean>();
+  const parts = options.parts ?? ((location: string) => listStoredParts(store, location));
+  const looked = new Map<string, Promise<boolean>>();
   for (const rdd of builder.rdds.values()) {
     const node = rdd.node;
-    if (node.kind !== 'stored' || storedEmpty.has(node.location) || builder.persists.some((p) => p.location === node.location)) continue;
+    if (node.kind !== 'stored' || looked.has(node.location) || builder.persists.some((p) => p.location === node.location)) continue;
     // Assumed, not looked at: what runs then runs whatever they hold (see stagesBeforeGate).
     if (options.earlierEmpty) {
-      storedEmpty.set(node.location, true);
+      looked.set(node.location, Promise.resolve(true));
       continue;
     }
-    const parts = new Map((await listAll(store, `${node.location}/`)).map((o) => [o.key, o.size]));
-    let empty = true;
-    for (let p = 0; p < node.partitions && empty; p++) {
-      const size = parts.get(keys.persisted(node.location, p));
-      empty = size !== undefined && isEmptyPart(size);
-    }
-    storedEmpty.set(node.location, empty);
+    // Every location at once.
+    looked.set(
+      node.location,
+      parts(node.location).then((present) => {
+        for (let p = 0; p < node.partitions; p++) {
+          const size = present.get(keys.persisted(node.location, p));
+          if (size === undefined || !isEmptyPart(size)) return false;
+        }
+        return true;
+      }),
+    );
   }
+  const storedEmpty = new Map(await Promise.all([...looked].map(async ([location, empty]) => [location, await empty] as const)));
   const empty = knownEmptyRdds(builder, (location) => storedEmpty.get(location) ?? false);
   const emptyStage = (spec: StageSpec) =>
     spec.kind === 'result' && !spec.recovery && spec.sinks.every((sink) => empty.has(sink.rdd) && !(sink.kind === 'output' && sink.output.format === 'foreach'));

@@ -52,20 +52,49 @@ export async function admitUpload(store: ObjectStore, upload: IntakeUpload, inte
 }
 
 /**
+ * The seal's first step: marks interval k sealing and reads its final list, if one was written.
+ * At once: marking an interval sealed already changes nothing for ingest, which admits to the next
+ * either way. The mark is create-if-absent, so its date is the first seal's start, and a driver may
+ * take this step before it knows whether k still needs sealing: an interval sealed or planned
+ * is marked already, and one marked early only has more uploads entered in the next interval too.
+ */
+export async function markSealing(store: ObjectStore, k: number): Promise<IntakeUpload[] | undefined> {
+  const [sealed] = await Promise.all([readJson<IntakeUpload[]>(store, sealedKey(k)), store.putIfAbsent(sealingKey(k), '')]);
+  return sealed;
+}
+
+export interface SealOptions {
+  /** Checks each upload can still be read; one found unreadable is sealed as refused, with the reason. */
+  check?: UploadCheck;
+  /**
+   * Given the list this seal proposes, runs while the list is made final: work derived from it that
+   * may be written early because it means nothing until a record names it (the lineage's
+   * content-addressed upload list and splits). The list sealInterval returns is the proposed
+   * array itself when this seal's list won, another array when a racing seal's did.
+   */
+  beside?: (proposed: IntakeUpload[]) => Promise<unknown>;
+  /** The seal's first step (markSealing), when the caller took it already. */
+  marked?: Promise<IntakeUpload[] | undefined>;
+}
+
+/**
  * Closes interval k to new uploads and returns its uploads, the same list to every caller: a
  * driver restarted mid-seal, or two racing, agree through create-if-absent of the sealed list.
- * An upload that `check` finds unreadable is sealed as refused, with the reason.
  */
-export async function sealInterval(store: ObjectStore, k: number, check?: UploadCheck): Promise<IntakeUpload[]> {
-  // At once: marking an interval sealed already changes nothing for ingest, which admits to the next either way.
-  const [sealed] = await Promise.all([readJson<IntakeUpload[]>(store, sealedKey(k)), store.put(sealingKey(k), '')]);
+export async function sealInterval(store: ObjectStore, k: number, options: SealOptions = {}): Promise<IntakeUpload[]> {
+  const { check, beside } = options;
+  const sealed = await (options.marked ?? markSealing(store, k));
   if (sealed) return sealed;
   const entries = await listAll(store, `${base(k)}/entries/`);
-  // An entry is named by its upload's id: its claim is read beside it, not after it.
+  // Each upload is claimed for k as it is read, create-if-absent: created, no seal claimed it before,
+  // which is all reading the claim would tell. Claiming before the checks below is what claiming
+  // after them did: an upload no earlier list owns is taken, and a claim counts only if the final
+  // list agrees (ownedElsewhere), so a claim of an upload this seal then leaves out misleads no one.
   const finalLists = new Map<number, Promise<Set<string> | undefined>>();
   const read = await mapConcurrently(entries, STORE_CONCURRENCY, async (e) => {
-    const [upload, claim] = await Promise.all([readJson<IntakeUpload>(store, e.key), store.get(claimKey(idOfEntry(e.key)))]);
-    return upload && { upload, elsewhere: await ownedElsewhere(store, upload, k, finalLists, claim) };
+    const id = idOfEntry(e.key);
+    const [upload, claimed] = await Promise.all([readJson<IntakeUpload>(store, e.key), store.putIfAbsent(claimKey(id), String(k))]);
+    return upload && { upload, elsewhere: !claimed && (await ownedElsewhere(store, upload, k, finalLists, await store.get(claimKey(id)))) };
   });
   const candidates = read.filter((r): r is { upload: IntakeUpload; elsewhere: boolean } => !!r);
   const taken = await mapConcurrently(
@@ -77,9 +106,9 @@ export async function sealInterval(store: ObjectStore, k: number, check?: Upload
     },
   );
   taken.sort((a, b) => byKeyAndVersion(a, b) || uploadId(a).localeCompare(uploadId(b)));
-  // Claims first, so a later seal always finds them; a claim counts only if the final list agrees.
-  await mapConcurrently(taken, STORE_CONCURRENCY, (u) => store.putIfAbsent(claimKey(uploadId(u)), String(k)));
-  if (await store.putIfAbsent(sealedKey(k), JSON.stringify(taken))) return taken;
+  // Every claim is written by now, so a later seal, which starts once this list is final, finds them.
+  const [won] = await Promise.all([store.putIfAbsent(sealedKey(k), JSON.stringify(taken)), beside?.(taken)]);
+  if (won) return taken;
   return (await readJson<IntakeUpload[]>(store, sealedKey(k)))!;
 }
 

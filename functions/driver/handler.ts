@@ -30,7 +30,7 @@ import { publishDeadLetteredTask, publishDormantTick, publishIntervalMetrics } f
 import { log } from '../log.ts';
 import { intervalAt, intervalEnd, type DriverProgress } from '../../core/streaming/progress.ts';
 import { DriverLease } from './lease.ts';
-import { InDriverTaskQueue, SizeRememberingStore } from './in-driver.ts';
+import { InDriverTaskQueue } from './in-driver.ts';
 import { wakeOf, type WakeSender } from './wake.ts';
 
 export interface DriverHandlerDeps {
@@ -126,11 +126,12 @@ export function createDriverHandler(
     // rewrite the record meanwhile (`dstream quarantine`), the task runs as one that read it just
     // before would: its result, had it met no bad record, is what the new record gives, and a
     // final failure is the old run's; the driver sees the new record at its next check.
-    const written = new SizeRememberingStore(store);
-    const tasks = new TaskHandler(pipeline, written, { now: () => clock.now(), executor: 'driver', knownPlan: (scope, planHash): ScopePlan | undefined => driver.scopePlan(scope, planHash) });
-    const inDriver = new InDriverTaskQueue(taskQueue, written, tasks, board, clock, {
+    const tasks = new TaskHandler(pipeline, store, { now: () => clock.now(), executor: 'driver', knownPlan: (scope, planHash): ScopePlan | undefined => driver.scopePlan(scope, planHash) });
+    const inDriver = new InDriverTaskQueue(taskQueue, store, tasks, board, clock, {
       belowBytes: deps.runInDriverBelowBytes ?? settings.runInDriverBelowBytes,
       concurrency: DRIVER_TASK_CONCURRENCY,
+      // The sizes of persisted parts from the listings the driver already made: no HEAD per part.
+      storedSize: (key: string): Promise<number> | undefined => driver.storedPartSize(key),
     });
     const queue: TaskQueue = inDriver;
     const changes = inDriver.changes(remote);

@@ -10,14 +10,14 @@
  */
 import type { Clock } from '../../core/ports/clock.ts';
 import type { ChangeFeed } from '../../core/ports/change-feed.ts';
-import type { ObjectInfo, ObjectStore, ReadOptions } from '../../core/ports/object-store.ts';
+import type { ObjectStore } from '../../core/ports/object-store.ts';
 import type { DeadLetter, QueueMessage, TaskQueue } from '../../core/ports/task-queue.ts';
 import type { NoticeBoard } from '../../core/ports/task-runner.ts';
 import type { ResolvedTask, TaskDone, TaskRecord } from '../../core/exec/task.ts';
 import { TaskHandler, settlementOf } from '../../core/runtime/task-handler.ts';
 import { decodeTaskMessage } from '../../core/scheduler/task-message.ts';
 import { stageReads } from '../../core/scheduler/stages.ts';
-import { keys, parsePersisted } from '../../core/layout.ts';
+import { keys } from '../../core/layout.ts';
 import { mapConcurrently, STORE_CONCURRENCY } from '../../core/util/map-concurrently.ts';
 import { log } from '../log.ts';
 
@@ -26,6 +26,8 @@ export interface InDriverOptions {
   belowBytes: number;
   /** Tasks the driver runs at once. */
   concurrency: number;
+  /** A persisted part's size where the driver already listed its location (StreamingDriver.storedPartSize); undefined: HEAD it. */
+  storedSize?(key: string): Promise<number> | undefined;
 }
 
 /**
@@ -48,8 +50,7 @@ export class InDriverTaskQueue implements TaskQueue {
 
   constructor(
     private readonly queue: TaskQueue,
-    /** What the tasks run here write through (`tasks` is built on it): it tells the size of the persisted parts they wrote. */
-    private readonly store: SizeRememberingStore,
+    private readonly store: ObjectStore,
     private readonly tasks: TaskHandler,
     private readonly board: NoticeBoard,
     private readonly clock: Clock,
@@ -90,7 +91,7 @@ export class InDriverTaskQueue implements TaskQueue {
       stored.push(...input.stored);
     }
     if (bytes >= this.options.belowBytes) return undefined;
-    const sizes = await mapConcurrently(stored, STORE_CONCURRENCY, async (key) => this.store.sizeOf(key) ?? (await this.store.head(key))?.size ?? 0);
+    const sizes = await mapConcurrently(stored, STORE_CONCURRENCY, async (key) => (await (this.options.storedSize?.(key) ?? this.store.head(key).then((info) => info?.size))) ?? 0);
     bytes += sizes.reduce((n, size) => n + size, 0);
     return bytes < this.options.belowBytes ? resolved : undefined;
   }
@@ -174,66 +175,6 @@ export class InDriverTaskQueue implements TaskQueue {
 
   drainDeadLetters(max: number): Promise<DeadLetter[]> {
     return this.queue.drainDeadLetters(max);
-  }
-}
-
-/** Sizes of persisted parts a SizeRememberingStore keeps: a few intervals' state, however many partitions. */
-const KEPT_SIZES = 4_096;
-
-/**
- * The store the driver's own tasks write through, which keeps the size of each persisted part
- * they put: the state one interval's tasks persist in the driver is what the next interval's
- * tasks read, and its size decides where those run, without a HEAD per part. A size only steers
- * that choice: a part lost since costs the task's fetch failure, as ever, and one rewritten
- * (recomputed) holds the same bytes.
- */
-export class SizeRememberingStore implements ObjectStore {
-  private readonly sizes = new Map<string, number>();
-
-  constructor(private readonly store: ObjectStore) {}
-
-  /** The size of a persisted part put through this store, if it is kept. */
-  sizeOf(key: string): number | undefined {
-    return this.sizes.get(key);
-  }
-
-  get(key: string, options?: ReadOptions): Promise<Uint8Array | undefined> {
-    return this.store.get(key, options);
-  }
-
-  getRange(key: string, start: number, end?: number, options?: ReadOptions): AsyncIterable<Uint8Array> {
-    return this.store.getRange(key, start, end, options);
-  }
-
-  head(key: string, options?: ReadOptions): Promise<ObjectInfo | undefined> {
-    return this.store.head(key, options);
-  }
-
-  async put(key: string, body: Uint8Array | string): Promise<void> {
-    await this.store.put(key, body);
-    this.remember(key, body);
-  }
-
-  async putIfAbsent(key: string, body: Uint8Array | string): Promise<boolean> {
-    const created = await this.store.putIfAbsent(key, body);
-    if (created) this.remember(key, body);
-    return created;
-  }
-
-  list(prefix: string): AsyncIterable<ObjectInfo> {
-    return this.store.list(prefix);
-  }
-
-  async delete(key: string): Promise<void> {
-    this.sizes.delete(key);
-    await this.store.delete(key);
-  }
-
-  private remember(key: string, body: Uint8Array | string): void {
-    if (!parsePersisted(key)) return;
-    this.sizes.delete(key);
-    this.sizes.set(key, typeof body === 'string' ? Buffer.byteLength(body) : body.byteLength);
-    if (this.sizes.size > KEPT_SIZES) this.sizes.delete(this.sizes.keys().next().value!);
   }
 }
 

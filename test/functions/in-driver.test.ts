@@ -197,3 +197,30 @@ it('a driver that dies mid-task in its own process is resumed by the next, with 
   expect(next.next).toBe(2);
   expect(await outputs(store)).toEqual(expected.outputs);
 });
+
+it('weighs the state a stage reads by the listing the driver made of it, not by a HEAD of each part', async () => {
+  const { store, clock } = await uploaded();
+  const heads: string[] = [];
+  const counting = new Proxy(store, {
+    get(target, name: keyof ObjectStore) {
+      if (name === 'head') {
+        return (key: string, ...rest: []) => {
+          heads.push(key);
+          return target.head(key, ...rest);
+        };
+      }
+      const value = target[name];
+      return typeof value === 'function' ? value.bind(target) : value;
+    },
+  });
+
+  const run = await createDriverHandler(wordcount, { store: counting, queue: untouchedQueue, clock, config, runInDriverBelowBytes: MIB, wake: async () => {}, stayAwakeMs: 1_000 })(
+    scheduledEvent,
+    until(T0 + 10 * INTERVAL, clock),
+  );
+
+  // Interval 1's reduce stage ran here, and read interval 0's state, which it weighed unasked.
+  expect(run.intervalsRun).toBe(2);
+  expect(await listAll(store, keys.taskDonePrefix('interval=000001', 'result-r5-r3-r6'))).not.toHaveLength(0);
+  expect(heads.filter((key) => key.includes('/persist/'))).toEqual([]);
+});
