@@ -104,7 +104,7 @@ export class EmbeddedRuntime {
     pipeline: Promise<CompiledPipeline> | undefined,
   ) {
     this.options = options;
-    const fsStore = new FsObjectStore(options.root, { blocking: true });
+    const fsStore = new FsObjectStore(options.root);
     this.fsStore = fsStore;
     this.store = options.wrapStore?.(fsStore, 'driver') ?? fsStore;
     this.config = { ...config, checkUpload: pinnedUploadCheck(this.store) };
