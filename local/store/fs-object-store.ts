@@ -34,8 +34,8 @@ export interface FsObjectStoreOptions {
   blocking?: boolean;
 }
 
-/** The file system calls a write makes; blocking or through the thread pool (FsObjectStoreOptions.blocking). */
-interface WriteCalls {
+/** The file system calls of writes and lookups: blocking, or through the thread pool (FsObjectStoreOptions.blocking). */
+interface FsCalls {
   realpath(file: string): Promise<string>;
   mkdir(dir: string): Promise<unknown>;
   /** Creates `file`, which must not exist, holding `body`. */
@@ -50,7 +50,7 @@ interface WriteCalls {
 
 const EXCLUSIVE_EMPTY = constants.O_CREAT | constants.O_EXCL | constants.O_WRONLY | constants.O_NOFOLLOW;
 
-const threadPoolCalls: WriteCalls = {
+const threadPoolCalls: FsCalls = {
   realpath: (file) => realpath(file),
   mkdir: (dir) => mkdir(dir, { recursive: true }),
   create: (file, body) => writeFile(file, body, { flag: 'wx' }),
@@ -62,7 +62,7 @@ const threadPoolCalls: WriteCalls = {
 };
 
 // Async functions, so that a failing call rejects as the thread pool's would, never throws.
-const blockingCalls: WriteCalls = {
+const blockingCalls: FsCalls = {
   realpath: async (file) => realpathSync.native(file),
   mkdir: async (dir) => mkdirSync(dir, { recursive: true }),
   create: async (file, body) => {
@@ -112,8 +112,8 @@ export class FsObjectStore implements ObjectStore {
     this.blocking = options.blocking ?? false;
   }
 
-  /** How to make the calls of a write of `bytes` bytes, or of a lookup (0). */
-  private calls(bytes: number): WriteCalls {
+  /** How to make the calls of a write of `bytes` bytes, or of a lookup (0 bytes). */
+  private calls(bytes: number): FsCalls {
     return this.blocking && bytes <= SMALL_BYTES ? blockingCalls : threadPoolCalls;
   }
 
@@ -330,7 +330,7 @@ export class FsObjectStore implements ObjectStore {
   }
 
   /** The real path of a key's file, refusing links that lead out of the root; undefined when absent. */
-  private async resolveForRead(key: string, calls: WriteCalls): Promise<string | undefined> {
+  private async resolveForRead(key: string, calls: FsCalls): Promise<string | undefined> {
     const file = this.pathOf(key);
     const rootReal = await this.rootReal();
     let real;
@@ -405,7 +405,7 @@ export class FsObjectStore implements ObjectStore {
     }
   }
 
-  private async writeTemp(body: Uint8Array | string, calls: WriteCalls): Promise<string> {
+  private async writeTemp(body: Uint8Array | string, calls: FsCalls): Promise<string> {
     await this.rootReal();
     const temp = path.join(this.root, TEMP_DIR, `${process.pid}-${++tempCounter}-${randomBytes(4).toString('hex')}`);
     await calls.create(temp, body);
@@ -413,7 +413,7 @@ export class FsObjectStore implements ObjectStore {
   }
 
   /** Runs `move` (a rename or link of the temp file to `target`) once the parent directory exists. */
-  private async place(key: string, target: string, calls: WriteCalls, move: () => Promise<void>): Promise<void> {
+  private async place(key: string, target: string, calls: FsCalls, move: () => Promise<void>): Promise<void> {
     for (let attempt = 1; ; attempt++) {
       await this.prepareParent(key, target, calls);
       try {
@@ -442,7 +442,7 @@ export class FsObjectStore implements ObjectStore {
    * Creates the parent directory of `target`, checking first that its deepest existing ancestor is
    * inside the root: mkdir would otherwise follow a symbolic link out of it.
    */
-  private async prepareParent(key: string, target: string, calls: WriteCalls): Promise<void> {
+  private async prepareParent(key: string, target: string, calls: FsCalls): Promise<void> {
     const rootReal = await this.rootReal();
     const parent = path.dirname(target);
     if (this.trusted.has(parent)) return;
@@ -588,7 +588,7 @@ async function removeEmptyDir(dir: string): Promise<boolean> {
   }
 }
 
-async function removeQuietly(file: string, calls: WriteCalls = threadPoolCalls): Promise<void> {
+async function removeQuietly(file: string, calls: FsCalls = threadPoolCalls): Promise<void> {
   await calls.unlink(file).catch(() => undefined);
 }
 
