@@ -30,8 +30,8 @@ process.on('disconnect', () => process.exit(0));
 async function init(message: Extract<ToWorker, { type: 'init' }>): Promise<void> {
   try {
     const module = taskModulesFromModule(await importCompiled(message.pipelinePath, message.pipeline), message.pipelinePath);
-    // One task at a time: nothing else waits on this process while it reads a small file.
-    let store: ObjectStore = new FsObjectStore(message.root, { blockingSmallReads: true });
+    // One task at a time: nothing else waits on this process while it reads or writes a small file.
+    let store: ObjectStore = new FsObjectStore(message.root, { blocking: true });
     if (message.scratch !== undefined) store = new ScratchStore(store, message.scratch);
     spec = message.chaos;
     if (spec) {

@@ -221,19 +221,26 @@ export class WorkerPool implements TaskRunner {
     worker.busy = undefined;
     if (busy.task) this.notices.post(busy.task, 'settled');
     for (const kind of message.injected) this.stats.injected[kind]++;
-    if (message.type === 'done') {
-      this.stats.completed++;
-      if (message.outcome === 'fetch-failed') this.stats.fetchFailed++;
-      if (message.outcome === 'superseded') this.stats.superseded++;
-      this.stats.usage.push(message.usage);
-      await this.queue.delete(busy.message.receipt);
-    } else {
+    if (message.type === 'failed') {
       this.stats.failed++;
       this.stats.lastErrors = [...this.stats.lastErrors.slice(-9), message.message];
+      // Settled before the driver looks: a dead letter is there when it does.
       await settle(this.queue, busy.message, message.settlement, message.message, this.options.retryDelayMs);
+      this.options.onTaskSettled?.();
+      this.wake?.();
+      return;
     }
+    this.stats.completed++;
+    if (message.outcome === 'fetch-failed') this.stats.fetchFailed++;
+    if (message.outcome === 'superseded') this.stats.superseded++;
+    this.stats.usage.push(message.usage);
+    // The task's records are written and its worker is free: the driver looks and the worker gets
+    // its next task while the acknowledgement is written (one journal write takes both it and that
+    // delivery). A crash before it is written redelivers a task that is done, which its completion
+    // record makes a no-op, as for any duplicate.
     this.options.onTaskSettled?.();
     this.wake?.();
+    await this.queue.delete(busy.message.receipt);
   }
 
   private async onExit(worker: Worker, code: number | null, signal: NodeJS.Signals | null): Promise<void> {

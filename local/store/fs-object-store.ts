@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { closeSync, constants, fstatSync, openSync, readSync, type Dirent } from 'node:fs';
+import { closeSync, constants, fstatSync, linkSync, lstatSync, mkdirSync, openSync, readSync, realpathSync, renameSync, unlinkSync, writeSync, type Dirent, type Stats } from 'node:fs';
 import { copyFile, link, lstat, mkdir, open, readdir, realpath, rename, rmdir, stat, unlink, writeFile, type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
 import { InvalidKeyError, ObjectNotFoundError, validateKey, VersionsUnsupportedError } from '../../core/ports/object-store.ts';
@@ -8,6 +8,8 @@ import type { ObjectInfo, ObjectStore, ReadOptions } from '../../core/ports/obje
 /** Where writes are staged before they are renamed into place; a reserved first key segment. */
 export const TEMP_DIR = '.tmp';
 const READ_CHUNK_BYTES = 1024 * 1024;
+/** Up to this size an object is read or written with blocking calls, with FsObjectStoreOptions.blocking. */
+const SMALL_BYTES = 1024 * 1024;
 /** A put writes its temp file in one call, so one this old was left by a process that died mid-write. */
 const STALE_TEMP_MS = 60 * 60 * 1000;
 const LIST_STAT_BATCH = 32;
@@ -18,13 +20,66 @@ let tempCounter = 0;
 
 export interface FsObjectStoreOptions {
   /**
-   * Read objects of up to 1 MiB with blocking system calls. On a local disk an open, stat, read
-   * and close that way take about a tenth of the time of the same calls through the thread pool
-   * (a reduce task reads one such block per map task), but the event loop waits meanwhile: for a
-   * process that runs one task at a time (a worker), not for one that serves others. Default false.
+   * Read, write and look up objects of up to 1 MiB with blocking system calls (get, getRange,
+   * head, put, putIfAbsent, and the directory checks they need). On a local disk an open, stat,
+   * read and close that way take about a tenth of the time of the same calls through the thread
+   * pool, and a write (temp file, rename or link, unlink) about half, more when the thread pool is
+   * busy; a task makes a few such calls besides its work (its completion record, its start
+   * marker, one read per shuffle block). But the event loop waits meanwhile: for a process that
+   * runs one task at a time (a worker), not for one that serves others. (The embedded runtime's
+   * driver, which also hands tasks to the workers and hears from them, was slower at 64 tasks an
+   * interval with blocking calls, six runs of six on a loaded machine, and keeps the thread pool.)
+   * Default false.
    */
-  blockingSmallReads?: boolean;
+  blocking?: boolean;
 }
+
+/** The file system calls of writes and lookups: blocking, or through the thread pool (FsObjectStoreOptions.blocking). */
+interface FsCalls {
+  realpath(file: string): Promise<string>;
+  mkdir(dir: string): Promise<unknown>;
+  /** Creates `file`, which must not exist, holding `body`. */
+  create(file: string, body: Uint8Array | string): Promise<void>;
+  /** Creates `file` empty, failing when it exists or is a link. */
+  createEmpty(file: string): Promise<void>;
+  rename(from: string, to: string): Promise<void>;
+  link(existing: string, created: string): Promise<void>;
+  unlink(file: string): Promise<void>;
+  lstat(file: string): Promise<Stats>;
+}
+
+const EXCLUSIVE_EMPTY = constants.O_CREAT | constants.O_EXCL | constants.O_WRONLY | constants.O_NOFOLLOW;
+
+const threadPoolCalls: FsCalls = {
+  realpath: (file) => realpath(file),
+  mkdir: (dir) => mkdir(dir, { recursive: true }),
+  create: (file, body) => writeFile(file, body, { flag: 'wx' }),
+  createEmpty: async (file) => (await open(file, EXCLUSIVE_EMPTY)).close(),
+  rename,
+  link,
+  unlink,
+  lstat: (file) => lstat(file),
+};
+
+// Async functions, so that a failing call rejects as the thread pool's would, never throws.
+const blockingCalls: FsCalls = {
+  realpath: async (file) => realpathSync.native(file),
+  mkdir: async (dir) => mkdirSync(dir, { recursive: true }),
+  create: async (file, body) => {
+    const fd = openSync(file, 'wx');
+    try {
+      const bytes = typeof body === 'string' ? Buffer.from(body) : body;
+      for (let written = 0; written < bytes.length; ) written += writeSync(fd, bytes, written, bytes.length - written);
+    } finally {
+      closeSync(fd);
+    }
+  },
+  createEmpty: async (file) => closeSync(openSync(file, EXCLUSIVE_EMPTY)),
+  rename: async (from, to) => renameSync(from, to),
+  link: async (existing, created) => linkSync(existing, created),
+  unlink: async (file) => unlinkSync(file),
+  lstat: async (file) => lstatSync(file),
+};
 
 /**
  * An object store over one directory, laid out as the bucket is: key `a/b/c` is the file `<root>/a/b/c`.
@@ -50,11 +105,16 @@ export class FsObjectStore implements ObjectStore {
   /** Directories (as keys name them, under the root) known to resolve inside it. */
   private readonly trusted = new Set<string>();
 
-  private readonly blockingSmallReads: boolean;
+  private readonly blocking: boolean;
 
   constructor(root: string, options: FsObjectStoreOptions = {}) {
     this.root = path.resolve(root);
-    this.blockingSmallReads = options.blockingSmallReads ?? false;
+    this.blocking = options.blocking ?? false;
+  }
+
+  /** How to make the calls of a write of `bytes` bytes, or of a lookup (0 bytes). */
+  private calls(bytes: number): FsCalls {
+    return this.blocking && bytes <= SMALL_BYTES ? blockingCalls : threadPoolCalls;
   }
 
   async get(key: string, options?: ReadOptions): Promise<Uint8Array | undefined> {
@@ -104,27 +164,29 @@ export class FsObjectStore implements ObjectStore {
   async head(key: string, options?: ReadOptions): Promise<ObjectInfo | undefined> {
     refuseVersion(key, options);
     const file = this.pathOf(key);
+    const calls = this.calls(0);
     if (this.trusted.has(path.dirname(file))) {
       try {
-        const info = await lstat(file);
+        const info = await calls.lstat(file);
         if (!info.isSymbolicLink()) return info.isFile() ? { key, size: info.size, lastModified: Math.floor(info.mtimeMs) } : undefined;
       } catch (error) {
         if (isAbsent(error)) return undefined;
         throw error;
       }
     }
-    const real = await this.resolveForRead(key);
+    const real = await this.resolveForRead(key, calls);
     if (real === undefined) return undefined;
     return statObject(real, key);
   }
 
   async put(key: string, body: Uint8Array | string): Promise<void> {
     const target = this.pathOf(key);
-    const temp = await this.writeTemp(body);
+    const calls = this.calls(byteLength(body));
+    const temp = await this.writeTemp(body, calls);
     try {
-      await this.place(key, target, () => rename(temp, target));
+      await this.place(key, target, calls, () => calls.rename(temp, target));
     } catch (error) {
-      await removeQuietly(temp);
+      await removeQuietly(temp, calls);
       throw error;
     }
   }
@@ -134,23 +196,25 @@ export class FsObjectStore implements ObjectStore {
     if (body === '' || (body instanceof Uint8Array && body.length === 0)) {
       // Nothing to write, so nothing half-written to hide: an exclusive create is create-if-absent.
       try {
-        await this.place(key, target, async () => (await open(target, constants.O_CREAT | constants.O_EXCL | constants.O_WRONLY | constants.O_NOFOLLOW)).close());
+        const calls = this.calls(0);
+        await this.place(key, target, calls, () => calls.createEmpty(target));
         return true;
       } catch (error) {
         if (errorCode(error) === 'EEXIST' && !(await isDirectory(target))) return false;
         throw error;
       }
     }
-    const temp = await this.writeTemp(body);
+    const calls = this.calls(byteLength(body));
+    const temp = await this.writeTemp(body, calls);
     try {
       // Unlike rename, link fails when the target exists: create-if-absent that holds across processes.
-      await this.place(key, target, () => link(temp, target));
+      await this.place(key, target, calls, () => calls.link(temp, target));
       return true;
     } catch (error) {
       if (errorCode(error) === 'EEXIST') return false;
       throw error;
     } finally {
-      await removeQuietly(temp);
+      await removeQuietly(temp, calls);
     }
   }
 
@@ -162,7 +226,7 @@ export class FsObjectStore implements ObjectStore {
   async moveIn(file: string | Buffer, key: string): Promise<boolean> {
     const target = this.pathOf(key);
     try {
-      await this.place(key, target, () => rename(file, target));
+      await this.place(key, target, threadPoolCalls, () => rename(file, target));
       return true;
     } catch (error) {
       if (errorCode(error) === 'ENOENT' && !(await lstat(file).catch(() => undefined))) return false;
@@ -185,7 +249,7 @@ export class FsObjectStore implements ObjectStore {
     const temp = path.join(this.root, TEMP_DIR, `${process.pid}-${++tempCounter}-${randomBytes(4).toString('hex')}`);
     await copyFile(file, temp, constants.COPYFILE_FICLONE);
     try {
-      await this.place(key, target, () => rename(temp, target));
+      await this.place(key, target, threadPoolCalls, () => rename(temp, target));
     } catch (error) {
       await removeQuietly(temp);
       throw error;
@@ -266,12 +330,12 @@ export class FsObjectStore implements ObjectStore {
   }
 
   /** The real path of a key's file, refusing links that lead out of the root; undefined when absent. */
-  private async resolveForRead(key: string): Promise<string | undefined> {
+  private async resolveForRead(key: string, calls: FsCalls): Promise<string | undefined> {
     const file = this.pathOf(key);
     const rootReal = await this.rootReal();
     let real;
     try {
-      real = await realpath(file);
+      real = await calls.realpath(file);
     } catch (error) {
       if (isAbsent(error)) return undefined;
       throw error;
@@ -296,7 +360,7 @@ export class FsObjectStore implements ObjectStore {
         if (errorCode(error) !== 'ELOOP') throw error;
       }
     }
-    const real = await this.resolveForRead(key);
+    const real = await this.resolveForRead(key, threadPoolCalls);
     if (real === undefined) return undefined;
     try {
       return await open(real, 'r');
@@ -307,12 +371,12 @@ export class FsObjectStore implements ObjectStore {
   }
 
   /**
-   * With blockingSmallReads, bytes `start` to `end` of a key's file in a trusted directory, read
+   * With the blocking option, bytes `start` to `end` of a key's file in a trusted directory, read
    * with blocking calls; ABSENT when it is no object. Undefined leaves the read to the usual path:
    * the option is off, the directory not yet trusted, the file a link, or more than 1 MiB to read.
    */
   private readSmall(key: string, start: number, end?: number): Buffer | typeof ABSENT | undefined {
-    if (!this.blockingSmallReads) return undefined;
+    if (!this.blocking) return undefined;
     const file = this.pathOf(key);
     if (!this.trusted.has(path.dirname(file))) return undefined;
     let fd: number;
@@ -341,20 +405,17 @@ export class FsObjectStore implements ObjectStore {
     }
   }
 
-  private async writeTemp(body: Uint8Array | string): Promise<string> {
-    if (typeof body !== 'string' && !(body instanceof Uint8Array)) {
-      throw new TypeError(`object body must be a string or Uint8Array, got ${body === null ? 'null' : typeof body}`);
-    }
+  private async writeTemp(body: Uint8Array | string, calls: FsCalls): Promise<string> {
     await this.rootReal();
     const temp = path.join(this.root, TEMP_DIR, `${process.pid}-${++tempCounter}-${randomBytes(4).toString('hex')}`);
-    await writeFile(temp, body, { flag: 'wx' });
+    await calls.create(temp, body);
     return temp;
   }
 
   /** Runs `move` (a rename or link of the temp file to `target`) once the parent directory exists. */
-  private async place(key: string, target: string, move: () => Promise<void>): Promise<void> {
+  private async place(key: string, target: string, calls: FsCalls, move: () => Promise<void>): Promise<void> {
     for (let attempt = 1; ; attempt++) {
-      await this.prepareParent(key, target);
+      await this.prepareParent(key, target, calls);
       try {
         await move();
         return;
@@ -381,14 +442,14 @@ export class FsObjectStore implements ObjectStore {
    * Creates the parent directory of `target`, checking first that its deepest existing ancestor is
    * inside the root: mkdir would otherwise follow a symbolic link out of it.
    */
-  private async prepareParent(key: string, target: string): Promise<void> {
+  private async prepareParent(key: string, target: string, calls: FsCalls): Promise<void> {
     const rootReal = await this.rootReal();
     const parent = path.dirname(target);
     if (this.trusted.has(parent)) return;
     let existing = parent;
     for (;;) {
       try {
-        const real = await realpath(existing);
+        const real = await calls.realpath(existing);
         if (!isInside(real, rootReal)) throw outsideRoot(key);
         break;
       } catch (error) {
@@ -404,14 +465,14 @@ export class FsObjectStore implements ObjectStore {
       return;
     }
     try {
-      await mkdir(parent, { recursive: true });
+      await calls.mkdir(parent);
     } catch (error) {
       const code = errorCode(error);
       if (code === 'ENOTDIR' || code === 'EEXIST') throw await this.underObjectError(key);
       if (code === 'ENAMETOOLONG') throw new InvalidKeyError(key, 'a segment is longer than the filesystem allows');
       throw error;
     }
-    if (!isInside(await realpath(parent), rootReal)) throw outsideRoot(key);
+    if (!isInside(await calls.realpath(parent), rootReal)) throw outsideRoot(key);
     this.trusted.add(parent);
   }
 
@@ -527,8 +588,15 @@ async function removeEmptyDir(dir: string): Promise<boolean> {
   }
 }
 
-async function removeQuietly(file: string): Promise<void> {
-  await unlink(file).catch(() => undefined);
+async function removeQuietly(file: string, calls: FsCalls = threadPoolCalls): Promise<void> {
+  await calls.unlink(file).catch(() => undefined);
+}
+
+/** The bytes of a body; a body neither a string nor bytes is refused here, before anything is written. */
+function byteLength(body: Uint8Array | string): number {
+  if (typeof body === 'string') return body.length * 3 > SMALL_BYTES ? Buffer.byteLength(body) : body.length;
+  if (body instanceof Uint8Array) return body.length;
+  throw new TypeError(`object body must be a string or Uint8Array, got ${body === null ? 'null' : typeof body}`);
 }
 
 function errorCode(error: unknown): string | undefined {

@@ -1,6 +1,5 @@
 import { spawn } from 'node:child_process';
-import { appendFile, mkdir, mkdtemp, open, readdir, readFile, rm, stat, symlink, utimes, writeFile } from 'node:fs/promises';
-import type { FileHandle } from 'node:fs/promises';
+import { appendFile, mkdir, mkdtemp, readdir, readFile, rm, stat, symlink, utimes, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -8,6 +7,7 @@ import { afterEach, describe, expect, it, vi } from 'vitest';
 import type { Clock } from '../../core/ports/clock.ts';
 import { InvalidKeyError, listAll, readRange } from '../../core/ports/object-store.ts';
 import { FsTaskQueue } from '../../local/queue/fs-task-queue.ts';
+import { journalWrites } from '../../local/queue/journal.ts';
 import { FsObjectStore, TEMP_DIR } from '../../local/store/fs-object-store.ts';
 import { objectStoreContract } from '../contract/object-store-contract.ts';
 import { taskQueueContract } from '../contract/task-queue-contract.ts';
@@ -31,10 +31,10 @@ objectStoreContract('FsObjectStore', async () => {
   return { store: new FsObjectStore(root), cleanup: () => rm(root, { recursive: true, force: true }) };
 }, { versions: 'refused' });
 
-// A worker's store reads small objects with blocking calls: the same contract holds.
-objectStoreContract('FsObjectStore with blocking small reads', async () => {
+// A worker's store reads and writes small objects with blocking calls: the same contract holds.
+objectStoreContract('FsObjectStore with blocking calls for small objects', async () => {
   const root = await mkdtemp(path.join(tmpdir(), 'dstream-store-contract-'));
-  return { store: new FsObjectStore(root, { blockingSmallReads: true }), cleanup: () => rm(root, { recursive: true, force: true }) };
+  return { store: new FsObjectStore(root, { blocking: true }), cleanup: () => rm(root, { recursive: true, force: true }) };
 }, { versions: 'refused' });
 
 taskQueueContract('FsTaskQueue', async ({ maxReceives }) => {
@@ -57,7 +57,7 @@ describe('FsObjectStore on a directory', () => {
     expect(await readFile(path.join(root, 'output/counts/interval=3/part-00000'), 'utf8')).toBe('a\t1\n');
   });
 
-  it.each([{}, { blockingSmallReads: true }])('refuses symbolic links that lead out of the root, for every operation, and writes nothing outside (%o)', async (options) => {
+  it.each([{}, { blocking: true }])('refuses symbolic links that lead out of the root, for every operation, and writes nothing outside (%o)', async (options) => {
     const root = await scratchDir();
     const outside = await scratchDir();
     await writeFile(path.join(outside, 'secret'), 'do not touch');
@@ -160,15 +160,19 @@ describe('FsObjectStore on a directory', () => {
     expect(await readdir(root)).toEqual([TEMP_DIR]);
   });
 
-  it('putIfAbsent has exactly one winner per key when two processes race for the same keys', async () => {
+  // A worker (blocking calls) races the driver (the thread pool) for completion records and claims.
+  it.each([
+    ['the thread pool', 'the thread pool', false, false],
+    ['blocking calls', 'the thread pool', true, false],
+  ])('putIfAbsent has exactly one winner per key when two processes race for the same keys (%s against %s)', async (_a, _b, blockingA, blockingB) => {
     const root = await scratchDir();
     const keys = 500;
     // Both start at one agreed moment (process start-up times differ), then go through the keys in step.
     const startAt = Date.now() + 1500;
-    const racer = (name: string) =>
+    const racer = (name: string, blocking: boolean) =>
       runModule(`
         import { FsObjectStore } from ${JSON.stringify(storeModule)};
-        const store = new FsObjectStore(${JSON.stringify(root)});
+        const store = new FsObjectStore(${JSON.stringify(root)}, { blocking: ${blocking} });
         await store.head('warm-up');
         await new Promise((resolve) => setTimeout(resolve, ${startAt} - Date.now()));
         const won = [];
@@ -179,7 +183,7 @@ describe('FsObjectStore on a directory', () => {
         }
         console.log(JSON.stringify(won));
       `);
-    const [a, b] = [racer('a'), racer('b')];
+    const [a, b] = [racer('a', blockingA), racer('b', blockingB)];
     const [wonByA, wonByB] = (await Promise.all([a.output(), b.output()])).map((out) => JSON.parse(out) as number[]);
     expect(wonByA!.length + wonByB!.length).toBe(keys);
     const store = new FsObjectStore(root);
@@ -371,12 +375,10 @@ describe('FsTaskQueue in a directory', () => {
     const dir = await scratchDir();
     const queue = openQueue(dir);
     await queue.send(['a']);
-    const probe = await open(path.join(dir, 'probe'), 'w');
-    const fileHandle = Object.getPrototypeOf(probe) as FileHandle;
-    await probe.close();
-    const appendFile = fileHandle.appendFile;
-    vi.spyOn(fileHandle, 'appendFile').mockImplementationOnce(async function (this: FileHandle, data: string | Uint8Array) {
-      await appendFile.call(this, data.slice(0, data.length / 2));
+    // A full disk is out of reach here: the write is made to fail halfway.
+    const append = journalWrites.append;
+    vi.spyOn(journalWrites, 'append').mockImplementationOnce((fd, text) => {
+      append(fd, text.slice(0, text.length / 2));
       throw Object.assign(new Error('ENOSPC: no space left on device, write'), { code: 'ENOSPC' });
     });
     await expect(queue.send(['b'])).rejects.toThrow(/ENOSPC/);
