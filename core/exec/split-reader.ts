@@ -89,9 +89,16 @@ export function plannedSplitReads(scope: Scope, ref: SplitRef): PlannedRead {
   };
 }
 
-/** The bytes first read of a range: from the byte before it (to tell whether it starts a line) to its end. */
+/**
+ * How far past its end a range's first read goes: its last line goes on past the end unless the
+ * cut fell on a line's end, and with this much more it usually ends within the first request
+ * rather than in a second one (a round trip on S3). Bytes past it are read only to that line's end.
+ */
+export const FIRST_READ_TAIL_BYTES = 4096;
+
+/** The bytes first read of a range: from the byte before it (to tell whether it starts a line) to a little past its end. */
 function firstRead(range: InputRange): [start: number, end: number] {
-  return [range.start > 0 ? range.start - 1 : 0, range.end];
+  return [range.start > 0 ? range.start - 1 : 0, range.end + FIRST_READ_TAIL_BYTES];
 }
 
 /** Reads every line of a split, streaming; see `readRangeLines` for which lines a range owns. */

@@ -146,22 +146,26 @@ export async function runTask({ task, stage, plan, badRecords }: ResolvedTask, e
   };
   const planned = plannedReads(task, plan, reads, shuffleBlocks);
   const doneKey = keys.taskDone(task.scope, task.stage, task.partition);
-  // One round trip for both. A copy that finds the task done has then left a start marker too,
-  // which is harmless: a marker says only that a copy of that attempt started (which it did),
-  // the scheduler notes it only for a task of its own run still running (its start time, for
-  // speculation and the deadline for unstarted tasks) and then reads the completion record, and
-  // a marker of a copy already delivered in the same run has the same key (create-if-absent).
-  const admitted = Promise.all([
-    env.store.get(doneKey, { absentIfRefused: true }),
-    env.store.putIfAbsent(keys.taskStarted(task.scope, task.stage, task.partition, task.attempt, runInKey(task.run)), ''),
-  ]);
+  // One round trip for both, and the compute waits only for the first. A copy that finds the task
+  // done has then left a start marker too, which is harmless: a marker says only that a copy of
+  // that attempt started (which it did), the scheduler notes it only for a task of its own run
+  // still running (its start time, for speculation and the deadline for unstarted tasks) and then
+  // reads the completion record, and a marker of a copy already delivered in the same run has the
+  // same key (create-if-absent). The marker is there before the completion record, as ever.
+  const existing = env.store.get(doneKey, { absentIfRefused: true });
+  const marked = env.store.putIfAbsent(keys.taskStarted(task.scope, task.stage, task.partition, task.attempt, runInKey(task.run)), '');
+  // Awaited on every path below; one that fails while the compute goes on is not unhandled.
+  marked.catch(() => {});
   // The inputs start on their way meanwhile (after the two: a store may read small objects with
   // blocking calls): reads change nothing, so a copy that finds the task done has only spent them.
   const inputs = new TaskReads(env.store);
   try {
     inputs.plan(planned);
-    const [existing] = await admitted;
-    if (existing) return { status: 'done', done: JSON.parse(Buffer.from(existing).toString('utf8')), skipped: true };
+    const found = await existing;
+    if (found) {
+      await marked;
+      return { status: 'done', done: JSON.parse(Buffer.from(found).toString('utf8')), skipped: true };
+    }
 
     const quarantine: string[] = [];
     const position = new LinePosition();
@@ -194,7 +198,7 @@ export async function runTask({ task, stage, plan, badRecords }: ResolvedTask, e
       await Promise.all(writes);
     } catch (error) {
       // None of its writes outlives the task.
-      await Promise.allSettled(writes);
+      await Promise.allSettled([...writes, marked]);
       if (env.signal?.aborted) return { status: 'superseded' };
       if (error instanceof MissingInputError) {
         await env.store.putIfAbsent(
@@ -206,6 +210,7 @@ export async function runTask({ task, stage, plan, badRecords }: ResolvedTask, e
       throw error;
     }
 
+    await marked;
     if (env.signal?.aborted) return { status: 'superseded' };
     const done: TaskDone = {
       stage: task.stage,

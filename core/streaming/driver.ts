@@ -83,6 +83,11 @@ export interface IntervalOrder {
   planned(): void;
   /** k's stages are done: what it persists is complete. */
   stagesDone(): void;
+  /**
+   * k's commit record is written: its report may be handed on now, before the pointer moves and
+   * garbage is collected (which the next interval's commit still waits for).
+   */
+  committed(report: IntervalReport): void;
 }
 
 const ALONE: IntervalOrder = {
@@ -91,6 +96,7 @@ const ALONE: IntervalOrder = {
   signal: new AbortController().signal,
   planned() {},
   stagesDone() {},
+  committed() {},
 };
 
 /** The steps of an interval, at any of which a driver may die; a new driver resumes after the last durable one. */
@@ -629,6 +635,7 @@ export class StreamingDriver {
       ...summarise(stats),
     };
     await store.putIfAbsent(keys.committed(scope), JSON.stringify(report));
+    order.committed(report);
     // At once: each follows from the commit alone. A driver starting from a pointer not yet moved
     // finds k committed and moves it; what recovery may still need is decided by k's commit.
     const garbage = this.collectGarbage(k);

@@ -111,6 +111,8 @@ interface Flight {
   stagesDone: Deferred;
   committed: Deferred;
   abort: AbortController;
+  /** Its report was handed on (at its commit record, or once its run returned one). */
+  reported: boolean;
   /** Settles (never rejects) once the interval's run has settled and its report was handed on. */
   settled: Promise<void>;
 }
@@ -157,19 +159,25 @@ export class IntervalPipeline {
     // Stopped meanwhile: k is not started; the driver that resumes the stream starts it.
     if (this.stopped) return;
     const before = this.flights.at(-1);
-    const flight: Flight = { k, planned: deferred(), stagesDone: deferred(), committed: deferred(), abort: new AbortController(), settled: Promise.resolve() };
+    const flight: Flight = { k, planned: deferred(), stagesDone: deferred(), committed: deferred(), abort: new AbortController(), reported: false, settled: Promise.resolve() };
+    const report = (r: IntervalReport) => {
+      if (flight.reported) return;
+      flight.reported = true;
+      this.onCommitted(r);
+    };
     const order: IntervalOrder = {
       earlierStagesDone: before?.stagesDone.promise ?? Promise.resolve(),
       earlierCommitted: before?.committed.promise ?? Promise.resolve(),
       signal: flight.abort.signal,
       planned: () => flight.planned.resolve(),
       stagesDone: () => flight.stagesDone.resolve(),
+      committed: report,
     };
     flight.settled = this.driver.runInterval(k, intervalEnd, order).then(
-      (report) => {
+      (result) => {
         this.flights.splice(this.flights.indexOf(flight), 1);
         // Before the next interval may commit: reports are handed on in interval order.
-        this.onCommitted(report);
+        report(result);
         flight.planned.resolve();
         flight.stagesDone.resolve();
         flight.committed.resolve();

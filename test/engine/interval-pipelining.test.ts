@@ -122,6 +122,24 @@ describe('an interval run while the one before it is in flight', () => {
     }
   }, 60_000);
 
+  it("hands on each interval's report once its commit record is written, before the pointer moves past it, and in interval order", async () => {
+    const env = await setup(3);
+    try {
+      const reports: IntervalReport[] = [];
+      const handedOnBeforeStep: number[] = [];
+      // The 'committed' step comes after the pointer has moved and garbage was collected.
+      const driver = env.driver({ step: async (step, k) => void (step === 'committed' && reports.some((r) => r.interval === k) && handedOnBeforeStep.push(k)) });
+      const intervals = new IntervalPipeline(driver, (r) => reports.push(r));
+      for (let k = 0; k < 3; k++) await intervals.start(k);
+      await intervals.drain();
+      expect(reports.map((r) => r.interval)).toEqual([0, 1, 2]);
+      expect(handedOnBeforeStep).toEqual([0, 1, 2]);
+    } finally {
+      await env.close();
+      await removeDir(env.root);
+    }
+  }, 60_000);
+
   it('does not commit when the one before it fails; a new driver resumes both from their lineage, reusing what was done, with the same outputs', async () => {
     const expected = await (async () => {
       const env = await setup(3);

@@ -6,7 +6,7 @@
 import { describe, expect, it } from 'vitest';
 import { ObjectNotFoundError, putContentAddressed, readRange, type ObjectStore } from '../../core/ports/object-store.ts';
 import { READS_AHEAD, TaskReads } from '../../core/exec/task-reads.ts';
-import { plannedSplitReads } from '../../core/exec/split-reader.ts';
+import { FIRST_READ_TAIL_BYTES, plannedSplitReads } from '../../core/exec/split-reader.ts';
 import { keys } from '../../core/layout.ts';
 import { VersionedMemoryStore } from '../support/versioned-store.ts';
 
@@ -73,9 +73,9 @@ describe('TaskReads', () => {
     ahead.plan([plannedSplitReads(scope, { hash, ranges: 2, bytes: 6 + (2 << 20) })]);
     await ahead.get(keys.lineageSplit(scope, hash));
     await new Promise((resolve) => setImmediate(resolve));
-    // From the byte before the range (which tells whether the range starts a line) to its end.
+    // From the byte before the range (which tells whether the range starts a line) to a little past its end.
     expect(reads.get('incoming/short.txt')).toBe(1);
-    expect(text(await readRange(ahead, 'incoming/short.txt', 1, 8))).toBe(' b\nc d\n');
+    expect(text(await readRange(ahead, 'incoming/short.txt', 1, 8 + FIRST_READ_TAIL_BYTES))).toBe(' b\nc d\n');
     expect(reads.get('incoming/short.txt')).toBe(1);
     expect(reads.has('incoming/long.txt')).toBe(false);
   });

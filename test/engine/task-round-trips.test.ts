@@ -113,6 +113,41 @@ describe("a task's round trips", () => {
     }
   });
 
+  it('a task computes and writes while its start marker is still being written; its completion record waits for the marker', async () => {
+    const events: string[] = [];
+    const STARTED = /\.started$/;
+    // Start markers take a long while; every other request is as fast as the disk.
+    const slowMarkers = (store: ObjectStore): ObjectStore =>
+      new Proxy(store, {
+        get(target, name, receiver) {
+          if (name === 'put') return async (key: string, body: Uint8Array | string) => (events.push(`put ${key}`), target.put(key, body));
+          if (name !== 'putIfAbsent') return Reflect.get(target, name, receiver);
+          return async (key: string, body: Uint8Array | string) => {
+            if (!STARTED.test(key)) return events.push(`record ${key}`), target.putIfAbsent(key, body);
+            await new Promise((resolve) => setTimeout(resolve, 60));
+            const created = await target.putIfAbsent(key, body);
+            events.push(`marked ${key}`);
+            return created;
+          };
+        },
+      });
+    const clean = await replayInProcess(wordcount, FILES);
+    const slow = await replayInProcess(wordcount, FILES, { wrapStore: (store, role) => (role === 'tasks' ? slowMarkers(store) : store) });
+    try {
+      const marked = events.findIndex((e) => e.startsWith('marked lineage/interval=000002/tasks/result-') && e.includes('/part-00000.'));
+      const output = events.indexOf('put output/counts/interval=000002/part-00000');
+      const done = events.findIndex((e) => RESULT_DONE.test(e.slice('record '.length)) && e.includes('interval=000002') && e.endsWith('/part-00000.json'));
+      expect(marked).toBeGreaterThanOrEqual(0);
+      // The output went out before the marker was written, the completion record after it.
+      expect(output).toBeGreaterThanOrEqual(0);
+      expect(output).toBeLessThan(marked);
+      expect(done).toBeGreaterThan(marked);
+      expect(await slow.files()).toEqual(await clean.files());
+    } finally {
+      await cleanUp(clean, slow);
+    }
+  });
+
   it.each([
     // Read by reduce task 0 alone.
     ['its state partition', (key: string) => /^cache\/interval=000001\/persist\/[^/]+\/part-00000$/.test(key), /\/part-00000\.attempt-0\./],
