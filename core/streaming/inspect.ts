@@ -243,8 +243,10 @@ export async function readTasks(store: ObjectStore, scope: string): Promise<Task
     const record = await readJson<TaskDone>(store, info.key);
     if (!record) return;
     const t = task(stage, partition);
-    // The winning copy's start: its attempt's marker, else what its own duration says.
-    const marker = t.starts.filter((s) => s.attempt === record.attempt).at(-1);
+    // The winning copy's start: its attempt's latest marker not after the record (a copy that
+    // came after the task was done, of a later driver run, leaves one too), else what its own
+    // duration says.
+    const marker = t.starts.filter((s) => s.attempt === record.attempt && s.at <= info.lastModified).sort((a, b) => a.at - b.at).at(-1);
     t.done = {
       attempt: record.attempt,
       copy: record.copy,
