@@ -17,22 +17,9 @@ import { FsTaskQueue } from '../../local/queue/fs-task-queue.ts';
 import { InProcessRunner } from '../../local/runtime/in-process-runner.ts';
 import wordcount from '../../examples/wordcount.ts';
 import { outputFiles, removeDir, tempDir, testDriverConfig, wordcountRoot } from '../support/stream-harness.ts';
+import { recordedStore } from '../support/recorded-store.ts';
 
 const config = testDriverConfig({ inputPartitions: 3 });
-
-/** `store`, writing each request made through it to `requests` as `<method> <key or prefix>`: a recorder, not a stand-in. */
-function recorded(store: ObjectStore, requests: string[]): ObjectStore {
-  return new Proxy(store, {
-    get(target, name, receiver) {
-      const value = Reflect.get(target, name, receiver);
-      if (typeof value !== 'function') return value;
-      return (...args: unknown[]) => {
-        requests.push(`${String(name)} ${String(args[0])}`);
-        return value.apply(target, args);
-      };
-    },
-  });
-}
 
 /** `queue`, writing each batch sent to `requests` as `send <stage>`, and each drain of dead letters as `drain`. */
 function recordedQueue(queue: TaskQueue, requests: string[]): TaskQueue {
@@ -90,7 +77,7 @@ describe('the scheduler, stage by stage', () => {
     const env = await wordcountRoot(1, config);
     try {
       const requests: string[] = [];
-      const driver = new StreamingDriver(wordcount, { store: recorded(env.store, requests), queue: recordedQueue(env.queue, requests), clock: systemClock }, config);
+      const driver = new StreamingDriver(wordcount, { store: recordedStore(env.store, requests), queue: recordedQueue(env.queue, requests), clock: systemClock }, config);
 
       await driver.runInterval(0);
 
@@ -113,7 +100,7 @@ describe('the scheduler, stage by stage', () => {
       const died = new Error('the driver died');
       await expect(env.driver({ step: (step: DriverStep) => { if (step === 'stages-done') throw died; } }).runInterval(0)).rejects.toBe(died);
       const requests: string[] = [];
-      const driver = new StreamingDriver(wordcount, { store: recorded(env.store, requests), queue: recordedQueue(env.queue, requests), clock: systemClock }, config);
+      const driver = new StreamingDriver(wordcount, { store: recordedStore(env.store, requests), queue: recordedQueue(env.queue, requests), clock: systemClock }, config);
 
       const report = await driver.runInterval(0);
 

@@ -20,6 +20,7 @@ import { createIngestHandler } from '../../functions/ingest/handler.ts';
 import { createTaskHandler } from '../../functions/task/handler.ts';
 import { removeDir, tempDir } from '../support/stream-harness.ts';
 import { eventSourceMapping, FakeClock, s3Event, upload } from './support.ts';
+import { recordedStore } from '../support/recorded-store.ts';
 
 const T0 = Date.parse('2025-01-01T00:00:00.000Z');
 const INTERVAL = 60_000;
@@ -104,17 +105,7 @@ it('runs a stage under the bound in the driver, leaving the records and outputs 
 it('reads back no completion or lineage record it wrote, nor the size of state it persisted, and lists no task folder nor fetch failures, for stages it runs itself', async () => {
   const { store, clock } = await uploaded();
   const requests: string[] = [];
-  // Records each request, then makes it: a recorder around the real store, not a stand-in.
-  const recorded: ObjectStore = new Proxy(store, {
-    get(target, name, receiver) {
-      const value = Reflect.get(target, name, receiver);
-      if (typeof value !== 'function') return value;
-      return (...args: unknown[]) => {
-        requests.push(`${String(name)} ${String(args[0])}`);
-        return value.apply(target, args);
-      };
-    },
-  });
+  const recorded = recordedStore(store, requests);
   let drains = 0;
   const queue: TaskQueue = new Proxy(untouchedQueue, { get: (target, name) => (name === 'drainDeadLetters' ? async () => (drains++, []) : Reflect.get(target, name)) });
 
