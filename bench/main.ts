@@ -10,7 +10,7 @@ import { benchLiveRate } from './live-rate.ts';
 import { benchCodec } from './codec.ts';
 import { benchSealing } from './sealing.ts';
 import { benchAws } from './aws/index.ts';
-import { benchFixedCosts } from './fixed-costs.ts';
+import { benchFixedCosts, type FixedCostCase } from './fixed-costs.ts';
 import { cpus } from 'node:os';
 
 const totalMb = Number(process.env.BENCH_MB ?? 100);
@@ -23,7 +23,10 @@ if (want('throughput')) {
   printTable(`Throughput: WordCount and Grep over ${totalMb} MB in 4 intervals, after a warm-up interval counted for neither (lineage, shuffle and partition files on)`, rows);
   printTable('Where the time went, same runs (4 measured intervals added up; start-up once)', breakdown);
 }
-if (want('fixed')) printTable('Fixed costs: an interval of almost no data, seal to commit (WordCount, 2 workers; 2 stages)', await benchFixedCosts([4, 16, 32]));
+if (want('fixed')) {
+  const cases: FixedCostCase[] = [{ partitions: 4, stages: 2 }, { partitions: 16, stages: 2 }, { partitions: 32, stages: 2 }, { partitions: 32, stages: 4 }];
+  printTable('Fixed costs: an interval of almost no data, seal to commit (WordCount in 2 stages, and a 4-stage variant; 2 workers)', await benchFixedCosts(cases));
+}
 if (want('memory')) printTable('Worker memory against the split it read (WordCount, 1 worker, 1 split)', await benchMemory());
 if (want('live')) printTable('Live runtime, 1-second intervals: highest input rate that keeps up', await benchLiveRate());
 if (want('recovery')) printTable('Recovery of a lost state chain of 8 intervals against serial replay', await benchRecovery(8, 4));
