@@ -9,7 +9,7 @@ import type { TaskNotices } from '../ports/task-runner.ts';
 import type { Pipeline } from '../graph/pipeline.ts';
 import { DagScheduler, newRunId, TaskFailedError, type SchedulerOptions, type SchedulerStats, type ScopePlan } from '../scheduler/dag-scheduler.ts';
 import { stageOfOutput, stagesRun } from '../scheduler/stages.ts';
-import { intervalOf, intervalScope, keys } from '../layout.ts';
+import { intervalOf, intervalScope, keys, type Scope } from '../layout.ts';
 import { markSealing, sealInterval, uploadId, type IntakeUpload, type UploadCheck } from './intake.ts';
 import { readProgress, rebased, type DriverProgress } from './progress.ts';
 import { planSplits, spillSplits } from './splits.ts';
@@ -164,8 +164,8 @@ export class StreamingDriver {
   private readonly deadLetters: SharedDeadLetters;
   /** The schedulers of the intervals in flight. */
   private readonly schedulers = new Set<DagScheduler>();
-  /** The listings of the intervals in flight (StoredListings). */
-  private readonly listings = new Set<StoredListings>();
+  /** The listings of the intervals in flight (StoredListings), by scope. */
+  private readonly listings = new Map<Scope, StoredListings>();
   private claimed = false;
   /** The upgrade (or savepoint import) that brought this code to the stream, if one did. */
   private upgrade?: UpgradeRecord;
@@ -200,15 +200,13 @@ export class StreamingDriver {
   }
 
   /**
-   * A persisted part's size as an interval in flight listed it (0: not found), when one listed its
-   * location; undefined otherwise. What the in-driver bound weighs a stage's input with.
+   * A persisted part's size as the listing of the interval `scope` (the task's, in flight) found
+   * it (0: not found), when that listing holds its location; undefined otherwise. What the
+   * in-driver bound weighs a stage's input with. Only the task's own interval's: a later
+   * interval's listing waits for this one's stages, which would wait for this task.
    */
-  storedPartSize(key: string): Promise<number> | undefined {
-    for (const stored of this.listings) {
-      const size = stored.sizeOf(key);
-      if (size) return size;
-    }
-    return undefined;
+  storedPartSize(scope: Scope, key: string): Promise<number> | undefined {
+    return this.listings.get(scope)?.sizeOf(key);
   }
 
   /** Moves the progress pointer past interval k; never back. */
@@ -465,14 +463,14 @@ export class StreamingDriver {
     const scheduled: DagScheduler[] = [];
     // Listed once the intervals before k have run their stages: what they persist is complete then.
     const stored = new StoredListings(this.deps.store, intervalScope(k), order.earlierStagesDone);
-    this.listings.add(stored);
+    this.listings.set(intervalScope(k), stored);
     try {
       return await this.runInOrder(k, intervalEnd, order, { queue, scheduled, stored, ...(notices ? { notices } : {}) });
     } finally {
       notices?.close();
       queue.close();
       for (const scheduler of scheduled) this.schedulers.delete(scheduler);
-      this.listings.delete(stored);
+      this.listings.delete(intervalScope(k));
     }
   }
 

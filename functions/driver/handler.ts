@@ -131,7 +131,7 @@ export function createDriverHandler(
       belowBytes: deps.runInDriverBelowBytes ?? settings.runInDriverBelowBytes,
       concurrency: DRIVER_TASK_CONCURRENCY,
       // The sizes of persisted parts from the listings the driver already made: no HEAD per part.
-      storedSize: (key: string): Promise<number> | undefined => driver.storedPartSize(key),
+      storedSize: (scope: string, key: string): Promise<number> | undefined => driver.storedPartSize(scope, key),
     });
     const queue: TaskQueue = inDriver;
     const changes = inDriver.changes(remote);

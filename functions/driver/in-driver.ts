@@ -17,7 +17,7 @@ import type { ResolvedTask, TaskDone, TaskRecord } from '../../core/exec/task.ts
 import { TaskHandler, settlementOf } from '../../core/runtime/task-handler.ts';
 import { decodeTaskMessage } from '../../core/scheduler/task-message.ts';
 import { stageReads } from '../../core/scheduler/stages.ts';
-import { keys } from '../../core/layout.ts';
+import { keys, type Scope } from '../../core/layout.ts';
 import { mapConcurrently, STORE_CONCURRENCY } from '../../core/util/map-concurrently.ts';
 import { log } from '../log.ts';
 
@@ -26,8 +26,8 @@ export interface InDriverOptions {
   belowBytes: number;
   /** Tasks the driver runs at once. */
   concurrency: number;
-  /** A persisted part's size where the driver already listed its location (StreamingDriver.storedPartSize); undefined: HEAD it. */
-  storedSize?(key: string): Promise<number> | undefined;
+  /** A persisted part's size where the driver already listed its location for the task's interval (StreamingDriver.storedPartSize); undefined: HEAD it. */
+  storedSize?(scope: Scope, key: string): Promise<number> | undefined;
 }
 
 /**
@@ -84,14 +84,14 @@ export class InDriverTaskQueue implements TaskQueue {
       return undefined;
     }
     let bytes = 0;
-    const stored: string[] = [];
+    const stored: [Scope, string][] = [];
     for (const r of resolved) {
       const input = taskInput(r);
       bytes += input.bytes;
-      stored.push(...input.stored);
+      for (const key of input.stored) stored.push([r.task.scope, key]);
     }
     if (bytes >= this.options.belowBytes) return undefined;
-    const sizes = await mapConcurrently(stored, STORE_CONCURRENCY, async (key) => (await (this.options.storedSize?.(key) ?? this.store.head(key).then((info) => info?.size))) ?? 0);
+    const sizes = await mapConcurrently(stored, STORE_CONCURRENCY, async ([scope, key]) => (await (this.options.storedSize?.(scope, key) ?? this.store.head(key).then((info) => info?.size))) ?? 0);
     bytes += sizes.reduce((n, size) => n + size, 0);
     return bytes < this.options.belowBytes ? resolved : undefined;
   }

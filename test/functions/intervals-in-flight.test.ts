@@ -10,6 +10,7 @@ import { FsTaskQueue } from '../../local/queue/fs-task-queue.ts';
 import { keys } from '../../core/layout.ts';
 import { listAll } from '../../core/ports/object-store.ts';
 import type { Pipeline } from '../../core/graph/pipeline.ts';
+import { definePipeline } from '../../core/index.ts';
 import wordcount from '../../examples/wordcount.ts';
 import grep from '../../examples/grep.ts';
 import windowedCounts from '../../examples/windowed-counts.ts';
@@ -69,8 +70,20 @@ async function outputsThroughHandlers(pipeline: Pipeline, text: (k: number) => s
   return files;
 }
 
+/** A stage that reads the state its own interval persisted: the state re-keyed through a second shuffle. */
+const stateThenShuffle = definePipeline({ name: 'state-then-shuffle', partitions: 3 }, (ctx) => {
+  const totals = ctx
+    .textStream()
+    .flatMap((line) => line.split(/\s+/).filter((w) => w.length > 0))
+    .map((w) => [w, 1])
+    .reduceByKey((a, b) => a + b)
+    .updateStateByKey((values, total: number | undefined) => (total ?? 0) + values.reduce((a, b) => a + b, 0));
+  totals.map(([w, n]) => [w.length, n]).reduceByKey((a, b) => a + b).saveAsJsonFiles('byLength');
+});
+
 it.each([
   ['wordcount', wordcount, (k: number) => sampleLines(100, 7 + k)],
+  ['state then a shuffle of it', stateThenShuffle, (k: number) => sampleLines(100, 17 + k)],
   ['windowed-counts', windowedCounts, (k: number) => sampleLines(100, 70 + k)],
   ['grep', grep, (k: number) => `error code=${k} disk\ninfo fine\nerror code=${k + 1} net\n`.repeat(10)],
   ['typed-sessions', typedSessions, (k: number) => `ann buy ${100 * (k + 1)}\nbob view 0\ncat buy 250\n`.repeat(5)],
