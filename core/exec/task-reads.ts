@@ -24,7 +24,8 @@ export const READS_AHEAD = 8;
  * READS_AHEAD ahead, and a read the compute makes as planned takes the bytes already on their way,
  * so a task whose inputs are a state partition and shuffle blocks waits for one round trip, not
  * one per object in turn. What the compute is given is what the store gives (its bytes, its
- * absent, its error), whichever read finishes first, so outputs are those of reads one by one.
+ * absent, its error), in the order the compute asks, however the reads finish, so outputs are
+ * those of reads one by one.
  * A planned read the compute never makes costs a request and its bytes until `close`.
  */
 export class TaskReads implements ObjectStore {

@@ -29,7 +29,7 @@ export interface ScopePlan {
    * before this scheduler sends one: its stages' task folders are not listed before their first
    * tasks go out. Safe with a stale driver running the scope at the same time: a task that driver
    * completed is sent again, and the copy finds the completion record and stops there (runTask);
-   * one it failed for good fails this run's copy the same way.
+   * one it failed for good (an error that recurs on every delivery) fails this run's copy too.
    */
   fresh?: boolean;
 }

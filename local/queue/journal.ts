@@ -26,9 +26,9 @@ export const journalWrites = {
 };
 
 /**
- * An append-only log of JSON records, one per line, written with group commit: appends made in the
- * same turn of the event loop, or while a compaction is under way, go out together in one write,
- * so many small operations cost few writes.
+ * An append-only log of JSON records, one per line, written with group commit: appends made by the
+ * code running now (and microtasks already queued), or while a compaction is under way, go out
+ * together in one write, so many small operations cost few writes.
  * Written to the OS (safe against the process crashing), not fsynced (not against power loss).
  *
  * Replay must be idempotent and tolerate records about unknown ids: a compaction snapshot may
